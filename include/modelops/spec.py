@@ -1,0 +1,356 @@
+"""The model spec: one YAML file per model (``include/models/<name>.yaml``), validated here.
+
+This module is the single definition of the spec's schema. Every field carries a
+description; ``docs/model-spec.md`` explains them with an example. Loading is cheap
+(pydantic + PyYAML only) because DAG files call it at parse time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from enum import Enum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from include.modelops.settings import PROJECT_ROOT, get_settings
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]{1,62}$"
+
+
+class ModelSpecError(ValueError):
+    """A spec file is missing, unreadable or invalid; the message names the file and field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TaskType(str, Enum):
+    binary_classification = "binary_classification"
+    multiclass_classification = "multiclass_classification"
+    regression = "regression"
+
+
+class FeatureType(str, Enum):
+    numeric = "numeric"
+    integer = "integer"
+    categorical = "categorical"
+    boolean = "boolean"
+
+
+class RiskTier(str, Enum):
+    low = "low"
+    medium = "medium"
+    high = "high"
+
+
+class Owner(_Strict):
+    team: str = Field(description="Team accountable for the model.")
+    email: str = Field(description="Contact address for incidents and reviews.")
+
+
+class DataSource(_Strict):
+    path: str = Field(
+        description="A file or a folder of files (searched recursively, e.g. daily partitions). "
+        "Relative paths are resolved against the project root; ${VAR} is expanded."
+    )
+    format: Literal["parquet", "csv"] = Field(default="parquet", description="File format.")
+    min_rows: int = Field(default=1000, ge=1, description="Fewer rows than this fails validation.")
+
+    def resolved_path(self) -> Path:
+        """The data location with environment variables expanded, made absolute."""
+        env = {"MODELOPS_STATE_DIR": str(get_settings().state_dir), **os.environ}
+        missing = [v for v in re.findall(r"\$\{(\w+)\}", self.path) if v not in env]
+        if missing:
+            raise ModelSpecError(f"data.path {self.path!r}: environment variable(s) {missing} are not set")
+        expanded = re.sub(r"\$\{(\w+)\}", lambda m: env[m.group(1)], self.path)
+        p = Path(expanded).expanduser()
+        return p if p.is_absolute() else (PROJECT_ROOT / p).resolve()
+
+
+class Feature(_Strict):
+    name: str = Field(description="Column name in the data.")
+    type: FeatureType = Field(description="numeric | integer | categorical | boolean.")
+    min: float | None = Field(default=None, description="Smallest allowed value (numeric/integer).")
+    max: float | None = Field(default=None, description="Largest allowed value (numeric/integer).")
+    categories: list[str] | None = Field(
+        default=None, description="Allowed values (categorical); unseen values fail validation."
+    )
+    max_null_fraction: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="Largest fraction of nulls that passes validation."
+    )
+    description: str = Field(default="", description="What the feature means (goes into the model card).")
+
+    @model_validator(mode="after")
+    def _check_constraints(self) -> Feature:
+        if self.type == FeatureType.categorical and not self.categories:
+            raise ValueError("a categorical feature needs 'categories' (the allowed values)")
+        if self.type != FeatureType.categorical and self.categories:
+            raise ValueError("'categories' is only for categorical features")
+        if self.type in (FeatureType.categorical, FeatureType.boolean) and (
+            self.min is not None or self.max is not None
+        ):
+            raise ValueError("'min'/'max' are only for numeric and integer features")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+class Target(_Strict):
+    name: str = Field(description="Label column.")
+    classes: list[int | str] | None = Field(
+        default=None, description="Label values for classification (binary: [0, 1], positive last)."
+    )
+
+
+class Split(_Strict):
+    holdout_fraction: float = Field(
+        default=0.2, gt=0.0, lt=0.9, description="Share of rows held out for evaluation."
+    )
+    seed: int = Field(default=42, description="Seed for random splits and training.")
+
+
+class Training(_Strict):
+    backend: Literal["local", "kubernetes"] = Field(
+        default="local", description="local: a process on the Airflow worker; kubernetes: a pod."
+    )
+    framework: Literal["sklearn", "torch"] = Field(default="sklearn", description="Trainer to use.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Hyper-parameters for the trainer.")
+    gpus: int = Field(default=0, ge=0, description="GPUs for the pod (kubernetes backend).")
+    cpu: str = Field(default="2", description="CPU request/limit for the pod.")
+    memory: str = Field(default="8Gi", description="Memory request/limit for the pod.")
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Pod node selector.")
+    tolerations: list[dict[str, Any]] = Field(default_factory=list, description="Pod tolerations.")
+    kueue_queue: str | None = Field(default=None, description="Kueue LocalQueue name, if any.")
+
+
+class MetricBound(_Strict):
+    min: float | None = Field(default=None, description="The metric must be at least this.")
+    max: float | None = Field(default=None, description="The metric must be at most this.")
+
+
+class SliceRules(_Strict):
+    max_drop_vs_champion: float | None = Field(
+        default=None, description="Largest allowed drop of the primary metric in any slice vs the champion."
+    )
+    max_gap: float | None = Field(
+        default=None, description="Largest allowed gap of the primary metric between best and worst slice."
+    )
+    min_rows: int = Field(default=50, ge=1, description="Slices smaller than this are reported, not gated.")
+
+
+class Gate(_Strict):
+    thresholds: dict[str, MetricBound] = Field(
+        default_factory=dict, description="Absolute bounds per metric, e.g. {roc_auc: {min: 0.8}}."
+    )
+    max_drop_vs_champion: float | None = Field(
+        default=0.0, description="Largest allowed absolute drop of the primary metric vs the champion."
+    )
+    max_relative_drop_vs_champion: float | None = Field(
+        default=None, description="Largest allowed relative drop (0.02 = 2%) vs the champion."
+    )
+    require_significant_improvement: bool = Field(
+        default=False,
+        description="Replace the champion only if the bootstrap CI of the difference is above 0.",
+    )
+    min_margin_over_baseline: float | None = Field(
+        default=0.05, description="The primary metric must beat the naive baseline by at least this."
+    )
+    max_latency_ratio_vs_champion: float | None = Field(
+        default=None, description="Largest allowed p95 single-row latency, as a ratio of the champion's."
+    )
+    slices: SliceRules = Field(default_factory=SliceRules, description="Rules over segment slices.")
+
+
+class Evaluation(_Strict):
+    primary_metric: str = Field(description="Metric the gate compares on (higher is better unless an error).")
+    decision_threshold: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="Score above which a row is predicted positive (binary)."
+    )
+    bootstrap_samples: int = Field(default=200, ge=0, description="Paired bootstrap resamples for the CI.")
+    gate: Gate = Field(default_factory=Gate, description="Promotion rules.")
+
+
+class Approval(_Strict):
+    policy: Literal["auto", "manual"] = Field(
+        default="manual", description="auto: promote when every check passes (low risk only); manual: a human."
+    )
+    approvers: list[str] = Field(default_factory=list, description="Airflow users allowed to answer.")
+    timeout_hours: float = Field(default=72, gt=0, description="No answer by then rejects (fail closed).")
+
+
+class Monitoring(_Strict):
+    drift_schedule: str | None = Field(default="@daily", description="When drift detection runs.")
+    drift_share_threshold: float = Field(
+        default=0.3, gt=0, le=1, description="Share of drifted features that triggers retraining."
+    )
+    retrain_cooldown_hours: float = Field(default=24, ge=0, description="Least time between retrains.")
+
+
+class ModelSpec(_Strict):
+    name: str = Field(pattern=NAME_PATTERN, description="Model name; must equal the file name's stem.")
+    description: str = Field(description="One paragraph: what the model predicts and why.")
+    owner: Owner
+    task: TaskType = Field(description="binary_classification | multiclass_classification | regression.")
+    data: DataSource
+    target: Target
+    features: list[Feature] = Field(min_length=1, description="Input columns with their constraints.")
+    time_column: str | None = Field(default=None, description="Event time; enables a time-based holdout.")
+    entity_id: str | None = Field(default=None, description="Entity key (e.g. card id); never a feature.")
+    segment_columns: list[str] = Field(default_factory=list, description="Columns to slice metrics by.")
+    split: Split = Field(default_factory=Split)
+    training: Training = Field(default_factory=Training)
+    evaluation: Evaluation
+    intended_use: str = Field(default="", description="Who uses the predictions, for what decision.")
+    out_of_scope_uses: list[str] = Field(default_factory=list, description="Uses the model is not fit for.")
+    limitations: list[str] = Field(default_factory=list, description="Known weaknesses.")
+    ethical_considerations: list[str] = Field(default_factory=list, description="Fairness, privacy, harm.")
+    risk_tier: RiskTier = Field(default=RiskTier.medium, description="low | medium | high.")
+    approval: Approval = Field(default_factory=Approval)
+    schedule: str | None = Field(default=None, description="Cron or preset for retraining; null: on demand.")
+    monitoring: Monitoring = Field(default_factory=Monitoring)
+    tags: list[str] = Field(default_factory=list, description="Extra Airflow tags for the model's DAGs.")
+
+    @field_validator("features")
+    @classmethod
+    def _unique_features(cls, v: list[Feature]) -> list[Feature]:
+        names = [f.name for f in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"feature names must be unique; repeated: {dupes}")
+        return v
+
+    @model_validator(mode="after")
+    def _check_columns(self) -> ModelSpec:
+        feats = set(self.feature_names)
+        if self.target.name in feats:
+            raise ValueError(f"target {self.target.name!r} is also listed as a feature")
+        for label, col in (("entity_id", self.entity_id), ("time_column", self.time_column)):
+            if col and col in feats:
+                raise ValueError(f"{label} {col!r} must not be a feature")
+        known = feats | {c for c in (self.entity_id, self.time_column) if c}
+        for col in self.segment_columns:
+            if col not in known:
+                raise ValueError(f"segment column {col!r} is not a feature, entity_id or time_column")
+        if self.task == TaskType.binary_classification:
+            if self.target.classes is not None and len(self.target.classes) != 2:
+                raise ValueError("target.classes must have exactly two values for binary_classification")
+        if self.approval.policy == "auto" and self.risk_tier != RiskTier.low:
+            raise ValueError(
+                f"approval.policy 'auto' is only allowed for risk_tier 'low' (this spec is "
+                f"{self.risk_tier.value!r}); use 'manual'"
+            )
+        from include.modelops.metrics_catalog import metric_names_for  # cheap, no heavy imports
+
+        allowed = metric_names_for(self.task.value)
+        for metric in [self.evaluation.primary_metric, *self.evaluation.gate.thresholds]:
+            if metric not in allowed:
+                raise ValueError(
+                    f"evaluation metric {metric!r} is not known for {self.task.value}; use one of {sorted(allowed)}"
+                )
+        return self
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def categorical_features(self) -> list[str]:
+        return [f.name for f in self.features if f.type == FeatureType.categorical]
+
+    @property
+    def numeric_features(self) -> list[str]:
+        return [f.name for f in self.features if f.type in (FeatureType.numeric, FeatureType.integer)]
+
+    @property
+    def boolean_features(self) -> list[str]:
+        return [f.name for f in self.features if f.type == FeatureType.boolean]
+
+    @property
+    def required_columns(self) -> list[str]:
+        """Every column the data must have: features, target, time column and entity id."""
+        cols = [*self.feature_names, self.target.name]
+        cols += [c for c in (self.time_column, self.entity_id) if c]
+        return cols
+
+    @property
+    def dag_id(self) -> str:
+        return f"{self.name}_training"
+
+    def spec_hash(self) -> str:
+        """A short hash of the normalised spec, recorded on every model version."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _format_error(path: Path, err: ValidationError) -> str:
+    lines = [f"Invalid model spec {path}:"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"  - field '{loc}': {msg}")
+    lines.append("Fix the field(s) above; every field is documented in docs/model-spec.md.")
+    return "\n".join(lines)
+
+
+def load_spec(path: str | Path) -> ModelSpec:
+    """Read and validate one spec file.
+
+    Raises:
+        ModelSpecError: naming the file and each invalid field.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ModelSpecError(f"Cannot read model spec {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ModelSpecError(f"Model spec {path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ModelSpecError(f"Model spec {path} must be a YAML mapping of fields, got {type(raw).__name__}")
+    try:
+        spec = ModelSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise ModelSpecError(_format_error(path, exc)) from None
+    if spec.name != path.stem:
+        raise ModelSpecError(
+            f"Invalid model spec {path}:\n  - field 'name': {spec.name!r} must equal the file name "
+            f"{path.stem!r} (one model per file, named after it)"
+        )
+    return spec
+
+
+def spec_path(name: str, specs_dir: Path | None = None) -> Path:
+    """Where the spec of model ``name`` lives."""
+    if not re.match(NAME_PATTERN, name):
+        raise ModelSpecError(f"{name!r} is not a valid model name (pattern {NAME_PATTERN})")
+    return (specs_dir or get_settings().specs_dir) / f"{name}.yaml"
+
+
+def load_spec_by_name(name: str, specs_dir: Path | None = None) -> ModelSpec:
+    """Load the spec of model ``name`` from the specs folder."""
+    return load_spec(spec_path(name, specs_dir))
+
+
+def load_all_specs(specs_dir: Path | None = None) -> list[ModelSpec]:
+    """Load every ``*.yaml`` in the specs folder, sorted by name.
+
+    Raises:
+        ModelSpecError: listing every invalid spec (file and field), so one parse error shows them all.
+    """
+    folder = specs_dir or get_settings().specs_dir
+    specs, errors = [], []
+    for path in sorted(folder.glob("*.yaml")):
+        try:
+            specs.append(load_spec(path))
+        except ModelSpecError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise ModelSpecError("\n".join(errors))
+    return specs
