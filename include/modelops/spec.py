@@ -171,7 +171,7 @@ class Gate(_Strict):
 class Evaluation(_Strict):
     primary_metric: str = Field(description="Metric the gate compares on (higher is better unless an error).")
     decision_threshold: float = Field(
-        default=0.5, ge=0.0, le=1.0, description="Score above which a row is predicted positive (binary)."
+        default=0.5, ge=0.0, le=1.0, description="Score at or above which a row is predicted positive (binary)."
     )
     bootstrap_samples: int = Field(default=200, ge=0, description="Paired bootstrap resamples for the CI.")
     gate: Gate = Field(default_factory=Gate, description="Promotion rules.")

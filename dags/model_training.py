@@ -1,0 +1,164 @@
+"""
+### Model training lifecycle: `<model>_training`, one DAG per spec in `include/models/`
+
+validate (Great Expectations) → split → train → evaluate against the champion and a naive
+baseline → register (alias `challenger` if the gate passed) → model card → gate → approve →
+package (BentoML) → smoke-serve (train/serve skew check) → promote to `champion`.
+
+A rejected candidate skips the steps after the gate and never touches the champion; the
+`summarize` task always runs and writes `summary.json` with what happened and where to look.
+
+Trigger it from the UI, on the spec's `schedule`, or through the REST API with conf
+`{"data_path": "...", "reason": "..."}` to retrain on new data. Adding a spec file is all it
+takes for its DAG to appear. This file only wires: the steps live in `include/modelops/steps.py`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryRule
+
+from include.modelops import assets
+from include.modelops.spec import ModelSpec, load_all_specs
+
+# A user's mistake (bad data, bad spec, missing evidence) fails at once; infrastructure errors retry.
+NO_RETRY_ON_USER_ERRORS = ExceptionRetryPolicy(
+    rules=[
+        RetryRule(
+            exception=[
+                "include.modelops.validation.DataValidationError",
+                "include.modelops.spec.ModelSpecError",
+                "include.modelops.model_card.MissingEvidenceError",
+                "include.modelops.steps.CandidateRejected",
+                "include.modelops.packaging.TrainServeSkewError",
+            ],
+            action=RetryAction.FAIL,
+            reason="the input is wrong, retrying cannot fix it",
+        )
+    ]
+)
+
+STEPS = ["validate_dataset", "split_dataset", "train_candidate", "evaluate_candidate", "register_candidate",
+         "generate_model_card", "gate", "approve", "package_bento", "smoke_serve_bento", "promote_to_champion"]
+
+
+def _run() -> dict:
+    ctx = get_current_context()
+    return {"dag_id": ctx["dag"].dag_id, "dag_run_id": ctx["dag_run"].run_id}
+
+
+def _conf() -> dict:
+    ctx = get_current_context()
+    return {k: v for k, v in (ctx["params"] or {}).items() if v is not None}
+
+
+def training_dag(spec: ModelSpec):
+    """Build the training DAG of one model spec."""
+    model = spec.name
+
+    @dag(
+        dag_id=spec.dag_id,
+        description=spec.description[:200],
+        schedule=spec.schedule,
+        start_date=datetime(2026, 1, 1),
+        catchup=False,
+        max_active_runs=1,
+        doc_md=__doc__,
+        tags=["modelops", "training", model, *spec.tags],
+        default_args={
+            "owner": spec.owner.team,
+            "retries": 2,
+            "retry_delay": timedelta(seconds=30),
+            "retry_exponential_backoff": True,
+            "retry_policy": NO_RETRY_ON_USER_ERRORS,
+        },
+        params={
+            "data_path": Param(None, type=["null", "string"],
+                               description="Train on this file/folder instead of the spec's data.path."),
+            "reason": Param(None, type=["null", "string"], description="Why this run was triggered."),
+        },
+    )
+    def pipeline():
+        from include.modelops import steps  # light: heavy libraries load inside each step
+
+        @task(outlets=[assets.validated_dataset(model)])
+        def validate_dataset() -> dict:
+            return steps.validate_dataset(model, conf=_conf(), **_run())
+
+        @task
+        def split_dataset(validated: dict) -> dict:
+            return steps.split_dataset(model, validated, conf=_conf(), dag_run_id=_run()["dag_run_id"])
+
+        @task(execution_timeout=timedelta(hours=6))
+        def train_candidate(validated: dict, split: dict) -> dict:
+            return steps.train_candidate(model, validated, split, dag_run_id=_run()["dag_run_id"])
+
+        @task
+        def evaluate_candidate(validated: dict, split: dict, trained: dict) -> dict:
+            return steps.evaluate_candidate(model, validated, split, trained, dag_run_id=_run()["dag_run_id"])
+
+        @task(outlets=[assets.candidate(model)])
+        def register_candidate(validated: dict, trained: dict, evaluated: dict) -> dict:
+            return steps.register_candidate(model, validated, trained, evaluated, **_run())
+
+        @task
+        def generate_model_card(validated: dict, split: dict, evaluated: dict, registered: dict) -> dict:
+            return steps.generate_model_card(model, validated, split, evaluated, registered, **_run())
+
+        @task.short_circuit(ignore_downstream_trigger_rules=False)
+        def gate(evaluated: dict) -> bool:
+            return steps.check_gate(evaluated)
+
+        @task
+        def approve(registered: dict, card: dict) -> dict:
+            return steps.approve_by_policy(model, registered, card)
+
+        @task
+        def package_bento(registered: dict, trained: dict) -> dict:
+            return steps.package_bento(model, registered, trained)
+
+        @task(outlets=[assets.deployable_bento(model)])
+        def smoke_serve_bento(registered: dict, trained: dict, split: dict, packaged: dict) -> dict:
+            return steps.smoke_serve_bento(model, registered, trained, split, packaged)
+
+        @task(outlets=[assets.production(model)])
+        def promote_to_champion(registered: dict) -> dict:
+            return steps.promote(model, registered)
+
+        @task(trigger_rule="all_done", retries=0)
+        def summarize() -> dict:
+            ctx = get_current_context()
+            run = _run()
+            states = ctx["ti"].get_task_states(dag_id=run["dag_id"], run_ids=[run["dag_run_id"]])
+            results = {
+                t: {"state": (states.get(run["dag_run_id"]) or {}).get(t), "result": ctx["ti"].xcom_pull(task_ids=t)}
+                for t in STEPS
+            }
+            summary = steps.summarize_run(model, results=results, **run)
+            if summary["failed_steps"]:  # the summary is the leaf task: it carries the run's outcome
+                raise AirflowFailException(f"{model}: failed at {', '.join(summary['failed_steps'])}; see its log")
+            return summary
+
+        validated = validate_dataset()
+        split = split_dataset(validated)
+        trained = train_candidate(validated, split)
+        evaluated = evaluate_candidate(validated, split, trained)
+        registered = register_candidate(validated, trained, evaluated)
+        card = generate_model_card(validated, split, evaluated, registered)
+        approved = approve(registered, card)
+        gate(evaluated) >> approved
+        packaged = package_bento(registered, trained)
+        approved >> packaged
+        smoke = smoke_serve_bento(registered, trained, split, packaged)
+        promoted = promote_to_champion(registered)
+        smoke >> promoted
+        [validated, split, trained, evaluated, registered, card, approved, packaged, smoke, promoted] >> summarize()
+
+    return pipeline()
+
+
+for _spec in load_all_specs():
+    training_dag(_spec)

@@ -1,0 +1,164 @@
+"""The embedded default: Airflow, MLflow and BentoML on one machine, all state under one folder.
+
+Used by ``make demo`` / ``make up`` and by the integration tests, so both run the same
+stack: an MLflow tracking server (SQLite + local artifacts) and Airflow (SQLite) with
+``airflow dags test`` or ``airflow standalone``. Every process started here is stopped
+by whoever started it (see :func:`mlflow_server`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from include.modelops.settings import PROJECT_ROOT
+
+log = logging.getLogger(__name__)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stack_env(state_dir: Path, mlflow_uri: str, *, specs_dir: Path | None = None,
+              api_port: int = 8080) -> dict[str, str]:
+    """Environment for every process of the local stack (Airflow CLI, tasks, training, bentoml)."""
+    state_dir = Path(state_dir).resolve()
+    env = dict(os.environ)
+    env.update({
+        "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+        "MODELOPS_STATE_DIR": str(state_dir),
+        "MLFLOW_TRACKING_URI": mlflow_uri,
+        "BENTOML_HOME": str(state_dir / "bentoml"),
+        "AIRFLOW_HOME": str(state_dir / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__API__PORT": str(api_port),
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        "MODELOPS_AIRFLOW_UI_URL": f"http://127.0.0.1:{api_port}",
+        # Keep third-party tools from writing outside the project or phoning home.
+        "GX_ANALYTICS_ENABLED": "False",
+        "BENTOML_DO_NOT_TRACK": "True",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "true",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "XDG_CACHE_HOME": str(state_dir / "cache"),
+        "MPLCONFIGDIR": str(state_dir / "cache" / "matplotlib"),
+        "TQDM_DISABLE": "1",
+    })
+    if specs_dir:
+        env["MODELOPS_SPECS_DIR"] = str(Path(specs_dir).resolve())
+    return env
+
+
+def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen | None = None, what: str = "server") -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {proc.returncode} before it was ready")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status < 500:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"{what} not ready at {url} after {timeout_s:.0f} s")
+
+
+def stop_process(proc: subprocess.Popen, timeout_s: float = 15) -> None:
+    """Stop a process started in its own session, with its children (SIGTERM, then SIGKILL)."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+def start_mlflow(state_dir: Path, port: int, env: dict[str, str]) -> subprocess.Popen:
+    """Start an MLflow tracking server (SQLite backend, proxied local artifacts) and wait until ready."""
+    root = Path(state_dir).resolve() / "mlflow"
+    (root / "artifacts").mkdir(parents=True, exist_ok=True)
+    logs = Path(state_dir).resolve() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+           "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+           "--artifacts-destination", str(root / "artifacts"), "--workers", "1"]
+    out = open(logs / "mlflow.log", "ab")  # noqa: SIM115 - handed to the child process
+    log.info("Starting MLflow on http://127.0.0.1:%d (log %s)", port, logs / "mlflow.log")
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/health", 120, proc, "MLflow server")
+    except Exception:
+        stop_process(proc)
+        raise
+    return proc
+
+
+@contextlib.contextmanager
+def mlflow_server(state_dir: Path, port: int | None = None) -> Iterator[str]:
+    """Run an MLflow server for the duration of the block; yields its tracking URI."""
+    port = port or free_port()
+    uri = f"http://127.0.0.1:{port}"
+    proc = start_mlflow(state_dir, port, stack_env(state_dir, uri))
+    try:
+        yield uri
+    finally:
+        stop_process(proc)
+
+
+def airflow(args: list[str], env: dict[str, str], *, log_file: Path | None = None,
+            echo: bool = False, timeout_s: float | None = None) -> subprocess.CompletedProcess:
+    """Run an ``airflow`` CLI command in the stack's environment."""
+    cmd = [sys.executable, "-m", "airflow", *args]
+    if log_file is None:
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s, cwd=PROJECT_ROOT)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "w") as fh:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                cwd=PROJECT_ROOT)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            fh.write(line)
+            if echo and _is_progress_line(line):
+                print("   " + _shorten(line), flush=True)
+        rc = proc.wait(timeout_s)
+    return subprocess.CompletedProcess(cmd, rc, log_file.read_text(), "")
+
+
+def migrate_airflow_db(env: dict[str, str]) -> None:
+    """Create or upgrade Airflow's SQLite metadata DB (quick when up to date)."""
+    res = airflow(["db", "migrate"], env)
+    if res.returncode != 0:
+        raise RuntimeError(f"airflow db migrate failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+
+
+def _is_progress_line(line: str) -> bool:
+    keys = ("include.modelops", "modelops.train", "[train]", "Marking task as", "Task finished",
+            "state=", "Data validation failed", "Gate decision")
+    return any(k in line for k in keys) and "DEBUG" not in line
+
+
+def _shorten(line: str, width: int = 160) -> str:
+    line = line.rstrip()
+    return line if len(line) <= width else line[: width - 1] + "…"

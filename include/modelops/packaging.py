@@ -1,0 +1,764 @@
+"""Package a registered model as a bento, and prove the bento serves what was evaluated.
+
+The packaging task calls, in order::
+
+    bento_tag = build_bento(spec, version, model_uri)      # "fraud_detection_service:v3"
+    report = smoke_serve(spec, bento_tag, rows, expected_scores)
+    check_smoke_report(report)                             # raises TrainServeSkewError
+
+The service's request/response contract lives here too (``request_row_model``,
+``rows_to_frame``, ``predictions_from_scores``): ``bentos/service.py``, the smoke test
+and the unit tests share one definition, and importing this module needs only pydantic.
+bentoml and mlflow are imported inside the functions that use them, after
+``BENTOML_HOME`` is set (BentoML reads it once per process, on first use).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from include.modelops.settings import PROJECT_ROOT, get_settings, git_commit
+from include.modelops.spec import FeatureType, ModelSpec, TaskType
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+SERVICE_IMPORT = "service:ModelService"
+BENTO_MODEL_FILE = "bento_model.json"
+# The library is copied into every bento so that `include.modelops...` resolves inside it
+# without the project on sys.path. All of it, not only what service.py imports: a pickled
+# model (e.g. a torch trainer's PythonModel) refers to its class by module path.
+SERVICE_PACKAGE_GLOB = "include/**/*.py"
+# Label left out of the build hash: it records where a build came from, not what is in it.
+_UNHASHED_LABELS = ("git_commit", "build_hash")
+
+
+class TrainServeSkewError(Exception):
+    """The served bento does not behave like the evaluated model (scores, validation or metrics)."""
+
+
+class ServeStartupError(RuntimeError):
+    """``bentoml serve`` exited or did not become ready in time; the message ends with its output."""
+
+
+# --------------------------------------------------------------------------------------
+# The service's contract: request rows, model input frame, response rows
+# --------------------------------------------------------------------------------------
+
+
+def _model_class_name(spec: ModelSpec) -> str:
+    return "".join(part.capitalize() for part in spec.name.split("_")) + "Row"
+
+
+def request_row_model(spec: ModelSpec) -> type[BaseModel]:
+    """The pydantic model of one request row, built from the spec's features.
+
+    numeric → float and integer → int (bounded by ``min``/``max``), categorical → one of
+    its ``categories``, boolean → bool. A feature whose ``max_null_fraction`` is above 0
+    may be null or left out; every other feature is required. Unknown fields are
+    rejected, so a misspelt column fails loudly instead of being scored as missing.
+    """
+    fields: dict[str, Any] = {}
+    for feature in spec.features:
+        constraints: dict[str, Any] = {"description": feature.description or None}
+        annotation: Any
+        if feature.type == FeatureType.numeric:
+            annotation = float
+            constraints["allow_inf_nan"] = False
+        elif feature.type == FeatureType.integer:
+            annotation = int
+        elif feature.type == FeatureType.categorical:
+            annotation = Literal[tuple(feature.categories or ())]
+        else:
+            annotation = bool
+        if feature.type in (FeatureType.numeric, FeatureType.integer):
+            if feature.min is not None:
+                constraints["ge"] = feature.min
+            if feature.max is not None:
+                constraints["le"] = feature.max
+        if feature.max_null_fraction > 0:
+            fields[feature.name] = (annotation | None, Field(default=None, **constraints))
+        else:
+            fields[feature.name] = (annotation, Field(**constraints))
+    return create_model(
+        _model_class_name(spec),
+        __config__=ConfigDict(extra="forbid", protected_namespaces=(), title=_model_class_name(spec)),
+        __doc__=f"One row of features for model {spec.name!r} (see its spec).",
+        **fields,
+    )
+
+
+def example_row(spec: ModelSpec) -> dict[str, Any]:
+    """A valid request row: the middle of each numeric range, the first category, False."""
+    row: dict[str, Any] = {}
+    for feature in spec.features:
+        if feature.type in (FeatureType.numeric, FeatureType.integer):
+            low = feature.min if feature.min is not None else 0.0
+            high = feature.max if feature.max is not None else low + 1.0
+            middle = low + (high - low) / 2
+            row[feature.name] = int(middle) if feature.type == FeatureType.integer else float(middle)
+        elif feature.type == FeatureType.categorical:
+            row[feature.name] = (feature.categories or [""])[0]
+        else:
+            row[feature.name] = False
+    return row
+
+
+def request_rows(spec: ModelSpec, df: pd.DataFrame) -> list[dict[str, Any]]:
+    """The spec's feature columns of ``df`` as request rows: plain JSON values, nulls as None.
+
+    Floats keep full precision (``json`` writes the shortest exact repr), so a row sent to
+    the service is bit-for-bit the row scored offline.
+    """
+    import pandas as pd
+
+    records = df[spec.feature_names].to_dict(orient="records")
+    return [{name: (None if pd.isna(value) else value) for name, value in rec.items()} for rec in records]
+
+
+def rows_to_frame(spec: ModelSpec, rows: Sequence[Mapping[str, Any] | BaseModel]) -> pd.DataFrame:
+    """The model's input frame for request rows: spec column order, one dtype per feature type.
+
+    numeric → float64, integer → int64 (float64 when a value is null), boolean → bool,
+    categorical → object. A fixed dtype per type keeps a batch's dtypes independent of
+    the values in it, which MLflow's signature check would otherwise reject at random.
+    """
+    import pandas as pd
+
+    from include.modelops.scoring import feature_frame
+
+    records = [row.model_dump() if isinstance(row, BaseModel) else dict(row) for row in rows]
+    frame = pd.DataFrame.from_records(records, columns=spec.feature_names)
+    for feature in spec.features:
+        column = frame[feature.name]
+        if feature.type == FeatureType.numeric:
+            frame[feature.name] = column.astype("float64")
+        elif feature.type == FeatureType.integer:
+            frame[feature.name] = column.astype("float64" if column.isna().any() else "int64")
+        elif feature.type == FeatureType.categorical:
+            frame[feature.name] = column.astype(object)
+    return feature_frame(spec, frame)
+
+
+def predictions_from_scores(spec: ModelSpec, scores: np.ndarray) -> list[dict[str, Any]]:
+    """Response rows for scores from ``scoring.to_scores``.
+
+    binary: ``{"score": P(positive), "label": 1 if score >= decision_threshold else 0}``;
+    regression: ``{"prediction": value}``; multiclass: ``{"probabilities": {class: p},
+    "label": most likely class}``. Values keep full float precision so the smoke test
+    can compare them with offline scores.
+    """
+    import numpy as np
+
+    scores = np.asarray(scores, dtype=float)
+    if spec.task == TaskType.binary_classification:
+        threshold = spec.evaluation.decision_threshold
+        return [{"score": float(s), "label": int(s >= threshold)} for s in scores.reshape(-1)]
+    if spec.task == TaskType.regression:
+        return [{"prediction": float(p)} for p in scores.reshape(-1)]
+    classes = [str(c) for c in spec.target.classes] if spec.target.classes else None
+    out = []
+    for probs in scores:
+        names = classes or [str(i) for i in range(len(probs))]
+        out.append(
+            {
+                "probabilities": {name: float(p) for name, p in zip(names, probs, strict=True)},
+                "label": names[int(np.argmax(probs))],
+            }
+        )
+    return out
+
+
+def scores_from_predictions(spec: ModelSpec, predictions: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """The inverse of ``predictions_from_scores``: the score array from response rows."""
+    import numpy as np
+
+    if spec.task == TaskType.binary_classification:
+        return np.array([p["score"] for p in predictions], dtype=float)
+    if spec.task == TaskType.regression:
+        return np.array([p["prediction"] for p in predictions], dtype=float)
+    return np.array([list(p["probabilities"].values()) for p in predictions], dtype=float)
+
+
+# --------------------------------------------------------------------------------------
+# BentoML store: models and bentos
+# --------------------------------------------------------------------------------------
+
+
+def bentoml_model_tag(model_name: str, version: str) -> str:
+    """The BentoML model tag of an MLflow model version, e.g. ``fraud_detection:v3``."""
+    return f"{model_name}:v{version}"
+
+
+def bento_tag(model_name: str, version: str) -> str:
+    """The tag of the bento serving an MLflow model version, e.g. ``fraud_detection_service:v3``."""
+    name = f"{model_name}_service"
+    if len(name) > 63:  # BentoML's limit for a tag's name
+        raise ValueError(f"model name {model_name!r} is too long for a bento tag; use at most 55 characters")
+    return f"{name}:v{version}"
+
+
+def _bentoml() -> Any:
+    """Import bentoml with this project's store.
+
+    BentoML reads ``BENTOML_HOME`` once per process, on first use, so it is set here
+    before the import; if bentoml was already used with another home, store and build
+    would go to the wrong place, so that is an error rather than a surprise.
+    """
+    home = get_settings().bentoml_home
+    os.environ["BENTOML_HOME"] = str(home)
+    os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+    import bentoml
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    active = Path(BentoMLContainer.bentoml_home.get()).resolve()
+    if active != home:
+        raise RuntimeError(
+            f"BentoML in this process already uses the store {active}, but BENTOML_HOME is now {home}. "
+            "Set BENTOML_HOME before bentoml is first imported (one store per process)."
+        )
+    return bentoml
+
+
+@contextlib.contextmanager
+def _temp_files_under(folder: Path) -> Iterator[None]:
+    """Keep BentoML's and MLflow's temporary files inside the project while packaging."""
+    folder.mkdir(parents=True, exist_ok=True)
+    previous = tempfile.tempdir
+    tempfile.tempdir = str(folder)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = previous
+
+
+def import_model(model_name: str, version: str, model_uri: str) -> str:
+    """Copy an MLflow model into the BentoML store as ``<model_name>:v<version>``.
+
+    Idempotent: an existing tag that holds the same MLflow model (same ``model_uuid``) is
+    reused. A tag holding a different model (the MLflow registry was reset while the
+    BentoML store was kept) is replaced, so a version number never serves stale weights.
+
+    Args:
+        model_name: Registered model name (the spec's name).
+        version: MLflow model-version number.
+        model_uri: Where MLflow finds the model, e.g. ``models:/fraud_detection/3``.
+
+    Returns:
+        The BentoML model tag.
+    """
+    bentoml = _bentoml()
+    import mlflow
+    from bentoml.exceptions import NotFound
+
+    settings = get_settings()
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    tag = bentoml_model_tag(model_name, version)
+    with _temp_files_under(settings.bentoml_home / "tmp"):
+        model_uuid = mlflow.models.get_model_info(model_uri).model_uuid or ""
+        try:
+            existing = bentoml.models.get(tag)
+        except NotFound:
+            existing = None
+        if existing is not None:
+            if existing.info.labels.get("mlflow_model_uuid") == model_uuid:
+                log.info("BentoML model %s already holds %s; reusing it", tag, model_uri)
+                return str(existing.tag)
+            log.warning(
+                "BentoML model %s holds MLflow model %s, not %s from %s; replacing it",
+                tag,
+                existing.info.labels.get("mlflow_model_uuid"),
+                model_uuid,
+                model_uri,
+            )
+            bentoml.models.delete(tag)
+        log.info("Importing %s into the BentoML store at %s as %s", model_uri, settings.bentoml_home, tag)
+        started = time.perf_counter()
+        model = bentoml.mlflow.import_model(
+            tag,
+            model_uri,
+            labels={
+                "model": model_name,
+                "model_version": str(version),
+                "mlflow_model_uuid": model_uuid,
+            },
+            metadata={"mlflow_model_uri": model_uri},
+        )
+    log.info("Imported %s in %.1f s", model.tag, time.perf_counter() - started)
+    return str(model.tag)
+
+
+def _canonical(requirement: str) -> str:
+    name = re.split(r"[\s\[<>=!~;@]", requirement.strip(), maxsplit=1)[0]
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _python_packages(base: Sequence[str], model_dir: Path) -> list[str]:
+    """Pinned requirements: ``base`` at the installed versions, then the model's own MLflow pins."""
+    pins: dict[str, str] = {}
+    for name in base:
+        pins[_canonical(name)] = f"{name}=={importlib.metadata.version(name)}"
+    requirements = model_dir / "requirements.txt"
+    if requirements.exists():
+        for line in requirements.read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line and not line.startswith("-") and _canonical(line) not in pins:
+                pins[_canonical(line)] = line
+    return sorted(pins.values(), key=str.lower)
+
+
+def _load_template() -> dict[str, Any]:
+    import yaml
+
+    path = get_settings().bentos_dir / "bentofile.yaml"
+    return yaml.safe_load(path.read_text())
+
+
+def _write_build_context(ctx: Path, bento_model: dict[str, Any]) -> None:
+    """A fresh build context: service.py, bento_model.json and the ``include`` package."""
+    if ctx.exists():
+        shutil.rmtree(ctx)
+    ctx.mkdir(parents=True)
+    shutil.copy2(get_settings().bentos_dir / "service.py", ctx / "service.py")
+    for source in sorted(PROJECT_ROOT.glob(SERVICE_PACKAGE_GLOB)):
+        target = ctx / source.relative_to(PROJECT_ROOT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+    (ctx / BENTO_MODEL_FILE).write_text(json.dumps(bento_model, indent=2, sort_keys=True) + "\n")
+
+
+def _build_hash(ctx: Path, config: dict[str, Any]) -> str:
+    """What a bento is made of: every file in its context and the build options."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in ctx.rglob("*") if p.is_file() and p.name != "bentofile.yaml"):
+        digest.update(path.relative_to(ctx).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    hashed = {**config, "labels": {k: v for k, v in config["labels"].items() if k not in _UNHASHED_LABELS}}
+    digest.update(json.dumps(hashed, sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
+def build_bento(spec: ModelSpec, version: str, model_uri: str, *, build_root: Path | None = None) -> str:
+    """Build the bento that serves one MLflow model version.
+
+    Imports the model into the BentoML store, writes a build context (``service.py``,
+    ``bento_model.json`` and the project's ``include`` package) and builds
+    ``<spec.name>_service:v<version>`` with the options of ``bentos/bentofile.yaml``.
+
+    Idempotent: the bento's ``build_hash`` label hashes everything that goes into it.
+    An existing bento with the same hash is reused, so a retried task changes nothing
+    and a running server keeps its files. One with another hash (service code, spec or
+    model changed under the same version) is deleted and rebuilt, because a tag must
+    name exactly one content.
+
+    Args:
+        spec: The model's spec.
+        version: MLflow model-version number.
+        model_uri: Where MLflow finds the model, e.g. ``models:/fraud_detection/3``.
+        build_root: Build-context folder; default
+            ``$MODELOPS_STATE_DIR/bento_build/<name>-v<version>``.
+
+    Returns:
+        The bento tag.
+    """
+    import yaml
+
+    settings = get_settings()
+    model_tag = import_model(spec.name, version, model_uri)
+    bentoml = _bentoml()
+    from bentoml.exceptions import NotFound
+
+    tag = bento_tag(spec.name, version)
+    ctx = Path(build_root) if build_root else settings.state_dir / "bento_build" / f"{spec.name}-v{version}"
+    stored_model = bentoml.models.get(model_tag)
+    model_uuid = stored_model.info.labels.get("mlflow_model_uuid", "")
+    bento_model = {
+        "model_name": spec.name,
+        "model_version": str(version),
+        "bentoml_model_tag": model_tag,
+        "mlflow_model_uri": model_uri,
+        "mlflow_model_uuid": model_uuid,
+        "spec_hash": spec.spec_hash(),
+        "spec": spec.model_dump(mode="json"),
+    }
+    log.info("Writing build context for %s to %s", tag, ctx)
+    _write_build_context(ctx, bento_model)
+
+    template = _load_template()
+    python = dict(template.get("python") or {})
+    python["packages"] = _python_packages(
+        python.get("packages") or [], Path(stored_model.path_of("mlflow_model"))
+    )
+    config: dict[str, Any] = {
+        "service": template.get("service", SERVICE_IMPORT),
+        "name": tag.split(":")[0],
+        "version": tag.split(":")[1],
+        "description": (
+            f"# {spec.name} v{version}\n\n{spec.description}\n\n"
+            f"MLflow model `{model_uri}` (BentoML model `{model_tag}`). Built by airflow-modelops."
+        ),
+        "labels": {
+            **(template.get("labels") or {}),
+            "model": spec.name,
+            "model_version": str(version),
+            "spec_hash": spec.spec_hash(),
+            "mlflow_model_uri": model_uri,
+            "mlflow_model_uuid": model_uuid,
+            "bentoml_model": model_tag,
+            "git_commit": git_commit(),
+        },
+        "include": template.get("include"),
+        "exclude": template.get("exclude"),
+        "python": python,
+    }
+    build_hash = _build_hash(ctx, config)
+    config["labels"]["build_hash"] = build_hash
+    (ctx / "bentofile.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+    try:
+        existing = bentoml.bentos.get(tag)
+    except NotFound:
+        existing = None
+    if existing is not None:
+        if existing.info.labels.get("build_hash") == build_hash:
+            log.info("Bento %s already built from these inputs (build_hash %s); reusing it", tag, build_hash)
+            return str(existing.tag)
+        log.warning(
+            "Bento %s exists but was built from other inputs (build_hash %s, now %s); rebuilding it",
+            tag,
+            existing.info.labels.get("build_hash"),
+            build_hash,
+        )
+        bentoml.bentos.delete(tag)
+
+    # BentoML imports the service as the top-level module "service"; a previous build in
+    # this process would otherwise hand back that build's module and its bento_model.json.
+    previous = sys.modules.get("service")
+    if previous is not None and Path(getattr(previous, "__file__", "") or "").name == "service.py":
+        del sys.modules["service"]
+    log.info("Building bento %s (packages: %s)", tag, ", ".join(python["packages"]))
+    started = time.perf_counter()
+    with _temp_files_under(settings.bentoml_home / "tmp"):
+        bento = bentoml.bentos.build(
+            config["service"],
+            name=config["name"],
+            version=config["version"],
+            description=config["description"],
+            labels=config["labels"],
+            include=config["include"],
+            exclude=config["exclude"],
+            python=config["python"],
+            build_ctx=str(ctx),
+        )
+    sys.modules.pop("service", None)
+    log.info("Built bento %s in %.1f s at %s", bento.tag, time.perf_counter() - started, bento.path)
+    return str(bento.tag)
+
+
+# --------------------------------------------------------------------------------------
+# Smoke test: serve the bento, compare with offline scores
+# --------------------------------------------------------------------------------------
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _serve_env() -> dict[str, str]:
+    settings = get_settings()
+    tmp = settings.bentoml_home / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    # PYTHONPATH is dropped so the bento must import everything from its own files: a
+    # bento that only works with the project on the path would fail later, in a container.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(
+        BENTOML_HOME=str(settings.bentoml_home),
+        BENTOML_DO_NOT_TRACK="True",
+        MLFLOW_DISABLE_TELEMETRY=env.get("MLFLOW_DISABLE_TELEMETRY", "true"),
+        TMPDIR=str(tmp),
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no server output)"
+
+
+def _http(method: str, url: str, payload: Any = None, timeout: float = 30.0) -> tuple[int, str, str]:
+    """(status, content type, body) of one request; HTTP errors are returned, not raised."""
+    data = json.dumps(payload).encode() if payload is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.headers.get("Content-Type", ""), response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("Content-Type", ""), exc.read().decode(errors="replace")
+
+
+def _wait_ready(base_url: str, proc: subprocess.Popen, timeout_s: float, log_path: Path, tag: str) -> float:
+    started = time.monotonic()
+    last_progress = started
+    while True:
+        elapsed = time.monotonic() - started
+        if proc.poll() is not None:
+            raise ServeStartupError(
+                f"bentoml serve {tag} exited with code {proc.returncode} after {elapsed:.1f} s. "
+                f"Last lines of its output ({log_path}):\n{_tail(log_path)}"
+            )
+        try:
+            status, _, _ = _http("GET", f"{base_url}/readyz", timeout=2.0)
+        except (urllib.error.URLError, OSError):
+            status = 0
+        if status == 200:
+            return elapsed
+        if elapsed > timeout_s:
+            raise ServeStartupError(
+                f"bentoml serve {tag} was not ready after {timeout_s:.0f} s (MODELOPS_SERVE_TIMEOUT_S). "
+                f"Last lines of its output ({log_path}):\n{_tail(log_path)}"
+            )
+        if time.monotonic() - last_progress >= 5:
+            log.info("Waiting for %s to be ready at %s/readyz (%.0f s elapsed)", tag, base_url, elapsed)
+            last_progress = time.monotonic()
+        time.sleep(0.5)
+
+
+def _stop(proc: subprocess.Popen, grace_s: float = 20.0) -> None:
+    """Stop the server and every worker it started (its whole process group)."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            log.warning("bentoml serve (pid %s) ignored SIGTERM for %.0f s; killing it", proc.pid, grace_s)
+    # Workers can outlive the arbiter; the group is ours alone (start_new_session).
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
+
+
+def _invalid_row(spec: ModelSpec, row: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    """A copy of ``row`` that breaks one constraint, and the field it breaks."""
+    bad = dict(row)
+    for feature in spec.features:
+        if feature.type in (FeatureType.numeric, FeatureType.integer) and feature.min is not None:
+            bad[feature.name] = feature.min - 1
+            return bad, feature.name
+    first = spec.features[0].name
+    for feature in spec.features:
+        if feature.max_null_fraction == 0:
+            first = feature.name
+            break
+    bad.pop(first, None)
+    return bad, first
+
+
+def _percentile_ms(latencies: list[float], q: float) -> float | None:
+    import numpy as np
+
+    return round(float(np.percentile(latencies, q)) * 1000, 3) if latencies else None
+
+
+def _check_served(
+    spec: ModelSpec,
+    base_url: str,
+    rows: list[dict[str, Any]],
+    expected_scores: list[float],
+    latency_requests: int,
+    report: dict[str, Any],
+) -> None:
+    """Run the checks against a ready server, recording results and errors in ``report``."""
+    import numpy as np
+
+    status, _, body = _http("POST", f"{base_url}/predict", {"rows": rows})
+    if status != 200:
+        report["errors"].append(f"POST /predict returned HTTP {status}: {body[:2000]}")
+    else:
+        served = scores_from_predictions(spec, json.loads(body))
+        expected = np.asarray(expected_scores, dtype=float)
+        if served.shape != expected.shape:
+            report["errors"].append(
+                f"/predict returned scores of shape {list(served.shape)}, expected {list(expected.shape)}"
+            )
+        else:
+            report["max_abs_diff"] = float(np.max(np.abs(served - expected))) if len(expected) else 0.0
+            log.info(
+                "Served vs offline scores on %d rows: max |diff| %.3g (tolerance %g)",
+                len(rows),
+                report["max_abs_diff"],
+                report["tolerance"],
+            )
+
+    latencies = []
+    for row in rows[: max(latency_requests, 0)]:
+        started = time.perf_counter()
+        status, _, _ = _http("POST", f"{base_url}/predict", {"rows": [row]})
+        if status == 200:
+            latencies.append(time.perf_counter() - started)
+    report["latency_ms_p50"] = _percentile_ms(latencies, 50)
+    report["latency_ms_p95"] = _percentile_ms(latencies, 95)
+
+    if rows:
+        bad_row, field = _invalid_row(spec, rows[0])
+        status, _, body = _http("POST", f"{base_url}/predict", {"rows": [bad_row]})
+        report["invalid_request_status"] = status
+        report["invalid_request_field"] = field
+        try:
+            report["invalid_request_detail"] = json.loads(body)
+        except json.JSONDecodeError:
+            report["invalid_request_detail"] = body[:2000]
+        if status != 400 or field not in body:
+            report["errors"].append(
+                f"an invalid row ({field!r} broken) returned HTTP {status}, expected 400 naming {field!r}"
+            )
+
+    status, content_type, body = _http("GET", f"{base_url}/metrics")
+    report["metrics_ok"] = status == 200 and content_type.startswith("text/plain") and "# TYPE" in body
+    if not report["metrics_ok"]:
+        report["errors"].append(f"GET /metrics returned HTTP {status} ({content_type}), not Prometheus text")
+
+
+def smoke_serve(
+    spec: ModelSpec,
+    bento_tag: str,
+    rows: list[dict[str, Any]],
+    expected_scores: list[float],
+    *,
+    tolerance: float = 1e-6,
+    timeout_s: float | None = None,
+    latency_requests: int = 50,
+) -> dict[str, Any]:
+    """Serve the bento locally and check it scores ``rows`` like the evaluated model.
+
+    Starts ``bentoml serve`` on a free port of ``MODELOPS_SERVE_HOST``, waits for
+    ``/readyz``, posts ``rows`` to ``/predict`` and compares the scores with
+    ``expected_scores`` (offline ``scoring.score`` on the same rows), sends single rows to
+    measure latency, sends one invalid row (expects 400 naming the field), reads
+    ``/metrics``, and always stops the server.
+
+    Args:
+        spec: The model's spec.
+        bento_tag: The bento to serve.
+        rows: Request rows (JSON values; nulls as None).
+        expected_scores: Offline scores of ``rows`` (``scoring.to_scores`` contract).
+        tolerance: Largest allowed absolute difference per score.
+        timeout_s: How long to wait for readiness; default ``MODELOPS_SERVE_TIMEOUT_S``.
+        latency_requests: Single-row requests timed for the latency percentiles.
+
+    Returns:
+        A JSON-serialisable report; ``ok`` is False on any failed check (see
+        ``check_smoke_report``).
+
+    Raises:
+        ServeStartupError: The server exited or was not ready in time.
+    """
+    settings = get_settings()
+    timeout_s = settings.serve_timeout_s if timeout_s is None else timeout_s
+    host = settings.serve_host
+    port = _free_port(host)
+    base_url = f"http://{host}:{port}"
+    log_dir = settings.state_dir / "smoke_serve"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    log_path = log_dir / f"{bento_tag.replace(':', '-')}-{stamp}-{port}.log"
+    report: dict[str, Any] = {
+        "bento_tag": bento_tag,
+        "ok": False,
+        "rows": len(rows),
+        "max_abs_diff": None,
+        "tolerance": tolerance,
+        "invalid_request_status": None,
+        "invalid_request_field": None,
+        "invalid_request_detail": None,
+        "metrics_ok": False,
+        "startup_s": None,
+        "latency_ms_p50": None,
+        "latency_ms_p95": None,
+        "errors": [],
+        "url": base_url,
+        "server_log": str(log_path),
+    }
+    cmd = [sys.executable, "-m", "bentoml", "serve", bento_tag, "--host", host, "--port", str(port)]
+    env = _serve_env()
+    log.info("Starting %s (output: %s)", " ".join(cmd[2:]), log_path)
+    with log_path.open("wb") as server_log:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=server_log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=settings.bentoml_home / "tmp",
+            start_new_session=True,
+        )
+    try:
+        report["startup_s"] = round(_wait_ready(base_url, proc, timeout_s, log_path, bento_tag), 3)
+        log.info("%s ready in %.1f s", bento_tag, report["startup_s"])
+
+        try:
+            _check_served(spec, base_url, rows, expected_scores, latency_requests, report)
+        except (urllib.error.URLError, OSError) as exc:
+            report["errors"].append(f"the server stopped answering ({exc}); last output:\n{_tail(log_path)}")
+    finally:
+        _stop(proc)
+        log.info("Stopped %s", bento_tag)
+
+    diff = report["max_abs_diff"]
+    if diff is not None and diff > tolerance:
+        report["errors"].append(f"served scores differ from offline scores by up to {diff:.3g}")
+    report["ok"] = not report["errors"] and diff is not None
+    return report
+
+
+def check_smoke_report(report: Mapping[str, Any]) -> None:
+    """Raise ``TrainServeSkewError`` with a readable message when the smoke test failed."""
+    if report.get("ok"):
+        return
+    lines = [f"Bento {report.get('bento_tag')} does not serve what was evaluated:"]
+    diff, tolerance = report.get("max_abs_diff"), report.get("tolerance")
+    if diff is not None and tolerance is not None and diff > tolerance:
+        lines.append(
+            f"  - scores differ from the offline scores by up to {diff:.3g} on {report.get('rows')} rows "
+            f"(tolerance {tolerance:g}): training and serving disagree (feature dtypes, preprocessing "
+            "or package versions)"
+        )
+    for error in report.get("errors") or []:
+        if not error.startswith("served scores differ"):
+            lines.append(f"  - {error}")
+    if len(lines) == 1:
+        lines.append("  - the smoke test did not complete")
+    if report.get("server_log"):
+        lines.append(f"Server output: {report['server_log']}")
+    lines.append("The serving champion is unchanged; fix the cause and re-run the packaging task.")
+    raise TrainServeSkewError("\n".join(lines))

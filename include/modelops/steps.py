@@ -1,0 +1,384 @@
+"""The lifecycle steps the training DAG wires, one function per task.
+
+Each step takes ids and URIs (what XCom carries), does its work through the library,
+records what it did in MLflow, and returns a small JSON-serialisable dict of ids and
+paths. Steps are idempotent: a retry finds the MLflow run, version or bento it made
+before. Heavy libraries are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from include.modelops import tracking
+from include.modelops.settings import get_settings, git_commit
+from include.modelops.spec import ModelSpec, load_spec_by_name
+
+log = logging.getLogger(__name__)
+
+
+class CandidateRejected(Exception):
+    """The gate or the approval stopped the candidate; the champion is unchanged."""
+
+
+# --- context ----------------------------------------------------------------------------------
+
+
+def load_spec_for_run(model: str, conf: dict[str, Any] | None = None) -> ModelSpec:
+    """The model's spec, with a run-time ``data_path`` override from the DAG run's conf."""
+    spec = load_spec_by_name(model)
+    data_path = (conf or {}).get("data_path")
+    if data_path:
+        log.info("Using data_path %s from the DAG run's conf instead of the spec's %s", data_path, spec.data.path)
+        spec = spec.model_copy(update={"data": spec.data.model_copy(update={"path": str(data_path)})})
+    return spec
+
+
+def run_dir(model: str, dag_run_id: str) -> Path:
+    """Working folder for one DAG run (splits and reports), stable across retries."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", dag_run_id)
+    path = get_settings().runs_dir / model / safe
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# --- steps ------------------------------------------------------------------------------------
+
+
+def validate_dataset(model: str, *, dag_id: str, dag_run_id: str, conf: dict | None = None) -> dict:
+    """Validate the model's data with its Great Expectations suite; raise if it fails.
+
+    The report (JSON and HTML) is attached to the DAG run's MLflow run either way.
+    """
+    from include.modelops.dataset import fingerprint_dataset
+    from include.modelops.validation import raise_for_report, validate_dataset as run_validation
+
+    spec = load_spec_for_run(model, conf)
+    run_id = tracking.ensure_run(spec, dag_id=dag_id, dag_run_id=dag_run_id)
+    out = run_dir(model, dag_run_id)
+    report = run_validation(spec, out)
+    tracking.log_file(run_id, report["report_json"], "validation")
+    tracking.log_file(run_id, report["report_html"], "validation")
+    fp: dict[str, Any] = {}
+    if report["success"]:
+        fp = fingerprint_dataset(spec.data.resolved_path(), spec.data.format)
+    tracking.set_tags(
+        run_id,
+        {
+            "modelops.validation.status": "passed" if report["success"] else "failed",
+            "modelops.validation.summary": report["summary"],
+            "modelops.validation.at": tracking.now_iso(),
+            "modelops.data_path": str(spec.data.resolved_path()),
+            **({"modelops.data_fingerprint": fp["sha256"]} if fp else {}),
+        },
+    )
+    log.info("Validation: %s (report %s)", report["summary"], report["report_html"])
+    if not report["success"]:
+        tracking.end_run(run_id, "FAILED")
+        raise_for_report(report)
+    return {
+        "run_id": run_id,
+        "data_path": str(spec.data.resolved_path()),
+        "rows": report["rows"],
+        "fingerprint": fp.get("sha256"),
+        "report_html": report["report_html"],
+        "summary": report["summary"],
+    }
+
+
+def split_dataset(model: str, validated: dict, *, dag_run_id: str, conf: dict | None = None) -> dict:
+    """Split into train and holdout: the latest time window when the spec has a time column."""
+    import pandas as pd
+
+    from include.modelops.dataset import read_dataset
+
+    spec = load_spec_for_run(model, conf)
+    df = read_dataset(validated["data_path"], spec.data.format,
+                      parse_dates=[spec.time_column] if spec.time_column else ())
+    frac = spec.split.holdout_fraction
+    if spec.time_column:
+        df = df.sort_values(spec.time_column, kind="stable").reset_index(drop=True)
+        cut = df[spec.time_column].quantile(1 - frac)
+        holdout_mask = df[spec.time_column] > cut
+        how = f"time-based: {spec.time_column} > {cut}"
+    else:
+        holdout_mask = pd.Series(False, index=df.index)
+        holdout_mask[df.sample(frac=frac, random_state=spec.split.seed).index] = True
+        how = f"random {frac:.0%} (seed {spec.split.seed})"
+    train, holdout = df[~holdout_mask], df[holdout_mask]
+    if train.empty or holdout.empty:
+        raise ValueError(f"split left an empty side (train {len(train)}, holdout {len(holdout)} rows): {how}")
+    out = run_dir(model, dag_run_id)
+    train_path, holdout_path = out / "train.parquet", out / "holdout.parquet"
+    train.to_parquet(train_path, index=False)
+    holdout.to_parquet(holdout_path, index=False)
+    tracking.set_tags(validated["run_id"], {"modelops.split": how})
+    log.info("Split %d rows into %d train / %d holdout (%s)", len(df), len(train), len(holdout), how)
+    return {"train_path": str(train_path), "holdout_path": str(holdout_path),
+            "train_rows": len(train), "holdout_rows": len(holdout), "split": how}
+
+
+def train_candidate(model: str, validated: dict, split: dict, *, dag_run_id: str) -> dict:
+    """Run the training entrypoint in a subprocess on this worker (``training.backend: local``).
+
+    The same entrypoint runs in the training image on Kubernetes; its output streams into this log.
+    """
+    from include.modelops.training.entrypoint import RESULT_PREFIX
+
+    spec = load_spec_by_name(model)
+    ckpt = run_dir(model, dag_run_id) / "checkpoints"
+    cmd = [sys.executable, "-m", "include.modelops.training.entrypoint", "--model", model,
+           "--train-path", split["train_path"], "--run-id", validated["run_id"],
+           "--specs-dir", str(get_settings().specs_dir), "--checkpoint-dir", str(ckpt)]
+    log.info("Training %s with %s: %s", model, spec.training.framework, " ".join(cmd))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            cwd=get_settings().project_root)
+    result = None
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        line = line.rstrip()
+        if line.startswith(RESULT_PREFIX):
+            result = json.loads(line[len(RESULT_PREFIX):])
+        elif line:
+            log.info("[train] %s", line)
+    if proc.wait() != 0 or result is None:
+        raise RuntimeError(f"training entrypoint exited with code {proc.returncode}; see the lines above")
+    return result
+
+
+def evaluate_candidate(model: str, validated: dict, split: dict, trained: dict, *,
+                       dag_run_id: str) -> dict:
+    """Score candidate, champion (same holdout) and naive baseline; decide the gate; publish the report."""
+    import pandas as pd
+
+    from include.modelops import evaluation, scoring
+
+    spec = load_spec_by_name(model)
+    run_id = validated["run_id"]
+    holdout = pd.read_parquet(split["holdout_path"])
+    y_train = pd.read_parquet(split["train_path"], columns=[spec.target.name])[spec.target.name]
+    log.info("Scoring candidate %s on %d holdout rows", trained["model_uri"], len(holdout))
+    candidate = scoring.load_pyfunc(trained["model_uri"])
+    cand_scores = scoring.score(spec, candidate, holdout)
+    champion_version = tracking.alias_version(spec.name, tracking.CHAMPION)
+    champ_scores, latency, champion_error = None, None, None
+    sample = scoring.feature_frame(spec, holdout.head(50))
+    cand_latency = evaluation.latency_profile(candidate.predict, sample)
+    if champion_version:
+        log.info("Re-scoring champion v%s on the same holdout", champion_version)
+        try:
+            champion = scoring.load_pyfunc(f"models:/{spec.name}/{champion_version}")
+            champ_scores = scoring.score(spec, champion, holdout)
+            champ_latency = evaluation.latency_profile(champion.predict, sample)
+            latency = {"candidate_p95": cand_latency["p95_ms"], "champion_p95": champ_latency["p95_ms"],
+                       "ratio": cand_latency["p95_ms"] / max(champ_latency["p95_ms"], 1e-9)}
+        except Exception as exc:  # e.g. the spec's features changed since the champion was trained
+            champion_error = f"champion v{champion_version} could not be re-scored: {exc}"
+            log.warning(champion_error)
+    if latency is None:
+        latency = {"candidate_p95": cand_latency["p95_ms"], "champion_p95": None, "ratio": None}
+    report = evaluation.evaluate(
+        spec, holdout, candidate_scores=cand_scores,
+        baseline_scores=evaluation.baseline_scores(spec, y_train, len(holdout)),
+        champion_scores=champ_scores, champion_version=champion_version if champ_scores is not None else None,
+        latency=latency,
+    )
+    decision = evaluation.decide(spec, report)
+    if champion_error:
+        decision["passed"] = False
+        decision["checks"].append({"name": "champion_rescored", "value": None, "threshold": "champion scores",
+                                   "passed": False, "reason": champion_error})
+        decision["failed_checks"] = [*decision.get("failed_checks", []), "champion_rescored"]
+        decision["summary"] = f"REJECTED: {champion_error}"
+    out = run_dir(model, dag_run_id)
+    html = out / "evaluation_report.html"
+    html.write_text(evaluation.render_html(report, decision, title=f"{spec.name}: candidate evaluation"))
+    (out / "evaluation.json").write_text(json.dumps(report, indent=2))
+    (out / "decision.json").write_text(json.dumps(decision, indent=2))
+    for f in ("evaluation.json", "decision.json", "evaluation_report.html"):
+        tracking.log_file(run_id, out / f, "evaluation")
+    tracking.log_metrics(run_id, report["models"]["candidate"]["metrics"], prefix="holdout_")
+    if report["models"].get("champion"):
+        tracking.log_metrics(run_id, report["models"]["champion"]["metrics"], prefix="champion_holdout_")
+    tracking.set_tags(run_id, {"modelops.gate.status": "passed" if decision["passed"] else "rejected",
+                               "modelops.gate.summary": decision["summary"][:5000],
+                               "modelops.gate.at": tracking.now_iso()})
+    log.info("Gate decision: %s", decision["summary"])
+    return {"passed": bool(decision["passed"]), "summary": decision["summary"],
+            "decision_path": str(out / "decision.json"), "evaluation_path": str(out / "evaluation.json"),
+            "report_html": str(html), "champion_version": champion_version}
+
+
+def register_candidate(model: str, validated: dict, trained: dict, evaluated: dict, *,
+                       dag_id: str, dag_run_id: str) -> dict:
+    """Register the candidate as a model version with its evidence tags; alias challenger if it passed."""
+    spec = load_spec_by_name(model)
+    version = tracking.register_version(
+        spec.name, run_id=trained["run_id"], model_uri=trained["model_uri"],
+        tags={
+            "modelops.data_fingerprint": validated.get("fingerprint") or "unknown",
+            "modelops.git_commit": git_commit(),
+            "modelops.dag_id": dag_id,
+            "modelops.dag_run_id": dag_run_id,
+            "modelops.spec_hash": spec.spec_hash(),
+            "modelops.risk_tier": spec.risk_tier.value,
+            "modelops.gate.status": "passed" if evaluated["passed"] else "rejected",
+            "modelops.gate.summary": evaluated["summary"][:5000],
+        },
+    )
+    if evaluated["passed"]:
+        tracking.set_alias(spec.name, tracking.CHALLENGER, version)
+    return {"version": version, "model_uri": f"models:/{spec.name}/{version}",
+            "url": tracking.version_url(spec.name, version)}
+
+
+def generate_model_card(model: str, validated: dict, split: dict, evaluated: dict, registered: dict, *,
+                        dag_id: str, dag_run_id: str, approvals: list[dict] | None = None) -> dict:
+    """Build the model card from the spec, the MLflow run and the evidence files; attach it to the run."""
+    from include.modelops import model_card
+
+    spec = load_spec_by_name(model)
+    run_id = validated["run_id"]
+    version = registered["version"]
+    out = run_dir(model, dag_run_id)
+    vinfo = tracking.version_info(spec.name, version)
+    approvals = approvals if approvals is not None else _approvals_from_tags(vinfo["tags"])
+    card = model_card.build_card(
+        spec, model_name=spec.name, version=version, run=tracking.run_info(run_id),
+        validation=json.loads((out / "validation_report.json").read_text()),
+        evaluation=json.loads(Path(evaluated["evaluation_path"]).read_text()),
+        decision=json.loads(Path(evaluated["decision_path"]).read_text()),
+        approvals=approvals,
+        lineage={"git_commit": git_commit(), "dag_id": dag_id, "dag_run_id": dag_run_id,
+                 "mlflow_run_id": run_id, "data_fingerprint": validated.get("fingerprint"),
+                 "spec_hash": spec.spec_hash(), "data_path": validated["data_path"],
+                 "split": split.get("split")},
+        telemetry=_telemetry_from_tags(tracking.run_info(run_id)["tags"]),
+        links={"mlflow_run": tracking.run_url(run_id), "mlflow_model_version": registered["url"],
+               "airflow_dag_run": f"{get_settings().airflow_ui_url}/dags/{dag_id}/runs/{dag_run_id}",
+               "validation_report": validated.get("report_html"), "evaluation_report": evaluated["report_html"]},
+    )
+    paths = model_card.write_card(card, out / "model_card")
+    for p in paths.values():
+        tracking.log_file(run_id, p, "model_card")
+    tracking.set_version_tags(spec.name, version, {
+        "modelops.model_card": f"runs:/{run_id}/model_card/model_card.html",
+        "modelops.model_card.generated_at": tracking.now_iso(),
+    })
+    log.info("Model card for %s v%s: %s", spec.name, version, paths.get("html"))
+    return {"card_html": paths.get("html"), "card_md": paths.get("md"), "card_json": paths.get("json"),
+            "missing_evidence": model_card.missing_evidence(card, spec.risk_tier.value)}
+
+
+def check_gate(evaluated: dict) -> bool:
+    """True when the candidate passed the gate; the reason is logged either way."""
+    if evaluated["passed"]:
+        log.info("Candidate passed the gate: %s", evaluated["summary"])
+    else:
+        log.info("Candidate rejected, the champion stays: %s", evaluated["summary"])
+    return bool(evaluated["passed"])
+
+
+def approve_by_policy(model: str, registered: dict, card: dict) -> dict:
+    """Record an automatic approval (policy ``auto``, low risk, every check passed)."""
+    from include.modelops.model_card import MissingEvidenceError
+
+    spec = load_spec_by_name(model)
+    if card.get("missing_evidence"):
+        raise MissingEvidenceError(
+            f"{spec.name} v{registered['version']} cannot be promoted: the model card is missing "
+            + "; ".join(card["missing_evidence"])
+        )
+    if spec.approval.policy != "auto":
+        raise CandidateRejected(
+            f"approval.policy is {spec.approval.policy!r}: a human must approve {spec.name} v{registered['version']}"
+        )
+    record = {"decision": "approved", "by": "policy:auto", "at": tracking.now_iso(), "policy": "auto",
+              "comment": f"risk tier {spec.risk_tier.value}, every gate check passed"}
+    tracking.set_version_tags(spec.name, registered["version"], {
+        "modelops.approval.decision": record["decision"], "modelops.approval.by": record["by"],
+        "modelops.approval.at": record["at"], "modelops.approval.comment": record["comment"],
+        "modelops.approval.policy": "auto",
+    })
+    log.info("Approved %s v%s by policy (auto)", spec.name, registered["version"])
+    return record
+
+
+def package_bento(model: str, registered: dict, trained: dict) -> dict:
+    """Build the bento for this version from ``bentos/``."""
+    from include.modelops import packaging
+
+    spec = load_spec_by_name(model)
+    tag = packaging.build_bento(spec, registered["version"], trained["model_uri"])
+    tracking.set_version_tags(spec.name, registered["version"], {"modelops.bento_tag": tag})
+    return {"bento_tag": tag}
+
+
+def smoke_serve_bento(model: str, registered: dict, trained: dict, split: dict, packaged: dict) -> dict:
+    """Serve the bento, send holdout rows, and require the offline predictions back (skew check)."""
+    import pandas as pd
+
+    from include.modelops import packaging, scoring
+
+    spec = load_spec_by_name(model)
+    rows = pd.read_parquet(split["holdout_path"]).head(20)
+    expected = scoring.score(spec, scoring.load_pyfunc(trained["model_uri"]), rows)
+    payload = packaging.request_rows(spec, rows)
+    report = packaging.smoke_serve(spec, packaged["bento_tag"], payload, [float(x) for x in expected])
+    tracking.log_json(trained["run_id"], report, "serving/smoke_report.json")
+    packaging.check_smoke_report(report)
+    tracking.set_version_tags(spec.name, registered["version"], {
+        "modelops.deployable": "true", "modelops.smoke.max_abs_diff": report["max_abs_diff"],
+        "modelops.smoke.at": tracking.now_iso(),
+    })
+    return {"bento_tag": packaged["bento_tag"], "ok": report["ok"], "max_abs_diff": report["max_abs_diff"]}
+
+
+def promote(model: str, registered: dict) -> dict:
+    """Point ``champion`` at the version (the old champion becomes ``previous``)."""
+    spec = load_spec_by_name(model)
+    result = tracking.promote_to_champion(spec.name, registered["version"])
+    tracking.set_version_tags(spec.name, registered["version"], {"modelops.promoted_at": tracking.now_iso()})
+    return result
+
+
+def summarize_run(model: str, *, dag_id: str, dag_run_id: str, results: dict[str, Any]) -> dict:
+    """Write ``summary.json`` for the DAG run (and ``latest_summary.json``) with where to look next."""
+    spec = load_spec_by_name(model)
+    s = get_settings()
+    champion = tracking.alias_version(spec.name, tracking.CHAMPION)
+    summary = {
+        "model": spec.name, "dag_id": dag_id, "dag_run_id": dag_run_id, "finished_at": tracking.now_iso(),
+        "steps": results, "champion_version": champion,
+        "failed_steps": [t for t, r in results.items() if r.get("state") == "failed"],
+        "previous_version": tracking.alias_version(spec.name, tracking.PREVIOUS),
+        "mlflow_tracking_uri": s.mlflow_tracking_uri,
+        "mlflow_ui": f"{s.mlflow_ui_url}/#/models/{spec.name}",
+        "run_dir": str(run_dir(model, dag_run_id)),
+    }
+    out = run_dir(model, dag_run_id)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    (s.runs_dir / model / "latest_summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def _approvals_from_tags(tags: dict[str, str]) -> list[dict]:
+    if "modelops.approval.decision" not in tags:
+        return []
+    return [{"decision": tags["modelops.approval.decision"], "by": tags.get("modelops.approval.by"),
+             "at": tags.get("modelops.approval.at"), "comment": tags.get("modelops.approval.comment", ""),
+             "policy": tags.get("modelops.approval.policy", "manual")}]
+
+
+def _telemetry_from_tags(tags: dict[str, str]) -> dict | None:
+    if "gpu.devices" not in tags:
+        return None
+    return {"devices": tags["gpu.devices"].split(","), "gpu_hours": tags.get("gpu.hours"),
+            "energy_wh": tags.get("gpu.energy_wh"), "peak_memory_mb": tags.get("gpu.peak_memory_mb"),
+            "mean_utilization_pct": tags.get("gpu.mean_utilization_pct")}

@@ -1,0 +1,77 @@
+"""The one training entrypoint: the same command trains locally and in a Kubernetes pod.
+
+    python -m include.modelops.training.entrypoint --model fraud_detection \\
+        --train-path /path/train.parquet --run-id <mlflow run id> [--checkpoint-dir DIR] [--xcom-file F]
+
+It loads the spec, trains with the spec's framework, logs params and the model into the
+given MLflow run, and prints one result line ``MODELOPS_RESULT {"run_id": ..., "model_uri": ...}``.
+With ``--xcom-file`` (``/airflow/xcom/return.json`` in a pod) it also writes the result
+there, which is how KubernetesPodOperator returns it through XCom.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+RESULT_PREFIX = "MODELOPS_RESULT "
+log = logging.getLogger("modelops.train")
+
+
+def train(model: str, train_path: str, run_id: str, *, specs_dir: str | None = None,
+          checkpoint_dir: str | None = None) -> dict:
+    """Train ``model`` on ``train_path`` inside MLflow run ``run_id``; returns run id and model URI."""
+    import mlflow
+    import pandas as pd
+
+    from include.modelops import tracking
+    from include.modelops.spec import load_spec_by_name
+    from include.modelops.telemetry import GpuSampler
+    from include.modelops.training import get_trainer
+
+    spec = load_spec_by_name(model, Path(specs_dir) if specs_dir else None)
+    trainer = get_trainer(spec.training.framework)
+    t0 = time.perf_counter()
+    train_df = pd.read_parquet(train_path)
+    log.info("Loaded %d training rows from %s", len(train_df), train_path)
+    tracking.client()
+    params = dict(spec.training.params)
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_params({"framework": spec.training.framework, "backend": spec.training.backend,
+                           "train_rows": len(train_df), **{f"param.{k}": v for k, v in params.items()}})
+        # GPU utilisation, memory and power go to the run as metrics, the summary as tags (no-op on CPU).
+        with GpuSampler() as sampler:
+            fitted = trainer.fit(spec, train_df, params=params,
+                                 checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else None)
+        model_uri = trainer.log_model(fitted, spec, train_df.head(50))
+        mlflow.set_tag("modelops.model_uri", model_uri)
+    log.info("Training finished in %.1f s; model %s", time.perf_counter() - t0, model_uri)
+    return {"run_id": run_id, "model_uri": model_uri, "telemetry": sampler.summary}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="model name (include/models/<name>.yaml)")
+    p.add_argument("--train-path", required=True, help="Parquet file with features and target")
+    p.add_argument("--run-id", required=True, help="MLflow run to log into")
+    p.add_argument("--specs-dir", default=None, help="folder of specs (default: MODELOPS_SPECS_DIR)")
+    p.add_argument("--checkpoint-dir", default=None, help="where to checkpoint/resume (torch)")
+    p.add_argument("--xcom-file", default=None, help="also write the result JSON here")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stdout)
+    result = train(args.model, args.train_path, args.run_id, specs_dir=args.specs_dir,
+                   checkpoint_dir=args.checkpoint_dir)
+    if args.xcom_file:
+        Path(args.xcom_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.xcom_file).write_text(json.dumps(result))
+    print(RESULT_PREFIX + json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

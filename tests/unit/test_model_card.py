@@ -1,0 +1,428 @@
+"""Model cards: what a reviewer reads before promotion, and the evidence each risk tier demands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from include.modelops.model_card import (
+    ANNEX_IV_ITEMS,
+    COMPLIANCE_MAP,
+    REQUIRED_SECTIONS,
+    SECTIONS,
+    MissingEvidenceError,
+    build_card,
+    check_evidence,
+    missing_evidence,
+    render_html,
+    render_markdown,
+    write_card,
+)
+from include.modelops.spec import PROJECT_ROOT, RiskTier, load_spec
+
+SPEC_FILE = PROJECT_ROOT / "include/models/fraud_detection.yaml"
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return load_spec(SPEC_FILE)
+
+
+def _high(spec, **update):
+    # Auto approval is only valid for low risk, so a high-risk copy also switches to manual.
+    approval = spec.approval.model_copy(update={"policy": "manual"})
+    return spec.model_copy(update={"risk_tier": RiskTier.high, "approval": approval, **update})
+
+
+RUN = {
+    "run_id": "abc123run",
+    "params": {"max_iter": "200", "learning_rate": "0.1", "max_leaf_nodes": "31"},
+    "metrics": {"train_roc_auc": 0.97, "fit_seconds": 12.5},
+    "tags": {"git_commit": "deadbeef"},
+    "start_time": 1_735_689_600_000,  # MLflow epoch milliseconds: 2025-01-01T00:00:00Z
+}
+VALIDATION = {
+    "success": True,
+    "summary": "42 of 42 expectations passed",
+    "rows": 50_000,
+    "statistics": {"partitions": 30, "time_range": {"min": "2024-12-01", "max": "2024-12-30"}},
+    "failed": [],
+    "report_html": "/state/runs/r1/validation.html",
+}
+EVALUATION = {
+    "task": "binary_classification",
+    "primary_metric": "roc_auc",
+    "rows": 10_000,
+    "models": {
+        "candidate": {"metrics": {"roc_auc": 0.912, "brier": 0.031, "f1": 0.55}, "version": "4"},
+        "champion": {"metrics": {"roc_auc": 0.905, "brier": 0.033, "f1": 0.52}, "version": "3"},
+        "baseline": {"metrics": {"roc_auc": 0.5, "brier": 0.05}, "description": "class prior"},
+    },
+    "comparison": {
+        "metric": "roc_auc",
+        "diff": 0.007,
+        "ci_low": -0.002,
+        "ci_high": 0.016,
+        "candidate": 0.912,
+        "champion": 0.905,
+    },
+    "slices": [
+        {
+            "column": "region",
+            "value": "north",
+            "rows": 2100,
+            "positives": 40,
+            "metrics": {"candidate": 0.93, "champion": 0.92, "baseline": 0.5},
+        },
+        {
+            "column": "channel",
+            "value": "atm",
+            "rows": 120,
+            "positives": 3,
+            "metrics": {"candidate": 0.71, "champion": 0.80, "baseline": 0.5},
+        },
+    ],
+    "latency_ms": {"candidate": {"p50": 1.2, "p95": 2.9}, "champion": {"p50": 1.1, "p95": 2.7}},
+}
+DECISION = {
+    "passed": True,
+    "first_model": False,
+    "summary": "candidate beats champion on roc_auc; all checks passed",
+    "checks": [
+        {"name": "threshold_roc_auc", "value": 0.912, "threshold": 0.75, "passed": True, "reason": "≥ 0.75"},
+        {"name": "slice_gap", "value": 0.22, "threshold": 0.25, "passed": True, "reason": "within gap"},
+    ],
+}
+APPROVALS = [
+    {
+        "decision": "approved",
+        "by": "maria.risk",
+        "at": "2025-01-02T09:30:00Z",
+        "comment": "Reviewed slices; ATM slice is small.",
+        "policy": "manual",
+    },
+]
+LINEAGE = {
+    "git_commit": "deadbeef",
+    "dag_id": "fraud_detection_training",
+    "dag_run_id": "manual__2025-01-01T00:00:00",
+    "mlflow_run_id": "abc123run",
+    "data_fingerprint": "sha256:f00d",
+    "spec_hash": "0123456789abcdef",
+    "data_path": "/state/data/fraud_transactions",
+}
+TELEMETRY = {
+    "devices": [{"name": "NVIDIA H100 80GB HBM3"}, {"name": "NVIDIA H100 80GB HBM3"}],
+    "gpu_hours": 0.52,
+    "energy_wh": 310.5,
+    "peak_memory_mb": 12_345,
+    "mean_utilization_pct": 71.0,
+}
+DEPLOYMENTS = [{"stage": "canary", "traffic_percent": 5, "at": "2025-01-03T10:00:00Z", "outcome": "healthy"}]
+LINKS = {
+    "mlflow_run": "http://mlflow.local/#/experiments/1/runs/abc123run",
+    "airflow_dag_run": "http://airflow.local/dags/fraud_detection_training/runs/x",
+    "evaluation_report": "http://mlflow.local/artifacts/evaluation.html",
+}
+
+
+def full_card(spec, **overrides):
+    kwargs = dict(
+        model_name="fraud_detection",
+        version="4",
+        run=RUN,
+        validation=VALIDATION,
+        evaluation=EVALUATION,
+        decision=DECISION,
+        approvals=APPROVALS,
+        lineage=LINEAGE,
+        telemetry=TELEMETRY,
+        deployments=DEPLOYMENTS,
+        links=LINKS,
+        generated_at="2025-01-02T12:00:00+00:00",
+    )
+    kwargs.update(overrides)
+    return build_card(spec, **kwargs)
+
+
+def bare_card(spec, **overrides):
+    """A card with only what the spec knows: no run evidence at all."""
+    kwargs = dict(model_name=spec.name, version=None, run={}, validation=None, evaluation=None, decision=None)
+    kwargs.update(overrides)
+    return build_card(spec, **kwargs)
+
+
+# ---- building -----------------------------------------------------------------------------------
+
+
+def test_full_card_has_every_section_and_a_compliance_entry_for_each(spec):
+    card = full_card(spec)
+
+    for section in SECTIONS:
+        assert section in card, section
+    assert [e["section"] for e in card["compliance"]] == list(SECTIONS)
+    for entry in card["compliance"]:
+        assert set(entry) == {"section", "eu_ai_act_annex_iv", "nist_ai_rmf", "status"}
+        assert entry["status"] == "present", entry
+        assert entry["eu_ai_act_annex_iv"] and entry["nist_ai_rmf"]
+    assert card["missing_evidence"] == []
+
+
+def test_compliance_mapping_uses_only_real_annex_iv_items(spec):
+    # Annex IV has nine items; only items 1 and 2 have lettered sub-points, (a) to (h).
+    assert {k.split("(")[0] for k in ANNEX_IV_ITEMS} == {str(i) for i in range(1, 10)}
+    assert {k for k in ANNEX_IV_ITEMS if "(" in k} == {f"{i}({c})" for i in (1, 2) for c in "abcdefgh"}
+    for annex, nist in COMPLIANCE_MAP.values():
+        assert set(annex) <= set(ANNEX_IV_ITEMS)
+        assert all(n.startswith(("MEASURE ", "MAP ")) for n in nist)
+    mapping = {e["section"]: e for e in full_card(spec)["compliance"]}
+    assert "1(a)" in mapping["intended_use"]["eu_ai_act_annex_iv"]
+    assert "2(d)" in mapping["data"]["eu_ai_act_annex_iv"]
+    assert "2(g)" in mapping["evaluation"]["eu_ai_act_annex_iv"]
+    assert "2(e)" in mapping["approvals"]["eu_ai_act_annex_iv"]
+    assert "MEASURE 2.11" in mapping["evaluation"]["nist_ai_rmf"]
+    assert "MEASURE 2.12" in mapping["training"]["nist_ai_rmf"]
+
+
+def test_card_without_run_evidence_marks_those_sections_empty(spec):
+    card = bare_card(spec)
+    status = {e["section"]: e["status"] for e in card["compliance"]}
+
+    for section in (
+        "data_validation",
+        "evaluation",
+        "gate_decision",
+        "approvals",
+        "deployment_history",
+        "lineage",
+    ):
+        assert status[section] == "empty", section
+    for section in ("model_details", "intended_use", "data", "limitations", "monitoring"):
+        assert status[section] == "present", section
+
+
+def test_card_describes_model_data_and_lineage_from_spec_and_run(spec):
+    card = full_card(spec)
+
+    details = card["model_details"]
+    assert details["owner"] == {"team": "risk-ml", "email": "risk-ml@example.com"}
+    assert details["risk_tier"] == "low" and details["task"] == "binary_classification"
+    assert details["created"] == "2025-01-01T00:00:00+00:00"
+    features = {f["name"]: f for f in card["data"]["features"]}
+    assert features["amount"]["constraints"].startswith("0 ≤ value ≤ 50,000")
+    assert "nulls ≤ 5%" in features["distance_from_home_km"]["constraints"]
+    assert features["channel"]["constraints"].startswith("one of: pos, online, atm")
+    assert card["data"]["rows"] == 50_000 and card["data"]["partitions"] == 30
+    assert card["data"]["time_range"] == {"min": "2024-12-01", "max": "2024-12-30"}
+    assert card["data"]["fingerprint"] == "sha256:f00d"
+    assert card["lineage"]["spec_hash"] == "0123456789abcdef"
+    assert card["evaluation"]["comparison"]["ci_excludes_zero"] is False
+    slices = {s["value"]: s for s in card["evaluation"]["slices"]}
+    assert slices["north"]["gated"] and not slices["atm"]["gated"]  # 120 rows < slices.min_rows 200
+
+
+def test_lineage_falls_back_to_spec_hash_and_dag_id_when_not_given(spec):
+    card = bare_card(spec, run={"run_id": "r9"})
+
+    assert card["lineage"]["spec_hash"] == spec.spec_hash()
+    assert card["lineage"]["dag_id"] == "fraud_detection_training"
+    assert card["lineage"]["mlflow_run_id"] == "r9"
+
+
+# ---- training hardware --------------------------------------------------------------------------
+
+
+def test_gpu_telemetry_appears_in_training_section_and_reports(spec):
+    card = full_card(spec)
+    hw = card["training"]["hardware"]
+
+    assert hw["accelerator"] == "GPU"
+    assert hw["devices"] == ["NVIDIA H100 80GB HBM3", "NVIDIA H100 80GB HBM3"]
+    assert hw["gpu_hours"] == 0.52 and hw["energy_wh"] == 310.5 and hw["peak_memory_mb"] == 12_345
+    assert "2 × NVIDIA H100 80GB HBM3" in hw["summary"] and "310.5 Wh" in hw["summary"]
+    for text in (render_markdown(card), render_html(card)):
+        assert "NVIDIA H100 80GB HBM3" in text
+        assert "GPU-hours" in text and "310.5" in text
+
+
+def test_training_without_telemetry_says_cpu_only(spec):
+    card = full_card(spec, telemetry=None)
+    hw = card["training"]["hardware"]
+
+    assert hw["accelerator"] == "CPU"
+    assert hw["summary"].startswith("CPU only")
+    assert hw["energy_wh"] is None and hw["devices"] == []
+    assert "CPU only" in render_markdown(card)
+    assert "CPU only" in render_html(card)
+
+
+def test_requested_gpus_without_telemetry_are_reported_as_unknown_not_cpu(spec):
+    training = spec.training.model_copy(update={"backend": "kubernetes", "gpus": 1})
+    card = full_card(spec.model_copy(update={"training": training}), telemetry=None)
+
+    assert "no GPU telemetry was recorded" in card["training"]["hardware"]["summary"]
+
+
+# ---- rendering ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("render", [render_markdown, render_html], ids=["markdown", "html"])
+def test_reports_contain_gate_checks_slices_and_approval_record(spec, render):
+    text = render(full_card(spec))
+
+    assert "threshold_roc_auc" in text and "slice_gap" in text  # gate table
+    assert "PASS" in text
+    assert "north" in text and "atm" in text  # slices table
+    assert "maria.risk" in text and "2025-01-02T09:30:00Z" in text and "approved" in text
+    assert "roc_auc" in text and "0.912" in text and "0.905" in text  # metrics table
+    assert "Annex IV" in text and "MEASURE 2.11" in text
+    assert "-0.002" in text.replace("−", "-")  # CI lower bound
+
+
+def test_html_is_self_contained(spec):
+    html = render_html(full_card(spec))
+
+    assert html.startswith("<!DOCTYPE html>") and "<style>" in html
+    assert "<script" not in html
+    assert "<link" not in html and "src=" not in html
+
+
+def test_html_escapes_user_text(spec):
+    evil = "<script>alert('x')</script>"
+    card = full_card(
+        spec.model_copy(update={"intended_use": evil, "limitations": [evil]}),
+        approvals=[{"decision": "approved", "by": "<b>mallory</b>", "at": "now", "comment": evil}],
+        links={"mlflow_run": "javascript:alert(1)"},
+    )
+    html = render_html(card)
+
+    assert "<script>" not in html and "<b>mallory" not in html
+    assert "&lt;script&gt;" in html
+    assert 'href="javascript:' not in html
+
+
+def test_markdown_escapes_user_text_and_table_pipes(spec):
+    card = full_card(spec.model_copy(update={"intended_use": "<script>x</script> | a"}))
+    md = render_markdown(card)
+
+    assert "<script>" not in md
+    assert "&lt;script&gt;x&lt;/script&gt; \\| a" in md
+
+
+def test_empty_sections_render_as_not_provided_instead_of_failing(spec):
+    card = bare_card(spec.model_copy(update={"limitations": []}))
+
+    for text in (render_markdown(card), render_html(card)):
+        assert "Not provided: gate decision" in text
+        assert (
+            "Not provided: spec field &#39;limitations&#39;" in text
+            or "Not provided: spec field 'limitations'" in text
+        )
+        assert "No approval recorded yet" in text
+
+
+# ---- evidence required by risk tier --------------------------------------------------------------
+
+
+def test_high_risk_card_with_empty_intended_use_is_refused_naming_the_field(spec):
+    card = full_card(_high(spec, intended_use=""))
+
+    with pytest.raises(MissingEvidenceError) as exc:
+        check_evidence(card, "high")
+
+    message = str(exc.value)
+    assert "intended_use: spec field 'intended_use' is empty" in message
+    assert "risk tier 'high'" in message
+    assert exc.value.missing == card["missing_evidence"]
+
+
+def test_low_risk_card_with_empty_intended_use_passes(spec):
+    card = full_card(spec.model_copy(update={"intended_use": ""}))
+
+    check_evidence(card, "low")
+    assert card["missing_evidence"] == []
+
+
+def test_high_risk_lists_every_missing_item_with_the_field_to_fill(spec):
+    card = full_card(
+        _high(spec, intended_use="", out_of_scope_uses=[], limitations=[], ethical_considerations=[]),
+        evaluation={**EVALUATION, "slices": []},
+    )
+
+    missing = missing_evidence(card, "high")
+
+    assert [m.split(":")[0] for m in missing] == [
+        "intended_use",
+        "intended_use.out_of_scope_uses",
+        "limitations",
+        "ethical_considerations",
+        "evaluation.slices",
+    ]
+    assert "spec field 'out_of_scope_uses'" in missing[1]
+    assert "spec field 'segment_columns'" in missing[4]
+
+
+def test_medium_risk_needs_validation_and_lineage(spec):
+    card = bare_card(spec, evaluation=EVALUATION, decision=DECISION)
+
+    assert missing_evidence(card, "low") == []
+    missing = missing_evidence(card, "medium")
+    assert any(m.startswith("data_validation:") for m in missing)
+    assert any("MLflow run id" in m for m in missing)
+    assert any("data fingerprint" in m for m in missing)
+
+
+def test_low_risk_still_needs_evaluation_and_gate_decision(spec):
+    missing = missing_evidence(bare_card(spec), "low")
+
+    assert [m.split(":")[0] for m in missing] == ["evaluation", "gate_decision"]
+
+
+def test_required_sections_grow_with_risk_tier():
+    assert set(REQUIRED_SECTIONS["low"]) < set(REQUIRED_SECTIONS["medium"]) < set(REQUIRED_SECTIONS["high"])
+    assert "approvals" not in REQUIRED_SECTIONS["high"]  # the card is what the approver reads
+
+
+def test_unknown_risk_tier_is_a_clear_error(spec):
+    with pytest.raises(ValueError, match="unknown risk tier 'extreme'"):
+        missing_evidence(full_card(spec), "extreme")
+
+
+# ---- serialisation ------------------------------------------------------------------------------
+
+
+def test_write_card_writes_json_markdown_and_html(spec, tmp_path: Path):
+    card = full_card(spec)
+
+    paths = write_card(card, tmp_path / "card")
+
+    assert set(paths) == {"json", "markdown", "html"}
+    assert {Path(p).name for p in paths.values()} == {"model_card.json", "model_card.md", "model_card.html"}
+    for p in paths.values():
+        assert Path(p).is_file() and Path(p).stat().st_size > 0
+    assert json.loads(Path(paths["json"]).read_text()) == card
+    assert sorted(p.name for p in (tmp_path / "card").iterdir()) == [
+        "model_card.html",
+        "model_card.json",
+        "model_card.md",
+    ]
+
+
+def test_card_survives_a_json_round_trip(spec):
+    card = full_card(spec)
+
+    assert json.loads(json.dumps(card, allow_nan=False)) == card
+    assert render_html(json.loads(json.dumps(card))) == render_html(card)
+
+
+def test_non_finite_metrics_become_null_so_the_card_stays_strict_json(spec):
+    evaluation = {
+        **EVALUATION,
+        "models": {**EVALUATION["models"], "candidate": {"metrics": {"roc_auc": float("nan")}}},
+    }
+    card = full_card(spec, evaluation=evaluation)
+
+    assert card["evaluation"]["models"]["candidate"]["metrics"]["roc_auc"] is None
+    json.dumps(card, allow_nan=False)

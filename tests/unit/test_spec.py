@@ -1,0 +1,96 @@
+"""The model spec: valid specs load, bad ones name the file and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from include.modelops.spec import ModelSpecError, load_all_specs, load_spec
+
+REF = Path(__file__).resolve().parents[2] / "include" / "models" / "fraud_detection.yaml"
+
+
+def write_spec(tmp_path: Path, mutate) -> Path:
+    raw = yaml.safe_load(REF.read_text())
+    mutate(raw)
+    path = tmp_path / f"{raw['name']}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_reference_spec_loads_with_derived_columns(reference_spec):
+    assert reference_spec.dag_id == "fraud_detection_training"
+    assert "merchant_category" in reference_spec.categorical_features
+    assert reference_spec.required_columns[-2:] == ["event_time", "card_id"]
+    assert len(reference_spec.spec_hash()) == 16
+
+
+def test_unknown_field_is_named(tmp_path):
+    path = write_spec(tmp_path, lambda r: r["evaluation"].update(primary_metirc="roc_auc"))
+    with pytest.raises(ModelSpecError) as err:
+        load_spec(path)
+    assert str(path) in str(err.value) and "evaluation.primary_metirc" in str(err.value)
+
+
+def test_wrong_type_names_the_feature_field(tmp_path):
+    def mutate(r):
+        r["features"][0]["min"] = "zero"
+
+    with pytest.raises(ModelSpecError, match=r"features\.0\.min"):
+        load_spec(write_spec(tmp_path, mutate))
+
+
+def test_categorical_feature_without_categories_is_rejected(tmp_path):
+    def mutate(r):
+        del r["features"][1]["categories"]
+
+    with pytest.raises(ModelSpecError, match="categorical feature needs 'categories'"):
+        load_spec(write_spec(tmp_path, mutate))
+
+
+def test_metric_not_known_for_task_is_rejected_with_the_choices(tmp_path):
+    path = write_spec(tmp_path, lambda r: r["evaluation"].update(primary_metric="rmse"))
+    with pytest.raises(ModelSpecError, match="'rmse' is not known for binary_classification"):
+        load_spec(path)
+
+
+def test_auto_approval_requires_low_risk(tmp_path):
+    path = write_spec(tmp_path, lambda r: r.update(risk_tier="high"))
+    with pytest.raises(ModelSpecError, match="'auto' is only allowed for risk_tier 'low'"):
+        load_spec(path)
+
+
+def test_name_must_match_file_name(tmp_path):
+    path = write_spec(tmp_path, lambda r: None)
+    other = tmp_path / "other_model.yaml"
+    path.rename(other)
+    with pytest.raises(ModelSpecError, match="must equal the file name 'other_model'"):
+        load_spec(other)
+
+
+def test_not_yaml_mapping_is_reported(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("- just\n- a list\n")
+    with pytest.raises(ModelSpecError, match="must be a YAML mapping"):
+        load_spec(path)
+
+
+def test_load_all_specs_reports_every_bad_file(tmp_path):
+    write_spec(tmp_path, lambda r: r.update(name="model_a", task="ranking"))
+    (tmp_path / "model_b.yaml").write_text("name: model_b\n")
+    with pytest.raises(ModelSpecError) as err:
+        load_all_specs(tmp_path)
+    assert "model_a.yaml" in str(err.value) and "model_b.yaml" in str(err.value)
+
+
+def test_data_path_expands_state_dir(reference_spec, monkeypatch, tmp_path):
+    monkeypatch.setenv("MODELOPS_STATE_DIR", str(tmp_path))
+    assert reference_spec.data.resolved_path() == tmp_path / "data" / "fraud_transactions"
+
+
+def test_data_path_with_unset_variable_names_it(reference_spec):
+    spec = reference_spec.model_copy(update={"data": reference_spec.data.model_copy(update={"path": "${NOPE_X}/d"})})
+    with pytest.raises(ModelSpecError, match="NOPE_X"):
+        spec.data.resolved_path()

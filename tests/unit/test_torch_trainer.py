@@ -1,0 +1,186 @@
+"""The PyTorch trainer on CPU, on a few thousand synthetic fraud transactions."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from include.modelops import scoring
+from include.modelops.dataset import generate_transactions, read_dataset
+from include.modelops.spec import load_spec_by_name
+from include.modelops.training import get_trainer, torch_trainer
+
+SMALL = {"epochs": 3, "batch_size": 256, "hidden_sizes": [32, 16], "embedding_dim": 4, "patience": 10}
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return load_spec_by_name("fraud_detection")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """6,000 transactions (about 2% fraud); train on the first 80% in time, hold out the rest."""
+    out = tmp_path_factory.mktemp("data") / "transactions"
+    generate_transactions(out, rows=6000, days=6, seed=11)
+    df = read_dataset(out).sort_values("event_time", kind="stable").reset_index(drop=True)
+    cut = int(len(df) * 0.8)
+    return df.iloc[:cut].reset_index(drop=True), df.iloc[cut:].reset_index(drop=True)
+
+
+def weights(model: torch_trainer.TorchTabularModel) -> dict[str, torch.Tensor]:
+    return model.net.state_dict()
+
+
+def same_weights(a, b) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_registered_as_the_torch_framework():
+    assert get_trainer("torch") is torch_trainer
+
+
+def test_beats_the_naive_baseline_on_holdout(spec, data):
+    train, holdout = data
+    model = torch_trainer.fit(spec, train, params={**SMALL, "epochs": 8, "patience": 3})
+    scores = model.predict(holdout)
+    auc = torch_trainer.roc_auc(holdout["is_fraud"].to_numpy(), scores)
+    assert auc > 0.75, f"holdout ROC-AUC {auc:.3f}; a constant score gets 0.5"
+    # Class weights shift the logits; the offset shifts them back, so scores stay probabilities.
+    assert scores.min() >= 0 and scores.max() <= 1
+    assert scores.mean() < 3 * holdout["is_fraud"].mean() + 0.01
+
+
+def test_same_seed_gives_the_same_weights_and_another_seed_does_not(spec, data):
+    train = data[0].iloc[:2000]
+    params = {**SMALL, "epochs": 2}
+    first = torch_trainer.fit(spec, train, params=params)
+    again = torch_trainer.fit(spec, train, params=params)
+    other = torch_trainer.fit(spec, train, params={**params, "seed": 7})
+    assert same_weights(weights(first), weights(again))
+    assert not same_weights(weights(first), weights(other))
+
+
+class Preempted(RuntimeError):
+    """Stands in for the node going away."""
+
+
+def test_run_killed_after_epoch_k_resumes_at_k_plus_1_with_the_same_result(spec, data, tmp_path, monkeypatch,
+                                                                          caplog):
+    train = data[0].iloc[:2000]
+    params = {**SMALL, "epochs": 4}
+    uninterrupted = torch_trainer.fit(spec, train, params=params, checkpoint_dir=tmp_path / "straight")
+
+    real_save = torch_trainer.save_checkpoint
+
+    def save_then_die_after_epoch_2(path, state):
+        real_save(path, state)
+        if state["epoch"] == 2:
+            raise Preempted("node preempted after epoch 2")
+
+    ckpt = tmp_path / "preempted"
+    monkeypatch.setattr(torch_trainer, "save_checkpoint", save_then_die_after_epoch_2)
+    with pytest.raises(Preempted):
+        torch_trainer.fit(spec, train, params=params, checkpoint_dir=ckpt)
+    monkeypatch.setattr(torch_trainer, "save_checkpoint", real_save)
+
+    epochs_trained = []
+    real_epoch = torch_trainer.train_one_epoch
+
+    def counting_epoch(*args, **kwargs):
+        epochs_trained.append(1)
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(torch_trainer, "train_one_epoch", counting_epoch)
+    caplog.set_level(logging.INFO, logger=torch_trainer.__name__)
+    resumed = torch_trainer.fit(spec, train, params=params, checkpoint_dir=ckpt)
+
+    assert any("epoch 2 done; resuming from epoch 3" in r.getMessage() for r in caplog.records)
+    assert len(epochs_trained) == 2  # epochs 3 and 4 only
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3, 4]
+    assert same_weights(weights(resumed), weights(uninterrupted))
+
+
+def test_checkpoint_of_other_data_is_not_resumed(spec, data, tmp_path, caplog):
+    params = {**SMALL, "epochs": 1}
+    torch_trainer.fit(spec, data[0].iloc[:1500], params=params, checkpoint_dir=tmp_path)
+    caplog.set_level(logging.INFO, logger=torch_trainer.__name__)
+    torch_trainer.fit(spec, data[0].iloc[1500:3000], params=params, checkpoint_dir=tmp_path)
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "written for other data" in messages and "resuming" not in messages
+
+
+def test_unknown_param_is_named(spec, data):
+    with pytest.raises(ValueError, match=r"max_iter"):
+        torch_trainer.fit(spec, data[0], params={"max_iter": 200})
+    with pytest.raises(ValueError, match=r"training.params.precision"):
+        torch_trainer.fit(spec, data[0], params={"precision": "fp8"})
+
+
+def test_logged_pyfunc_predicts_what_the_trained_model_predicts(spec, data, tmp_path, monkeypatch):
+    import mlflow
+
+    monkeypatch.chdir(tmp_path)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    exp = mlflow.create_experiment("torch", artifact_location=(tmp_path / "artifacts").as_uri())
+    train, holdout = data
+    with mlflow.start_run(experiment_id=exp) as run:
+        model = torch_trainer.fit(spec, train.iloc[:2500], params={**SMALL, "epochs": 2})
+        uri = torch_trainer.log_model(model, spec, train.head(50))
+
+    loaded = scoring.load_pyfunc(uri)
+    assert loaded.metadata.get_input_schema().input_names() == spec.feature_names
+    served = scoring.score(spec, loaded, holdout)
+    assert served.shape == (len(holdout),)
+    np.testing.assert_allclose(served, model.predict(holdout), rtol=1e-6, atol=1e-7)
+
+    client = mlflow.MlflowClient()
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_roc_auc")] == [1, 2]
+    assert client.get_run(run.info.run_id).data.tags["torch.device"] == "cpu"
+
+
+def test_unknown_categories_and_missing_values_still_score(spec, data):
+    train, holdout = data
+    model = torch_trainer.fit(spec, train.iloc[:1500], params={**SMALL, "epochs": 1})
+    odd = holdout.head(3).copy()
+    odd["merchant_category"] = ["spaceship", None, "grocery"]
+    odd["distance_from_home_km"] = [np.nan, 5.0, np.nan]
+    scores = model.predict(odd)
+    assert np.isfinite(scores).all() and scores.shape == (3,)
+
+
+def test_entrypoint_trains_with_torch_and_returns_telemetry(spec, data, tmp_path, monkeypatch, capsys):
+    import json
+
+    import mlflow
+    import yaml
+
+    from include.modelops.training import entrypoint
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    raw = spec.model_dump(mode="json")
+    raw["training"] = {"framework": "torch", "params": {**SMALL, "epochs": 1}}
+    (specs / "fraud_detection.yaml").write_text(yaml.safe_dump(raw))
+    train_path = tmp_path / "train.parquet"
+    data[0].iloc[:1500].to_parquet(train_path)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    exp = mlflow.create_experiment("fraud_detection", artifact_location=(tmp_path / "artifacts").as_uri())
+    run_id = mlflow.MlflowClient().create_run(exp).info.run_id
+
+    assert entrypoint.main(["--model", "fraud_detection", "--train-path", str(train_path), "--run-id", run_id,
+                            "--specs-dir", str(specs), "--checkpoint-dir", str(tmp_path / "ckpt"),
+                            "--xcom-file", str(tmp_path / "xcom" / "return.json")]) == 0
+
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(entrypoint.RESULT_PREFIX))
+    result = json.loads(line[len(entrypoint.RESULT_PREFIX):])
+    assert result == json.loads((tmp_path / "xcom" / "return.json").read_text())
+    assert result["run_id"] == run_id and result["model_uri"].startswith("models:/")
+    assert result["telemetry"]["enabled"] is False  # no GPU here: one log line, no failure
+    assert (tmp_path / "ckpt" / torch_trainer.CHECKPOINT_FILE).exists()
