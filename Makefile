@@ -8,7 +8,7 @@ STATE       := $(CURDIR)/.state
 MODEL       ?= fraud_detection
 PYTEST_ARGS ?=
 
-export PYTHONPATH        := $(CURDIR)
+export PYTHONPATH        := $(CURDIR):$(CURDIR)/plugins
 export MODELOPS_STATE_DIR := $(STATE)
 export BENTOML_HOME      := $(STATE)/bentoml
 export AIRFLOW_HOME      := $(STATE)/airflow
@@ -21,7 +21,7 @@ export DO_NOT_TRACK      := true
 export PIP_CACHE_DIR     := $(STATE)/cache/pip
 export TMPDIR            := $(STATE)/tmp
 
-.PHONY: help setup demo test test-unit test-integration up data check-specs serve audit bench clean
+.PHONY: help setup demo test test-unit test-integration up data check-specs spec-docs serve audit bench clean
 
 help:
 	@echo "make demo         set up, then run the training DAG for $(MODEL) end to end"
@@ -29,6 +29,7 @@ help:
 	@echo "make up           Airflow (standalone) + MLflow UI for interactive use"
 	@echo "make data         regenerate the reference dataset"
 	@echo "make check-specs  validate every spec in include/models/"
+	@echo "make spec-docs    regenerate docs/model-spec.md from the schema"
 	@echo "make serve        serve the champion's bento on http://127.0.0.1:3000"
 	@echo "make bench        parse-time and orchestration-overhead benchmarks"
 	@echo "make clean        delete .state/ (all local runs, models and bentos)"
@@ -60,6 +61,9 @@ up: setup
 
 data: setup
 	$(BIN)/python -m include.modelops.cli data
+
+spec-docs: setup
+	$(BIN)/python -m include.modelops.spec_docs
 
 check-specs: setup
 	$(BIN)/python -m include.modelops.cli check-specs

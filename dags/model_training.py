@@ -2,8 +2,9 @@
 ### Model training lifecycle: `<model>_training`, one DAG per spec in `include/models/`
 
 validate (Great Expectations) → split → train → evaluate against the champion and a naive
-baseline → register (alias `challenger` if the gate passed) → model card → gate → approve →
-package (BentoML) → smoke-serve (train/serve skew check) → promote to `champion`.
+baseline → register (alias `challenger` if the gate passed) → model card → gate → approve
+(policy `auto`, or a reviewer in *Required actions*; two for high-risk models) → package
+(BentoML) → smoke-serve (train/serve skew check) → promote to `champion` → update the card.
 
 A rejected candidate skips the steps after the gate and never touches the champion; the
 `summarize` task always runs and writes `summary.json` with what happened and where to look.
@@ -17,11 +18,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Param, chain, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryRule
 
+from modelops_operators import ModelApprovalOperator, ModelCardOperator
+
 from include.modelops import assets
+from include.modelops.approvals import required_approvals
 from include.modelops.spec import ModelSpec, load_all_specs
 
 # A user's mistake (bad data, bad spec, missing evidence) fails at once; infrastructure errors retry.
@@ -32,7 +36,7 @@ NO_RETRY_ON_USER_ERRORS = ExceptionRetryPolicy(
                 "include.modelops.validation.DataValidationError",
                 "include.modelops.spec.ModelSpecError",
                 "include.modelops.model_card.MissingEvidenceError",
-                "include.modelops.steps.CandidateRejected",
+                "include.modelops.approvals.ApprovalNotAllowed",
                 "include.modelops.packaging.TrainServeSkewError",
             ],
             action=RetryAction.FAIL,
@@ -40,10 +44,6 @@ NO_RETRY_ON_USER_ERRORS = ExceptionRetryPolicy(
         )
     ]
 )
-
-STEPS = ["validate_dataset", "split_dataset", "train_candidate", "evaluate_candidate", "register_candidate",
-         "generate_model_card", "gate", "approve", "package_bento", "smoke_serve_bento", "promote_to_champion"]
-
 
 def _run() -> dict:
     ctx = get_current_context()
@@ -104,17 +104,9 @@ def training_dag(spec: ModelSpec):
         def register_candidate(validated: dict, trained: dict, evaluated: dict) -> dict:
             return steps.register_candidate(model, validated, trained, evaluated, **_run())
 
-        @task
-        def generate_model_card(validated: dict, split: dict, evaluated: dict, registered: dict) -> dict:
-            return steps.generate_model_card(model, validated, split, evaluated, registered, **_run())
-
         @task.short_circuit(ignore_downstream_trigger_rules=False)
         def gate(evaluated: dict) -> bool:
             return steps.check_gate(evaluated)
-
-        @task
-        def approve(registered: dict, card: dict) -> dict:
-            return steps.approve_by_policy(model, registered, card)
 
         @task
         def package_bento(registered: dict, trained: dict) -> dict:
@@ -135,7 +127,7 @@ def training_dag(spec: ModelSpec):
             states = ctx["ti"].get_task_states(dag_id=run["dag_id"], run_ids=[run["dag_run_id"]])
             results = {
                 t: {"state": (states.get(run["dag_run_id"]) or {}).get(t), "result": ctx["ti"].xcom_pull(task_ids=t)}
-                for t in STEPS
+                for t in ctx["dag"].task_ids if t != "summarize"
             }
             summary = steps.summarize_run(model, results=results, **run)
             if summary["failed_steps"]:  # the summary is the leaf task: it carries the run's outcome
@@ -147,15 +139,28 @@ def training_dag(spec: ModelSpec):
         trained = train_candidate(validated, split)
         evaluated = evaluate_candidate(validated, split, trained)
         registered = register_candidate(validated, trained, evaluated)
-        card = generate_model_card(validated, split, evaluated, registered)
-        approved = approve(registered, card)
-        gate(evaluated) >> approved
+        card = ModelCardOperator(task_id="generate_model_card", model_name=model, validated=validated,
+                                 split=split, evaluated=evaluated, registered=registered)
+        approvals = [
+            ModelApprovalOperator(
+                task_id="approve" if i == 1 else f"approve_{i}", model_name=model, registered=registered,
+                evaluated=evaluated, card=card.output, policy=spec.approval.policy,
+                approvers=spec.approval.approvers, response_timeout=timedelta(hours=spec.approval.timeout_hours),
+                approval_index=i,
+            )
+            for i in range(1, required_approvals(spec) + 1)
+        ]
+        chain(gate(evaluated), *approvals)
         packaged = package_bento(registered, trained)
-        approved >> packaged
+        approvals[-1] >> packaged
         smoke = smoke_serve_bento(registered, trained, split, packaged)
         promoted = promote_to_champion(registered)
         smoke >> promoted
-        [validated, split, trained, evaluated, registered, card, approved, packaged, smoke, promoted] >> summarize()
+        final_card = ModelCardOperator(task_id="update_model_card", model_name=model, validated=validated,
+                                       split=split, evaluated=evaluated, registered=registered)
+        promoted >> final_card
+        [validated, split, trained, evaluated, registered, card, *approvals, packaged, smoke, promoted,
+         final_card] >> summarize()
 
     return pipeline()
 

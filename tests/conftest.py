@@ -5,10 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import sys
+
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_SPEC = PROJECT_ROOT / "include" / "models" / "fraud_detection.yaml"
+# Airflow puts plugins/ on sys.path at run time; tests import the operators the same way.
+sys.path.insert(0, str(PROJECT_ROOT / "plugins"))
+os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(PROJECT_ROOT / "plugins"))
 
 # Quiet third-party tools and keep their caches inside the project (set before they are imported).
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")

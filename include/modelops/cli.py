@@ -62,11 +62,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     spec = load_spec_by_name(args.model)
     t_start = time.perf_counter()
     data_dir = spec.data.resolved_path()
-    if not data_dir.exists():
-        _print(f"==> Generating the reference dataset ({args.rows:,} rows) into {data_dir}")
+    counter = s.state_dir / "demo_runs"
+    runs_before = int(counter.read_text()) if counter.exists() else 0
+    if not data_dir.exists() or runs_before:
         from include.modelops.dataset import generate_transactions
 
-        generate_transactions(data_dir, rows=args.rows)
+        # Each later demo run "receives" a week more of transactions, so the new candidate is
+        # trained on fresh data and compared with the champion on the latest window.
+        days = 60 + 7 * runs_before
+        rows = args.rows * days // 60
+        what = "the reference dataset" if not runs_before else f"new data: {days} days, the latest 7 unseen"
+        _print(f"==> Generating {what} ({rows:,} rows) into {data_dir}")
+        generate_transactions(data_dir, rows=rows, days=days, seed=42 + runs_before)
+    counter.write_text(str(runs_before + 1))
     port = args.mlflow_port or local_stack.free_port()
     uri = f"http://127.0.0.1:{port}"
     env = local_stack.stack_env(s.state_dir, uri)
@@ -91,6 +99,73 @@ def cmd_demo(args: argparse.Namespace) -> int:
     summary = json.loads(summary_path.read_text())
     _print_summary(summary, uri=uri, dag_s=dag_s, total_s=time.perf_counter() - t_start, log_file=log_file)
     return 0 if res.returncode == 0 else 1
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Airflow standalone (API server + UI, scheduler, triggerer, dag processor) and MLflow, until Ctrl-C."""
+    import subprocess
+
+    from include.modelops import local_stack
+
+    s = get_settings()
+    uri = f"http://127.0.0.1:{args.mlflow_port}"
+    env = local_stack.stack_env(s.state_dir, uri, api_port=args.airflow_port)
+    env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = "False"
+    local_stack.migrate_airflow_db(env)
+    mlflow = local_stack.start_mlflow(s.state_dir, args.mlflow_port, env)
+    log_file = s.state_dir / "logs" / "airflow-standalone.log"
+    _print(f"==> Starting Airflow standalone (log {log_file})")
+    airflow = subprocess.Popen([sys.executable, "-m", "airflow", "standalone"], env=env, start_new_session=True,
+                               stdout=open(log_file, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
+    try:
+        local_stack._wait_http(f"http://127.0.0.1:{args.airflow_port}/api/v2/monitor/health", 180, airflow,
+                               "Airflow API server")
+        pw_file = Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
+        login = json.loads(pw_file.read_text()) if pw_file.exists() else {}
+        _print(f"\nAirflow UI   http://127.0.0.1:{args.airflow_port}   login: "
+               + ", ".join(f"{u} / {p}" for u, p in login.items()))
+        _print(f"MLflow UI    {uri}")
+        _print(f"REST API     POST http://127.0.0.1:{args.airflow_port}/auth/token, then "
+               f"/api/v2/dags/<dag_id>/dagRuns with a bearer token (see README)")
+        _print("Ctrl-C stops both.")
+        airflow.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        local_stack.stop_process(airflow, timeout_s=30)
+        local_stack.stop_process(mlflow)
+        _print("==> Stopped Airflow and MLflow")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the bento of the model's champion (tag recorded on the version) until Ctrl-C."""
+    import os
+    import subprocess
+
+    from include.modelops import local_stack
+
+    s = get_settings()
+    with local_stack.mlflow_server(s.state_dir) as uri:
+        os.environ["MLFLOW_TRACKING_URI"] = uri
+        from include.modelops import tracking
+
+        version = tracking.alias_version(args.model, tracking.CHAMPION)
+        tag = tracking.version_info(args.model, version)["tags"].get("modelops.bento_tag") if version else None
+    if not tag:
+        _print(f"{args.model} has no champion with a bento yet: run `make demo` first.")
+        return 1
+    env = local_stack.stack_env(s.state_dir, uri)
+    _print(f"==> Serving {tag} (champion v{version}) on http://127.0.0.1:{args.port}  (Ctrl-C stops it)")
+    proc = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", tag, "--host", "127.0.0.1",
+                             "--port", str(args.port)], env=env, start_new_session=True)
+    try:
+        proc.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        local_stack.stop_process(proc)
+    return 0
 
 
 def _print_summary(summary: dict, *, uri: str, dag_s: float, total_s: float, log_file: Path) -> None:
@@ -169,6 +244,14 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--rows", type=int, default=100_000, help="rows to generate when the data is missing")
     m.add_argument("--mlflow-port", type=int, default=None, help="default: a free port")
     m.set_defaults(fn=cmd_demo)
+    u = sub.add_parser("up", help="Airflow standalone + MLflow for interactive use (Ctrl-C stops)")
+    u.add_argument("--airflow-port", type=int, default=8080)
+    u.add_argument("--mlflow-port", type=int, default=5000)
+    u.set_defaults(fn=cmd_up)
+    v = sub.add_parser("serve", help="serve the champion's bento")
+    v.add_argument("--model", default=DEFAULT_MODEL)
+    v.add_argument("--port", type=int, default=3000)
+    v.set_defaults(fn=cmd_serve)
     c = sub.add_parser("check-specs", help="validate every model spec and print the problems")
     c.set_defaults(fn=cmd_check_specs)
     args = p.parse_args(argv)

@@ -38,7 +38,8 @@ def stack_env(state_dir: Path, mlflow_uri: str, *, specs_dir: Path | None = None
     state_dir = Path(state_dir).resolve()
     env = dict(os.environ)
     env.update({
-        "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+        "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), str(PROJECT_ROOT / "plugins"),
+                                       *filter(None, [os.environ.get("PYTHONPATH")])]),
         "MODELOPS_STATE_DIR": str(state_dir),
         "MLFLOW_TRACKING_URI": mlflow_uri,
         "BENTOML_HOME": str(state_dir / "bentoml"),

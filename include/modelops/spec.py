@@ -51,11 +51,15 @@ class RiskTier(str, Enum):
 
 
 class Owner(_Strict):
+    """Who is accountable for the model."""
+
     team: str = Field(description="Team accountable for the model.")
     email: str = Field(description="Contact address for incidents and reviews.")
 
 
 class DataSource(_Strict):
+    """Where the training data lives and how much of it is required."""
+
     path: str = Field(
         description="A file or a folder of files (searched recursively, e.g. daily partitions). "
         "Relative paths are resolved against the project root; ${VAR} is expanded."
@@ -75,6 +79,8 @@ class DataSource(_Strict):
 
 
 class Feature(_Strict):
+    """An input column and the constraints data validation enforces on it."""
+
     name: str = Field(description="Column name in the data.")
     type: FeatureType = Field(description="numeric | integer | categorical | boolean.")
     min: float | None = Field(default=None, description="Smallest allowed value (numeric/integer).")
@@ -103,6 +109,8 @@ class Feature(_Strict):
 
 
 class Target(_Strict):
+    """The label column."""
+
     name: str = Field(description="Label column.")
     classes: list[int | str] | None = Field(
         default=None, description="Label values for classification (binary: [0, 1], positive last)."
@@ -110,6 +118,8 @@ class Target(_Strict):
 
 
 class Split(_Strict):
+    """How the holdout set is carved (time-based when ``time_column`` is set)."""
+
     holdout_fraction: float = Field(
         default=0.2, gt=0.0, lt=0.9, description="Share of rows held out for evaluation."
     )
@@ -117,6 +127,8 @@ class Split(_Strict):
 
 
 class Training(_Strict):
+    """Which trainer runs where, with which resources."""
+
     backend: Literal["local", "kubernetes"] = Field(
         default="local", description="local: a process on the Airflow worker; kubernetes: a pod."
     )
@@ -131,11 +143,15 @@ class Training(_Strict):
 
 
 class MetricBound(_Strict):
+    """Absolute bounds for one metric."""
+
     min: float | None = Field(default=None, description="The metric must be at least this.")
     max: float | None = Field(default=None, description="The metric must be at most this.")
 
 
 class SliceRules(_Strict):
+    """Gate rules over the slices of ``segment_columns``."""
+
     max_drop_vs_champion: float | None = Field(
         default=None, description="Largest allowed drop of the primary metric in any slice vs the champion."
     )
@@ -146,6 +162,8 @@ class SliceRules(_Strict):
 
 
 class Gate(_Strict):
+    """Promotion rules: absolute thresholds, the champion, the baseline, slices and latency."""
+
     thresholds: dict[str, MetricBound] = Field(
         default_factory=dict, description="Absolute bounds per metric, e.g. {roc_auc: {min: 0.8}}."
     )
@@ -169,6 +187,8 @@ class Gate(_Strict):
 
 
 class Evaluation(_Strict):
+    """How candidates are evaluated and gated."""
+
     primary_metric: str = Field(description="Metric the gate compares on (higher is better unless an error).")
     decision_threshold: float = Field(
         default=0.5, ge=0.0, le=1.0, description="Score at or above which a row is predicted positive (binary)."
@@ -178,6 +198,8 @@ class Evaluation(_Strict):
 
 
 class Approval(_Strict):
+    """Who approves promotion, and how long they have."""
+
     policy: Literal["auto", "manual"] = Field(
         default="manual", description="auto: promote when every check passes (low risk only); manual: a human."
     )
@@ -186,6 +208,8 @@ class Approval(_Strict):
 
 
 class Monitoring(_Strict):
+    """Drift detection and retraining policy."""
+
     drift_schedule: str | None = Field(default="@daily", description="When drift detection runs.")
     drift_share_threshold: float = Field(
         default=0.3, gt=0, le=1, description="Share of drifted features that triggers retraining."
@@ -194,6 +218,8 @@ class Monitoring(_Strict):
 
 
 class ModelSpec(_Strict):
+    """One model: data, features, training, evaluation gate, approval and documentation."""
+
     name: str = Field(pattern=NAME_PATTERN, description="Model name; must equal the file name's stem.")
     description: str = Field(description="One paragraph: what the model predicts and why.")
     owner: Owner

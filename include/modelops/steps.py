@@ -23,10 +23,6 @@ from include.modelops.spec import ModelSpec, load_spec_by_name
 log = logging.getLogger(__name__)
 
 
-class CandidateRejected(Exception):
-    """The gate or the approval stopped the candidate; the champion is unchanged."""
-
-
 # --- context ----------------------------------------------------------------------------------
 
 
@@ -248,7 +244,10 @@ def generate_model_card(model: str, validated: dict, split: dict, evaluated: dic
     version = registered["version"]
     out = run_dir(model, dag_run_id)
     vinfo = tracking.version_info(spec.name, version)
-    approvals = approvals if approvals is not None else _approvals_from_tags(vinfo["tags"])
+    if approvals is None:
+        from include.modelops.approvals import records
+
+        approvals = records(spec.name, version, vinfo["tags"])
     card = model_card.build_card(
         spec, model_name=spec.name, version=version, run=tracking.run_info(run_id),
         validation=json.loads((out / "validation_report.json").read_text()),
@@ -260,6 +259,7 @@ def generate_model_card(model: str, validated: dict, split: dict, evaluated: dic
                  "spec_hash": spec.spec_hash(), "data_path": validated["data_path"],
                  "split": split.get("split")},
         telemetry=_telemetry_from_tags(tracking.run_info(run_id)["tags"]),
+        deployments=_deployments_from_tags(vinfo["tags"]),
         links={"mlflow_run": tracking.run_url(run_id), "mlflow_model_version": registered["url"],
                "airflow_dag_run": f"{get_settings().airflow_ui_url}/dags/{dag_id}/runs/{dag_run_id}",
                "validation_report": validated.get("report_html"), "evaluation_report": evaluated["report_html"]},
@@ -283,31 +283,6 @@ def check_gate(evaluated: dict) -> bool:
     else:
         log.info("Candidate rejected, the champion stays: %s", evaluated["summary"])
     return bool(evaluated["passed"])
-
-
-def approve_by_policy(model: str, registered: dict, card: dict) -> dict:
-    """Record an automatic approval (policy ``auto``, low risk, every check passed)."""
-    from include.modelops.model_card import MissingEvidenceError
-
-    spec = load_spec_by_name(model)
-    if card.get("missing_evidence"):
-        raise MissingEvidenceError(
-            f"{spec.name} v{registered['version']} cannot be promoted: the model card is missing "
-            + "; ".join(card["missing_evidence"])
-        )
-    if spec.approval.policy != "auto":
-        raise CandidateRejected(
-            f"approval.policy is {spec.approval.policy!r}: a human must approve {spec.name} v{registered['version']}"
-        )
-    record = {"decision": "approved", "by": "policy:auto", "at": tracking.now_iso(), "policy": "auto",
-              "comment": f"risk tier {spec.risk_tier.value}, every gate check passed"}
-    tracking.set_version_tags(spec.name, registered["version"], {
-        "modelops.approval.decision": record["decision"], "modelops.approval.by": record["by"],
-        "modelops.approval.at": record["at"], "modelops.approval.comment": record["comment"],
-        "modelops.approval.policy": "auto",
-    })
-    log.info("Approved %s v%s by policy (auto)", spec.name, registered["version"])
-    return record
 
 
 def package_bento(model: str, registered: dict, trained: dict) -> dict:
@@ -368,12 +343,12 @@ def summarize_run(model: str, *, dag_id: str, dag_run_id: str, results: dict[str
     return summary
 
 
-def _approvals_from_tags(tags: dict[str, str]) -> list[dict]:
-    if "modelops.approval.decision" not in tags:
-        return []
-    return [{"decision": tags["modelops.approval.decision"], "by": tags.get("modelops.approval.by"),
-             "at": tags.get("modelops.approval.at"), "comment": tags.get("modelops.approval.comment", ""),
-             "policy": tags.get("modelops.approval.policy", "manual")}]
+def _deployments_from_tags(tags: dict[str, str]) -> list[dict]:
+    """Alias moves of the version, oldest first (rollout stages will add their own entries)."""
+    events = [{"stage": f"alias {k.split('.')[2]}", "traffic_percent": 100 if k.split(".")[2] == "champion" else 0,
+               "at": v, "outcome": "set"}
+              for k, v in tags.items() if k.startswith("modelops.alias.") and k.endswith(".set_at")]
+    return sorted(events, key=lambda e: e["at"])
 
 
 def _telemetry_from_tags(tags: dict[str, str]) -> dict | None:

@@ -14,6 +14,8 @@ It measures, on synthetic fraud transactions (``include.modelops.dataset``):
 * **bf16 vs fp32**: the trainer with ``precision: bf16`` against ``precision: fp32``;
 * **GPU utilisation** (mean NVML utilisation while the trainer runs, from ``GpuSampler``).
 
+Trainer and bare loop alternate ``--repeats`` times and the best run of each counts.
+
 Everything it writes goes under ``<project>/.state/bench`` (git-ignored). It is not a test:
 pytest does not collect it (no ``test_`` prefix).
 """
@@ -116,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=5 if gpu else 3)
     ap.add_argument("--batch-size", type=int, default=8192 if gpu else 2048)
     ap.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    ap.add_argument("--repeats", type=int, default=2, help="runs of each measurement; the best counts")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -133,11 +136,18 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict[str, Any] = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                                "rows": len(train), "epochs": args.epochs, "batch_size": args.batch_size,
-                               "torch": torch.__version__, "threads": torch.get_num_threads()}
+                               "torch": torch.__version__, "threads": torch.get_num_threads(),
+                               "repeats": args.repeats}
+    # Trainer and bare loop alternate, and the best of the repeats counts: a shared machine's
+    # noise only ever slows a run down.
     for precision in ("fp32", "bf16"):
         params = {**base, "precision": precision}
-        results[f"trainer_{precision}"] = run_trainer(spec, train, params, tracking_uri)
-        results[f"bare_{precision}"] = run_bare_loop(spec, train, params)
+        for _ in range(args.repeats):
+            for name, run in (("trainer", lambda: run_trainer(spec, train, params, tracking_uri)),
+                              ("bare", lambda: run_bare_loop(spec, train, params))):
+                got, key = run(), f"{name}_{precision}"
+                if key not in results or got["loop_rows_per_s"] > results[key]["loop_rows_per_s"]:
+                    results[key] = got
 
     def ratio(a: float, b: float) -> str:
         return f"{a / b:.2f}x" if b else "n/a"

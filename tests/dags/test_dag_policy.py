@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PYTHONPATH = os.pathsep.join([str(PROJECT_ROOT), str(PROJECT_ROOT / "plugins")])
 DAG_FILES = sorted((PROJECT_ROOT / "dags").glob("*.py"))
 HEAVY = ["torch", "sklearn", "mlflow", "evidently", "great_expectations", "bentoml", "pandas"]
 
@@ -60,7 +62,7 @@ def test_dag_file_parses_without_heavy_imports(dag_file):
         f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT,
-                         env={**__import__("os").environ, "PYTHONPATH": str(PROJECT_ROOT)}, timeout=120)
+                         env={**os.environ, "PYTHONPATH": PYTHONPATH}, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
     loaded = json.loads(out.stdout.strip().splitlines()[-1])
     assert loaded == [], f"{dag_file.name} imports {loaded} at parse time"
@@ -72,7 +74,7 @@ def test_bad_spec_fails_parsing_naming_file_and_field(tmp_path):
     (tmp_path / "fraud_detection.yaml").write_text(bad)
     code = f"import runpy; runpy.run_path({str(PROJECT_ROOT / 'dags' / 'model_training.py')!r})"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT,
-                         env={**__import__("os").environ, "PYTHONPATH": str(PROJECT_ROOT),
+                         env={**os.environ, "PYTHONPATH": PYTHONPATH,
                               "MODELOPS_SPECS_DIR": str(tmp_path)}, timeout=120)
     assert out.returncode != 0
     assert "fraud_detection.yaml" in out.stderr

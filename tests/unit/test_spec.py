@@ -94,3 +94,10 @@ def test_data_path_with_unset_variable_names_it(reference_spec):
     spec = reference_spec.model_copy(update={"data": reference_spec.data.model_copy(update={"path": "${NOPE_X}/d"})})
     with pytest.raises(ModelSpecError, match="NOPE_X"):
         spec.data.resolved_path()
+
+
+def test_spec_reference_doc_is_up_to_date():
+    from include.modelops import spec_docs
+
+    committed = (REF.parents[2] / "docs" / "model-spec.md").read_text()
+    assert committed == spec_docs.render(), "docs/model-spec.md is stale: run `make spec-docs`"

@@ -105,6 +105,20 @@ def test_run_killed_after_epoch_k_resumes_at_k_plus_1_with_the_same_result(spec,
     assert same_weights(weights(resumed), weights(uninterrupted))
 
 
+def test_retry_after_training_finished_reuses_the_weights_without_training(spec, data, tmp_path,
+                                                                         monkeypatch):
+    train = data[0].iloc[:1500]
+    params = {**SMALL, "epochs": 2}
+    first = torch_trainer.fit(spec, train, params=params, checkpoint_dir=tmp_path)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run must not train again")
+
+    monkeypatch.setattr(torch_trainer, "train_one_epoch", no_training)
+    again = torch_trainer.fit(spec, train, params=params, checkpoint_dir=tmp_path)
+    assert same_weights(weights(first), weights(again))
+
+
 def test_checkpoint_of_other_data_is_not_resumed(spec, data, tmp_path, caplog):
     params = {**SMALL, "epochs": 1}
     torch_trainer.fit(spec, data[0].iloc[:1500], params=params, checkpoint_dir=tmp_path)

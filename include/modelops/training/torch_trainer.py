@@ -108,8 +108,14 @@ class TorchParams:
                 f"use any of {sorted(known)} (see include/modelops/training/torch_trainer.py)"
             )
         values: dict[str, Any] = {"seed": spec.split.seed, **params}
-        if "hidden_sizes" in values:
-            values["hidden_sizes"] = tuple(int(h) for h in values["hidden_sizes"])
+        casts = {"int": int, "float": float, "str": str,
+                 "tuple[int, ...]": lambda v: tuple(int(h) for h in ([v] if isinstance(v, int) else v))}
+        for name, value in values.items():
+            try:
+                values[name] = casts[cls.__dataclass_fields__[name].type](value)
+            except (TypeError, ValueError):
+                kind = cls.__dataclass_fields__[name].type.replace("tuple[int, ...]", "list of whole numbers")
+                raise ValueError(f"training.params.{name} = {value!r} is not a valid {kind}") from None
         p = cls(**values)
         checks = [
             (p.epochs >= 1, "epochs", "must be at least 1"),
@@ -136,7 +142,8 @@ def resolve_device(requested: str) -> torch.device:
     if requested == "cpu":
         return torch.device("cpu")
     if torch.cuda.is_available():
-        return torch.device("cuda")
+        # With its index: tensors report cuda:0, and comparisons with a bare "cuda" device fail.
+        return torch.device("cuda", torch.cuda.current_device())
     if requested == "cuda":
         raise RuntimeError("training.params.device is 'cuda' but no CUDA device is visible to PyTorch")
     return torch.device("cpu")
@@ -272,13 +279,13 @@ class TargetEncoding:
     def encode(self, y: pd.Series) -> np.ndarray:
         if self.task == "regression":
             return ((pd.to_numeric(y).to_numpy(dtype="float64") - self.mean) / self.std).astype(np.float32)
-        lookup = {str(c): i for i, c in enumerate(self.classes)}
-        idx = y.astype(str).map(lookup)
-        if idx.isna().any():
-            bad = sorted(y[idx.isna()].astype(str).unique().tolist())[:5]
+        idx = pd.Index(self.classes).get_indexer(y)
+        if (idx < 0).any():  # e.g. labels read as text while the spec lists numbers: compare as text
+            idx = pd.Index([str(c) for c in self.classes]).get_indexer(y.astype(str))
+        if (idx < 0).any():
+            bad = sorted(y[idx < 0].astype(str).unique().tolist())[:5]
             raise ValueError(f"target values {bad} are not in target.classes {self.classes}")
-        dtype = np.float32 if self.task == "binary_classification" else np.int64
-        return idx.to_numpy(dtype=dtype)
+        return idx.astype(np.float32 if self.task == "binary_classification" else np.int64)
 
     def loss_fn(self, device: torch.device) -> nn.Module:
         if self.task == "regression":
@@ -433,7 +440,7 @@ def train_one_epoch(net: nn.Module, optimizer: torch.optim.Optimizer, scaler: to
     """
     net.train()
     n = data["y"].shape[0]
-    on_device = data["y"].device == device
+    on_device = data["y"].device.type == device.type
     perm = torch.randperm(n, generator=generator)
     if on_device:
         perm = perm.to(device)
@@ -537,7 +544,8 @@ def load_checkpoint(path: Path, fingerprint: str, device: torch.device) -> dict[
 def _log_epoch_metrics(metrics: dict[str, float], epoch: int) -> None:
     if mlflow.active_run() is None:
         return
-    mlflow.log_metrics({k: v for k, v in metrics.items() if not math.isnan(v)}, step=epoch)  # one batch
+    # One batch per epoch, sent in the background: a slow tracking server never stalls the GPU.
+    mlflow.log_metrics({k: v for k, v in metrics.items() if not math.isnan(v)}, step=epoch, synchronous=False)
 
 
 def fit(spec: ModelSpec, train: pd.DataFrame, *, params: dict[str, Any],
@@ -556,10 +564,9 @@ def fit(spec: ModelSpec, train: pd.DataFrame, *, params: dict[str, Any],
         torch.set_float32_matmul_precision("high")  # TF32 for any fp32 matmul left outside autocast
     torch.manual_seed(p.seed)
 
-    frame = feature_frame(spec, train)
-    encoder = TabularEncoder.fit(spec, frame)
+    encoder = TabularEncoder.fit(spec, train)  # reads the feature columns only: no copy of the frame
     target = TargetEncoding.fit(spec, train[spec.target.name], p.class_weight)
-    dense, cat = encoder.transform(frame)
+    dense, cat = encoder.transform(train)
     y = target.encode(train[spec.target.name])
     tr_idx, va_idx = validation_split(y, target.task, p.validation_fraction, p.seed)
     data, staged = stage({"dense": dense[tr_idx], "cat": cat[tr_idx], "y": y[tr_idx]}, device,
@@ -608,9 +615,7 @@ def fit(spec: ModelSpec, train: pd.DataFrame, *, params: dict[str, Any],
                      start_epoch)
 
     epoch = start_epoch - 1
-    for epoch in range(start_epoch, p.epochs + 1):
-        if finished:
-            break
+    for epoch in range(start_epoch, p.epochs + 1 if not finished else start_epoch):
         t0 = time.perf_counter()
         train_loss = train_one_epoch(net, optimizer, scaler, loss_fn, data, batch_size=p.batch_size,
                                      generator=shuffle, device=device, amp_dtype=amp_dtype)
@@ -621,9 +626,10 @@ def fit(spec: ModelSpec, train: pd.DataFrame, *, params: dict[str, Any],
             val_loss = float(loss_fn(logits.squeeze(-1) if logits.shape[-1] == 1 else logits, y_dev)) / max(
                 len(va_idx), 1)
         val_auc = roc_auc(y_val, target.scores(logits)) if target.task == "binary_classification" else math.nan
-        metric = val_auc if higher_is_better and not math.isnan(val_auc) else val_loss
-        if higher_is_better and math.isnan(val_auc):
-            metric = -val_loss  # no positive in the validation split: fall back to the loss
+        if higher_is_better:  # no positive in the validation split: fall back to the loss
+            metric = -val_loss if math.isnan(val_auc) else val_auc
+        else:
+            metric = val_loss
         improved = metric > best_metric + _MIN_DELTA if higher_is_better else metric < best_metric - _MIN_DELTA
         if improved:
             best_metric, best_epoch, bad_epochs = metric, epoch, 0
@@ -657,6 +663,7 @@ def fit(spec: ModelSpec, train: pd.DataFrame, *, params: dict[str, Any],
     log.info("Trained in %.1f s; best epoch %d (%s %.4f)", total_s, best_epoch,
              "val_roc_auc" if higher_is_better else "val_loss", abs(best_metric))
     if mlflow.active_run() is not None:
+        mlflow.flush_async_logging()
         mlflow.log_metrics({"train_seconds": total_s, "best_epoch": float(best_epoch),
                             "epochs_run": float(epoch)})
         mlflow.set_tags({"torch.device": str(device), "torch.precision": precision,
