@@ -19,9 +19,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from airflow.sdk import Param, chain, dag, get_current_context, task
-from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryRule
-
+from airflow.sdk.exceptions import AirflowFailException
 from modelops_operators import ModelApprovalOperator, ModelCardOperator
 
 from include.modelops import assets
@@ -136,7 +135,15 @@ def training_dag(spec: ModelSpec):
 
         validated = validate_dataset()
         split = split_dataset(validated)
-        trained = train_candidate(validated, split)
+        if spec.training.backend == "kubernetes":
+            # The same entrypoint in the training image, as a deferrable pod; its result comes back via XCom.
+            from include.modelops.kubernetes import training_pod_operator
+
+            pod = training_pod_operator(spec, task_id="train_candidate")
+            [validated, split] >> pod
+            trained = pod.output
+        else:
+            trained = train_candidate(validated, split)
         evaluated = evaluate_candidate(validated, split, trained)
         registered = register_candidate(validated, trained, evaluated)
         card = ModelCardOperator(task_id="generate_model_card", model_name=model, validated=validated,

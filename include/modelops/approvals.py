@@ -43,7 +43,8 @@ def check_ready(spec: ModelSpec, version: str, evaluated: dict, card: dict) -> N
         raise MissingEvidenceError(
             f"{spec.name} v{version} ({spec.risk_tier.value} risk) cannot be promoted: the model card is "
             f"missing required evidence: " + "; ".join(card["missing_evidence"])
-            + f". Fill these in include/models/{spec.name}.yaml and retrain."
+            + f". Fill these in include/models/{spec.name}.yaml and retrain.",
+            list(card["missing_evidence"]),
         )
     if not evaluated.get("passed"):
         raise ApprovalNotAllowed(f"{spec.name} v{version} did not pass the gate: {evaluated.get('summary')}")

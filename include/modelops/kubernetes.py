@@ -24,33 +24,16 @@ What the pod gets, and why:
   Secret: DAG code, the rendered pod and the task log only ever name the secret;
 * labels ``modelops.io/model``, ``modelops.io/model-version`` (the spec hash) and
   ``modelops.io/dag-run`` (the run id made label-safe), besides the provider's own;
-* deferrable (the worker slot is freed while the pod runs), pod deleted when it finishes,
-  retries with exponential backoff, the result JSON (run id, model URI, GPU telemetry) pushed
-  to XCom through ``/airflow/xcom/return.json``.
+* deferrable (the worker slot is freed while the pod runs; the pod's log reaches the task log
+  every 2 minutes), the pod deleted when it finishes, retries with exponential backoff, the
+  result JSON (run id, model URI, GPU telemetry) pushed to XCom via ``/airflow/xcom/return.json``.
 
 The training data must be reachable from the pod: put ``MODELOPS_RUNS_DIR`` on storage the pod
 can read (set ``MODELOPS_K8S_DATA_PVC`` to mount that claim read-only at the same path) or on an
 object store URI that pandas can read.
 
-Settings (environment; the defaults suit a single-tenant cluster):
-
-| variable | default | meaning |
-| --- | --- | --- |
-| ``MODELOPS_TRAINING_IMAGE`` | ``modelops-trainer:latest`` | training image (``docker build --target trainer``) |
-| ``MODELOPS_TRAINING_IMAGE_PULL_POLICY`` | ``IfNotPresent`` | image pull policy |
-| ``MODELOPS_K8S_CONN_ID`` | ``kubernetes_default`` | Airflow connection to the cluster |
-| ``MODELOPS_K8S_NAMESPACE`` | unset: the connection's namespace, else ``default`` | namespace of the pod, PVC and secret |
-| ``MODELOPS_K8S_SERVICE_ACCOUNT`` | unset: the namespace's default | service account (its token is not mounted) |
-| ``MODELOPS_CHECKPOINT_PVC`` | ``modelops-checkpoints`` | claim for ``/checkpoints``; empty: an emptyDir (no resume) |
-| ``MODELOPS_MLFLOW_SECRET`` | ``mlflow-credentials`` | secret holding ``MLFLOW_TRACKING_URI`` and credentials |
-| ``MODELOPS_K8S_DATA_PVC`` | unset | claim holding ``MODELOPS_RUNS_DIR``, mounted read-only at that path |
-| ``MODELOPS_K8S_KUEUE_QUEUE`` | unset | Kueue LocalQueue when the spec names none |
-| ``MODELOPS_K8S_NODE_SELECTOR`` | ``{}`` | JSON object merged under the spec's node selector |
-| ``MODELOPS_K8S_TOLERATIONS`` | ``[]`` | JSON list added to the spec's tolerations |
-| ``MODELOPS_K8S_AFFINITY`` | unset | JSON affinity object for every training pod |
-| ``MODELOPS_K8S_SCRATCH_SIZE`` | ``10Gi`` | size limit of the ``/tmp`` emptyDir |
-| ``MODELOPS_K8S_SCHEDULE_TIMEOUT_S`` | ``3600`` | how long the pod may wait for a node (GPU autoscaling, Kueue admission) |
-| ``MODELOPS_K8S_STARTUP_TIMEOUT_S`` | ``900`` | how long the pod may take to start once scheduled (large CUDA image pull) |
+Settings: the ``MODELOPS_K8S_*``, ``MODELOPS_TRAINING_IMAGE*``, ``MODELOPS_CHECKPOINT_PVC`` and
+``MODELOPS_MLFLOW_SECRET`` variables, documented with the others in ``include/modelops/settings.py``.
 
 The ``kubernetes_default`` connection
 -------------------------------------
@@ -81,13 +64,12 @@ The secret, once per namespace::
 
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from include.modelops.settings import get_settings
+from include.modelops.settings import KubernetesSettingsError, PodSettings
+
+__all__ = ["KubernetesSettingsError", "PodSettings", "training_pod_operator"]
 
 if TYPE_CHECKING:
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
@@ -109,82 +91,11 @@ TRAIN_PATH_TEMPLATE = "{{ ti.xcom_pull(task_ids='split_dataset')['train_path'] }
 _LABEL_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."
 SAFE_RUN_ID_TEMPLATE = (
     "{%- set ns = namespace(v='') -%}"
-    "{%- for c in run_id -%}{%- set ns.v = ns.v ~ (c if c in '" + _LABEL_CHARS + "' else '-') -%}{%- endfor -%}"
+    "{%- for c in run_id -%}"
+    "{%- set ns.v = ns.v ~ (c if c in '" + _LABEL_CHARS + "' else '-') -%}"
+    "{%- endfor -%}"
     "{{ ns.v[:63].strip('-_.') }}"
 )
-
-
-class KubernetesSettingsError(ValueError):
-    """A ``MODELOPS_K8S_*`` setting has a value that cannot be used; the message names it."""
-
-
-@dataclass(frozen=True)
-class PodSettings:
-    """Cluster-side settings of training pods (see the module docstring for each variable)."""
-
-    image: str = "modelops-trainer:latest"
-    image_pull_policy: str = "IfNotPresent"
-    conn_id: str = "kubernetes_default"
-    namespace: str | None = None
-    service_account: str | None = None
-    checkpoint_pvc: str | None = "modelops-checkpoints"
-    mlflow_secret: str = "mlflow-credentials"
-    data_pvc: str | None = None
-    data_mount_path: str | None = None
-    kueue_queue: str | None = None
-    node_selector: dict[str, str] = field(default_factory=dict)
-    tolerations: list[dict[str, Any]] = field(default_factory=list)
-    affinity: dict[str, Any] | None = None
-    scratch_size: str = "10Gi"
-    schedule_timeout_s: int = 3600
-    startup_timeout_s: int = 900
-
-    @classmethod
-    def from_env(cls) -> PodSettings:
-        """Read the settings from the environment now."""
-        env = os.environ
-        d = cls()
-        return cls(
-            image=env.get("MODELOPS_TRAINING_IMAGE") or d.image,
-            image_pull_policy=env.get("MODELOPS_TRAINING_IMAGE_PULL_POLICY") or d.image_pull_policy,
-            conn_id=env.get("MODELOPS_K8S_CONN_ID") or d.conn_id,
-            namespace=env.get("MODELOPS_K8S_NAMESPACE") or None,
-            service_account=env.get("MODELOPS_K8S_SERVICE_ACCOUNT") or None,
-            checkpoint_pvc=env.get("MODELOPS_CHECKPOINT_PVC", d.checkpoint_pvc) or None,
-            mlflow_secret=env.get("MODELOPS_MLFLOW_SECRET") or d.mlflow_secret,
-            data_pvc=env.get("MODELOPS_K8S_DATA_PVC") or None,
-            data_mount_path=str(get_settings().runs_dir),
-            kueue_queue=env.get("MODELOPS_K8S_KUEUE_QUEUE") or None,
-            node_selector=_json_env("MODELOPS_K8S_NODE_SELECTOR", dict, {}),
-            tolerations=_json_env("MODELOPS_K8S_TOLERATIONS", list, []),
-            affinity=_json_env("MODELOPS_K8S_AFFINITY", dict, None),
-            scratch_size=env.get("MODELOPS_K8S_SCRATCH_SIZE") or d.scratch_size,
-            schedule_timeout_s=_int_env("MODELOPS_K8S_SCHEDULE_TIMEOUT_S", d.schedule_timeout_s),
-            startup_timeout_s=_int_env("MODELOPS_K8S_STARTUP_TIMEOUT_S", d.startup_timeout_s),
-        )
-
-
-def _json_env(var: str, kind: type, default: Any) -> Any:
-    raw = os.environ.get(var)
-    if not raw:
-        return default
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise KubernetesSettingsError(f"{var} is not valid JSON ({exc}); expected a JSON {kind.__name__}") from None
-    if not isinstance(value, kind):
-        raise KubernetesSettingsError(f"{var} must be a JSON {kind.__name__}, got {type(value).__name__}")
-    return value
-
-
-def _int_env(var: str, default: int) -> int:
-    raw = os.environ.get(var)
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise KubernetesSettingsError(f"{var} must be a whole number of seconds, got {raw!r}") from None
 
 
 def restricted_container_security_context() -> dict[str, Any]:
@@ -234,9 +145,8 @@ def training_pod_operator(
         The operator; its XCom ``return_value`` is the entrypoint's result
         (``run_id``, ``model_uri``, ``telemetry``).
     """
-    from kubernetes.client import models as k8s
-
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from kubernetes.client import models as k8s
 
     s = settings or PodSettings.from_env()
     t = spec.training
@@ -335,6 +245,9 @@ def training_pod_operator(
         schedule_timeout_seconds=s.schedule_timeout_s,
         startup_timeout_seconds=s.startup_timeout_s,
         get_logs=True,
+        # Deferred, the task wakes this often to copy the pod's new log lines (epoch progress) into
+        # the task log; None would show them only when the pod has finished.
+        logging_interval=120,
         log_events_on_failure=True,
         do_xcom_push=True,
         on_finish_action="delete_pod",

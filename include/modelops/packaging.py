@@ -32,7 +32,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -691,7 +691,7 @@ def smoke_serve(
     base_url = f"http://{host}:{port}"
     log_dir = settings.state_dir / "smoke_serve"
     log_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     log_path = log_dir / f"{bento_tag.replace(':', '-')}-{stamp}-{port}.log"
     report: dict[str, Any] = {
         "bento_tag": bento_tag,

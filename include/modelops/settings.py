@@ -15,15 +15,37 @@ Every setting has a default for the embedded, one-laptop mode, with all state un
 | ``MODELOPS_SERVE_TIMEOUT_S`` | ``120`` | how long smoke-serve waits for the service to be ready |
 | ``MODELOPS_GIT_COMMIT`` | ``git rev-parse HEAD`` | commit recorded on model versions (set it in images without .git) |
 | ``MODELOPS_AIRFLOW_UI_URL`` | ``http://127.0.0.1:8080`` | base URL for links to DAG runs |
+
+Training pods (``training.backend: kubernetes``; see ``include/modelops/kubernetes.py``):
+
+| variable | default | meaning |
+| --- | --- | --- |
+| ``MODELOPS_TRAINING_IMAGE`` | ``modelops-trainer:latest`` | training image (``docker build --target trainer``) |
+| ``MODELOPS_TRAINING_IMAGE_PULL_POLICY`` | ``IfNotPresent`` | image pull policy |
+| ``MODELOPS_K8S_CONN_ID`` | ``kubernetes_default`` | Airflow connection to the cluster |
+| ``MODELOPS_K8S_NAMESPACE`` | unset: the connection's namespace, else ``default`` | namespace of the pod, PVC and secret |
+| ``MODELOPS_K8S_SERVICE_ACCOUNT`` | unset: the namespace's default | service account (its token is not mounted) |
+| ``MODELOPS_CHECKPOINT_PVC`` | ``modelops-checkpoints`` | claim for ``/checkpoints``; empty: an emptyDir (no resume) |
+| ``MODELOPS_MLFLOW_SECRET`` | ``mlflow-credentials`` | secret holding ``MLFLOW_TRACKING_URI`` and credentials |
+| ``MODELOPS_K8S_DATA_PVC`` | unset | claim holding ``MODELOPS_RUNS_DIR``, mounted read-only at that path |
+| ``MODELOPS_K8S_KUEUE_QUEUE`` | unset | Kueue LocalQueue when the spec names none |
+| ``MODELOPS_K8S_NODE_SELECTOR`` | ``{}`` | JSON object merged under the spec's node selector |
+| ``MODELOPS_K8S_TOLERATIONS`` | ``[]`` | JSON list added to the spec's tolerations |
+| ``MODELOPS_K8S_AFFINITY`` | unset | JSON affinity object for every training pod |
+| ``MODELOPS_K8S_SCRATCH_SIZE`` | ``10Gi`` | size limit of the ``/tmp`` emptyDir |
+| ``MODELOPS_K8S_SCHEDULE_TIMEOUT_S`` | ``3600`` | how long the pod may wait for a node (GPU autoscaling, Kueue admission) |
+| ``MODELOPS_K8S_STARTUP_TIMEOUT_S`` | ``900`` | how long the pod may take to start once scheduled (large CUDA image pull) |
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -84,3 +106,77 @@ def git_commit() -> str:
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
+
+
+class KubernetesSettingsError(ValueError):
+    """A ``MODELOPS_K8S_*`` setting has a value that cannot be used; the message names it."""
+
+
+@dataclass(frozen=True)
+class PodSettings:
+    """Cluster-side settings of training pods (see the module docstring for each variable)."""
+
+    image: str = "modelops-trainer:latest"
+    image_pull_policy: str = "IfNotPresent"
+    conn_id: str = "kubernetes_default"
+    namespace: str | None = None
+    service_account: str | None = None
+    checkpoint_pvc: str | None = "modelops-checkpoints"
+    mlflow_secret: str = "mlflow-credentials"
+    data_pvc: str | None = None
+    data_mount_path: str | None = None
+    kueue_queue: str | None = None
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = field(default_factory=list)
+    affinity: dict[str, Any] | None = None
+    scratch_size: str = "10Gi"
+    schedule_timeout_s: int = 3600
+    startup_timeout_s: int = 900
+
+    @classmethod
+    def from_env(cls) -> PodSettings:
+        """Read the settings from the environment now."""
+        env = os.environ
+        d = cls()
+        return cls(
+            image=env.get("MODELOPS_TRAINING_IMAGE") or d.image,
+            image_pull_policy=env.get("MODELOPS_TRAINING_IMAGE_PULL_POLICY") or d.image_pull_policy,
+            conn_id=env.get("MODELOPS_K8S_CONN_ID") or d.conn_id,
+            namespace=env.get("MODELOPS_K8S_NAMESPACE") or None,
+            service_account=env.get("MODELOPS_K8S_SERVICE_ACCOUNT") or None,
+            checkpoint_pvc=env.get("MODELOPS_CHECKPOINT_PVC", d.checkpoint_pvc) or None,
+            mlflow_secret=env.get("MODELOPS_MLFLOW_SECRET") or d.mlflow_secret,
+            data_pvc=env.get("MODELOPS_K8S_DATA_PVC") or None,
+            data_mount_path=str(get_settings().runs_dir),
+            kueue_queue=env.get("MODELOPS_K8S_KUEUE_QUEUE") or None,
+            node_selector=_json_env("MODELOPS_K8S_NODE_SELECTOR", dict, {}),
+            tolerations=_json_env("MODELOPS_K8S_TOLERATIONS", list, []),
+            affinity=_json_env("MODELOPS_K8S_AFFINITY", dict, None),
+            scratch_size=env.get("MODELOPS_K8S_SCRATCH_SIZE") or d.scratch_size,
+            schedule_timeout_s=_int_env("MODELOPS_K8S_SCHEDULE_TIMEOUT_S", d.schedule_timeout_s),
+            startup_timeout_s=_int_env("MODELOPS_K8S_STARTUP_TIMEOUT_S", d.startup_timeout_s),
+        )
+
+
+def _json_env(var: str, kind: type, default: Any) -> Any:
+    raw = os.environ.get(var)
+    if not raw:
+        return default
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise KubernetesSettingsError(
+            f"{var} is not valid JSON ({exc}); expected a JSON {kind.__name__}") from None
+    if not isinstance(value, kind):
+        raise KubernetesSettingsError(f"{var} must be a JSON {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _int_env(var: str, default: int) -> int:
+    raw = os.environ.get(var)
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise KubernetesSettingsError(f"{var} must be a whole number of seconds, got {raw!r}") from None

@@ -139,6 +139,7 @@ class Training(_Strict):
     memory: str = Field(default="8Gi", description="Memory request/limit for the pod.")
     node_selector: dict[str, str] = Field(default_factory=dict, description="Pod node selector.")
     tolerations: list[dict[str, Any]] = Field(default_factory=list, description="Pod tolerations.")
+    affinity: dict[str, Any] | None = Field(default=None, description="Pod affinity (Kubernetes schema).")
     kueue_queue: str | None = Field(default=None, description="Kueue LocalQueue name, if any.")
 
 

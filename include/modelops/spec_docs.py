@@ -7,13 +7,12 @@ document is out of date (regenerate with ``make spec-docs``).
 from __future__ import annotations
 
 import typing
-from pathlib import Path
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from include.modelops.spec import ModelSpec
 from include.modelops.settings import PROJECT_ROOT
+from include.modelops.spec import ModelSpec
 
 HEADER = """# Model spec reference
 

@@ -53,7 +53,8 @@ def validate_dataset(model: str, *, dag_id: str, dag_run_id: str, conf: dict | N
     The report (JSON and HTML) is attached to the DAG run's MLflow run either way.
     """
     from include.modelops.dataset import fingerprint_dataset
-    from include.modelops.validation import raise_for_report, validate_dataset as run_validation
+    from include.modelops.validation import raise_for_report
+    from include.modelops.validation import validate_dataset as run_validation
 
     spec = load_spec_for_run(model, conf)
     run_id = tracking.ensure_run(spec, dag_id=dag_id, dag_run_id=dag_run_id)

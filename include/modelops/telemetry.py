@@ -226,7 +226,8 @@ class GpuSampler:
             }
         energies = [g["energy_wh"] for g in per_gpu.values() if g["energy_wh"] is not None]
         peaks = [g["peak_memory_mb"] for g in per_gpu.values() if g["peak_memory_mb"] is not None]
-        utils = [v["utilization_pct"] for s in self.samples for v in s["gpus"].values() if "utilization_pct" in v]
+        utils = [v["utilization_pct"] for s in self.samples for v in s["gpus"].values()
+                 if "utilization_pct" in v]
         return {
             "enabled": True,
             "devices": [d.name for d in self._devices],

@@ -67,11 +67,10 @@ def run_trainer(spec, train, params: dict[str, Any], tracking_uri: str) -> dict[
     mlflow.set_tracking_uri(tracking_uri)
     exp = mlflow.get_experiment_by_name("bench") or mlflow.get_experiment(mlflow.create_experiment(
         "bench", artifact_location=(WORK / "artifacts").as_uri()))
-    with mlflow.start_run(experiment_id=exp.experiment_id):
-        with GpuSampler(interval_s=0.5) as sampler:
-            t0 = time.perf_counter()
-            model = tt.fit(spec, train, params=params, checkpoint_dir=ckpt)
-            wall = time.perf_counter() - t0
+    with mlflow.start_run(experiment_id=exp.experiment_id), GpuSampler(interval_s=0.5) as sampler:
+        t0 = time.perf_counter()
+        model = tt.fit(spec, train, params=params, checkpoint_dir=ckpt)
+        wall = time.perf_counter() - t0
     n_train = round(len(train) * (1 - params.get("validation_fraction", 0.1)))  # rows per epoch
     epochs = len(model.history)
     per_epoch = [h["rows_per_s"] for h in model.history[1:]] or [model.history[0]["rows_per_s"]]
@@ -91,10 +90,10 @@ def run_bare_loop(spec, train, params: dict[str, Any]) -> dict[str, Any]:
     dense, cat = encoder.transform(frame)
     y = target.encode(train[spec.target.name])
     tr_idx, _ = tt.validation_split(y, target.task, p.validation_fraction, p.seed)
-    data = {"dense": torch.from_numpy(dense[tr_idx]).to(device), "cat": torch.from_numpy(cat[tr_idx]).to(device),
-            "y": torch.from_numpy(y[tr_idx]).to(device)}
+    data = {k: torch.from_numpy(a[tr_idx]).to(device) for k, a in (("dense", dense), ("cat", cat), ("y", y))}
     net = tt.build_network(encoder, target, p).to(device)
-    opt = torch.optim.AdamW(net.parameters(), lr=p.lr, weight_decay=p.weight_decay, fused=device.type == "cuda")
+    opt = torch.optim.AdamW(net.parameters(), lr=p.lr, weight_decay=p.weight_decay,
+                            fused=device.type == "cuda")
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
     loss_fn = target.loss_fn(device)
     gen = torch.Generator().manual_seed(p.seed)
@@ -134,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     # Warm up (CUDA context, cuBLAS handles, allocator) so no measurement pays for it.
     tt.fit(spec, train.head(20_000), params={**base, "epochs": 1, "precision": "fp32"})
 
-    results: dict[str, Any] = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    results: dict[str, Any] = {"device": name,
                                "rows": len(train), "epochs": args.epochs, "batch_size": args.batch_size,
                                "torch": torch.__version__, "threads": torch.get_num_threads(),
                                "repeats": args.repeats}

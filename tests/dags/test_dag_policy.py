@@ -79,3 +79,27 @@ def test_bad_spec_fails_parsing_naming_file_and_field(tmp_path):
     assert out.returncode != 0
     assert "fraud_detection.yaml" in out.stderr
     assert "accuracy_score" in out.stderr and "evaluation" in out.stderr
+
+
+def test_kubernetes_backend_trains_in_a_deferrable_pod_and_parses_without_heavy_imports(tmp_path):
+    import yaml
+
+    raw = yaml.safe_load((PROJECT_ROOT / "include/models/fraud_detection.yaml").read_text())
+    raw["training"].update(backend="kubernetes", framework="torch", gpus=1)
+    (tmp_path / "fraud_detection.yaml").write_text(yaml.safe_dump(raw))
+    code = (
+        "import sys, json, runpy\n"
+        f"runpy.run_path({str(PROJECT_ROOT / 'dags' / 'model_training.py')!r})\n"
+        f"heavy = sorted(m for m in {HEAVY!r} if m in sys.modules)\n"
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        f"bag = DagBag({str(PROJECT_ROOT / 'dags')!r})\n"
+        "t = bag.dags['fraud_detection_training'].get_task('train_candidate')\n"
+        "print(json.dumps([type(t).__name__, t.deferrable, heavy]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT,
+                         env={**os.environ, "PYTHONPATH": PYTHONPATH, "MODELOPS_SPECS_DIR": str(tmp_path)},
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    kind, deferrable, heavy = json.loads(out.stdout.strip().splitlines()[-1])
+    assert kind == "KubernetesPodOperator" and deferrable is True
+    assert heavy == []

@@ -178,7 +178,8 @@ def test_without_nvml_package_it_logs_one_line_and_does_nothing(monkeypatch, cap
     with GpuSampler(interval_s=0.01) as sampler:
         ran = True
     assert ran
-    assert sampler.summary == {"enabled": False, "reason": "the nvidia-ml-py package (pynvml) is not installed"}
+    reason = "the nvidia-ml-py package (pynvml) is not installed"
+    assert sampler.summary == {"enabled": False, "reason": reason}
     messages = [r.getMessage() for r in caplog.records]
     assert messages == ["GPU telemetry off: the nvidia-ml-py package (pynvml) is not installed"]
 

@@ -255,6 +255,7 @@ def test_operator_defers_deletes_the_pod_pushes_xcom_and_retries_with_backoff(gp
     assert op.retry_exponential_backoff == 2.0
     assert op.max_retry_delay == datetime.timedelta(minutes=30)
     assert op.schedule_timeout_seconds == 3600
+    assert op.get_logs is True and op.logging_interval == 120  # epoch progress reaches the task log
 
 
 def test_operator_serialises_with_the_dag():

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -34,6 +35,12 @@ def train(model: str, train_path: str, run_id: str, *, specs_dir: str | None = N
     from include.modelops.training import get_trainer
 
     spec = load_spec_by_name(model, Path(specs_dir) if specs_dir else None)
+    expected = os.environ.get("MODELOPS_SPEC_HASH")
+    if expected and expected != spec.spec_hash():
+        # The pod carries the hash of the spec the DAG was built from; a stale training image
+        # would otherwise train silently on an older spec.
+        raise SystemExit(f"spec {model} in this image has hash {spec.spec_hash()}, the DAG expects {expected}: "
+                         "rebuild and push the training image (Dockerfile target `trainer`)")
     trainer = get_trainer(spec.training.framework)
     t0 = time.perf_counter()
     train_df = pd.read_parquet(train_path)

@@ -625,12 +625,13 @@ def fit(spec: ModelSpec, train: pd.DataFrame, *, params: dict[str, Any],
             y_dev = val["y"].to(device)
             val_loss = float(loss_fn(logits.squeeze(-1) if logits.shape[-1] == 1 else logits, y_dev)) / max(
                 len(va_idx), 1)
-        val_auc = roc_auc(y_val, target.scores(logits)) if target.task == "binary_classification" else math.nan
+        val_auc = roc_auc(y_val, target.scores(logits)) if higher_is_better else math.nan
         if higher_is_better:  # no positive in the validation split: fall back to the loss
             metric = -val_loss if math.isnan(val_auc) else val_auc
         else:
             metric = val_loss
-        improved = metric > best_metric + _MIN_DELTA if higher_is_better else metric < best_metric - _MIN_DELTA
+        improved = (metric > best_metric + _MIN_DELTA) if higher_is_better else (
+            metric < best_metric - _MIN_DELTA)
         if improved:
             best_metric, best_epoch, bad_epochs = metric, epoch, 0
             best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}

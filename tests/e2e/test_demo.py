@@ -1,0 +1,41 @@
+"""`make demo` as a user runs it: twice, in a fresh state folder, reading only what it prints."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.e2e
+
+
+def demo(state: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MODELOPS_STATE_DIR": str(state), "PYTHONPATH": f"{PROJECT_ROOT}:{PROJECT_ROOT / 'plugins'}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("MODELOPS_SPECS_DIR", None)
+    return subprocess.run([sys.executable, "-m", "include.modelops.cli", "demo", "--rows", "20000"], env=env,
+                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=1200)
+
+
+def test_demo_twice_makes_a_champion_then_compares_a_new_candidate(tmp_path):
+    state = tmp_path / "state"
+
+    first = demo(state)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "Outcome: v1 is the new champion" in first.stdout
+    for line in ("validate_dataset       success", "smoke_serve_bento      success", "Model card", "Bento",
+                 "fraud_detection_service:v1", "Stopped the MLflow server"):
+        assert line in first.stdout, line
+
+    second = demo(state)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "new data: 67 days" in second.stdout
+    assert "vs champion" in second.stdout  # the comparison, with its reason
+    assert ("Outcome: v2 is the new champion" in second.stdout) or ("Outcome: champion kept (v1)" in second.stdout)
+    # everything it started, it stopped
+    leftovers = subprocess.run(["pgrep", "-f", str(state)], capture_output=True, text=True).stdout.split()
+    assert leftovers == []
