@@ -21,7 +21,7 @@ export DO_NOT_TRACK      := true
 export PIP_CACHE_DIR     := $(STATE)/cache/pip
 export TMPDIR            := $(STATE)/tmp
 
-.PHONY: help setup demo test test-unit test-integration up data check-specs spec-docs serve audit bench clean
+.PHONY: help setup demo test test-unit test-integration up data check-specs spec-docs serve audit bench bench-training lint clean
 
 help:
 	@echo "make demo         set up, then run the training DAG for $(MODEL) end to end"
@@ -31,7 +31,10 @@ help:
 	@echo "make check-specs  validate every spec in include/models/"
 	@echo "make spec-docs    regenerate docs/model-spec.md from the schema"
 	@echo "make serve        serve the champion's bento on http://127.0.0.1:3000"
+	@echo "make audit        lifecycle of MODEL (and VERSION): evidence, approvals, alias changes"
 	@echo "make bench        parse-time and orchestration-overhead benchmarks"
+	@echo "make bench-training  training throughput (GPU when present), bf16 vs fp32"
+	@echo "make lint         ruff (pyflakes, syntax, import order)"
 	@echo "make clean        delete .state/ (all local runs, models and bentos)"
 
 setup: $(VENV)/.installed
@@ -73,6 +76,15 @@ serve: setup
 
 bench: setup
 	$(BIN)/python tests/benchmarks/bench_orchestration.py
+
+bench-training: setup
+	$(BIN)/python tests/benchmarks/bench_training.py
+
+audit: setup
+	$(BIN)/python -m include.modelops.cli audit --model $(MODEL) $(if $(VERSION),--version $(VERSION),)
+
+lint: setup
+	$(BIN)/python -m ruff check . --select F,E9,I --exclude .venv,.state
 
 clean:
 	rm -rf $(STATE)

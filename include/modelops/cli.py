@@ -168,6 +168,55 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Print the lifecycle of a model (or one version) from MLflow and Airflow; read-only."""
+    import contextlib
+    import os
+    import urllib.parse
+    import urllib.request
+
+    from include.modelops import audit, local_stack
+
+    s = get_settings()
+    uri = s.mlflow_tracking_uri
+
+    def answers(u: str) -> bool:
+        if not u.startswith(("http://", "https://")):
+            return True  # a file or database store is read directly
+        try:
+            with urllib.request.urlopen(f"{u.rstrip('/')}/health", timeout=3) as r:
+                return r.status < 500
+        except OSError:
+            return False
+
+    with contextlib.ExitStack() as running:
+        if not answers(uri):
+            local = urllib.parse.urlparse(uri).hostname in ("127.0.0.1", "localhost")
+            db = s.state_dir / "mlflow" / "mlflow.db"
+            if not local:
+                _print(f"MLflow at {uri} does not answer: check MLFLOW_TRACKING_URI and the server.")
+                return 1
+            if not db.exists():
+                _print(f"No MLflow server answers at {uri} and there is no local store at {db}: "
+                       f"run `make demo` first.")
+                return 1
+            print(f"(no MLflow server at {uri}: reading {db} through a temporary one)", file=sys.stderr)
+            uri = running.enter_context(local_stack.mlflow_server(s.state_dir))
+            os.environ["MLFLOW_TRACKING_URI"] = uri
+            # Links should point where `make up` serves MLflow, not at this short-lived server.
+            os.environ.setdefault("MODELOPS_MLFLOW_UI_URL", "http://127.0.0.1:5000")
+        if not uri.startswith(("http://", "https://")):
+            os.environ.setdefault("MODELOPS_MLFLOW_UI_URL", "http://127.0.0.1:5000")
+        env = local_stack.stack_env(s.state_dir, uri)
+        try:
+            text = audit.report(args.model, args.version, airflow_env=None if args.no_airflow else env)
+        except audit.AuditError as exc:
+            _print(str(exc))
+            return 1
+    print(text, end="", flush=True)
+    return 0
+
+
 def _print_summary(summary: dict, *, uri: str, dag_s: float, total_s: float, log_file: Path) -> None:
     s = get_settings()
     steps = summary["steps"]
@@ -252,6 +301,11 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--model", default=DEFAULT_MODEL)
     v.add_argument("--port", type=int, default=3000)
     v.set_defaults(fn=cmd_serve)
+    a = sub.add_parser("audit", help="lifecycle of a model or version: evidence, approvals, alias changes")
+    a.add_argument("--model", default=DEFAULT_MODEL)
+    a.add_argument("--version", default=None, help="one version: ends with why it is where it is")
+    a.add_argument("--no-airflow", action="store_true", help="MLflow records only (skip the airflow CLI)")
+    a.set_defaults(fn=cmd_audit)
     c = sub.add_parser("check-specs", help="validate every model spec and print the problems")
     c.set_defaults(fn=cmd_check_specs)
     args = p.parse_args(argv)

@@ -15,6 +15,7 @@ from typing import Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param
+from airflow.sdk.definitions.param import ParamsDict
 
 
 class ModelApprovalOperator(ApprovalOperator):
@@ -37,10 +38,15 @@ class ModelApprovalOperator(ApprovalOperator):
                  **kwargs: Any) -> None:
         if policy not in ("auto", "manual"):
             raise ValueError(f"policy must be 'auto' or 'manual', got {policy!r}")
-        # Airflow passes the DAG's params in; HITL keeps only task-level ones for the form.
-        params = dict(kwargs.pop("params", None) or {})
-        params["comment"] = Param("", type="string", title="Comment",
-                                  description="Why you approve or reject (kept in the audit trail).")
+        # Airflow passes the DAG's params in (source "dag"); HITL keeps only task-level ones for the
+        # form, so the Param objects must be kept as they are, not turned into values.
+        inherited = kwargs.pop("params", None)
+        inherited = inherited if isinstance(inherited, ParamsDict) else ParamsDict(inherited or {})
+        params = ParamsDict({
+            **{key: inherited.get_param(key) for key in inherited},
+            "comment": Param("", type="string", title="Comment", source="task",
+                             description="Why you approve or reject (kept in the audit trail)."),
+        })
         super().__init__(
             subject=f"Promote {model_name}? (approval {approval_index})",
             body=None,

@@ -1,0 +1,692 @@
+"""The audit trail: a model's or one version's lifecycle, in time order, from MLflow and Airflow.
+
+Answers "why is version N in production, on what evidence, approved by whom?" from the
+records the lifecycle steps already leave (nothing here writes anything):
+
+* MLflow runs (one per DAG run): validation, training, gate tags and the run's status;
+  a validation failure leaves a FAILED run with no model version and still shows here.
+* MLflow model versions: registration, model card, approvals, alias moves, packaging
+  and smoke-serve, promotion (tags written by ``steps``, ``approvals`` and ``tracking``).
+* Airflow DAG runs: state, start/end and conf (``reason``, ``data_path``), read through the
+  ``airflow`` CLI in the stack's environment, so the audit process never imports Airflow.
+
+``make audit MODEL=<name> [VERSION=<n>]`` prints :func:`report`. Each event is a dict::
+
+    {"at": iso, "kind": ..., "version": str | None, "summary": str, "link": str | None, "details": {...}}
+
+with ``kind`` one of :data:`KINDS`. Tag timestamps have one-second resolution, so events in
+the same second are ordered by lifecycle step.
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+import logging
+import re
+import textwrap
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from include.modelops import tracking
+from include.modelops.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+# Lifecycle order, used to order events that carry the same second.
+KINDS = ("dag_run", "validation", "training", "gate", "registration", "model_card", "approval", "alias",
+         "packaging", "promotion")
+_RANK = {"dag_run:start": 0, "validation": 1, "training": 2, "gate": 3, "registration": 4, "alias:challenger": 5,
+         "approval": 6, "packaging": 7, "alias:previous": 8, "alias:champion": 9, "promotion": 10, "alias": 11,
+         # The tag holds the latest card, regenerated after promotion.
+         "model_card": 12, "dag_run:end": 13}
+_DISPLACING_ALIASES = (tracking.CHAMPION, tracking.PREVIOUS)  # setting these takes them from another version
+
+
+class AuditError(LookupError):
+    """The model or version asked for does not exist; the message names what does."""
+
+
+# --- reading the records ----------------------------------------------------------------------
+
+
+def _iso(value: Any) -> str | None:
+    """A timestamp (epoch ms, ISO string, datetime) as an ISO UTC string to the second."""
+    if value in (None, "", 0):
+        return None
+    if isinstance(value, int | float):
+        dt = datetime.fromtimestamp(value / 1000, UTC)
+    elif isinstance(value, datetime):
+        dt = value
+    else:
+        try:
+            dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def dag_run_url(dag_id: str, dag_run_id: str) -> str:
+    """Link to a DAG run in the Airflow UI."""
+    return f"{get_settings().airflow_ui_url}/dags/{dag_id}/runs/{dag_run_id}"
+
+
+def _run_url(experiment_id: str, run_id: str) -> str:
+    return f"{get_settings().mlflow_ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+class _Records:
+    """Everything MLflow holds about one model, read once."""
+
+    def __init__(self, model: str) -> None:
+        c = tracking.client()
+        self.model = model
+        exp = c.get_experiment_by_name(model)
+        self.experiment_id = exp.experiment_id if exp is not None else None
+        self.runs: dict[str, Any] = {}
+        self.logged_model_at: dict[str, str] = {}
+        if self.experiment_id is not None:
+            token = None
+            while True:
+                page = c.search_runs([self.experiment_id], max_results=1000, page_token=token)
+                self.runs.update({r.info.run_id: r for r in page})
+                token = page.token
+                if not token:
+                    break
+            try:
+                for lm in c.search_logged_models(experiment_ids=[self.experiment_id]):
+                    self.logged_model_at[lm.model_id] = _iso(lm.creation_timestamp) or ""
+            except Exception as exc:  # an older server without logged models: fall back to tag times
+                log.debug("No logged models: %s", exc)
+        self.versions: dict[str, Any] = {}
+        self.aliases: dict[str, str] = {}
+        try:
+            rm = c.get_registered_model(model)
+        except Exception:
+            rm = None
+        if rm is not None:
+            self.aliases = {a: str(v) for a, v in (rm.aliases or {}).items()}
+            for mv in c.search_model_versions(f"name = '{model}'"):
+                self.versions[str(mv.version)] = mv
+        if self.experiment_id is None and rm is None:
+            raise AuditError(f"No model named '{model}' in MLflow ({get_settings().mlflow_tracking_uri}). "
+                             f"Models there: {', '.join(_known_models(c)) or 'none yet (run `make demo`)'}.")
+
+    def version(self, version: str) -> Any:
+        mv = self.versions.get(str(version))
+        if mv is None:
+            known = ", ".join(sorted(self.versions, key=int)) or "none (no run has passed validation and training)"
+            raise AuditError(f"{self.model} has no version {version}. Versions: {known}.")
+        return mv
+
+    def version_of_run(self, run_id: str) -> str | None:
+        found = [v for v, mv in self.versions.items() if mv.run_id == run_id]
+        return found[0] if found else None
+
+    def dag_ids(self) -> list[str]:
+        ids = {r.data.tags.get(tracking.TAG_DAG_ID) for r in self.runs.values()}
+        ids |= {mv.tags.get(tracking.TAG_DAG_ID) for mv in self.versions.values()}
+        return sorted(i for i in ids if i) or [f"{self.model}_training"]
+
+
+def _known_models(c: Any) -> list[str]:
+    names = {m.name for m in c.search_registered_models()}
+    names |= {e.name for e in c.search_experiments() if e.tags.get("modelops.model")}
+    return sorted(names)
+
+
+# --- Airflow, through its CLI -----------------------------------------------------------------
+
+
+def _airflow_db_missing(env: dict[str, str]) -> str | None:
+    """Why Airflow's metadata DB cannot be read (a one-line note), or None when it can be tried."""
+    home = Path(env.get("AIRFLOW_HOME") or Path.home() / "airflow")
+    conn = env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
+    cfg = home / "airflow.cfg"
+    if not conn and cfg.exists():
+        parser = configparser.ConfigParser(interpolation=None, strict=False)
+        try:
+            parser.read(cfg)
+            conn = parser.get("database", "sql_alchemy_conn", fallback=None)
+        except configparser.Error:
+            conn = None
+    conn = conn or f"sqlite:///{home / 'airflow.db'}"
+    if conn.startswith("sqlite:"):
+        path = Path(conn.split(":///", 1)[-1].split("?", 1)[0])
+        if not path.exists():
+            return f"Airflow: no metadata DB at {path}; showing MLflow records only."
+    return None
+
+
+def _json_after_noise(text: str) -> Any:
+    """Airflow's CLI prints warnings before its JSON: decode from the first line that starts one."""
+    for m in re.finditer(r"^[\[{]", text, flags=re.M):
+        try:
+            return json.JSONDecoder().raw_decode(text[m.start():])[0]
+        except json.JSONDecodeError:
+            continue
+    raise ValueError("no JSON in the output")
+
+
+def _dag_run_conf(dag_id: str, run_id: str, env: dict[str, str]) -> dict | None:
+    """The conf of one DAG run (``airflow dags state`` prints ``<state>, <conf JSON>``)."""
+    from include.modelops import local_stack
+
+    res = local_stack.airflow(["dags", "state", dag_id, run_id], env, timeout_s=120)
+    if res.returncode != 0:
+        return None
+    for line in reversed(res.stdout.strip().splitlines()):
+        m = re.fullmatch(r"([a-z_]+|None)(?:, (\{.*\}))?", line.strip())
+        if m:
+            return json.loads(m.group(2)) if m.group(2) else {}
+    return None
+
+
+def read_dag_runs(dag_ids: Iterable[str], env: dict[str, str], *, conf_for: Iterable[str] | None = None,
+                  workers: int = 4) -> tuple[dict[str, dict], list[str]]:
+    """DAG runs of ``dag_ids`` from Airflow's metadata DB, through the ``airflow`` CLI.
+
+    Args:
+        dag_ids: the model's training DAG(s).
+        env: the stack's environment (``local_stack.stack_env``): AIRFLOW_HOME and friends.
+        conf_for: run ids whose conf (reason, data_path) to read too; None: every run.
+            Each costs one ``airflow dags state`` call, so a version audit asks for one.
+        workers: CLI calls run at once.
+
+    Returns:
+        ``{run_id: {"dag_id", "run_id", "state", "start_date", "end_date", "conf"}}`` and notes
+        (one line each) on what could not be read; Airflow being absent is a note, not an error.
+    """
+    from include.modelops import local_stack
+
+    note = _airflow_db_missing(env)
+    if note:
+        return {}, [note]
+    dag_ids = list(dag_ids)
+    wanted = None if conf_for is None else set(conf_for)
+    runs: dict[str, dict] = {}
+    notes: list[str] = []
+
+    def list_runs(dag_id: str) -> tuple[str, list[dict] | str]:
+        res = local_stack.airflow(["dags", "list-runs", dag_id, "-o", "json"], env, timeout_s=120)
+        if res.returncode != 0:
+            why = (res.stderr or res.stdout).strip().splitlines()
+            return dag_id, why[-1] if why else f"exit code {res.returncode}"
+        try:
+            return dag_id, _json_after_noise(res.stdout)
+        except ValueError:
+            return dag_id, "unreadable output of `airflow dags list-runs`"
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        # The conf of runs already known from MLflow is read while the runs are listed.
+        early = {(d, r): pool.submit(_dag_run_conf, d, r, env) for d in dag_ids for r in (wanted or ())}
+        for dag_id, listed in pool.map(list_runs, dag_ids):
+            if isinstance(listed, str):
+                notes.append(f"Airflow: could not list the runs of {dag_id} ({listed}); showing MLflow records "
+                             f"only for it.")
+                continue
+            for r in listed:
+                runs[r["run_id"]] = {"dag_id": dag_id, "run_id": r["run_id"], "state": r.get("state"),
+                                     "start_date": _iso(r.get("start_date")), "end_date": _iso(r.get("end_date")),
+                                     "conf": None}
+        late = {(runs[r]["dag_id"], r): pool.submit(_dag_run_conf, runs[r]["dag_id"], r, env)
+                for r in runs if wanted is None and all(r != k[1] for k in early)}
+        for (dag_id, run_id), fut in {**early, **late}.items():
+            if run_id in runs and runs[run_id]["dag_id"] == dag_id:
+                try:
+                    runs[run_id]["conf"] = fut.result()
+                except Exception as exc:  # a conf we cannot read leaves the rest of the audit intact
+                    log.debug("conf of %s: %s", run_id, exc)
+    return runs, notes
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+def _event(at: str | None, kind: str, summary: str, *, version: str | None = None, link: str | None = None,
+           rank: str | None = None, **details: Any) -> dict:
+    return {"at": at, "kind": kind, "version": version, "summary": summary, "link": link,
+            "details": {k: v for k, v in details.items() if v is not None}, "_rank": _RANK[rank or kind]}
+
+
+def _run_events(rec: _Records, run: Any) -> list[dict]:
+    """Validation, training and gate events of one MLflow run (one DAG run)."""
+    tags, info = run.data.tags, run.info
+    run_id = info.run_id
+    version = rec.version_of_run(run_id)
+    link = _run_url(info.experiment_id, run_id)
+    started, ended = _iso(info.start_time), _iso(info.end_time)
+    common = {"run_id": run_id, "dag_id": tags.get(tracking.TAG_DAG_ID),
+              "dag_run_id": tags.get(tracking.TAG_DAG_RUN), "run_status": info.status}
+    events = []
+    v_status = tags.get("modelops.validation.status")
+    if v_status:
+        fp = tags.get("modelops.data_fingerprint")
+        summary = f"Data validation {v_status}: {tags.get('modelops.validation.summary', '')}"
+        summary += f" on {tags['modelops.data_path']}" if tags.get("modelops.data_path") else ""
+        summary += f"; data fingerprint {fp[:12]}" if fp else ""
+        if v_status != "passed":
+            summary += f"; the run stopped here (MLflow run {info.status}), nothing was registered"
+        events.append(_event(_iso(tags.get("modelops.validation.at")) or started, "validation", summary,
+                             version=version, link=link, status=v_status,
+                             validation_summary=tags.get("modelops.validation.summary"),
+                             data_path=tags.get("modelops.data_path"), data_fingerprint=fp,
+                             report=f"runs:/{run_id}/validation/validation_report.html", **common))
+    model_uri = tags.get("modelops.model_uri")
+    params, metrics = run.data.params, run.data.metrics
+    if model_uri:
+        model_id = model_uri.removeprefix("models:/")
+        at = rec.logged_model_at.get(model_id) or _iso(tags.get("modelops.validation.at")) or started
+        how = f"{params.get('framework', '?')} ({params.get('backend', '?')})"
+        rows = f" on {int(params['train_rows']):,} rows" if str(params.get("train_rows", "")).isdigit() else ""
+        secs = f" in {metrics['train_seconds']:.1f} s" if "train_seconds" in metrics else ""
+        holdout = {k.removeprefix("holdout_"): v for k, v in metrics.items() if k.startswith("holdout_")}
+        events.append(_event(at, "training", f"Trained {how}{rows}{secs}: {model_uri}", version=version, link=link,
+                             model_uri=model_uri, params=dict(params), holdout_metrics=holdout or None,
+                             git_commit=tags.get("mlflow.source.git.commit"), **common))
+    elif info.status in ("FAILED", "KILLED") and v_status == "passed":
+        events.append(_event(ended or started, "training", f"The run ended {info.status} before a model was "
+                             f"logged (see the DAG run's task logs)", version=version, link=link, **common))
+    g_status = tags.get("modelops.gate.status")
+    if g_status:
+        events.append(_event(_iso(tags.get("modelops.gate.at")) or ended, "gate",
+                             f"Gate {g_status}: {tags.get('modelops.gate.summary', '')}", version=version, link=link,
+                             status=g_status, gate_summary=tags.get("modelops.gate.summary"),
+                             report=f"runs:/{run_id}/evaluation/evaluation_report.html", **common))
+    return events
+
+
+def _alias_sets(rec: _Records) -> list[tuple[str, str, str]]:
+    """(at, alias, version) for every ``modelops.alias.<alias>.set_at`` tag, oldest first."""
+    out = []
+    for v, mv in rec.versions.items():
+        for key, value in (mv.tags or {}).items():
+            parts = key.split(".")
+            if len(parts) == 4 and parts[:2] == ["modelops", "alias"] and parts[3] == "set_at" and _iso(value):
+                out.append((_iso(value), parts[2], v))
+    return sorted(out, key=lambda t: (t[0], int(t[2])))
+
+
+def _replaced(sets: list[tuple[str, str, str]], alias: str, version: str, at: str) -> str | None:
+    """The version that held a champion/previous alias just before ``version`` took it (from the tags)."""
+    if alias not in _DISPLACING_ALIASES:
+        return None
+    before = [s for s in sets if s[1] == alias and s[2] != version and s[0] <= at]
+    return before[-1][2] if before else None
+
+
+def _version_events(rec: _Records, version: str, sets: list[tuple[str, str, str]]) -> list[dict]:
+    """Registration, model card, approvals, alias moves, packaging and promotion of one version."""
+    from include.modelops.approvals import records as approval_records
+
+    model = rec.model
+    mv = rec.versions[version]
+    tags = dict(mv.tags or {})
+    link = tracking.version_url(model, version)
+    common = {"dag_id": tags.get(tracking.TAG_DAG_ID), "dag_run_id": tags.get(tracking.TAG_DAG_RUN),
+              "run_id": mv.run_id}
+    created = _iso(mv.creation_timestamp)
+    commit = tags.get("modelops.git_commit")
+    events = [_event(created, "registration",
+                     f"Registered as {model} v{version} (risk tier {tags.get('modelops.risk_tier', '?')}, "
+                     f"spec {tags.get('modelops.spec_hash', '?')}, commit {(commit or '?')[:12]})",
+                     version=version, link=link, risk_tier=tags.get("modelops.risk_tier"),
+                     spec_hash=tags.get("modelops.spec_hash"), git_commit=commit,
+                     data_fingerprint=tags.get("modelops.data_fingerprint"), **common)]
+    if tags.get("modelops.model_card"):
+        events.append(_event(_iso(tags.get("modelops.model_card.generated_at")) or created, "model_card",
+                             f"Model card (latest) generated: {tags['modelops.model_card']}", version=version,
+                             link=link, model_card=tags["modelops.model_card"]))
+    for r in approval_records(model, version, tags):
+        summary = f"Approval {r['index']}: {str(r.get('decision', '?')).upper()} by {r.get('by', '?')}"
+        summary += f" (policy {r['policy']})" if r.get("policy") else ""
+        summary += ", no answer before the deadline: fail closed" if r["timed_out"] else ""
+        summary += f': "{r["comment"]}"' if r.get("comment") else ""
+        events.append(_event(_iso(r.get("at")) or created, "approval", summary, version=version, link=link,
+                             **{k: r.get(k) for k in ("index", "decision", "by", "comment", "policy", "timed_out")}))
+    for at, alias, v in sets:
+        if v != version:
+            continue
+        old = _replaced(sets, alias, version, at)
+        summary = f"Alias {alias} -> v{version}" + (f" (replacing v{old})" if old else "")
+        events.append(_event(at, "alias", summary, version=version, link=link, rank=_alias_rank(alias),
+                             alias=alias, replaced=old))
+    if tags.get("modelops.bento_tag") or tags.get("modelops.smoke.at"):
+        ok = tags.get("modelops.deployable") == "true"
+        smoke = (f"smoke-serve passed, served predictions match offline (max |diff| "
+                 f"{tags.get('modelops.smoke.max_abs_diff', '?')})" if ok else "smoke-serve did not pass")
+        at = _iso(tags.get("modelops.smoke.at")) or max(e["at"] for e in events if e["at"])
+        events.append(_event(at, "packaging", f"Packaged bento {tags.get('modelops.bento_tag', '?')}; {smoke}",
+                             version=version, link=link, bento_tag=tags.get("modelops.bento_tag"), deployable=ok,
+                             max_abs_diff=tags.get("modelops.smoke.max_abs_diff")))
+    if tags.get("modelops.promoted_at"):
+        at = _iso(tags["modelops.promoted_at"])
+        old = _replaced(sets, tracking.CHAMPION, version, at or "")
+        events.append(_event(at, "promotion", f"Promoted v{version} to champion"
+                             + (f"; v{old} kept as previous (the rollback target)" if old else ""),
+                             version=version, link=link, previous=old))
+    return events
+
+
+def _alias_rank(alias: str) -> str:
+    return f"alias:{alias}" if f"alias:{alias}" in _RANK else "alias"
+
+
+def _dag_run_events(run: dict, version: str | None) -> list[dict]:
+    conf = run.get("conf") or {}
+    link = dag_run_url(run["dag_id"], run["run_id"])
+    kind_of_run = run["run_id"].split("__", 1)[0] if "__" in run["run_id"] else "manual"
+    said = []
+    if conf.get("reason"):
+        said.append(f'reason "{conf["reason"]}"')
+    if conf.get("data_path"):
+        said.append(f"data_path {conf['data_path']}")
+    common = {"dag_id": run["dag_id"], "dag_run_id": run["run_id"], "state": run.get("state"),
+              "conf": run.get("conf"), "start_date": run.get("start_date"), "end_date": run.get("end_date")}
+    events = [_event(run.get("start_date"), "dag_run",
+                     f"DAG run {run['run_id']} started ({kind_of_run})" + (": " + ", ".join(said) if said else ""),
+                     version=version, link=link, rank="dag_run:start", phase="start", **common)]
+    if run.get("end_date"):
+        took = ""
+        if run.get("start_date"):
+            secs = (datetime.fromisoformat(run["end_date"]) - datetime.fromisoformat(run["start_date"])).seconds
+            took = f" after {secs // 60} min {secs % 60} s" if secs >= 60 else f" after {secs} s"
+        events.append(_event(run["end_date"], "dag_run", f"DAG run {run['run_id']} ended {run.get('state')}{took}",
+                             version=version, link=link, rank="dag_run:end", phase="end", **common))
+    return events
+
+
+def _sort(events: list[dict]) -> list[dict]:
+    ordered = sorted(events, key=lambda e: (e["at"] or "9999", e["_rank"], int(e["version"] or 0)))
+    for e in ordered:
+        e.pop("_rank", None)
+    return ordered
+
+
+def collect_events(model: str, version: str | None = None, *,
+                   dag_runs: dict[str, dict] | None = None) -> list[dict]:
+    """The model's lifecycle events (or one version's), oldest first.
+
+    Args:
+        model: the model (registered model and experiment name).
+        version: a version number; None: every run and version of the model, including
+            runs that stopped at validation and never made a version.
+        dag_runs: Airflow's DAG runs from :func:`read_dag_runs`; None leaves Airflow out.
+
+    Raises:
+        AuditError: no such model or version (the message names those that exist).
+    """
+    rec = _Records(model)
+    return _collect(rec, None if version is None else str(version), dag_runs or {})
+
+
+def _collect(rec: _Records, version: str | None, dag_runs: dict[str, dict]) -> list[dict]:
+    sets = _alias_sets(rec)
+    events: list[dict] = []
+    if version is None:
+        for run in rec.runs.values():
+            events += _run_events(rec, run)
+        for v in rec.versions:
+            events += _version_events(rec, v, sets)
+        versions_of_dag_run = {mv.tags.get(tracking.TAG_DAG_RUN): v for v, mv in rec.versions.items()}
+        dag_run_ids = {r.data.tags.get(tracking.TAG_DAG_RUN) for r in rec.runs.values()}
+        for run_id, dr in dag_runs.items():
+            if dr["dag_id"] in rec.dag_ids() or run_id in dag_run_ids:
+                events += _dag_run_events(dr, versions_of_dag_run.get(run_id))
+        return _sort(events)
+    mv = rec.version(version)
+    run = rec.runs.get(mv.run_id)
+    if run is None:  # the run lives in another experiment: fetch it directly
+        try:
+            run = tracking.client().get_run(mv.run_id)
+        except Exception:
+            run = None
+    if run is not None:
+        events += _run_events(rec, run)
+    events += _version_events(rec, version, sets)
+    # Alias moves that took an alias away from this version (e.g. a newer champion).
+    for at, alias, v in sets:
+        if v != version and _replaced(sets, alias, v, at) == version:
+            events.append(_event(at, "alias", f"Alias {alias} -> v{v} (replacing v{version})", version=v,
+                                 link=tracking.version_url(rec.model, v), rank=_alias_rank(alias), alias=alias,
+                                 replaced=version))
+    dr = dag_runs.get(mv.tags.get(tracking.TAG_DAG_RUN, ""))
+    if dr:
+        events += _dag_run_events(dr, version)
+    return _sort(events)
+
+
+# --- verdict ----------------------------------------------------------------------------------
+
+
+def verdict(model: str, version: str, *, dag_runs: dict[str, dict] | None = None) -> dict:
+    """Why a version is (or is not) where it is: aliases, gate, approvals, evidence, lineage.
+
+    Raises:
+        AuditError: no such model or version.
+    """
+    return _verdict(_Records(model), str(version), dag_runs or {})
+
+
+def _verdict(rec: _Records, version: str, dag_runs: dict[str, dict]) -> dict:
+    from include.modelops.approvals import APPROVED
+    from include.modelops.approvals import records as approval_records
+
+    mv = rec.version(version)
+    tags = dict(mv.tags or {})
+    run = rec.runs.get(mv.run_id)
+    run_tags = run.data.tags if run is not None else {}
+    aliases = sorted(a for a, v in rec.aliases.items() if v == version)
+    approvals = approval_records(rec.model, version, tags)
+    risk = tags.get("modelops.risk_tier") or run_tags.get("modelops.risk_tier")
+    required = 2 if risk == "high" else 1
+    approvers = sorted({r.get("by") for r in approvals if r.get("decision") == APPROVED and not r["timed_out"]})
+    gate_status = tags.get("modelops.gate.status") or run_tags.get("modelops.gate.status")
+    missing = []
+    if gate_status != "passed":
+        missing.append(f"a passed gate (it is {gate_status or 'absent'})")
+    if not tags.get("modelops.model_card"):
+        missing.append("a model card")
+    if len(approvers) < required:
+        missing.append(f"{required} distinct approval(s) (it has {len(approvers)})")
+    if tags.get("modelops.deployable") != "true":
+        missing.append("a passed smoke-serve")
+    dag_id, dag_run_id = tags.get(tracking.TAG_DAG_ID), tags.get(tracking.TAG_DAG_RUN)
+    dr = dag_runs.get(dag_run_id or "")
+    sets = _alias_sets(rec)
+    status = _status_sentence(rec, version, aliases, tags, approvals, gate_status, sets)
+    if tracking.CHAMPION in aliases and missing:
+        status += " WARNING: it serves without complete evidence."
+    return {
+        "model": rec.model, "version": version, "status": status, "aliases": aliases,
+        "all_aliases": dict(rec.aliases), "in_production": tracking.CHAMPION in aliases,
+        "gate": {"status": gate_status,
+                 "summary": tags.get("modelops.gate.summary") or run_tags.get("modelops.gate.summary"),
+                 "at": _iso(run_tags.get("modelops.gate.at"))},
+        "approvals": approvals, "approvals_required": required, "approvers": approvers,
+        "evidence_complete": not missing, "evidence_missing": missing,
+        "model_card": tags.get("modelops.model_card"),
+        "model_card_generated_at": _iso(tags.get("modelops.model_card.generated_at")),
+        "data_fingerprint": tags.get("modelops.data_fingerprint") or run_tags.get("modelops.data_fingerprint"),
+        "data_path": run_tags.get("modelops.data_path"),
+        "validation": run_tags.get("modelops.validation.summary"),
+        "split": run_tags.get("modelops.split"),
+        "git_commit": tags.get("modelops.git_commit") or run_tags.get("mlflow.source.git.commit"),
+        "spec_hash": tags.get("modelops.spec_hash"), "risk_tier": risk,
+        "dag_id": dag_id, "dag_run_id": dag_run_id,
+        "dag_run_state": dr.get("state") if dr else None,
+        "dag_run_reason": ((dr or {}).get("conf") or {}).get("reason"),
+        "dag_run_url": dag_run_url(dag_id, dag_run_id) if dag_id and dag_run_id else None,
+        "mlflow_run_id": mv.run_id,
+        "mlflow_run_url": _run_url(run.info.experiment_id, mv.run_id) if run is not None else None,
+        "version_url": tracking.version_url(rec.model, version),
+        "bento_tag": tags.get("modelops.bento_tag"), "deployable": tags.get("modelops.deployable") == "true",
+        "promoted_at": _iso(tags.get("modelops.promoted_at")),
+    }
+
+
+def _status_sentence(rec: _Records, version: str, aliases: list[str], tags: dict[str, str],
+                     approvals: list[dict], gate_status: str | None, sets: list[tuple[str, str, str]]) -> str:
+    v = f"v{version}"
+    if tracking.CHAMPION in aliases:
+        since = _iso(tags.get(f"modelops.alias.{tracking.CHAMPION}.set_at"))
+        return f"{v} is in production: alias champion (serving) since {since or 'an unrecorded time'}."
+    champion = rec.aliases.get(tracking.CHAMPION)
+    now = f" The champion is v{champion}." if champion else " There is no champion."
+    taken = [(at, v2) for at, a, v2 in sets if a == tracking.CHAMPION and _replaced(sets, a, v2, at) == version]
+    served = ""
+    if tags.get(f"modelops.alias.{tracking.CHAMPION}.set_at"):
+        served = f" It served as champion from {_iso(tags[f'modelops.alias.{tracking.CHAMPION}.set_at'])}" + (
+            f" until v{taken[0][1]} replaced it at {taken[0][0]}." if taken else ".")
+    if tracking.PREVIOUS in aliases:
+        return f"{v} is not serving; it is the rollback target (alias previous).{served}{now}"
+    if tracking.CHALLENGER in aliases:
+        return f"{v} passed the gate and awaits approval or promotion (alias challenger).{now}"
+    if gate_status and gate_status != "passed":
+        return f"{v} was rejected at the gate and never served.{now}"
+    rejected = [r for r in approvals if r.get("decision") != "approved"]
+    if rejected:
+        r = rejected[-1]
+        who = "nobody answered before the deadline" if r["timed_out"] else f"{r.get('by')} rejected it"
+        return f"{v} was not promoted: {who}.{now}"
+    return f"{v} is not serving.{served}{now}"
+
+
+# --- the report -------------------------------------------------------------------------------
+
+
+def render_text(events: list[dict], *, model: str, version: str | None, verdict: dict | None = None,
+                notes: Iterable[str] = (), footer: Iterable[str] = (), width: int = 118) -> str:
+    """A timeline for a terminal: one event per block, time (UTC), step, version, what happened, link."""
+    what = f"{model} v{version}" if version else f"{model} (every run and version)"
+    lines = [f"Audit trail of {what}", "=" * min(width, 78), "Times in UTC; sources: MLflow "
+             f"({get_settings().mlflow_tracking_uri}) and Airflow.", *notes, ""]
+    if not events:
+        lines.append("No lifecycle events recorded yet.")
+    for e in events:
+        at = (e["at"] or "????-??-??T??:??:??").replace("T", " ")[:19]
+        head = f"{at}  {e['kind']:<12} {('v' + e['version']) if e['version'] else '-':<4}  "
+        indent = " " * len(head)
+        lines += textwrap.wrap(e["summary"], width=width, initial_indent=head, subsequent_indent=indent,
+                               break_on_hyphens=False, break_long_words=False) or [head]
+        if e.get("link"):
+            lines.append(indent + e["link"])
+    if verdict:
+        lines += ["", *render_verdict(verdict, width=width)]
+    footer = list(footer)
+    if footer:
+        lines += ["", *footer]
+    return "\n".join(lines) + "\n"
+
+
+def render_verdict(v: dict, *, width: int = 118) -> list[str]:
+    """The closing block of a version's audit: where it is and on what evidence."""
+    def row(label: str, text: str | None) -> list[str]:
+        return textwrap.wrap(text or "-", width=width, initial_indent=f"  {label:<17} ",
+                             subsequent_indent=" " * 20, break_on_hyphens=False, break_long_words=False) or []
+
+    approvals = [f"#{r['index']} {str(r.get('decision')).upper()} by {r.get('by')} at {_iso(r.get('at'))}"
+                 + (f" (policy {r['policy']})" if r.get("policy") else "")
+                 + (" [timed out]" if r["timed_out"] else "")
+                 + (f': "{r["comment"]}"' if r.get("comment") else "") for r in v["approvals"]]
+    out = [f"Verdict: {v['model']} v{v['version']}", "-" * min(width, 78)]
+    out += row("Status", v["status"])
+    registry = ", ".join(f"{a}=v{n}" for a, n in sorted(v["all_aliases"].items())) or "none"
+    out += row("Aliases", f"{', '.join(v['aliases']) or 'none'}   (registry now: {registry})")
+    out += row("Gate", f"{v['gate']['status'] or 'none'}: {v['gate']['summary'] or ''}")
+    out += row("Approvals", f"{len(v['approvers'])} of {v['approvals_required']} required "
+                            f"(risk tier {v['risk_tier'] or '?'})")
+    for a in approvals:
+        out += row("", a)
+    out += row("Evidence", "complete: gate passed, model card, approval(s), smoke-serve" if v["evidence_complete"]
+               else "INCOMPLETE for promotion, lacks " + "; ".join(v["evidence_missing"]))
+    out += row("Model card", v["model_card"])
+    out += row("Data", f"fingerprint {v['data_fingerprint'] or '?'}"
+               + (f" of {v['data_path']}" if v["data_path"] else "")
+               + (f"; {v['validation']}" if v["validation"] else "") + (f"; split {v['split']}" if v["split"] else ""))
+    out += row("Git commit", v["git_commit"])
+    out += row("Spec hash", v["spec_hash"])
+    out += row("DAG run", f"{v['dag_id']} / {v['dag_run_id']}"
+               + (f" ({v['dag_run_state']})" if v["dag_run_state"] else "")
+               + (f', reason "{v["dag_run_reason"]}"' if v["dag_run_reason"] else ""))
+    out += row("", v["dag_run_url"])
+    out += row("MLflow run", v["mlflow_run_url"])
+    out += row("Model version", v["version_url"])
+    if v["bento_tag"]:
+        out += row("Bento", f"{v['bento_tag']} ({'deployable' if v['deployable'] else 'not deployable'})")
+    return out
+
+
+def report(model: str, version: str | None = None, *, airflow_env: dict[str, str] | None = None) -> str:
+    """The whole audit as text: the timeline and, for a version, the verdict.
+
+    Args:
+        model: the model.
+        version: one version, or None for the model's whole history.
+        airflow_env: the stack's environment for the ``airflow`` CLI; None leaves Airflow out.
+
+    Raises:
+        AuditError: no such model or version.
+    """
+    rec = _Records(model)
+    version = None if version is None else str(version)
+    notes: list[str] = []
+    dag_runs: dict[str, dict] = {}
+    if version is not None:
+        mv = rec.version(version)  # fail fast, before asking Airflow
+        conf_for: list[str] | None = [mv.tags[tracking.TAG_DAG_RUN]] if mv.tags.get(tracking.TAG_DAG_RUN) else []
+    else:
+        conf_for = None
+    if airflow_env is not None:
+        dag_runs, notes = read_dag_runs(rec.dag_ids(), airflow_env, conf_for=conf_for)
+    else:
+        notes.append("Airflow: not consulted; showing MLflow records only.")
+    events = _collect(rec, version, dag_runs)
+    if version is not None:
+        return render_text(events, model=model, version=version, verdict=_verdict(rec, version, dag_runs),
+                           notes=notes)
+    return render_text(events, model=model, version=None, notes=notes, footer=_model_footer(rec, dag_runs))
+
+
+def _model_footer(rec: _Records, dag_runs: dict[str, dict]) -> list[str]:
+    """Where the model stands now: aliases, what became of each version, DAG-run outcomes."""
+    from include.modelops.approvals import records as approval_records
+
+    aliases = ", ".join(f"{a}=v{v}" for a, v in sorted(rec.aliases.items())) or "none"
+    fates = []
+    for v in sorted(rec.versions, key=int):
+        tags = rec.versions[v].tags or {}
+        held = sorted(a for a, n in rec.aliases.items() if n == v)
+        rejected = [r for r in approval_records(rec.model, v, tags) if r.get("decision") != "approved"]
+        if held:
+            fate = "/".join(held)
+        elif tags.get("modelops.gate.status") not in (None, "passed"):
+            fate = "rejected at the gate"
+        elif rejected:
+            fate = "timed out" if rejected[-1]["timed_out"] else f"rejected by {rejected[-1].get('by')}"
+        elif tags.get(f"modelops.alias.{tracking.CHAMPION}.set_at"):
+            fate = "served, since replaced"
+        else:
+            fate = "not promoted"
+        fates.append(f"v{v} {fate}")
+    stopped = sum(1 for r in rec.runs.values() if r.data.tags.get("modelops.validation.status") == "failed")
+    states: dict[str, int] = {}
+    for r in dag_runs.values():
+        states[str(r.get("state"))] = states.get(str(r.get("state")), 0) + 1
+    out = [f"Now: {rec.model}", "-" * 78, f"  {'Aliases':<17} {aliases}",
+           f"  {'Versions':<17} {'; '.join(fates) or 'none'}",
+           f"  {'MLflow runs':<17} {len(rec.runs)}, of which {stopped} stopped at data validation"]
+    if dag_runs:
+        out.append(f"  {'Airflow DAG runs':<17} {len(dag_runs)}: "
+                   + ", ".join(f"{n} {s}" for s, n in sorted(states.items())))
+    out.append(f"  {'Ask about one':<17} make audit MODEL={rec.model} VERSION=<n>")
+    return out
+
+
+__all__ = ["KINDS", "AuditError", "collect_events", "dag_run_url", "read_dag_runs", "render_text",
+           "render_verdict", "report", "verdict"]
