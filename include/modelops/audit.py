@@ -1,7 +1,8 @@
 """The audit trail: a model's or one version's lifecycle, in time order, from MLflow and Airflow.
 
 Answers "why is version N in production, on what evidence, approved by whom?" from the
-records the lifecycle steps already leave (nothing here writes anything):
+records the lifecycle steps already leave. It writes nothing to MLflow (the ``airflow`` CLI
+logs its own invocation in Airflow's audit-log table, as every CLI call does):
 
 * MLflow runs (one per DAG run): validation, training, gate tags and the run's status;
   a validation failure leaves a FAILED run with no model version and still shows here.
@@ -36,9 +37,9 @@ from include.modelops.settings import get_settings
 
 log = logging.getLogger(__name__)
 
-# Lifecycle order, used to order events that carry the same second.
 KINDS = ("dag_run", "validation", "training", "gate", "registration", "model_card", "approval", "alias",
          "packaging", "promotion")
+# Lifecycle order, for events that carry the same second.
 _RANK = {"dag_run:start": 0, "validation": 1, "training": 2, "gate": 3, "registration": 4, "alias:challenger": 5,
          "approval": 6, "packaging": 7, "alias:previous": 8, "alias:champion": 9, "promotion": 10, "alias": 11,
          # The tag holds the latest card, regenerated after promotion.
@@ -271,6 +272,8 @@ def _run_events(rec: _Records, run: Any) -> list[dict]:
         summary += f" on {tags['modelops.data_path']}" if tags.get("modelops.data_path") else ""
         summary += f"; data fingerprint {fp[:12]}" if fp else ""
         if v_status != "passed":
+            if tags.get("modelops.validation.failed"):
+                summary += f"; failed: {tags['modelops.validation.failed'][:300]}"
             summary += f"; the run stopped here (MLflow run {info.status}), nothing was registered"
         events.append(_event(_iso(tags.get("modelops.validation.at")) or started, "validation", summary,
                              version=version, link=link, status=v_status,
@@ -343,9 +346,9 @@ def _version_events(rec: _Records, version: str, sets: list[tuple[str, str, str]
                              f"Model card (latest) generated: {tags['modelops.model_card']}", version=version,
                              link=link, model_card=tags["modelops.model_card"]))
     for r in approval_records(model, version, tags):
-        summary = f"Approval {r['index']}: {str(r.get('decision', '?')).upper()} by {r.get('by', '?')}"
+        who = ", timed out: nobody answered" if r["timed_out"] else f" by {r.get('by', '?')}"
+        summary = f"Approval {r['index']}: {str(r.get('decision', '?')).upper()}{who}"
         summary += f" (policy {r['policy']})" if r.get("policy") else ""
-        summary += ", no answer before the deadline: fail closed" if r["timed_out"] else ""
         summary += f': "{r["comment"]}"' if r.get("comment") else ""
         events.append(_event(_iso(r.get("at")) or created, "approval", summary, version=version, link=link,
                              **{k: r.get(k) for k in ("index", "decision", "by", "comment", "policy", "timed_out")}))
@@ -394,8 +397,10 @@ def _dag_run_events(run: dict, version: str | None) -> list[dict]:
     if run.get("end_date"):
         took = ""
         if run.get("start_date"):
-            secs = (datetime.fromisoformat(run["end_date"]) - datetime.fromisoformat(run["start_date"])).seconds
-            took = f" after {secs // 60} min {secs % 60} s" if secs >= 60 else f" after {secs} s"
+            secs = int((datetime.fromisoformat(run["end_date"])
+                        - datetime.fromisoformat(run["start_date"])).total_seconds())
+            h, m, sec = secs // 3600, secs % 3600 // 60, secs % 60
+            took = " after " + (f"{h} h {m} min" if h else f"{m} min {sec} s" if m else f"{sec} s")
         events.append(_event(run["end_date"], "dag_run", f"DAG run {run['run_id']} ended {run.get('state')}{took}",
                              version=version, link=link, rank="dag_run:end", phase="end", **common))
     return events
@@ -435,8 +440,9 @@ def _collect(rec: _Records, version: str | None, dag_runs: dict[str, dict]) -> l
             events += _version_events(rec, v, sets)
         versions_of_dag_run = {mv.tags.get(tracking.TAG_DAG_RUN): v for v, mv in rec.versions.items()}
         dag_run_ids = {r.data.tags.get(tracking.TAG_DAG_RUN) for r in rec.runs.values()}
+        dag_ids = rec.dag_ids()
         for run_id, dr in dag_runs.items():
-            if dr["dag_id"] in rec.dag_ids() or run_id in dag_run_ids:
+            if dr["dag_id"] in dag_ids or run_id in dag_run_ids:
                 events += _dag_run_events(dr, versions_of_dag_run.get(run_id))
         return _sort(events)
     mv = rec.version(version)
@@ -520,7 +526,7 @@ def _verdict(rec: _Records, version: str, dag_runs: dict[str, dict]) -> dict:
         "spec_hash": tags.get("modelops.spec_hash"), "risk_tier": risk,
         "dag_id": dag_id, "dag_run_id": dag_run_id,
         "dag_run_state": dr.get("state") if dr else None,
-        "dag_run_reason": ((dr or {}).get("conf") or {}).get("reason"),
+        "dag_run_reason": ((dr or {}).get("conf") or {}).get("reason") or run_tags.get("modelops.trigger_reason"),
         "dag_run_url": dag_run_url(dag_id, dag_run_id) if dag_id and dag_run_id else None,
         "mlflow_run_id": mv.run_id,
         "mlflow_run_url": _run_url(run.info.experiment_id, mv.run_id) if run is not None else None,

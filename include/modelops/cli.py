@@ -21,6 +21,7 @@ from pathlib import Path
 from include.modelops.settings import get_settings
 
 DEFAULT_MODEL = "fraud_detection"
+UI_MLFLOW_PORT, UI_AIRFLOW_PORT = 5000, 8080  # where `make up` serves the UIs
 
 
 def _print(msg: str = "") -> None:
@@ -78,6 +79,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     port = args.mlflow_port or local_stack.free_port()
     uri = f"http://127.0.0.1:{port}"
     env = local_stack.stack_env(s.state_dir, uri)
+    # Links in cards and reports point at the MLflow UI that `make up` serves, not this short-lived server.
+    env.setdefault("MODELOPS_MLFLOW_UI_URL", f"http://127.0.0.1:{UI_MLFLOW_PORT}")
     _print(f"==> Airflow metadata DB: {env['AIRFLOW_HOME']}")
     local_stack.migrate_airflow_db(env)
     _print(f"==> Starting MLflow tracking server on {uri}")
@@ -294,8 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--mlflow-port", type=int, default=None, help="default: a free port")
     m.set_defaults(fn=cmd_demo)
     u = sub.add_parser("up", help="Airflow standalone + MLflow for interactive use (Ctrl-C stops)")
-    u.add_argument("--airflow-port", type=int, default=8080)
-    u.add_argument("--mlflow-port", type=int, default=5000)
+    u.add_argument("--airflow-port", type=int, default=UI_AIRFLOW_PORT)
+    u.add_argument("--mlflow-port", type=int, default=UI_MLFLOW_PORT)
     u.set_defaults(fn=cmd_up)
     v = sub.add_parser("serve", help="serve the champion's bento")
     v.add_argument("--model", default=DEFAULT_MODEL)

@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from include.modelops.settings import PROJECT_ROOT, get_settings
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{1,62}$"
+# libyaml's safe loader parses specs ~5x faster than the pure-Python one (DAG parse time).
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class ModelSpecError(ValueError):
@@ -334,7 +336,7 @@ def load_spec(path: str | Path) -> ModelSpec:
     """
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_YAML_LOADER)  # noqa: S506 - a safe loader
     except OSError as exc:
         raise ModelSpecError(f"Cannot read model spec {path}: {exc.strerror}") from exc
     except yaml.YAMLError as exc:

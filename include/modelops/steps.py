@@ -72,6 +72,10 @@ def validate_dataset(model: str, *, dag_id: str, dag_run_id: str, conf: dict | N
             "modelops.validation.summary": report["summary"],
             "modelops.validation.at": tracking.now_iso(),
             "modelops.data_path": str(spec.data.resolved_path()),
+            "modelops.trigger_reason": (conf or {}).get("reason") or "",
+            **({"modelops.validation.failed": "; ".join(
+                f"{r.get('expectation')}({r.get('column') or 'table'}): {r.get('observed')}"
+                for r in report["failed"])[:5000]} if not report["success"] else {}),
             **({"modelops.data_fingerprint": fp["sha256"]} if fp else {}),
         },
     )
@@ -292,7 +296,8 @@ def package_bento(model: str, registered: dict, trained: dict) -> dict:
 
     spec = load_spec_by_name(model)
     tag = packaging.build_bento(spec, registered["version"], trained["model_uri"])
-    tracking.set_version_tags(spec.name, registered["version"], {"modelops.bento_tag": tag})
+    tracking.set_version_tags(spec.name, registered["version"], {"modelops.bento_tag": tag,
+                                                                 "modelops.bento.built_at": tracking.now_iso()})
     return {"bento_tag": tag}
 
 

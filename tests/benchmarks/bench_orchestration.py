@@ -93,7 +93,7 @@ def bench_parse(tmp: Path, repeats: int) -> list[dict]:
     for n in (1, 25):
         specs = tmp / f"specs_{n}"
         make_specs(specs, n, tmp / "data")
-        env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "MODELOPS_SPECS_DIR": str(specs),
+        env = {**os.environ, "PYTHONPATH": f"{PROJECT_ROOT}:{PROJECT_ROOT / 'plugins'}", "MODELOPS_SPECS_DIR": str(specs),
                "AIRFLOW_HOME": str(tmp / "airflow"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
         fresh = parse_fresh_interpreter(env, repeats)
         warm = parse_warm_process(env, max(repeats, 5))

@@ -15,7 +15,7 @@ from include.modelops import audit
 
 MODEL = "fraud_audit"
 DAG_ID = f"{MODEL}_training"
-T0 = datetime.now(UTC).replace(microsecond=0)
+T0 = datetime.now(UTC)  # reset once the store exists, so version creation times fall between the tag times
 
 
 def at(seconds: int) -> str:
@@ -60,7 +60,8 @@ def approve(c, version: str, *, by: str, comment: str, when: int, policy: str = 
 def version_tags(c, version: str, n: int, **extra: str) -> None:
     tags = {"modelops.dag_run_id": dag_run_id(n), "modelops.dag_id": DAG_ID, "modelops.data_fingerprint": f"{n}" * 64,
             "modelops.git_commit": f"c0ffee{n}", "modelops.spec_hash": "abc123", "modelops.risk_tier": "low",
-            "modelops.model_card": f"runs:/r{n}/model_card/model_card.html", **extra}
+            "modelops.model_card": f"runs:/r{n}/model_card/model_card.html",
+            "modelops.model_card.generated_at": at(9), **extra}
     for k, v in tags.items():
         c.set_model_version_tag(MODEL, version, k, v)
 
@@ -79,6 +80,8 @@ def registry(tmp_path_factory):
         c = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
         exp = c.create_experiment(MODEL, artifact_location=str(tmp / "artifacts"), tags={"modelops.model": MODEL})
         c.create_registered_model(MODEL)
+        global T0
+        T0 = datetime.now(UTC).replace(microsecond=0)
         runs = {
             1: make_run(c, exp, 1, start=-600, gate_summary="PASSED: first model, roc_auc 0.84; 7/7 checks passed"),
             2: make_run(c, exp, 2, start=-300, gate_summary="PASSED: roc_auc 0.86 vs champion 0.84 (+0.02, "
@@ -99,7 +102,7 @@ def registry(tmp_path_factory):
         version_tags(c, "2", 2, **{"modelops.gate.status": "passed", "modelops.alias.challenger.set_at": at(20),
                                    "modelops.bento_tag": "svc:v2", "modelops.deployable": "true",
                                    "modelops.smoke.at": at(31), "modelops.alias.champion.set_at": at(33),
-                                   "modelops.promoted_at": at(33)})
+                                   "modelops.promoted_at": at(33), "modelops.model_card.generated_at": at(34)})
         approve(c, "2", by="alice", comment="slices hold up; ship it", when=30)
         # v3: nobody answered in time
         version_tags(c, "3", 3, **{"modelops.gate.status": "passed", "modelops.alias.challenger.set_at": at(40)})
@@ -153,8 +156,9 @@ def test_replaced_champion_says_when_and_by_whom(registry):
 
 
 def test_timed_out_approval_fails_closed_in_the_record(registry):
-    text = audit.report(MODEL, "3")
-    assert "REJECTED by timeout" in text and "no answer before the deadline: fail closed" in text
+    approval = next(e for e in audit.collect_events(MODEL, "3") if e["kind"] == "approval")
+    assert approval["summary"].startswith("Approval 1: REJECTED, timed out: nobody answered")
+    assert approval["details"]["timed_out"] is True and "(fail closed)" in approval["summary"]
     v = audit.verdict(MODEL, "3")
     assert "nobody answered before the deadline" in v["status"] and v["status"].endswith("The champion is v2.")
     assert not v["evidence_complete"] and not v["in_production"]
