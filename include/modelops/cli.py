@@ -220,6 +220,16 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _approval_note(r: dict) -> str:
+    """One line for the approval: a policy decision, or a human's answer from the HITL operator."""
+    if not r:
+        return ""
+    if "chosen_options" in r:  # answered by a person in the Airflow UI or through the REST API
+        who = (r.get("responded_by_user") or {}).get("id", "timeout")
+        return f"{r['chosen_options'][0]} by {who}"
+    return f"{r.get('decision', '')} by {r.get('by', '')}"
+
+
 def _print_summary(summary: dict, *, uri: str, dag_s: float, total_s: float, log_file: Path) -> None:
     s = get_settings()
     steps = summary["steps"]
@@ -238,12 +248,13 @@ def _print_summary(summary: dict, *, uri: str, dag_s: float, total_s: float, log
         "evaluate_candidate": lambda r: r.get("summary", ""),
         "register_candidate": lambda r: f"version {r.get('version', '')}",
         "generate_model_card": lambda r: r.get("card_html", ""),
-        "approve": lambda r: f"{r.get('decision', '')} by {r.get('by', '')}" if r else "",
+        "approve": _approval_note,
         "package_bento": lambda r: r.get("bento_tag", ""),
         "smoke_serve_bento": lambda r: f"served predictions match offline (max |diff| {r.get('max_abs_diff')})"
         if r else "",
         "promote_to_champion": lambda r: f"champion -> v{r.get('champion')} (previous: {r.get('previous')})"
         if r else "",
+        "update_model_card": lambda r: "regenerated with the approval and alias history" if r else "",
     }
     for task, fn in notes.items():
         state = steps.get(task, {}).get("state") or "not run"
