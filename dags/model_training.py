@@ -163,8 +163,11 @@ def training_dag(spec: ModelSpec):
         smoke = smoke_serve_bento(registered, trained, split, packaged)
         promoted = promote_to_champion(registered)
         smoke >> promoted
+        # The card follows the version's state: regenerated after a promotion, a rejection or a timeout
+        # (a rejecting approval skips its direct downstream, so this hangs after promote, not approve).
         final_card = ModelCardOperator(task_id="update_model_card", model_name=model, validated=validated,
-                                       split=split, evaluated=evaluated, registered=registered)
+                                       split=split, evaluated=evaluated, registered=registered,
+                                       trigger_rule="none_failed")
         promoted >> final_card
         [validated, split, trained, evaluated, registered, card, *approvals, packaged, smoke, promoted,
          final_card] >> summarize()

@@ -159,3 +159,8 @@ def test_unanswered_approval_times_out_and_rejects(stack, airflow_api, runs):
     assert tags["modelops.approval.1.decision"] == "rejected"
     assert tags["modelops.approval.1.by"] == "timeout"
     assert tags["modelops.approval.1.timed_out"] == "True"
+    assert ti(api, TIMEOUT_DAG, run_id, "update_model_card")["state"] == "success"
+    card = stack.client().download_artifacts(tags["modelops.model_card"].split("/")[1], "model_card/model_card.json",
+                                             str(stack.state_dir / "card_check_timeout"))
+    approvals = json.loads(Path(card).read_text())["approvals"]
+    assert "timeout" in json.dumps(approvals)  # the rejection is in the regenerated card
