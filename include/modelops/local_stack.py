@@ -25,10 +25,10 @@ from include.modelops.settings import PROJECT_ROOT
 log = logging.getLogger(__name__)
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that is free right now."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
@@ -83,16 +83,21 @@ def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen | None = None,
 
 
 def stop_process(proc: subprocess.Popen, timeout_s: float = 15) -> None:
-    """Stop a process started in its own session, with its children (SIGTERM, then SIGKILL)."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout_s)
-    except subprocess.TimeoutExpired:
+    """Stop a process started in its own session and every process in its group.
+
+    SIGTERM first; then SIGKILL to the group in any case, because workers (gunicorn, uvicorn,
+    BentoML runners) can outlive their parent, and the group is ours alone (start_new_session).
+    """
+    if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            log.warning("pid %s ignored SIGTERM for %.0f s; killing its process group", proc.pid, timeout_s)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(5)
 
 

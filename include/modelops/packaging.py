@@ -23,8 +23,6 @@ import logging
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,12 +30,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from include.modelops import local_stack
 from include.modelops.settings import PROJECT_ROOT, get_settings, git_commit
 from include.modelops.spec import FeatureType, ModelSpec, TaskType
 
@@ -483,12 +482,6 @@ def build_bento(spec: ModelSpec, version: str, model_uri: str, *, build_root: Pa
 # --------------------------------------------------------------------------------------
 
 
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
 def _serve_env() -> dict[str, str]:
     settings = get_settings()
     tmp = settings.bentoml_home / "tmp"
@@ -551,22 +544,6 @@ def _wait_ready(base_url: str, proc: subprocess.Popen, timeout_s: float, log_pat
             log.info("Waiting for %s to be ready at %s/readyz (%.0f s elapsed)", tag, base_url, elapsed)
             last_progress = time.monotonic()
         time.sleep(0.5)
-
-
-def _stop(proc: subprocess.Popen, grace_s: float = 20.0) -> None:
-    """Stop the server and every worker it started (its whole process group)."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            log.warning("bentoml serve (pid %s) ignored SIGTERM for %.0f s; killing it", proc.pid, grace_s)
-    # Workers can outlive the arbiter; the group is ours alone (start_new_session).
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=10)
 
 
 def _invalid_row(spec: ModelSpec, row: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
@@ -687,7 +664,7 @@ def smoke_serve(
     settings = get_settings()
     timeout_s = settings.serve_timeout_s if timeout_s is None else timeout_s
     host = settings.serve_host
-    port = _free_port(host)
+    port = local_stack.free_port(host)
     base_url = f"http://{host}:{port}"
     log_dir = settings.state_dir / "smoke_serve"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -731,7 +708,7 @@ def smoke_serve(
         except (urllib.error.URLError, OSError) as exc:
             report["errors"].append(f"the server stopped answering ({exc}); last output:\n{_tail(log_path)}")
     finally:
-        _stop(proc)
+        local_stack.stop_process(proc, timeout_s=20)
         log.info("Stopped %s", bento_tag)
 
     diff = report["max_abs_diff"]
