@@ -38,6 +38,9 @@ def stack_env(state_dir: Path, mlflow_uri: str, *, specs_dir: Path | None = None
     state_dir = Path(state_dir).resolve()
     env = dict(os.environ)
     env.update({
+        # `airflow standalone` starts its components as `airflow ...` from PATH: use this venv's,
+        # also when the venv is not activated (make runs .venv/bin/python directly).
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
         "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), str(PROJECT_ROOT / "plugins"),
                                        *filter(None, [os.environ.get("PYTHONPATH")])]),
         "MODELOPS_STATE_DIR": str(state_dir),

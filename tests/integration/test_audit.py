@@ -10,10 +10,20 @@ import sys
 import pytest
 
 from tests.conftest import PROJECT_ROOT
+from tests.integration.conftest import write_test_spec
 
 pytestmark = pytest.mark.integration
-DAG_ID = "fraud_detection_training"
-MODEL = "fraud_detection"
+# A model of its own, so the audit sees exactly the runs made here, whatever ran before.
+MODEL = "fraud_audit"
+DAG_ID = f"{MODEL}_training"
+
+
+@pytest.fixture(scope="module")
+def audited(stack):
+    write_test_spec(stack.specs_dir, stack.data_dir, name=MODEL)
+    run = stack.run_dag(DAG_ID, model=MODEL)
+    assert run["rc"] == 0, run["log"][-4000:]
+    return run
 
 
 def line_of(lines: list[str], kind: str, *needles: str) -> int:
@@ -24,11 +34,8 @@ def line_of(lines: list[str], kind: str, *needles: str) -> int:
     raise AssertionError(f"no {kind} line with {needles} in:\n" + "\n".join(lines))
 
 
-def test_champion_audit_shows_its_evidence_in_order(stack):
-    if stack.alias("champion") is None:
-        run = stack.run_dag(DAG_ID)
-        assert run["rc"] == 0, run["log"][-4000:]
-    champion = stack.alias("champion")
+def test_champion_audit_shows_its_evidence_in_order(stack, audited):
+    champion = stack.alias("champion", model=MODEL)
     assert champion is not None
     dag_run_id = stack.client().get_model_version(MODEL, champion).tags["modelops.dag_run_id"]
 
@@ -50,7 +57,7 @@ def test_champion_audit_shows_its_evidence_in_order(stack):
     assert "Airflow:" not in res.stdout  # no "could not read Airflow" note
 
 
-def test_unknown_version_is_one_line_and_exit_code_1(stack):
+def test_unknown_version_is_one_line_and_exit_code_1(stack, audited):
     res = subprocess.run([sys.executable, "-m", "include.modelops.cli", "audit", "--model", MODEL,
                           "--version", "999", "--no-airflow"], env=stack.env, cwd=PROJECT_ROOT,
                          capture_output=True, text=True, timeout=120)

@@ -265,7 +265,8 @@ def test_html_report_is_self_contained_and_lists_failures_first(spec, frame):
     assert page.index("column is missing", first_row) < page.index("passed", first_row)
 
 
-def test_error_message_says_where_the_report_is_and_what_to_fix(spec, frame):
+def test_error_message_says_where_the_report_is_and_what_to_fix(spec, frame, monkeypatch):
+    monkeypatch.delenv("MODELOPS_SPECS_DIR", raising=False)  # the message names the default specs folder
     report = validate_dataframe(spec, frame.head(10))
     report.update(report_html="/runs/1/validation_report.html", data_path="/data/fraud")
 
