@@ -11,6 +11,8 @@ from include.modelops import tracking
 def mlflow_store(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    # Artifacts under tmp_path too: a SQLite store otherwise defaults them to ./mlruns.
+    tracking.client().create_experiment("fraud_detection", artifact_location=str(tmp_path / "artifacts"))
     return uri
 
 
