@@ -64,13 +64,10 @@ def fit(spec: ModelSpec, train: pd.DataFrame, *, params: dict[str, Any], checkpo
     pipe.fit(X, y)
     n_iter = getattr(pipe[-1], "n_iter_", None)
     log.info("Trained in %.1f s (%s boosting iterations)", time.perf_counter() - t0, n_iter)
-    try:
-        import mlflow
+    import mlflow
 
-        if mlflow.active_run():
-            mlflow.log_metrics({"train_seconds": time.perf_counter() - t0, "n_iter": float(n_iter or 0)})
-    except ImportError:  # pragma: no cover - mlflow is a dependency
-        pass
+    if mlflow.active_run():
+        mlflow.log_metrics({"train_seconds": time.perf_counter() - t0, "n_iter": float(n_iter or 0)})
     return pipe
 
 
