@@ -834,6 +834,19 @@ def _threshold_checks(spec: ModelSpec, metrics: Mapping[str, Any]) -> list[dict[
     return checks
 
 
+def _not_comparable(
+    name: str, limit: Any, metric: str, first: bool, cand: float | None, champ: float | None
+) -> dict[str, Any] | None:
+    """The check's result when candidate and champion cannot be compared, else None."""
+    if first:
+        return _check(name, None, limit, True, FIRST_MODEL_REASON)
+    if cand is None:
+        return _check(name, None, limit, False, f"candidate {metric} is undefined on the holdout")
+    if champ is None:
+        return _check(name, None, limit, True, f"champion {metric} is undefined on the holdout; not compared")
+    return None
+
+
 def _champion_checks(
     spec: ModelSpec, evaluation: Mapping[str, Any], metric: str, high_better: bool
 ) -> list[dict[str, Any]]:
@@ -846,16 +859,8 @@ def _champion_checks(
 
     if gate.max_drop_vs_champion is not None:
         name, limit = f"{metric} drop vs champion", gate.max_drop_vs_champion
-        if first:
-            checks.append(_check(name, None, limit, True, FIRST_MODEL_REASON))
-        elif cand is None:
-            checks.append(_check(name, None, limit, False, f"candidate {metric} is undefined on the holdout"))
-        elif champ is None:
-            checks.append(
-                _check(
-                    name, None, limit, True, f"champion {metric} is undefined on the holdout; not compared"
-                )
-            )
+        if skip := _not_comparable(name, limit, metric, first, cand, champ):
+            checks.append(skip)
         else:
             drop = _drop(cand, champ, high_better)
             passed = drop <= limit + _TOL
@@ -872,16 +877,8 @@ def _champion_checks(
 
     if gate.max_relative_drop_vs_champion is not None:
         name, limit = f"{metric} relative drop vs champion", gate.max_relative_drop_vs_champion
-        if first:
-            checks.append(_check(name, None, limit, True, FIRST_MODEL_REASON))
-        elif cand is None:
-            checks.append(_check(name, None, limit, False, f"candidate {metric} is undefined on the holdout"))
-        elif champ is None:
-            checks.append(
-                _check(
-                    name, None, limit, True, f"champion {metric} is undefined on the holdout; not compared"
-                )
-            )
+        if skip := _not_comparable(name, limit, metric, first, cand, champ):
+            checks.append(skip)
         else:
             drop = _drop(cand, champ, high_better)
             if champ != 0:

@@ -688,43 +688,63 @@ def compliance_entries(card: Mapping) -> list[dict]:
     ]
 
 
+def _section(card: Mapping, name: str) -> dict:
+    return _mapping(card.get(name))
+
+
+# Requirements met by one piece of evidence: (is it present?, what to provide when it is not).
+_SIMPLE_REQUIREMENTS: dict[str, tuple[Callable[[Mapping], bool], str]] = {
+    "model_details": (
+        lambda c: _has(_section(c, "model_details").get("description")),
+        "model_details: spec field 'description' is empty; say what the model predicts and why",
+    ),
+    "intended_use": (
+        lambda c: _has(_section(c, "intended_use").get("intended_use")),
+        "intended_use: spec field 'intended_use' is empty; say who uses the predictions "
+        "and for what decision",
+    ),
+    "intended_use.out_of_scope_uses": (
+        lambda c: _has(_section(c, "intended_use").get("out_of_scope_uses")),
+        "intended_use.out_of_scope_uses: spec field 'out_of_scope_uses' is empty; list the uses the model is "
+        "not fit for",
+    ),
+    "limitations": (
+        lambda c: _has(c.get("limitations")),
+        "limitations: spec field 'limitations' is empty; list the model's known weaknesses",
+    ),
+    "ethical_considerations": (
+        lambda c: _has(c.get("ethical_considerations")),
+        "ethical_considerations: spec field 'ethical_considerations' is empty; record the fairness, privacy "
+        "and harm considerations",
+    ),
+    "data_validation": (
+        lambda c: _section(c, "data_validation").get("success") is not None,
+        "data_validation: no data-validation result; run validate_dataset and pass its result as validation=",
+    ),
+    "evaluation": (
+        lambda c: section_status(c, "evaluation") != "empty",
+        "evaluation: no candidate metrics; run the evaluation and pass its report as evaluation=",
+    ),
+    "evaluation.slices": (
+        lambda c: _has(_section(c, "evaluation").get("slices")),
+        "evaluation.slices: no per-slice metrics; set spec field 'segment_columns' and pass the evaluation "
+        "report's slices",
+    ),
+    "gate_decision": (
+        lambda c: _section(c, "gate_decision").get("passed") is not None,
+        "gate_decision: no gate decision; run the quality gate and pass its result as decision=",
+    ),
+}
+
+
 def _gaps(card: Mapping, requirement: str) -> list[str]:
     """What is missing for one requirement, each naming the spec field or evidence to provide."""
+    if requirement in _SIMPLE_REQUIREMENTS:
+        present, message = _SIMPLE_REQUIREMENTS[requirement]
+        return [] if present(card) else [message]
 
-    def sec(name: str) -> dict:
-        return _mapping(card.get(name))
-
-    if requirement == "model_details":
-        if not _has(sec("model_details").get("description")):
-            return ["model_details: spec field 'description' is empty; say what the model predicts and why"]
-        return []
-    if requirement == "intended_use":
-        if not _has(sec("intended_use").get("intended_use")):
-            return [
-                "intended_use: spec field 'intended_use' is empty; say who uses the predictions "
-                "and for what decision"
-            ]
-        return []
-    if requirement == "intended_use.out_of_scope_uses":
-        if not _has(sec("intended_use").get("out_of_scope_uses")):
-            return [
-                "intended_use.out_of_scope_uses: spec field 'out_of_scope_uses' is empty; list the "
-                "uses the model is not fit for"
-            ]
-        return []
-    if requirement == "limitations":
-        if not _has(card.get("limitations")):
-            return ["limitations: spec field 'limitations' is empty; list the model's known weaknesses"]
-        return []
-    if requirement == "ethical_considerations":
-        if not _has(card.get("ethical_considerations")):
-            return [
-                "ethical_considerations: spec field 'ethical_considerations' is empty; record the "
-                "fairness, privacy and harm considerations"
-            ]
-        return []
     if requirement == "data":
-        data = sec("data")
+        data = _section(card, "data")
         if not _has(data.get("features")):
             return ["data: no features documented; fill spec field 'features'"]
         undocumented = [f.get("name") for f in data["features"] if not _has(_mapping(f).get("description"))]
@@ -734,30 +754,8 @@ def _gaps(card: Mapping, requirement: str) -> list[str]:
                 "fill spec field 'features[].description'"
             ]
         return []
-    if requirement == "data_validation":
-        if sec("data_validation").get("success") is None:
-            return [
-                "data_validation: no data-validation result; run validate_dataset and pass its "
-                "result as validation="
-            ]
-        return []
-    if requirement == "evaluation":
-        if section_status(card, "evaluation") == "empty":
-            return ["evaluation: no candidate metrics; run the evaluation and pass its report as evaluation="]
-        return []
-    if requirement == "evaluation.slices":
-        if not _has(sec("evaluation").get("slices")):
-            return [
-                "evaluation.slices: no per-slice metrics; set spec field 'segment_columns' and pass "
-                "the evaluation report's slices"
-            ]
-        return []
-    if requirement == "gate_decision":
-        if sec("gate_decision").get("passed") is None:
-            return ["gate_decision: no gate decision; run the quality gate and pass its result as decision="]
-        return []
     if requirement == "lineage":
-        lin = sec("lineage")
+        lin = _section(card, "lineage")
         out = []
         if not _has(lin.get("mlflow_run_id")):
             out.append("lineage: MLflow run id is missing; pass run['run_id'] or lineage['mlflow_run_id']")
