@@ -15,6 +15,7 @@ Every setting has a default for the embedded, one-laptop mode, with all state un
 | ``MODELOPS_SERVE_TIMEOUT_S`` | ``120`` | how long smoke-serve waits for the service to be ready |
 | ``MODELOPS_GIT_COMMIT`` | ``git rev-parse HEAD`` | commit recorded on model versions (set it in images without .git) |
 | ``MODELOPS_AIRFLOW_UI_URL`` | ``http://127.0.0.1:8080`` | base URL for links to DAG runs |
+| ``MODELOPS_INFERENCE_LOG_URL`` | ``<state>/inference_log`` | inference log and label feed: a folder, or an fsspec URL such as ``s3://bucket/prefix`` (needs ``s3fs``) |
 
 Training pods (``training.backend: kubernetes``; see ``include/modelops/kubernetes.py``):
 
@@ -69,6 +70,7 @@ class Settings:
     airflow_ui_url: str
     serve_host: str
     serve_timeout_s: float
+    inference_log_url: str
 
     @property
     def bentos_dir(self) -> Path:
@@ -91,6 +93,7 @@ def get_settings() -> Settings:
         airflow_ui_url=os.environ.get("MODELOPS_AIRFLOW_UI_URL", "http://127.0.0.1:8080").rstrip("/"),
         serve_host=os.environ.get("MODELOPS_SERVE_HOST", "127.0.0.1"),
         serve_timeout_s=float(os.environ.get("MODELOPS_SERVE_TIMEOUT_S", "120")),
+        inference_log_url=os.environ.get("MODELOPS_INFERENCE_LOG_URL") or str(state / "inference_log"),
     )
 
 
