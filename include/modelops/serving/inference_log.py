@@ -1,0 +1,332 @@
+"""The inference log: what the service scored, written in the background, read back as a frame.
+
+The service hands each answered request to an :class:`InferenceLogWriter`; a background
+thread turns queued requests into one Arrow table per hour and writes it with
+``log_store.write_batch("predictions", ...)`` when enough rows are waiting or every
+``flush_interval_s``. The queue is bounded: when it is full the request's rows are
+dropped and counted (``dropped_rows`` and the ``on_drop`` callback, which the service
+wires to a Prometheus counter), so a request never waits or fails because of logging.
+:meth:`InferenceLogWriter.close` flushes what is queued (the service calls it on
+shutdown, e.g. after SIGTERM).
+
+:func:`read_window` returns one model's records in a time window as a DataFrame; files
+it cannot read are skipped with a warning and counted in ``frame.attrs``.
+
+The record schema (one row per scored row) is the contract shared with the traffic
+generator and monitoring; see :func:`record_schema`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from include.modelops.serving import log_store
+from include.modelops.spec import FeatureType, ModelSpec, TaskType
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+log = logging.getLogger(__name__)
+
+KIND = "predictions"
+FEATURE_PREFIX = "feature."
+VARIANTS = ("stable", "canary", "shadow", "smoke")
+
+
+def record_schema(spec: ModelSpec) -> pa.Schema:
+    """The Arrow schema of ``predictions`` records for a model's spec.
+
+    ``request_id``, ``row_index`` (position in the request), ``timestamp`` (when the
+    request was answered, UTC), ``model``, ``model_version``, ``variant``, ``entity_id``
+    (null when the client sent none), ``latency_ms`` (the request's), the prediction
+    columns (binary: ``score``, ``label``; regression: ``prediction``; multiclass:
+    ``label`` and ``probabilities`` as a JSON object), then ``feature.<name>`` per feature.
+    """
+    import pyarrow as pa
+
+    fields = [
+        pa.field("request_id", pa.string(), nullable=False),
+        pa.field("row_index", pa.int32(), nullable=False),
+        pa.field("timestamp", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("model", pa.string(), nullable=False),
+        pa.field("model_version", pa.string(), nullable=False),
+        pa.field("variant", pa.string(), nullable=False),
+        pa.field("entity_id", pa.string()),
+        pa.field("latency_ms", pa.float64()),
+    ]
+    if spec.task == TaskType.binary_classification:
+        fields += [pa.field("score", pa.float64()), pa.field("label", pa.int64())]
+    elif spec.task == TaskType.regression:
+        fields += [pa.field("prediction", pa.float64())]
+    else:
+        fields += [pa.field("label", pa.string()), pa.field("probabilities", pa.string())]
+    arrow_type = {
+        FeatureType.numeric: pa.float64(),
+        FeatureType.integer: pa.int64(),
+        FeatureType.categorical: pa.string(),
+        FeatureType.boolean: pa.bool_(),
+    }
+    fields += [pa.field(FEATURE_PREFIX + f.name, arrow_type[f.type]) for f in spec.features]
+    return pa.schema(fields)
+
+
+def request_records(
+    spec: ModelSpec,
+    *,
+    request_id: str,
+    model_version: str,
+    variant: str,
+    rows: Sequence[Mapping[str, Any]],
+    predictions: Sequence[Mapping[str, Any]],
+    latency_ms: float,
+    entity_ids: Sequence[Any] | None = None,
+    answered_at: datetime | None = None,
+) -> dict[str, list[Any]]:
+    """One request's log records as columns (the schema of :func:`record_schema`).
+
+    ``rows`` are the validated request rows (plain dicts), ``predictions`` the response
+    rows of ``packaging.predictions_from_scores``.
+    """
+    import json
+
+    n = len(rows)
+    at = answered_at or datetime.now(UTC)
+    columns: dict[str, list[Any]] = {
+        "request_id": [request_id] * n,
+        "row_index": list(range(n)),
+        "timestamp": [at] * n,
+        "model": [spec.name] * n,
+        "model_version": [str(model_version)] * n,
+        "variant": [variant] * n,
+        "entity_id": [None if e is None else str(e) for e in entity_ids] if entity_ids is not None else [None] * n,
+        "latency_ms": [float(latency_ms)] * n,
+    }
+    if spec.task == TaskType.binary_classification:
+        columns["score"] = [p["score"] for p in predictions]
+        columns["label"] = [p["label"] for p in predictions]
+    elif spec.task == TaskType.regression:
+        columns["prediction"] = [p["prediction"] for p in predictions]
+    else:
+        columns["label"] = [str(p["label"]) for p in predictions]
+        columns["probabilities"] = [json.dumps(p["probabilities"]) for p in predictions]
+    for name in spec.feature_names:
+        columns[FEATURE_PREFIX + name] = [row.get(name) for row in rows]
+    return columns
+
+
+class InferenceLogWriter:
+    """A bounded queue of log records and the thread that writes them in batches.
+
+    Args:
+        spec: The served model's spec (names the partition and fixes the schema).
+        max_queue_rows: Rows that may wait to be written; a request that does not fit is
+            dropped whole and counted.
+        batch_rows: Write as soon as this many rows wait.
+        flush_interval_s: Write what waits at least this often.
+        root: The log's location; default the setting ``MODELOPS_INFERENCE_LOG_URL``.
+        write_batch: The function that writes one table (``log_store.write_batch``'s
+            signature); a parameter so a test can make the store slow or failing.
+        on_drop: Called with the number of rows dropped (queue full or a failed write).
+        on_write: Called with the number of rows written.
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        *,
+        max_queue_rows: int = 100_000,
+        batch_rows: int = 5_000,
+        flush_interval_s: float = 1.0,
+        root: str | None = None,
+        write_batch: Callable[..., str] = log_store.write_batch,
+        on_drop: Callable[[int], None] | None = None,
+        on_write: Callable[[int], None] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.schema = record_schema(spec)
+        self.max_queue_rows = max_queue_rows
+        self.batch_rows = batch_rows
+        self.flush_interval_s = flush_interval_s
+        self.root = root
+        self._write_batch = write_batch
+        self._on_drop = on_drop
+        self._on_write = on_write
+        self._queue: deque[dict[str, list[Any]]] = deque()
+        self._queued_rows = 0
+        self._cond = threading.Condition()
+        self._closing = False
+        self._writing = 0  # rows taken off the queue and not yet written
+        self._flush_now = False
+        self.written_rows = 0
+        self.dropped_rows = 0
+        self.files: list[str] = []
+        self._thread = threading.Thread(target=self._run, name="inference-log-writer", daemon=True)
+        self._thread.start()
+        # Also flush when the interpreter exits without the service's shutdown hook running.
+        atexit.register(self.close)
+
+    # -- the request side: never blocks ---------------------------------------------------
+    def submit(self, records: dict[str, list[Any]]) -> bool:
+        """Queue one request's records; returns False (and counts the rows) when they were dropped."""
+        n = len(records["request_id"])
+        if n == 0:
+            return True
+        with self._cond:
+            if self._closing or self._queued_rows + n > self.max_queue_rows:
+                accepted = False
+            else:
+                self._queue.append(records)
+                self._queued_rows += n
+                accepted = True
+                if self._queued_rows >= self.batch_rows:
+                    self._cond.notify()
+        if not accepted:
+            self._dropped(n)
+        return accepted
+
+    @property
+    def queued_rows(self) -> int:
+        return self._queued_rows
+
+    # -- the writer thread ------------------------------------------------------------------
+    def _dropped(self, n: int) -> None:
+        with self._cond:
+            self.dropped_rows += n
+        if self._on_drop is not None:
+            try:
+                self._on_drop(n)
+            except Exception:  # a metrics hiccup must not break serving
+                log.exception("inference log: on_drop callback failed")
+
+    def _take(self) -> list[dict[str, list[Any]]]:
+        batch = list(self._queue)
+        self._queue.clear()
+        self._writing = self._queued_rows
+        self._queued_rows = 0
+        return batch
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                deadline = time.monotonic() + self.flush_interval_s
+                while not (self._closing or self._flush_now) and self._queued_rows < self.batch_rows:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+                batch = self._take()
+                self._flush_now = False
+                closing = self._closing
+            if batch:
+                self._write(batch)
+            with self._cond:
+                self._writing = 0
+                self._cond.notify_all()
+                if closing and not self._queue:
+                    return
+
+    def _write(self, batch: list[dict[str, list[Any]]]) -> None:
+        import pyarrow as pa
+
+        columns: dict[str, list[Any]] = {name: [] for name in self.schema.names}
+        for records in batch:
+            for name in columns:
+                columns[name].extend(records.get(name) or [None] * len(records["request_id"]))
+        rows = len(columns["request_id"])
+        try:
+            table = pa.Table.from_pydict(columns, schema=self.schema)
+            # One file per hour of the rows' own timestamps, so a time-window read finds
+            # every row in the partition of its hour (a batch may straddle an hour).
+            hours = [log_store.hour_of(ts) for ts in columns["timestamp"]]
+            for hour in sorted(set(hours)):
+                mask = pa.array([h == hour for h in hours])
+                part = table.filter(mask) if len(set(hours)) > 1 else table
+                at = part.column("timestamp")[0].as_py()
+                self.files.append(self._write_batch(KIND, self.spec.name, part, at=at, root=self.root))
+        except Exception:
+            log.exception("inference log: could not write %d rows; they are dropped", rows)
+            self._dropped(rows)
+            return
+        with self._cond:
+            self.written_rows += rows
+        if self._on_write is not None:
+            try:
+                self._on_write(rows)
+            except Exception:
+                log.exception("inference log: on_write callback failed")
+
+    # -- shutdown ---------------------------------------------------------------------------
+    def flush(self, timeout_s: float = 30.0) -> bool:
+        """Write everything queued now and wait for it; returns False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while (self._queued_rows or self._writing) and self._thread.is_alive():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._flush_now = True
+                self._cond.notify_all()
+                self._cond.wait(min(remaining, 0.05))
+        return True
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Stop accepting records, write what is queued, stop the thread (idempotent)."""
+        with self._cond:
+            if self._closing and not self._thread.is_alive():
+                return
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            log.error("inference log: writer did not finish within %.0f s; %d rows may be lost",
+                      timeout_s, self._queued_rows)
+        else:
+            log.info("inference log: closed; %d rows written, %d dropped", self.written_rows, self.dropped_rows)
+        atexit.unregister(self.close)
+
+
+def read_window(
+    model: str,
+    version: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    variant: str | None = None,
+    *,
+    root: str | None = None,
+) -> pd.DataFrame:
+    """The inference log of ``model`` answered in ``[start, end)``, as a DataFrame.
+
+    Optionally only one model version and one variant. Rows are ordered by time, then
+    request and row index. Files that cannot be read (a torn upload, garbage) are
+    skipped with a warning; ``frame.attrs["skipped_files"]`` counts them and
+    ``frame.attrs["skipped"]`` says which and why, ``frame.attrs["files"]`` counts those read.
+    """
+    import pandas as pd
+
+    stats = log_store.ReadStats()
+    frame = log_store.read_records(KIND, model, start=start, end=end, root=root, stats=stats)
+    if not frame.empty:
+        keep = pd.Series(True, index=frame.index)
+        if start is not None:
+            keep &= frame["timestamp"] >= pd.Timestamp(_utc(start))
+        if end is not None:
+            keep &= frame["timestamp"] < pd.Timestamp(_utc(end))
+        if version is not None:
+            keep &= frame["model_version"] == str(version)
+        if variant is not None:
+            keep &= frame["variant"] == variant
+        frame = frame[keep].sort_values(["timestamp", "request_id", "row_index"]).reset_index(drop=True)
+    frame.attrs.update(files=stats.files, skipped_files=len(stats.skipped), skipped=list(stats.skipped))
+    return frame
+
+
+def _utc(ts: datetime) -> datetime:
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
