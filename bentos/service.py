@@ -7,6 +7,15 @@ request gets HTTP 400 naming the field before the model sees it. The model is th
 pyfunc model, loaded with BentoML's MLflow integration; its output is mapped to scores
 with the same ``scoring.to_scores`` that offline evaluation uses.
 
+Every scored row is written to the inference log (``include.modelops.serving.inference_log``:
+a background writer, so a request never waits for it) with the request's ``X-Request-ID``,
+and counted in Prometheus metrics (``include.modelops.serving.metrics``) labelled by model,
+version and variant. ``RequestGuard`` (``include.modelops.serving.request_guard``) sits in
+front of ``/predict``: request ids, body and content-type limits, one 4xx format.
+
+Environment: ``MODELOPS_SERVE_VARIANT`` (``stable``), ``MODELOPS_INFERENCE_LOG`` (``on``),
+``MODELOPS_INFERENCE_LOG_URL`` (``<state>/inference_log``); see ``include/modelops/settings.py``.
+
 Endpoints: ``POST /predict`` and ``POST /model_info`` (below); ``/readyz``, ``/livez``
 and Prometheus ``/metrics`` come from BentoML.
 
@@ -14,21 +23,28 @@ Not for running from this folder: ``bento_model.json`` exists only in a build co
 """
 
 import json
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import bentoml
-from pydantic import Field
+from pydantic import Field, ValidationError
+from pydantic_core import PydanticCustomError
 
 from include.modelops.packaging import (
     BENTO_MODEL_FILE,
+    MAX_ROWS,
+    REQUEST_ID_HEADER,
     example_row,
     predictions_from_scores,
     request_row_model,
     rows_to_frame,
 )
 from include.modelops.scoring import to_scores
-from include.modelops.spec import ModelSpec
+from include.modelops.serving.request_guard import STARTED_AT_KEY, RequestGuard
+from include.modelops.settings import get_settings
+from include.modelops.spec import ModelSpec, TaskType
 
 _BENTO_MODEL_PATH = Path(__file__).with_name(BENTO_MODEL_FILE)
 if not _BENTO_MODEL_PATH.exists():
@@ -38,6 +54,7 @@ if not _BENTO_MODEL_PATH.exists():
     )
 BENTO_MODEL: dict[str, Any] = json.loads(_BENTO_MODEL_PATH.read_text())
 SPEC = ModelSpec.model_validate(BENTO_MODEL["spec"])
+MODEL_VERSION = str(BENTO_MODEL["model_version"])
 
 # One request row, typed from the spec (see packaging.request_row_model).
 Row = request_row_model(SPEC)
@@ -46,44 +63,111 @@ Row = request_row_model(SPEC)
 EXAMPLE_INPUT: list[dict[str, Any]] = [example_row(SPEC)]
 
 
+def _metrics() -> Any:
+    """This process's metrics; created on first use, after BentoML set up multi-process metrics."""
+    from include.modelops.serving.metrics import service_metrics
+
+    return service_metrics(SPEC.name, MODEL_VERSION, get_settings().serve_variant,
+                           regression=SPEC.task == TaskType.regression)
+
+
 @bentoml.service(
     name=f"{SPEC.name}_service",
-    labels={"model": SPEC.name, "model_version": BENTO_MODEL["model_version"]},
+    labels={"model": SPEC.name, "model_version": MODEL_VERSION},
     workers=1,
     traffic={"timeout": 60},
 )
 class ModelService:
-    """Scores rows of features with one MLflow model version."""
+    """Scores rows of features with one MLflow model version, and logs what it scored."""
 
     bento_model = bentoml.models.BentoModel(BENTO_MODEL["bentoml_model_tag"])
 
     def __init__(self) -> None:
+        from include.modelops.serving.inference_log import InferenceLogWriter
+
         self.model = bentoml.mlflow.load_model(self.bento_model)
+        settings = get_settings()
+        self.variant = settings.serve_variant
+        self.metrics = _metrics()
+        self.log_writer = (
+            InferenceLogWriter(SPEC, on_drop=self.metrics.log_dropped.inc, on_write=self.metrics.log_rows.inc)
+            if settings.inference_log_enabled
+            else None
+        )
+
+    @bentoml.on_shutdown
+    def close_inference_log(self) -> None:
+        """Write what the inference log still holds (a clean shutdown, e.g. SIGTERM, loses nothing)."""
+        if self.log_writer is not None:
+            self.log_writer.close()
 
     @bentoml.api
     def predict(
         self,
+        ctx: bentoml.Context,
         rows: list[Row] = Field(  # type: ignore[valid-type]
             min_length=1,
-            max_length=10_000,
-            description="Rows of features; every field is checked against the model spec.",
+            max_length=MAX_ROWS,
+            description=f"Rows of features (1 to {MAX_ROWS}); every field is checked against the model spec.",
             examples=[EXAMPLE_INPUT],
         ),
+        entity_ids: list[str | int] | None = Field(
+            default=None,
+            max_length=MAX_ROWS,
+            description="Optional: one id per row (e.g. the card or customer), logged with the row, never scored.",
+        ),
     ) -> list[dict[str, Any]]:
-        """Score rows: binary ``{"score", "label"}``, regression ``{"prediction"}``."""
-        scores = to_scores(SPEC, self.model.predict(rows_to_frame(SPEC, rows)))
-        return predictions_from_scores(SPEC, scores)
+        """Score rows: binary ``{"score", "label"}``, regression ``{"prediction"}``,
+        multiclass ``{"probabilities", "label"}``. The response carries ``X-Request-ID``."""
+        if entity_ids is not None and len(entity_ids) != len(rows):
+            raise ValidationError.from_exception_data("predict input", [{
+                "type": PydanticCustomError("entity_ids_mismatch", "{ids} ids for {rows} rows; send one id per row",
+                                            {"ids": len(entity_ids), "rows": len(rows)}),
+                "loc": ("entity_ids",), "input": None,
+            }])
+        records = [row.model_dump() for row in rows]
+        scores = to_scores(SPEC, self.model.predict(rows_to_frame(SPEC, records)))
+        predictions = predictions_from_scores(SPEC, scores)
+        request = ctx.request
+        self.metrics.predictions.inc(len(predictions))
+        _observe_scores(self.metrics.score, scores)
+        if self.log_writer is not None:
+            from include.modelops.serving.inference_log import request_records
+
+            started = request.scope.get(STARTED_AT_KEY)
+            latency_ms = (time.perf_counter() - started) * 1000 if started else None
+            self.log_writer.submit(request_records(
+                SPEC, request_id=request.headers.get(REQUEST_ID_HEADER, ""), model_version=MODEL_VERSION,
+                variant=self.variant, rows=records, predictions=predictions, latency_ms=latency_ms,
+                entity_ids=entity_ids, answered_at=datetime.now(UTC),
+            ))
+        return predictions
 
     @bentoml.api
     def model_info(self) -> dict[str, Any]:
         """Which model version this service serves, and the spec it was built from."""
         return {
             "model_name": BENTO_MODEL["model_name"],
-            "model_version": BENTO_MODEL["model_version"],
+            "model_version": MODEL_VERSION,
+            "variant": self.variant,
             "bentoml_model_tag": BENTO_MODEL["bentoml_model_tag"],
             "mlflow_model_uri": BENTO_MODEL.get("mlflow_model_uri"),
             "spec_hash": BENTO_MODEL.get("spec_hash"),
             "task": SPEC.task.value,
             "features": SPEC.feature_names,
             "decision_threshold": SPEC.evaluation.decision_threshold,
+            "inference_log": get_settings().inference_log_url if self.log_writer is not None else None,
         }
+
+
+def _observe_scores(histogram: Any, scores: Any) -> None:
+    import numpy as np
+
+    values = np.asarray(scores, dtype=float)
+    if values.ndim == 2:  # multiclass: the top class's probability
+        values = values.max(axis=1)
+    for value in values.reshape(-1):
+        histogram.observe(float(value))
+
+
+ModelService.add_asgi_middleware(RequestGuard, metrics=_metrics, path="/predict")

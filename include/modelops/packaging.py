@@ -30,6 +30,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -54,6 +55,13 @@ BENTO_MODEL_FILE = "bento_model.json"
 SERVICE_PACKAGE_GLOB = "include/**/*.py"
 # Label left out of the build hash: it records where a build came from, not what is in it.
 _UNHASHED_LABELS = ("git_commit", "build_hash")
+
+
+# The endpoint's limits (documented in bentos/README.md and the model card's serving section).
+MAX_ROWS = 10_000  # rows per request
+MAX_BODY_BYTES = 8 * 1024 * 1024  # a larger body is answered 413 before it is parsed
+REQUEST_ID_HEADER = "X-Request-ID"
+MAX_REQUEST_ID_CHARS = 128
 
 
 class TrainServeSkewError(Exception):
@@ -627,6 +635,73 @@ def _check_served(
         report["errors"].append(f"GET /metrics returned HTTP {status} ({content_type}), not Prometheus text")
 
 
+@dataclass
+class ServedBento:
+    """A running ``bentoml serve``: its base URL, process (its own process group) and output file."""
+
+    url: str
+    proc: subprocess.Popen
+    log_path: Path
+    startup_s: float
+
+
+@contextlib.contextmanager
+def serve_bento(bento_tag: str, *, env: Mapping[str, str] | None = None, host: str | None = None,
+                port: int | None = None, timeout_s: float | None = None,
+                log_dir: Path | None = None) -> Iterator[ServedBento]:
+    """Run ``bentoml serve bento_tag`` until the block ends, then stop it and all its processes.
+
+    Waits for ``/readyz``. ``env`` adds to the serving environment (e.g.
+    ``MODELOPS_SERVE_VARIANT``, ``MODELOPS_INFERENCE_LOG_URL``). The server's output goes
+    to a file in ``log_dir`` (default ``<state>/smoke_serve``). On exit the process group
+    gets SIGTERM, so the service flushes its inference log, then SIGKILL for stragglers.
+
+    Raises:
+        ServeStartupError: The server exited or was not ready in time.
+    """
+    settings = get_settings()
+    timeout_s = settings.serve_timeout_s if timeout_s is None else timeout_s
+    host = host or settings.serve_host
+    port = port or local_stack.free_port(host)
+    base_url = f"http://{host}:{port}"
+    log_dir = log_dir or settings.state_dir / "smoke_serve"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    log_path = log_dir / f"{bento_tag.replace(':', '-')}-{stamp}-{port}.log"
+    cmd = [sys.executable, "-m", "bentoml", "serve", bento_tag, "--host", host, "--port", str(port)]
+    home = serving_home(port)
+    full_env = {**_serve_env(), "BENTOML_HOME": str(home), **(env or {})}
+    log.info("Starting %s (output: %s)", " ".join(cmd[2:]), log_path)
+    with log_path.open("wb") as server_log:
+        proc = subprocess.Popen(cmd, stdout=server_log, stderr=subprocess.STDOUT, env=full_env,
+                                cwd=settings.bentoml_home / "tmp", start_new_session=True)
+    try:
+        startup_s = _wait_ready(base_url, proc, timeout_s, log_path, bento_tag)
+        yield ServedBento(url=base_url, proc=proc, log_path=log_path, startup_s=startup_s)
+    finally:
+        local_stack.stop_process(proc, timeout_s=20)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def serving_home(port: int) -> Path:
+    """A ``BENTOML_HOME`` for one server: the project's bento and model store, its own metrics folder.
+
+    ``bentoml serve`` keeps Prometheus' multi-process files in
+    ``$BENTOML_HOME/prometheus_multiproc_dir`` and empties that folder when it starts, so
+    two services on one store (stable and canary, or a smoke test next to ``make serve``)
+    would wipe each other's metrics. Each server gets a home of links to the shared store.
+    """
+    store = get_settings().bentoml_home
+    home = get_settings().state_dir / "serving_homes" / str(port)
+    if home.exists():
+        shutil.rmtree(home)
+    home.mkdir(parents=True)
+    for name in ("bentos", "models"):
+        (store / name).mkdir(parents=True, exist_ok=True)
+        (home / name).symlink_to(store / name, target_is_directory=True)
+    return home
+
+
 def smoke_serve(
     spec: ModelSpec,
     bento_tag: str,
@@ -643,7 +718,10 @@ def smoke_serve(
     ``/readyz``, posts ``rows`` to ``/predict`` and compares the scores with
     ``expected_scores`` (offline ``scoring.score`` on the same rows), sends single rows to
     measure latency, sends one invalid row (expects 400 naming the field), reads
-    ``/metrics``, and always stops the server.
+    ``/metrics``, and always stops the server. The smoke test's requests are not
+    production traffic: the service runs as variant ``smoke`` with its own inference log
+    under ``<state>/smoke_serve/inference_log``, which must hold the scored rows after
+    the server stops (``logged_rows``).
 
     Args:
         spec: The model's spec.
@@ -662,14 +740,9 @@ def smoke_serve(
         ServeStartupError: The server exited or was not ready in time.
     """
     settings = get_settings()
-    timeout_s = settings.serve_timeout_s if timeout_s is None else timeout_s
-    host = settings.serve_host
-    port = local_stack.free_port(host)
-    base_url = f"http://{host}:{port}"
     log_dir = settings.state_dir / "smoke_serve"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    log_path = log_dir / f"{bento_tag.replace(':', '-')}-{stamp}-{port}.log"
+    # The smoke test's requests are not production traffic: they go to their own log, as variant "smoke".
+    smoke_log = log_dir / "inference_log"
     report: dict[str, Any] = {
         "bento_tag": bento_tag,
         "ok": False,
@@ -683,33 +756,32 @@ def smoke_serve(
         "startup_s": None,
         "latency_ms_p50": None,
         "latency_ms_p95": None,
+        "logged_rows": None,
+        "inference_log": str(smoke_log),
         "errors": [],
-        "url": base_url,
-        "server_log": str(log_path),
+        "url": None,
+        "server_log": None,
     }
-    cmd = [sys.executable, "-m", "bentoml", "serve", bento_tag, "--host", host, "--port", str(port)]
-    env = _serve_env()
-    log.info("Starting %s (output: %s)", " ".join(cmd[2:]), log_path)
-    with log_path.open("wb") as server_log:
-        proc = subprocess.Popen(
-            cmd,
-            stdout=server_log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=settings.bentoml_home / "tmp",
-            start_new_session=True,
-        )
-    try:
-        report["startup_s"] = round(_wait_ready(base_url, proc, timeout_s, log_path, bento_tag), 3)
-        log.info("%s ready in %.1f s", bento_tag, report["startup_s"])
-
+    started = datetime.now(UTC)
+    with serve_bento(bento_tag, timeout_s=timeout_s, log_dir=log_dir,
+                     env={"MODELOPS_SERVE_VARIANT": "smoke", "MODELOPS_INFERENCE_LOG_URL": str(smoke_log),
+                          "MODELOPS_INFERENCE_LOG": "on"}) as served:
+        report.update(url=served.url, server_log=str(served.log_path), startup_s=round(served.startup_s, 3))
+        log.info("%s ready in %.1f s", bento_tag, served.startup_s)
         try:
-            _check_served(spec, base_url, rows, expected_scores, latency_requests, report)
+            _check_served(spec, served.url, rows, expected_scores, latency_requests, report)
         except (urllib.error.URLError, OSError) as exc:
-            report["errors"].append(f"the server stopped answering ({exc}); last output:\n{_tail(log_path)}")
-    finally:
-        local_stack.stop_process(proc, timeout_s=20)
-        log.info("Stopped %s", bento_tag)
+            report["errors"].append(f"the server stopped answering ({exc}); last output:\n{_tail(served.log_path)}")
+    log.info("Stopped %s", bento_tag)
+    try:
+        from include.modelops.serving.inference_log import read_window
+
+        logged = read_window(spec.name, start=started, variant="smoke", root=str(smoke_log))
+        report["logged_rows"] = len(logged)
+    except Exception as exc:  # the log is checked, but reading it must not hide the other results
+        report["errors"].append(f"could not read the smoke test's inference log at {smoke_log}: {exc}")
+    if report["logged_rows"] == 0 and report["max_abs_diff"] is not None:
+        report["errors"].append(f"the service answered but wrote nothing to its inference log ({smoke_log})")
 
     diff = report["max_abs_diff"]
     if diff is not None and diff > tolerance:

@@ -15,6 +15,8 @@ Every setting has a default for the embedded, one-laptop mode, with all state un
 | ``MODELOPS_SERVE_TIMEOUT_S`` | ``120`` | how long smoke-serve waits for the service to be ready |
 | ``MODELOPS_GIT_COMMIT`` | ``git rev-parse HEAD`` | commit recorded on model versions (set it in images without .git) |
 | ``MODELOPS_AIRFLOW_UI_URL`` | ``http://127.0.0.1:8080`` | base URL for links to DAG runs |
+| ``MODELOPS_SERVE_VARIANT`` | ``stable`` | the variant a service reports in its log and metrics: ``stable``, ``canary``, ``shadow`` (``smoke`` for the packaging smoke test) |
+| ``MODELOPS_INFERENCE_LOG`` | ``on`` | ``off`` stops a service from writing the inference log (e.g. to measure its cost) |
 | ``MODELOPS_INFERENCE_LOG_URL`` | ``<state>/inference_log`` | inference log and label feed: a folder, or an fsspec URL such as ``s3://bucket/prefix`` (needs ``s3fs``) |
 
 Training pods (``training.backend: kubernetes``; see ``include/modelops/kubernetes.py``):
@@ -71,6 +73,8 @@ class Settings:
     serve_host: str
     serve_timeout_s: float
     inference_log_url: str
+    serve_variant: str = "stable"
+    inference_log_enabled: bool = True
 
     @property
     def bentos_dir(self) -> Path:
@@ -94,6 +98,9 @@ def get_settings() -> Settings:
         serve_host=os.environ.get("MODELOPS_SERVE_HOST", "127.0.0.1"),
         serve_timeout_s=float(os.environ.get("MODELOPS_SERVE_TIMEOUT_S", "120")),
         inference_log_url=os.environ.get("MODELOPS_INFERENCE_LOG_URL") or str(state / "inference_log"),
+        serve_variant=os.environ.get("MODELOPS_SERVE_VARIANT") or "stable",
+        inference_log_enabled=os.environ.get("MODELOPS_INFERENCE_LOG", "on").strip().lower()
+        not in ("off", "0", "false", "no"),
     )
 
 

@@ -8,9 +8,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
+from include.modelops.settings import PROJECT_ROOT
+from include.modelops.spec import FeatureType, ModelSpec, load_spec
 from tests.conftest import REFERENCE_SPEC
 
 TEST_ROWS, TEST_DAYS = 20_000, 20
@@ -92,3 +96,128 @@ def monkeypatch_session():
     mp = pytest.MonkeyPatch()
     yield mp
     mp.undo()
+
+
+# --------------------------------------------------------------------------------------
+# A tiny registered model and its bento, built once per test module (packaging, serving)
+# --------------------------------------------------------------------------------------
+
+SPEC_PATH = PROJECT_ROOT / "include" / "models" / "fraud_detection.yaml"
+
+
+def synthetic_transactions(spec: ModelSpec, n: int, seed: int) -> pd.DataFrame:
+    """Rows that satisfy every feature constraint of ``spec``, with a learnable fraud label."""
+    rng = np.random.default_rng(seed)
+    data: dict[str, object] = {}
+    for feature in spec.features:
+        if feature.type == FeatureType.numeric:
+            values = rng.uniform(feature.min or 0.0, min(feature.max or 1000.0, 5000.0), n)
+            if feature.max_null_fraction > 0:
+                values[rng.random(n) < feature.max_null_fraction / 2] = np.nan
+            data[feature.name] = values.astype("float64")
+        elif feature.type == FeatureType.integer:
+            low, high = int(feature.min or 0), int(feature.max or 100)
+            data[feature.name] = rng.integers(low, high + 1, n).astype("int64")
+        elif feature.type == FeatureType.categorical:
+            data[feature.name] = rng.choice(feature.categories, n).astype(object)
+        else:
+            data[feature.name] = rng.random(n) < 0.2
+    frame = pd.DataFrame(data)
+    risk = (
+        frame["amount"] / 2500
+        + frame["merchant_category"].isin(["gaming", "cash_advance"]) * 1.5
+        + frame["is_international"] * 1.0
+        - 2.5
+    )
+    frame[spec.target.name] = (rng.random(n) < 1 / (1 + np.exp(-risk))).astype(int)
+    return frame
+
+
+@pytest.fixture(scope="module")
+def spec() -> ModelSpec:
+    return load_spec(SPEC_PATH)
+
+
+@pytest.fixture(scope="module")
+def state(tmp_path_factory: pytest.TempPathFactory):
+    """BENTOML_HOME, MLflow store and state dir in a tmp folder, set before bentoml is imported."""
+    root = tmp_path_factory.mktemp("packaging")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MODELOPS_STATE_DIR", str(root / "state"))
+        mp.setenv("BENTOML_HOME", str(root / "bentoml"))
+        mp.setenv("BENTOML_DO_NOT_TRACK", "True")
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlflow.db")
+        mp.setenv("MODELOPS_GIT_COMMIT", "test")
+        mp.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+        yield root
+
+
+@pytest.fixture(scope="module")
+def registered(spec: ModelSpec, state: Path):
+    """Train, log and register a pipeline as the sklearn trainer does; return its URI and holdout."""
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from include.modelops.scoring import feature_frame, score
+
+    frame = synthetic_transactions(spec, 600, seed=7)
+    train, holdout = frame.iloc[:500], frame.iloc[500:].reset_index(drop=True)
+    holdout.loc[0, "distance_from_home_km"] = np.nan  # a null must survive the round trip
+    x_train = feature_frame(spec, train)
+
+    pipeline = Pipeline(
+        [
+            (
+                "features",
+                ColumnTransformer(
+                    [
+                        (
+                            "numeric",
+                            make_pipeline(SimpleImputer(strategy="median"), StandardScaler()),
+                            spec.numeric_features,
+                        ),
+                        ("categorical", OneHotEncoder(handle_unknown="ignore"), spec.categorical_features),
+                        ("boolean", "passthrough", spec.boolean_features),
+                    ]
+                ),
+            ),
+            ("model", LogisticRegression(max_iter=500)),
+        ]
+    ).fit(x_train, train[spec.target.name])
+
+    mlflow.set_tracking_uri(f"sqlite:///{state}/mlflow.db")
+    experiment_id = mlflow.create_experiment(
+        "packaging-test", artifact_location=(state / "artifacts").as_uri()
+    )
+    with mlflow.start_run(experiment_id=experiment_id):
+        info = mlflow.sklearn.log_model(
+            pipeline,
+            name="model",
+            signature=infer_signature(x_train, pipeline.predict_proba(x_train)),
+            input_example=x_train.head(3),
+            pyfunc_predict_fn="predict_proba",
+            # MLflow 3 saves sklearn models with skops, which refuses types it does not
+            # know; OneHotEncoder's dtype parameter is one.
+            skops_trusted_types=["numpy.dtype"],
+        )
+    version = mlflow.register_model(info.model_uri, spec.name).version
+    model_uri = f"models:/{spec.name}/{version}"
+    expected = score(spec, mlflow.pyfunc.load_model(model_uri), holdout)
+    return {"version": str(version), "model_uri": model_uri, "holdout": holdout, "expected": expected}
+
+
+@pytest.fixture(scope="module")
+def built(spec: ModelSpec, registered: dict, state: Path):
+    from include.modelops.packaging import build_bento
+
+    started = time.perf_counter()
+    tag = build_bento(spec, registered["version"], registered["model_uri"])
+    return {"tag": tag, "build_s": time.perf_counter() - started}
+
+

@@ -86,7 +86,7 @@ def request_records(
     variant: str,
     rows: Sequence[Mapping[str, Any]],
     predictions: Sequence[Mapping[str, Any]],
-    latency_ms: float,
+    latency_ms: float | None,
     entity_ids: Sequence[Any] | None = None,
     answered_at: datetime | None = None,
 ) -> dict[str, list[Any]]:
@@ -107,7 +107,7 @@ def request_records(
         "model_version": [str(model_version)] * n,
         "variant": [variant] * n,
         "entity_id": [None if e is None else str(e) for e in entity_ids] if entity_ids is not None else [None] * n,
-        "latency_ms": [float(latency_ms)] * n,
+        "latency_ms": [None if latency_ms is None else float(latency_ms)] * n,
     }
     if spec.task == TaskType.binary_classification:
         columns["score"] = [p["score"] for p in predictions]

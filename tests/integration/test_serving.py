@@ -1,0 +1,345 @@
+"""Serving production traffic with a real ``bentoml serve`` of a real bento: the inference log,
+the metrics, bad requests (a table and a fuzz run), and no lost records on SIGTERM.
+
+The bento (a tiny scikit-learn model shaped like the fraud spec) is built once for the
+module (fixtures in conftest.py); each server writes its inference log to its own folder.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import random
+import re
+import signal
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import pytest
+
+from include.modelops.spec import FeatureType, ModelSpec
+
+pytestmark = pytest.mark.integration
+
+
+NO_BODY = object()
+
+
+def post(url: str, body: object = NO_BODY, *, path: str = "/predict",
+         headers: dict[str, str] | None = None, method: str = "POST",
+         timeout: float = 30) -> tuple[int, dict[str, str], bytes]:
+    """One raw HTTP request (any body, any headers): (status, lower-cased headers, body)."""
+    if body is NO_BODY:
+        body = None
+    elif not isinstance(body, (bytes, str)):
+        body = json.dumps(body)
+    if isinstance(body, str):
+        body = body.encode("utf-8", "surrogatepass")
+    parts = urlparse(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    try:
+        all_headers = {"Content-Type": "application/json"}
+        all_headers.update(headers or {})
+        all_headers = {k: v for k, v in all_headers.items() if v is not None}
+        conn.request(method, path, body=body, headers=all_headers)
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def rows(spec: ModelSpec, registered: dict) -> list[dict]:
+    from include.modelops.packaging import request_rows
+
+    return request_rows(spec, registered["holdout"])
+
+
+@pytest.fixture(scope="module")
+def served(built: dict, state: Path):
+    """The bento served as variant ``canary``, logging to this module's own folder."""
+    from include.modelops.packaging import serve_bento
+
+    log_root = state / "served_log"
+    with serve_bento(built["tag"], timeout_s=180, log_dir=state / "serve",
+                     env={"MODELOPS_SERVE_VARIANT": "canary", "MODELOPS_INFERENCE_LOG_URL": str(log_root)}) as s:
+        s.log_root = str(log_root)  # type: ignore[attr-defined]
+        yield s
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """The sum of a metric's samples whose labels include ``labels`` (0 when there is none)."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
+        if all(found.get(k) == v for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def metrics_text(url: str) -> str:
+    status, _, body = post(url, path="/metrics", method="GET")
+    assert status == 200
+    return body.decode()
+
+
+# ----------------------------------------------------------------------------------------
+# The inference log
+# ----------------------------------------------------------------------------------------
+
+
+def test_client_request_id_is_returned_and_every_row_is_logged(spec, registered, rows, served):
+    from include.modelops.serving.inference_log import read_window
+
+    request_id = f"client-{uuid.uuid4().hex[:8]}"
+    status, headers, body = post(served.url, {"rows": rows[:3], "entity_ids": ["card-1", "card-2", 7]},
+                                 headers={"X-Request-ID": request_id})
+    assert status == 200, body
+    assert headers["x-request-id"] == request_id
+    answer = json.loads(body)
+    assert np.allclose([p["score"] for p in answer], registered["expected"][:3], atol=1e-9)
+
+    status, headers, _ = post(served.url, {"rows": rows[3:4]})
+    generated = headers["x-request-id"]
+    assert status == 200 and re.fullmatch(r"[0-9a-f]{32}", generated)
+
+    deadline = time.monotonic() + 15  # the writer flushes about every second
+    while time.monotonic() < deadline:
+        frame = read_window(spec.name, root=served.log_root)
+        if {request_id, generated} <= set(frame.get("request_id", [])):
+            break
+        time.sleep(0.3)
+    mine = frame[frame.request_id == request_id].sort_values("row_index")
+    assert mine.row_index.tolist() == [0, 1, 2]
+    assert mine.entity_id.tolist() == ["card-1", "card-2", "7"]
+    assert (mine.variant == "canary").all() and (mine.model_version == registered["version"]).all()
+    assert np.allclose(mine.score, registered["expected"][:3], atol=1e-9)
+    assert mine["feature.merchant_category"].tolist() == [r["merchant_category"] for r in rows[:3]]
+    assert (mine.latency_ms > 0).all()
+    other = frame[frame.request_id == generated]
+    assert len(other) == 1 and other.entity_id.isna().all()
+
+
+def test_sigterm_under_load_loses_no_answered_request(spec, built, state, rows):
+    """Every request that got a 200 before the server was told to stop is in the log."""
+    from include.modelops.packaging import serve_bento
+    from include.modelops.serving.inference_log import read_window
+
+    log_root = str(state / "sigterm_log")
+    answered: list[str] = []
+    stop = threading.Event()
+
+    def client(worker: int) -> None:
+        i = 0
+        while not stop.is_set():
+            rid = f"w{worker}-{i}"
+            i += 1
+            try:
+                status, _, _ = post(served.url, {"rows": rows[i % 50: i % 50 + 1 + i % 3]},
+                                    headers={"X-Request-ID": rid}, timeout=10)
+            except OSError:
+                if served.proc.poll() is not None:
+                    return
+                continue
+            if status == 200:
+                answered.append(rid)
+
+    with serve_bento(built["tag"], timeout_s=180, log_dir=state / "serve",
+                     env={"MODELOPS_INFERENCE_LOG_URL": log_root}) as served:
+        with ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(client, w) for w in range(8)]
+            time.sleep(3)
+            served.proc.send_signal(signal.SIGTERM)  # what Kubernetes sends to the container's process
+            served.proc.wait(60)
+            stop.set()
+            for f in futures:
+                f.result()
+    assert len(answered) > 50, "the load did not get going"
+    logged = set(read_window(spec.name, root=log_root).request_id)
+    missing = [rid for rid in answered if rid not in logged]
+    print(f"\n{len(answered)} requests answered before SIGTERM; {len(missing)} missing from the log")
+    assert not missing, missing[:10]
+
+
+# ----------------------------------------------------------------------------------------
+# Metrics
+# ----------------------------------------------------------------------------------------
+
+
+def test_metrics_are_labelled_by_model_version_and_variant(spec, registered, rows, served):
+    labels = {"model": spec.name, "version": registered["version"], "variant": "canary"}
+    before = metrics_text(served.url)
+    assert post(served.url, {"rows": rows[:5]})[0] == 200
+    assert post(served.url, {"rows": [{**rows[0], "amount": -5}]})[0] == 400
+    assert post(served.url, {"rows": [{**rows[0], "channel": "fax"}]})[0] == 400
+    assert post(served.url, "{not json")[0] == 400
+    after = metrics_text(served.url)
+
+    def delta(name: str, **extra: str) -> float:
+        return metric_value(after, name, **labels, **extra) - metric_value(before, name, **labels, **extra)
+
+    assert delta("modelops_predictions_total") == 5
+    assert delta("modelops_request_rejections_total", reason="out_of_range") == 1
+    assert delta("modelops_request_rejections_total", reason="unknown_category") == 1
+    assert delta("modelops_request_rejections_total", reason="invalid_json") == 1
+    assert delta("modelops_requests_total", status="200") == 1
+    assert delta("modelops_request_latency_seconds_count") == 1
+    assert delta("modelops_prediction_score_count") == 5
+    assert metric_value(after, "modelops_request_errors_total", **labels) == 0
+    assert "modelops_inference_log_dropped_rows_total" in after or "modelops_inference_log_dropped_rows" in after
+    assert "bentoml_service_request_total" in after  # BentoML's own metrics are still there
+
+
+# ----------------------------------------------------------------------------------------
+# Bad requests
+# ----------------------------------------------------------------------------------------
+
+
+def bad_requests(spec: ModelSpec, row: dict) -> list[tuple[str, dict, int, str]]:
+    """(case, request kwargs, expected status, field the error must name)."""
+    body = lambda **changes: {"rows": [{**row, **changes}]}  # noqa: E731
+    missing = {k: v for k, v in row.items() if k != "hour_of_day"}
+    return [
+        ("wrong type", {"body": body(amount="12 euros")}, 400, "rows[0].amount"),
+        ("bool for a number", {"body": body(hour_of_day=[1])}, 400, "rows[0].hour_of_day"),
+        ("NaN", {"body": '{"rows": [' + json.dumps(row)[:-1] + ', "amount": NaN}]}'.replace(
+            f'"amount": {json.dumps(row["amount"])}, ', "", 1)}, 400, "rows[0].amount"),
+        ("infinity", {"body": json.dumps(body(amount=float("inf")))}, 400, "rows[0].amount"),
+        ("out of range", {"body": body(customer_age=130)}, 400, "rows[0].customer_age"),
+        ("unknown category", {"body": body(merchant_category="casino")}, 400, "rows[0].merchant_category"),
+        ("missing field", {"body": {"rows": [missing]}}, 400, "rows[0].hour_of_day"),
+        ("extra field", {"body": body(is_fraud=1)}, 400, "rows[0].is_fraud"),
+        ("empty list", {"body": {"rows": []}}, 400, "rows"),
+        ("no rows at all", {"body": {}}, 400, "rows"),
+        ("more rows than the limit", {"body": {"rows": [row] * 10_001}}, 400, "rows"),
+        ("entity ids of another length", {"body": {"rows": [row], "entity_ids": ["a", "b"]}}, 400, "entity_ids"),
+        ("10 MB body", {"body": b'{"rows": [' + b" " * 10_000_000 + b"]}"}, 413, "body"),
+        ("not JSON", {"body": b"amount=12&channel=pos"}, 400, "body"),
+        ("wrong content type", {"body": body(), "headers": {"Content-Type": "text/csv"}}, 415,
+         "header Content-Type"),
+        ("form content type", {"body": b"rows=1", "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
+         415, "header Content-Type"),
+        ("unicode junk", {"body": body(channel="\u202e\ufffd\U0001f4a9\x00")}, 400, "rows[0].channel"),
+        ("unicode field name", {"body": body(**{"amoünt\u200b": 1})}, 400, "rows[0].amoünt\u200b"),
+        ("invalid UTF-8", {"body": b'{"rows": [{"channel": "\xff\xfe"}]}'}, 400, "body"),
+        ("a list, not an object", {"body": [row]}, 400, "body"),
+        ("bad request id", {"body": body(), "headers": {"X-Request-ID": "x" * 500}}, 400, "header X-Request-ID"),
+        ("GET", {"method": "GET"}, 405, ""),
+    ]
+
+
+def test_every_bad_request_gets_a_4xx_naming_the_field_and_the_service_keeps_serving(spec, rows, served):
+    failures = []
+    for case, kwargs, expected, field in bad_requests(spec, rows[0]):
+        status, headers, raw = post(served.url, **kwargs)
+        try:
+            answer = json.loads(raw)
+        except ValueError:
+            failures.append(f"{case}: body is not JSON: {raw[:200]!r}")
+            continue
+        fields = [d["field"] for d in answer.get("detail", [])]
+        if status != expected or (field and field not in fields) or not answer.get("error"):
+            failures.append(f"{case}: HTTP {status} {answer}")
+        elif not headers.get("x-request-id"):
+            failures.append(f"{case}: no X-Request-ID on the answer")
+    assert not failures, "\n".join(failures)
+    status, _, raw = post(served.url, {"rows": rows[:2]})
+    assert status == 200 and len(json.loads(raw)) == 2
+
+
+def test_error_message_names_the_field_and_the_problem(rows, served):
+    status, _, raw = post(served.url, {"rows": [rows[0], {**rows[1], "amount": -1, "channel": "fax"}]})
+    answer = json.loads(raw)
+    assert status == 400
+    assert answer["error"].startswith("rows[1].amount: Input should be greater than or equal to 0")
+    assert "(and 1 more problem)" in answer["error"]
+    assert {d["field"]: d["type"] for d in answer["detail"]} == {
+        "rows[1].amount": "greater_than_equal", "rows[1].channel": "literal_error"}
+
+
+JUNK_VALUES = [None, "", "x" * 5000, "\u0000", "\ud7ff\ue000\uffff", "💥" * 100, -1, -1e308, 1e308, 10 ** 40, 0.5,
+               True, False, [], {}, [[[[]]]], {"a": {"b": None}}, "NaN", "1e309", "0x10", " 3 ", 3, 2.0]
+
+
+def fuzz_cases(spec: ModelSpec, row: dict, n: int, seed: int = 11) -> list[dict]:
+    """``n`` requests, most of them broken in one random way (seeded, so a failure replays)."""
+    rng = random.Random(seed)
+    names = spec.feature_names
+
+    def mutated_row() -> dict:
+        r = dict(row)
+        for _ in range(rng.randint(1, 3)):
+            action = rng.random()
+            if action < 0.6:
+                r[rng.choice(names)] = rng.choice(JUNK_VALUES)
+            elif action < 0.75:
+                r.pop(rng.choice(names), None)
+            elif action < 0.9:
+                r["".join(chr(rng.randint(32, 0x2FFF)) for _ in range(rng.randint(1, 12)))] = 1
+            else:
+                f = rng.choice(spec.features)
+                if f.type == FeatureType.categorical:
+                    r[f.name] = rng.choice(f.categories or ["x"])  # a valid change
+        return r
+
+    cases = []
+    for _ in range(n):
+        kind = rng.random()
+        if kind < 0.55:
+            body: object = {"rows": [mutated_row() for _ in range(rng.randint(1, 4))]}
+            if rng.random() < 0.2:
+                body["entity_ids"] = rng.choice([["a"], [1, 2, 3, 4], "abc", [None], [[1]], None])
+            cases.append({"body": body})
+        elif kind < 0.7:
+            text = json.dumps({"rows": [mutated_row()]})
+            cut = rng.randint(0, len(text))
+            cases.append({"body": text[:cut] + rng.choice(["", "}", "]]", "\\", "\ud800", "NaN", ","]) + text[cut:]})
+        elif kind < 0.8:
+            cases.append({"body": bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 400)))})
+        elif kind < 0.88:
+            cases.append({"body": rng.choice([[], "rows", 42, None, {"rows": None}, {"rows": {}}, {"rows": "x"},
+                                              {"rows": [[]]}, {"rows": [None]}, {"rows": [1, 2]},
+                                              {"rows": [row], "extra": 1}, "[" * 5000 + "]" * 5000])})
+        elif kind < 0.94:
+            cases.append({"body": {"rows": [row]},
+                          "headers": {"Content-Type": rng.choice(["text/plain", "multipart/form-data; boundary=x",
+                                                                   "application/octet-stream", "application/xml",
+                                                                   "application/vnd.bentoml+pickle", "", "json"])}})
+        else:
+            cases.append({"body": {"rows": [row]},
+                          "headers": {"X-Request-ID": rng.choice(["ok-1", "", " ", "a b", "é" * 3, "x" * 129,
+                                                                  "..", "A:B-c_d.e"])}})
+    return cases
+
+
+def test_fuzzed_requests_never_get_a_5xx_and_the_next_valid_request_is_answered(spec, registered, rows, served):
+    cases = fuzz_cases(spec, rows[0], 1_200)
+    statuses: dict[int, int] = {}
+    server_errors = []
+    started = time.perf_counter()
+
+    def send(case: dict) -> tuple[dict, int, bytes]:
+        status, _, raw = post(served.url, **case)
+        return case, status, raw
+
+    with ThreadPoolExecutor(4) as pool:
+        for case, status, raw in pool.map(send, cases):
+            statuses[status] = statuses.get(status, 0) + 1
+            if status >= 500:
+                server_errors.append((case, raw[:300]))
+            elif status >= 400:
+                answer = json.loads(raw)
+                assert answer["error"] and answer["detail"] and all(d["field"] for d in answer["detail"]), answer
+    print(f"\n{len(cases)} fuzzed requests in {time.perf_counter() - started:.1f} s: {dict(sorted(statuses.items()))}")
+    assert not server_errors, server_errors[:5]
+    assert sum(v for k, v in statuses.items() if k >= 400) > len(cases) / 2  # the fuzzing did break requests
+    status, _, raw = post(served.url, {"rows": rows[:10]})
+    assert status == 200
+    assert np.allclose([p["score"] for p in json.loads(raw)], registered["expected"][:10], atol=1e-9)
