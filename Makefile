@@ -6,6 +6,7 @@ VENV        := .venv
 BIN         := $(VENV)/bin
 STATE       := $(CURDIR)/.state
 MODEL       ?= fraud_detection
+PORT        ?= 3000
 PYTEST_ARGS ?=
 
 export PYTHONPATH        := $(CURDIR):$(CURDIR)/plugins
@@ -30,7 +31,7 @@ help:
 	@echo "make data         regenerate the reference dataset"
 	@echo "make check-specs  validate every spec in include/models/"
 	@echo "make spec-docs    regenerate docs/model-spec.md from the schema"
-	@echo "make serve        serve the champion's bento on http://127.0.0.1:3000"
+	@echo "make serve        serve the champion's bento with the inference log on http://127.0.0.1:$(PORT) (PORT=...)"
 	@echo "make audit        lifecycle of MODEL (and VERSION): evidence, approvals, alias changes"
 	@echo "make bench        parse-time and orchestration-overhead benchmarks"
 	@echo "make bench-training  training throughput (GPU when present), bf16 vs fp32"
@@ -72,7 +73,7 @@ check-specs: setup
 	$(BIN)/python -m include.modelops.cli check-specs
 
 serve: setup
-	$(BIN)/python -m include.modelops.cli serve --model $(MODEL)
+	$(BIN)/python -m include.modelops.cli serve --model $(MODEL) --port $(PORT)
 
 bench: setup
 	$(BIN)/python tests/benchmarks/bench_orchestration.py

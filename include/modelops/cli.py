@@ -12,8 +12,10 @@ step and where to look, and stops what it started.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -141,34 +143,113 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _port_is_free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _stop_on_sigterm() -> None:
+    """Turn SIGTERM into KeyboardInterrupt, so `finally` blocks stop what this command started."""
+    import signal
+
+    def handler(signum, frame):  # noqa: ARG001 - signal handler signature
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Serve the bento of the model's champion (tag recorded on the version) until Ctrl-C."""
+    """Serve the bento of the model's champion (tag recorded on the version), with the inference log on.
+
+    Ctrl-C or SIGTERM stops the server and every process it started (after it flushed its log).
+    """
+    import contextlib
     import os
-    import subprocess
+
+    from include.modelops import packaging
+
+    _stop_on_sigterm()
+    s = get_settings()
+    host = "127.0.0.1"
+    if not _port_is_free(host, args.port):
+        _print(f"Port {args.port} on {host} is taken (another `make serve`?). "
+               f"Pick another one: `make serve PORT={args.port + 1}`.")
+        return 2
+    try:
+        with contextlib.ExitStack() as running:
+            uri = _mlflow_for_reading(running)
+            if uri is None:
+                return 1
+            os.environ["MLFLOW_TRACKING_URI"] = uri
+            from include.modelops import tracking
+
+            version = tracking.alias_version(args.model, tracking.CHAMPION)
+            tag = tracking.version_info(args.model, version)["tags"].get("modelops.bento_tag") if version else None
+        if not tag:
+            _print(f"{args.model} has no champion with a bento yet: run `make demo` first.")
+            return 1
+        variant = s.serve_variant
+        log_url = s.inference_log_url if s.inference_log_enabled else None
+        _print(f"==> Starting {tag} (champion v{version}, variant {variant}) on http://{host}:{args.port}")
+        with packaging.serve_bento(tag, host=host, port=args.port, log_dir=s.state_dir / "logs" / "serve") as served:
+            _print(f"\nServing {args.model} v{version}   http://{host}:{args.port}   (ready in {served.startup_s:.0f} s)")
+            _print(f"  predict      curl -s -X POST http://{host}:{args.port}/predict -H 'Content-Type: application/json' "
+                   f"-d '{{\"rows\": [...]}}'   (API docs: http://{host}:{args.port}/docs)")
+            _print(f"  metrics      http://{host}:{args.port}/metrics")
+            _print(f"  server log   {served.log_path}")
+            if log_url:
+                _print(f"  inference log  {log_url}/predictions/model={args.model}/hour=<UTC hour>/*.parquet")
+                _print(f"  read it      .venv/bin/python -c \"from include.modelops.serving.inference_log import "
+                       f"read_window; print(read_window('{args.model}'))\"")
+            else:
+                _print("  inference log  off (MODELOPS_INFERENCE_LOG=off)")
+            _print("Ctrl-C stops it.")
+            served.proc.wait()
+            _print(f"bentoml serve exited with code {served.proc.returncode}; see {served.log_path}")
+            return 1
+    except KeyboardInterrupt:
+        _print("\n==> Stopped (the inference log was flushed)")
+        return 0
+    except packaging.ServeStartupError as exc:
+        _print(str(exc))
+        return 1
+
+
+def _mlflow_for_reading(running: contextlib.ExitStack) -> str | None:
+    """A tracking URI to read the registry from: the configured one if it answers (or is a
+    local file or database store), else a temporary server on the local store (stopped with
+    ``running``). None, after printing why, when there is nothing to read."""
+    import urllib.parse
+    import urllib.request
 
     from include.modelops import local_stack
 
     s = get_settings()
-    with local_stack.mlflow_server(s.state_dir) as uri:
-        os.environ["MLFLOW_TRACKING_URI"] = uri
-        from include.modelops import tracking
-
-        version = tracking.alias_version(args.model, tracking.CHAMPION)
-        tag = tracking.version_info(args.model, version)["tags"].get("modelops.bento_tag") if version else None
-    if not tag:
-        _print(f"{args.model} has no champion with a bento yet: run `make demo` first.")
-        return 1
-    env = local_stack.stack_env(s.state_dir, uri)
-    _print(f"==> Serving {tag} (champion v{version}) on http://127.0.0.1:{args.port}  (Ctrl-C stops it)")
-    proc = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", tag, "--host", "127.0.0.1",
-                             "--port", str(args.port)], env=env, start_new_session=True)
+    uri = s.mlflow_tracking_uri
+    if not uri.startswith(("http://", "https://")):
+        return uri
     try:
-        proc.wait()
-    except KeyboardInterrupt:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=3) as r:
+            if r.status < 500:
+                return uri
+    except OSError:
         pass
-    finally:
-        local_stack.stop_process(proc)
-    return 0
+    local = urllib.parse.urlparse(uri).hostname in ("127.0.0.1", "localhost")
+    db = s.state_dir / "mlflow" / "mlflow.db"
+    if not local:
+        _print(f"MLflow at {uri} does not answer: check MLFLOW_TRACKING_URI and the server.")
+        return None
+    if not db.exists():
+        _print(f"No MLflow server answers at {uri} and there is no local store at {db}: run `make demo` first.")
+        return None
+    print(f"(no MLflow server at {uri}: reading {db} through a temporary one)", file=sys.stderr)
+    return running.enter_context(local_stack.mlflow_server(s.state_dir))
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -313,7 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     u.set_defaults(fn=cmd_up)
     v = sub.add_parser("serve", help="serve the champion's bento")
     v.add_argument("--model", default=DEFAULT_MODEL)
-    v.add_argument("--port", type=int, default=3000)
+    v.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 3000),
+                   help="default: $PORT, else 3000")
     v.set_defaults(fn=cmd_serve)
     a = sub.add_parser("audit", help="lifecycle of a model or version: evidence, approvals, alias changes")
     a.add_argument("--model", default=DEFAULT_MODEL)
