@@ -121,11 +121,12 @@ class RequestGuard:
             await self.app(scope, receive, _with_request_id(send, request_id))
             return
 
-        async def reject(status: int, field: str, error_type: str, msg: str) -> None:
+        async def reject(status: int, field: str, reason: str, msg: str) -> None:
+            """Answer here, before BentoML parses anything; ``reason`` is also the error's type."""
             rid = request_id if _REQUEST_ID.match(request_id) else uuid.uuid4().hex
-            body = error_body([{"loc": [field] if field else [], "type": error_type, "msg": msg}], rid)
+            body = error_body([{"loc": [field] if field else [], "type": reason, "msg": msg}], rid)
             await _send_json(send, status, body, rid)
-            self._count(status, started, reason_of(error_type, [field]) if error_type not in _OWN else _OWN[error_type])
+            self._count(status, started, reason)
 
         if given is not None and not _REQUEST_ID.match(request_id):
             await reject(400, "header X-Request-ID", "bad_request_id",
@@ -228,10 +229,6 @@ class RequestGuard:
             self.metrics().answered(status, time.perf_counter() - started, reason)
         except Exception:  # metrics must never turn an answer into a failure
             pass
-
-
-_OWN = {"bad_request_id": "bad_request_id", "method_not_allowed": "method_not_allowed",
-        "wrong_content_type": "wrong_content_type", "body_too_large": "body_too_large"}
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
