@@ -24,9 +24,10 @@ Not for running from this folder: ``bento_model.json`` exists only in a build co
 
 import json
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bentoml
 from pydantic import Field, ValidationError
@@ -45,6 +46,13 @@ from include.modelops.scoring import to_scores
 from include.modelops.serving.request_guard import STARTED_AT_KEY, RequestGuard
 from include.modelops.settings import get_settings
 from include.modelops.spec import ModelSpec, TaskType
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+# A request waiting longer than this for its batch is answered 503 (overloaded) by the batcher.
+MAX_BATCH_WAIT_MS = 2_000
 
 _BENTO_MODEL_PATH = Path(__file__).with_name(BENTO_MODEL_FILE)
 if not _BENTO_MODEL_PATH.exists():
@@ -71,10 +79,21 @@ def _metrics() -> Any:
                            regression=SPEC.task == TaskType.regression)
 
 
+def _overloaded() -> Any:
+    from bentoml.exceptions import ServiceUnavailable
+
+    raise ServiceUnavailable("the service is overloaded (requests waited too long for a batch); retry later")
+
+
+# Worker processes: one per CPU core by default (MODELOPS_SERVE_WORKERS), each scoring with one
+# thread (see __init__), so workers do not fight over cores.
+_SETTINGS = get_settings()
+
+
 @bentoml.service(
     name=f"{SPEC.name}_service",
     labels={"model": SPEC.name, "model_version": MODEL_VERSION},
-    workers=1,
+    workers=_SETTINGS.serve_workers,
     traffic={"timeout": 60},
 )
 class ModelService:
@@ -83,10 +102,17 @@ class ModelService:
     bento_model = bentoml.models.BentoModel(BENTO_MODEL["bentoml_model_tag"])
 
     def __init__(self) -> None:
+        from threadpoolctl import threadpool_limits
+
         from include.modelops.serving.inference_log import InferenceLogWriter
 
+        # One BLAS/OpenMP thread per worker: a tabular model's predict is dominated by fixed
+        # per-call overhead, and extra threads only contend with the other workers' cores.
+        threadpool_limits(1)
         self.model = bentoml.mlflow.load_model(self.bento_model)
         settings = get_settings()
+        self.max_batch_rows = settings.serve_max_batch_rows
+        self._batched_scores = _adaptive_batcher(self._score_frames, self.max_batch_rows)
         self.variant = settings.serve_variant
         self.metrics = _metrics()
         self.log_writer = (
@@ -101,8 +127,27 @@ class ModelService:
         if self.log_writer is not None:
             self.log_writer.close()
 
+    def _score_frames(self, frames: "Sequence[pd.DataFrame]") -> "list[np.ndarray]":
+        """Score several requests' frames with one model call (the batcher's callback)."""
+        import pandas as pd
+
+        frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        scores = to_scores(SPEC, self.model.predict(frame))
+        out, start = [], 0
+        for f in frames:
+            out.append(scores[start:start + len(f)])
+            start += len(f)
+        return out
+
+    async def _scores(self, frame: "pd.DataFrame") -> "np.ndarray":
+        if self._batched_scores is None or len(frame) > self.max_batch_rows:
+            from starlette.concurrency import run_in_threadpool
+
+            return (await run_in_threadpool(self._score_frames, [frame]))[0]
+        return await self._batched_scores(frame)
+
     @bentoml.api
-    def predict(
+    async def predict(
         self,
         ctx: bentoml.Context,
         rows: list[Row] = Field(  # type: ignore[valid-type]
@@ -126,7 +171,7 @@ class ModelService:
                 "loc": ("entity_ids",), "input": None,
             }])
         records = [row.model_dump() for row in rows]
-        scores = to_scores(SPEC, self.model.predict(rows_to_frame(SPEC, records)))
+        scores = await self._scores(rows_to_frame(SPEC, records))
         predictions = predictions_from_scores(SPEC, scores)
         request = ctx.request
         self.metrics.predictions.inc(len(predictions))
@@ -158,6 +203,22 @@ class ModelService:
             "decision_threshold": SPEC.evaluation.decision_threshold,
             "inference_log": get_settings().inference_log_url if self.log_writer is not None else None,
         }
+
+
+def _adaptive_batcher(score_frames: Any, max_batch_rows: int) -> Any:
+    """BentoML's adaptive batching (the CORK dispatcher behind ``batchable=True`` APIs), in process.
+
+    Concurrent requests' frames are scored in one model call, up to ``max_batch_rows`` rows,
+    with BentoML's latency-aware wait. It runs inside the API (not as a batchable API of
+    its own) so each request keeps its id, entity ids and log records, without a second
+    process and an IPC hop per request. None (no batching) when ``max_batch_rows`` < 2.
+    """
+    if max_batch_rows < 2:
+        return None
+    from bentoml._internal.marshal.dispatcher import CorkDispatcher
+
+    return CorkDispatcher(max_latency_in_ms=MAX_BATCH_WAIT_MS, max_batch_size=max_batch_rows, fallback=_overloaded,
+                          get_batch_size=len, batch_dim=(0, 0))(score_frames)
 
 
 def _observe_scores(histogram: Any, scores: Any) -> None:

@@ -16,6 +16,8 @@ Every setting has a default for the embedded, one-laptop mode, with all state un
 | ``MODELOPS_GIT_COMMIT`` | ``git rev-parse HEAD`` | commit recorded on model versions (set it in images without .git) |
 | ``MODELOPS_AIRFLOW_UI_URL`` | ``http://127.0.0.1:8080`` | base URL for links to DAG runs |
 | ``MODELOPS_SERVE_VARIANT`` | ``stable`` | the variant a service reports in its log and metrics: ``stable``, ``canary``, ``shadow`` (``smoke`` for the packaging smoke test) |
+| ``MODELOPS_SERVE_WORKERS`` | ``cpu_count`` | worker processes of a served bento (a number, or ``cpu_count``: one per core) |
+| ``MODELOPS_SERVE_MAX_BATCH_ROWS`` | ``100`` | adaptive batching: most rows scored in one model call across concurrent requests (``1``: off) |
 | ``MODELOPS_INFERENCE_LOG`` | ``on`` | ``off`` stops a service from writing the inference log (e.g. to measure its cost) |
 | ``MODELOPS_INFERENCE_LOG_URL`` | ``<state>/inference_log`` | inference log and label feed: a folder, or an fsspec URL such as ``s3://bucket/prefix`` (needs ``s3fs``) |
 
@@ -75,6 +77,8 @@ class Settings:
     inference_log_url: str
     serve_variant: str = "stable"
     inference_log_enabled: bool = True
+    serve_workers: int | str = "cpu_count"
+    serve_max_batch_rows: int = 100
 
     @property
     def bentos_dir(self) -> Path:
@@ -101,7 +105,18 @@ def get_settings() -> Settings:
         serve_variant=os.environ.get("MODELOPS_SERVE_VARIANT") or "stable",
         inference_log_enabled=os.environ.get("MODELOPS_INFERENCE_LOG", "on").strip().lower()
         not in ("off", "0", "false", "no"),
+        serve_workers=_workers(os.environ.get("MODELOPS_SERVE_WORKERS")),
+        serve_max_batch_rows=int(os.environ.get("MODELOPS_SERVE_MAX_BATCH_ROWS") or 100),
     )
+
+
+def _workers(raw: str | None) -> int | str:
+    if not raw or raw.strip() == "cpu_count":
+        return "cpu_count"
+    try:
+        return max(1, int(raw))
+    except ValueError:
+        raise ValueError(f"MODELOPS_SERVE_WORKERS must be a number or 'cpu_count', got {raw!r}") from None
 
 
 @lru_cache(maxsize=1)

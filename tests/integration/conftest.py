@@ -138,13 +138,19 @@ def spec() -> ModelSpec:
     return load_spec(SPEC_PATH)
 
 
+@pytest.fixture(scope="session")
+def bentoml_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One BentoML store for the session: BentoML reads BENTOML_HOME once per process."""
+    return tmp_path_factory.mktemp("bentoml")
+
+
 @pytest.fixture(scope="module")
-def state(tmp_path_factory: pytest.TempPathFactory):
-    """BENTOML_HOME, MLflow store and state dir in a tmp folder, set before bentoml is imported."""
+def state(tmp_path_factory: pytest.TempPathFactory, bentoml_store: Path):
+    """MLflow store and state dir in a tmp folder, and the session's BENTOML_HOME."""
     root = tmp_path_factory.mktemp("packaging")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MODELOPS_STATE_DIR", str(root / "state"))
-        mp.setenv("BENTOML_HOME", str(root / "bentoml"))
+        mp.setenv("BENTOML_HOME", str(bentoml_store))
         mp.setenv("BENTOML_DO_NOT_TRACK", "True")
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlflow.db")
         mp.setenv("MODELOPS_GIT_COMMIT", "test")

@@ -206,7 +206,10 @@ class RequestGuard:
             parsed = None
         if isinstance(parsed, list) and parsed and isinstance(parsed[0], dict):
             parsed = parsed[0]  # BentoML wraps some errors in a one-element list
-        if status >= 500:
+        if status == 503:
+            body = {"error": "the service is overloaded; retry later", "detail": [], "request_id": request_id}
+            reason = None
+        elif status >= 500:
             body = {"error": "the service failed to score this request; it has been logged", "detail": [],
                     "request_id": request_id}
             reason = None
