@@ -49,6 +49,7 @@ SECTIONS: tuple[str, ...] = (
     "ethical_considerations",
     "approvals",
     "lineage",
+    "serving",
     "deployment_history",
     "monitoring",
 )
@@ -132,6 +133,8 @@ COMPLIANCE_MAP: dict[str, tuple[list[str], list[str]]] = {
     "approvals": (["2(e)", "2(g)"], ["MEASURE 1.3", "MEASURE 4.2"]),
     # Commit, DAG run, MLflow run, data fingerprint, spec hash: how this version was made.
     "lineage": (["1(a)", "2(a)", "6"], ["MEASURE 2.8", "MEASURE 3.1"]),
+    # The endpoint contract: the input-data specification and instructions for calling the model.
+    "serving": (["1(h)", "3"], ["MAP 1.1", "MEASURE 2.4"]),
     "deployment_history": (["6", "9"], ["MEASURE 2.4", "MEASURE 3.1", "MEASURE 4.3"]),
     # Drift checks and retraining policy: pre-determined changes and post-market monitoring.
     "monitoring": (["2(f)", "3", "9"], ["MEASURE 2.4", "MEASURE 3.1"]),
@@ -274,6 +277,7 @@ def build_card(
             "spec_hash": _first(lineage_in.get("spec_hash"), spec.spec_hash()),
             "data_path": _first(lineage_in.get("data_path"), spec.data.path),
         },
+        "serving": _serving_section(spec),
         "deployment_history": [_deployment(d) for d in deployments],
         "monitoring": {
             "drift_schedule": spec.monitoring.drift_schedule,
@@ -623,6 +627,12 @@ def _approval(raw: Any) -> dict:
     }
 
 
+def _serving_section(spec: ModelSpec) -> dict:
+    from include.modelops.packaging import endpoint_contract
+
+    return endpoint_contract(spec)
+
+
 def _deployment(raw: Any) -> dict:
     d = _mapping(raw)
     return {
@@ -918,6 +928,7 @@ def _document(card: Mapping) -> tuple[str, list[_Block], list[_Section]]:
         ),
         _Section("approvals", "Approvals", _approval_blocks(card.get("approvals"), md)),
         _Section("lineage", "Lineage", _lineage_blocks(_mapping(card.get("lineage")))),
+        _Section("serving", "Serving: the endpoint contract", _serving_blocks(_mapping(card.get("serving")))),
         _Section(
             "deployment-history", "Deployment history", _deployment_blocks(card.get("deployment_history"))
         ),
@@ -1305,6 +1316,39 @@ def _lineage_blocks(lin: dict) -> list[_Block]:
                 ("Spec hash", lin.get("spec_hash")),
                 ("Data path", lin.get("data_path")),
             ],
+        ),
+    ]
+
+
+def _serving_blocks(sv: dict) -> list[_Block]:
+    if not sv:
+        return [_empty("the endpoint contract")]
+    errors = _mapping(sv.get("errors"))
+    return [
+        _Block(
+            "kv",
+            rows=[
+                ("Endpoint", sv.get("endpoint")),
+                ("Content type", sv.get("content_type")),
+                ("Request", sv.get("request")),
+                ("Rows per request", f"1 to {sv.get('max_rows')}"),
+                ("Largest body (bytes)", sv.get("max_body_bytes")),
+                ("Request id", sv.get("request_id_header")),
+                ("Unknown fields", sv.get("unknown_fields")),
+                ("Response", sv.get("response")),
+                ("Error format", errors.get("format")),
+            ],
+        ),
+        _Block(
+            "table",
+            headers=["Field", "Type", "Allowed values", "Required", "Description"],
+            rows=[[f.get("name"), f.get("type"), f.get("allowed"), "yes" if f.get("required") else "no (may be null)",
+                   f.get("description")] for f in (_mapping(x) for x in sv.get("fields") or [])],
+        ),
+        _Block(
+            "table",
+            headers=["HTTP status", "When"],
+            rows=[[code, when] for code, when in errors.items() if code != "format"],
         ),
     ]
 

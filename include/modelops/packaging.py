@@ -200,6 +200,62 @@ def predictions_from_scores(spec: ModelSpec, scores: np.ndarray) -> list[dict[st
     return out
 
 
+def endpoint_contract(spec: ModelSpec) -> dict[str, Any]:
+    """The ``/predict`` contract of the model's bento, for people: fields, limits, answers, errors.
+
+    JSON-serialisable; the model card's serving section and the docs state it. The
+    service enforces it (``request_row_model``, ``MAX_ROWS``, ``MAX_BODY_BYTES`` and
+    ``include.modelops.serving.request_guard``).
+    """
+    if spec.task == TaskType.binary_classification:
+        response = (f'{{"score": P(positive), "label": 1 if score >= {spec.evaluation.decision_threshold} '
+                    'else 0}')
+    elif spec.task == TaskType.regression:
+        response = '{"prediction": value}'
+    else:
+        response = '{"probabilities": {class: p}, "label": the most likely class}'
+    fields = []
+    for feature in spec.features:
+        kind = feature.type.value
+        if feature.type == FeatureType.categorical:
+            allowed = "one of: " + ", ".join(str(c) for c in feature.categories or [])
+        elif feature.type == FeatureType.boolean:
+            allowed = "true or false"
+        else:
+            low = "" if feature.min is None else f"{feature.min:g} ≤ "
+            high = "" if feature.max is None else f" ≤ {feature.max:g}"
+            allowed = f"{low}value{high}" if (low or high) else "any finite number"
+            if feature.type == FeatureType.numeric:
+                allowed += " (finite: no NaN or infinity)"
+            else:
+                allowed += " (a whole number)"
+        fields.append({"name": feature.name, "type": kind, "allowed": allowed,
+                       "required": feature.max_null_fraction == 0,
+                       "description": feature.description or ""})
+    return {
+        "endpoint": "POST /predict",
+        "content_type": "application/json",
+        "request": '{"rows": [{feature: value, ...}, ...], "entity_ids": [id, ...] (optional, one per row)}',
+        "max_rows": MAX_ROWS,
+        "max_body_bytes": MAX_BODY_BYTES,
+        "request_id_header": f"{REQUEST_ID_HEADER}: the client's id (1-{MAX_REQUEST_ID_CHARS} characters of "
+                             "A-Z a-z 0-9 . _ : -), else one is generated; every answer carries it",
+        "fields": fields,
+        "unknown_fields": "rejected (a misspelt column is an error, never scored as missing)",
+        "response": f"a JSON list, one object per row in request order: {response}",
+        "errors": {
+            "format": '{"error": "<field>: <problem>", "detail": [{"field", "loc", "type", "msg"}], '
+                      '"request_id"}',
+            "400": "a field is missing, unknown, of the wrong type, NaN/infinite, out of range or an unknown "
+                   "category; no rows or too many rows; entity_ids of another length; not JSON; bad X-Request-ID",
+            "405": "a method other than POST",
+            "413": f"a body over {MAX_BODY_BYTES} bytes",
+            "415": "a content type other than application/json",
+            "503": "overloaded: requests waited too long for a batch; retry",
+        },
+    }
+
+
 def scores_from_predictions(spec: ModelSpec, predictions: Sequence[Mapping[str, Any]]) -> np.ndarray:
     """The inverse of ``predictions_from_scores``: the score array from response rows."""
     import numpy as np

@@ -426,3 +426,26 @@ def test_non_finite_metrics_become_null_so_the_card_stays_strict_json(spec):
 
     assert card["evaluation"]["models"]["candidate"]["metrics"]["roc_auc"] is None
     json.dumps(card, allow_nan=False)
+
+
+def test_serving_section_states_the_endpoint_contract(spec):
+    from include.modelops.model_card import render_html, render_markdown
+    from include.modelops.packaging import MAX_BODY_BYTES, MAX_ROWS
+
+    card = bare_card(spec)
+    serving = card["serving"]
+    assert serving["endpoint"] == "POST /predict"
+    assert serving["max_rows"] == MAX_ROWS and serving["max_body_bytes"] == MAX_BODY_BYTES
+    assert [f["name"] for f in serving["fields"]] == spec.feature_names
+    fields = {f["name"]: f for f in serving["fields"]}
+    assert fields["amount"]["allowed"].startswith("0 ≤ value ≤ 50000") and "NaN" in fields["amount"]["allowed"]
+    assert fields["channel"]["allowed"] == "one of: pos, online, atm"
+    assert fields["distance_from_home_km"]["required"] is False and fields["amount"]["required"] is True
+    assert "X-Request-ID" in serving["request_id_header"]
+    assert "score" in serving["response"] and "0.5" in serving["response"]
+    assert '"field"' in serving["errors"]["format"] and set(serving["errors"]) >= {"400", "413", "415"}
+    status = {e["section"]: e for e in card["compliance"]}["serving"]
+    assert status["status"] == "present" and "1(h)" in status["eu_ai_act_annex_iv"]
+    markdown = render_markdown(card)
+    assert "Serving: the endpoint contract" in markdown and "merchant_category" in markdown
+    assert "Serving: the endpoint contract" in render_html(card)
