@@ -145,6 +145,12 @@ def test_multiclass_model_from_a_csv_becomes_champion(project):
     assert_champion(res, "customer_tier", 1)
     smoke = summary(project, "customer_tier")["steps"]["smoke_serve_bento"]["result"]
     assert smoke["ok"] and smoke["max_abs_diff"] <= 1e-6
+    # the task logs carry what happened, not third-party deprecation noise
+    log_file = Path(res.stdout.split("(full log: ", 1)[1].split(")", 1)[0])
+    task_log = log_file.read_text()
+    assert "evaluate_candidate" in task_log
+    assert task_log.count("DeprecatedImportWarning") == 0
+    assert task_log.count("[py.warnings]") < 20
     assert checksums(project["data"]) == project["before"]
 
 
