@@ -32,7 +32,7 @@ help:
 	@echo "                  locally (real Airflow), optionally on other data, with the same step summary"
 	@echo "make test         set up, then run the whole test suite"
 	@echo "make up           Airflow (standalone) + MLflow UI for interactive use"
-	@echo "make data         regenerate the reference dataset"
+	@echo "make data         regenerate the bundled example's dataset (in .state/data/, never elsewhere)"
 	@echo "make check-specs  validate every spec in include/models/"
 	@echo "make spec-docs    regenerate docs/model-spec.md from the schema"
 	@echo "make serve        serve MODEL's champion bento on http://127.0.0.1:3000"
