@@ -34,6 +34,8 @@ help:
 	@echo "make up           Airflow (standalone) + MLflow UI for interactive use"
 	@echo "make data         regenerate the bundled example's dataset (in .state/data/, never elsewhere)"
 	@echo "make check-specs  validate every spec in include/models/"
+	@echo "make draft-spec DATA=<file|folder> TARGET=<column> NAME=<model> [OUT=<folder>] [FORCE=1]"
+	@echo "                  draft include/models/NAME.yaml from CSV/Parquet data, with comments to review"
 	@echo "make spec-docs    regenerate docs/model-spec.md from the schema"
 	@echo "make serve        serve MODEL's champion bento on http://127.0.0.1:3000"
 	@echo "make audit        lifecycle of MODEL (and VERSION): evidence, approvals, alias changes"
@@ -73,6 +75,12 @@ up: setup
 
 data: setup
 	$(BIN)/python -m include.modelops.cli data
+
+.PHONY: draft-spec
+draft-spec: setup
+	@$(BIN)/python -m include.modelops.cli draft-spec $(if $(DATA),--data "$(DATA)") \
+		$(if $(TARGET),--target "$(TARGET)") $(if $(NAME),--name "$(NAME)") $(if $(OUT),--out "$(OUT)") \
+		$(if $(FORMAT),--format "$(FORMAT)") $(if $(filter 1 yes true,$(FORCE)),--force)
 
 spec-docs: setup
 	$(BIN)/python -m include.modelops.spec_docs

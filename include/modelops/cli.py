@@ -73,6 +73,24 @@ def _bundled_example_data(spec, state_dir: Path) -> Path | None:
     return None
 
 
+def cmd_draft_spec(args: argparse.Namespace) -> int:
+    """Draft include/models/<name>.yaml from a dataset; reads the data, never writes next to it."""
+    from include.modelops.spec_draft import DEFAULT_SAMPLE_ROWS, SpecDraftError, draft_spec, write_spec_draft
+
+    try:
+        draft = draft_spec(args.data, args.target, args.name, fmt=args.format,
+                           sample_rows=args.sample_rows or DEFAULT_SAMPLE_ROWS)
+        path = write_spec_draft(draft, args.out, force=args.force)
+    except SpecDraftError as exc:
+        _print(f"error: {exc}")
+        return 2
+    _print(f"Drafted {path} from {draft.data_path}:")
+    for line in draft.summary_lines():
+        _print(f"  {line}")
+    _print(f"Next: review it, replace each TODO, then `make check-specs` and `make run MODEL={draft.name}`.")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from include.modelops.spec import ModelSpecError, load_spec_by_name
 
@@ -430,6 +448,15 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--version", default=None, help="one version: ends with why it is where it is")
     a.add_argument("--no-airflow", action="store_true", help="MLflow records only (skip the airflow CLI)")
     a.set_defaults(fn=cmd_audit)
+    ds = sub.add_parser("draft-spec", help="draft a commented model spec from a CSV/Parquet file or folder")
+    ds.add_argument("--data", required=True, help="a CSV or Parquet file, or a folder of them (read only)")
+    ds.add_argument("--target", required=True, help="the label column")
+    ds.add_argument("--name", required=True, help="model name; writes <out>/<name>.yaml")
+    ds.add_argument("--out", default=None, help="folder for the spec (default: include/models)")
+    ds.add_argument("--format", default=None, choices=("csv", "parquet"), help="default: from the files")
+    ds.add_argument("--sample-rows", type=int, default=None, help="rows read value by value (default 100,000)")
+    ds.add_argument("--force", action="store_true", help="replace an existing spec")
+    ds.set_defaults(fn=cmd_draft_spec)
     c = sub.add_parser("check-specs", help="validate every model spec and print the problems")
     c.set_defaults(fn=cmd_check_specs)
     args = p.parse_args(argv)
