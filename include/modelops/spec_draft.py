@@ -174,6 +174,10 @@ def _kind(series: pd.Series, sample: pd.Series) -> str:
         return "floating"
     if pd.api.types.is_numeric_dtype(dtype):
         return "other"  # complex numbers and the like
+    if isinstance(dtype, pd.CategoricalDtype):
+        # Validation sees a category column's values, so only text categories are text.
+        inner = pd.api.types.infer_dtype(dtype.categories, skipna=True)
+        return "string" if inner == "string" else f"categorical of {inner}"
     kind = pd.api.types.infer_dtype(sample, skipna=True)
     if kind in ("string", "categorical"):
         return "string"
@@ -233,7 +237,12 @@ def _is_id_name(name: str) -> bool:
 
 
 def _numeric_feature(name: str, values: pd.Series, integer: bool, rows: int, null_fraction: float) -> Column:
-    lo, hi = float(values.min()), float(values.max())
+    import numpy as np
+
+    finite = values[np.isfinite(values.to_numpy(dtype="float64"))]
+    if finite.empty:
+        return Column(name, "left_out", "no finite values (only infinities)")
+    lo, hi = float(finite.min()), float(finite.max())
     span = hi - lo
     margin = RANGE_MARGIN * span
     low = _round_out(lo - margin, span, up=False, integer=integer)
@@ -252,6 +261,8 @@ def _numeric_feature(name: str, values: pd.Series, integer: bool, rows: int, nul
         f"{rows:,} rows: min {_fmt(shown_lo)}, max {_fmt(shown_hi)} "
         f"(+{RANGE_MARGIN:.0%} margin{', not below 0' if clamp else ''})"
     )
+    if len(finite) < len(values):
+        note += f"; {len(values) - len(finite):,} infinite values fail this range: fix them or widen it"
     return _with_nulls(feature, note, null_fraction)
 
 
@@ -284,6 +295,9 @@ def _profile_column(name: str, series: pd.Series, sample: pd.Series, kind: str, 
             note = (
                 f"{col.note}; named like an id ({distinct:,} values): ids are codes, not quantities, check it"
             )
+            return Column(name, "feature", note, col.feature)
+        if set(non_null.unique()) <= {0, 1}:
+            note = f"{col.note}; only 0/1: if it is a flag, store it as true/false to make it boolean"
             return Column(name, "feature", note, col.feature)
         if distinct <= 10:
             note = f"{col.note}; only {distinct} distinct {note_kind} values: if codes, store them as text"
@@ -425,6 +439,8 @@ def draft_spec(
             f"NAME={name!r} is not a valid model name: lower-case letters, digits and '_', starting with a "
             f"letter, 2 to 63 characters (e.g. churn_model)."
         )
+    if sample_rows < 1:
+        raise SpecDraftError(f"The sample size must be at least 1 row, got {sample_rows}.")
     path = Path(data).expanduser().resolve()
     if not path.exists():
         raise SpecDraftError(f"DATA={data}: no such file or folder.")
@@ -471,7 +487,11 @@ def draft_spec(
             result.append(Column(col, "left_out", time_notes[col]))
         elif col.startswith("Unnamed: "):
             result.append(Column(col, "left_out", "an unnamed column, most likely a saved row index"))
-        elif _is_id_name(col) and kinds[col] in ("string", "integer") and df[col].nunique() > MAX_CATEGORIES:
+        elif (
+            _is_id_name(col)
+            and kinds[col] in ("string", "integer", "integral_float")
+            and df[col].nunique() > MAX_CATEGORIES
+        ):
             result.append(Column(col, "left_out", f"an identifier ({df[col].nunique():,} distinct values)"))
         else:
             result.append(_profile_column(col, df[col], sample[col], kinds[col], rows))
