@@ -141,12 +141,14 @@ def detect_format(path: Path) -> str:
 
 
 def _read(path: Path, fmt: str) -> pd.DataFrame:
-    from include.modelops.dataset import DataLoadError, read_dataset
+    from include.modelops.dataset import DataLoadError, DatasetNotFoundError, read_dataset
 
     try:
         return read_dataset(path, fmt)
-    except DataLoadError as exc:
-        raise SpecDraftError(str(exc).split(" Generate the reference data")[0]) from exc
+    except DatasetNotFoundError as exc:  # FORMAT= names a kind of file the folder does not hold
+        raise SpecDraftError(f"No {fmt} files at {path}; check DATA and FORMAT.") from exc
+    except DataLoadError as exc:  # names the unreadable file
+        raise SpecDraftError(str(exc)) from exc
 
 
 # --------------------------------------------------------------------------- profiling
@@ -431,7 +433,6 @@ def draft_spec(
         SpecDraftError: the data is missing, unreadable or empty, the target is unknown or
             cannot be learned, the name is invalid, or no column can be a feature.
     """
-
     from include.modelops.spec import NAME_PATTERN
 
     if not re.match(NAME_PATTERN, name):
@@ -470,6 +471,10 @@ def draft_spec(
     if target_nulls:
         draft_warnings.append(
             f"the target {target!r} has {target_nulls:,} null rows; validation fails on them: drop those rows"
+        )
+    if classes is not None and len(classes) > MAX_CATEGORIES:
+        draft_warnings.append(
+            f"the target {target!r} has {len(classes):,} classes: check that TARGET is the label"
         )
     result: list[Column] = [Column(target, "target", target_note)]
 

@@ -307,3 +307,25 @@ def test_the_spec_is_never_written_into_the_data_folder(tmp_path):
     with pytest.raises(SpecDraftError, match="never written next to the data"):
         write_spec_draft(draft, folder / "specs")
     assert checksums(folder) == before
+
+
+def test_a_format_the_folder_does_not_hold_is_named(tmp_path):
+    folder = write_parquet_partitions(make_frame("regression"), tmp_path / "data")
+
+    with pytest.raises(SpecDraftError, match="No csv files at .*check DATA and FORMAT"):
+        draft_spec(folder, "label", "prices", fmt="csv")
+
+
+def test_nulls_in_the_target_are_flagged_in_the_draft(tmp_path):
+    frame = make_frame("binary_classification")
+    frame["label"] = frame["label"].astype("float64")
+    frame.loc[:9, "label"] = np.nan
+    data = write_csv(frame, tmp_path / "data")
+
+    draft = draft_spec(data, "label", "churn")
+    spec = load_spec(write_spec_draft(draft, tmp_path / "specs"))
+    report = validate_dataset(spec, tmp_path / "report")
+
+    assert spec.target.classes == [0, 1]  # integers stored as floats because of the nulls
+    assert "# WARNING: the target 'label' has 10 null rows" in draft.text
+    assert [r["column"] for r in report["failed"]] == ["label"]
