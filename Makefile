@@ -8,6 +8,8 @@ STATE       := $(CURDIR)/.state
 MODEL       ?= fraud_detection
 PORT        ?= 3000
 PYTEST_ARGS ?=
+DATA        ?=
+REASON      ?=
 
 export PYTHONPATH        := $(CURDIR):$(CURDIR)/plugins
 export MODELOPS_STATE_DIR := $(STATE)
@@ -22,16 +24,21 @@ export DO_NOT_TRACK      := true
 export PIP_CACHE_DIR     := $(STATE)/cache/pip
 export TMPDIR            := $(STATE)/tmp
 
-.PHONY: help setup demo test test-unit test-integration up data check-specs spec-docs serve audit bench bench-training lint clean
+.PHONY: help setup demo run test test-unit test-integration up data check-specs spec-docs serve audit bench bench-training lint clean
 
 help:
-	@echo "make demo         set up, then run the training DAG for $(MODEL) end to end"
+	@echo "make demo         set up, then train MODEL end to end (default: the bundled fraud_detection example,"
+	@echo "                  whose data is generated; any other model reads its own data, never writes it)"
+	@echo "make run          MODEL=<name> [DATA=<file or folder>] [REASON=...]: run that model's training DAG"
+	@echo "                  locally (real Airflow), optionally on other data, with the same step summary"
 	@echo "make test         set up, then run the whole test suite"
 	@echo "make up           Airflow (standalone) + MLflow UI for interactive use"
-	@echo "make data         regenerate the reference dataset"
+	@echo "make data         regenerate the bundled example's dataset (in .state/data/, never elsewhere)"
 	@echo "make check-specs  validate every spec in include/models/"
+	@echo "make draft-spec DATA=<file|folder> TARGET=<column> NAME=<model> [OUT=<folder>] [FORCE=1]"
+	@echo "                  draft include/models/NAME.yaml from CSV/Parquet data, with comments to review"
 	@echo "make spec-docs    regenerate docs/model-spec.md from the schema"
-	@echo "make serve        serve the champion's bento with the inference log on http://127.0.0.1:$(PORT) (PORT=...)"
+	@echo "make serve        serve MODEL's champion bento with the inference log on http://127.0.0.1:$(PORT) (PORT=...)"
 	@echo "make audit        lifecycle of MODEL (and VERSION): evidence, approvals, alias changes"
 	@echo "make bench        parse-time and orchestration-overhead benchmarks"
 	@echo "make bench-training  training throughput (GPU when present), bf16 vs fp32"
@@ -50,6 +57,10 @@ demo: setup
 	@mkdir -p $(TMPDIR)
 	$(BIN)/python -m include.modelops.cli demo --model $(MODEL)
 
+run: setup
+	@mkdir -p $(TMPDIR)
+	$(BIN)/python -m include.modelops.cli run --model $(MODEL) $(if $(DATA),--data "$(DATA)",) $(if $(REASON),--reason "$(REASON)",)
+
 test: setup
 	@mkdir -p $(TMPDIR)
 	$(BIN)/python -m pytest --basetemp=$(STATE)/pytest $(PYTEST_ARGS)
@@ -65,6 +76,12 @@ up: setup
 
 data: setup
 	$(BIN)/python -m include.modelops.cli data
+
+.PHONY: draft-spec
+draft-spec: setup
+	@$(BIN)/python -m include.modelops.cli draft-spec $(if $(DATA),--data "$(DATA)") \
+		$(if $(TARGET),--target "$(TARGET)") $(if $(NAME),--name "$(NAME)") $(if $(OUT),--out "$(OUT)") \
+		$(if $(FORMAT),--format "$(FORMAT)") $(if $(filter 1 yes true,$(FORCE)),--force)
 
 spec-docs: setup
 	$(BIN)/python -m include.modelops.spec_docs

@@ -2,6 +2,7 @@
 
     python -m include.modelops.cli data [--rows N] [--variant V]    # make data
     python -m include.modelops.cli demo [--model NAME]               # make demo
+    python -m include.modelops.cli run --model NAME [--data P] [--reason R]   # make run
     python -m include.modelops.cli check-specs                       # make check-specs
 
 ``demo`` starts an MLflow server, runs the model's training DAG once with
@@ -57,53 +58,173 @@ def cmd_check_specs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bundled_example_data(spec, state_dir: Path) -> Path | None:
+    """The data folder the demo may (re)generate: the bundled example's, inside the state folder.
+
+    Only the reference fraud model gets generated data, and only where the generator owns the
+    folder; every other model's data is the user's and is read, never written.
+    """
+    from include.modelops.dataset import is_generated_dataset
+
+    if spec.name != DEFAULT_MODEL:
+        return None
+    data_dir = spec.data.resolved_path()
+    inside_state = data_dir.is_relative_to(state_dir / "data")
+    if inside_state and (not data_dir.exists() or is_generated_dataset(data_dir)):
+        return data_dir
+    return None
+
+
+def cmd_draft_spec(args: argparse.Namespace) -> int:
+    """Draft include/models/<name>.yaml from a dataset; reads the data, never writes next to it."""
+    from include.modelops.spec_draft import DEFAULT_SAMPLE_ROWS, SpecDraftError, draft_spec, write_spec_draft
+
+    try:
+        draft = draft_spec(args.data, args.target, args.name, fmt=args.format,
+                           sample_rows=args.sample_rows or DEFAULT_SAMPLE_ROWS)
+        path = write_spec_draft(draft, args.out, force=args.force)
+    except SpecDraftError as exc:
+        _print(f"error: {exc}")
+        return 2
+    _print(f"Drafted {path} from {draft.data_path}:")
+    for line in draft.summary_lines():
+        _print(f"  {line}")
+    _print(f"Next: review it, replace each TODO, then `make check-specs` and `make run MODEL={draft.name}`.")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    from include.modelops import local_stack
-    from include.modelops.spec import load_spec_by_name
+    from include.modelops.spec import ModelSpecError, load_spec_by_name
 
     s = get_settings()
-    spec = load_spec_by_name(args.model)
+    try:
+        spec = load_spec_by_name(args.model)
+    except ModelSpecError as exc:
+        _print(str(exc))
+        return 2
     t_start = time.perf_counter()
-    data_dir = spec.data.resolved_path()
-    counter = s.state_dir / "demo_runs"
-    runs_before = int(counter.read_text()) if counter.exists() else 0
-    if not data_dir.exists() or runs_before:
+    data_dir = _bundled_example_data(spec, s.state_dir)
+    if data_dir is not None:
         from include.modelops.dataset import generate_transactions
 
-        # Each later demo run "receives" a week more of transactions, so the new candidate is
-        # trained on fresh data and compared with the champion on the latest window.
-        days = 60 + 7 * runs_before
-        rows = args.rows * days // 60
-        what = "the reference dataset" if not runs_before else f"new data: {days} days, the latest 7 unseen"
-        _print(f"==> Generating {what} ({rows:,} rows) into {data_dir}")
-        generate_transactions(data_dir, rows=rows, days=days, seed=42 + runs_before)
-    counter.write_text(str(runs_before + 1))
-    port = args.mlflow_port or local_stack.free_port()
-    uri = f"http://127.0.0.1:{port}"
-    env = local_stack.stack_env(s.state_dir, uri)
-    # Links in cards and reports point at the MLflow UI that `make up` serves, not this short-lived server.
-    env.setdefault("MODELOPS_MLFLOW_UI_URL", f"http://127.0.0.1:{UI_MLFLOW_PORT}")
-    _print(f"==> Airflow metadata DB: {env['AIRFLOW_HOME']}")
-    local_stack.migrate_airflow_db(env)
-    _print(f"==> Starting MLflow tracking server on {uri}")
-    proc = local_stack.start_mlflow(s.state_dir, port, env)
+        counter = s.state_dir / "demo" / f"{spec.name}.runs"
+        counter.parent.mkdir(parents=True, exist_ok=True)
+        runs_before = int(counter.read_text()) if counter.exists() else 0
+        if not data_dir.exists() or runs_before:
+            # Each later demo run "receives" a week more of transactions, so the new candidate is
+            # trained on fresh data and compared with the champion on the latest window.
+            days = 60 + 7 * runs_before
+            rows = args.rows * days // 60
+            what = "the reference dataset" if not data_dir.exists() else f"new data: {days} days, the latest 7 unseen"
+            _print(f"==> Generating {what} ({rows:,} rows) into {data_dir}")
+            generate_transactions(data_dir, rows=rows, days=days, seed=42 + runs_before)
+        counter.write_text(str(runs_before + 1))
+    else:
+        _print(f"==> {spec.name} reads its data from {spec.data.resolved_path()} as it is "
+               f"(the demo generates data only for the bundled example, in its own folder)")
+    return _run_training(spec, {}, t_start=t_start, again=f"make demo MODEL={spec.name}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run one model's training DAG locally (real Airflow, as the demo does) with a run conf."""
+    from include.modelops.spec import ModelSpecError, load_spec_by_name
+
     try:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        log_file = s.state_dir / "logs" / f"demo-{spec.dag_id}-{stamp}.log"
-        _print(f"==> airflow dags test {spec.dag_id}   (full log: {log_file})")
-        t0 = time.perf_counter()
-        res = local_stack.airflow(["dags", "test", spec.dag_id], env, log_file=log_file, echo=True)
-        dag_s = time.perf_counter() - t0
-    finally:
-        local_stack.stop_process(proc)
-        _print("==> Stopped the MLflow server")
+        spec = load_spec_by_name(args.model)
+    except ModelSpecError as exc:
+        _print(str(exc))
+        return 2
+    conf: dict[str, str] = {}
+    if args.data:
+        data = Path(args.data).expanduser().resolve()
+        if not data.exists():
+            _print(f"error: DATA={args.data}: no such file or folder ({data})")
+            return 2
+        conf["data_path"] = str(data)
+    if args.reason:
+        conf["reason"] = args.reason
+    again = f"make run MODEL={spec.name}" + (f" DATA={args.data}" if args.data else "")
+    return _run_training(spec, conf, t_start=time.perf_counter(), again=again)
+
+
+def _run_training(spec, conf: dict[str, str], *, t_start: float, again: str) -> int:
+    """``airflow dags test`` of the model's training DAG with ``conf``; prints the step summary.
+
+    Uses the MLflow server at ``MLFLOW_TRACKING_URI`` when the user set one, else starts this
+    checkout's own (SQLite store under the state folder) on a free port for the run.
+    """
+    import contextlib
+    import os
+
+    from include.modelops import local_stack
+
+    s = get_settings()
     summary_path = s.runs_dir / spec.name / "latest_summary.json"
+    summary_path.unlink(missing_ok=True)  # never report an earlier run's outcome as this one's
+    with contextlib.ExitStack() as running:
+        uri = os.environ.get("MLFLOW_TRACKING_URI")
+        if uri:
+            _print(f"==> Using the MLflow server at {uri} (MLFLOW_TRACKING_URI)")
+        else:
+            port = local_stack.free_port()
+            uri = f"http://127.0.0.1:{port}"
+            _print(f"==> Starting MLflow tracking server on {uri} (store: {s.state_dir / 'mlflow'})")
+            proc = local_stack.start_mlflow(s.state_dir, port, local_stack.stack_env(s.state_dir, uri))
+            running.callback(_print, "==> Stopped the MLflow server")
+            running.callback(local_stack.stop_process, proc)
+        env = local_stack.stack_env(s.state_dir, uri)
+        # Links in cards and reports point at the MLflow UI that `make up` serves, not this short-lived server.
+        env.setdefault("MODELOPS_MLFLOW_UI_URL", f"http://127.0.0.1:{UI_MLFLOW_PORT}")
+        _print(f"==> Airflow metadata DB: {env['AIRFLOW_HOME']}")
+        local_stack.migrate_airflow_db(env)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        log_file = s.state_dir / "logs" / f"run-{spec.dag_id}-{stamp}.log"
+        cmd = ["dags", "test", spec.dag_id]
+        if conf:
+            cmd += ["--conf", json.dumps(conf)]
+            _print(f"==> Run conf: {json.dumps(conf)}")
+        _print(f"==> airflow {' '.join(cmd[:3])}   (full log: {log_file})")
+        t0 = time.perf_counter()
+        res = local_stack.airflow(cmd, env, log_file=log_file, echo=True)
+        dag_s = time.perf_counter() - t0
     if not summary_path.exists():
         _print(f"No run summary was written; the DAG run failed early. See {log_file}")
         return 1
     summary = json.loads(summary_path.read_text())
-    _print_summary(summary, uri=uri, dag_s=dag_s, total_s=time.perf_counter() - t_start, log_file=log_file)
-    return 0 if res.returncode == 0 else 1
+    ok = res.returncode == 0 and not summary.get("failed_steps")
+    _print_summary(summary, dag_s=dag_s, total_s=time.perf_counter() - t_start, log_file=log_file)
+    if ok:
+        _print(f"Run `{again}` again to train a new candidate against this champion.")
+    else:
+        _print(f"The run failed: fix what the failed step's log says, then run `{again}` again.")
+    return 0 if ok else 1
+
+
+def _port_or_free(port: int, what: str) -> int:
+    """``port`` when it is free, else a free one (another checkout's `make up` may hold the default)."""
+    import socket
+
+    from include.modelops import local_stack
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            pass
+    other = local_stack.free_port()
+    _print(f"==> Port {port} is taken (another `make up`?); {what} uses {other} instead")
+    return other
+
+
+def _stop_on_sigterm() -> None:
+    """Make SIGTERM behave like Ctrl-C, so the ``finally`` blocks stop every child process."""
+    import signal
+
+    def handler(signum, frame):  # noqa: ARG001 - signal handler signature
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -111,34 +232,53 @@ def cmd_up(args: argparse.Namespace) -> int:
     import subprocess
 
     from include.modelops import local_stack
+    from include.modelops.spec import ModelSpecError, load_all_specs
 
+    _stop_on_sigterm()
     s = get_settings()
-    uri = f"http://127.0.0.1:{args.mlflow_port}"
-    env = local_stack.stack_env(s.state_dir, uri, api_port=args.airflow_port)
-    env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = "False"
-    local_stack.migrate_airflow_db(env)
-    mlflow = local_stack.start_mlflow(s.state_dir, args.mlflow_port, env)
-    log_file = s.state_dir / "logs" / "airflow-standalone.log"
-    _print(f"==> Starting Airflow standalone (log {log_file})")
-    airflow = subprocess.Popen([sys.executable, "-m", "airflow", "standalone"], env=env, start_new_session=True,
-                               stdout=open(log_file, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
+    airflow_port = _port_or_free(args.airflow_port, "Airflow")
+    mlflow_port = _port_or_free(args.mlflow_port, "MLflow")
+    uri = f"http://127.0.0.1:{mlflow_port}"
+    env = local_stack.stack_env(s.state_dir, uri, api_port=airflow_port)
+    env["MODELOPS_MLFLOW_UI_URL"] = uri
+    mlflow = airflow = None
     try:
-        local_stack._wait_http(f"http://127.0.0.1:{args.airflow_port}/api/v2/monitor/health", 180, airflow,
+        local_stack.migrate_airflow_db(env)
+        mlflow = local_stack.start_mlflow(s.state_dir, mlflow_port, env)
+        log_file = s.state_dir / "logs" / "airflow-standalone.log"
+        _print(f"==> Starting Airflow standalone (log {log_file})")
+        airflow = subprocess.Popen([sys.executable, "-m", "airflow", "standalone"], env=env,
+                                   start_new_session=True, stdout=open(log_file, "ab"),  # noqa: SIM115
+                                   stderr=subprocess.STDOUT)
+        local_stack._wait_http(f"http://127.0.0.1:{airflow_port}/api/v2/monitor/health", 300, airflow,
                                "Airflow API server")
+        # DAGs first seen by `make demo` / `make run` (airflow dags test) may be paused: a REST
+        # trigger would then queue forever. Every model's DAGs are this project's to run.
+        try:
+            dag_ids = [spec.dag_id for spec in load_all_specs()]
+        except ModelSpecError:
+            dag_ids = []
+        if dag_ids:
+            pattern = "^(" + "|".join(dag_ids) + ")$"
+            res = local_stack.airflow(["dags", "unpause", "--treat-dag-id-as-regex", "-y", pattern], env)
+            _print("==> Unpaused " + ", ".join(dag_ids) if res.returncode == 0 else
+                   f"==> Could not unpause the DAGs (unpause them in the UI): {res.stderr.strip()[-300:]}")
         pw_file = Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
         login = json.loads(pw_file.read_text()) if pw_file.exists() else {}
-        _print(f"\nAirflow UI   http://127.0.0.1:{args.airflow_port}   login: "
+        _print(f"\nAirflow UI   http://127.0.0.1:{airflow_port}   login: "
                + ", ".join(f"{u} / {p}" for u, p in login.items()))
         _print(f"MLflow UI    {uri}")
-        _print(f"REST API     POST http://127.0.0.1:{args.airflow_port}/auth/token, then "
+        _print(f"REST API     POST http://127.0.0.1:{airflow_port}/auth/token, then "
                f"/api/v2/dags/<dag_id>/dagRuns with a bearer token (see README)")
         _print("Ctrl-C stops both.")
         airflow.wait()
     except KeyboardInterrupt:
         pass
     finally:
-        local_stack.stop_process(airflow, timeout_s=30)
-        local_stack.stop_process(mlflow)
+        if airflow is not None:
+            local_stack.stop_process(airflow, timeout_s=30)
+        if mlflow is not None:
+            local_stack.stop_process(mlflow)
         _print("==> Stopped Airflow and MLflow")
     return 0
 
@@ -256,41 +396,25 @@ def cmd_audit(args: argparse.Namespace) -> int:
     """Print the lifecycle of a model (or one version) from MLflow and Airflow; read-only."""
     import contextlib
     import os
-    import urllib.parse
-    import urllib.request
 
     from include.modelops import audit, local_stack
 
     s = get_settings()
-    uri = s.mlflow_tracking_uri
-
-    def answers(u: str) -> bool:
-        if not u.startswith(("http://", "https://")):
-            return True  # a file or database store is read directly
-        try:
-            with urllib.request.urlopen(f"{u.rstrip('/')}/health", timeout=3) as r:
-                return r.status < 500
-        except OSError:
-            return False
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
 
     with contextlib.ExitStack() as running:
-        if not answers(uri):
-            local = urllib.parse.urlparse(uri).hostname in ("127.0.0.1", "localhost")
+        if not uri:
+            # This checkout's own store, never whatever happens to answer on a well-known port.
             db = s.state_dir / "mlflow" / "mlflow.db"
-            if not local:
-                _print(f"MLflow at {uri} does not answer: check MLFLOW_TRACKING_URI and the server.")
-                return 1
             if not db.exists():
-                _print(f"No MLflow server answers at {uri} and there is no local store at {db}: "
-                       f"run `make demo` first.")
+                _print(f"There is no MLflow store at {db} yet: run `make demo` or `make run MODEL=...` first "
+                       f"(or set MLFLOW_TRACKING_URI to read another server).")
                 return 1
-            print(f"(no MLflow server at {uri}: reading {db} through a temporary one)", file=sys.stderr)
+            print(f"(reading this checkout's MLflow store {db} through a temporary server)", file=sys.stderr)
             uri = running.enter_context(local_stack.mlflow_server(s.state_dir))
             os.environ["MLFLOW_TRACKING_URI"] = uri
             # Links should point where `make up` serves MLflow, not at this short-lived server.
-            os.environ.setdefault("MODELOPS_MLFLOW_UI_URL", "http://127.0.0.1:5000")
-        if not uri.startswith(("http://", "https://")):
-            os.environ.setdefault("MODELOPS_MLFLOW_UI_URL", "http://127.0.0.1:5000")
+            os.environ.setdefault("MODELOPS_MLFLOW_UI_URL", f"http://127.0.0.1:{UI_MLFLOW_PORT}")
         env = local_stack.stack_env(s.state_dir, uri)
         try:
             text = audit.report(args.model, args.version, airflow_env=None if args.no_airflow else env)
@@ -311,7 +435,7 @@ def _approval_note(r: dict) -> str:
     return f"{r.get('decision', '')} by {r.get('by', '')}"
 
 
-def _print_summary(summary: dict, *, uri: str, dag_s: float, total_s: float, log_file: Path) -> None:
+def _print_summary(summary: dict, *, dag_s: float, total_s: float, log_file: Path) -> None:
     s = get_settings()
     steps = summary["steps"]
 
@@ -367,8 +491,7 @@ def _print_summary(summary: dict, *, uri: str, dag_s: float, total_s: float, log
         _print(f"  Evaluation report {evaluated.get('report_html')}")
     _print(f"  Run folder        {summary.get('run_dir')}")
     _print(f"  Airflow log       {log_file}")
-    _print(f"\nDAG run took {dag_s:.0f} s; the whole demo {total_s:.0f} s. Run `make demo` again to train a new "
-           f"candidate against this champion.")
+    _print(f"\nDAG run took {dag_s:.0f} s; the whole command {total_s:.0f} s.")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -388,6 +511,11 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--rows", type=int, default=100_000, help="rows to generate when the data is missing")
     m.add_argument("--mlflow-port", type=int, default=None, help="default: a free port")
     m.set_defaults(fn=cmd_demo)
+    r = sub.add_parser("run", help="run a model's training DAG once, locally, optionally on other data")
+    r.add_argument("--model", default=DEFAULT_MODEL)
+    r.add_argument("--data", default=None, help="train on this file or folder instead of the spec's data.path")
+    r.add_argument("--reason", default=None, help="why this run was triggered (recorded on the version)")
+    r.set_defaults(fn=cmd_run)
     u = sub.add_parser("up", help="Airflow standalone + MLflow for interactive use (Ctrl-C stops)")
     u.add_argument("--airflow-port", type=int, default=UI_AIRFLOW_PORT)
     u.add_argument("--mlflow-port", type=int, default=UI_MLFLOW_PORT)
@@ -402,6 +530,15 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--version", default=None, help="one version: ends with why it is where it is")
     a.add_argument("--no-airflow", action="store_true", help="MLflow records only (skip the airflow CLI)")
     a.set_defaults(fn=cmd_audit)
+    ds = sub.add_parser("draft-spec", help="draft a commented model spec from a CSV/Parquet file or folder")
+    ds.add_argument("--data", required=True, help="a CSV or Parquet file, or a folder of them (read only)")
+    ds.add_argument("--target", required=True, help="the label column")
+    ds.add_argument("--name", required=True, help="model name; writes <out>/<name>.yaml")
+    ds.add_argument("--out", default=None, help="folder for the spec (default: include/models)")
+    ds.add_argument("--format", default=None, choices=("csv", "parquet"), help="default: from the files")
+    ds.add_argument("--sample-rows", type=int, default=None, help="rows read value by value (default 100,000)")
+    ds.add_argument("--force", action="store_true", help="replace an existing spec")
+    ds.set_defaults(fn=cmd_draft_spec)
     c = sub.add_parser("check-specs", help="validate every model spec and print the problems")
     c.set_defaults(fn=cmd_check_specs)
     args = p.parse_args(argv)

@@ -338,8 +338,10 @@ def import_model(model_name: str, version: str, model_uri: str) -> str:
     import mlflow
     from bentoml.exceptions import NotFound
 
+    from include.modelops import tracking
+
     settings = get_settings()
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    tracking.client()  # sets the tracking URI, or says clearly that none is configured
     tag = bentoml_model_tag(model_name, version)
     with _temp_files_under(settings.bentoml_home / "tmp"):
         model_uuid = mlflow.models.get_model_info(model_uri).model_uuid or ""
@@ -762,7 +764,7 @@ def smoke_serve(
     spec: ModelSpec,
     bento_tag: str,
     rows: list[dict[str, Any]],
-    expected_scores: list[float],
+    expected_scores: list[float] | list[list[float]],
     *,
     tolerance: float = 1e-6,
     timeout_s: float | None = None,

@@ -11,6 +11,9 @@ column, a probability matrix); ``to_scores`` maps all of them to the contract:
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -42,11 +45,27 @@ def to_scores(spec: ModelSpec, output: Any) -> np.ndarray:
     return arr.reshape(-1)
 
 
+@contextlib.contextmanager
+def quiet_model_io() -> Iterator[None]:
+    """Silence the deprecation noise of saving or loading a model inside an Airflow task.
+
+    skops (MLflow's safe scikit-learn format) looks up each type's module by scanning
+    ``sys.modules`` with ``getattr``; in a task process that touches every one of Airflow's
+    deprecated-import shims, and each answers with a FutureWarning: ~1,000 log lines per load
+    around the lines that matter. Only that category is silenced, only for the block.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield
+
+
 def load_pyfunc(model_uri: str) -> Any:
     """Load a model from MLflow (``models:/name/3``, ``models:/name@champion``, ``runs:/...``)."""
     import mlflow.pyfunc
 
-    return mlflow.pyfunc.load_model(model_uri)
+    with quiet_model_io():
+        return mlflow.pyfunc.load_model(model_uri)
 
 
 def score(spec: ModelSpec, model: Any, df: pd.DataFrame) -> np.ndarray:

@@ -7,7 +7,7 @@ Every setting has a default for the embedded, one-laptop mode, with all state un
 | --- | --- | --- |
 | ``MODELOPS_STATE_DIR`` | ``<project>/.state`` | root of all local state (git-ignored) |
 | ``MODELOPS_SPECS_DIR`` | ``<project>/include/models`` | folder of model specs (``<name>.yaml``) |
-| ``MLFLOW_TRACKING_URI`` | ``http://127.0.0.1:5000`` | MLflow tracking server |
+| ``MLFLOW_TRACKING_URI`` | unset | MLflow tracking server. Unset, the ``make`` commands start this checkout's own server on its store (``<state>/mlflow``) on a free port, so two checkouts never share a registry by accident; Airflow workers at scale must set it |
 | ``MODELOPS_MLFLOW_UI_URL`` | the tracking URI | base URL for links in reports and cards |
 | ``MODELOPS_RUNS_DIR`` | ``<state>/runs`` | per-DAG-run working files (splits, reports) |
 | ``BENTOML_HOME`` | ``<state>/bentoml`` | BentoML store (models and bentos) |
@@ -89,7 +89,7 @@ class Settings:
 def get_settings() -> Settings:
     """Read the settings from the environment now (cheap; not cached so tests can change env)."""
     state = _path("MODELOPS_STATE_DIR", PROJECT_ROOT / ".state")
-    tracking = os.environ.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    tracking = os.environ.get("MLFLOW_TRACKING_URI", "")
     return Settings(
         project_root=PROJECT_ROOT,
         state_dir=state,

@@ -311,7 +311,8 @@ def smoke_serve_bento(model: str, registered: dict, trained: dict, split: dict, 
     rows = pd.read_parquet(split["holdout_path"]).head(20)
     expected = scoring.score(spec, scoring.load_pyfunc(trained["model_uri"]), rows)
     payload = packaging.request_rows(spec, rows)
-    report = packaging.smoke_serve(spec, packaged["bento_tag"], payload, [float(x) for x in expected])
+    # .tolist(): one float per row, or one list of class probabilities per row (multiclass).
+    report = packaging.smoke_serve(spec, packaged["bento_tag"], payload, expected.tolist())
     tracking.log_json(trained["run_id"], report, "serving/smoke_report.json")
     packaging.check_smoke_report(report)
     tracking.set_version_tags(spec.name, registered["version"], {

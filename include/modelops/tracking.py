@@ -37,6 +37,10 @@ def client() -> MlflowClient:
     import mlflow
 
     uri = get_settings().mlflow_tracking_uri
+    if not uri:
+        raise RuntimeError(
+            "MLFLOW_TRACKING_URI is not set. The make commands start this checkout's MLflow server for you; "
+            "elsewhere (Airflow workers, notebooks) set it to your tracking server's URL.")
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)

@@ -140,7 +140,7 @@ def test_rewriting_replaces_the_folder_and_leaves_nothing_behind(tmp_path):
     generate_transactions(out, rows=1000, days=5)
     first = fingerprint_dataset(out)
     generate_transactions(out, rows=1000, days=3)
-    assert len(list(out.iterdir())) == 3
+    assert len([p for p in out.iterdir() if p.name.startswith("event_date=")]) == 3
     generate_transactions(out, rows=1000, days=5)
     assert fingerprint_dataset(out) == first
     assert [p.name for p in tmp_path.iterdir()] == ["d"]
@@ -151,6 +151,17 @@ def test_refuses_to_replace_a_folder_that_is_not_a_dataset(tmp_path):
     with pytest.raises(ValueError, match="Refusing to replace"):
         generate_transactions(tmp_path, rows=100, days=1)
     assert (tmp_path / "notes.txt").read_text() == "keep me"
+
+
+def test_never_replaces_a_users_folder_of_date_partitions(tmp_path):
+    user = tmp_path / "user_data"
+    part = user / "event_date=2026-01-01"
+    part.mkdir(parents=True)
+    (part / "part-0000.parquet").write_bytes(b"the user's own data")
+    with pytest.raises(ValueError, match="was not written by this generator"):
+        generate_transactions(user, rows=100, days=1)
+    assert (part / "part-0000.parquet").read_bytes() == b"the user's own data"
+    assert sorted(p.name for p in user.rglob("*")) == ["event_date=2026-01-01", "part-0000.parquet"]
 
 
 def test_unknown_variant_is_rejected_with_the_list_of_variants(tmp_path):

@@ -79,14 +79,17 @@ def log_model(model: Any, spec: ModelSpec, input_example: pd.DataFrame) -> str:
     example = feature_frame(spec, input_example)
     is_classifier = spec.task.value != "regression"
     output = model.predict_proba(example) if is_classifier else model.predict(example)
-    info = mlflow.sklearn.log_model(
-        model,
-        name="model",
-        signature=infer_signature(example, output),
-        input_example=example.head(5),
-        pyfunc_predict_fn="predict_proba" if is_classifier else "predict",
-        skops_trusted_types=_library_types(model),
-    )
+    from include.modelops.scoring import quiet_model_io
+
+    with quiet_model_io():
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=infer_signature(example, output),
+            input_example=example.head(5),
+            pyfunc_predict_fn="predict_proba" if is_classifier else "predict",
+            skops_trusted_types=_library_types(model),
+        )
     return info.model_uri
 
 
