@@ -504,13 +504,13 @@ class TrafficSummary:
 
 
 @dataclass
-class _Prepared:
+class PreparedRequests:
     bodies: list[bytes]
     labels: list[list[Any]]
     rows_per_body: list[int]
 
 
-def prepare_requests(spec: ModelSpec, frame: pd.DataFrame, cfg: TrafficConfig, n_requests: int) -> _Prepared:
+def prepare_requests(spec: ModelSpec, frame: pd.DataFrame, cfg: TrafficConfig, n_requests: int) -> PreparedRequests:
     """Request bodies (JSON) and their rows' true labels, cycling through ``frame`` in a shuffled order."""
     import numpy as np
 
@@ -533,11 +533,16 @@ def prepare_requests(spec: ModelSpec, frame: pd.DataFrame, cfg: TrafficConfig, n
             payload["entity_ids"] = entities[b * k:(b + 1) * k]
         bodies.append(json.dumps(payload).encode())
         labels.append(targets[b * k:(b + 1) * k])
-    return _Prepared(bodies=bodies, labels=labels, rows_per_body=[k] * n_bodies)
+    return PreparedRequests(bodies=bodies, labels=labels, rows_per_body=[k] * n_bodies)
 
 
-async def _send_all(base_url: str, prepared: _Prepared, cfg: TrafficConfig, summary: TrafficSummary,
-                    on_answer: Callable[[str, list[Any]], None], progress: Callable[[float], None]) -> None:
+async def send_requests(base_url: str, prepared: PreparedRequests, cfg: TrafficConfig, summary: TrafficSummary,
+                        on_answer: Callable[[str, list[Any]], None], progress: Callable[[float], None]) -> None:
+    """Send ``prepared`` bodies to ``<base_url>/predict`` on ``cfg``'s open-loop schedule, counting in ``summary``.
+
+    ``on_answer(request_id, labels)`` is called for every 2xx answer, ``progress(elapsed_s)``
+    every ``cfg.progress_every_s``. Used by ``run_traffic`` and the serving benchmark.
+    """
     import aiohttp
 
     timeout = aiohttp.ClientTimeout(total=cfg.timeout_s)
@@ -665,7 +670,7 @@ def run_traffic(spec: ModelSpec, frame: pd.DataFrame, cfg: TrafficConfig, *,
         echo(summary.progress_line(elapsed, writer.pending))
 
     try:
-        asyncio.run(_send_all(base_url, prepared, cfg, summary, writer.submit, progress))
+        asyncio.run(send_requests(base_url, prepared, cfg, summary, writer.submit, progress))
     except KeyboardInterrupt:
         echo("Interrupted: no more requests are sent.")
     finally:
