@@ -238,10 +238,10 @@ def cmd_traffic(args: argparse.Namespace) -> int:
             send_entity_ids=not args.no_entity_ids, seed=args.seed)
         cfg.check()
         drift = traffic.parse_drift(args.drift, spec)
-        frame, where = traffic.load_rows(spec, args.source, rows=args.generated_rows, seed=args.seed)
-        frame = traffic.apply_drift(spec, frame, drift, np.random.default_rng(args.seed))
         base_url = traffic.check_local_url(cfg.url)
         traffic.wait_until_ready(base_url, timeout_s=args.ready_timeout)
+        frame, where = traffic.load_rows(spec, args.source, rows=args.generated_rows, seed=args.seed)
+        frame = traffic.apply_drift(spec, frame, drift, np.random.default_rng(args.seed))
     except (traffic.TrafficError, ModelSpecError) as exc:
         _print(f"error: {exc}")
         return 2
