@@ -518,8 +518,8 @@ def prepare_requests(spec: ModelSpec, frame: pd.DataFrame, cfg: TrafficConfig, n
 
     order = np.random.default_rng(cfg.seed).permutation(len(frame))
     k = cfg.rows_per_request
-    # Enough distinct bodies to never repeat within a run of at most 10,000 bodies; longer runs cycle.
-    n_bodies = max(1, min(n_requests, 10_000))
+    # Distinct bodies for up to 10,000 requests (and 200,000 rows in memory); longer runs cycle.
+    n_bodies = max(1, min(n_requests, 10_000, 200_000 // k))
     take = np.resize(order, n_bodies * k)
     chosen = frame.iloc[take].reset_index(drop=True)
     rows = request_rows(spec, chosen)
