@@ -10,6 +10,16 @@ PORT        ?= 3000
 PYTEST_ARGS ?=
 DATA        ?=
 REASON      ?=
+# make traffic: where, how fast, how long (whichever of COUNT and DURATION comes first), what rows
+URL         ?= http://127.0.0.1:3000
+RATE        ?= 10
+COUNT       ?= 1000
+DURATION    ?= 60
+BATCH       ?= 1
+SOURCE      ?= holdout
+DRIFT       ?=
+LABEL_DELAY ?= 30
+PENDING     ?= wait
 
 export PYTHONPATH        := $(CURDIR):$(CURDIR)/plugins
 export MODELOPS_STATE_DIR := $(STATE)
@@ -24,7 +34,7 @@ export DO_NOT_TRACK      := true
 export PIP_CACHE_DIR     := $(STATE)/cache/pip
 export TMPDIR            := $(STATE)/tmp
 
-.PHONY: help setup demo run test test-unit test-integration up data check-specs spec-docs serve audit bench bench-training lint clean
+.PHONY: help setup demo run test test-unit test-integration up data check-specs spec-docs serve traffic audit bench bench-training bench-serving lint clean
 
 help:
 	@echo "make demo         set up, then train MODEL end to end (default: the bundled fraud_detection example,"
@@ -39,8 +49,11 @@ help:
 	@echo "                  draft include/models/NAME.yaml from CSV/Parquet data, with comments to review"
 	@echo "make spec-docs    regenerate docs/model-spec.md from the schema"
 	@echo "make serve        serve MODEL's champion bento with the inference log on http://127.0.0.1:$(PORT) (PORT=...)"
+	@echo "make traffic      send MODEL's rows to URL (RATE/s, COUNT or DURATION s, BATCH rows each, SOURCE,"
+	@echo "                  DRIFT, labels LABEL_DELAY s later, PENDING=wait|write|drop); see README"
 	@echo "make audit        lifecycle of MODEL (and VERSION): evidence, approvals, alias changes"
 	@echo "make bench        parse-time and orchestration-overhead benchmarks"
+	@echo "make bench-serving   bento vs FastAPI latency/throughput, inference log on vs off"
 	@echo "make bench-training  training throughput (GPU when present), bf16 vs fp32"
 	@echo "make lint         ruff (pyflakes, syntax, import order)"
 	@echo "make clean        delete .state/ (all local runs, models and bentos)"
@@ -92,11 +105,20 @@ check-specs: setup
 serve: setup
 	$(BIN)/python -m include.modelops.cli serve --model $(MODEL) --port $(PORT)
 
+traffic: setup
+	$(BIN)/python -m include.modelops.cli traffic --model $(MODEL) --url $(URL) --rate $(RATE) --count $(COUNT) \
+		--duration $(DURATION) --rows-per-request $(BATCH) --source $(SOURCE) --drift "$(DRIFT)" \
+		--label-delay $(LABEL_DELAY) --pending $(PENDING)
+
 bench: setup
 	$(BIN)/python tests/benchmarks/bench_orchestration.py
 
 bench-training: setup
 	$(BIN)/python tests/benchmarks/bench_training.py
+
+bench-serving: setup
+	@mkdir -p $(TMPDIR)
+	$(BIN)/python tests/benchmarks/bench_serving.py
 
 audit: setup
 	$(BIN)/python -m include.modelops.cli audit --model $(MODEL) $(if $(VERSION),--version $(VERSION),)

@@ -4,6 +4,7 @@
     python -m include.modelops.cli demo [--model NAME]               # make demo
     python -m include.modelops.cli run --model NAME [--data P] [--reason R]   # make run
     python -m include.modelops.cli check-specs                       # make check-specs
+    python -m include.modelops.cli traffic [--rate R --count N ...]  # make traffic
 
 ``demo`` starts an MLflow server, runs the model's training DAG once with
 ``airflow dags test`` (a real Airflow, SQLite metadata DB), prints a summary of every
@@ -425,6 +426,45 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_traffic(args: argparse.Namespace) -> int:
+    """Send rows to a serving endpoint at a set rate; write their true labels after a delay."""
+    import numpy as np
+
+    from include.modelops.serving import traffic
+    from include.modelops.spec import ModelSpecError, load_spec_by_name
+
+    try:
+        spec = load_spec_by_name(args.model)
+        cfg = traffic.TrafficConfig(
+            url=args.url, rate=args.rate, count=args.count, duration_s=args.duration,
+            rows_per_request=args.rows_per_request, label_delay_s=args.label_delay,
+            label_jitter_s=args.label_jitter, pending=args.pending, timeout_s=args.timeout,
+            max_in_flight=args.max_in_flight, progress_every_s=args.progress_every,
+            send_entity_ids=not args.no_entity_ids, seed=args.seed)
+        cfg.check()
+        drift = traffic.parse_drift(args.drift, spec)
+        base_url = traffic.check_local_url(cfg.url)
+        traffic.wait_until_ready(base_url, timeout_s=args.ready_timeout)
+        frame, where = traffic.load_rows(spec, args.source, rows=args.generated_rows, seed=args.seed)
+        frame = traffic.apply_drift(spec, frame, drift, np.random.default_rng(args.seed))
+    except (traffic.TrafficError, ModelSpecError) as exc:
+        _print(f"error: {exc}")
+        return 2
+    feed = get_settings().inference_log_url
+    _print(f"==> {spec.name}: {cfg.rate:g} requests/s x {cfg.rows_per_request} row(s) to {base_url}/predict, "
+           f"until {cfg.count:,} requests or {cfg.duration_s:g} s")
+    _print(f"    rows: {where}; drift: {drift.describe()}")
+    _print(f"    labels: {cfg.label_delay_s:g} s after each answer (+ up to {cfg.label_jitter_s:g} s) into "
+           f"{feed}/labels/model={spec.name}/")
+    summary = traffic.run_traffic(spec, frame, cfg, echo=_print)
+    _print("\n" + summary.report())
+    _print(f"\nRead them joined: label_feed.join_labels(log_store.read_records('predictions', {spec.name!r}), "
+           f"label_feed.read_labels({spec.name!r}))")
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary.to_dict(), indent=2))
+    return 0 if summary.answered else 1
+
+
 def _approval_note(r: dict) -> str:
     """One line for the approval: a policy decision, or a human's answer from the HITL operator."""
     if not r:
@@ -539,6 +579,33 @@ def main(argv: list[str] | None = None) -> int:
     ds.add_argument("--sample-rows", type=int, default=None, help="rows read value by value (default 100,000)")
     ds.add_argument("--force", action="store_true", help="replace an existing spec")
     ds.set_defaults(fn=cmd_draft_spec)
+    t = sub.add_parser("traffic", help="send rows to a serving endpoint; write their labels after a delay",
+                       description="Send rows of MODEL's data to URL/predict at RATE requests/s until COUNT "
+                                   "requests or DURATION seconds, whichever comes first; write the true labels "
+                                   "of answered rows to the label feed LABEL_DELAY seconds later.")
+    t.add_argument("--model", default=DEFAULT_MODEL)
+    t.add_argument("--url", default="http://127.0.0.1:3000", help="the service (this machine only)")
+    t.add_argument("--rate", type=float, default=10.0, help="requests per second (default 10)")
+    t.add_argument("--count", type=int, default=1_000, help="stop after this many requests (default 1000)")
+    t.add_argument("--duration", type=float, default=60.0, help="stop after this many seconds (default 60)")
+    t.add_argument("--rows-per-request", type=int, default=1, help="rows in each request (default 1)")
+    t.add_argument("--source", default="holdout",
+                   help="holdout (latest training run's), data (the spec's), generated[:variant], or a path")
+    t.add_argument("--generated-rows", type=int, default=20_000, help="rows to generate for --source generated")
+    t.add_argument("--drift", default="", help="e.g. 'scale=amount:3 shift=merchant_category:gaming:0.5 "
+                                               "segment=region:north' (see README)")
+    t.add_argument("--label-delay", type=float, default=30.0, help="seconds from answer to label (default 30)")
+    t.add_argument("--label-jitter", type=float, default=0.0, help="extra random delay, up to this many seconds")
+    t.add_argument("--pending", choices=["wait", "write", "drop"], default="wait",
+                   help="labels not yet due at the end: wait for them (default), write them now, or drop them")
+    t.add_argument("--timeout", type=float, default=10.0, help="per-request timeout in seconds")
+    t.add_argument("--max-in-flight", type=int, default=64, help="most requests outstanding at once")
+    t.add_argument("--progress-every", type=float, default=5.0, help="seconds between progress lines")
+    t.add_argument("--ready-timeout", type=float, default=10.0, help="how long to wait for the service's /readyz")
+    t.add_argument("--no-entity-ids", action="store_true", help="do not send the spec's entity ids")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--json", default=None, help="also write the summary to this JSON file")
+    t.set_defaults(fn=cmd_traffic)
     c = sub.add_parser("check-specs", help="validate every model spec and print the problems")
     c.set_defaults(fn=cmd_check_specs)
     args = p.parse_args(argv)

@@ -1,0 +1,312 @@
+"""Serving speed: the bento against a plain FastAPI + uvicorn app, and the inference log's cost.
+
+    make bench-serving      # or: python tests/benchmarks/bench_serving.py [--quick] [--json out.json]
+
+On one model version (the fraud spec's scikit-learn model, trained here on generated
+transactions through the project's trainer, registered in a local MLflow server and built
+into a bento), one server at a time on 127.0.0.1:
+
+* **bento, log on**: ``bentoml serve`` of the bento, inference log on (the default);
+* **bento, log off**: the same with ``MODELOPS_INFERENCE_LOG=off``;
+* **FastAPI**: ``tests/benchmarks/fastapi_peer.py`` under uvicorn, the same model loaded with
+  ``scoring.load_pyfunc`` and the same validation and response code.
+
+For each: p50/p95/p99 latency of single-row requests at a fixed low rate, and the highest
+throughput whose p95 stays under 50 ms (rates stepped up until p95, errors or the achieved
+rate give out, then bisected), for single-row and for 100-row requests. The load comes from
+``include.modelops.serving.traffic.send_requests`` (asyncio + aiohttp, open-loop schedule,
+bounded in count, time and requests in flight), in this process, on the same cores as the
+server: on a 2-core machine the client's own CPU is part of every figure, for both servers alike.
+
+Goals (issue 7): single-row max throughput bento >= 1.5x FastAPI; low-rate p95 bento <= 1.2x
+FastAPI; the log costs <= 5% throughput. Everything it writes goes under
+``<project>/.state/bench/serving``. Not a test: pytest does not collect it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(PROJECT_ROOT))
+WORK = PROJECT_ROOT / ".state" / "bench" / "serving"
+
+P95_LIMIT_MS = 50.0
+LOW_RATE = 20.0  # requests/s for the latency percentiles
+
+
+def setup_env() -> None:
+    """All state of this benchmark under WORK, set before bentoml or mlflow are imported."""
+    os.environ["MODELOPS_STATE_DIR"] = str(WORK / "state")
+    os.environ["BENTOML_HOME"] = str(WORK / "bentoml")
+    os.environ["MODELOPS_INFERENCE_LOG_URL"] = str(WORK / "inference_log")
+    os.environ.setdefault("MODELOPS_GIT_COMMIT", "bench")
+    for k, v in {"BENTOML_DO_NOT_TRACK": "True", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}.items():
+        os.environ.setdefault(k, v)
+    (WORK / "tmp").mkdir(parents=True, exist_ok=True)
+    os.environ["TMPDIR"] = str(WORK / "tmp")
+
+
+def train_and_package(spec: Any, tracking_uri: str, rows: int) -> dict[str, Any]:
+    """Train the spec's model on generated rows, register it, build its bento; return tag, URI, holdout."""
+    import mlflow
+
+    from include.modelops.dataset import generate_transactions, read_dataset
+    from include.modelops.packaging import build_bento
+    from include.modelops.training import sklearn_trainer
+
+    data = WORK / "data"
+    if not data.exists():
+        generate_transactions(data, rows=rows, days=20, seed=21)
+    frame = read_dataset(data)
+    cut = int(len(frame) * 0.8)
+    train, holdout = frame.iloc[:cut], frame.iloc[cut:].reset_index(drop=True)
+    mlflow.set_tracking_uri(tracking_uri)
+    with mlflow.start_run(experiment_id=_experiment("bench-serving")):
+        model = sklearn_trainer.fit(spec, train, params=dict(spec.training.params))
+        model_uri = sklearn_trainer.log_model(model, spec, train.head(50))
+    version = str(mlflow.register_model(model_uri, spec.name).version)
+    tag = build_bento(spec, version, f"models:/{spec.name}/{version}")
+    return {"tag": tag, "version": version, "model_uri": f"models:/{spec.name}/{version}", "holdout": holdout}
+
+
+def _experiment(name: str) -> str:
+    import mlflow
+
+    found = mlflow.get_experiment_by_name(name)
+    return found.experiment_id if found else mlflow.create_experiment(
+        name, artifact_location=(WORK / "artifacts").as_uri())
+
+
+class Server:
+    """One server process on a free port, started and stopped around a measurement."""
+
+    def __init__(self, name: str, cmd: list[str], env: dict[str, str], cwd: Path) -> None:
+        self.name, self.cmd, self.env, self.cwd = name, cmd, env, cwd
+        self.proc: subprocess.Popen | None = None
+        self.log = WORK / "logs" / f"{name.replace(' ', '_').replace(',', '')}.log"
+
+    def __enter__(self) -> Server:
+        from include.modelops import local_stack
+
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT, env=self.env,
+                                         cwd=self.cwd, start_new_session=True)
+        try:
+            local_stack._wait_http(f"{self.url}/readyz", 240, self.proc, self.name)
+        except Exception:
+            local_stack.stop_process(self.proc)
+            print(self.log.read_text()[-3000:])
+            raise
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc: object) -> None:
+        from include.modelops import local_stack
+
+        if self.proc is not None:
+            local_stack.stop_process(self.proc, timeout_s=30)
+
+
+def bento_server(name: str, tag: str, log_on: bool) -> Server:
+    from include.modelops import local_stack, packaging
+
+    env = packaging._serve_env()
+    env["MODELOPS_INFERENCE_LOG"] = "on" if log_on else "off"
+    server = Server(name, [], env, WORK / "bentoml")
+    server.port = local_stack.free_port()
+    server.cmd = [sys.executable, "-m", "bentoml", "serve", tag, "--host", "127.0.0.1", "--port", str(server.port)]
+    return server
+
+
+def fastapi_server(model_uri: str, workers: int) -> Server:
+    from include.modelops import local_stack
+
+    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), MODELOPS_PEER_MODEL_URI=model_uri,
+               MODELOPS_PEER_MODEL="fraud_detection")
+    server = Server("FastAPI", [], env, PROJECT_ROOT)
+    server.port = local_stack.free_port()
+    server.cmd = [sys.executable, "-m", "uvicorn", "fastapi_peer:app", "--app-dir", str(Path(__file__).parent),
+                  "--host", "127.0.0.1", "--port", str(server.port), "--workers", str(workers),
+                  "--log-level", "warning", "--no-access-log"]
+    return server
+
+
+def run_load(spec: Any, frame: Any, url: str, *, rate: float, seconds: float, rows: int,
+             max_in_flight: int = 256) -> dict[str, Any]:
+    """Send ``rate`` requests/s of ``rows`` rows for ``seconds``; the summary as a dict."""
+    from include.modelops.serving import traffic
+
+    cfg = traffic.TrafficConfig(url=url, rate=rate, count=max(1, int(rate * seconds)), duration_s=seconds,
+                                rows_per_request=rows, timeout_s=5.0, max_in_flight=max_in_flight,
+                                progress_every_s=0, send_entity_ids=True)
+    cfg.check()
+    prepared = traffic.prepare_requests(spec, frame, cfg, min(cfg.count, 2000))
+    summary = traffic.TrafficSummary()
+    asyncio.run(traffic.send_requests(url, prepared, cfg, summary, lambda *_: None, lambda _: None))
+    out = summary.to_dict()
+    out["answered_per_s"] = summary.answered / summary.duration_s if summary.duration_s else 0.0
+    out["target_rate"] = rate
+    errors = out["4xx"] + out["5xx"] + out["connection_errors"]
+    out["ok"] = (errors <= 0.01 * max(out["sent"], 1) and out["latency_ms_p95"] is not None
+                 and out["latency_ms_p95"] < P95_LIMIT_MS and out["answered_per_s"] >= 0.9 * rate)
+    return out
+
+
+def max_throughput(spec: Any, frame: Any, url: str, *, rows: int, rates: list[float], seconds: float,
+                   bisect_steps: int, label: str) -> dict[str, Any]:
+    """The highest rate whose step keeps p95 < 50 ms, no errors over 1% and >= 90% of the rate answered."""
+    best: dict[str, Any] | None = None
+    failed_at: float | None = None
+    for rate in rates:
+        result = run_load(spec, frame, url, rate=rate, seconds=seconds, rows=rows)
+        _step(label, result)
+        if result["ok"]:
+            best = result
+        else:
+            failed_at = rate
+            break
+    if best is not None and failed_at is not None:
+        lo, hi = best["target_rate"], failed_at
+        for _ in range(bisect_steps):
+            mid = round((lo + hi) / 2, 1)
+            result = run_load(spec, frame, url, rate=mid, seconds=seconds, rows=rows)
+            _step(label, result)
+            if result["ok"]:
+                best, lo = result, mid
+            else:
+                hi = mid
+            time.sleep(0.5)
+    return {"best": best, "ceiling_hit": failed_at is None}
+
+
+def _step(label: str, r: dict[str, Any]) -> None:
+    p95 = r["latency_ms_p95"]
+    print(f"    {label:<22} target {r['target_rate']:>7.1f}/s  answered {r['answered_per_s']:>7.1f}/s  "
+          f"p95 {'-' if p95 is None else f'{p95:6.1f}'} ms  errors {r['4xx'] + r['5xx'] + r['connection_errors']}"
+          f"  {'ok' if r['ok'] else 'over'}", flush=True)
+
+
+def measure(server: Server, spec: Any, frame: Any, args: argparse.Namespace) -> dict[str, Any]:
+    print(f"==> {server.name} on {server.url}", flush=True)
+    run_load(spec, frame, server.url, rate=50, seconds=2, rows=1)  # warm-up: imports, caches, connections
+    run_load(spec, frame, server.url, rate=10, seconds=1, rows=100)
+    low = run_load(spec, frame, server.url, rate=LOW_RATE, seconds=args.low_seconds, rows=1)
+    print(f"    low rate {LOW_RATE:g}/s: p50 {low['latency_ms_p50']:.2f}  p95 {low['latency_ms_p95']:.2f}  "
+          f"p99 {low['latency_ms_p99']:.2f} ms", flush=True)
+    single = max_throughput(spec, frame, server.url, rows=1, rates=args.single_rates, seconds=args.step_seconds,
+                            bisect_steps=args.bisect, label="1 row")
+    batch = max_throughput(spec, frame, server.url, rows=100, rates=args.batch_rates, seconds=args.step_seconds,
+                           bisect_steps=args.bisect, label="100 rows")
+    return {"low": low, "single": single, "batch": batch}
+
+
+def _tput(result: dict[str, Any], key: str) -> float | None:
+    best = result[key]["best"]
+    return best["answered_per_s"] if best else None
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}x" if a and b else "-"
+
+
+def table(results: dict[str, dict[str, Any]], peer_workers: int) -> str:
+    names = list(results)
+    lines = ["| server | low-rate p50 (ms) | p95 (ms) | p99 (ms) | max req/s, 1 row, p95<50 ms | "
+             "max req/s, 100 rows (rows/s) |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for name in names:
+        r = results[name]
+        single, batch = _tput(r, "single"), _tput(r, "batch")
+        s_note = "+" if r["single"]["ceiling_hit"] else ""
+        b_note = "+" if r["batch"]["ceiling_hit"] else ""
+        lines.append(
+            f"| {name} | {r['low']['latency_ms_p50']:.2f} | {r['low']['latency_ms_p95']:.2f} | "
+            f"{r['low']['latency_ms_p99']:.2f} | {single or 0:.0f}{s_note} | "
+            f"{batch or 0:.1f}{b_note} ({(batch or 0) * 100:,.0f}) |")
+    on, off, peer = results.get("bento, log on"), results.get("bento, log off"), results.get("FastAPI")
+    lines += ["", "| ratio | value | goal |", "| --- | ---: | --- |"]
+    if on and peer:
+        lines.append(f"| bento/FastAPI max single-row throughput | {_ratio(_tput(on, 'single'), _tput(peer, 'single'))}"
+                     f" | >= 1.5x |")
+        lines.append(f"| bento/FastAPI low-rate p95 | {_ratio(on['low']['latency_ms_p95'], peer['low']['latency_ms_p95'])}"
+                     f" | <= 1.2x |")
+        lines.append(f"| bento/FastAPI max 100-row throughput | {_ratio(_tput(on, 'batch'), _tput(peer, 'batch'))} | - |")
+    if on and off:
+        lines.append(f"| log on/off max single-row throughput | {_ratio(_tput(on, 'single'), _tput(off, 'single'))}"
+                     f" | >= 0.95x |")
+        lines.append(f"| log on/off max 100-row throughput | {_ratio(_tput(on, 'batch'), _tput(off, 'batch'))}"
+                     f" | >= 0.95x |")
+        lines.append(f"| log on/off low-rate p95 | {_ratio(on['low']['latency_ms_p95'], off['low']['latency_ms_p95'])}"
+                     f" | - |")
+    lines.append("")
+    lines.append(f"`+`: the highest rate tried still passed (the ceiling is higher). FastAPI ran with "
+                 f"{peer_workers} uvicorn worker(s).")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rows", type=int, default=20_000, help="generated transactions to train on")
+    p.add_argument("--low-seconds", type=float, default=10.0)
+    p.add_argument("--step-seconds", type=float, default=4.0)
+    p.add_argument("--bisect", type=int, default=2, help="bisection steps after the first failing rate")
+    p.add_argument("--single-rates", type=lambda s: [float(x) for x in s.split(",")],
+                   default=[10, 25, 50, 100, 200, 300, 450, 600, 800, 1000, 1300])
+    p.add_argument("--batch-rates", type=lambda s: [float(x) for x in s.split(",")],
+                   default=[2, 5, 10, 20, 30, 45, 60, 80, 100, 130])
+    p.add_argument("--peer-workers", type=int, default=1, help="uvicorn workers of the FastAPI app")
+    p.add_argument("--only", default="", help="comma-separated subset: on,off,fastapi")
+    p.add_argument("--json", default=None, help="also write every measurement to this file")
+    p.add_argument("--fresh", action="store_true", help="delete the previous run's state first")
+    args = p.parse_args(argv)
+
+    if args.fresh:
+        shutil.rmtree(WORK, ignore_errors=True)
+    setup_env()
+    logging.basicConfig(level=logging.WARNING)
+    from include.modelops import local_stack
+    from include.modelops.spec import load_spec_by_name
+
+    spec = load_spec_by_name("fraud_detection")
+    started = time.perf_counter()
+    only = set(filter(None, args.only.split(","))) or {"on", "off", "fastapi"}
+    results: dict[str, dict[str, Any]] = {}
+    with local_stack.mlflow_server(WORK / "state") as uri:
+        os.environ["MLFLOW_TRACKING_URI"] = uri
+        print(f"==> Training and packaging fraud_detection ({args.rows:,} generated rows), MLflow at {uri}", flush=True)
+        model = train_and_package(spec, uri, args.rows)
+        print(f"    bento {model['tag']} (model version {model['version']}) in "
+              f"{time.perf_counter() - started:.0f} s", flush=True)
+        frame = model["holdout"]
+        plan = [("on", lambda: bento_server("bento, log on", model["tag"], log_on=True)),
+                ("off", lambda: bento_server("bento, log off", model["tag"], log_on=False)),
+                ("fastapi", lambda: fastapi_server(model["model_uri"], args.peer_workers))]
+        for key, make in plan:
+            if key not in only:
+                continue
+            with make() as server:
+                results[server.name] = measure(server, spec, frame, args)
+    text = table(results, args.peer_workers)
+    print("\n" + text)
+    print(f"\nModel version {model['version']} ({model['tag']}); whole benchmark {time.perf_counter() - started:.0f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"results": results, "bento": model["tag"]}, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
