@@ -246,15 +246,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         local_stack.migrate_airflow_db(env)
         mlflow = local_stack.start_mlflow(s.state_dir, mlflow_port, env)
-        log_file = s.state_dir / "logs" / "airflow-standalone.log"
-        _print(f"==> Starting Airflow standalone (log {log_file})")
-        airflow = subprocess.Popen([sys.executable, "-m", "airflow", "standalone"], env=env,
-                                   start_new_session=True, stdout=open(log_file, "ab"),  # noqa: SIM115
-                                   stderr=subprocess.STDOUT)
-        local_stack._wait_http(f"http://127.0.0.1:{airflow_port}/api/v2/monitor/health", 300, airflow,
-                               "Airflow API server")
         # DAGs first seen by `make demo` / `make run` (airflow dags test) may be paused: a REST
-        # trigger would then queue forever. Every model's DAGs are this project's to run.
+        # trigger would then queue forever. Every model's DAGs are this project's to run. Done
+        # before Airflow starts (no other writer on the metadata DB); DAGs not parsed yet are
+        # created unpaused (AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False in stack_env).
         try:
             dag_ids = [spec.dag_id for spec in load_all_specs()]
         except ModelSpecError:
@@ -263,7 +258,15 @@ def cmd_up(args: argparse.Namespace) -> int:
             pattern = "^(" + "|".join(dag_ids) + ")$"
             res = local_stack.airflow(["dags", "unpause", "--treat-dag-id-as-regex", "-y", pattern], env)
             _print("==> Unpaused " + ", ".join(dag_ids) if res.returncode == 0 else
-                   f"==> Could not unpause the DAGs (unpause them in the UI): {res.stderr.strip()[-300:]}")
+                   f"==> Could not unpause the DAGs (run `airflow dags unpause <dag_id>` or use the UI): "
+                   f"{res.stderr.strip()[-300:]}")
+        log_file = s.state_dir / "logs" / "airflow-standalone.log"
+        _print(f"==> Starting Airflow standalone (log {log_file})")
+        airflow = subprocess.Popen([sys.executable, "-m", "airflow", "standalone"], env=env,
+                                   start_new_session=True, stdout=open(log_file, "ab"),  # noqa: SIM115
+                                   stderr=subprocess.STDOUT)
+        local_stack._wait_http(f"http://127.0.0.1:{airflow_port}/api/v2/monitor/health", 300, airflow,
+                               "Airflow API server")
         pw_file = Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
         login = json.loads(pw_file.read_text()) if pw_file.exists() else {}
         _print(f"\nAirflow UI   http://127.0.0.1:{airflow_port}   login: "

@@ -197,7 +197,9 @@ def registered(spec: ModelSpec, state: Path):
         ]
     ).fit(x_train, train[spec.target.name])
 
+    # Both URIs: an earlier test in this session may have pointed the registry at the shared stack.
     mlflow.set_tracking_uri(f"sqlite:///{state}/mlflow.db")
+    mlflow.set_registry_uri(f"sqlite:///{state}/mlflow.db")
     experiment_id = mlflow.create_experiment(
         "packaging-test", artifact_location=(state / "artifacts").as_uri()
     )

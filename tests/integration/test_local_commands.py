@@ -79,6 +79,27 @@ def test_tracking_without_a_configured_server_says_what_to_set(monkeypatch):
         tracking.client()
 
 
+def _dag_is_unpaused(up_output: str, dag_id: str, timeout_s: float = 180) -> bool:
+    """Ask the REST API of the Airflow that `make up` printed (as the README does) whether a DAG is paused."""
+    import re
+
+    import requests
+
+    m = re.search(r"Airflow UI\s+(http://127.0.0.1:\d+)\s+login: (\S+) / (\S+)", up_output)
+    assert m, up_output[-2000:]
+    base, user, password = m.groups()
+    token = requests.post(f"{base}/auth/token", json={"username": user, "password": password},
+                          timeout=30).json()["access_token"]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:  # the DAG processor may not have parsed the file yet
+        res = requests.get(f"{base}/api/v2/dags/{dag_id}", headers={"Authorization": f"Bearer {token}"},
+                           timeout=30)
+        if res.status_code == 200:
+            return res.json()["is_paused"] is False
+        time.sleep(3)
+    raise AssertionError(f"{dag_id} never appeared in {base}")
+
+
 def test_up_moves_off_taken_ports_unpauses_and_leaves_nothing_on_sigterm(tmp_path, other_checkout):
     state = tmp_path / "state"
     proc = subprocess.Popen([sys.executable, "-m", "include.modelops.cli", "up"], env=_env(state),
@@ -95,6 +116,7 @@ def test_up_moves_off_taken_ports_unpauses_and_leaves_nothing_on_sigterm(tmp_pat
         assert "Ctrl-C stops both" in out, out[-3000:]
         assert "Port 5000 is taken" in out and "Port 8080 is taken" in out
         assert "Unpaused fraud_detection_training" in out
+        assert _dag_is_unpaused(out, "fraud_detection_training")
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) >= 2  # MLflow and Airflow's components
         proc.send_signal(signal.SIGTERM)

@@ -47,7 +47,9 @@ def served(tmp_path_factory: pytest.TempPathFactory):
         run_dir.mkdir(parents=True)
         holdout.to_parquet(run_dir / "holdout.parquet", index=False)
 
+        # Both URIs: an earlier test in this session may have pointed the registry at the shared stack.
         mlflow.set_tracking_uri(f"sqlite:///{root}/mlflow.db")
+        mlflow.set_registry_uri(f"sqlite:///{root}/mlflow.db")
         experiment = mlflow.create_experiment("traffic-test", artifact_location=(root / "artifacts").as_uri())
         with mlflow.start_run(experiment_id=experiment):
             model = sklearn_trainer.fit(spec, train, params={"max_iter": 30})
