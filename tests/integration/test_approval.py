@@ -47,7 +47,7 @@ class Api:
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read() or b"{}")
 
-    def wait(self, what: str, fn, timeout_s: float = 420, every_s: float = 3):
+    def wait(self, what: str, fn, timeout_s: float = 600, every_s: float = 3):
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             value = fn()

@@ -9,8 +9,6 @@ latest training run's holdout as its rows.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,11 +22,11 @@ SPEC_PATH = PROJECT_ROOT / "include" / "models" / "fraud_detection.yaml"
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory):
+def served(tmp_path_factory: pytest.TempPathFactory, bentoml_store: Path):
     """A served bento of a freshly trained model; yields its URL, state folder, holdout and spec."""
     import mlflow
 
-    from include.modelops import local_stack, packaging
+    from include.modelops import packaging
     from include.modelops.dataset import generate_transactions, read_dataset
     from include.modelops.training import sklearn_trainer
 
@@ -36,7 +34,7 @@ def served(tmp_path_factory: pytest.TempPathFactory):
     spec = load_spec(SPEC_PATH)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MODELOPS_STATE_DIR", str(root / "state"))
-        mp.setenv("BENTOML_HOME", str(root / "bentoml"))
+        mp.setenv("BENTOML_HOME", str(bentoml_store))  # one store per process (see conftest)
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlflow.db")
         mp.setenv("MODELOPS_INFERENCE_LOG_URL", str(root / "state" / "inference_log"))
         mp.setenv("MODELOPS_GIT_COMMIT", "test")
@@ -57,20 +55,9 @@ def served(tmp_path_factory: pytest.TempPathFactory):
         version = mlflow.register_model(model_uri, spec.name).version
         tag = packaging.build_bento(spec, str(version), f"models:/{spec.name}/{version}")
 
-        port = local_stack.free_port()
-        url = f"http://127.0.0.1:{port}"
-        log_path = root / "serve.log"
-        with log_path.open("wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "bentoml", "serve", tag, "--host", "127.0.0.1", "--port", str(port)],
-                stdout=out, stderr=subprocess.STDOUT, env=packaging._serve_env(),
-                cwd=root / "bentoml", start_new_session=True)
-        try:
-            packaging._wait_ready(url, proc, 180, log_path, tag)
-            yield {"url": url, "root": root, "holdout": holdout, "spec": spec, "version": str(version),
-                   "proc": proc, "log": log_path}
-        finally:
-            local_stack.stop_process(proc, timeout_s=20)
+        with packaging.serve_bento(tag, log_dir=root / "serve") as served:
+            yield {"url": served.url, "root": root, "holdout": holdout, "spec": spec, "version": str(version),
+                   "proc": served.proc, "log": served.log_path}
 
 
 @pytest.fixture(scope="module")
