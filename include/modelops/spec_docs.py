@@ -59,8 +59,8 @@ Expectations and stops the run, without retries, naming each failure and the fie
   no null target, time or entity values; labels within `target.classes`;
 - the time column holds datetimes. Parquet: store it as a timestamp or date; text is not parsed
   and fails. CSV: the text is parsed on read, with one date format for the whole column (ISO 8601
-  such as `2026-01-31` or `2026-01-31T14:05:00` is always understood); values that do not parse
-  fail, with examples;
+  such as `2026-01-31` or `2026-01-31T14:05:00` is always understood; `01/02/2026` is read month
+  first, as pandas does, so prefer ISO 8601); values that do not parse fail, with examples;
 - exact duplicate rows (same value in every column the spec names) up to
   `data.max_duplicate_row_fraction`, and repeated `(entity_id, time_column)` pairs up to
   `data.max_duplicate_key_fraction`; the message gives the count, the share, the limit and an
