@@ -33,6 +33,7 @@ NO_RETRY_ON_USER_ERRORS = ExceptionRetryPolicy(
         RetryRule(
             exception=[
                 "include.modelops.validation.DataValidationError",
+                "include.modelops.validation.DataSplitError",
                 "include.modelops.spec.ModelSpecError",
                 "include.modelops.model_card.MissingEvidenceError",
                 "include.modelops.approvals.ApprovalNotAllowed",

@@ -4,7 +4,7 @@
 ``include/models/fraud_detection.yaml`` as daily partitions
 (``<out>/event_date=YYYY-MM-DD/part-0000.parquet``). Besides the ``reference`` data it
 writes variants that exercise the rest of the pipeline: three kinds of drift
-(``covariate_shift``, ``label_shift``, ``concept_drift``) and five broken datasets
+(``covariate_shift``, ``label_shift``, ``concept_drift``) and eight broken datasets
 (``BROKEN_VARIANTS``) that validation must stop.
 
 ``read_dataset`` and ``fingerprint_dataset`` work on any file or folder of CSV/Parquet
@@ -40,6 +40,9 @@ VARIANTS: tuple[str, ...] = (
     "nulls",
     "out_of_range",
     "empty",
+    "duplicate_rows",
+    "time_as_text",
+    "class_sorted",
 )
 """Every dataset ``generate_transactions`` can write."""
 
@@ -439,7 +442,20 @@ def _break(frame: pd.DataFrame, variant: str, rng: np.random.Generator) -> pd.Da
         frame.loc[refunds, "amount"] = -frame.loc[refunds, "amount"]
         bad_hours = rng.random(n) < 0.02
         frame.loc[bad_hours, "hour_of_day"] = rng.integers(24, 31, int(bad_hours.sum()))
-    return frame
+    elif variant == "duplicate_rows":
+        # A partition loaded twice: 5% of the rows appear a second time.
+        again = frame.iloc[np.sort(rng.choice(n, size=n // 20, replace=False))]
+        frame = pd.concat([frame, again]).sort_values([TIME_COLUMN, ENTITY_COLUMN], kind="stable")
+    elif variant == "time_as_text":
+        # Event times exported as ISO text ("2026-01-01T08:15:00") instead of timestamps.
+        frame[TIME_COLUMN] = frame[TIME_COLUMN].dt.strftime("%Y-%m-%dT%H:%M:%S").astype(object)
+    elif variant == "class_sorted":
+        # An export ordered by label before event times were stamped: every fraud comes first,
+        # so the latest 20% (the time-based holdout) holds no fraud at all.
+        times = frame[TIME_COLUMN].sort_values().to_numpy()
+        frame = frame.sort_values(TARGET_COLUMN, ascending=False, kind="stable").reset_index(drop=True)
+        frame[TIME_COLUMN] = times
+    return frame.reset_index(drop=True)
 
 
 def _write_partitions(
@@ -459,7 +475,7 @@ def _write_partitions(
     if frame.empty:
         groups = [(start.strftime("%Y-%m-%d"), frame)]
     else:
-        dates = frame[TIME_COLUMN].dt.strftime("%Y-%m-%d")
+        dates = pd.to_datetime(frame[TIME_COLUMN]).dt.strftime("%Y-%m-%d")
         groups = list(frame.groupby(dates, sort=True))
     for i, (date, part) in enumerate(groups, start=1):
         part_dir = folder / f"{PARTITION_KEY}={date}"
@@ -519,7 +535,8 @@ def read_dataset(path: str | Path, fmt: str = "parquet", *, parse_dates: Sequenc
     Args:
         path: A data file, or a folder searched for ``**/*.<fmt>``.
         fmt: ``parquet`` or ``csv``.
-        parse_dates: CSV only: columns to parse as datetimes (those absent are ignored).
+        parse_dates: Time columns: CSV text parsed as datetimes, dates as midnight timestamps;
+            left unchanged where that fails, for validation to report (absent columns are ignored).
 
     Returns:
         The rows of all files, with a fresh ``RangeIndex``.
@@ -544,17 +561,67 @@ def _read_file(file: Path, fmt: str, parse_dates: Sequence[str]) -> pd.DataFrame
             import pyarrow.parquet as pq
 
             # ParquetFile reads just this file: no hive partition columns from the folder names.
-            return pq.ParquetFile(file).read().to_pandas()
-        frame = pd.read_csv(file)
-        for column in parse_dates:
-            if column in frame.columns:
-                frame[column] = pd.to_datetime(frame[column])
-        return frame
+            frame = pq.ParquetFile(file).read().to_pandas()
+        else:
+            frame = pd.read_csv(file)
     except Exception as exc:  # pyarrow, pandas and the OS raise many types for one cause
         raise DataLoadError(
             f"Cannot read {fmt} file {file}: {type(exc).__name__}: {exc}. "
             f"Check that it is a complete, valid {fmt} file, or remove it from the dataset."
         ) from exc
+    for column in parse_dates:
+        if column in frame.columns:
+            frame[column] = _as_datetimes(frame[column], parse_text=fmt == "csv")
+    return frame
+
+
+def _as_datetimes(series: pd.Series, *, parse_text: bool) -> pd.Series:
+    """A time column as datetimes where that is lossless; otherwise unchanged, for validation to name.
+
+    Dates (Parquet ``date32`` reads as ``datetime.date`` objects) become midnight timestamps.
+    Text is parsed only from CSV, where every column is text: with one date format for the
+    whole column, as pandas infers it (no per-value guessing that could read 01/02 two ways).
+    Parquet text stays text, and so does CSV text that does not parse: validation then fails
+    on the column's type, with examples, instead of the split failing later.
+    """
+    import datetime as dt
+
+    import warnings
+
+    if pd.api.types.is_datetime64_any_dtype(series.dtype) or not pd.api.types.is_string_dtype(series.dtype):
+        return series  # already datetimes; numbers stay numbers (validation rejects them, saying why)
+    values = series.dropna()
+    is_dates = len(values) and all(isinstance(v, dt.date) for v in values)
+    if not (is_dates or parse_text):
+        return series
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "could not infer format", mixed time zones: it stays text
+        try:
+            parsed = pd.to_datetime(series)
+        except (ValueError, TypeError, OverflowError):
+            try:  # ISO 8601 text with and without a time of day ("2026-01-31", "2026-02-01 10:00")
+                parsed = pd.to_datetime(series, format="ISO8601")
+            except (ValueError, TypeError, OverflowError):
+                return series
+    # Mixed UTC offsets parse to an object column of Timestamps, which cannot be ordered safely.
+    return parsed if pd.api.types.is_datetime64_any_dtype(parsed.dtype) else series
+
+
+def split_holdout(
+    df: pd.DataFrame, *, time_column: str | None, holdout_fraction: float, seed: int
+) -> tuple[pd.Series, str]:
+    """Which rows are held out for evaluation, and how the split was made, in words.
+
+    With a time column the holdout is the latest ``holdout_fraction`` of rows (times after
+    the quantile), so a model is judged on the future it will meet; else a seeded random sample.
+    """
+    if time_column:
+        times = df[time_column]
+        cut = times.quantile(1 - holdout_fraction)
+        return times > cut, f"time-based: {time_column} > {cut}"
+    mask = pd.Series(False, index=df.index)
+    mask[df.sample(frac=holdout_fraction, random_state=seed).index] = True
+    return mask, f"random {holdout_fraction:.0%} (seed {seed})"
 
 
 def fingerprint_dataset(path: str | Path, fmt: str = "parquet") -> dict:

@@ -27,6 +27,11 @@ def metric_names_for(task: str) -> set[str]:
     return set(METRICS[task])
 
 
+def describe_metrics(task: str) -> str:
+    """The task's metric names for a message, e.g. "accuracy, log_loss (lower is better), macro_f1"."""
+    return ", ".join(m if up else f"{m} (lower is better)" for m, up in sorted(METRICS[task].items()))
+
+
 def higher_is_better(task: str, metric: str) -> bool:
     """Whether a larger value of ``metric`` is better."""
     return METRICS[task][metric]

@@ -400,12 +400,21 @@ def _validation_section(validation: dict | None, links: dict) -> dict:
         }
         for f in validation.get("failed") or []
     ]
+    warned = [
+        {
+            "expectation": _mapping(f).get("expectation"),
+            "column": _mapping(f).get("column"),
+            "observed": _mapping(f).get("observed"),
+        }
+        for f in validation.get("warnings") or []
+    ]
     return {
         "ran": True,
         "success": validation.get("success"),
         "summary": validation.get("summary"),
         "rows": validation.get("rows"),
         "failed": failed,
+        "warnings": warned,
         "statistics": _mapping(validation.get("statistics")),
         "report": _first(links.get("validation_report"), validation.get("report_html")),
     }
@@ -1074,6 +1083,17 @@ def _validation_blocks(v: dict) -> list[_Block]:
         )
     else:
         blocks.append(_Block("p", text="No failed expectations."))
+    warned = v.get("warnings") or []
+    if warned:  # checks the spec chose to warn about (e.g. split.on_missing_class: warn)
+        blocks.append(
+            _Block(
+                "table",
+                headers=["Warning", "Column", "Observed"],
+                rows=[
+                    [f.get("expectation"), f.get("column"), f.get("observed")] for f in map(_mapping, warned)
+                ],
+            )
+        )
     return blocks
 
 

@@ -29,6 +29,14 @@ class ModelSpecError(ValueError):
     """A spec file is missing, unreadable or invalid; the message names the file and field."""
 
 
+class SpecFieldError(ValueError):
+    """A rule across fields failed; ``field`` is the dotted path of the field to fix."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -68,6 +76,21 @@ class DataSource(_Strict):
     )
     format: Literal["parquet", "csv"] = Field(default="parquet", description="File format.")
     min_rows: int = Field(default=1000, ge=1, description="Fewer rows than this fails validation.")
+    max_duplicate_row_fraction: float = Field(
+        default=0.01,
+        ge=0.0,
+        le=1.0,
+        description="Largest share of rows that are exact duplicates of another row in every column the spec "
+        "names (features, target, time_column, entity_id); every copy counts, the first one included. "
+        "A higher share fails validation (duplicates over-weight rows and leak between train and holdout).",
+    )
+    max_duplicate_key_fraction: float = Field(
+        default=0.01,
+        ge=0.0,
+        le=1.0,
+        description="With both entity_id and time_column: largest share of rows whose (entity_id, time_column) "
+        "pair occurs more than once (every copy counts). A higher share fails validation.",
+    )
 
     def resolved_path(self) -> Path:
         """The data location with environment variables expanded, made absolute."""
@@ -126,6 +149,17 @@ class Split(_Strict):
         default=0.2, gt=0.0, lt=0.9, description="Share of rows held out for evaluation."
     )
     seed: int = Field(default=42, description="Seed for random splits and training.")
+    min_class_count: int = Field(
+        default=5,
+        ge=1,
+        description="Classification: every class (target.classes, else every label in the data) needs at "
+        "least this many rows in the training split and in the holdout; checked at validation.",
+    )
+    on_missing_class: Literal["fail", "warn"] = Field(
+        default="fail",
+        description="What a class below min_class_count does: fail validation, or warn (in the log, the "
+        "validation report and the model card) and go on.",
+    )
 
 
 class Training(_Strict):
@@ -171,17 +205,23 @@ class Gate(_Strict):
         default_factory=dict, description="Absolute bounds per metric, e.g. {roc_auc: {min: 0.8}}."
     )
     max_drop_vs_champion: float | None = Field(
-        default=0.0, description="Largest allowed absolute drop of the primary metric vs the champion."
+        default=0.0,
+        description="Largest allowed drop of the primary metric vs the champion, in the metric's units; a drop "
+        "is a change for the worse (a fall for roc_auc, a rise for rmse).",
     )
     max_relative_drop_vs_champion: float | None = Field(
-        default=None, description="Largest allowed relative drop (0.02 = 2%) vs the champion."
+        default=None,
+        description="Largest allowed relative drop (0.02 = 2%) vs the champion: the drop divided by the "
+        "champion's value.",
     )
     require_significant_improvement: bool = Field(
         default=False,
         description="Replace the champion only if the bootstrap CI of the difference is above 0.",
     )
     min_margin_over_baseline: float | None = Field(
-        default=0.05, description="The primary metric must beat the naive baseline by at least this."
+        default=0.05,
+        description="The primary metric must beat the naive baseline by at least this, in the metric's units "
+        "(for rmse, mae and log_loss: be this much lower than the baseline's).",
     )
     max_latency_ratio_vs_champion: float | None = Field(
         default=None, description="Largest allowed p95 single-row latency, as a ratio of the champion's."
@@ -192,7 +232,9 @@ class Gate(_Strict):
 class Evaluation(_Strict):
     """How candidates are evaluated and gated."""
 
-    primary_metric: str = Field(description="Metric the gate compares on (higher is better unless an error).")
+    primary_metric: str = Field(
+        description="Metric the gate compares on; see 'Metrics per task' above for the names allowed."
+    )
     decision_threshold: float = Field(
         default=0.5, ge=0.0, le=1.0, description="Score at or above which a row is predicted positive (binary)."
     )
@@ -230,7 +272,13 @@ class ModelSpec(_Strict):
     data: DataSource
     target: Target
     features: list[Feature] = Field(min_length=1, description="Input columns with their constraints.")
-    time_column: str | None = Field(default=None, description="Event time; enables a time-based holdout.")
+    time_column: str | None = Field(
+        default=None,
+        description="Event time; enables a time-based holdout (the latest rows are held out). Parquet: store it "
+        "as a timestamp or date (text fails validation). CSV: its text is parsed on read and must use one "
+        "date format, ISO 8601 preferred (e.g. 2026-01-31 or 2026-01-31T14:05:00); unparseable values fail "
+        "validation. No nulls.",
+    )
     entity_id: str | None = Field(default=None, description="Entity key (e.g. card id); never a feature.")
     segment_columns: list[str] = Field(default_factory=list, description="Columns to slice metrics by.")
     split: Split = Field(default_factory=Split)
@@ -257,31 +305,42 @@ class ModelSpec(_Strict):
 
     @model_validator(mode="after")
     def _check_columns(self) -> ModelSpec:
+        # Rules across fields raise SpecFieldError so that the message names the field at fault,
+        # not "(top level)" (a model validator's errors have no location of their own).
         feats = set(self.feature_names)
         if self.target.name in feats:
-            raise ValueError(f"target {self.target.name!r} is also listed as a feature")
+            raise SpecFieldError("target.name", f"target {self.target.name!r} is also listed as a feature")
         for label, col in (("entity_id", self.entity_id), ("time_column", self.time_column)):
             if col and col in feats:
-                raise ValueError(f"{label} {col!r} must not be a feature")
+                raise SpecFieldError(label, f"{label} {col!r} must not be a feature")
         known = feats | {c for c in (self.entity_id, self.time_column) if c}
-        for col in self.segment_columns:
+        for i, col in enumerate(self.segment_columns):
             if col not in known:
-                raise ValueError(f"segment column {col!r} is not a feature, entity_id or time_column")
+                raise SpecFieldError(
+                    f"segment_columns.{i}", f"segment column {col!r} is not a feature, entity_id or time_column"
+                )
         if self.task == TaskType.binary_classification:
             if self.target.classes is not None and len(self.target.classes) != 2:
-                raise ValueError("target.classes must have exactly two values for binary_classification")
+                raise SpecFieldError(
+                    "target.classes", "target.classes must have exactly two values for binary_classification"
+                )
         if self.approval.policy == "auto" and self.risk_tier != RiskTier.low:
-            raise ValueError(
+            raise SpecFieldError(
+                "approval.policy",
                 f"approval.policy 'auto' is only allowed for risk_tier 'low' (this spec is "
-                f"{self.risk_tier.value!r}); use 'manual'"
+                f"{self.risk_tier.value!r}); use 'manual'",
             )
-        from include.modelops.metrics_catalog import metric_names_for  # cheap, no heavy imports
+        from include.modelops.metrics_catalog import describe_metrics, metric_names_for  # no heavy imports
 
         allowed = metric_names_for(self.task.value)
-        for metric in [self.evaluation.primary_metric, *self.evaluation.gate.thresholds]:
+        located = [("evaluation.primary_metric", self.evaluation.primary_metric)]
+        located += [(f"evaluation.gate.thresholds.{m}", m) for m in self.evaluation.gate.thresholds]
+        for field, metric in located:
             if metric not in allowed:
-                raise ValueError(
-                    f"evaluation metric {metric!r} is not known for {self.task.value}; use one of {sorted(allowed)}"
+                raise SpecFieldError(
+                    field,
+                    f"metric {metric!r} is not known for {self.task.value}; "
+                    f"use one of {describe_metrics(self.task.value)}",
                 )
         return self
 
@@ -321,7 +380,11 @@ class ModelSpec(_Strict):
 def _format_error(path: Path, err: ValidationError) -> str:
     lines = [f"Invalid model spec {path}:"]
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        cause = (e.get("ctx") or {}).get("error")
+        if isinstance(cause, SpecFieldError):
+            loc = ".".join([*(str(p) for p in e["loc"]), cause.field])
+        else:
+            loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
         msg = e["msg"].removeprefix("Value error, ")
         lines.append(f"  - field '{loc}': {msg}")
     lines.append("Fix the field(s) above; every field is documented in docs/model-spec.md.")

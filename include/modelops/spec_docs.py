@@ -23,6 +23,15 @@ fails parsing with the file and field named (check it first with `make check-spe
 This page is generated from the schema (`include/modelops/spec.py`) by `make spec-docs`.
 The reference example is [`include/models/fraud_detection.yaml`](../include/models/fraud_detection.yaml).
 
+## Starting a spec from your data
+
+    make draft-spec DATA=/data/churn/customers.csv TARGET=churned NAME=churn_model
+
+writes `include/models/churn_model.yaml` from the data: feature types, ranges with a margin,
+categories, null fractions, the task guessed from the target, the time column and entity id,
+each with a comment saying what it was inferred from. Review every value, replace each `TODO`,
+then `make check-specs` and `make run MODEL=churn_model`.
+
 ## Using your own data
 
 Point `data.path` at a CSV or Parquet file, or at a folder of them (searched recursively,
@@ -38,6 +47,45 @@ features:
   - {name: tenure_months, type: integer, min: 0, max: 600}
   - {name: plan, type: categorical, categories: [basic, plus, pro]}
 ```
+
+## What validation checks
+
+Before anything is trained, `validate_dataset` checks the data against the spec with Great
+Expectations and stops the run, without retries, naming each failure and the field it comes from:
+
+- every column the spec names exists (a missing column whose likely renamed counterpart is in the
+  data, same name up to case and `_`, or a close spelling, is named in the message);
+- `data.min_rows`; each feature's type, `min`/`max`, `categories` and `max_null_fraction`;
+  no null target, time or entity values; labels within `target.classes`;
+- the time column holds datetimes. Parquet: store it as a timestamp or date; text is not parsed
+  and fails. CSV: the text is parsed on read, with one date format for the whole column (ISO 8601
+  such as `2026-01-31` or `2026-01-31T14:05:00` is always understood; `01/02/2026` is read month
+  first, as pandas does, so prefer ISO 8601); values that do not parse fail, with examples;
+- exact duplicate rows (same value in every column the spec names) up to
+  `data.max_duplicate_row_fraction`, and repeated `(entity_id, time_column)` pairs up to
+  `data.max_duplicate_key_fraction`; the message gives the count, the share, the limit and an
+  example;
+- the train/holdout split the run will make: both sides hold rows and, for classification,
+  every class has at least `split.min_class_count` rows in the training split and in the
+  holdout. A time-based holdout is the latest rows, so data sorted or batched by class can leave
+  a class out; `split.on_missing_class` says whether that fails (default) or only warns (in the
+  task log, the validation report, and the MLflow run's `modelops.validation.warnings` tag).
+
+## Metrics per task
+
+`evaluation.primary_metric` and the keys of `evaluation.gate.thresholds` must be one of:
+
+| task | higher is better | lower is better |
+| --- | --- | --- |
+{metric_rows}
+
+For the gate, a **drop** is always a change for the worse, in the metric's own units:
+`max_drop_vs_champion: 0.01` lets roc_auc fall by at most 0.01, and lets rmse *rise* by at most
+0.01. The **margin over baseline** is how much better than the naive baseline (the training
+prevalence, class frequencies or mean) the candidate is: for rmse, mae and log_loss it is the
+baseline's value minus the candidate's. rmse and mae are in the target's units, so set their
+margins and drops from the target's scale (or gate on r2, which has no unit); a threshold on an
+error metric is usually a `max`, e.g. `thresholds: {rmse: {max: 12.5}}`.
 
 ## Fields
 """
@@ -90,10 +138,21 @@ def _rows(model: type[BaseModel], prefix: str = "") -> list[str]:
     return rows
 
 
+def _metric_rows() -> str:
+    from include.modelops.metrics_catalog import METRICS
+
+    rows = []
+    for task, metrics in METRICS.items():
+        up = ", ".join(f"`{m}`" for m, high in sorted(metrics.items()) if high)
+        down = ", ".join(f"`{m}`" for m, high in sorted(metrics.items()) if not high)
+        rows.append(f"| {task} | {up} | {down} |")
+    return "\n".join(rows)
+
+
 def render() -> str:
     """The whole reference page as Markdown."""
     table = ["| field | type | default | meaning |", "| --- | --- | --- | --- |", *_rows(ModelSpec)]
-    return HEADER + "\n".join(table) + "\n"
+    return HEADER.replace("{metric_rows}", _metric_rows()) + "\n".join(table) + "\n"
 
 
 def main() -> int:

@@ -42,6 +42,9 @@ RANGE_MARGIN = 0.10  # of the observed span, added on both sides of numeric rang
 NEAR_UNIQUE = 0.9  # text columns with this share of distinct values are free text or ids
 MIN_ENTITY_VALUES = 20  # an *_id column needs more distinct values than this to be the entity id
 GATE_MARGIN = 0.1  # absolute threshold = the naive baseline's score plus this
+HOLDOUT_FRACTION = 0.2
+MIN_CLASS_COUNT = 5  # the spec's default for split.min_class_count
+MAX_DUPLICATE_FRACTION = 0.01  # the spec's default for data.max_duplicate_row/key_fraction
 
 _ID_NAME = re.compile(r"(^|[_\-\s.])(id|uuid|guid)$", re.IGNORECASE)
 _CAMEL_ID = re.compile(r"[a-z0-9](Id|ID)$")
@@ -75,6 +78,7 @@ class SpecDraft:
     sample_rows: int
     columns: list[Column] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    checks: dict[str, Any] = field(default_factory=dict)  # duplicates and class counts, see _data_checks
 
     def by_role(self, role: str) -> list[Column]:
         return [c for c in self.columns if c.role == role]
@@ -519,6 +523,7 @@ def draft_spec(
         columns=result,
         warnings=draft_warnings,
     )
+    draft.checks = _data_checks(df, draft, classes, holdout=HOLDOUT_FRACTION)
     draft.text = _render(draft, df[target], classes)
     _check_schema(draft.text, name)
     return draft
@@ -642,10 +647,53 @@ def _spec_data_path(path: Path) -> str:
     return str(path)
 
 
+def _data_checks(df: pd.DataFrame, draft: SpecDraft, classes: list[Any] | None, holdout: float) -> dict[str, Any]:
+    """What validation's duplicate and class-count checks will find on this data, the limits that
+    let the drafted spec pass on it, and a warning wherever the data needs a look first."""
+    from include.modelops.dataset import split_holdout
+
+    target = draft.by_role("target")[0].name
+    time_col = next((c.name for c in draft.by_role("time_column")), None)
+    entity = next((c.name for c in draft.by_role("entity_id")), None)
+    spec_columns = [c.name for c in draft.by_role("feature")] + [target] + [c for c in (time_col, entity) if c]
+    checks: dict[str, Any] = {}
+    pairs = [("rows", spec_columns)] + ([("keys", [entity, time_col])] if entity and time_col else [])
+    for kind, cols in pairs:
+        share = float(df.duplicated(cols, keep=False).mean())
+        limit = MAX_DUPLICATE_FRACTION if share <= MAX_DUPLICATE_FRACTION else _null_limit(share)
+        checks[kind] = (share, limit)
+        if share > MAX_DUPLICATE_FRACTION:
+            what = "are exact duplicates (every spec column)" if kind == "rows" else f"repeat a ({entity}, {time_col}) pair"
+            draft.warnings.append(
+                f"{_pct(share)} of rows {what}: check for double loads or joins that repeat rows; "
+                f"the drafted limit lets them pass"
+            )
+    if classes is not None:
+        import pandas as pd
+
+        frame = df
+        if time_col and not pd.api.types.is_datetime64_any_dtype(df[time_col].dtype):
+            frame = df.assign(**{time_col: pd.to_datetime(df[time_col])})  # CSV text, parsed as the pipeline does
+        mask, how = split_holdout(frame, time_column=time_col, holdout_fraction=holdout, seed=42)
+        counts = [
+            (side, c, int((df.loc[m, target] == c).sum()))
+            for side, m in (("train", ~mask), ("holdout", mask))
+            for c in classes
+        ]
+        side, cls, n = min(counts, key=lambda t: t[2])
+        checks["classes"] = (side, cls, n, how)
+        if n < MIN_CLASS_COUNT:
+            draft.warnings.append(
+                f"class {cls!r} has {n} rows in the {side} ({how}); validation fails on fewer than "
+                f"{MIN_CLASS_COUNT}: use data covering every class over time, or see split.on_missing_class"
+            )
+    return checks
+
+
 def _render(draft: SpecDraft, target: pd.Series, classes: list[Any] | None) -> str:
     from include.modelops.metrics_catalog import METRICS
 
-    holdout = 0.2
+    holdout = HOLDOUT_FRACTION
     target_col = draft.by_role("target")[0]
     time_col = next(iter(draft.by_role("time_column")), None)
     entity = next(iter(draft.by_role("entity_id")), None)
@@ -689,6 +737,7 @@ def _render(draft: SpecDraft, target: pd.Series, classes: list[Any] | None) -> s
         f"  format: {draft.fmt}",
         f"  # The data has {draft.rows:,} rows; fewer than this fails validation.",
         f"  min_rows: {min_rows}",
+        *_duplicate_lines(draft),
         "target:",
         f"  name: {_yaml_value(target_col.name)}",
     ]
@@ -725,6 +774,7 @@ def _render(draft: SpecDraft, target: pd.Series, classes: list[Any] | None) -> s
         "split:",
         f"  holdout_fraction: {holdout}",
         "  seed: 42",
+        *_class_lines(draft),
         "training:",
         "  backend: local",
         "  framework: sklearn",
@@ -769,6 +819,36 @@ def _render(draft: SpecDraft, target: pd.Series, classes: list[Any] | None) -> s
     for w in draft.warnings:
         out.append(f"# WARNING: {w}")
     return "\n".join(out) + "\n"
+
+
+def _duplicate_lines(draft: SpecDraft) -> list[str]:
+    lines = []
+    if "rows" in draft.checks:
+        share, limit = draft.checks["rows"]
+        lines += [
+            f"  # Exact duplicate rows (same value in every column named here): {_pct(share)} of rows.",
+            f"  max_duplicate_row_fraction: {limit:g}",
+        ]
+    if "keys" in draft.checks:
+        share, limit = draft.checks["keys"]
+        lines += [
+            f"  # Rows repeating an (entity_id, time_column) pair: {_pct(share)}.",
+            f"  max_duplicate_key_fraction: {limit:g}",
+        ]
+    return lines
+
+
+def _class_lines(draft: SpecDraft) -> list[str]:
+    if "classes" not in draft.checks:
+        return []
+    side, cls, n, how = draft.checks["classes"]
+    return [
+        "  # Every class needs this many rows in the training split and in the holdout",
+        f"  # (split {how}; fewest here: class {_yaml_value(cls)}, {n:,} rows in the {side}).",
+        f"  min_class_count: {MIN_CLASS_COUNT}",
+        "  # fail: stop the run when a class falls short; warn: only say so (log, report, model card).",
+        "  on_missing_class: fail",
+    ]
 
 
 def _nice_floor(n: int) -> int:

@@ -77,6 +77,9 @@ def validate_dataset(model: str, *, dag_id: str, dag_run_id: str, conf: dict | N
                 f"{r.get('expectation')}({r.get('column') or 'table'}): {r.get('observed')}"
                 for r in report["failed"])[:5000]} if not report["success"] else {}),
             **({"modelops.data_fingerprint": fp["sha256"]} if fp else {}),
+            **({"modelops.validation.warnings": "; ".join(
+                f"{r.get('expectation')}({r.get('column') or 'table'}): {r.get('observed')}"
+                for r in report["warnings"])[:5000]} if report.get("warnings") else {}),
         },
     )
     log.info("Validation: %s (report %s)", report["summary"], report["report_html"])
@@ -90,31 +93,27 @@ def validate_dataset(model: str, *, dag_id: str, dag_run_id: str, conf: dict | N
         "fingerprint": fp.get("sha256"),
         "report_html": report["report_html"],
         "summary": report["summary"],
+        "warnings": [f"{r.get('expectation')}: {r.get('observed')}" for r in report.get("warnings", [])],
     }
 
 
 def split_dataset(model: str, validated: dict, *, dag_run_id: str, conf: dict | None = None) -> dict:
     """Split into train and holdout: the latest time window when the spec has a time column."""
-    import pandas as pd
-
-    from include.modelops.dataset import read_dataset
+    from include.modelops.dataset import read_dataset, split_holdout
+    from include.modelops.validation import DataSplitError
 
     spec = load_spec_for_run(model, conf)
     df = read_dataset(validated["data_path"], spec.data.format,
                       parse_dates=[spec.time_column] if spec.time_column else ())
-    frac = spec.split.holdout_fraction
     if spec.time_column:
         df = df.sort_values(spec.time_column, kind="stable").reset_index(drop=True)
-        cut = df[spec.time_column].quantile(1 - frac)
-        holdout_mask = df[spec.time_column] > cut
-        how = f"time-based: {spec.time_column} > {cut}"
-    else:
-        holdout_mask = pd.Series(False, index=df.index)
-        holdout_mask[df.sample(frac=frac, random_state=spec.split.seed).index] = True
-        how = f"random {frac:.0%} (seed {spec.split.seed})"
+    # The same split validation checked (both sides hold rows, every class on each side).
+    holdout_mask, how = split_holdout(df, time_column=spec.time_column,
+                                      holdout_fraction=spec.split.holdout_fraction, seed=spec.split.seed)
     train, holdout = df[~holdout_mask], df[holdout_mask]
-    if train.empty or holdout.empty:
-        raise ValueError(f"split left an empty side (train {len(train)}, holdout {len(holdout)} rows): {how}")
+    if train.empty or holdout.empty:  # validation stops this; here only if the data changed since
+        raise DataSplitError(f"split left an empty side (train {len(train)}, holdout {len(holdout)} rows): {how}; "
+                         "use more data or change split.holdout_fraction in the spec")
     out = run_dir(model, dag_run_id)
     train_path, holdout_path = out / "train.parquet", out / "holdout.parquet"
     train.to_parquet(train_path, index=False)

@@ -50,6 +50,9 @@ _NUMERIC_TYPES = [
 ]
 _TEXT_TYPES = ["object", "str"]
 _BOOLEAN_TYPES = ["bool", "BooleanDtype"]
+# A time column must hold datetimes (any unit; time-zone-aware ones are compared in UTC, see
+# _normalise_dtypes). Text and numbers fail: they cannot be ordered as time.
+_TIME_TYPES = [f"datetime64[{unit}]" for unit in ("ns", "us", "ms", "s")]
 _TYPE_LABELS = {"numeric": "numeric", "integer": "numeric", "categorical": "text", "boolean": "boolean"}
 
 _MAX_MESSAGE_LINES = 25
@@ -63,14 +66,23 @@ class DataValidationError(Exception):
         self.report = report
 
 
+class DataSplitError(Exception):
+    """The train/holdout split cannot be made from the data (e.g. one side would be empty)."""
+
+
 # --------------------------------------------------------------------------- the suite
 
 
-def build_suite(spec: ModelSpec) -> ExpectationSuite:
+def build_suite(spec: ModelSpec, *, time_column_is_text: bool = False) -> ExpectationSuite:
     """The spec's data contract as a GX expectation suite named ``<model>_data_contract``.
 
     Every expectation's ``meta`` holds ``spec_field`` (where the rule comes from) and
     ``check`` (the kind of rule), which the report uses to phrase its results.
+
+    Args:
+        spec: The model spec.
+        time_column_is_text: The data's time column holds text (it was not read as datetimes);
+            adds an expectation naming the values that are not dates at all.
     """
     gx = _import_gx()
     E = gx.expectations
@@ -134,6 +146,32 @@ def build_suite(spec: ModelSpec) -> ExpectationSuite:
     for label, col in (("time_column", spec.time_column), ("entity_id", spec.entity_id)):
         if col:
             add(E.ExpectColumnValuesToNotBeNull(column=col), "nulls", label, allowed_null_fraction=0.0)
+    if spec.time_column:
+        add(
+            E.ExpectColumnValuesToBeInTypeList(column=spec.time_column, type_list=_TIME_TYPES),
+            "time_type",
+            "time_column",
+            format=spec.data.format,
+        )
+        if time_column_is_text:
+            # Which values are not dates at all (GX's own parser, value by value).
+            add(E.ExpectColumnValuesToBeDateutilParseable(column=spec.time_column), "dates", "time_column")
+    # GX counts every copy of a repeated row (the first one too) as unexpected.
+    max_rows = spec.data.max_duplicate_row_fraction
+    add(
+        E.ExpectCompoundColumnsToBeUnique(column_list=list(spec.required_columns), mostly=1.0 - max_rows),
+        "duplicate_rows",
+        "data.max_duplicate_row_fraction",
+        allowed_fraction=max_rows,
+    )
+    if spec.entity_id and spec.time_column:
+        max_keys = spec.data.max_duplicate_key_fraction
+        add(
+            E.ExpectCompoundColumnsToBeUnique(column_list=[spec.entity_id, spec.time_column], mostly=1.0 - max_keys),
+            "duplicate_keys",
+            "data.max_duplicate_key_fraction",
+            allowed_fraction=max_keys,
+        )
     # Built in one go: ``ExpectationSuite.add_expectation`` needs a data context, this does not.
     return gx.ExpectationSuite(
         name=f"{spec.name}_data_contract",
@@ -184,8 +222,17 @@ def validate_dataframe(spec: ModelSpec, df: pd.DataFrame) -> dict[str, Any]:
     gx = _import_gx()
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
+    import pandas as pd
+
     started = time.perf_counter()
-    suite = build_suite(spec)
+    time_col = spec.time_column
+    time_is_text = bool(
+        time_col
+        and time_col in df.columns
+        and not pd.api.types.is_datetime64_any_dtype(df[time_col].dtype)
+        and pd.api.types.is_string_dtype(df[time_col].dtype)
+    )
+    suite = build_suite(spec, time_column_is_text=time_is_text)
     log.info(
         "Validating %s rows x %d columns with %d expectations (suite %s)",
         f"{len(df):,}",
@@ -213,9 +260,14 @@ def validate_dataframe(spec: ModelSpec, df: pd.DataFrame) -> dict[str, Any]:
 
     order = {e.id: i for i, e in enumerate(suite.expectations)}
     raw = sorted(outcome["results"], key=lambda r: order.get(r["expectation_config"].get("id"), len(order)))
-    results = _explain_knock_on_errors([_summarise(r, df) for r in raw])
+    results = _explain_knock_on_errors([_summarise(r, df, spec) for r in raw])
+    split = _check_split(spec, df, results)
+    if split is not None:
+        results.append(split)
     report = _report(spec, results, rows=len(df), columns=[str(c) for c in df.columns], started=started)
     log.info("Validation %s: %s", "passed" if report["success"] else "FAILED", _summary(report))
+    for r in report["warnings"]:
+        log.warning("Validation warning: %s: %s", r["expectation"], r["observed"])
     return report
 
 
@@ -232,12 +284,17 @@ def _normalise_dtypes(df: pd.DataFrame) -> pd.DataFrame:
         if isinstance(dtype, pd.CategoricalDtype)
         or (pd.api.types.is_string_dtype(dtype) and not pd.api.types.is_object_dtype(dtype))
     ]
-    if not convert:
+    # GX's type check cannot name a time-zone-aware dtype; the same instants in UTC are checked.
+    aware = [c for c, dtype in df.dtypes.items() if isinstance(dtype, pd.DatetimeTZDtype)]
+    if not convert and not aware:
         return df
-    return df.assign(**{str(c): df[c].astype(object) for c in convert})
+    return df.assign(
+        **{str(c): df[c].astype(object) for c in convert},
+        **{str(c): df[c].dt.tz_convert(None) for c in aware},
+    )
 
 
-def _summarise(raw: dict[str, Any], df: pd.DataFrame) -> dict[str, Any]:
+def _summarise(raw: dict[str, Any], df: pd.DataFrame, spec: ModelSpec | None = None) -> dict[str, Any]:
     """One GX result as a small report entry with a human sentence."""
     config = raw["expectation_config"]
     kwargs = {k: v for k, v in config.get("kwargs", {}).items() if k != "batch_id"}
@@ -247,14 +304,28 @@ def _summarise(raw: dict[str, Any], df: pd.DataFrame) -> dict[str, Any]:
     error = _exception_message(raw.get("exception_info"))
     success = bool(raw.get("success")) and error is None
     missing = column is not None and column not in df.columns
+    absent = [c for c in kwargs.get("column_list") or [] if c not in df.columns]
 
     if missing:
         observed = "column is missing"
+        if meta.get("check") == "column_exists":
+            claimed = set(spec.required_columns) if spec is not None else set()
+            renamed = likely_renames(column, [str(c) for c in df.columns if c not in claimed])
+            if renamed:
+                observed += (
+                    f"; the data has {' and '.join(repr(c) for c in renamed)}: if the column was renamed, "
+                    f"rename it back in the data or change {meta.get('spec_field', 'its name')} in the spec"
+                )
+        success = False
+    elif absent:
+        observed = f"could not be checked: {', '.join(repr(c) for c in absent)} missing (see above)"
         success = False
     elif error is not None:
         observed = f"could not be checked: {error}"
     else:
         observed = _observed(meta.get("check"), success, meta, kwargs, result, _dtype(df, column))
+        if not success and meta.get("check") in ("duplicate_rows", "duplicate_keys"):
+            observed += _duplicate_example(df, kwargs["column_list"])
 
     details = {
         "unexpected_percent": result.get("unexpected_percent"),
@@ -262,8 +333,10 @@ def _summarise(raw: dict[str, Any], df: pd.DataFrame) -> dict[str, Any]:
         "observed_value": result.get("observed_value"),
         "kwargs": kwargs,
     }
-    if error is not None and not missing:
+    if error is not None and not missing and not absent:
         details["exception"] = error
+    if missing or absent:
+        details["missing_columns"] = [column] if missing else absent
     return _jsonable(
         {
             "expectation": config["type"],
@@ -274,6 +347,107 @@ def _summarise(raw: dict[str, Any], df: pd.DataFrame) -> dict[str, Any]:
             "details": details,
         }
     )
+
+
+def likely_renames(missing: str, columns: list[str], limit: int = 2) -> list[str]:
+    """Columns of the data that look like ``missing`` renamed: same name ignoring case and
+    ``_``/``-``/space/``.``, else close by ``difflib`` (e.g. ``merchant_category`` -> ``MerchantCategory``,
+    ``merchant_categ``)."""
+    import difflib
+
+    def norm(name: str) -> str:
+        return "".join(ch for ch in name.lower() if ch not in "_- .")
+
+    by_norm: dict[str, list[str]] = {}
+    for col in columns:
+        by_norm.setdefault(norm(col), []).append(col)
+    target = norm(missing)
+    if target in by_norm:
+        return by_norm[target][:limit]
+    close = difflib.get_close_matches(target, list(by_norm), n=limit, cutoff=0.65)
+    return [col for key in close for col in by_norm[key]][:limit]
+
+
+def _check_split(spec: ModelSpec, df: pd.DataFrame, results: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The holdout the split step will make, checked before training: both sides hold rows and,
+    for classification, every class has ``split.min_class_count`` rows on each side.
+
+    Skipped (None) when the row count, the target or the time column already failed: the split
+    needs them sound, and a second message about too little data would say nothing new.
+    """
+    from include.modelops.dataset import split_holdout
+
+    target, time_col = spec.target.name, spec.time_column
+    needed = {target, *([time_col] if time_col else [])}
+    if any(
+        not r["success"] and (r["column"] in needed or r["expectation"] == "expect_table_row_count_to_be_between")
+        for r in results
+    ):
+        return None
+    mask, how = split_holdout(
+        df, time_column=time_col, holdout_fraction=spec.split.holdout_fraction, seed=spec.split.seed
+    )
+    sides = {"train": df.loc[~mask, target], "holdout": df.loc[mask, target]}
+    classification = spec.task.value != "regression"
+    entry: dict[str, Any] = {
+        "expectation": "train_and_holdout_hold_every_class" if classification else "train_and_holdout_hold_rows",
+        "column": target,
+        "success": True,
+        "spec_field": "split.min_class_count" if classification else "split.holdout_fraction",
+        "details": {"split": how, "rows": {k: int(len(v)) for k, v in sides.items()}},
+    }
+    empty = [k for k, v in sides.items() if v.empty]
+    if empty:
+        where = f"every {time_col} is at or before the cut" if time_col and "holdout" in empty else "no rows"
+        entry.update(
+            success=False,
+            observed=(
+                f"the split ({how}) leaves the {' and '.join(empty)} empty ({where}): "
+                f"{'the time column needs more than one distinct time; ' if time_col else ''}"
+                "use more data or change split.holdout_fraction"
+            ),
+        )
+        return _jsonable(entry)
+    if not classification:
+        entry["observed"] = f"{len(sides['train']):,} train / {len(sides['holdout']):,} holdout rows ({how})"
+        return _jsonable(entry)
+
+    need = spec.split.min_class_count
+    classes = list(spec.target.classes) if spec.target.classes else sorted(df[target].dropna().unique().tolist(), key=str)
+    counts = [
+        (side, _unwrap(c), int((values == c).sum())) for side, values in sides.items() for c in classes
+    ]
+    entry["details"]["class_counts"] = {
+        side: {str(c): n for sd, c, n in counts if sd == side} for side in sides
+    }
+    short = [(side, c, n) for side, c, n in counts if n < need]
+    if not short:
+        side, cls, n = min(counts, key=lambda t: t[2])
+        entry["observed"] = (
+            f"every class has ≥ {need} rows in train and holdout ({how}; fewest: class {cls!r}, "
+            f"{n:,} rows in the {side})"
+        )
+        return _jsonable(entry)
+    listed = "; ".join(f"{side}: class {c!r} has {n:,} rows" for side, c, n in short[:6])
+    if len(short) > 6:
+        listed += f"; ... {len(short) - 6} more"
+    hint = (
+        f"the holdout is the latest {spec.split.holdout_fraction:.0%} of rows by {time_col}: data sorted or "
+        "batched by class leaves classes out of it; "
+        if time_col
+        else ""
+    )
+    entry.update(
+        success=False,
+        observed=(
+            f"{listed} (need ≥ {need} of each class on both sides; split {how}): {hint}metrics and the "
+            "baseline margin mean little without every class; use data covering every class over time, "
+            "or change split.min_class_count, or set split.on_missing_class: warn"
+        ),
+    )
+    if spec.split.on_missing_class == "warn":
+        entry["severity"] = "warning"
+    return _jsonable(entry)
 
 
 def _explain_knock_on_errors(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -341,6 +515,25 @@ def _observed(check: str | None, success: bool, meta: dict, kwargs: dict, result
         if not pct:
             return f"all values {bounds}"
         return f"{_percent(pct)} of values are not {bounds} (e.g. {examples})"
+    if check == "time_type":
+        return _time_type_observed(success, meta, result, dtype, pct, examples)
+    if check == "dates":
+        if not pct:
+            return "every value parses as a date"
+        return f"{_percent(pct)} of values do not parse as dates (e.g. {examples})"
+    if check in ("duplicate_rows", "duplicate_keys"):
+        count = int(result.get("unexpected_count") or 0)
+        allowed = _percent(100.0 * float(meta.get("allowed_fraction", 0.0)))
+        what = (
+            "are exact duplicates of another row in every column the spec names"
+            if check == "duplicate_rows"
+            else f"share their ({', '.join(kwargs.get('column_list', []))}) with another row"
+        )
+        if not count:
+            if check == "duplicate_rows":
+                return "no exact duplicate rows"
+            return f"no repeated ({', '.join(kwargs.get('column_list', []))}) pairs"
+        return f"{_count(count)} rows ({_percent(pct)}) {what} (allowed {allowed})"
     if check in ("categories", "classes"):
         what = "categories" if check == "categories" else "classes"
         if not pct:
@@ -350,11 +543,55 @@ def _observed(check: str | None, success: bool, meta: dict, kwargs: dict, result
     return "passed" if success else "failed"
 
 
+def _time_type_observed(success: bool, meta: dict, result: dict, dtype: str, pct: float, examples: str) -> str:
+    """What the time column holds, and how to store it so that it can be ordered."""
+    if success:
+        return f"dtype {dtype}"
+    if "unexpected_percent" not in result:  # a typed column: numbers, booleans, ...
+        return (
+            f"dtype {dtype}, expected timestamps: store the column as a timestamp or date "
+            "(e.g. pandas.to_datetime(values, unit='s') for epoch seconds)"
+        )
+    if meta.get("format") == "csv":
+        return (
+            f"dtype {dtype}; {_percent(pct)} of values could not be read as dates with one format "
+            f"(e.g. {examples}): write every value in one date format, ISO 8601 preferred "
+            "(2026-01-31 or 2026-01-31T14:05:00, one UTC offset for all)"
+        )
+    return (
+        f"dtype {dtype}; {_percent(pct)} of values are text, not timestamps (e.g. {examples}): "
+        "Parquet text is not parsed, store the column as a timestamp or date "
+        "(pandas: df[col] = pandas.to_datetime(df[col]) before writing)"
+    )
+
+
+def _duplicate_example(df: pd.DataFrame, columns: list[str]) -> str:
+    """'; e.g. rows 3 and 9: {...}' for the first repeated row (row numbers count from 0)."""
+    import pandas as pd
+
+    keys = pd.util.hash_pandas_object(df[columns], index=False)  # equal rows, NaN included, hash alike
+    repeated = keys[keys.duplicated(keep=False)]
+    if repeated.empty:
+        return ""
+    same = repeated.index[repeated == repeated.iloc[0]]
+    first = df.loc[same[0]]
+    rows = [str(i) for i in same[:3]]
+    more = f" and {len(same) - 3} more" if len(same) > 3 else ""
+    shown = columns if len(columns) <= 4 else columns[-2:] + columns[:2]
+    values = ", ".join(f"{c}={_jsonable(_unwrap(first[c]))!r}" for c in shown)
+    if len(shown) < len(columns):
+        values += ", ..."
+    return f"; e.g. rows {', '.join(rows)}{more} hold {values}"
+
+
 def _report(
     spec: ModelSpec, results: list[dict[str, Any]], *, rows: int, columns: list[str], started: float
 ) -> dict[str, Any]:
-    failed = [r for r in results if not r["success"]]
+    # A failed check the spec chose to only warn about (severity "warning") does not fail the data.
+    warned = [r for r in results if not r["success"] and r.get("severity") == "warning"]
+    failed = [r for r in results if not r["success"] and r.get("severity") != "warning"]
     evaluated = len(results)
+    successful = evaluated - len(failed) - len(warned)
     return {
         "model": spec.name,
         "suite": f"{spec.name}_data_contract",
@@ -363,12 +600,14 @@ def _report(
         "columns": columns,
         "statistics": {
             "evaluated": evaluated,
-            "successful": evaluated - len(failed),
+            "successful": successful,
             "unsuccessful": len(failed),
-            "success_percent": round(100.0 * (evaluated - len(failed)) / evaluated, 1) if evaluated else 0.0,
+            "warnings": len(warned),
+            "success_percent": round(100.0 * successful / evaluated, 1) if evaluated else 0.0,
         },
         "results": results,
         "failed": failed,
+        "warnings": warned,
         "validated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "duration_s": round(time.perf_counter() - started, 3),
         "great_expectations_version": _gx_version(),
@@ -389,6 +628,9 @@ def _summary(report: dict[str, Any]) -> str:
     text = f"{s['successful']}/{s['evaluated']} expectations passed on {report['rows']:,} rows"
     if any(r["expectation"] == "dataset_is_readable" for r in report["failed"]):
         text += " (the dataset could not be read)"
+    warned = len(report.get("warnings") or [])
+    if warned:
+        text += f", {warned} warning{'s' * (warned != 1)}"
     return text
 
 
@@ -495,11 +737,13 @@ def _failure_lines(report: dict[str, Any]) -> list[str]:
     failed = report.get("failed", [])
     missing: dict[str, list[dict]] = {}
     for r in failed:
-        if r.get("observed") == "column is missing" and r.get("column") is not None:
+        if r.get("column") is not None and (r.get("details") or {}).get("missing_columns") == [r["column"]]:
             missing.setdefault(r["column"], []).append(r)
     lines, shown = [], set()
     for r in failed:
         col = r.get("column")
+        if col is None and (r.get("details") or {}).get("missing_columns"):
+            continue  # a check over several columns, one of them missing: said on that column's line
         if col in missing:
             if col in shown:
                 continue
@@ -508,7 +752,7 @@ def _failure_lines(report: dict[str, Any]) -> list[str]:
             first = next((g for g in group if g["expectation"] == "expect_column_to_exist"), group[0])
             extra = len(group) - 1
             suffix = f" ({extra} other expectation{'s' * (extra != 1)} on it could not run)" if extra else ""
-            lines.append(f"  - column {col!r}: {first['expectation']}: column is missing{suffix}")
+            lines.append(f"  - column {col!r}: {first['expectation']}: {first['observed']}{suffix}")
             continue
         where = (
             f"column {col!r}"
@@ -555,6 +799,7 @@ th{background:#f6f8fa}
 tr.ok td.status{background:#dafbe1;color:#1a7f37;font-weight:600}
 tr.ko td.status{background:#ffebe9;color:#cf222e;font-weight:600}
 tr.ko{background:#fff8f7}
+tr.warn td.status{background:#fff8c5;color:#9a6700;font-weight:600}
 code{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.85rem}
 .muted{color:#59636e;font-size:.85rem}
 """
@@ -573,6 +818,7 @@ def render_html(report: dict[str, Any]) -> str:
             (
                 f"{stats.get('successful', 0)} of {stats.get('evaluated', 0)} passed "
                 f"({stats.get('success_percent', 0)}%), {stats.get('unsuccessful', 0)} failed"
+                + (f", {stats['warnings']} warned" if stats.get("warnings") else "")
             ),
         ),
     ]
@@ -583,10 +829,15 @@ def render_html(report: dict[str, Any]) -> str:
         ("Duration", f"{report.get('duration_s', 0)} s"),
         ("Great Expectations", str(report.get("great_expectations_version", ""))),
     ]
-    results = sorted(report.get("results", []), key=lambda r: bool(r.get("success")))
+    def status(r: dict) -> tuple[int, str, str]:
+        if r.get("success"):
+            return 2, "ok", "passed"
+        return (1, "warn", "WARNING") if r.get("severity") == "warning" else (0, "ko", "FAILED")
+
+    results = sorted(report.get("results", []), key=lambda r: status(r)[0])
     rows = "\n".join(
-        f'<tr class="{"ok" if r.get("success") else "ko"}">'
-        f'<td class="status">{"passed" if r.get("success") else "FAILED"}</td>'
+        f'<tr class="{status(r)[1]}">'
+        f'<td class="status">{status(r)[2]}</td>'
         f"<td><code>{e(str(r.get('expectation')))}</code></td>"
         f"<td>{e(str(r['column'])) if r.get('column') is not None else '<span class=muted>table</span>'}</td>"
         f"<td>{e(str(r.get('observed', '')))}</td>"
@@ -638,6 +889,11 @@ def _examples(values: Any, limit: int = 3) -> str:
     """A few distinct offending values, as the data engineer would search for them."""
     distinct = list(dict.fromkeys(repr(_jsonable(v)) for v in values or []))[:limit]
     return ", ".join(distinct) if distinct else "no examples"
+
+
+def _unwrap(value: Any) -> Any:
+    """A numpy scalar as the plain Python value (so that repr shows 12.5, not np.float64(12.5))."""
+    return value.item() if hasattr(value, "item") and not hasattr(value, "isoformat") else value
 
 
 def _jsonable(value: Any) -> Any:

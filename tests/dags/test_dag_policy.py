@@ -103,3 +103,18 @@ def test_kubernetes_backend_trains_in_a_deferrable_pod_and_parses_without_heavy_
     kind, deferrable, heavy = json.loads(out.stdout.strip().splitlines()[-1])
     assert kind == "KubernetesPodOperator" and deferrable is True
     assert heavy == []
+
+
+@pytest.mark.parametrize("task_id", ["validate_dataset", "split_dataset"])
+def test_data_errors_fail_at_once_and_infrastructure_errors_retry(dagbag, task_id):
+    from airflow.sdk.definitions.retry_policy import RetryAction
+
+    from include.modelops.validation import DataSplitError, DataValidationError
+
+    task = dagbag.dags["fraud_detection_training"].get_task(task_id)
+    policy = task.retry_policy
+
+    for user_error in (DataValidationError("bad data", {}), DataSplitError("holdout would be empty")):
+        assert policy.evaluate(user_error, try_number=1, max_tries=3).action == RetryAction.FAIL
+    assert policy.evaluate(ConnectionError("mlflow down"), try_number=1, max_tries=3).action != RetryAction.FAIL
+    assert task.retries == 2

@@ -83,6 +83,10 @@ def test_worse_candidate_keeps_champion(stack):
     ("nulls", "amount"),
     ("out_of_range", "hour_of_day"),
     ("empty", "expect_table_row_count_to_be_between"),
+    # used to pass validation and crash the split with a numpy TypeError after 3 tries
+    ("time_as_text", "column 'event_time': expect_column_values_to_be_in_type_list"),
+    # used to pass the gate with a holdout of one class
+    ("class_sorted", "holdout: class 1 has 0 rows"),
 ])
 def test_broken_data_stops_at_validation_and_registers_nothing(stack, variant, expected):
     assert variant in BROKEN_VARIANTS

@@ -215,8 +215,11 @@ def broken(data_root) -> dict[str, pd.DataFrame]:
     return {v: _generate(data_root, v, rows=2000) for v in BROKEN_VARIANTS}
 
 
-def test_broken_variants_are_the_last_five():
-    assert BROKEN_VARIANTS == ("missing_column", "wrong_type", "nulls", "out_of_range", "empty")
+def test_broken_variants_are_the_last_eight():
+    assert BROKEN_VARIANTS == (
+        "missing_column", "wrong_type", "nulls", "out_of_range", "empty", "duplicate_rows", "time_as_text",
+        "class_sorted",
+    )
 
 
 def test_missing_column_variant_lacks_merchant_category(broken):
@@ -247,6 +250,31 @@ def test_empty_variant_writes_one_file_with_the_full_schema_and_no_rows(broken, 
     assert list(frame.columns) == list(reference.columns)
     assert frame.dtypes.equals(reference.dtypes)
     assert len(list((data_root / "empty").rglob("*.parquet"))) == 1
+
+
+def test_duplicate_rows_variant_repeats_five_percent_of_the_rows(broken, reference_2000):
+    frame = broken["duplicate_rows"]
+    assert len(frame) == 2100
+    assert frame.duplicated().sum() == 100
+    pd.testing.assert_frame_equal(frame.drop_duplicates().reset_index(drop=True), reference_2000)
+
+
+def test_time_as_text_variant_stores_event_times_as_iso_text(broken, reference_2000):
+    times = broken["time_as_text"]["event_time"]
+    assert pd.api.types.is_object_dtype(times) and isinstance(times.iloc[0], str)
+    assert times.iloc[0] == reference_2000["event_time"].iloc[0].strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def test_class_sorted_variant_puts_every_fraud_before_the_latest_fifth(broken, reference_2000):
+    frame = broken["class_sorted"].sort_values("event_time", kind="stable")
+    assert frame["is_fraud"].sum() == reference_2000["is_fraud"].sum() > 0
+    assert frame["is_fraud"].iloc[-len(frame) // 5:].sum() == 0
+    assert sorted(frame["event_time"]) == sorted(reference_2000["event_time"])
+
+
+@pytest.fixture(scope="module")
+def reference_2000(data_root) -> pd.DataFrame:
+    return _generate(data_root / "ref2000", "reference", rows=2000)
 
 
 # --- reading datasets ------------------------------------------------------------------------
@@ -290,6 +318,37 @@ def test_csv_round_trip_matches_parquet(tmp_path, reference):
     assert summary["files"] == DAYS
     frame = read_dataset(tmp_path / "csv", fmt="csv", parse_dates=["event_time"])
     pd.testing.assert_frame_equal(frame, reference)
+
+
+def test_time_column_text_is_parsed_from_csv_but_left_alone_in_parquet(tmp_path):
+    frame = pd.DataFrame({"t": ["2026-01-31", "2026-02-01 10:30"], "x": [1, 2]})
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    frame.to_parquet(tmp_path / "d.parquet", index=False)
+
+    from_csv = read_dataset(tmp_path / "d.csv", fmt="csv", parse_dates=["t"])
+    from_parquet = read_dataset(tmp_path / "d.parquet", parse_dates=["t"])
+
+    assert list(from_csv["t"]) == [pd.Timestamp("2026-01-31"), pd.Timestamp("2026-02-01 10:30")]
+    assert list(from_parquet["t"]) == list(frame["t"])  # Parquet text is not guessed at: validation says so
+
+
+def test_unparseable_csv_times_stay_text_for_validation_to_name(tmp_path):
+    pd.DataFrame({"t": ["2026-01-31", "soon"]}).to_csv(tmp_path / "d.csv", index=False)
+
+    frame = read_dataset(tmp_path / "d.csv", fmt="csv", parse_dates=["t"])
+
+    assert list(frame["t"]) == ["2026-01-31", "soon"]
+
+
+def test_parquet_dates_become_timestamps_in_a_time_column(tmp_path):
+    import datetime as dt
+
+    pd.DataFrame({"d": [dt.date(2026, 1, 2), dt.date(2026, 1, 1)]}).to_parquet(tmp_path / "d.parquet")
+
+    frame = read_dataset(tmp_path / "d.parquet", parse_dates=["d"])
+
+    assert pd.api.types.is_datetime64_any_dtype(frame["d"])
+    assert frame["d"].min() == pd.Timestamp("2026-01-01")
 
 
 def test_wrong_type_amounts_stay_text_in_csv_too(tmp_path):

@@ -449,3 +449,18 @@ def test_serving_section_states_the_endpoint_contract(spec):
     markdown = render_markdown(card)
     assert "Serving: the endpoint contract" in markdown and "merchant_category" in markdown
     assert "Serving: the endpoint contract" in render_html(card)
+
+
+@pytest.mark.parametrize("render", [render_markdown, render_html], ids=["markdown", "html"])
+def test_validation_warnings_the_spec_allowed_are_shown_on_the_card(spec, render):
+    warning = {"expectation": "train_and_holdout_hold_every_class", "column": "is_fraud", "success": False,
+               "severity": "warning", "observed": "holdout: class 1 has 2 rows (need ≥ 5 of each class on both sides)"}
+    card = full_card(spec, validation={**VALIDATION, "warnings": [warning]})
+
+    text = render(card)
+
+    assert card["data_validation"]["warnings"] == [
+        {"expectation": "train_and_holdout_hold_every_class", "column": "is_fraud", "observed": warning["observed"]}
+    ]
+    assert "train_and_holdout_hold_every_class" in text and "holdout: class 1 has 2 rows" in text
+    assert "train_and_holdout_hold_every_class" not in render(full_card(spec))

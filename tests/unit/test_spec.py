@@ -101,3 +101,63 @@ def test_spec_reference_doc_is_up_to_date():
 
     committed = (REF.parents[2] / "docs" / "model-spec.md").read_text()
     assert committed == spec_docs.render(), "docs/model-spec.md is stale: run `make spec-docs`"
+
+
+# --- errors name the real field ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "mutate,field,message",
+    [
+        (lambda r: r["evaluation"].update(primary_metric="rmse"), "evaluation.primary_metric",
+         "metric 'rmse' is not known for binary_classification; use one of brier (lower is better), "
+         "calibration_error (lower is better), f1, pr_auc, precision, recall, roc_auc"),
+        (lambda r: r["evaluation"]["gate"]["thresholds"].update(mae={"max": 3}), "evaluation.gate.thresholds.mae",
+         "metric 'mae' is not known for binary_classification"),
+        (lambda r: r.update(risk_tier="high"), "approval.policy", "'auto' is only allowed for risk_tier 'low'"),
+        (lambda r: r.update(segment_columns=["region", "postcode"]), "segment_columns.1",
+         "segment column 'postcode' is not a feature"),
+        (lambda r: r["target"].update(classes=[0, 1, 2]), "target.classes", "exactly two values"),
+        (lambda r: r.update(entity_id="amount"), "entity_id", "entity_id 'amount' must not be a feature"),
+        (lambda r: r["target"].update(name="amount"), "target.name", "is also listed as a feature"),
+    ],
+)
+def test_rules_across_fields_name_the_field_to_fix(tmp_path, mutate, field, message):
+    with pytest.raises(ModelSpecError) as err:
+        load_spec(write_spec(tmp_path, mutate))
+
+    assert f"  - field '{field}': " in str(err.value)
+    assert message in str(err.value)
+    assert "(top level)" not in str(err.value)
+
+
+def test_validation_fields_have_defaults_and_are_checked(tmp_path, reference_spec):
+    assert reference_spec.data.max_duplicate_row_fraction == 0.01
+    assert reference_spec.data.max_duplicate_key_fraction == 0.01
+    assert reference_spec.split.min_class_count == 5
+    assert reference_spec.split.on_missing_class == "fail"
+
+    with pytest.raises(ModelSpecError, match=r"field 'split\.on_missing_class': Input should be 'fail' or 'warn'"):
+        load_spec(write_spec(tmp_path, lambda r: r.update(split={"on_missing_class": "ignore"})))
+    with pytest.raises(ModelSpecError, match=r"field 'data\.max_duplicate_row_fraction'"):
+        load_spec(write_spec(tmp_path, lambda r: r["data"].update(max_duplicate_row_fraction=1.5)))
+    with pytest.raises(ModelSpecError, match=r"field 'split\.min_class_count'"):
+        load_spec(write_spec(tmp_path, lambda r: r.update(split={"min_class_count": 0})))
+
+
+def test_reference_doc_lists_metrics_per_task_explains_error_metrics_and_draft_spec():
+    from include.modelops.metrics_catalog import METRICS
+
+    doc = (REF.parents[2] / "docs" / "model-spec.md").read_text()
+
+    for task, metrics in METRICS.items():
+        row = next(line for line in doc.splitlines() if line.startswith(f"| {task} |"))
+        higher, lower = row.split(" | ")[1:3]
+        for metric, high in metrics.items():
+            assert f"`{metric}`" in (higher if high else lower), (task, metric)
+    assert "lets rmse *rise* by at most" in doc
+    assert "for rmse, mae and log_loss it is the\nbaseline's value minus the candidate's" in doc
+    assert "make draft-spec DATA=" in doc
+    for field in ("data.max_duplicate_row_fraction", "data.max_duplicate_key_fraction",
+                  "split.min_class_count", "split.on_missing_class"):
+        assert f"| `{field}` |" in doc

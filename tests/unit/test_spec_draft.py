@@ -329,3 +329,42 @@ def test_nulls_in_the_target_are_flagged_in_the_draft(tmp_path):
     assert spec.target.classes == [0, 1]  # integers stored as floats because of the nulls
     assert "# WARNING: the target 'label' has 10 null rows" in draft.text
     assert [r["column"] for r in report["failed"]] == ["label"]
+
+
+def test_draft_sets_the_duplicate_and_class_count_checks_with_what_the_data_shows(tmp_path):
+    data = write_csv(make_frame("multiclass_classification"), tmp_path / "data")
+
+    draft = draft_spec(data, "label", "tiers")
+
+    raw = yaml.safe_load(draft.text)
+    assert raw["data"]["max_duplicate_row_fraction"] == 0.01
+    assert raw["data"]["max_duplicate_key_fraction"] == 0.01
+    assert raw["split"]["min_class_count"] == 5 and raw["split"]["on_missing_class"] == "fail"
+    assert "# Exact duplicate rows (same value in every column named here): 0% of rows." in draft.text
+    assert "# (split time-based: event_time >" in draft.text and "rows in the holdout)." in draft.text
+    assert not draft.warnings
+
+
+def test_duplicated_rows_are_flagged_and_the_drafted_limit_still_holds_on_the_data(tmp_path):
+    frame = make_frame("binary_classification")
+    frame = pd.concat([frame, frame.iloc[:60]]).sort_values("event_time", kind="stable")  # 120 of 1,260 rows
+    data = write_csv(frame, tmp_path / "data")
+
+    draft = draft_spec(data, "label", "churn")
+    spec = load_spec(write_spec_draft(draft, tmp_path / "specs"))
+    report = validate_dataset(spec, tmp_path / "report")
+
+    assert "# WARNING: 9.5% of rows are exact duplicates (every spec column): check for double loads" in draft.text
+    assert spec.data.max_duplicate_row_fraction == 0.15  # half as much again, rounded up
+    assert report["success"], report["failed"]
+
+
+def test_a_class_missing_from_the_holdout_is_flagged_in_the_draft(tmp_path):
+    frame = make_frame("binary_classification")
+    frame["label"] = np.sort(frame["label"].to_numpy())[::-1]  # every 1 before every 0 in time
+    data = write_csv(frame, tmp_path / "data")
+
+    draft = draft_spec(data, "label", "churn")
+
+    assert any(w.startswith("class 1 has 0 rows in the holdout") for w in draft.warnings), draft.warnings
+    assert "# WARNING: class 1 has 0 rows in the holdout" in draft.text

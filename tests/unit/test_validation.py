@@ -17,10 +17,11 @@ import pytest
 
 from include.modelops.dataset import BROKEN_VARIANTS, generate_transactions
 from include.modelops.settings import PROJECT_ROOT
-from include.modelops.spec import FeatureType, ModelSpec, load_spec
+from include.modelops.spec import FeatureType, ModelSpec, TaskType, load_spec
 from include.modelops.validation import (
     DataValidationError,
     build_suite,
+    likely_renames,
     raise_for_report,
     render_html,
     validate_dataframe,
@@ -124,7 +125,9 @@ def test_valid_frame_passes_every_expectation(spec, frame):
     assert report["failed"] == []
     assert report["rows"] == ROWS
     stats = report["statistics"]
-    assert stats["evaluated"] == len(build_suite(spec).expectations) == stats["successful"]
+    # every expectation of the suite, plus the check of the train/holdout split
+    assert stats["evaluated"] == len(build_suite(spec).expectations) + 1 == stats["successful"]
+    assert report["results"][-1]["expectation"] == "train_and_holdout_hold_every_class"
     assert stats["success_percent"] == 100.0
     raise_for_report(report)  # the gate lets it through
 
@@ -144,7 +147,11 @@ def test_expectations_on_a_missing_column_are_failed_results_not_errors(spec, fr
     on_missing = [r for r in report["results"] if r["column"] == "merchant_category"]
     assert len(on_missing) == 4  # exists, type, nulls, categories
     assert all(not r["success"] and r["observed"] == "column is missing" for r in on_missing)
-    assert report["statistics"]["unsuccessful"] == 4
+    # and the duplicate-row check, which spans every spec column, could not run either
+    [dupes] = [r for r in report["results"] if r["expectation"] == "expect_compound_columns_to_be_unique"
+               and "merchant_category" in r["details"]["kwargs"]["column_list"]]
+    assert not dupes["success"] and dupes["details"]["missing_columns"] == ["merchant_category"]
+    assert report["statistics"]["unsuccessful"] == 5
 
 
 def test_amounts_stored_as_text_fail_the_type_expectation(spec, frame):
@@ -361,3 +368,242 @@ def test_frame_without_any_columns_fails_without_crashing(spec):
     assert {r["column"] for r in report["failed"]} >= set(spec.required_columns)
     message = rejected(spec, pd.DataFrame(), "expect_column_to_exist", "amount")
     assert "observed 0 rows" in message
+
+
+# --- duplicates -------------------------------------------------------------------------------
+
+
+def compound_result(report: dict, columns: list[str]) -> dict:
+    return next(
+        r
+        for r in report["results"]
+        if r["expectation"] == "expect_compound_columns_to_be_unique"
+        and r["details"]["kwargs"]["column_list"] == columns
+    )
+
+
+def test_exact_duplicate_rows_above_the_limit_fail_with_count_share_limit_and_example(spec, frame):
+    df = pd.concat([frame, frame.iloc[[10, 20, 30]]], ignore_index=True)  # 6 of 1,503 rows: 0.4%
+    strict = spec.model_copy(update={"data": spec.data.model_copy(update={"max_duplicate_row_fraction": 0.001})})
+
+    message = rejected(strict, df, "expect_compound_columns_to_be_unique", None)
+
+    line = next(x for x in message.splitlines() if "exact duplicates" in x)
+    assert "6 rows (0.4%) are exact duplicates of another row in every column the spec names (allowed 0.1%)" in line
+    first = frame.iloc[10]
+    assert f"e.g. rows 10, 1500 hold event_time='{first['event_time'].isoformat()}'" in line
+    assert f"card_id='{first['card_id']}'" in line
+
+
+def test_duplicate_rows_within_the_default_limit_pass_and_are_counted(spec, frame):
+    df = pd.concat([frame, frame.iloc[[10]]], ignore_index=True)  # 2 of 1,501 rows, limit 1%
+
+    report = validate_dataframe(spec, df)
+
+    assert report["success"] is True, report["failed"]
+    dupes = compound_result(report, spec.required_columns)
+    assert dupes["observed"] == (
+        "2 rows (0.1%) are exact duplicates of another row in every column the spec names (allowed 1%)"
+    )
+    assert dupes["spec_field"] == "data.max_duplicate_row_fraction"
+
+
+def test_repeated_entity_and_time_pairs_fail_even_when_the_rows_differ(spec, frame):
+    df = frame.copy()
+    df.loc[df.index[1:40:2], "event_time"] = df["event_time"].shift(1)[1:40:2]
+    df.loc[df.index[1:40:2], "card_id"] = df["card_id"].shift(1)[1:40:2]  # 20 pairs, other amounts
+
+    message = rejected(spec, df, "expect_compound_columns_to_be_unique", None)
+
+    assert "40 rows (2.7%) share their (card_id, event_time) with another row (allowed 1%)" in message
+    assert "e.g. rows 0, 1 hold card_id='card_000000', event_time='2026-01-01T00:00:00'" in message
+    assert "exact duplicates" not in message  # the amounts differ: not the same rows
+
+
+def test_key_duplicates_are_only_checked_with_both_entity_id_and_time_column(spec):
+    no_entity = spec.model_copy(update={"entity_id": None})
+
+    compound = [
+        e.column_list for e in build_suite(no_entity).expectations
+        if e.expectation_type == "expect_compound_columns_to_be_unique"
+    ]
+
+    assert compound == [no_entity.required_columns]
+
+
+# --- the time column --------------------------------------------------------------------------
+
+
+def test_time_column_stored_as_text_fails_at_validation_naming_the_column_and_the_fix(spec, frame):
+    df = frame.assign(event_time=frame["event_time"].dt.strftime("%Y-%m-%dT%H:%M:%S").astype(object))
+
+    message = rejected(spec, df, "expect_column_values_to_be_in_type_list", "event_time")
+
+    assert "100% of values are text, not timestamps (e.g. '2026-01-01T00:00:00'" in message
+    assert "store the column as a timestamp or date" in message
+    report = validate_dataframe(spec, df)
+    parseable = next(r for r in report["results"] if r["expectation"] == "expect_column_values_to_be_dateutil_parseable")
+    assert parseable["success"] and parseable["observed"] == "every value parses as a date"
+    assert not any(r["expectation"] == "train_and_holdout_hold_every_class" for r in report["results"])
+
+
+def test_time_column_of_numbers_fails_with_how_to_store_it(spec, frame):
+    df = frame.assign(event_time=np.arange(len(frame)) * 60 + 1_767_225_600)
+
+    message = rejected(spec, df, "expect_column_values_to_be_in_type_list", "event_time")
+
+    assert "dtype int64, expected timestamps" in message and "unit='s'" in message
+
+
+@pytest.mark.parametrize("unit", ["us", "s"])
+def test_time_zone_aware_and_coarser_timestamps_are_time(spec, frame, unit):
+    df = frame.assign(event_time=frame["event_time"].astype(f"datetime64[{unit}]").dt.tz_localize("Europe/Paris"))
+
+    report = validate_dataframe(spec, df)
+
+    assert report["success"] is True, report["failed"]
+
+
+def test_csv_time_text_is_parsed_and_unparseable_values_are_listed(spec, frame, tmp_path):
+    csv_spec = spec.model_copy(update={"data": spec.data.model_copy(update={"format": "csv"})})
+    good, bad = tmp_path / "good.csv", tmp_path / "bad.csv"
+    # ISO 8601 with and without a time of day in one column is read as one format
+    frame.assign(event_time=frame["event_time"].dt.strftime("%Y-%m-%d %H:%M").str.replace(" 00:00", "")).to_csv(
+        good, index=False
+    )
+    broken = frame["event_time"].dt.strftime("%Y-%m-%d %H:%M:%S").astype(object)
+    broken.iloc[[7, 9]] = ["not a date", "2026-31-12 10:00:00"]
+    frame.assign(event_time=broken).to_csv(bad, index=False)
+
+    passed = validate_dataset(dataset_spec(csv_spec, good), tmp_path / "good")
+    failed = validate_dataset(dataset_spec(csv_spec, bad), tmp_path / "bad")
+
+    assert passed["success"] is True, passed["failed"]
+    assert {(r["expectation"], r["column"]) for r in failed["failed"]} == {
+        ("expect_column_values_to_be_in_type_list", "event_time"),
+        ("expect_column_values_to_be_dateutil_parseable", "event_time"),
+    }
+    with pytest.raises(DataValidationError) as raised:
+        raise_for_report(failed)
+    assert "could not be read as dates with one format" in str(raised.value)
+    assert "ISO 8601" in str(raised.value)
+    assert "do not parse as dates (e.g. 'not a date', '2026-31-12 10:00:00')" in str(raised.value)
+
+
+# --- classes in the train/holdout split -------------------------------------------------------
+
+
+def sorted_by_class(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with its labels ordered by class, times kept in order: fraud comes last."""
+    return frame.assign(is_fraud=np.sort(frame["is_fraud"].to_numpy()))
+
+
+def test_a_holdout_without_some_class_fails_validation_before_training(spec, frame):
+    df = frame.assign(is_fraud=np.sort(frame["is_fraud"].to_numpy())[::-1])  # every fraud first
+
+    message = rejected(spec, df, "train_and_holdout_hold_every_class", "is_fraud")
+
+    assert "holdout: class 1 has 0 rows (need ≥ 5 of each class on both sides" in message
+    assert "the holdout is the latest 20% of rows by event_time" in message
+    assert "split.on_missing_class: warn" in message
+
+
+def test_a_class_below_min_class_count_fails_on_the_side_that_lacks_it(spec, frame):
+    df = sorted_by_class(frame)  # every fraud in the holdout, none in training
+
+    report = validate_dataframe(spec, df)
+
+    [failure] = report["failed"]
+    assert failure["spec_field"] == "split.min_class_count"
+    assert failure["observed"].startswith("train: class 1 has 0 rows")
+    counts = failure["details"]["class_counts"]
+    assert counts["train"]["1"] == 0 and counts["holdout"]["1"] == int(frame["is_fraud"].sum())
+
+
+def test_min_class_count_is_read_from_the_spec(spec, frame):
+    holdout_frauds = int(frame["is_fraud"].iloc[-300:].sum())
+    needy = spec.model_copy(update={"split": spec.split.model_copy(update={"min_class_count": holdout_frauds + 1})})
+
+    message = rejected(needy, frame, "train_and_holdout_hold_every_class", "is_fraud")
+
+    assert f"holdout: class 1 has {holdout_frauds} rows (need ≥ {holdout_frauds + 1}" in message
+    assert validate_dataframe(spec, frame)["success"] is True
+
+
+def test_on_missing_class_warn_passes_with_the_warning_in_the_report_and_log(spec, frame, caplog, tmp_path):
+    lenient = spec.model_copy(update={"split": spec.split.model_copy(update={"on_missing_class": "warn"})})
+    data = tmp_path / "sorted.parquet"
+    sorted_by_class(frame).to_parquet(data, index=False)
+
+    with caplog.at_level("WARNING", logger="include.modelops.validation"):
+        report = validate_dataset(dataset_spec(lenient, data), tmp_path / "reports")
+
+    assert report["success"] is True and report["failed"] == []
+    [warning] = report["warnings"]
+    assert warning["severity"] == "warning" and warning["observed"].startswith("train: class 1 has 0 rows")
+    assert report["summary"].endswith(", 1 warning")
+    assert report["statistics"]["warnings"] == 1
+    assert "train: class 1 has 0 rows" in caplog.text
+    assert "WARNING" in Path(report["report_html"]).read_text()
+    raise_for_report(report)  # the gate lets it through: the spec asked for a warning only
+
+
+def test_one_instant_for_every_row_leaves_the_holdout_empty_and_fails(spec, frame):
+    df = frame.assign(event_time=pd.Timestamp("2026-01-01"), card_id=[f"card_{i}" for i in range(len(frame))])
+
+    message = rejected(spec, df, "train_and_holdout_hold_every_class", "is_fraud")
+
+    assert "leaves the holdout empty" in message and "more than one distinct time" in message
+
+
+def test_regression_split_is_checked_for_rows_not_classes(spec, frame):
+    reg = spec.model_copy(
+        update={
+            "task": TaskType.regression,
+            "target": spec.target.model_copy(update={"classes": None}),
+            "evaluation": spec.evaluation.model_copy(update={"primary_metric": "rmse"}),
+        }
+    )
+
+    report = validate_dataframe(reg, frame.assign(is_fraud=frame["amount"] / 100))
+
+    split = report["results"][-1]
+    assert split["expectation"] == "train_and_holdout_hold_rows" and split["success"]
+    assert split["observed"].startswith("1,200 train / 300 holdout rows (time-based: event_time >")
+
+
+# --- renamed columns --------------------------------------------------------------------------
+
+
+def test_a_missing_column_names_its_likely_renamed_counterpart(spec, frame):
+    df = frame.rename(columns={"merchant_category": "MerchantCategory", "card_age_days": "card_age_day"})
+
+    message = rejected(spec, df, "expect_column_to_exist", "merchant_category")
+
+    assert (
+        "column 'merchant_category': expect_column_to_exist: column is missing; the data has 'MerchantCategory': "
+        "if the column was renamed, rename it back in the data or change features[merchant_category] in the spec"
+    ) in message
+    assert "column 'card_age_days': expect_column_to_exist: column is missing; the data has 'card_age_day'" in message
+
+
+def test_a_missing_column_without_a_look_alike_gets_no_guess(spec, frame):
+    df = frame.drop(columns=["merchant_category"]).assign(loaded_by="etl")
+
+    message = rejected(spec, df, "expect_column_to_exist", "merchant_category")
+
+    assert "column 'merchant_category': expect_column_to_exist: column is missing (3 other" in message
+    assert "the data has" not in message
+
+
+@pytest.mark.parametrize(
+    "missing,columns,expected",
+    [
+        ("merchant_category", ["Merchant Category", "amount"], ["Merchant Category"]),
+        ("event_time", ["EVENT-TIME"], ["EVENT-TIME"]),
+        ("distance_from_home_km", ["distance_from_home"], ["distance_from_home"]),
+        ("amount", ["region", "channel"], []),
+    ],
+)
+def test_likely_renames_ignore_case_and_separators_and_allow_close_spellings(missing, columns, expected):
+    assert likely_renames(missing, columns) == expected
