@@ -1,4 +1,4 @@
-"""The PyTorch trainer on CPU, on a few thousand synthetic fraud transactions."""
+"""The PyTorch trainer on a few thousand synthetic fraud transactions: on the GPU where one is visible, else CPU."""
 
 from __future__ import annotations
 
@@ -128,11 +128,33 @@ def test_checkpoint_of_other_data_is_not_resumed(spec, data, tmp_path, caplog):
     assert "written for other data" in messages and "resuming" not in messages
 
 
+def test_device_roc_auc_is_the_rank_formula_with_ties(tmp_path):
+    rng = np.random.default_rng(3)
+    y = (rng.random(5000) < 0.1).astype(np.float32)
+    scores = np.round(rng.random(5000) + y * 0.3, 2).astype(np.float32)  # many ties
+    device = torch_trainer.resolve_device("auto")
+    got = torch_trainer.roc_auc_tensor(torch.from_numpy(y).to(device), torch.from_numpy(scores).to(device))
+    assert float(got) == pytest.approx(torch_trainer.roc_auc(y, scores.astype(np.float64)), abs=1e-12)
+    one_class = torch_trainer.roc_auc_tensor(torch.zeros(10, device=device), torch.rand(10, device=device))
+    assert np.isnan(float(one_class))
+
+
+def test_a_failed_checkpoint_write_fails_the_run(spec, data, tmp_path, monkeypatch):
+    def disk_full(path, state):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(torch_trainer, "save_checkpoint", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        torch_trainer.fit(spec, data[0].iloc[:1000], params={**SMALL, "epochs": 2}, checkpoint_dir=tmp_path)
+
+
 def test_unknown_param_is_named(spec, data):
     with pytest.raises(ValueError, match=r"max_iter"):
         torch_trainer.fit(spec, data[0], params={"max_iter": 200})
     with pytest.raises(ValueError, match=r"training.params.precision"):
         torch_trainer.fit(spec, data[0], params={"precision": "fp8"})
+    with pytest.raises(ValueError, match=r"training.params.batch_size"):
+        torch_trainer.fit(spec, data[0], params={"batch_size": "big"})
 
 
 def test_logged_pyfunc_predicts_what_the_trained_model_predicts(spec, data, tmp_path, monkeypatch):
@@ -154,7 +176,15 @@ def test_logged_pyfunc_predicts_what_the_trained_model_predicts(spec, data, tmp_
 
     client = mlflow.MlflowClient()
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_roc_auc")] == [1, 2]
-    assert client.get_run(run.info.run_id).data.tags["torch.device"] == "cpu"
+    logged = client.get_run(run.info.run_id).data
+    # The device the trainer picked: a GPU where one is visible, else the CPU.
+    expected_device = "cuda:0" if torch.cuda.is_available() else "cpu"
+    assert logged.tags["torch.device"] == expected_device
+    # What ``auto`` resolved to is recorded as params (SMALL asks for batch 256 explicitly).
+    assert logged.params["torch.batch_size"] == "256"
+    assert logged.params["torch.device"] == expected_device
+    assert logged.params["torch.precision"] == "fp32"  # a 32-wide network: full precision everywhere
+    assert logged.params["torch.cuda_graphs"] == str(torch.cuda.is_available()).lower()
 
 
 def test_unknown_categories_and_missing_values_still_score(spec, data):
@@ -196,5 +226,9 @@ def test_entrypoint_trains_with_torch_and_returns_telemetry(spec, data, tmp_path
     result = json.loads(line[len(entrypoint.RESULT_PREFIX):])
     assert result == json.loads((tmp_path / "xcom" / "return.json").read_text())
     assert result["run_id"] == run_id and result["model_uri"].startswith("models:/")
-    assert result["telemetry"]["enabled"] is False  # no GPU here: one log line, no failure
+    if torch.cuda.is_available():  # NVML samples the GPU the run trained on
+        assert result["telemetry"]["enabled"] is True
+        assert result["telemetry"]["gpu_count"] >= 1 and result["telemetry"]["samples"] >= 2
+    else:  # no GPU: one log line, no failure
+        assert result["telemetry"]["enabled"] is False
     assert (tmp_path / "ckpt" / torch_trainer.CHECKPOINT_FILE).exists()
