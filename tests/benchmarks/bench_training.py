@@ -202,6 +202,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"batch {batch}: trainer wall {tr['wall_s']:.2f} s = " + ", ".join(
             f"{k[:-2]} {v:.2f}" for k, v in tr["timings"].items()) + " s; epochs " + ", ".join(
             f"{s:.2f}" for s in tr["epoch_seconds"]) + " s")
+        print(f"batch {batch}: best val AUC fp32 {got['trainer_fp32']['best_val_roc_auc']:.4f}, bf16 "
+              f"{got['trainer_bf16']['best_val_roc_auc']:.4f}; end to end fp32 "
+              f"{_rate(got['trainer_fp32']['end_to_end_rows_per_s'])}, bf16 "
+              f"{_rate(got['trainer_bf16']['end_to_end_rows_per_s'])}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))
     return 0

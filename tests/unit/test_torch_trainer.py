@@ -197,6 +197,27 @@ def test_unknown_categories_and_missing_values_still_score(spec, data):
     assert np.isfinite(scores).all() and scores.shape == (3,)
 
 
+def test_category_codes_are_the_same_however_the_text_column_is_held():
+    """Large object columns are grouped by object identity (pyarrow and the CSV parser share one
+    object per distinct string); every way of holding the text must give the same codes."""
+    categories = ["grocery", "fuel", "1", "None"]
+    pool = np.array(["grocery", "fuel", "travel", None, np.nan, "1", 1, "None", "Fuel"], dtype=object)
+    values = pool[np.random.default_rng(7).integers(0, len(pool), 120_000)]  # shared objects
+    # What the codes mean: the position of the value's text in ``categories``, -1 if missing or unknown.
+    expected = np.array([-1 if pd.isna(v) else (categories.index(str(v)) if str(v) in categories else -1)
+                         for v in values])
+    held = {
+        "object, shared": pd.Series(values),
+        "object, one per row": pd.Series([v if not isinstance(v, str) else "".join(v) for v in values]),
+        "object, small": pd.Series(values[:500]),
+        "category": pd.Series(values).astype("category"),
+        "string": pd.Series(values).astype("string"),
+    }
+    for how, column in held.items():
+        got = torch_trainer._category_codes(column, categories)
+        np.testing.assert_array_equal(got, expected[:len(column)], err_msg=how)
+
+
 def test_entrypoint_trains_with_torch_and_returns_telemetry(spec, data, tmp_path, monkeypatch, capsys):
     import json
 

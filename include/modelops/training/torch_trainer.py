@@ -52,6 +52,7 @@ The validation metric is ROC-AUC for binary targets and the validation loss othe
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import logging
@@ -332,12 +333,50 @@ def _encode_numeric(values: np.ndarray, median: float, mean: float, std: float, 
 def _category_codes(col: pd.Series, categories: list[str]) -> np.ndarray:
     """Position of each value in ``categories`` (compared as text), -1 for unknown or missing.
 
-    One ``factorize`` pass over the rows (fast for object, string, Arrow and categorical columns
-    alike); only the few distinct values are turned into text and looked up.
+    One pass over the rows; only the few distinct values are turned into text and looked up.
+    Categorical columns use their codes. Object columns (text read from Parquet or CSV) are
+    factorized by object identity, which needs no string hashing and no GIL; see
+    ``_factorize_objects``. Anything else goes through one ``pd.factorize``.
     """
-    codes, uniques = pd.factorize(col, use_na_sentinel=True)
-    lookup = pd.Index(categories).get_indexer(pd.Index(uniques).astype(str))
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        codes, uniques = col.cat.codes.to_numpy(), pd.Series(col.cat.categories)
+    elif col.dtype == object and (found := _factorize_objects(col.to_numpy())) is not None:
+        codes, uniques = found
+    else:
+        codes, uniques_index = pd.factorize(col, use_na_sentinel=True)
+        uniques = pd.Series(uniques_index)
+    lookup = pd.Index(categories).get_indexer(uniques.astype(str))
+    lookup[uniques.isna().to_numpy()] = -1  # a missing value is never a category, even one named "nan"
     return np.append(lookup, -1)[codes]  # code -1 (missing) picks the appended -1
+
+
+_MAX_DISTINCT_OBJECTS = 0.01  # share of rows: above it, identity factorizing is dropped for ``pd.factorize``
+
+
+def _factorize_objects(values: np.ndarray) -> tuple[np.ndarray, pd.Series] | None:
+    """``(codes, distinct objects)`` of an object array, grouping rows that hold the same object.
+
+    An object array's buffer is one pointer per row. Pyarrow's ``to_pandas`` and pandas' CSV
+    parser both reuse one object for equal strings, so a text column has a handful of distinct
+    pointers, and factorizing those as integers is about 4x faster than hashing the strings, and
+    runs without the GIL (columns encode in parallel). Equal values held by different objects
+    get different codes, which is harmless: each code is looked up by its value. None when the
+    column has too many distinct objects for this to pay (then the caller hashes the values).
+    """
+    if len(values) < _PARALLEL_MIN_ROWS:
+        return None
+    values = np.ascontiguousarray(values)
+    # A view of the pointers, valid while ``values`` (which holds the references) lives.
+    pointers = np.frombuffer((ctypes.c_size_t * len(values)).from_address(values.ctypes.data),
+                             dtype=np.uintp)
+    codes, distinct = pd.factorize(pointers)
+    if len(distinct) > max(1024, _MAX_DISTINCT_OBJECTS * len(values)):
+        return None
+    # Codes are numbered in order of first appearance: a row holds a new object where their
+    # running maximum steps up.
+    running = np.maximum.accumulate(codes)
+    first = np.flatnonzero(np.concatenate([[True], running[1:] != running[:-1]]))
+    return codes, pd.Series(values[first], dtype=object)
 
 
 @dataclass
@@ -534,10 +573,11 @@ def stage(arrays: dict[str, np.ndarray], device: torch.device, max_fraction: flo
     nbytes = sum(a.nbytes for a in arrays.values())
     free, _total = torch.cuda.mem_get_info(device)
     if 2 * nbytes <= max_fraction * free:  # the whole arrays plus their split copies
-        whole = {k: torch.from_numpy(a).pin_memory().to(device, non_blocking=True) for k, a in arrays.items()}
+        # Plain (pageable) copies: for data sent once, pinning it first costs more than it saves.
+        whole = {k: torch.from_numpy(a).to(device) for k, a in arrays.items()}
         out = {}
         for name, idx in splits.items():
-            idx_d = torch.from_numpy(idx).pin_memory().to(device, non_blocking=True)
+            idx_d = torch.from_numpy(idx).to(device)
             out[name] = {k: t.index_select(0, idx_d) for k, t in whole.items()}
         return out, True
     log.warning("Training data (%.1f GiB) does not fit in %.0f%% of free GPU memory (%.1f GiB): "
@@ -925,17 +965,24 @@ def fit(spec: ModelSpec, train: pd.DataFrame, *, params: dict[str, Any],
         torch.set_float32_matmul_precision("high")  # TF32 for fp32 matmuls (and any left outside autocast)
     torch.manual_seed(p.seed)
 
-    # Reads the feature columns only: no copy of the frame.
+    def encode_labels() -> tuple[TargetEncoding, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        target = TargetEncoding.fit(spec, train[spec.target.name], p.class_weight)
+        y = target.encode(train[spec.target.name])
+        return target, y, validation_split(y, target.task, p.validation_fraction, p.seed)
+
+    # The labels and the validation split are worked out on another thread while the features
+    # encode (numpy and pandas release the GIL). Only the feature columns are read: no copy.
+    labels = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labels")
+    labels_job = labels.submit(encode_labels)
+    labels.shutdown(wait=False)
     encoder, (dense, cat) = TabularEncoder.fit_transform(spec, train)
-    target = TargetEncoding.fit(spec, train[spec.target.name], p.class_weight)
-    y = target.encode(train[spec.target.name])
+    target, y, (tr_idx, va_idx) = labels_job.result()
     arrays = {"dense": dense, "cat": cat, "y": y}
     timings = {"encode_s": time.perf_counter() - t_start}
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir else None
     hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fingerprint")
     fingerprint = hasher.submit(_fingerprint, spec, p, encoder, arrays) if ckpt_path is not None else None
     hasher.shutdown(wait=False)
-    tr_idx, va_idx = validation_split(y, target.task, p.validation_fraction, p.seed)
     splits, staged = stage(arrays, device, p.max_device_memory_fraction, {"train": tr_idx, "val": va_idx})
     data, val = splits["train"], splits["val"]
     timings["stage_s"] = time.perf_counter() - t_start - sum(timings.values())
