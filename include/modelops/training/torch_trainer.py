@@ -266,8 +266,8 @@ class TabularEncoder:
         cat = np.empty((n, len(self.categorical)), dtype=np.int64)
         offset = len(self.numeric)
 
-        def encode(task: tuple[str, int]) -> None:
-            kind, j = task
+        def encode(task: tuple[Any, ...]) -> None:
+            kind, j = task[0], task[1]
             if kind == "numeric" and _numeric is not None:
                 _numeric(j)
             elif kind == "numeric":
@@ -277,11 +277,17 @@ class TabularEncoder:
                 col = frame[self.boolean[j]]
                 dense[:, offset + j] = (col.to_numpy() if col.dtype == bool else
                                         col.astype("boolean").fillna(False).to_numpy(dtype="float32"))
-            else:  # -1 (unknown or missing) becomes 0
-                cat[:, j] = _category_codes(frame[self.categorical[j]], self.categories[j]) + 1
+            else:  # rows [a, b) of a categorical column; -1 (unknown or missing) becomes 0
+                a, b = task[2], task[3]
+                col = frame[self.categorical[j]].iloc[a:b]
+                cat[a:b, j] = _category_codes(col, self.categories[j]) + 1
 
-        # Categorical columns first: they are the slowest, so they start while the rest fill the pool.
-        tasks = [("categorical", j) for j in range(len(self.categorical))]
+        # Categorical columns first, in row chunks: they are the slowest per column, so their chunks
+        # start while the numeric columns fill the rest of the pool.
+        chunks = max(1, min(4, n // _PARALLEL_MIN_ROWS))
+        bounds = [n * i // chunks for i in range(chunks + 1)]
+        tasks: list[tuple[Any, ...]] = [("categorical", j, a, b) for j in range(len(self.categorical))
+                                        for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
         tasks += [("numeric", j) for j in range(len(self.numeric))]
         tasks += [("boolean", j) for j in range(len(self.boolean))]
         _map_columns(encode, tasks, n)
@@ -299,7 +305,7 @@ def _map_columns(fn: Any, items: Any, n_rows: int) -> list[Any]:
     if n_rows < _PARALLEL_MIN_ROWS or len(items) < 2:
         return [fn(item) for item in items]
     if _column_pool is None:
-        _column_pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1),
+        _column_pool = ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1),
                                           thread_name_prefix="encode")
     return list(_column_pool.map(fn, items))
 
@@ -402,11 +408,17 @@ class TargetEncoding:
 
     @classmethod
     def fit(cls, spec: ModelSpec, y: pd.Series, class_weight: str) -> TargetEncoding:
+        return cls.fit_encode(spec, y, class_weight)[0]
+
+    @classmethod
+    def fit_encode(cls, spec: ModelSpec, y: pd.Series, class_weight: str) -> tuple[TargetEncoding, np.ndarray]:
+        """``fit``, and ``encode(y)`` of the same labels (encoded once)."""
         task = spec.task.value
         if task == "regression":
             values = pd.to_numeric(y, errors="raise").astype("float64")
             std = float(values.std(ddof=0))
-            return cls(task=task, mean=float(values.mean()), std=std if std > 1e-12 else 1.0)
+            enc = cls(task=task, mean=float(values.mean()), std=std if std > 1e-12 else 1.0)
+            return enc, enc.encode(y)
         classes = list(spec.target.classes) if spec.target.classes else sorted(pd.unique(y).tolist())
         enc = cls(task=task, classes=classes)
         labels = enc.encode(y)
@@ -425,7 +437,7 @@ class TargetEncoding:
             weights = counts.sum() / (len(classes) * present)
             enc.class_weights = weights.tolist()
             enc.logit_offset = np.log(weights).tolist()
-        return enc
+        return enc, labels
 
     def encode(self, y: pd.Series) -> np.ndarray:
         if self.task == "regression":
@@ -976,8 +988,7 @@ def fit(spec: ModelSpec, train: pd.DataFrame, *, params: dict[str, Any],
     torch.manual_seed(p.seed)
 
     def encode_labels() -> tuple[TargetEncoding, np.ndarray, tuple[np.ndarray, np.ndarray]]:
-        target = TargetEncoding.fit(spec, train[spec.target.name], p.class_weight)
-        y = target.encode(train[spec.target.name])
+        target, y = TargetEncoding.fit_encode(spec, train[spec.target.name], p.class_weight)
         return target, y, validation_split(y, target.task, p.validation_fraction, p.seed)
 
     # The labels and the validation split are worked out on another thread while the features
