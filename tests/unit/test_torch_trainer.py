@@ -105,6 +105,22 @@ def test_run_killed_after_epoch_k_resumes_at_k_plus_1_with_the_same_result(spec,
     assert same_weights(weights(resumed), weights(uninterrupted))
 
 
+def test_training_stops_after_patience_epochs_without_improvement(spec, data, monkeypatch):
+    epochs_trained = []
+    real_epoch = torch_trainer.train_one_epoch
+
+    def counting_epoch(*args, **kwargs):
+        epochs_trained.append(1)
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(torch_trainer, "train_one_epoch", counting_epoch)
+    # A learning rate this small cannot move the validation metric by the minimum improvement.
+    model = torch_trainer.fit(spec, data[0].iloc[:1500], params={**SMALL, "epochs": 10, "patience": 2,
+                                                                  "lr": 1e-12})
+    assert len(epochs_trained) == 3  # the first epoch sets the best, two more without improvement
+    assert [h["epoch"] for h in model.history] == [1, 2, 3]
+
+
 def test_retry_after_training_finished_reuses_the_weights_without_training(spec, data, tmp_path,
                                                                          monkeypatch):
     train = data[0].iloc[:1500]

@@ -1107,6 +1107,8 @@ def fit(spec: ModelSpec, train: pd.DataFrame, *, params: dict[str, Any],
                     "rng": {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state(),
                             "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else []},
                 })
+            if finished:
+                break
     except BaseException:
         if writer is not None:
             writer.close(raise_errors=False)
