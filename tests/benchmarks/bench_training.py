@@ -93,7 +93,6 @@ def run_bare_loop(spec, train, params: dict[str, Any]) -> dict[str, Any]:
     picks) on tensors already on the device, nothing else: the ceiling."""
     p = tt.TorchParams.from_spec(spec, params)
     device = tt.resolve_device(p.device)
-    amp = tt.resolve_precision(p.precision, device, p.hidden_sizes)
     torch.manual_seed(p.seed)
     frame = feature_frame(spec, train)
     encoder = tt.TabularEncoder.fit(spec, frame)
@@ -104,6 +103,7 @@ def run_bare_loop(spec, train, params: dict[str, Any]) -> dict[str, Any]:
     data = {k: torch.from_numpy(a[tr_idx]).to(device) for k, a in (("dense", dense), ("cat", cat), ("y", y))}
     batch = tt.resolve_batch_size(p.batch_size, len(tr_idx), device,
                                   encoder.n_dense + len(encoder.categorical) * p.embedding_dim, p.hidden_sizes)
+    amp = tt.resolve_precision(p.precision, device, p.hidden_sizes, batch)
     graphs = tt.resolve_cuda_graphs(p.cuda_graphs, device, amp, staged=True)
     net = tt.build_network(encoder, target, p).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=p.lr, weight_decay=p.weight_decay,
@@ -113,11 +113,15 @@ def run_bare_loop(spec, train, params: dict[str, Any]) -> dict[str, Any]:
     gen = torch.Generator().manual_seed(p.seed)
     graph = tt.StepGraph(batch) if graphs else None
     times = []
-    for _ in range(p.epochs):
+    perm = None
+    for epoch in range(1, p.epochs + 1):
         sync(device)
         t0 = time.perf_counter()
         tt.train_one_epoch(net, opt, scaler, loss_fn, data, batch_size=batch, generator=gen,
-                           device=device, amp_dtype=amp, graph=graph)
+                           device=device, amp_dtype=amp, graph=graph, perm=perm)
+        # Like the trainer: on a GPU, the next order is drawn while this epoch still runs there.
+        perm = (tt.draw_permutation(len(tr_idx), gen, device)
+                if device.type == "cuda" and epoch < p.epochs else None)
         sync(device)
         times.append(time.perf_counter() - t0)
     steady = times[1:] or times
