@@ -6,8 +6,8 @@ the training rows only), feeds booleans as 0/1 and runs the result through an ML
 
 What makes it fit for a GPU node pool:
 
-* encoding is column-wise numpy; the whole data set goes to the GPU once (pinned memory,
-  non-blocking copies) and is cut into training and validation rows there, when it fits (by
+* encoding is column-wise numpy and pandas on a thread pool; the whole data set goes to the GPU
+  once and is cut into training and validation rows there, when it fits (by
   default in half of the free GPU memory); each epoch walks a shuffled permutation of row
   indices, so there is no per-batch ``DataLoader`` and no host-to-device copy inside the loop;
 * on a GPU each optimizer step is captured once as a CUDA graph and replayed (``cuda_graphs``):
@@ -19,8 +19,8 @@ What makes it fit for a GPU node pool:
   computed on the device and read together; epoch metrics go to MLflow in one batch at most
   every 10 seconds and at the end;
 * a checkpoint after every epoch (model, optimizer, gradient scaler, epoch, best metric and
-  weights, RNG states), snapshotted on the device and written atomically on a background thread
-  while the next epoch trains; a retried task resumes after the last written epoch instead of
+  weights, RNG states), copied to pinned host memory without waiting for the GPU and written
+  atomically on a background thread while the next epoch trains; a retried task resumes after the last written epoch instead of
   starting over, and ends with the same weights an uninterrupted run gets.
 
 Class imbalance: by default the loss weighs classes inversely to their frequency
@@ -583,8 +583,8 @@ def stage(arrays: dict[str, np.ndarray], device: torch.device, max_fraction: flo
           splits: dict[str, np.ndarray]) -> tuple[dict[str, dict[str, torch.Tensor]], bool]:
     """Put the arrays on ``device`` and cut them into ``splits`` (name -> row indices) there.
 
-    On a GPU the whole arrays go over once from pinned memory with non-blocking copies, and the
-    train/validation rows are gathered on the device. Returns ``{split: {array: tensor}}`` and
+    On a GPU the whole arrays go over once, and the train/validation rows are gathered on the
+    device. Returns ``{split: {array: tensor}}`` and
     whether the data is on the device. When it does not fit in ``max_fraction`` of free GPU
     memory it stays in pinned host memory and each batch is copied over; the log says so.
     """
@@ -899,9 +899,14 @@ def load_checkpoint(path: Path, fingerprint: str, device: torch.device) -> dict[
 
 
 def _snapshot(obj: Any) -> Any:
-    """A deep copy of the tensors in ``obj`` (on their device: no wait), for a background write."""
+    """A copy of ``obj`` with its tensors in host memory, for a background write, without waiting.
+
+    GPU tensors are copied into pinned host memory with non-blocking copies queued behind the work
+    already on the stream: the snapshot is of this moment, and is complete once an event recorded
+    after these copies has passed. CPU tensors are cloned.
+    """
     if torch.is_tensor(obj):
-        return obj.detach().clone()
+        return obj.detach().to("cpu", non_blocking=True) if obj.is_cuda else obj.detach().clone()
     if isinstance(obj, dict):
         return {k: _snapshot(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -912,7 +917,8 @@ def _snapshot(obj: Any) -> Any:
 class CheckpointWriter:
     """Writes checkpoints with ``save_checkpoint`` on a background thread, in order, one at a time.
 
-    ``submit`` takes a snapshot and returns at once; it first waits for the previous write (which
+    ``submit`` takes a snapshot (GPU tensors copied to host memory without waiting for the GPU)
+    and returns at once; it first waits for the previous write (which
     had a whole epoch to finish) and raises its error, if any, so a failing disk still fails the
     run one epoch later. ``close`` waits for the last write: when ``fit`` returns, the final
     checkpoint is on disk.
@@ -926,7 +932,19 @@ class CheckpointWriter:
     def submit(self, state: dict[str, Any]) -> None:
         self.wait()
         snapshot = _snapshot(state)
-        self._pending = self._pool.submit(lambda: save_checkpoint(self.path, snapshot))
+        copied: torch.cuda.Event | None = None
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            copied = torch.cuda.Event()
+            copied.record()  # after the copies to host memory, before the next epoch's work
+
+        def write() -> None:
+            # Waits for the copies only, not for the epoch queued behind them on the GPU, so the
+            # training thread never waits for this write while the next epoch runs.
+            if copied is not None:
+                copied.synchronize()
+            save_checkpoint(self.path, snapshot)
+
+        self._pending = self._pool.submit(write)
 
     def wait(self) -> None:
         pending, self._pending = self._pending, None
