@@ -155,6 +155,24 @@ def test_device_roc_auc_is_the_rank_formula_with_ties(tmp_path):
     assert np.isnan(float(one_class))
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="checks that the host never waits for a GPU")
+def test_validation_queues_its_work_without_waiting_for_the_gpu(spec, data):
+    train = data[0].iloc[:1500]
+    model = torch_trainer.fit(spec, train, params={**SMALL, "epochs": 1})
+    device = torch_trainer.resolve_device("auto")
+    dense, cat = model.encoder.transform(train)
+    val = {"dense": torch.from_numpy(dense).to(device), "cat": torch.from_numpy(cat).to(device),
+           "y": torch.from_numpy(model.target.encode(train["is_fraud"])).to(device)}
+    net, loss_fn = model.net.to(device), model.target.loss_fn(device)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")  # any wait for the GPU raises
+    try:
+        loss, auc = torch_trainer.validate(net, val, loss_fn, model.target, device, None)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert 0.5 < float(auc) <= 1 and float(loss) > 0
+
+
 def test_a_failed_checkpoint_write_fails_the_run(spec, data, tmp_path, monkeypatch):
     def disk_full(path, state):
         raise OSError("No space left on device")

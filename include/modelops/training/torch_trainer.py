@@ -812,7 +812,9 @@ def validate(net: nn.Module, val: dict[str, torch.Tensor], loss_fn: nn.Module, t
         loss = loss_fn(logits.squeeze(-1) if logits.shape[-1] == 1 else logits, y).double() / n
         if target.task == "binary_classification":
             # Shifting by the offset and the sigmoid keep the order: rank the scores the model serves.
-            scores = torch.sigmoid(logits.squeeze(-1) - torch.tensor(target.logit_offset or [0.0], device=device))
+            # A Python number, not ``torch.tensor(..., device=...)``: copying that to the GPU would
+            # make the host wait for the whole epoch queued before it.
+            scores = torch.sigmoid(logits.squeeze(-1) - float((target.logit_offset or [0.0])[0]))
             auc = roc_auc_tensor(y, scores)
         else:
             auc = torch.full((), float("nan"), dtype=torch.float64, device=device)
