@@ -373,7 +373,7 @@ def _factorize_objects(values: np.ndarray) -> tuple[np.ndarray, pd.Series] | Non
 
     An object array's buffer is one pointer per row. Pyarrow's ``to_pandas`` and pandas' CSV
     parser both reuse one object for equal strings, so a text column has a handful of distinct
-    pointers, and factorizing those as integers is about 4x faster than hashing the strings, and
+    pointers, and factorizing those as integers is about 3x faster than hashing the strings, and
     runs without the GIL (columns encode in parallel). Equal values held by different objects
     get different codes, which is harmless: each code is looked up by its value. None when the
     column has too many distinct objects for this to pay (then the caller hashes the values).
