@@ -1,4 +1,4 @@
-"""The PyTorch trainer on CPU, on a few thousand synthetic fraud transactions."""
+"""The PyTorch trainer on a few thousand synthetic fraud transactions: on the GPU where one is visible, else CPU."""
 
 from __future__ import annotations
 
@@ -105,6 +105,22 @@ def test_run_killed_after_epoch_k_resumes_at_k_plus_1_with_the_same_result(spec,
     assert same_weights(weights(resumed), weights(uninterrupted))
 
 
+def test_training_stops_after_patience_epochs_without_improvement(spec, data, monkeypatch):
+    epochs_trained = []
+    real_epoch = torch_trainer.train_one_epoch
+
+    def counting_epoch(*args, **kwargs):
+        epochs_trained.append(1)
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(torch_trainer, "train_one_epoch", counting_epoch)
+    # A learning rate this small cannot move the validation metric by the minimum improvement.
+    model = torch_trainer.fit(spec, data[0].iloc[:1500], params={**SMALL, "epochs": 10, "patience": 2,
+                                                                  "lr": 1e-12})
+    assert len(epochs_trained) == 3  # the first epoch sets the best, two more without improvement
+    assert [h["epoch"] for h in model.history] == [1, 2, 3]
+
+
 def test_retry_after_training_finished_reuses_the_weights_without_training(spec, data, tmp_path,
                                                                          monkeypatch):
     train = data[0].iloc[:1500]
@@ -128,11 +144,51 @@ def test_checkpoint_of_other_data_is_not_resumed(spec, data, tmp_path, caplog):
     assert "written for other data" in messages and "resuming" not in messages
 
 
+def test_device_roc_auc_is_the_rank_formula_with_ties(tmp_path):
+    rng = np.random.default_rng(3)
+    y = (rng.random(5000) < 0.1).astype(np.float32)
+    scores = np.round(rng.random(5000) + y * 0.3, 2).astype(np.float32)  # many ties
+    device = torch_trainer.resolve_device("auto")
+    got = torch_trainer.roc_auc_tensor(torch.from_numpy(y).to(device), torch.from_numpy(scores).to(device))
+    assert float(got) == pytest.approx(torch_trainer.roc_auc(y, scores.astype(np.float64)), abs=1e-12)
+    one_class = torch_trainer.roc_auc_tensor(torch.zeros(10, device=device), torch.rand(10, device=device))
+    assert np.isnan(float(one_class))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="checks that the host never waits for a GPU")
+def test_validation_queues_its_work_without_waiting_for_the_gpu(spec, data):
+    train = data[0].iloc[:1500]
+    model = torch_trainer.fit(spec, train, params={**SMALL, "epochs": 1})
+    device = torch_trainer.resolve_device("auto")
+    dense, cat = model.encoder.transform(train)
+    val = {"dense": torch.from_numpy(dense).to(device), "cat": torch.from_numpy(cat).to(device),
+           "y": torch.from_numpy(model.target.encode(train["is_fraud"])).to(device)}
+    net, loss_fn = model.net.to(device), model.target.loss_fn(device)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")  # any wait for the GPU raises
+    try:
+        loss, auc = torch_trainer.validate(net, val, loss_fn, model.target, device, None)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert 0.5 < float(auc) <= 1 and float(loss) > 0
+
+
+def test_a_failed_checkpoint_write_fails_the_run(spec, data, tmp_path, monkeypatch):
+    def disk_full(path, state):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(torch_trainer, "save_checkpoint", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        torch_trainer.fit(spec, data[0].iloc[:1000], params={**SMALL, "epochs": 2}, checkpoint_dir=tmp_path)
+
+
 def test_unknown_param_is_named(spec, data):
     with pytest.raises(ValueError, match=r"max_iter"):
         torch_trainer.fit(spec, data[0], params={"max_iter": 200})
     with pytest.raises(ValueError, match=r"training.params.precision"):
         torch_trainer.fit(spec, data[0], params={"precision": "fp8"})
+    with pytest.raises(ValueError, match=r"training.params.batch_size"):
+        torch_trainer.fit(spec, data[0], params={"batch_size": "big"})
 
 
 def test_logged_pyfunc_predicts_what_the_trained_model_predicts(spec, data, tmp_path, monkeypatch):
@@ -154,7 +210,15 @@ def test_logged_pyfunc_predicts_what_the_trained_model_predicts(spec, data, tmp_
 
     client = mlflow.MlflowClient()
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_roc_auc")] == [1, 2]
-    assert client.get_run(run.info.run_id).data.tags["torch.device"] == "cpu"
+    logged = client.get_run(run.info.run_id).data
+    # The device the trainer picked: a GPU where one is visible, else the CPU.
+    expected_device = "cuda:0" if torch.cuda.is_available() else "cpu"
+    assert logged.tags["torch.device"] == expected_device
+    # What ``auto`` resolved to is recorded as params (SMALL asks for batch 256 explicitly).
+    assert logged.params["torch.batch_size"] == "256"
+    assert logged.params["torch.device"] == expected_device
+    assert logged.params["torch.precision"] == "fp32"  # a 32-wide network: full precision everywhere
+    assert logged.params["torch.cuda_graphs"] == str(torch.cuda.is_available()).lower()
 
 
 def test_unknown_categories_and_missing_values_still_score(spec, data):
@@ -165,6 +229,27 @@ def test_unknown_categories_and_missing_values_still_score(spec, data):
     odd["distance_from_home_km"] = [np.nan, 5.0, np.nan]
     scores = model.predict(odd)
     assert np.isfinite(scores).all() and scores.shape == (3,)
+
+
+def test_category_codes_are_the_same_however_the_text_column_is_held():
+    """Large object columns are grouped by object identity (pyarrow and the CSV parser share one
+    object per distinct string); every way of holding the text must give the same codes."""
+    categories = ["grocery", "fuel", "1", "None"]
+    pool = np.array(["grocery", "fuel", "travel", None, np.nan, "1", 1, "None", "Fuel"], dtype=object)
+    values = pool[np.random.default_rng(7).integers(0, len(pool), 120_000)]  # shared objects
+    # What the codes mean: the position of the value's text in ``categories``, -1 if missing or unknown.
+    expected = np.array([-1 if pd.isna(v) else (categories.index(str(v)) if str(v) in categories else -1)
+                         for v in values])
+    held = {
+        "object, shared": pd.Series(values),
+        "object, one per row": pd.Series([v if not isinstance(v, str) else "".join(v) for v in values]),
+        "object, small": pd.Series(values[:500]),
+        "category": pd.Series(values).astype("category"),
+        "string": pd.Series(values).astype("string"),
+    }
+    for how, column in held.items():
+        got = torch_trainer._category_codes(column, categories)
+        np.testing.assert_array_equal(got, expected[:len(column)], err_msg=how)
 
 
 def test_entrypoint_trains_with_torch_and_returns_telemetry(spec, data, tmp_path, monkeypatch, capsys):
@@ -196,5 +281,9 @@ def test_entrypoint_trains_with_torch_and_returns_telemetry(spec, data, tmp_path
     result = json.loads(line[len(entrypoint.RESULT_PREFIX):])
     assert result == json.loads((tmp_path / "xcom" / "return.json").read_text())
     assert result["run_id"] == run_id and result["model_uri"].startswith("models:/")
-    assert result["telemetry"]["enabled"] is False  # no GPU here: one log line, no failure
+    if torch.cuda.is_available():  # NVML samples the GPU the run trained on
+        assert result["telemetry"]["enabled"] is True
+        assert result["telemetry"]["gpu_count"] >= 1 and result["telemetry"]["samples"] >= 2
+    else:  # no GPU: one log line, no failure
+        assert result["telemetry"]["enabled"] is False
     assert (tmp_path / "ckpt" / torch_trainer.CHECKPOINT_FILE).exists()
