@@ -58,7 +58,8 @@ def other_checkout():
 def _env(state: Path) -> dict[str, str]:
     env = {**os.environ, "MODELOPS_STATE_DIR": str(state),
            "PYTHONPATH": f"{PROJECT_ROOT}:{PROJECT_ROOT / 'plugins'}"}
-    env.pop("MLFLOW_TRACKING_URI", None)
+    for leaked in ("MLFLOW_TRACKING_URI", "MODELOPS_SPECS_DIR"):  # set session-wide by the shared stack
+        env.pop(leaked, None)
     return env
 
 
