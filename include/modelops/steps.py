@@ -120,6 +120,9 @@ def split_dataset(model: str, validated: dict, *, dag_run_id: str, conf: dict | 
     train.to_parquet(train_path, index=False)
     holdout.to_parquet(holdout_path, index=False)
     tracking.set_tags(validated["run_id"], {"modelops.split": how})
+    from include.modelops.monitoring.reference import log_reference_sample  # the drift reference
+
+    log_reference_sample(spec, train, validated["run_id"], out)
     log.info("Split %d rows into %d train / %d holdout (%s)", len(df), len(train), len(holdout), how)
     return {"train_path": str(train_path), "holdout_path": str(holdout_path),
             "train_rows": len(train), "holdout_rows": len(holdout), "split": how}
