@@ -73,6 +73,7 @@ def validate_dataset(model: str, *, dag_id: str, dag_run_id: str, conf: dict | N
             "modelops.validation.at": tracking.now_iso(),
             "modelops.data_path": str(spec.data.resolved_path()),
             "modelops.trigger_reason": (conf or {}).get("reason") or "",
+            "modelops.drift_report": (conf or {}).get("drift_report") or "",
             **({"modelops.validation.failed": "; ".join(
                 f"{r.get('expectation')}({r.get('column') or 'table'}): {r.get('observed')}"
                 for r in report["failed"])[:5000]} if not report["success"] else {}),
@@ -90,6 +91,8 @@ def validate_dataset(model: str, *, dag_id: str, dag_run_id: str, conf: dict | N
         "fingerprint": fp.get("sha256"),
         "report_html": report["report_html"],
         "summary": report["summary"],
+        "trigger_reason": (conf or {}).get("reason"),
+        "drift_report": (conf or {}).get("drift_report"),
     }
 
 
@@ -234,6 +237,8 @@ def register_candidate(model: str, validated: dict, trained: dict, evaluated: di
             "modelops.risk_tier": spec.risk_tier.value,
             "modelops.gate.status": "passed" if evaluated["passed"] else "rejected",
             "modelops.gate.summary": evaluated["summary"][:5000],
+            # Why this version was trained (e.g. a drift-monitoring retrain request) and the report behind it.
+            **{f"modelops.{k}": validated[k][:5000] for k in ("trigger_reason", "drift_report") if validated.get(k)},
         },
     )
     if evaluated["passed"]:
@@ -265,7 +270,8 @@ def generate_model_card(model: str, validated: dict, split: dict, evaluated: dic
         lineage={"git_commit": git_commit(), "dag_id": dag_id, "dag_run_id": dag_run_id,
                  "mlflow_run_id": run_id, "data_fingerprint": validated.get("fingerprint"),
                  "spec_hash": spec.spec_hash(), "data_path": validated["data_path"],
-                 "split": split.get("split")},
+                 "split": split.get("split"), "trigger_reason": validated.get("trigger_reason"),
+                 "drift_report": validated.get("drift_report")},
         telemetry=_telemetry_from_tags(tracking.run_info(run_id)["tags"]),
         deployments=_deployments_from_tags(vinfo["tags"]),
         links={"mlflow_run": tracking.run_url(run_id), "mlflow_model_version": registered["url"],

@@ -449,3 +449,15 @@ def test_serving_section_states_the_endpoint_contract(spec):
     markdown = render_markdown(card)
     assert "Serving: the endpoint contract" in markdown and "merchant_category" in markdown
     assert "Serving: the endpoint contract" in render_html(card)
+
+
+def test_card_says_why_a_retrained_model_was_trained(spec):
+    from include.modelops.model_card import render_markdown
+
+    reason = "drift monitoring: retrain requested: 50% of features drifted (threshold 30%); most drifted: amount"
+    card = full_card(spec, lineage={**LINEAGE, "trigger_reason": reason,
+                                    "drift_report": "runs:/monrun/drift/drift_report.html"})
+    md = render_markdown(card)
+    assert "Why this model was trained" in md and "most drifted: amount" in md
+    assert "runs:/monrun/drift/drift_report.html" in md
+    assert "not recorded (a manual or scheduled run)" in render_markdown(full_card(spec))
