@@ -78,9 +78,9 @@ def monitoring_dag(spec: ModelSpec):
 
         @task(outlets=[assets.retrain_requested(model)])
         def request_retraining(decision: dict) -> dict:
-            extra = {"reason": f"drift monitoring: {decision['reason']}", "window": decision["window"],
-                     "figures": decision["figures"], "drift_report": decision["report"],
-                     "monitoring_run": decision["run_url"]}
+            from include.modelops.monitoring import steps
+
+            extra = steps.retrain_request(decision)
             get_current_context()["outlet_events"][assets.retrain_requested(model)].extra = extra
             return extra
 

@@ -52,7 +52,8 @@ def _run() -> dict:
 
 
 def _conf() -> dict:
-    """The run's conf; a run started by a retrain request takes its reason and drift report from the event."""
+    """The run's conf; a run started by a retrain request takes its reason, drift report and labelled
+    window from the event."""
     ctx = get_current_context()
     conf = {k: v for k, v in (ctx["params"] or {}).items() if v is not None}
     for events in (ctx.get("triggering_asset_events") or {}).values():
@@ -60,8 +61,9 @@ def _conf() -> dict:
             extra = event.extra or {}
             if extra.get("reason") and not conf.get("reason"):
                 conf["reason"] = extra["reason"]
-            if extra.get("drift_report") and not conf.get("drift_report"):
-                conf["drift_report"] = extra["drift_report"]
+            for key in ("drift_report", "labelled_data"):
+                if extra.get(key) and not conf.get(key):
+                    conf[key] = extra[key]
     return conf
 
 
@@ -97,6 +99,9 @@ def training_dag(spec: ModelSpec):
             "data_path": Param(None, type=["null", "string"],
                                description="Train on this file/folder instead of the spec's data.path."),
             "reason": Param(None, type=["null", "string"], description="Why this run was triggered."),
+            "labelled_data": Param(None, type=["null", "string"],
+                                   description="Labelled live rows (Parquet; a path or runs:/ URI) added to the "
+                                               "training split, as a monitoring retrain request sends them."),
         },
     )
     def pipeline():

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from include.modelops.serving import log_store
+from include.modelops.serving import label_feed, log_store
 
 CATEGORIES = ["grocery", "fuel", "electronics", "travel", "restaurants", "online_retail", "gaming", "cash_advance"]
 
@@ -66,11 +66,6 @@ def write_predictions(model: str, rows: pd.DataFrame, at: datetime, *, version: 
 
 
 def write_labels(model: str, keys: list[tuple[str, int]], labels: np.ndarray, at: datetime) -> None:
-    """The delayed ground truth of logged rows."""
-    log_store.write_batch("labels", model, pa.table({
-        "request_id": pa.array([k[0] for k in keys], pa.string()),
-        "row_index": pa.array([k[1] for k in keys], pa.int32()),
-        "model": pa.array([model] * len(keys), pa.string()),
-        "label": pa.array(labels, pa.int64()),
-        "labelled_at": pa.array([at + timedelta(hours=1)] * len(keys), pa.timestamp("us", tz="UTC")),
-    }), at=at + timedelta(hours=1))
+    """The delayed ground truth of logged rows, an hour after ``at``, through the label feed."""
+    label_feed.write_labels(model, [(k[0], k[1], int(v)) for k, v in zip(keys, labels, strict=True)],
+                            labelled_at=at + timedelta(hours=1))

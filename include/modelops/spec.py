@@ -269,6 +269,10 @@ class Monitoring(_Strict):
         "last 7 days (train_seconds x gpus) at or above this suppress retraining; null: no GPU budget.")
     min_new_labelled_rows: int = Field(default=0, ge=0, description="Guard: labelled rows that arrived since the "
                                        "last retrain request must reach this (0: drift alone may retrain).")
+    retrain_with_labelled_window: bool = Field(
+        default=True, description="A retrain requested by monitoring trains on the spec's data plus the labelled "
+        "rows of the window that triggered it (added to the training split, never to the holdout, so the gate "
+        "compares candidate and champion on the same kind of data); false: the spec's data alone.")
 
 
 class ModelSpec(_Strict):

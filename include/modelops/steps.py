@@ -93,6 +93,7 @@ def validate_dataset(model: str, *, dag_id: str, dag_run_id: str, conf: dict | N
         "summary": report["summary"],
         "trigger_reason": (conf or {}).get("reason"),
         "drift_report": (conf or {}).get("drift_report"),
+        "labelled_data": (conf or {}).get("labelled_data"),
     }
 
 
@@ -119,6 +120,16 @@ def split_dataset(model: str, validated: dict, *, dag_run_id: str, conf: dict | 
     if train.empty or holdout.empty:
         raise ValueError(f"split left an empty side (train {len(train)}, holdout {len(holdout)} rows): {how}")
     out = run_dir(model, dag_run_id)
+    labelled = validated.get("labelled_data")
+    if labelled and spec.monitoring.retrain_with_labelled_window:
+        # A monitoring retrain: learn from the labelled live window too. Training side only, so the
+        # holdout (and the gate's comparison with the champion) stays on the spec's data.
+        from include.modelops.monitoring.window import read_labelled_window
+
+        extra = read_labelled_window(spec, labelled, out / "labelled_window", like=train)
+        train = pd.concat([train, extra], ignore_index=True)
+        how += f"; + {len(extra)} labelled live rows in train ({labelled})"
+        tracking.log_metrics(validated["run_id"], {"labelled_window_rows": len(extra)})
     train_path, holdout_path = out / "train.parquet", out / "holdout.parquet"
     train.to_parquet(train_path, index=False)
     holdout.to_parquet(holdout_path, index=False)

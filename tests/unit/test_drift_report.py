@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from include.modelops.monitoring.drift import data_quality, drift_report, live_performance
-from include.modelops.monitoring.window import LABEL_COLUMN, read_window
+from include.modelops.monitoring.window import LABEL_COLUMN, load_window
 from tests.monitoring_traffic import fraud_rows, write_labels, write_predictions
 
 START = datetime(2026, 3, 2, tzinfo=UTC)
@@ -28,7 +28,7 @@ def test_window_reads_features_unprefixed_and_joins_arrived_labels():
     write_predictions("fraud_detection", rows.head(300), END + timedelta(hours=1))  # next window
     write_predictions("fraud_detection", rows.head(200), START + timedelta(hours=4), variant="canary")
     write_labels("fraud_detection", keys[:400], rows["is_fraud"].to_numpy()[:400], START + timedelta(hours=5))
-    w = read_window("fraud_detection", START, END)
+    w = load_window("fraud_detection", START, END)
     assert len(w.rows) == 1200, "only the stable variant's rows inside [start, end)"
     assert {"amount", "channel", "is_international"} <= set(w.rows.columns)
     assert not any(c.startswith("feature.") for c in w.rows.columns)
@@ -38,7 +38,7 @@ def test_window_reads_features_unprefixed_and_joins_arrived_labels():
 
 def test_window_without_drift_has_no_drifted_feature(reference_spec, tmp_path):
     write_predictions("fraud_detection", fraud_rows(3000, seed=2), START + timedelta(hours=2))
-    w = read_window("fraud_detection", START, END)
+    w = load_window("fraud_detection", START, END)
     report = drift_report(reference_spec, fraud_rows(5000, seed=3), w.rows, out_dir=tmp_path / "r")
     assert report["top"] == [] and report["share"] == 0.0
     assert set(report["columns"]) == set(reference_spec.feature_names)
@@ -48,7 +48,7 @@ def test_window_without_drift_has_no_drifted_feature(reference_spec, tmp_path):
 def test_drifted_window_names_the_drifted_features_most_drifted_first(reference_spec, tmp_path):
     write_predictions("fraud_detection", fraud_rows(3000, seed=4, drift=True), START + timedelta(hours=2),
                       scores=np.random.default_rng(1).beta(5, 2, 3000))
-    w = read_window("fraud_detection", START, END)
+    w = load_window("fraud_detection", START, END)
     ref = fraud_rows(5000, seed=3)
     report = drift_report(reference_spec, ref, w.rows, out_dir=tmp_path / "r",
                           reference_predictions=np.random.default_rng(2).random(len(ref)))
@@ -101,10 +101,29 @@ def test_live_performance_against_the_offline_value(reference_spec):
 
 
 def test_empty_window_and_corrupt_file(inference_log):
-    w = read_window("fraud_detection", START, END)
+    w = load_window("fraud_detection", START, END)
     assert w.rows.empty and w.skipped_files == []
     write_predictions("fraud_detection", fraud_rows(500, seed=8), START + timedelta(hours=1))
     bad = inference_log / "predictions" / "model=fraud_detection" / "hour=2026-03-02T01" / "part-torn.parquet"
     bad.write_bytes(b"PAR1 not really parquet")
-    w = read_window("fraud_detection", START, END)
+    w = load_window("fraud_detection", START, END)
     assert len(w.rows) == 500 and len(w.skipped_files) == 1 and "part-torn.parquet" in w.skipped_files[0]
+
+
+def test_labelled_window_becomes_training_rows_in_the_datas_shape(reference_spec, tmp_path):
+    from include.modelops.monitoring.window import labelled_training_rows, read_labelled_window
+
+    rows = fraud_rows(600, seed=9)
+    keys = write_predictions("fraud_detection", rows, START + timedelta(hours=2))
+    write_labels("fraud_detection", keys[:250], rows["is_fraud"].to_numpy()[:250], START + timedelta(hours=2))
+    w = load_window("fraud_detection", START, END)
+    train_rows = labelled_training_rows(reference_spec, w.rows)
+    assert len(train_rows) == 250, "only rows whose label arrived"
+    assert list(train_rows.columns) == [*reference_spec.feature_names, "is_fraud", reference_spec.time_column]
+    assert train_rows["is_fraud"].astype(int).tolist() == rows["is_fraud"].head(250).tolist()
+    train_rows.to_parquet(tmp_path / "labelled.parquet", index=False)
+    like = rows.assign(**{reference_spec.time_column: START.replace(tzinfo=None)}).head(3)
+    back = read_labelled_window(reference_spec, str(tmp_path / "labelled.parquet"), tmp_path / "dl", like=like)
+    assert back.dtypes.to_dict() == like[list(back.columns)].dtypes.to_dict()
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_labelled_window(reference_spec, str(tmp_path / "nope.parquet"), tmp_path / "dl", like=like)

@@ -70,16 +70,17 @@ def monitor_window(model: str, *, start: datetime, end: datetime, dag_id: str, d
     """
     from include.modelops.monitoring import drift
     from include.modelops.monitoring.reference import load_reference_sample
-    from include.modelops.monitoring.window import LABEL_COLUMN, read_window
+    from include.modelops.monitoring.window import LABEL_COLUMN, load_window
 
     spec = load_spec_by_name(model)
     run_id = tracking.ensure_run(spec, dag_id=dag_id, dag_run_id=dag_run_id)
+    tracking.set_tags(run_id, {KIND_TAG: KIND})  # never mistaken for a training run
     out = _out_dir(model, dag_run_id)
     version = tracking.alias_version(model, tracking.CHAMPION)
-    window = read_window(model, start, end, version=version)
+    window = load_window(model, start, end, version=version)
     if version is None and window.versions:  # no champion yet: watch what actually serves
         version = max(window.versions, key=window.versions.get)
-        window = read_window(model, start, end, version=version)
+        window = load_window(model, start, end, version=version)
     n = len(window.rows)
     log.info("Window %s of %s v%s: %d rows (%d labelled) from %d files, %d unreadable file(s) skipped",
              window.key, model, version or "?", n, window.labelled_rows, window.files, len(window.skipped_files))
@@ -118,6 +119,13 @@ def monitor_window(model: str, *, start: datetime, end: datetime, dag_id: str, d
     if summary["drift"]:
         report_uri = tracking.log_file(run_id, summary["drift"]["report_html"], "drift")
     summary_uri = tracking.log_file(run_id, out / "drift_summary.json", "drift")
+    labelled_uri = None
+    if window.labelled_rows and spec.monitoring.retrain_with_labelled_window:
+        # Training data for a retrain this window may request (the spec's data plus these rows).
+        from include.modelops.monitoring.window import LABELLED_FILE, labelled_training_rows
+
+        labelled_training_rows(spec, window.rows).to_parquet(out / LABELLED_FILE, index=False)
+        labelled_uri = tracking.log_file(run_id, out / LABELLED_FILE, "drift")
     tracking.log_metrics(run_id, {k: v for k, v in figures.items() if isinstance(v, int | float)
                                   and not isinstance(v, bool)})
     tracking.set_tags(run_id, {
@@ -126,7 +134,8 @@ def monitor_window(model: str, *, start: datetime, end: datetime, dag_id: str, d
         f"{P}report": report_uri or "", f"{P}summary": summary_uri, f"{P}rows": n,
         f"{P}labelled_rows": window.labelled_rows, f"{P}skipped_files": len(window.skipped_files),
         f"{P}top_drifted": ", ".join((summary["drift"] or {}).get("top", [])[:10]),
-        f"{P}metric": figures.get("metric", ""),
+        f"{P}metric": figures.get("metric", ""), f"{P}labelled_data": labelled_uri or "",
+        f"{P}report_path": (summary["drift"] or {}).get("report_html") or "",
     })
     if version:
         tracking.set_version_tags(model, str(version), {f"{P}last_report": report_uri or summary_uri,
@@ -135,11 +144,21 @@ def monitor_window(model: str, *, start: datetime, end: datetime, dag_id: str, d
     log.info("Drift report: %s (MLflow run %s); figures %s", report_uri or "none (no verdict)", link, figures)
     return {"run_id": run_id, "run_url": link, "status": summary["status"], "window": window.key,
             "window_end": end.isoformat(), "version": version, "report": report_uri, "summary": summary_uri,
-            "report_path": (summary["drift"] or {}).get("report_html"), "figures": figures}
+            "report_path": (summary["drift"] or {}).get("report_html"), "labelled_data": labelled_uri,
+            "figures": figures}
+
+
+def _plain(v: Any) -> Any:
+    """NumPy scalars as Python numbers: the figures travel as JSON (XCom, the asset event's extra)."""
+    return v.item() if hasattr(v, "item") and not isinstance(v, list | dict | str) else v
 
 
 def _figures(summary: dict[str, Any]) -> dict[str, Any]:
     """The headline figures: MLflow metrics (a time series across runs) and the asset event's extra."""
+    return {k: _plain(v) for k, v in _headline(summary).items()}
+
+
+def _headline(summary: dict[str, Any]) -> dict[str, Any]:
     d, q, p = summary["drift"] or {}, summary["quality"] or {}, summary["performance"] or {}
     pred = d.get("prediction") or {}
     fig: dict[str, Any] = {"rows": summary["rows"], "labelled_rows": summary["labelled_rows"],
@@ -227,4 +246,31 @@ def decide_retraining(model: str, monitored: dict, *, training_runs_active: int,
     return {"outcome": decision.outcome, "reason": decision.reason, "retrain": decision.outcome == "retrain",
             "triggers": decision.triggers, "guard": decision.guard, "window": monitored["window"],
             "figures": monitored["figures"], "report": monitored.get("report"), "run_url": monitored.get("run_url"),
-            "version": monitored.get("version")}
+            "version": monitored.get("version"), "labelled_data": monitored.get("labelled_data")}
+
+
+def retrain_request(decision: dict) -> dict:
+    """The ``<model>.retrain_requested`` event's extra for a decision to retrain: what the training
+    DAG takes as its conf (reason, drift report, labelled window) when the event starts it."""
+    return {"reason": f"drift monitoring: {decision['reason']}", "window": decision["window"],
+            "figures": decision.get("figures") or {}, "drift_report": decision.get("report"),
+            "monitoring_run": decision.get("run_url"), "labelled_data": decision.get("labelled_data")}
+
+
+def recorded_decision(model: str, window: str) -> dict | None:
+    """The latest decision recorded for ``window`` (its key), as ``decide_retraining`` returns it
+    plus ``rows``, ``labelled_rows`` and ``report_path``; None when no run examined it."""
+    c = tracking.client()
+    exp = c.get_experiment_by_name(model)
+    if exp is None:
+        return None
+    runs = c.search_runs([exp.experiment_id], filter_string=f"tags.`{P}window` = '{window}'",
+                         order_by=["attributes.start_time DESC"], max_results=1)
+    if not runs or not runs[0].data.tags.get(f"{P}outcome"):
+        return None
+    t, m = runs[0].data.tags, runs[0].data.metrics
+    return {"outcome": t[f"{P}outcome"], "reason": t.get(f"{P}reason", ""), "retrain": t[f"{P}outcome"] == "retrain",
+            "guard": t.get(f"{P}guard") or None, "window": window, "figures": m, "report": t.get(f"{P}report") or None,
+            "run_url": tracking.run_url(runs[0].info.run_id), "version": t.get(f"{P}model_version") or None,
+            "labelled_data": t.get(f"{P}labelled_data") or None, "report_path": t.get(f"{P}report_path") or None,
+            "rows": int(m.get("rows", 0)), "labelled_rows": int(m.get("labelled_rows", 0))}
