@@ -127,3 +127,14 @@ def test_labelled_window_becomes_training_rows_in_the_datas_shape(reference_spec
     assert back.dtypes.to_dict() == like[list(back.columns)].dtypes.to_dict()
     with pytest.raises(FileNotFoundError, match="does not exist"):
         read_labelled_window(reference_spec, str(tmp_path / "nope.parquet"), tmp_path / "dl", like=like)
+
+
+def test_large_window_is_compared_on_a_sample_with_the_same_verdicts(reference_spec, tmp_path):
+    sampled = reference_spec.model_copy(update={"monitoring": reference_spec.monitoring.model_copy(
+        update={"drift_sample_rows": 1500})})
+    ref, cur = fraud_rows(5000, seed=3), fraud_rows(6000, seed=5, drift=True)
+    full = drift_report(reference_spec, ref, cur, out_dir=tmp_path / "full")
+    part = drift_report(sampled, ref, cur, out_dir=tmp_path / "part")
+    assert (full["rows"], full["rows_compared"]) == (6000, 6000)
+    assert (part["rows"], part["rows_compared"]) == (6000, 1500)
+    assert set(part["top"]) == set(full["top"]) and part["top"]

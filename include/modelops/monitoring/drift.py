@@ -213,6 +213,12 @@ def drift_report(spec: ModelSpec, reference: pd.DataFrame, current: pd.DataFrame
     from evidently.presets import DataDriftPreset
 
     _check_methods(spec)
+    rows = len(current)
+    limit = spec.monitoring.drift_sample_rows
+    if limit is not None and rows > limit:
+        # Evidently's time and memory grow with the rows; a large sample keeps the verdicts (see the spec doc).
+        current = current.sample(n=limit, random_state=spec.split.seed)
+        log.info("Drift on a seeded sample of %d of the window's %d rows (monitoring.drift_sample_rows)", limit, rows)
     ref, cur = _typed(spec, reference), _typed(spec, current)
     pred_col = prediction_column(spec)
     with_pred = reference_predictions is not None and pred_col in current
@@ -244,4 +250,4 @@ def drift_report(spec: ModelSpec, reference: pd.DataFrame, current: pd.DataFrame
     n = len(spec.feature_names)
     return {"share": len(drifted) / n if n else 0.0, "count": len(drifted), "features": n, "columns": cols,
             "top": drifted, "prediction": prediction and {"column": pred_col, **prediction},
-            "report_html": str(html), "title": title}
+            "report_html": str(html), "title": title, "rows": rows, "rows_compared": len(current)}
