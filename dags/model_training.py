@@ -99,6 +99,8 @@ def training_dag(spec: ModelSpec):
             "data_path": Param(None, type=["null", "string"],
                                description="Train on this file/folder instead of the spec's data.path."),
             "reason": Param(None, type=["null", "string"], description="Why this run was triggered."),
+            "drift_report": Param(None, type=["null", "string"],
+                                  description="The drift report behind a retrain (recorded on the version)."),
             "labelled_data": Param(None, type=["null", "string"],
                                    description="Labelled live rows (Parquet; a path or runs:/ URI) added to the "
                                                "training split, as a monitoring retrain request sends them."),
