@@ -721,12 +721,16 @@ def _model_footer(rec: _Records, dag_runs: dict[str, dict]) -> list[str]:
             fate = "not promoted"
         fates.append(f"v{v} {fate}")
     stopped = sum(1 for r in rec.runs.values() if r.data.tags.get("modelops.validation.status") == "failed")
+    watched = [r for r in rec.runs.values() if r.data.tags.get("modelops.kind") == "monitoring"]
+    requested = sum(1 for r in watched if r.data.tags.get("modelops.monitoring.outcome") == "retrain")
+    monitoring = (f"; {len(watched)} monitoring window(s), {requested} retrain request(s)" if watched else "")
     states: dict[str, int] = {}
     for r in dag_runs.values():
         states[str(r.get("state"))] = states.get(str(r.get("state")), 0) + 1
     out = [f"Now: {rec.model}", "-" * 78, f"  {'Aliases':<17} {aliases}",
            f"  {'Versions':<17} {'; '.join(fates) or 'none'}",
-           f"  {'MLflow runs':<17} {len(rec.runs)}, of which {stopped} stopped at data validation"]
+           f"  {'MLflow runs':<17} {len(rec.runs) - len(watched)}, of which {stopped} stopped at data validation"
+           + monitoring]
     if dag_runs:
         out.append(f"  {'Airflow DAG runs':<17} {len(dag_runs)}: "
                    + ", ".join(f"{n} {s}" for s, n in sorted(states.items())))
