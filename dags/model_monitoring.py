@@ -25,9 +25,25 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryRule
 
 from include.modelops import assets
 from include.modelops.spec import ModelSpec, load_all_specs
+
+# A version without a reference sample or a bad spec fails at once (the message says
+# what to do); reading the log or MLflow may retry.
+NO_RETRY_ON_USER_ERRORS = ExceptionRetryPolicy(
+    rules=[
+        RetryRule(
+            exception=[
+                "include.modelops.monitoring.reference.ReferenceMissingError",
+                "include.modelops.spec.ModelSpecError",
+            ],
+            action=RetryAction.FAIL,
+            reason="the input is wrong, retrying cannot fix it",
+        )
+    ]
+)
 
 
 def monitoring_dag(spec: ModelSpec):
@@ -43,7 +59,8 @@ def monitoring_dag(spec: ModelSpec):
         max_active_runs=1,
         doc_md=__doc__,
         tags=["modelops", "monitoring", model, *spec.tags],
-        default_args={"owner": spec.owner.team, "retries": 2, "retry_delay": timedelta(seconds=30)},
+        default_args={"owner": spec.owner.team, "retries": 2, "retry_delay": timedelta(seconds=30),
+                      "retry_policy": NO_RETRY_ON_USER_ERRORS},
         params={
             "window_start": Param(None, type=["null", "string"], description="ISO start of the window to examine."),
             "window_end": Param(None, type=["null", "string"], description="ISO end (default: the run's time)."),
