@@ -69,3 +69,36 @@ def write_labels(model: str, keys: list[tuple[str, int]], labels: np.ndarray, at
     """The delayed ground truth of logged rows, an hour after ``at``, through the label feed."""
     label_feed.write_labels(model, [(k[0], k[1], int(v)) for k, v in zip(keys, labels, strict=True)],
                             labelled_at=at + timedelta(hours=1))
+
+
+def log_scored_traffic(model: str, version: str, at: datetime, *, drift: str = "", rows: int = 2000, seed: int = 0,
+                labels: bool = True) -> None:
+    """Score the model's latest holdout rows with ``version`` (as its bento does; ``drift`` knobs as
+    ``make traffic`` takes them) and log them at ``at`` in the inference log, their labels an hour later."""
+    import numpy as np
+    import pyarrow as pa
+
+    from include.modelops import scoring
+    from include.modelops.packaging import predictions_from_scores
+    from include.modelops.serving import inference_log, label_feed, log_store, traffic
+    from include.modelops.spec import load_spec_by_name
+
+    spec = load_spec_by_name(model)
+    frame, _ = traffic.load_rows(spec, "holdout")
+    rng = np.random.default_rng(seed)
+    frame = frame.sample(n=rows, replace=len(frame) < rows, random_state=seed).reset_index(drop=True)
+    frame = traffic.apply_drift(spec, frame, traffic.parse_drift(drift, spec), rng)
+    scorer = scoring.load_pyfunc(f"models:/{model}/{version}")
+    preds = predictions_from_scores(spec, scoring.score(spec, scorer, frame))
+    truth = []
+    for lo in range(0, rows, 200):
+        rid = uuid.uuid4().hex
+        part = frame.iloc[lo:lo + 200]
+        cols = inference_log.request_records(
+            spec, request_id=rid, model_version=version, variant="stable",
+            rows=part[spec.feature_names].to_dict("records"), predictions=preds[lo:lo + 200], latency_ms=5.0,
+            answered_at=at + timedelta(seconds=lo))
+        log_store.write_batch("predictions", model, pa.table(cols, schema=inference_log.record_schema(spec)), at=at)
+        truth += [(rid, i, int(y)) for i, y in enumerate(part[spec.target.name])]
+    if labels:
+        label_feed.write_labels(model, truth, labelled_at=at + timedelta(hours=1))

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from tests.integration.conftest import write_test_spec
+from tests.monitoring_traffic import log_scored_traffic
 
 pytestmark = pytest.mark.integration
 MODEL = "fraud_monitoring"
@@ -34,39 +34,6 @@ def champion(stack):
     version = stack.alias("champion", model=MODEL)
     assert version is not None
     return version
-
-
-def log_traffic(stack, version: str, at: datetime, *, drift: str = "", rows: int = 2000, seed: int = 0,
-                labels: bool = True) -> None:
-    """Score holdout rows with the champion (as the bento does) and log them, with their labels,
-    in the inference log at ``at``."""
-    import numpy as np
-    import pyarrow as pa
-
-    from include.modelops import scoring
-    from include.modelops.packaging import predictions_from_scores
-    from include.modelops.serving import inference_log, label_feed, log_store, traffic
-    from include.modelops.spec import load_spec_by_name
-
-    spec = load_spec_by_name(MODEL)
-    frame, _ = traffic.load_rows(spec, "holdout")
-    rng = np.random.default_rng(seed)
-    frame = frame.sample(n=rows, replace=len(frame) < rows, random_state=seed).reset_index(drop=True)
-    frame = traffic.apply_drift(spec, frame, traffic.parse_drift(drift, spec), rng)
-    model = scoring.load_pyfunc(f"models:/{MODEL}/{version}")
-    preds = predictions_from_scores(spec, scoring.score(spec, model, frame))
-    truth = []
-    for lo in range(0, rows, 200):
-        rid = uuid.uuid4().hex
-        part = frame.iloc[lo:lo + 200]
-        cols = inference_log.request_records(
-            spec, request_id=rid, model_version=version, variant="stable",
-            rows=part[spec.feature_names].to_dict("records"), predictions=preds[lo:lo + 200], latency_ms=5.0,
-            answered_at=at + timedelta(seconds=lo))
-        log_store.write_batch("predictions", MODEL, pa.table(cols, schema=inference_log.record_schema(spec)), at=at)
-        truth += [(rid, i, int(y)) for i, y in enumerate(part[spec.target.name])]
-    if labels:
-        label_feed.write_labels(MODEL, truth, labelled_at=at + timedelta(hours=1))
 
 
 def monitor(stack, start: datetime, hours: int = 6) -> dict:
@@ -92,7 +59,7 @@ def asset_events(stack, name: str) -> list[dict]:
 
 
 def test_window_without_drift_and_an_empty_window_trigger_nothing(stack, champion):
-    log_traffic(stack, champion, DAY + timedelta(hours=1), seed=1)
+    log_scored_traffic(MODEL, champion, DAY + timedelta(hours=1), seed=1)
     quiet = monitor(stack, DAY)
     assert quiet["tags"]["modelops.monitoring.status"] == "checked"
     assert quiet["tags"]["modelops.monitoring.outcome"] == "no_action", quiet["tags"]["modelops.monitoring.reason"]
@@ -116,7 +83,7 @@ def test_window_without_drift_and_an_empty_window_trigger_nothing(stack, champio
 def test_burst_of_drifted_windows_requests_one_retrain_with_the_reason(stack, champion):
     starts = [DAY + timedelta(days=1, hours=6 * i) for i in range(5)]
     for i, start in enumerate(starts):
-        log_traffic(stack, champion, start + timedelta(hours=1), drift=DRIFT, seed=10 + i)
+        log_scored_traffic(MODEL, champion, start + timedelta(hours=1), drift=DRIFT, seed=10 + i)
     decisions = [monitor(stack, start)["tags"] for start in starts]
 
     outcomes = [d["modelops.monitoring.outcome"] for d in decisions]
