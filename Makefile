@@ -34,7 +34,7 @@ export DO_NOT_TRACK      := true
 export PIP_CACHE_DIR     := $(STATE)/cache/pip
 export TMPDIR            := $(STATE)/tmp
 
-.PHONY: help setup demo demo-drift run test test-unit test-integration up data check-specs spec-docs serve traffic audit bench bench-training bench-serving lint clean
+.PHONY: help setup demo demo-drift bench-drift run test test-unit test-integration up data check-specs spec-docs serve traffic audit bench bench-training bench-serving lint clean
 
 help:
 	@echo "make demo         set up, then train MODEL end to end (default: the bundled fraud_detection example,"
@@ -126,6 +126,10 @@ bench-training: setup
 bench-serving: setup
 	@mkdir -p $(TMPDIR)
 	$(BIN)/python tests/benchmarks/bench_serving.py
+
+bench-drift: setup
+	@mkdir -p $(TMPDIR)
+	$(BIN)/python tests/benchmarks/bench_drift.py
 
 audit: setup
 	$(BIN)/python -m include.modelops.cli audit --model $(MODEL) $(if $(VERSION),--version $(VERSION),)
