@@ -34,11 +34,13 @@ export DO_NOT_TRACK      := true
 export PIP_CACHE_DIR     := $(STATE)/cache/pip
 export TMPDIR            := $(STATE)/tmp
 
-.PHONY: help setup demo run test test-unit test-integration up data check-specs spec-docs serve traffic audit bench bench-training bench-serving lint clean
+.PHONY: help setup demo demo-drift bench-drift run test test-unit test-integration up data check-specs spec-docs serve traffic audit bench bench-training bench-serving lint clean
 
 help:
 	@echo "make demo         set up, then train MODEL end to end (default: the bundled fraud_detection example,"
 	@echo "                  whose data is generated; any other model reads its own data, never writes it)"
+	@echo "make demo-drift   serve MODEL's champion, normal then drifted traffic (DRIFT=...), the monitoring DAG"
+	@echo "                  over both windows (no trigger, then one), and the retraining run it requested"
 	@echo "make run          MODEL=<name> [DATA=<file or folder>] [REASON=...]: run that model's training DAG"
 	@echo "                  locally (real Airflow), optionally on other data, with the same step summary"
 	@echo "make test         set up, then run the whole test suite"
@@ -69,6 +71,11 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 demo: setup
 	@mkdir -p $(TMPDIR)
 	$(BIN)/python -m include.modelops.cli demo --model $(MODEL)
+
+# Serve the champion, normal then drifted traffic, the monitoring DAG over both windows, one retrain.
+demo-drift: setup
+	@mkdir -p $(TMPDIR)
+	$(BIN)/python -m include.modelops.cli demo-drift --model $(MODEL) $(if $(DRIFT),--drift "$(DRIFT)",)
 
 run: setup
 	@mkdir -p $(TMPDIR)
@@ -119,6 +126,10 @@ bench-training: setup
 bench-serving: setup
 	@mkdir -p $(TMPDIR)
 	$(BIN)/python tests/benchmarks/bench_serving.py
+
+bench-drift: setup
+	@mkdir -p $(TMPDIR)
+	$(BIN)/python tests/benchmarks/bench_drift.py
 
 audit: setup
 	$(BIN)/python -m include.modelops.cli audit --model $(MODEL) $(if $(VERSION),--version $(VERSION),)

@@ -9,8 +9,10 @@ baseline → register (alias `challenger` if the gate passed) → model card →
 A rejected candidate skips the steps after the gate and never touches the champion; the
 `summarize` task always runs and writes `summary.json` with what happened and where to look.
 
-Trigger it from the UI, on the spec's `schedule`, or through the REST API with conf
-`{"data_path": "...", "reason": "..."}` to retrain on new data. Adding a spec file is all it
+Trigger it from the UI, on the spec's `schedule`, on a retrain request from `<model>_monitoring`
+(the `<model>.retrain_requested` asset: its reason and drift report are recorded on the version and
+in the model card), or through the REST API with conf `{"data_path": "...", "reason": "..."}` to
+retrain on new data. Adding a spec file is all it
 takes for its DAG to appear. This file only wires: the steps live in `include/modelops/steps.py`.
 """
 
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import Param, chain, dag, get_current_context, task
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, chain, dag, get_current_context, task
 from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryRule
 from airflow.sdk.exceptions import AirflowFailException
 from modelops_operators import ModelApprovalOperator, ModelCardOperator
@@ -51,8 +53,27 @@ def _run() -> dict:
 
 
 def _conf() -> dict:
+    """The run's conf; a run started by a retrain request takes its reason, drift report and labelled
+    window from the event."""
     ctx = get_current_context()
-    return {k: v for k, v in (ctx["params"] or {}).items() if v is not None}
+    conf = {k: v for k, v in (ctx["params"] or {}).items() if v is not None}
+    for events in (ctx.get("triggering_asset_events") or {}).values():
+        for event in list(events)[-1:]:
+            extra = event.extra or {}
+            if extra.get("reason") and not conf.get("reason"):
+                conf["reason"] = extra["reason"]
+            for key in ("drift_report", "labelled_data"):
+                if extra.get(key) and not conf.get(key):
+                    conf[key] = extra[key]
+    return conf
+
+
+def _schedule(spec: ModelSpec):
+    """The spec's cron (if any) or a retrain request from the monitoring DAG, whichever comes first."""
+    requested = assets.retrain_requested(spec.name)
+    if spec.schedule is None:
+        return [requested]
+    return AssetOrTimeSchedule(timetable=CronTriggerTimetable(spec.schedule, timezone="UTC"), assets=requested)
 
 
 def training_dag(spec: ModelSpec):
@@ -62,7 +83,7 @@ def training_dag(spec: ModelSpec):
     @dag(
         dag_id=spec.dag_id,
         description=spec.description[:200],
-        schedule=spec.schedule,
+        schedule=_schedule(spec),
         start_date=datetime(2026, 1, 1),
         catchup=False,
         max_active_runs=1,
@@ -79,6 +100,11 @@ def training_dag(spec: ModelSpec):
             "data_path": Param(None, type=["null", "string"],
                                description="Train on this file/folder instead of the spec's data.path."),
             "reason": Param(None, type=["null", "string"], description="Why this run was triggered."),
+            "drift_report": Param(None, type=["null", "string"],
+                                  description="The drift report behind a retrain (recorded on the version)."),
+            "labelled_data": Param(None, type=["null", "string"],
+                                   description="Labelled live rows (Parquet; a path or runs:/ URI) added to the "
+                                               "training split, as a monitoring retrain request sends them."),
         },
     )
     def pipeline():

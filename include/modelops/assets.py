@@ -31,3 +31,14 @@ def deployable_bento(model: str) -> Asset:
 def production(model: str) -> Asset:
     """Emitted when the champion alias moves."""
     return _asset(model, "production")
+
+
+def drift_report(model: str) -> Asset:
+    """Emitted by every monitoring run with a verdict or an outcome (the figures in the event's extra)."""
+    return _asset(model, "drift_report")
+
+
+def retrain_requested(model: str) -> Asset:
+    """Emitted when the retraining policy decides to retrain ({reason, window, figures} in the extra);
+    the training DAG is scheduled on it."""
+    return _asset(model, "retrain_requested")

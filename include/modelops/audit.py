@@ -38,12 +38,12 @@ from include.modelops.settings import get_settings
 log = logging.getLogger(__name__)
 
 KINDS = ("dag_run", "validation", "training", "gate", "registration", "model_card", "approval", "alias",
-         "packaging", "promotion")
+         "packaging", "promotion", "drift", "retrain")
 # Lifecycle order, for events that carry the same second.
 _RANK = {"dag_run:start": 0, "validation": 1, "training": 2, "gate": 3, "registration": 4, "alias:challenger": 5,
          "approval": 6, "packaging": 7, "alias:previous": 8, "alias:champion": 9, "promotion": 10, "alias": 11,
          # The tag holds the latest card, regenerated after promotion.
-         "model_card": 12, "dag_run:end": 13}
+         "model_card": 12, "drift": 13, "retrain": 14, "dag_run:end": 15}
 _DISPLACING_ALIASES = (tracking.CHAMPION, tracking.PREVIOUS)  # setting these takes them from another version
 
 
@@ -255,9 +255,45 @@ def _event(at: str | None, kind: str, summary: str, *, version: str | None = Non
             "details": {k: v for k, v in details.items() if v is not None}, "_rank": _RANK[rank or kind]}
 
 
+def _monitoring_events(run: Any) -> list[dict]:
+    """The drift report and the retraining decision of one monitoring run (one window)."""
+    from include.modelops.monitoring.steps import P
+
+    tags, info = run.data.tags, run.info
+    link = _run_url(info.experiment_id, info.run_id)
+    version = tags.get(f"{P}model_version") or None
+    common = {"run_id": info.run_id, "dag_id": tags.get(tracking.TAG_DAG_ID),
+              "dag_run_id": tags.get(tracking.TAG_DAG_RUN), "window": tags.get(f"{P}window")}
+    m = run.data.metrics
+    status = tags.get(f"{P}status")
+    summary = f"Drift check of window {tags.get(f'{P}window')}: "
+    if status == "checked":
+        summary += (f"{int(m.get('rows', 0)):,} rows, {m.get('drift_share', 0):.0%} of features drifted"
+                    + (f" ({tags[f'{P}top_drifted']})" if tags.get(f"{P}top_drifted") else "")
+                    + (f", live {tags.get(f'{P}metric', 'metric')} drop {m['metric_drop']:.4f}"
+                       if "metric_drop" in m else "")
+                    + (f", {int(m['quality_failures'])} data-quality failure(s)" if m.get("quality_failures") else ""))
+    else:
+        summary += {"no_traffic": "no traffic"}.get(status or "", f"{status}: {tags.get(f'{P}rows', '?')} rows")
+    if tags.get(f"{P}skipped_files", "0") not in ("", "0"):
+        summary += f"; {tags[f'{P}skipped_files']} unreadable log file(s) skipped"
+    at = _iso(info.end_time) or _iso(info.start_time)
+    events = [_event(at, "drift", summary, version=version, link=link, status=status,
+                     report=tags.get(f"{P}report") or tags.get(f"{P}summary"), **common)]
+    if tags.get(f"{P}outcome"):
+        events.append(_event(_iso(tags.get(f"{P}decided_at")) or at, "retrain",
+                             f"Retraining decision ({tags[f'{P}outcome']}): {tags.get(f'{P}reason', '')}",
+                             version=version, link=link, outcome=tags[f"{P}outcome"],
+                             guard=tags.get(f"{P}guard") or None, triggers=tags.get(f"{P}triggers") or None,
+                             **common))
+    return events
+
+
 def _run_events(rec: _Records, run: Any) -> list[dict]:
     """Validation, training and gate events of one MLflow run (one DAG run)."""
     tags, info = run.data.tags, run.info
+    if tags.get("modelops.kind") == "monitoring":
+        return _monitoring_events(run)
     run_id = info.run_id
     version = rec.version_of_run(run_id)
     link = _run_url(info.experiment_id, run_id)
@@ -454,6 +490,10 @@ def _collect(rec: _Records, version: str | None, dag_runs: dict[str, dict]) -> l
             run = None
     if run is not None:
         events += _run_events(rec, run)
+    for r in rec.runs.values():  # the windows this version served, and the decisions taken on them
+        if r.data.tags.get("modelops.kind") == "monitoring" and r.data.tags.get(
+                "modelops.monitoring.model_version") == version:
+            events += _monitoring_events(r)
     events += _version_events(rec, version, sets)
     # Alias moves that took an alias away from this version (e.g. a newer champion).
     for at, alias, v in sets:
@@ -681,12 +721,16 @@ def _model_footer(rec: _Records, dag_runs: dict[str, dict]) -> list[str]:
             fate = "not promoted"
         fates.append(f"v{v} {fate}")
     stopped = sum(1 for r in rec.runs.values() if r.data.tags.get("modelops.validation.status") == "failed")
+    watched = [r for r in rec.runs.values() if r.data.tags.get("modelops.kind") == "monitoring"]
+    requested = sum(1 for r in watched if r.data.tags.get("modelops.monitoring.outcome") == "retrain")
+    monitoring = (f"; {len(watched)} monitoring window(s), {requested} retrain request(s)" if watched else "")
     states: dict[str, int] = {}
     for r in dag_runs.values():
         states[str(r.get("state"))] = states.get(str(r.get("state")), 0) + 1
     out = [f"Now: {rec.model}", "-" * 78, f"  {'Aliases':<17} {aliases}",
            f"  {'Versions':<17} {'; '.join(fates) or 'none'}",
-           f"  {'MLflow runs':<17} {len(rec.runs)}, of which {stopped} stopped at data validation"]
+           f"  {'MLflow runs':<17} {len(rec.runs) - len(watched)}, of which {stopped} stopped at data validation"
+           + monitoring]
     if dag_runs:
         out.append(f"  {'Airflow DAG runs':<17} {len(dag_runs)}: "
                    + ", ".join(f"{n} {s}" for s, n in sorted(states.items())))

@@ -468,6 +468,113 @@ def cmd_traffic(args: argparse.Namespace) -> int:
     return 0 if summary.answered else 1
 
 
+DEMO_DRIFT = "scale=amount:5 scale=distance_from_home_km:8 shift=merchant_category:gaming:0.7 shift=region:north:0.8 segment=channel:online"
+
+
+def cmd_demo_drift(args: argparse.Namespace) -> int:
+    """Serve the champion, send normal then drifted traffic, monitor both windows, retrain once.
+
+    ``make demo-drift``: trains a champion first when there is none (as ``make demo``), serves its
+    bento with the inference log on, sends the holdout's rows as they are, then with drift injected
+    into one segment (labels follow a second later), runs ``<model>_monitoring`` over each window
+    with ``airflow dags test``, and runs the training DAG with the retrain request of the window
+    that triggered (what the scheduler starts on the ``<model>.retrain_requested`` asset event).
+    """
+    import contextlib
+    import os
+    from datetime import UTC, datetime
+
+    import numpy as np
+
+    from include.modelops import local_stack, packaging
+    from include.modelops.serving import traffic
+    from include.modelops.spec import ModelSpecError, load_spec_by_name
+
+    _stop_on_sigterm()
+    s = get_settings()
+    try:
+        spec = load_spec_by_name(args.model)
+        drift = traffic.parse_drift(args.drift, spec)
+    except (ModelSpecError, traffic.TrafficError) as exc:
+        _print(f"error: {exc}")
+        return 2
+    t_start = time.perf_counter()
+    try:
+        with contextlib.ExitStack() as running:
+            uri = os.environ.get("MLFLOW_TRACKING_URI")
+            if not uri:
+                port = local_stack.free_port()
+                uri = f"http://127.0.0.1:{port}"
+                _print(f"==> Starting MLflow tracking server on {uri} (store: {s.state_dir / 'mlflow'})")
+                proc = local_stack.start_mlflow(s.state_dir, port, local_stack.stack_env(s.state_dir, uri))
+                running.callback(local_stack.stop_process, proc)
+                os.environ["MLFLOW_TRACKING_URI"] = uri  # every step below (and the training run) uses it
+            os.environ.setdefault("MODELOPS_MLFLOW_UI_URL", f"http://127.0.0.1:{UI_MLFLOW_PORT}")
+            from include.modelops import tracking
+            from include.modelops.monitoring import steps as monitoring
+
+            version = tracking.alias_version(spec.name, tracking.CHAMPION)
+            if version is None:
+                _print(f"==> {spec.name} has no champion yet: training one first (as `make demo`)")
+                if cmd_demo(argparse.Namespace(model=spec.name, rows=args.rows)) != 0:
+                    return 1
+                version = tracking.alias_version(spec.name, tracking.CHAMPION)
+            tag = tracking.version_info(spec.name, version)["tags"].get("modelops.bento_tag") if version else None
+            if not tag:
+                _print(f"{spec.name} has no champion with a bento: see `make audit MODEL={spec.name}`.")
+                return 1
+            frame, where = traffic.load_rows(spec, "holdout")
+            port = local_stack.free_port()
+            windows = []
+            _print(f"==> Serving {tag} (champion v{version}) on http://127.0.0.1:{port}; rows from {where}")
+            with packaging.serve_bento(tag, host="127.0.0.1", port=port,
+                                       log_dir=s.state_dir / "logs" / "serve") as served:
+                for name, knobs in (("normal", traffic.Drift()), ("drifted", drift)):
+                    rows = traffic.apply_drift(spec, frame, knobs, np.random.default_rng(args.seed))
+                    cfg = traffic.TrafficConfig(url=f"http://127.0.0.1:{port}", rate=args.rate, count=args.requests,
+                                                duration_s=3600, rows_per_request=args.batch, label_delay_s=1.0,
+                                                pending="write", progress_every_s=10, seed=args.seed)
+                    _print(f"\n==> {name} traffic: {args.requests} requests x {args.batch} rows, "
+                           f"drift: {knobs.describe()}")
+                    start = datetime.now(UTC)
+                    summary = traffic.run_traffic(spec, rows, cfg, echo=_print)
+                    windows.append((name, start, datetime.now(UTC)))
+                    _print(summary.report())
+                _print(f"==> Stopping the service (it flushes its inference log; server log {served.log_path})")
+            env = local_stack.stack_env(s.state_dir, uri)
+            env["MODELOPS_MLFLOW_UI_URL"] = os.environ["MODELOPS_MLFLOW_UI_URL"]
+            local_stack.migrate_airflow_db(env)
+            request = None
+            for name, start, end in windows:
+                conf = {"window_start": start.isoformat(), "window_end": end.isoformat()}
+                log_file = s.state_dir / "logs" / f"run-{spec.name}_monitoring-{time.strftime('%Y%m%d-%H%M%S')}.log"
+                _print(f"\n==> airflow dags test {spec.name}_monitoring over the {name} window "
+                       f"{conf['window_start']} .. {conf['window_end']}   (log: {log_file})")
+                res = local_stack.airflow(["dags", "test", f"{spec.name}_monitoring", "--conf", json.dumps(conf)],
+                                          env, log_file=log_file)
+                decision = monitoring.recorded_decision(spec.name, f"{start.isoformat()}/{end.isoformat()}")
+                if res.returncode != 0 or decision is None:
+                    _print(f"The monitoring run failed; see {log_file}")
+                    return 1
+                _print(f"    {decision['rows']} rows, {decision['labelled_rows']} labelled; "
+                       f"outcome: {decision['outcome'].upper()}: {decision['reason']}")
+                _print(f"    report: {decision['report_path'] or 'none'}  ({decision['report'] or decision['run_url']})")
+                if decision["outcome"] == "retrain":
+                    extra = monitoring.retrain_request(decision)
+                    request = {k: extra[k] for k in ("reason", "drift_report", "labelled_data") if extra.get(k)}
+            if request is None:
+                _print("\nNo retrain was requested (see the reasons above; `make audit` lists every decision).")
+                return 0
+            _print("\n==> Retraining, as the scheduler does on the retrain_requested asset event")
+            return _run_training(spec, request, t_start=t_start, again="make demo-drift")
+    except KeyboardInterrupt:
+        _print("\n==> Stopped")
+        return 130
+    except (traffic.TrafficError, packaging.ServeStartupError) as exc:
+        _print(f"error: {exc}")
+        return 1
+
+
 def _approval_note(r: dict) -> str:
     """One line for the approval: a policy decision, or a human's answer from the HITL operator."""
     if not r:
@@ -609,6 +716,15 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--json", default=None, help="also write the summary to this JSON file")
     t.set_defaults(fn=cmd_traffic)
+    dd = sub.add_parser("demo-drift", help="serve the champion, normal then drifted traffic, monitoring, one retrain")
+    dd.add_argument("--model", default=DEFAULT_MODEL)
+    dd.add_argument("--drift", default=DEMO_DRIFT, help=f"drift knobs of the second window (default: {DEMO_DRIFT!r})")
+    dd.add_argument("--requests", type=int, default=200, help="requests per window (default 200)")
+    dd.add_argument("--batch", type=int, default=10, help="rows per request (default 10)")
+    dd.add_argument("--rate", type=float, default=20.0, help="requests per second (default 20)")
+    dd.add_argument("--rows", type=int, default=100_000, help="rows to generate when there is no champion yet")
+    dd.add_argument("--seed", type=int, default=0)
+    dd.set_defaults(fn=cmd_demo_drift)
     c = sub.add_parser("check-specs", help="validate every model spec and print the problems")
     c.set_defaults(fn=cmd_check_specs)
     args = p.parse_args(argv)

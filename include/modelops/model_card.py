@@ -276,6 +276,8 @@ def build_card(
             "data_fingerprint": fingerprint,
             "spec_hash": _first(lineage_in.get("spec_hash"), spec.spec_hash()),
             "data_path": _first(lineage_in.get("data_path"), spec.data.path),
+            "trigger_reason": lineage_in.get("trigger_reason"),
+            "drift_report": lineage_in.get("drift_report"),
         },
         "serving": _serving_section(spec),
         "deployment_history": [_deployment(d) for d in deployments],
@@ -1335,6 +1337,8 @@ def _lineage_blocks(lin: dict) -> list[_Block]:
                 ("Data fingerprint", lin.get("data_fingerprint")),
                 ("Spec hash", lin.get("spec_hash")),
                 ("Data path", lin.get("data_path")),
+                ("Why this model was trained", lin.get("trigger_reason") or "not recorded (a manual or scheduled run)"),
+                ("Drift report behind it", lin.get("drift_report")),
             ],
         ),
     ]

@@ -252,14 +252,74 @@ class Approval(_Strict):
     timeout_hours: float = Field(default=72, gt=0, description="No answer by then rejects (fail closed).")
 
 
-class Monitoring(_Strict):
-    """Drift detection and retraining policy."""
+class FeatureDrift(_Strict):
+    """How drift is tested on one feature (overrides ``monitoring.drift_method``/``drift_threshold``)."""
 
-    drift_schedule: str | None = Field(default="@daily", description="When drift detection runs.")
+    method: str | None = Field(
+        default=None, description="Evidently drift method for this feature, e.g. ks, psi, wasserstein, "
+        "jensenshannon, chisquare; null: the monitoring default.")
+    threshold: float | None = Field(
+        default=None, gt=0, description="Drift threshold for this feature (a p-value for tests, a distance "
+        "otherwise); null: the method's default.")
+
+
+class Monitoring(_Strict):
+    """Drift detection on the inference log, and the retraining policy (triggers, then guards)."""
+
+    # Each run of <model>_monitoring reads one window of the production version's inference log,
+    # compares it with the reference sample of its training data and decides: a trigger (drift share,
+    # metric drop, data quality) that held for consecutive_windows windows requests one retraining run
+    # unless a guard (same window, training queued or running, cooldown, budget, too few new labels)
+    # suppresses it. include/modelops/monitoring/policy.py holds the rules.
+
+    drift_schedule: str | None = Field(default="@daily", description="When drift detection runs (cron or "
+                                       "preset); null: only when triggered by hand.")
+    window_hours: float = Field(default=24, gt=0, description="Length of the inference-log window a run "
+                                "examines: the hours before the run's time (or conf window_start/window_end).")
+    min_window_rows: int = Field(default=100, ge=1, description="Fewer logged rows than this is reported as "
+                                 "too little traffic: no drift verdict, no retrain decision (empty: no traffic).")
+    reference_sample_rows: int = Field(default=20000, ge=100, description="Rows of the training split kept as "
+                                       "the drift reference (an MLflow artifact of the training run), so "
+                                       "monitoring never re-reads the training data.")
+    drift_sample_rows: int | None = Field(
+        default=200_000, ge=1000, description="A window with more rows is compared on a seeded uniform sample of "
+        "this many (data quality and live metrics still use every row). The sample's empirical distribution is "
+        "within sqrt(ln(2/0.05)/(2n)) of the window's (DKW, 95%): 0.003 at 200,000; only features scored that "
+        "close to their threshold can change verdict. null: always every row.")
+    drift_method: str | None = Field(default=None, description="Evidently drift method for every feature; null: "
+                                     "Evidently's choice by type and size (K-S/chi-square up to 1000 rows, "
+                                     "Wasserstein/Jensen-Shannon above).")
+    drift_threshold: float | None = Field(default=None, gt=0, description="Drift threshold for every feature; "
+                                          "null: the method's default.")
+    feature_drift: dict[str, FeatureDrift] = Field(default_factory=dict, description="Per-feature method and "
+                                                   "threshold overrides, keyed by feature name.")
     drift_share_threshold: float = Field(
-        default=0.3, gt=0, le=1, description="Share of drifted features that triggers retraining."
+        default=0.3, gt=0, le=1, description="Trigger: share of drifted features at or above this."
     )
-    retrain_cooldown_hours: float = Field(default=24, ge=0, description="Least time between retrains.")
+    metric_drop_threshold: float | None = Field(
+        default=0.05, ge=0, description="Trigger: the primary metric on labelled live rows is worse than the "
+        "champion's offline holdout value by at least this (absolute); null: never.")
+    min_labelled_rows_for_metric: int = Field(default=200, ge=1, description="Live metrics are computed (and the "
+                                              "metric trigger considered) only with at least this many labels.")
+    max_invalid_fraction: float = Field(
+        default=0.01, ge=0, le=1, description="Data quality: a feature fails when more than this share of rows "
+        "is out of the spec's range or an unseen category, or when its nulls exceed max_null_fraction by more.")
+    retrain_on_quality_failure: bool = Field(default=False, description="Trigger: a data-quality failure. Off by "
+                                             "default: bad input is usually a pipeline bug, not a reason to retrain.")
+    consecutive_windows: int = Field(default=1, ge=1, description="A trigger must hold in this many consecutive "
+                                     "windows before retraining is requested (hysteresis).")
+    retrain_cooldown_hours: float = Field(default=24, ge=0, description="Guard: least time between two "
+                                          "retrain requests.")
+    max_retrains_per_week: int = Field(default=3, ge=0, description="Guard: most retrain requests in any 7 days.")
+    max_gpu_hours_per_week: float | None = Field(
+        default=None, ge=0, description="Guard (kubernetes backend with GPUs): GPU-hours of training runs in the "
+        "last 7 days (train_seconds x gpus) at or above this suppress retraining; null: no GPU budget.")
+    min_new_labelled_rows: int = Field(default=0, ge=0, description="Guard: labelled rows that arrived since the "
+                                       "last retrain request must reach this (0: drift alone may retrain).")
+    retrain_with_labelled_window: bool = Field(
+        default=True, description="A retrain requested by monitoring trains on the spec's data plus the labelled "
+        "rows of the window that triggered it (added to the training split, never to the holdout, so the gate "
+        "compares candidate and champion on the same kind of data); false: the spec's data alone.")
 
 
 class ModelSpec(_Strict):
@@ -302,6 +362,13 @@ class ModelSpec(_Strict):
         if dupes:
             raise ValueError(f"feature names must be unique; repeated: {dupes}")
         return v
+
+    @model_validator(mode="after")
+    def _check_monitoring(self) -> ModelSpec:
+        unknown = sorted(set(self.monitoring.feature_drift) - set(self.feature_names))
+        if unknown:
+            raise ValueError(f"monitoring.feature_drift names unknown feature(s) {unknown}; use feature names")
+        return self
 
     @model_validator(mode="after")
     def _check_columns(self) -> ModelSpec:

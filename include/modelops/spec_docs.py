@@ -134,7 +134,7 @@ def _rows(model: type[BaseModel], prefix: str = "") -> list[str]:
             type_name = _type_name(field.annotation)
         rows.append(f"| `{path}` | {type_name} | {default} | {desc} |")
         if sub:
-            rows += _rows(sub, {"list": f"{path}[].", "map": f"{path}.<metric>."}.get(nesting, f"{path}."))
+            rows += _rows(sub, {"list": f"{path}[].", "map": f"{path}.<name>."}.get(nesting, f"{path}."))
     return rows
 
 

@@ -73,6 +73,7 @@ def validate_dataset(model: str, *, dag_id: str, dag_run_id: str, conf: dict | N
             "modelops.validation.at": tracking.now_iso(),
             "modelops.data_path": str(spec.data.resolved_path()),
             "modelops.trigger_reason": (conf or {}).get("reason") or "",
+            "modelops.drift_report": (conf or {}).get("drift_report") or "",
             **({"modelops.validation.failed": "; ".join(
                 f"{r.get('expectation')}({r.get('column') or 'table'}): {r.get('observed')}"
                 for r in report["failed"])[:5000]} if not report["success"] else {}),
@@ -94,6 +95,9 @@ def validate_dataset(model: str, *, dag_id: str, dag_run_id: str, conf: dict | N
         "report_html": report["report_html"],
         "summary": report["summary"],
         "warnings": [f"{r.get('expectation')}: {r.get('observed')}" for r in report.get("warnings", [])],
+        "trigger_reason": (conf or {}).get("reason"),
+        "drift_report": (conf or {}).get("drift_report"),
+        "labelled_data": (conf or {}).get("labelled_data"),
     }
 
 
@@ -115,10 +119,23 @@ def split_dataset(model: str, validated: dict, *, dag_run_id: str, conf: dict | 
         raise DataSplitError(f"split left an empty side (train {len(train)}, holdout {len(holdout)} rows): {how}; "
                          "use more data or change split.holdout_fraction in the spec")
     out = run_dir(model, dag_run_id)
+    labelled = validated.get("labelled_data")
+    if labelled and spec.monitoring.retrain_with_labelled_window:
+        # A monitoring retrain: learn from the labelled live window too. Training side only, so the
+        # holdout (and the gate's comparison with the champion) stays on the spec's data.
+        from include.modelops.monitoring.window import read_labelled_window
+
+        extra = read_labelled_window(spec, labelled, out / "labelled_window", like=train)
+        train = pd.concat([train, extra], ignore_index=True)
+        how += f"; + {len(extra)} labelled live rows in train ({labelled})"
+        tracking.log_metrics(validated["run_id"], {"labelled_window_rows": len(extra)})
     train_path, holdout_path = out / "train.parquet", out / "holdout.parquet"
     train.to_parquet(train_path, index=False)
     holdout.to_parquet(holdout_path, index=False)
     tracking.set_tags(validated["run_id"], {"modelops.split": how})
+    from include.modelops.monitoring.reference import log_reference_sample  # the drift reference
+
+    log_reference_sample(spec, train, validated["run_id"], out)
     log.info("Split %d rows into %d train / %d holdout (%s)", len(df), len(train), len(holdout), how)
     return {"train_path": str(train_path), "holdout_path": str(holdout_path),
             "train_rows": len(train), "holdout_rows": len(holdout), "split": how}
@@ -230,6 +247,8 @@ def register_candidate(model: str, validated: dict, trained: dict, evaluated: di
             "modelops.risk_tier": spec.risk_tier.value,
             "modelops.gate.status": "passed" if evaluated["passed"] else "rejected",
             "modelops.gate.summary": evaluated["summary"][:5000],
+            # Why this version was trained (e.g. a drift-monitoring retrain request) and the report behind it.
+            **{f"modelops.{k}": validated[k][:5000] for k in ("trigger_reason", "drift_report") if validated.get(k)},
         },
     )
     if evaluated["passed"]:
@@ -261,7 +280,8 @@ def generate_model_card(model: str, validated: dict, split: dict, evaluated: dic
         lineage={"git_commit": git_commit(), "dag_id": dag_id, "dag_run_id": dag_run_id,
                  "mlflow_run_id": run_id, "data_fingerprint": validated.get("fingerprint"),
                  "spec_hash": spec.spec_hash(), "data_path": validated["data_path"],
-                 "split": split.get("split")},
+                 "split": split.get("split"), "trigger_reason": validated.get("trigger_reason"),
+                 "drift_report": validated.get("drift_report")},
         telemetry=_telemetry_from_tags(tracking.run_info(run_id)["tags"]),
         deployments=_deployments_from_tags(vinfo["tags"]),
         links={"mlflow_run": tracking.run_url(run_id), "mlflow_model_version": registered["url"],

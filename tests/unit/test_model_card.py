@@ -464,3 +464,15 @@ def test_validation_warnings_the_spec_allowed_are_shown_on_the_card(spec, render
     ]
     assert "train_and_holdout_hold_every_class" in text and "holdout: class 1 has 2 rows" in text
     assert "train_and_holdout_hold_every_class" not in render(full_card(spec))
+
+
+def test_card_says_why_a_retrained_model_was_trained(spec):
+    from include.modelops.model_card import render_markdown
+
+    reason = "drift monitoring: retrain requested: 50% of features drifted (threshold 30%); most drifted: amount"
+    card = full_card(spec, lineage={**LINEAGE, "trigger_reason": reason,
+                                    "drift_report": "runs:/monrun/drift/drift_report.html"})
+    md = render_markdown(card)
+    assert "Why this model was trained" in md and "most drifted: amount" in md
+    assert "runs:/monrun/drift/drift_report.html" in md
+    assert "not recorded (a manual or scheduled run)" in render_markdown(full_card(spec))
