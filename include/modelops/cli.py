@@ -298,16 +298,6 @@ def _port_is_free(host: str, port: int) -> bool:
     return True
 
 
-def _stop_on_sigterm() -> None:
-    """Turn SIGTERM into KeyboardInterrupt, so `finally` blocks stop what this command started."""
-    import signal
-
-    def handler(signum, frame):  # noqa: ARG001 - signal handler signature
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the bento of the model's champion (tag recorded on the version), with the inference log on.
 

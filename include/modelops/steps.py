@@ -123,6 +123,8 @@ def split_dataset(model: str, validated: dict, *, dag_run_id: str, conf: dict | 
     if labelled and spec.monitoring.retrain_with_labelled_window:
         # A monitoring retrain: learn from the labelled live window too. Training side only, so the
         # holdout (and the gate's comparison with the champion) stays on the spec's data.
+        import pandas as pd
+
         from include.modelops.monitoring.window import read_labelled_window
 
         extra = read_labelled_window(spec, labelled, out / "labelled_window", like=train)
