@@ -23,6 +23,7 @@ Not for running from this folder: ``bento_model.json`` exists only in a build co
 """
 
 import json
+import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -78,6 +79,8 @@ def _metrics() -> Any:
                            regression=SPEC.task == TaskType.regression)
 
 
+_THREAD = threading.local()
+
 # Worker processes: one per CPU core by default (MODELOPS_SERVE_WORKERS), each scoring with one
 # thread (see __init__), so workers do not fight over cores.
 _SETTINGS = get_settings()
@@ -122,6 +125,13 @@ class ModelService:
 
     def _score_rows(self, batches: "Sequence[list[dict[str, Any]]]") -> "list[np.ndarray]":
         """Score several requests' rows with one frame and one model call (the batcher's callback)."""
+        if not getattr(_THREAD, "limited", False):
+            # OpenMP's thread count is per calling thread: limit each scoring thread once, or
+            # every predict starts (and spin-waits on) a team of one thread per core.
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(1)
+            _THREAD.limited = True
         records = batches[0] if len(batches) == 1 else [row for rows in batches for row in rows]
         scores = to_scores(SPEC, self.model.predict(rows_to_frame(SPEC, records)))
         out, start = [], 0

@@ -345,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true",
                    help="a smoke run in about 3 minutes: 1 repeat, short steps, coarse rates, no bisection")
     p.add_argument("--rows", type=int, default=20_000, help="generated transactions to train on")
-    p.add_argument("--repeats", type=int, default=3, help="interleaved repeats of every step (median taken)")
+    p.add_argument("--repeats", type=int, default=2, help="interleaved repeats of every step (median taken)")
     p.add_argument("--low-seconds", type=float, default=5.0, help="seconds per repeat of the low-rate step")
     p.add_argument("--step-seconds", type=float, default=3.0, help="seconds per repeat of a rate step")
     p.add_argument("--bisect", type=int, default=2, help="bisection steps after the first failing rate")
