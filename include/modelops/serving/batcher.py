@@ -6,11 +6,12 @@ that arrive while a call runs queue up and go together in the next call, up to `
 So the batch size follows the load by itself, and nothing polls or sleeps.
 
 Why not BentoML's CORK dispatcher (behind ``batchable=True``): it polls its queue every 1 ms
-while a batch is pending and waits on purpose for as long as recent batches waited on average.
-On a busy 2-core host that doubled the CPU per request at 20 requests/s (26 ms against 14 ms
-without batching) and raised p95 from 46 ms to 320 ms (``docs/benchmarks.md``, Serving). For a
-tabular model, whose call costs the same for 1 row as for 100, there is nothing to gain from
-waiting: the next batch forms while the current one is scored.
+while a request waits, and it waits on purpose for about as long as recent batches waited on
+average (``Optimizer.wait``), so one slow stretch on a busy host makes later requests wait
+longer too. For a tabular model, whose call costs about the same for 1 row as for 100, waiting
+buys nothing: the next batch forms while the current one is scored. (Measured on the 2-core
+host, the larger cost was elsewhere: OpenMP teams in the scoring threads, see ``bentos/service.py``
+and ``docs/benchmarks.md``, Serving.)
 
 A request that waited longer than ``max_wait_s`` in the queue gets ``overloaded()`` raised (the
 service answers 503) instead of being scored late.
