@@ -4,14 +4,15 @@
 
 On one model version (the fraud spec's scikit-learn model, trained here on generated
 transactions through the project's trainer, registered in a local MLflow server and built
-into a bento), one server at a time on 127.0.0.1:
+into a bento), all served at once on 127.0.0.1 and measured in turn (every step interleaved
+across the servers, repeated, median taken, so load drift on a shared machine hits all alike):
 
 * **bento, log on**: ``bentoml serve`` of the bento, inference log on (the default);
 * **bento, log off**: the same with ``MODELOPS_INFERENCE_LOG=off``;
 * **FastAPI**: ``tests/benchmarks/fastapi_peer.py`` under uvicorn, the same model loaded with
   ``scoring.load_pyfunc`` and the same validation and response code.
 
-For each: p50/p95/p99 latency of single-row requests at a fixed low rate, and the highest
+For each: p50/p95/p99 latency and server CPU per request of single-row requests at a fixed low rate, and the highest
 throughput whose p95 stays under 50 ms (rates stepped up until p95, errors or the achieved
 rate give out, then bisected), for single-row and for 100-row requests. The load comes from
 ``include.modelops.serving.traffic.send_requests`` (asyncio + aiohttp, open-loop schedule,
