@@ -23,6 +23,7 @@ Not for running from this folder: ``bento_model.json`` exists only in a build co
 """
 
 import json
+import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -49,7 +50,6 @@ from include.modelops.spec import ModelSpec, TaskType
 
 if TYPE_CHECKING:
     import numpy as np
-    import pandas as pd
 
 # A request waiting longer than this for its batch is answered 503 (overloaded) by the batcher.
 MAX_BATCH_WAIT_MS = 2_000
@@ -79,11 +79,7 @@ def _metrics() -> Any:
                            regression=SPEC.task == TaskType.regression)
 
 
-def _overloaded() -> Any:
-    from bentoml.exceptions import ServiceUnavailable
-
-    raise ServiceUnavailable("the service is overloaded (requests waited too long for a batch); retry later")
-
+_THREAD = threading.local()
 
 # Worker processes: one per CPU core by default (MODELOPS_SERVE_WORKERS), each scoring with one
 # thread (see __init__), so workers do not fight over cores.
@@ -112,7 +108,7 @@ class ModelService:
         self.model = bentoml.mlflow.load_model(self.bento_model)
         settings = get_settings()
         self.max_batch_rows = settings.serve_max_batch_rows
-        self._batched_scores = _adaptive_batcher(self._score_frames, self.max_batch_rows)
+        self._batcher = _batcher(self._score_rows, self.max_batch_rows)
         self.variant = settings.serve_variant
         self.metrics = _metrics()
         self.log_writer = (
@@ -127,24 +123,29 @@ class ModelService:
         if self.log_writer is not None:
             self.log_writer.close()
 
-    def _score_frames(self, frames: "Sequence[pd.DataFrame]") -> "list[np.ndarray]":
-        """Score several requests' frames with one model call (the batcher's callback)."""
-        import pandas as pd
+    def _score_rows(self, batches: "Sequence[list[dict[str, Any]]]") -> "list[np.ndarray]":
+        """Score several requests' rows with one frame and one model call (the batcher's callback)."""
+        if not getattr(_THREAD, "limited", False):
+            # OpenMP's thread count is per calling thread: limit each scoring thread once, or
+            # every predict starts (and spin-waits on) a team of one thread per core.
+            from threadpoolctl import threadpool_limits
 
-        frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-        scores = to_scores(SPEC, self.model.predict(frame))
+            threadpool_limits(1)
+            _THREAD.limited = True
+        records = batches[0] if len(batches) == 1 else [row for rows in batches for row in rows]
+        scores = to_scores(SPEC, self.model.predict(rows_to_frame(SPEC, records)))
         out, start = [], 0
-        for f in frames:
-            out.append(scores[start:start + len(f)])
-            start += len(f)
+        for rows in batches:
+            out.append(scores[start:start + len(rows)])
+            start += len(rows)
         return out
 
-    async def _scores(self, frame: "pd.DataFrame") -> "np.ndarray":
-        if self._batched_scores is None or len(frame) > self.max_batch_rows:
+    async def _scores(self, records: list[dict[str, Any]]) -> "np.ndarray":
+        if self._batcher is None or len(records) > self.max_batch_rows:
             from starlette.concurrency import run_in_threadpool
 
-            return (await run_in_threadpool(self._score_frames, [frame]))[0]
-        return await self._batched_scores(frame)
+            return (await run_in_threadpool(self._score_rows, [records]))[0]
+        return await self._batcher(records)
 
     @bentoml.api
     async def predict(
@@ -171,7 +172,7 @@ class ModelService:
                 "loc": ("entity_ids",), "input": None,
             }])
         records = [row.model_dump() for row in rows]
-        scores = await self._scores(rows_to_frame(SPEC, records))
+        scores = await self._scores(records)
         predictions = predictions_from_scores(SPEC, scores)
         request = ctx.request
         self.metrics.predictions.inc(len(predictions))
@@ -205,20 +206,22 @@ class ModelService:
         }
 
 
-def _adaptive_batcher(score_frames: Any, max_batch_rows: int) -> Any:
-    """BentoML's adaptive batching (the CORK dispatcher behind ``batchable=True`` APIs), in process.
+def _batcher(score_rows: Any, max_batch_rows: int) -> Any:
+    """Micro-batching across concurrent requests (``include.modelops.serving.batcher.GreedyBatcher``).
 
-    Concurrent requests' frames are scored in one model call, up to ``max_batch_rows`` rows,
-    with BentoML's latency-aware wait. It runs inside the API (not as a batchable API of
-    its own) so each request keeps its id, entity ids and log records, without a second
-    process and an IPC hop per request. None (no batching) when ``max_batch_rows`` < 2.
+    A request is scored at once when no model call runs; requests arriving during a call go
+    together in the next one, up to ``max_batch_rows`` rows. It runs inside the API (not as a
+    batchable API of its own) so each request keeps its id, entity ids and log records. None (no
+    batching) when ``max_batch_rows`` < 2.
     """
     if max_batch_rows < 2:
         return None
-    from bentoml._internal.marshal.dispatcher import CorkDispatcher
+    from bentoml.exceptions import ServiceUnavailable
 
-    return CorkDispatcher(max_latency_in_ms=MAX_BATCH_WAIT_MS, max_batch_size=max_batch_rows, fallback=_overloaded,
-                          get_batch_size=len, batch_dim=(0, 0))(score_frames)
+    from include.modelops.serving.batcher import GreedyBatcher
+
+    return GreedyBatcher(score_rows, max_batch_rows, max_wait_s=MAX_BATCH_WAIT_MS / 1000, overloaded=lambda: (
+        ServiceUnavailable("the service is overloaded (requests waited too long for a batch); retry later")))
 
 
 def _observe_scores(histogram: Any, scores: Any) -> None:

@@ -4,14 +4,15 @@
 
 On one model version (the fraud spec's scikit-learn model, trained here on generated
 transactions through the project's trainer, registered in a local MLflow server and built
-into a bento), one server at a time on 127.0.0.1:
+into a bento), all served at once on 127.0.0.1 and measured in turn (every step interleaved
+across the servers, repeated, median taken, so load drift on a shared machine hits all alike):
 
 * **bento, log on**: ``bentoml serve`` of the bento, inference log on (the default);
 * **bento, log off**: the same with ``MODELOPS_INFERENCE_LOG=off``;
 * **FastAPI**: ``tests/benchmarks/fastapi_peer.py`` under uvicorn, the same model loaded with
   ``scoring.load_pyfunc`` and the same validation and response code.
 
-For each: p50/p95/p99 latency of single-row requests at a fixed low rate, and the highest
+For each: p50/p95/p99 latency and server CPU per request of single-row requests at a fixed low rate, and the highest
 throughput whose p95 stays under 50 ms (rates stepped up until p95, errors or the achieved
 rate give out, then bisected), for single-row and for 100-row requests. The load comes from
 ``include.modelops.serving.traffic.send_requests`` (asyncio + aiohttp, open-loop schedule,
@@ -27,9 +28,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -94,7 +97,7 @@ class Server:
     def __init__(self, name: str, cmd: list[str], env: dict[str, str], cwd: Path) -> None:
         self.name, self.cmd, self.env, self.cwd = name, cmd, env, cwd
         self.proc: subprocess.Popen | None = None
-        self.log = WORK / "logs" / f"{name.replace(' ', '_').replace(',', '')}.log"
+        self.log = WORK / "logs" / (re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_") + ".log")
 
     def __enter__(self) -> Server:
         from include.modelops import local_stack
@@ -111,6 +114,20 @@ class Server:
             raise
         return self
 
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by the server and its workers (user + system)."""
+        import psutil
+
+        total = 0.0
+        try:
+            root = psutil.Process(self.proc.pid)
+            for proc in [root, *root.children(recursive=True)]:
+                times = proc.cpu_times()
+                total += times.user + times.system
+        except psutil.Error:
+            pass
+        return total
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
@@ -122,11 +139,12 @@ class Server:
             local_stack.stop_process(self.proc, timeout_s=30)
 
 
-def bento_server(name: str, tag: str, log_on: bool) -> Server:
+def bento_server(name: str, tag: str, log_on: bool, extra_env: dict[str, str] | None = None) -> Server:
     from include.modelops import local_stack, packaging
 
     env = packaging._serve_env()
     env["MODELOPS_INFERENCE_LOG"] = "on" if log_on else "off"
+    env.update(extra_env or {})
     server = Server(name, [], env, WORK / "bentoml")
     server.port = local_stack.free_port()
     server.cmd = [sys.executable, "-m", "bentoml", "serve", tag, "--host", "127.0.0.1", "--port", str(server.port)]
@@ -167,52 +185,109 @@ def run_load(spec: Any, frame: Any, url: str, *, rate: float, seconds: float, ro
     return out
 
 
-def max_throughput(spec: Any, frame: Any, url: str, *, rows: int, rates: list[float], seconds: float,
-                   bisect_steps: int, label: str) -> dict[str, Any]:
-    """The highest rate whose step keeps p95 < 50 ms, no errors over 1% and >= 90% of the rate answered."""
-    best: dict[str, Any] | None = None
-    failed_at: float | None = None
+def _median(values: list[float | None]) -> float | None:
+    import statistics
+
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if len(present) == len(values) and present else None
+
+
+def interleaved(servers: list[Server], spec: Any, frame: Any, *, rate: float, seconds: float, rows: int,
+                repeats: int) -> dict[str, dict[str, Any]]:
+    """Run the same load against every server in turn, ``repeats`` times (rotating who goes first).
+
+    Per server: the median over the repeats of p50/p95/p99 and of the answered rate, and the summed
+    errors; ``ok`` as in ``run_load`` but on the medians. Load drift on a shared machine then hits all
+    servers alike instead of whichever happened to be measured during a busy minute.
+    """
+    runs: dict[str, list[dict[str, Any]]] = {s.name: [] for s in servers}
+    for i in range(repeats):
+        order = servers[i % len(servers):] + servers[:i % len(servers)]
+        for server in order:
+            cpu_before = server.cpu_seconds()
+            result = run_load(spec, frame, server.url, rate=rate, seconds=seconds, rows=rows)
+            result["server_cpu_ms_per_request"] = 1000 * (server.cpu_seconds() - cpu_before) / max(result["answered"], 1)
+            runs[server.name].append(result)
+    out: dict[str, dict[str, Any]] = {}
+    for name, rs in runs.items():
+        merged: dict[str, Any] = {"target_rate": rate, "repeats": len(rs), "runs": rs}
+        for key in ("latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "answered_per_s",
+                    "server_cpu_ms_per_request"):
+            merged[key] = _median([r[key] for r in rs])
+        for key in ("sent", "4xx", "5xx", "connection_errors"):
+            merged[key] = sum(r[key] for r in rs)
+        errors = merged["4xx"] + merged["5xx"] + merged["connection_errors"]
+        merged["ok"] = (errors <= 0.01 * max(merged["sent"], 1) and merged["latency_ms_p95"] is not None
+                        and merged["latency_ms_p95"] < P95_LIMIT_MS and (merged["answered_per_s"] or 0) >= 0.9 * rate)
+        out[name] = merged
+    return out
+
+
+def max_throughput(servers: list[Server], spec: Any, frame: Any, *, rows: int, rates: list[float], seconds: float,
+                   bisect_steps: int, repeats: int, label: str) -> dict[str, dict[str, Any]]:
+    """Per server, the highest rate whose step keeps p95 < 50 ms, errors <= 1% and >= 90% of the rate answered.
+
+    Every rate step runs against all servers still passing, interleaved (``interleaved``); a server
+    drops out at its first failing step, then each one's bracket is bisected, again interleaved.
+    """
+    best: dict[str, dict[str, Any] | None] = {s.name: None for s in servers}
+    failed_at: dict[str, float | None] = {s.name: None for s in servers}
     for rate in rates:
-        result = run_load(spec, frame, url, rate=rate, seconds=seconds, rows=rows)
-        _step(label, result)
-        if result["ok"]:
-            best = result
-        else:
-            failed_at = rate
+        running = [s for s in servers if failed_at[s.name] is None]
+        if not running:
             break
-    if best is not None and failed_at is not None:
-        lo, hi = best["target_rate"], failed_at
-        for _ in range(bisect_steps):
-            mid = round((lo + hi) / 2, 1)
-            result = run_load(spec, frame, url, rate=mid, seconds=seconds, rows=rows)
-            _step(label, result)
-            if result["ok"]:
-                best, lo = result, mid
+        for name, r in interleaved(running, spec, frame, rate=rate, seconds=seconds, rows=rows,
+                                   repeats=repeats).items():
+            _step(label, name, r)
+            if r["ok"]:
+                best[name] = r
             else:
-                hi = mid
-            time.sleep(0.5)
-    return {"best": best, "ceiling_hit": failed_at is None}
+                failed_at[name] = rate
+    brackets = {s.name: [best[s.name]["target_rate"], failed_at[s.name]] for s in servers
+                if best[s.name] is not None and failed_at[s.name] is not None}
+    for _ in range(bisect_steps):
+        # One round: each server with a bracket tries its own midpoint, interleaved with the others.
+        by_rate: dict[float, list[Server]] = {}
+        for s in servers:
+            if s.name in brackets:
+                lo, hi = brackets[s.name]
+                by_rate.setdefault(round((lo + hi) / 2, 1), []).append(s)
+        for mid, group in by_rate.items():
+            for name, r in interleaved(group, spec, frame, rate=mid, seconds=seconds, rows=rows,
+                                       repeats=repeats).items():
+                _step(label, name, r)
+                if r["ok"]:
+                    best[name], brackets[name][0] = r, mid
+                else:
+                    brackets[name][1] = mid
+    return {s.name: {"best": best[s.name], "ceiling_hit": failed_at[s.name] is None} for s in servers}
 
 
-def _step(label: str, r: dict[str, Any]) -> None:
+def _step(label: str, name: str, r: dict[str, Any]) -> None:
     p95 = r["latency_ms_p95"]
-    print(f"    {label:<22} target {r['target_rate']:>7.1f}/s  answered {r['answered_per_s']:>7.1f}/s  "
+    print(f"    {label:<9} {name:<16} target {r['target_rate']:>7.1f}/s  answered {r['answered_per_s'] or 0:>7.1f}/s  "
           f"p95 {'-' if p95 is None else f'{p95:6.1f}'} ms  errors {r['4xx'] + r['5xx'] + r['connection_errors']}"
-          f"  {'ok' if r['ok'] else 'over'}", flush=True)
+          f"  CPU {r['server_cpu_ms_per_request'] or 0:5.1f} ms/req  {'ok' if r['ok'] else 'over'}", flush=True)
 
 
-def measure(server: Server, spec: Any, frame: Any, args: argparse.Namespace) -> dict[str, Any]:
-    print(f"==> {server.name} on {server.url}", flush=True)
-    run_load(spec, frame, server.url, rate=50, seconds=2, rows=1)  # warm-up: imports, caches, connections
-    run_load(spec, frame, server.url, rate=10, seconds=1, rows=100)
-    low = run_load(spec, frame, server.url, rate=LOW_RATE, seconds=args.low_seconds, rows=1)
-    print(f"    low rate {LOW_RATE:g}/s: p50 {low['latency_ms_p50']:.2f}  p95 {low['latency_ms_p95']:.2f}  "
-          f"p99 {low['latency_ms_p99']:.2f} ms", flush=True)
-    single = max_throughput(spec, frame, server.url, rows=1, rates=args.single_rates, seconds=args.step_seconds,
-                            bisect_steps=args.bisect, label="1 row")
-    batch = max_throughput(spec, frame, server.url, rows=100, rates=args.batch_rates, seconds=args.step_seconds,
-                           bisect_steps=args.bisect, label="100 rows")
-    return {"low": low, "single": single, "batch": batch}
+def measure(servers: list[Server], spec: Any, frame: Any, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Every measurement of the issue's table, each one interleaved across all servers."""
+    for server in servers:  # warm-up: imports, caches, connections, the batcher's first calls
+        run_load(spec, frame, server.url, rate=50, seconds=2, rows=1)
+        run_load(spec, frame, server.url, rate=10, seconds=1, rows=100)
+    print(f"==> Low rate {LOW_RATE:g}/s, single rows, {args.repeats} x {args.low_seconds:g} s per server", flush=True)
+    low = interleaved(servers, spec, frame, rate=LOW_RATE, seconds=args.low_seconds, rows=1, repeats=args.repeats)
+    for name, r in low.items():
+        print(f"    {name:<16} p50 {r['latency_ms_p50']:.2f}  p95 {r['latency_ms_p95']:.2f}  "
+              f"p99 {r['latency_ms_p99']:.2f} ms  server CPU {r['server_cpu_ms_per_request']:.1f} ms/request",
+              flush=True)
+    print("==> Highest rate with p95 < 50 ms, single rows", flush=True)
+    single = max_throughput(servers, spec, frame, rows=1, rates=args.single_rates, seconds=args.step_seconds,
+                            bisect_steps=args.bisect, repeats=args.repeats, label="1 row")
+    print("==> Highest rate with p95 < 50 ms, 100 rows", flush=True)
+    batch = max_throughput(servers, spec, frame, rows=100, rates=args.batch_rates, seconds=args.step_seconds,
+                           bisect_steps=args.bisect, repeats=args.repeats, label="100 rows")
+    return {s.name: {"low": low[s.name], "single": single[s.name], "batch": batch[s.name]} for s in servers}
 
 
 def _tput(result: dict[str, Any], key: str) -> float | None:
@@ -227,7 +302,8 @@ def _ratio(a: float | None, b: float | None) -> str:
 def table(results: dict[str, dict[str, Any]], peer_workers: int) -> str:
     names = list(results)
     lines = ["| server | low-rate p50 (ms) | p95 (ms) | p99 (ms) | max req/s, 1 row, p95<50 ms | "
-             "max req/s, 100 rows (rows/s) |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+             "max req/s, 100 rows (rows/s) | server CPU ms/request at low rate |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name in names:
         r = results[name]
         single, batch = _tput(r, "single"), _tput(r, "batch")
@@ -236,7 +312,7 @@ def table(results: dict[str, dict[str, Any]], peer_workers: int) -> str:
         lines.append(
             f"| {name} | {r['low']['latency_ms_p50']:.2f} | {r['low']['latency_ms_p95']:.2f} | "
             f"{r['low']['latency_ms_p99']:.2f} | {single or 0:.0f}{s_note} | "
-            f"{batch or 0:.1f}{b_note} ({(batch or 0) * 100:,.0f}) |")
+            f"{batch or 0:.1f}{b_note} ({(batch or 0) * 100:,.0f}) | {r['low']['server_cpu_ms_per_request']:.1f} |")
     on, off, peer = results.get("bento, log on"), results.get("bento, log off"), results.get("FastAPI")
     lines += ["", "| ratio | value | goal |", "| --- | ---: | --- |"]
     if on and peer:
@@ -258,21 +334,37 @@ def table(results: dict[str, dict[str, Any]], peer_workers: int) -> str:
     return "\n".join(lines)
 
 
+def _variant(text: str) -> tuple[str, dict[str, str]]:
+    """``NAME:KEY=VALUE,KEY=VALUE`` -> an extra bento (log on) served with those environment variables."""
+    name, _, pairs = text.partition(":")
+    env = dict(pair.split("=", 1) for pair in pairs.split(",") if pair)
+    return name, env
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true",
+                   help="a smoke run in about 3 minutes: 1 repeat, short steps, coarse rates, no bisection")
     p.add_argument("--rows", type=int, default=20_000, help="generated transactions to train on")
-    p.add_argument("--low-seconds", type=float, default=10.0)
-    p.add_argument("--step-seconds", type=float, default=4.0)
+    p.add_argument("--repeats", type=int, default=2, help="interleaved repeats of every step (median taken)")
+    p.add_argument("--low-seconds", type=float, default=5.0, help="seconds per repeat of the low-rate step")
+    p.add_argument("--step-seconds", type=float, default=3.0, help="seconds per repeat of a rate step")
     p.add_argument("--bisect", type=int, default=2, help="bisection steps after the first failing rate")
     p.add_argument("--single-rates", type=lambda s: [float(x) for x in s.split(",")],
-                   default=[10, 25, 50, 100, 200, 300, 450, 600, 800, 1000, 1300])
+                   default=[10, 25, 50, 100, 150, 200, 300, 450, 600, 800, 1000, 1300])
     p.add_argument("--batch-rates", type=lambda s: [float(x) for x in s.split(",")],
                    default=[2, 5, 10, 20, 30, 45, 60, 80, 100, 130])
     p.add_argument("--peer-workers", type=int, default=1, help="uvicorn workers of the FastAPI app")
     p.add_argument("--only", default="", help="comma-separated subset: on,off,fastapi")
+    p.add_argument("--variant", action="append", type=_variant, default=[], metavar="NAME:KEY=VALUE,...",
+                   help="also serve the bento (log on) with these environment variables, e.g. "
+                        "'1 worker:MODELOPS_SERVE_WORKERS=1' (repeatable)")
     p.add_argument("--json", default=None, help="also write every measurement to this file")
     p.add_argument("--fresh", action="store_true", help="delete the previous run's state first")
     args = p.parse_args(argv)
+    if args.quick:
+        args.repeats, args.low_seconds, args.step_seconds, args.bisect = 1, 4.0, 2.0, 0
+        args.single_rates, args.batch_rates = [10, 50, 100, 200, 400, 800], [2, 10, 30, 60]
 
     if args.fresh:
         shutil.rmtree(WORK, ignore_errors=True)
@@ -283,9 +375,9 @@ def main(argv: list[str] | None = None) -> int:
 
     spec = load_spec_by_name("fraud_detection")
     started = time.perf_counter()
+    load_before = os.getloadavg()
     only = set(filter(None, args.only.split(","))) or {"on", "off", "fastapi"}
-    results: dict[str, dict[str, Any]] = {}
-    with local_stack.mlflow_server(WORK / "state") as uri:
+    with local_stack.mlflow_server(WORK / "state") as uri, contextlib.ExitStack() as stack:
         os.environ["MLFLOW_TRACKING_URI"] = uri
         print(f"==> Training and packaging fraud_detection ({args.rows:,} generated rows), MLflow at {uri}", flush=True)
         model = train_and_package(spec, uri, args.rows)
@@ -295,16 +387,22 @@ def main(argv: list[str] | None = None) -> int:
         plan = [("on", lambda: bento_server("bento, log on", model["tag"], log_on=True)),
                 ("off", lambda: bento_server("bento, log off", model["tag"], log_on=False)),
                 ("fastapi", lambda: fastapi_server(model["model_uri"], args.peer_workers))]
-        for key, make in plan:
-            if key not in only:
-                continue
-            with make() as server:
-                results[server.name] = measure(server, spec, frame, args)
+        plan += [(name, lambda n=name, e=env: bento_server(n, model["tag"], log_on=True, extra_env=e))
+                 for name, env in args.variant]
+        only |= {name for name, _ in args.variant}
+        # All servers up at once, measured in turn (see ``interleaved``).
+        servers = [stack.enter_context(make()) for key, make in plan if key in only]
+        print("==> Serving " + ", ".join(f"{s.name} on {s.url}" for s in servers), flush=True)
+        results = measure(servers, spec, frame, args)
+    load_after = os.getloadavg()
     text = table(results, args.peer_workers)
     print("\n" + text)
-    print(f"\nModel version {model['version']} ({model['tag']}); whole benchmark {time.perf_counter() - started:.0f} s")
+    print(f"\nModel version {model['version']} ({model['tag']}); {os.cpu_count()} cores; load average "
+          f"{load_before[0]:.1f} before, {load_after[0]:.1f} after; whole benchmark "
+          f"{time.perf_counter() - started:.0f} s")
     if args.json:
-        Path(args.json).write_text(json.dumps({"results": results, "bento": model["tag"]}, indent=2, default=str))
+        Path(args.json).write_text(json.dumps({"results": results, "bento": model["tag"],
+                                               "load_average": [load_before, load_after]}, indent=2, default=str))
     return 0
 
 
