@@ -101,3 +101,34 @@ def test_spec_reference_doc_is_up_to_date():
 
     committed = (REF.parents[2] / "docs" / "model-spec.md").read_text()
     assert committed == spec_docs.render(), "docs/model-spec.md is stale: run `make spec-docs`"
+
+
+def test_rollout_defaults_to_four_canary_steps_when_the_section_is_left_out(tmp_path):
+    spec = load_spec(write_spec(tmp_path, lambda r: r.pop("rollout", None)))
+    assert [s.traffic_percent for s in spec.rollout.steps] == [5, 25, 50, 100]
+    assert spec.rollout.shadow is None and spec.rollout.backend == "local"
+    assert spec.rollout_dag_id == "fraud_detection_rollout"
+
+
+def test_rollout_steps_mix_bare_percentages_and_paused_steps_with_their_own_budget(tmp_path):
+    def mutate(r):
+        r["rollout"] = {"steps": [10, {"traffic_percent": 50, "pause": True, "min_requests": 40}, 100],
+                        "min_requests": 7, "max_wait_s": 30, "shadow": {"requests": 50}}
+
+    rollout = load_spec(write_spec(tmp_path, mutate)).rollout
+    first, paused, last = rollout.steps
+    assert (first.traffic_percent, first.pause, rollout.step_min_requests(first)) == (10, False, 7)
+    assert (paused.pause, rollout.step_min_requests(paused), rollout.step_max_wait_s(paused)) == (True, 40, 30)
+    assert last.traffic_percent == 100 and rollout.shadow.requests == 50
+
+
+@pytest.mark.parametrize("steps, message", [
+    ([5, 25, 50], "the last step must be 100"),
+    ([25, 5, 100], "steps must rise strictly"),
+    ([0, 100], "rollout.steps.0.traffic_percent"),
+])
+def test_bad_rollout_steps_are_named(tmp_path, steps, message):
+    path = write_spec(tmp_path, lambda r: r.setdefault("rollout", {}).update(steps=steps))
+    with pytest.raises(ModelSpecError) as err:
+        load_spec(path)
+    assert "rollout.steps" in str(err.value) and message in str(err.value)
