@@ -103,3 +103,19 @@ def test_kubernetes_backend_trains_in_a_deferrable_pod_and_parses_without_heavy_
     kind, deferrable, heavy = json.loads(out.stdout.strip().splitlines()[-1])
     assert kind == "KubernetesPodOperator" and deferrable is True
     assert heavy == []
+
+
+def test_rollout_dag_bakes_stages_without_holding_a_worker_and_rolls_back_on_any_failure(dagbag):
+    from include.modelops import assets
+    from include.modelops.spec import load_all_specs
+
+    for spec in load_all_specs():
+        dag = dagbag.dags[spec.rollout_dag_id]
+        stages = [f"canary_{s.traffic_percent}" for s in spec.rollout.steps]
+        order = ["prepare_rollout", *stages, "promote", "rollback", "summarize"]
+        for up, down in zip(order, order[1:]):
+            assert down in {t.task_id for t in dag.get_task(up).get_flat_relatives(upstream=False)}, f"{up} !-> {down}"
+        assert all(dag.get_task(s).mode == "reschedule" for s in stages)
+        assert dag.get_task("rollback").trigger_rule == "one_failed"
+        assert dag.max_active_runs == 1  # a second trigger waits for the running rollout
+        assert [a.name for a in dag.timetable.asset_condition.objects] == [assets.deployable_bento(spec.name).name]
