@@ -1,5 +1,5 @@
 """
-### Progressive rollout: `<model>_rollout`, one DAG per spec in `include/models/`
+### Progressive rollout: `<model>_rollout`, one DAG per spec in `include/models/` with a `rollout:` section
 
 prepare (stable = champion, canary = the candidate with no traffic) → one stage per
 `rollout.steps` entry (e.g. `canary_5` → `canary_25` → `canary_50` → `canary_100`) → promote
@@ -62,6 +62,7 @@ def rollout_dag(spec: ModelSpec):
     """Build the rollout DAG of one model spec."""
     model = spec.name
     rollout = spec.rollout
+    assert rollout is not None, f"{model} has no rollout section"
 
     @dag(
         dag_id=spec.rollout_dag_id,
@@ -118,7 +119,7 @@ def rollout_dag(spec: ModelSpec):
         def summarize() -> dict:
             """The run's leaf: green only when the candidate was promoted, so a rollback is never hidden."""
             prepared = get_current_context()["ti"].xcom_pull(task_ids="prepare_rollout")
-            result = stages.outcome(model, (prepared or {}).get("version"))
+            result = stages.outcome(model, (prepared or {}).get("version") or _version_from_context())
             if result["status"] != "promoted":
                 raise AirflowFailException(result["message"])
             return result
@@ -141,4 +142,5 @@ def rollout_dag(spec: ModelSpec):
 
 
 for _spec in load_all_specs():
-    rollout_dag(_spec)
+    if _spec.rollout is not None:
+        rollout_dag(_spec)

@@ -250,8 +250,9 @@ class CanaryStep(_Strict):
 class RolloutAnalysis(_Strict):
     """Checks that judge the candidate (canary) against the stable version over the same window."""
 
-    max_error_rate: float = Field(default=0.01, ge=0, le=1,
-                                  description="Largest share of 5xx answers of the canary.")
+    max_error_rate: float = Field(
+        default=0.01, ge=0, le=1, description="Largest share of 5xx answers of the canary. It fails when even the "
+        "one-sided 95% lower bound (Wilson) of the share is above; above by chance so far, the stage keeps baking.")
     max_error_rate_increase: float = Field(
         default=0.005, ge=0, le=1, description="Largest canary 5xx share minus the stable version's.")
     max_latency_p95_ratio: float = Field(
@@ -261,7 +262,8 @@ class RolloutAnalysis(_Strict):
                                        "(millisecond noise on fast models is not a regression).")
     score_distance: Literal["jensen_shannon", "psi"] = Field(
         default="jensen_shannon", description="How prediction distributions are compared: Jensen-Shannon "
-        "distance (base 2, 0..1) or the population stability index, over 10 quantile bins of stable's scores.")
+        "distance (base 2, 0..1) or the population stability index, over quantile bins of stable's scores (one "
+        "per 50 rows of the smaller side, 4 to 10). Judged on a stage's whole window (its `min_requests`).")
     max_score_distance: float = Field(
         default=0.2, ge=0, description="Largest distance between canary and stable score distributions. "
         "Sampling noise alone gives a Jensen-Shannon distance of about 0.1 at 400 rows a side and 0.05 at 1,000; "
@@ -338,7 +340,10 @@ class ModelSpec(_Strict):
     approval: Approval = Field(default_factory=Approval)
     schedule: str | None = Field(default=None, description="Cron or preset for retraining; null: on demand.")
     monitoring: Monitoring = Field(default_factory=Monitoring)
-    rollout: Rollout = Field(default_factory=Rollout)
+    rollout: Rollout | None = Field(
+        default=None, description="Progressive rollout (`<model>_rollout` DAG). With it, training ends at alias "
+        "`challenger` and the rollout moves `champion`; without it (`null`), training promotes the candidate "
+        "to `champion` right after smoke-serving. `rollout: {}` takes every default.")
     tags: list[str] = Field(default_factory=list, description="Extra Airflow tags for the model's DAGs.")
 
     @field_validator("features")

@@ -8,8 +8,6 @@ import pandas as pd
 
 from include.modelops.spec import ModelSpec
 
-CANDIDATE_CODE = Path(__file__).with_name("rollout_candidate.py")
-
 
 def train_and_register(spec: ModelSpec, frame: pd.DataFrame, *, seed: int, experiment_id: str) -> str:
     """Fit the project's scikit-learn pipeline on a sample of ``frame``; returns its registered version."""
@@ -26,16 +24,9 @@ def train_and_register(spec: ModelSpec, frame: pd.DataFrame, *, seed: int, exper
 
 def register_faulty(spec: ModelSpec, inner_version: str, fault: str, *, experiment_id: str, workdir: Path) -> str:
     """Register a candidate that wraps version ``inner_version`` with ``fault``; returns its version."""
-    import mlflow
-    inner_dir = workdir / f"inner-v{inner_version}-{fault}"
-    mlflow.artifacts.download_artifacts(f"models:/{spec.name}/{inner_version}", dst_path=str(inner_dir))
-    inner = mlflow.pyfunc.load_model(str(inner_dir))
-    with mlflow.start_run(experiment_id=experiment_id):
-        info = mlflow.pyfunc.log_model(
-            name="model", python_model=str(CANDIDATE_CODE), artifacts={"inner": str(inner_dir)},
-            model_config={"fault": fault}, signature=inner.metadata.signature,
-        )
-    return str(mlflow.register_model(info.model_uri, spec.name).version)
+    from include.modelops.rollout.faults import register_faulty_candidate
+
+    return register_faulty_candidate(spec, inner_version, fault, experiment_id=experiment_id, workdir=workdir)
 
 
 def build(spec: ModelSpec, version: str) -> str:

@@ -191,3 +191,17 @@ def test_faulty_candidate_is_rolled_back_and_stable_keeps_every_request(deployme
     assert tags["modelops.rollout.status"] == "rolled_back" and failed_check in tags["modelops.rolled_back"]
     assert (deployment.alias("champion"), deployment.alias("challenger")) == (champion, None)
     assert deployment.variants_answering() == {("stable", champion)}
+
+
+def test_a_completed_promotion_is_taken_back_by_the_rollback_dag(deployment):
+    champion, previous = deployment.alias("champion"), deployment.alias("previous")
+    from include.modelops import local_stack
+
+    res = local_stack.airflow(["dags", "test", f"{MODEL}_rollback", "--conf",
+                               json.dumps({"reason": "complaints from the fraud desk"})], deployment.env,
+                              log_file=deployment.root / "logs" / "rollback.log", timeout_s=600)
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert (deployment.alias("champion"), deployment.alias("previous")) == (previous, champion)
+    tags = deployment.tags(champion)
+    assert tags["modelops.rollout.status"] == "rolled_back" and "fraud desk" in tags["modelops.rolled_back"]
+    assert deployment.variants_answering() == {("stable", previous)}

@@ -137,3 +137,29 @@ def test_the_table_lists_check_values_threshold_result_and_reason():
     error_row = next(line for line in lines if line.startswith("error_rate "))
     assert "0.1" in error_row and "<= 0.01" in error_row and "FAIL" in error_row
     assert lines[-1].startswith("verdict: FAIL")
+
+
+def test_a_partial_window_fails_on_errors_at_once_but_waits_to_judge_scores_and_latency():
+    stable = Service("stable").answer(400).scrape()
+    shifted = a.analyse(CFG, canary=Service("canary").answer(100, seconds=0.3).scrape(), stable=stable,
+                        canary_scores=scores(0.6), stable_scores=scores(0.3), min_requests=200)
+    assert shifted.verdict == a.INCONCLUSIVE  # the stage keeps baking; at max_wait_s it fails closed
+    assert "judged once the stage has its 200 requests" in shifted.reason()
+    erroring = a.analyse(CFG, canary=Service("canary").answer(60).answer(40, status=500).scrape(), stable=stable,
+                         canary_scores=scores(0.3), stable_scores=scores(0.3), min_requests=200)
+    assert erroring.verdict == a.FAIL and erroring.failed[0].name == "error_rate"
+
+
+def test_small_windows_use_fewer_bins_so_noise_is_not_a_shift():
+    assert (a.score_bins(100, 5000), a.score_bins(320, 400), a.score_bins(5000, 9000)) == (4, 6, 10)
+
+
+def test_one_stray_5xx_in_a_small_window_is_not_yet_evidence_but_a_steady_share_is():
+    stable = Service("stable").answer(400).scrape()
+    stray = a.analyse(CFG, canary=Service("canary").answer(54).answer(1, status=503).scrape(), stable=stable,
+                      canary_scores=scores(0.3), stable_scores=scores(0.3))
+    steady = a.analyse(CFG, canary=Service("canary").answer(33).answer(3, status=500).scrape(), stable=stable,
+                       canary_scores=scores(0.3), stable_scores=scores(0.3))
+    assert [c.outcome for c in stray.checks[:2]] == [a.INCONCLUSIVE, a.INCONCLUSIVE]  # more traffic decides
+    assert [c.outcome for c in steady.checks[:2]] == [a.FAIL, a.FAIL]
+    assert a.wilson_lower_bound(0, 100) == 0.0 and 0.85 < a.wilson_lower_bound(20, 20) < 1

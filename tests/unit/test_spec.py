@@ -103,8 +103,12 @@ def test_spec_reference_doc_is_up_to_date():
     assert committed == spec_docs.render(), "docs/model-spec.md is stale: run `make spec-docs`"
 
 
-def test_rollout_defaults_to_four_canary_steps_when_the_section_is_left_out(tmp_path):
-    spec = load_spec(write_spec(tmp_path, lambda r: r.pop("rollout", None)))
+def test_without_a_rollout_section_there_is_no_rollout(tmp_path):
+    assert load_spec(write_spec(tmp_path, lambda r: r.pop("rollout", None))).rollout is None
+
+
+def test_an_empty_rollout_section_takes_four_canary_steps(tmp_path):
+    spec = load_spec(write_spec(tmp_path, lambda r: r.update(rollout={})))
     assert [s.traffic_percent for s in spec.rollout.steps] == [5, 25, 50, 100]
     assert spec.rollout.shadow is None and spec.rollout.backend == "local"
     assert spec.rollout_dag_id == "fraud_detection_rollout"

@@ -222,7 +222,7 @@ class LocalBackend:
             log.warning("The traffic splitter of %s (pid %s) is not running; restarting it from %s on port %s",
                         self.model, sp.get("pid"), self.file.path, sp.get("port"))
             stop_pid(sp.get("pid"), sp.get("pid_start"), timeout_s=5)
-        port = sp.get("port") or int(os.environ.get("MODELOPS_ROLLOUT_PORT") or 0) or local_stack.free_port(self.host)
+        port = get_settings().rollout_port or sp.get("port") or local_stack.free_port(self.host)
         admin = f"127.0.0.1:{local_stack.free_port()}"
         config_path = self.dir / "caddy.json"
         config_path.write_text(json.dumps(splitter_config(state, listen=f"{self.host}:{port}", admin=admin)))

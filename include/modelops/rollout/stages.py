@@ -25,7 +25,7 @@ from typing import Any
 from include.modelops import tracking
 from include.modelops.rollout import analysis as a
 from include.modelops.rollout.backend import CANARY, STABLE, TrafficBackend, backend_for, state_dir
-from include.modelops.spec import ModelSpec, load_spec_by_name
+from include.modelops.spec import ModelSpec, Rollout, load_spec_by_name
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +62,16 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def rollout_of(spec: ModelSpec) -> Rollout:
+    """The spec's rollout section; RolloutFailed when it has none (its training DAG promotes directly)."""
+    if spec.rollout is None:
+        raise RolloutFailed(f"{spec.name} has no rollout section in its spec: its training DAG promotes directly")
+    return spec.rollout
+
+
 def stage_names(spec: ModelSpec) -> list[str]:
     """Task ids of the stages, in order (``canary_5``, ``canary_25``, ...)."""
-    return [f"canary_{s.traffic_percent}" for s in spec.rollout.steps]
+    return [f"canary_{s.traffic_percent}" for s in rollout_of(spec).steps]
 
 
 # --- prepare ----------------------------------------------------------------------------
@@ -108,7 +115,7 @@ def prepare(model: str, version: str | None, *, dag_run_id: str, backend: Traffi
     spec = load_spec_by_name(model)
     version = resolve_version(model, version)
     bento = bento_of(model, version)
-    backend = backend or backend_for(model, spec.rollout.backend)
+    backend = backend or backend_for(model, rollout_of(spec).backend)
     champion = tracking.alias_version(model, tracking.CHAMPION)
     record = read_record(model, version)
     if record.get("status") in ("promoted", "rolled_back") and record.get("dag_run_id") != dag_run_id:
@@ -163,7 +170,7 @@ def _scores(spec: ModelSpec, version: str, variant: str, start: str, end: str | 
 
 
 def _enter(spec: ModelSpec, record: dict, index: int, backend: TrafficBackend) -> dict:
-    step = spec.rollout.steps[index]
+    step = rollout_of(spec).steps[index]
     stages = record["stages"]
     if index < len(stages):
         return stages[index]  # entered before this retry or reschedule: never move traffic twice
@@ -211,8 +218,8 @@ def check_stage(model: str, version: str, index: int, *, backend: TrafficBackend
     if record.get("first_deployment"):
         log.info("Stage %s: nothing to compare against (first deployment, already at 100%%)", stage_names(spec)[index])
         return {"done": True, "first_deployment": True}
-    backend = backend or backend_for(model, spec.rollout.backend)
-    step = spec.rollout.steps[index]
+    backend = backend or backend_for(model, rollout_of(spec).backend)
+    step = rollout_of(spec).steps[index]
     stage = _enter(spec, record, index, backend)
     if stage["outcome"] == "passed":
         return {"done": True, "analysis": stage.get("analysis")}
@@ -243,21 +250,21 @@ def check_stage(model: str, version: str, index: int, *, backend: TrafficBackend
             fail("no stable window to compare with (a 100% step needs an earlier step)")
         stable_window = _window_of(reference["window"])
         stable_scores = _scores(spec, record["stable_version"], STABLE, reference["start"], reference["end"])
-    result = a.analyse(spec.rollout.analysis, canary=canary_window, stable=stable_window,
+    result = a.analyse(rollout_of(spec).analysis, canary=canary_window, stable=stable_window,
                        canary_scores=canary_scores, stable_scores=stable_scores,
-                       min_requests=spec.rollout.step_min_requests(step))
+                       min_requests=rollout_of(spec).step_min_requests(step))
     elapsed = (now - datetime.fromisoformat(stage["started_at"])).total_seconds()
     title = f"{model} v{version} stage {stage['name']} after {elapsed:.0f} s"
     if result.verdict == a.FAIL:
         log.info("%s", a.render_table(result, title=title))
         fail(result.reason(), result)
     if result.verdict == a.INCONCLUSIVE:
-        if elapsed >= spec.rollout.step_max_wait_s(step):
+        if elapsed >= rollout_of(spec).step_max_wait_s(step):
             log.info("%s", a.render_table(result, title=title))
-            fail(f"inconclusive after {elapsed:.0f} s (max_wait_s {spec.rollout.step_max_wait_s(step):g}): "
+            fail(f"inconclusive after {elapsed:.0f} s (max_wait_s {rollout_of(spec).step_max_wait_s(step):g}): "
                  f"{result.reason()}", result)
         log.info("%s: waiting (%d canary requests of %d; %s)", title, result.canary_requests,
-                 spec.rollout.step_min_requests(step), result.reason())
+                 rollout_of(spec).step_min_requests(step), result.reason())
         return {"done": False, "canary_requests": result.canary_requests}
     log.info("%s", a.render_table(result, title=title))
     stage.update(outcome="passed", ended_at=now.isoformat(), analysis=result.to_dict(), reference=reference)
@@ -274,7 +281,7 @@ def promote(model: str, version: str, *, backend: TrafficBackend | None = None) 
     """Every stage passed: the candidate becomes stable at 100% and ``champion``; the old one ``previous``."""
     spec = load_spec_by_name(model)
     record = read_record(model, version)
-    backend = backend or backend_for(model, spec.rollout.backend)
+    backend = backend or backend_for(model, rollout_of(spec).backend)
     if not record.get("first_deployment"):
         backend.promote_canary()
     aliases = tracking.promote_to_champion(model, version)
@@ -300,8 +307,9 @@ def rollback(model: str, version: str, *, reason: str | None = None,
         log.info("%s v%s is the champion (the rollout did not start); nothing to roll back", model, version)
         return {"version": version, "rolled_back": False, "reason": "the version is the champion"}
     record = read_record(model, version)
-    backend = backend or backend_for(model, spec.rollout.backend)
-    reason = reason or (record.get("failure") or {}).get("reason") or "aborted"
+    backend = backend or backend_for(model, rollout_of(spec).backend)
+    reason = reason or (record.get("failure") or {}).get("reason") or (
+        "aborted" if record.get("stages") else "the rollout could not start (see prepare_rollout's log)")
     started = time.perf_counter()
     if record.get("first_deployment"):
         backend.stop(STABLE)  # nothing served before: the endpoint answers 503 again
@@ -338,3 +346,32 @@ def outcome(model: str, version: str | None) -> dict:
     return {"model": model, "version": version, "status": status, "message": message,
             "stages": [{k: s.get(k) for k in ("name", "traffic_percent", "outcome", "reason")}
                        for s in record.get("stages", [])]}
+
+
+def restore_previous(model: str, *, reason: str | None = None, backend: TrafficBackend | None = None) -> dict:
+    """Take back a completed promotion: ``previous`` serves 100% again and the aliases swap back.
+
+    The version that was champion gets ``previous`` (it can be rolled forward again) and is tagged
+    ``rolled_back`` with the reason.
+    """
+    spec = load_spec_by_name(model)
+    champion = tracking.alias_version(model, tracking.CHAMPION)
+    previous = tracking.alias_version(model, tracking.PREVIOUS)
+    if previous is None or champion is None:
+        raise RolloutFailed(f"{model} has no previous version to go back to (champion v{champion}, previous "
+                            f"{'v' + previous if previous else 'none'})")
+    backend = backend or backend_for(model, rollout_of(spec).backend)
+    if backend.state().variants.get(CANARY) is not None:
+        backend.stop(CANARY)
+    started = time.perf_counter()
+    backend.deploy(STABLE, previous, bento_of(model, previous))  # the new stable takes 100%, then the old stops
+    reason = reason or "rolled back by request"
+    tracking.set_alias(model, tracking.CHAMPION, previous)
+    tracking.set_alias(model, tracking.PREVIOUS, champion)
+    tracking.set_version_tags(model, champion, {TAG_STATUS: "rolled_back", TAG_ROLLED_BACK: reason[:4000],
+                                                TAG_ROLLED_BACK_AT: tracking.now_iso()})
+    tracking.set_version_tags(model, previous, {"modelops.promoted_at": tracking.now_iso()})
+    log.info("%s: v%s serves 100%% again (%.1f s); v%s rolled back: %s", model, previous,
+             time.perf_counter() - started, champion, reason)
+    return {"champion": previous, "previous": champion, "rolled_back": champion, "reason": reason,
+            "endpoint": backend.endpoint()}

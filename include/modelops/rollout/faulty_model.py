@@ -1,9 +1,10 @@
-"""A candidate model with a chosen fault, for rollout tests (MLflow "models from code").
+"""A candidate with a chosen fault, for `make demo-bad-canary` and the rollout tests (MLflow "models from code").
 
 It wraps a really trained model (artifact ``inner``) and, by its model config ``fault``:
 ``none`` answers as the inner model, ``error`` fails every prediction (the service answers 500),
 ``shift`` moves every P(positive) up by 0.5, ``slow`` sleeps 300 ms per call. Logged with
-``mlflow.pyfunc.log_model(python_model=<this file>)``, so the bento carries this code itself.
+``mlflow.pyfunc.log_model(python_model=<this file>)``, so the bento carries this code itself
+(see :func:`include.modelops.rollout.faults.register_faulty_candidate`). Never imported.
 """
 
 import time
