@@ -34,13 +34,15 @@ export DO_NOT_TRACK      := true
 export PIP_CACHE_DIR     := $(STATE)/cache/pip
 export TMPDIR            := $(STATE)/tmp
 
-.PHONY: help setup demo demo-drift bench-drift run test test-unit test-integration up data check-specs spec-docs serve traffic audit bench bench-training bench-serving lint clean
+.PHONY: help setup demo demo-drift bench-drift run test test-unit test-integration up data check-specs spec-docs serve traffic audit bench bench-training bench-serving bench-rollout lint clean
 
 help:
 	@echo "make demo         set up, then train MODEL end to end (default: the bundled fraud_detection example,"
 	@echo "                  whose data is generated; any other model reads its own data, never writes it)"
 	@echo "make demo-drift   serve MODEL's champion, normal then drifted traffic (DRIFT=...), the monitoring DAG"
 	@echo "                  over both windows (no trigger, then one), and the retraining run it requested"
+	@echo "make demo-bad-canary  [FAULT=error|shift|slow] roll out a broken candidate of MODEL's champion under"
+	@echo "                  traffic and watch it rolled back automatically (stable keeps 100%, registry unchanged)"
 	@echo "make run          MODEL=<name> [DATA=<file or folder>] [REASON=...]: run that model's training DAG"
 	@echo "                  locally (real Airflow), optionally on other data, with the same step summary"
 	@echo "make test         set up, then run the whole test suite"
@@ -57,6 +59,7 @@ help:
 	@echo "make bench        parse-time and orchestration-overhead benchmarks"
 	@echo "make bench-serving   bento vs FastAPI latency/throughput, inference log on vs off"
 	@echo "make bench-training  training throughput (GPU when present), bf16 vs fp32"
+	@echo "make bench-rollout   the rollout splitter's added latency, and a crashed canary's time to 100% stable"
 	@echo "make lint         ruff (pyflakes, syntax, import order)"
 	@echo "make clean        delete .state/ (all local runs, models and bentos)"
 
@@ -97,6 +100,12 @@ up: setup
 data: setup
 	$(BIN)/python -m include.modelops.cli data
 
+.PHONY: demo-bad-canary
+FAULT       ?= error
+demo-bad-canary: setup
+	@mkdir -p $(TMPDIR)
+	$(BIN)/python -m include.modelops.cli demo-bad-canary --model $(MODEL) --fault $(FAULT)
+
 .PHONY: draft-spec
 draft-spec: setup
 	@$(BIN)/python -m include.modelops.cli draft-spec $(if $(DATA),--data "$(DATA)") \
@@ -130,6 +139,9 @@ bench-serving: setup
 bench-drift: setup
 	@mkdir -p $(TMPDIR)
 	$(BIN)/python tests/benchmarks/bench_drift.py
+bench-rollout: setup
+	@mkdir -p $(TMPDIR)
+	$(BIN)/python tests/benchmarks/bench_rollout.py
 
 audit: setup
 	$(BIN)/python -m include.modelops.cli audit --model $(MODEL) $(if $(VERSION),--version $(VERSION),)

@@ -4,7 +4,10 @@
 validate (Great Expectations) → split → train → evaluate against the champion and a naive
 baseline → register (alias `challenger` if the gate passed) → model card → gate → approve
 (policy `auto`, or a reviewer in *Required actions*; two for high-risk models) → package
-(BentoML) → smoke-serve (train/serve skew check) → promote to `champion` → update the card.
+(BentoML) → smoke-serve (train/serve skew check) → Asset event `<model>.deployable_bento` → update
+the card. A spec with a `rollout:` section stops there, at alias `challenger`: its `<model>_rollout`
+DAG (scheduled on that Asset) moves traffic in stages and `champion` only at 100%. A spec without
+one promotes the candidate to `champion` right after smoke-serving.
 
 A rejected candidate skips the steps after the gate and never touches the champion; the
 `summarize` task always runs and writes `summary.json` with what happened and where to look.
@@ -140,7 +143,11 @@ def training_dag(spec: ModelSpec):
 
         @task(outlets=[assets.deployable_bento(model)])
         def smoke_serve_bento(registered: dict, trained: dict, split: dict, packaged: dict) -> dict:
-            return steps.smoke_serve_bento(model, registered, trained, split, packaged)
+            result = steps.smoke_serve_bento(model, registered, trained, split, packaged)
+            # The rollout DAG scheduled on this Asset reads which version to roll out from the event.
+            get_current_context()["outlet_events"][assets.deployable_bento(model)].extra = {
+                "version": registered["version"], "bento_tag": result["bento_tag"]}
+            return result
 
         @task(outlets=[assets.production(model)])
         def promote_to_champion(registered: dict) -> dict:
@@ -188,16 +195,19 @@ def training_dag(spec: ModelSpec):
         packaged = package_bento(registered, trained)
         approvals[-1] >> packaged
         smoke = smoke_serve_bento(registered, trained, split, packaged)
-        promoted = promote_to_champion(registered)
-        smoke >> promoted
+        if spec.rollout is None:
+            promoted = promote_to_champion(registered)
+            smoke >> promoted
+        else:  # the candidate stays challenger; <model>_rollout promotes it when every stage passed
+            promoted = smoke
         # The card follows the version's state: regenerated after a promotion, a rejection or a timeout
         # (a rejecting approval skips its direct downstream, so this hangs after promote, not approve).
         final_card = ModelCardOperator(task_id="update_model_card", model_name=model, validated=validated,
                                        split=split, evaluated=evaluated, registered=registered,
                                        trigger_rule="none_failed")
         promoted >> final_card
-        [validated, split, trained, evaluated, registered, card, *approvals, packaged, smoke, promoted,
-         final_card] >> summarize()
+        [validated, split, trained, evaluated, registered, card, *approvals, packaged, smoke,
+         *([promoted] if promoted is not smoke else []), final_card] >> summarize()
 
     return pipeline()
 

@@ -41,7 +41,8 @@ KINDS = ("dag_run", "validation", "training", "gate", "registration", "model_car
          "packaging", "promotion", "drift", "retrain")
 # Lifecycle order, for events that carry the same second.
 _RANK = {"dag_run:start": 0, "validation": 1, "training": 2, "gate": 3, "registration": 4, "alias:challenger": 5,
-         "approval": 6, "packaging": 7, "alias:previous": 8, "alias:champion": 9, "promotion": 10, "alias": 11,
+         "approval": 6, "packaging": 7, "rollout": 7.5, "rollback": 7.6, "alias:previous": 8, "alias:champion": 9,
+         "promotion": 10, "alias": 11,
          # The tag holds the latest card, regenerated after promotion.
          "model_card": 12, "drift": 13, "retrain": 14, "dag_run:end": 15}
 _DISPLACING_ALIASES = (tracking.CHAMPION, tracking.PREVIOUS)  # setting these takes them from another version
@@ -403,6 +404,21 @@ def _version_events(rec: _Records, version: str, sets: list[tuple[str, str, str]
         events.append(_event(at, "packaging", f"Packaged bento {tags.get('modelops.bento_tag', '?')}; {smoke}",
                              version=version, link=link, bento_tag=tags.get("modelops.bento_tag"), deployable=ok,
                              max_abs_diff=tags.get("modelops.smoke.max_abs_diff")))
+    for key in sorted(k for k in tags if k.startswith("modelops.rollout.stage.")):
+        try:
+            stage = json.loads(tags[key])
+        except ValueError:
+            continue
+        events.append(_event(_iso(stage.get("at")), "rollout",
+                             f"Rollout stage {stage.get('stage')} ({stage.get('traffic_percent')}% of traffic): "
+                             f"{str(stage.get('outcome', '?')).upper()}: {stage.get('reason', '')}",
+                             version=version, link=link, stage=stage.get("stage"), outcome=stage.get("outcome"),
+                             traffic_percent=stage.get("traffic_percent")))
+    if tags.get("modelops.rolled_back_at"):
+        events.append(_event(_iso(tags["modelops.rolled_back_at"]), "rollback",
+                             f"Rolled back: 100% of traffic to stable, challenger removed, champion untouched "
+                             f"({tags.get('modelops.rolled_back', '')})", version=version, link=link,
+                             reason=tags.get("modelops.rolled_back")))
     if tags.get("modelops.promoted_at"):
         at = _iso(tags["modelops.promoted_at"])
         old = _replaced(sets, tracking.CHAMPION, version, at or "")
@@ -591,6 +607,9 @@ def _status_sentence(rec: _Records, version: str, aliases: list[str], tags: dict
             f" until v{taken[0][1]} replaced it at {taken[0][0]}." if taken else ".")
     if tracking.PREVIOUS in aliases:
         return f"{v} is not serving; it is the rollback target (alias previous).{served}{now}"
+    if tags.get("modelops.rolled_back_at"):
+        return (f"{v} was rolled back during its rollout at {_iso(tags['modelops.rolled_back_at'])} "
+                f"({tags.get('modelops.rolled_back', 'no reason recorded')}) and never became champion.{now}")
     if tracking.CHALLENGER in aliases:
         return f"{v} passed the gate and awaits approval or promotion (alias challenger).{now}"
     if gate_status and gate_status != "passed":

@@ -5,6 +5,7 @@
     python -m include.modelops.cli run --model NAME [--data P] [--reason R]   # make run
     python -m include.modelops.cli check-specs                       # make check-specs
     python -m include.modelops.cli traffic [--rate R --count N ...]  # make traffic
+    python -m include.modelops.cli demo-bad-canary [--fault F]       # make demo-bad-canary
 
 ``demo`` starts an MLflow server, runs the model's training DAG once with
 ``airflow dags test`` (a real Airflow, SQLite metadata DB), prints a summary of every
@@ -188,17 +189,150 @@ def _run_training(spec, conf: dict[str, str], *, t_start: float, again: str) -> 
         t0 = time.perf_counter()
         res = local_stack.airflow(cmd, env, log_file=log_file, echo=True)
         dag_s = time.perf_counter() - t0
-    if not summary_path.exists():
+        summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
+        rollout = None
+        if summary and spec.rollout is not None and res.returncode == 0 and not summary.get("failed_steps"):
+            smoke = summary["steps"].get("smoke_serve_bento") or {}
+            version = ((summary["steps"].get("register_candidate") or {}).get("result") or {}).get("version")
+            if smoke.get("state") == "success" and version:
+                rollout = _run_rollout(spec, str(version), env, stamp=stamp)
+                summary["champion_version"] = rollout.get("champion")
+    if summary is None:
         _print(f"No run summary was written; the DAG run failed early. See {log_file}")
         return 1
-    summary = json.loads(summary_path.read_text())
     ok = res.returncode == 0 and not summary.get("failed_steps")
-    _print_summary(summary, dag_s=dag_s, total_s=time.perf_counter() - t_start, log_file=log_file)
+    _print_summary(summary, dag_s=dag_s, total_s=time.perf_counter() - t_start, log_file=log_file, rollout=rollout)
     if ok:
         _print(f"Run `{again}` again to train a new candidate against this champion.")
     else:
         _print(f"The run failed: fix what the failed step's log says, then run `{again}` again.")
     return 0 if ok else 1
+
+
+def _run_rollout(spec, version: str, env: dict[str, str], *, stamp: str) -> dict:
+    """``airflow dags test <model>_rollout`` for ``version`` under generated traffic, then stop the services.
+
+    The first version has nothing to compare against and needs no traffic; later ones are judged
+    on live requests: the traffic generator sends the latest holdout to the model's endpoint
+    (10 requests/s, 10 rows each) while the stages run. Every process the rollout started (the
+    splitter and the ``bentoml serve`` processes) is stopped afterwards; ``make serve`` serves
+    the champion again.
+    """
+    import subprocess
+    import sys
+
+    from include.modelops import local_stack, tracking
+    from include.modelops.rollout import stages
+    from include.modelops.rollout.local import LocalBackend
+
+    s = get_settings()
+    env = {**env, "MODELOPS_ROLLOUT_PORT": env.get("MODELOPS_ROLLOUT_PORT") or str(local_stack.free_port()),
+           # stable and canary share this machine with Airflow and the traffic generator: one worker each
+           "MODELOPS_SERVE_WORKERS": env.get("MODELOPS_SERVE_WORKERS") or "1"}
+    url = f"http://127.0.0.1:{env['MODELOPS_ROLLOUT_PORT']}"
+    os.environ["MLFLOW_TRACKING_URI"] = env["MLFLOW_TRACKING_URI"]
+    has_champion = tracking.alias_version(spec.name, tracking.CHAMPION) is not None
+    log_file = s.state_dir / "logs" / f"run-{spec.rollout_dag_id}-{stamp}.log"
+    traffic_log = s.state_dir / "logs" / f"traffic-{spec.name}-{stamp}.log"
+    _print(f"\n==> Rolling out v{version} behind {url}: airflow dags test {spec.rollout_dag_id}   (full log: {log_file})")
+    sender = None
+    try:
+        if has_champion:
+            _print(f"==> Sending the latest holdout to {url} while the stages run (log: {traffic_log})")
+            with traffic_log.open("w") as out:
+                sender = subprocess.Popen(
+                    [sys.executable, "-m", "include.modelops.cli", "traffic", "--model", spec.name, "--url", url,
+                     "--rate", "10", "--count", "1000000", "--duration", "3600", "--rows-per-request", "10",
+                     "--label-delay", "5", "--pending", "write", "--ready-timeout", "600"],
+                    env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        local_stack.airflow(["dags", "test", spec.rollout_dag_id, "--conf", json.dumps({"version": version})],
+                            env, log_file=log_file, echo=True)
+    finally:
+        if sender is not None:
+            local_stack.stop_process(sender)
+        with contextlib.suppress(Exception):
+            LocalBackend(spec.name).shutdown()
+        _print("==> Stopped the rollout's services (`make serve` serves the champion)")
+    record = stages.read_record(spec.name, version)
+    record["champion"] = tracking.alias_version(spec.name, tracking.CHAMPION)
+    record["log_file"] = str(log_file)
+    return record
+
+
+def _print_rollout(rollout: dict) -> None:
+    from include.modelops.rollout.analysis import Analysis, Check, render_table
+
+    _print(f"\nRollout of v{rollout.get('version')}: {rollout.get('status', 'not started')}")
+    if rollout.get("first_deployment"):
+        _print("  first version: deployed at 100% after a health check; there was nothing to compare against")
+    for stage in rollout.get("stages", []):
+        result = stage.get("analysis")
+        if result:
+            table = render_table(Analysis([Check(**c) for c in result["checks"]], result["canary_requests"],
+                                          result["stable_requests"]),
+                                 title=f"  stage {stage['name']} ({stage['traffic_percent']}% canary): "
+                                       f"{stage['outcome']}")
+            _print("\n".join(f"    {line}" if i else line for i, line in enumerate(table.splitlines())))
+        else:
+            _print(f"  stage {stage['name']}: {stage['outcome']} {stage.get('reason') or ''}")
+    _print(f"  Airflow log       {rollout.get('log_file')}")
+
+
+def cmd_demo_bad_canary(args: argparse.Namespace) -> int:
+    """Roll out a deliberately broken candidate of the champion and show it rolled back by itself."""
+    from include.modelops import local_stack, packaging, tracking
+    from include.modelops.rollout.faults import register_faulty_candidate
+    from include.modelops.spec import ModelSpecError, load_spec_by_name
+
+    try:
+        spec = load_spec_by_name(args.model)
+    except ModelSpecError as exc:
+        _print(str(exc))
+        return 2
+    if spec.rollout is None:
+        _print(f"{spec.name} has no rollout section in its spec; add `rollout: {{}}` to roll out in stages")
+        return 2
+    s = get_settings()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    with contextlib.ExitStack() as running:
+        uri = os.environ.get("MLFLOW_TRACKING_URI")
+        if not uri:
+            port = local_stack.free_port()
+            uri = f"http://127.0.0.1:{port}"
+            _print(f"==> Starting MLflow tracking server on {uri} (store: {s.state_dir / 'mlflow'})")
+            proc = local_stack.start_mlflow(s.state_dir, port, local_stack.stack_env(s.state_dir, uri))
+            running.callback(_print, "==> Stopped the MLflow server")
+            running.callback(local_stack.stop_process, proc)
+        env = local_stack.stack_env(s.state_dir, uri)
+        # The bento is built here and served by the rollout's tasks: one store for both.
+        os.environ.update(MLFLOW_TRACKING_URI=uri, BENTOML_HOME=env["BENTOML_HOME"])
+        env.setdefault("MODELOPS_MLFLOW_UI_URL", f"http://127.0.0.1:{UI_MLFLOW_PORT}")
+        local_stack.migrate_airflow_db(env)
+        champion = tracking.alias_version(spec.name, tracking.CHAMPION)
+        if champion is None:
+            _print(f"{spec.name} has no champion to protect yet: run `make demo` first")
+            return 2
+        _print(f"==> Registering a candidate that wraps champion v{champion} with the fault {args.fault!r}")
+        version = register_faulty_candidate(spec, champion, args.fault, experiment_id=tracking.experiment_id(spec.name),
+                                            workdir=tracking.scratch_dir())
+        tag = packaging.build_bento(spec, version, f"models:/{spec.name}/{version}")
+        tracking.set_version_tags(spec.name, version, {"modelops.deployable": "true", "modelops.bento_tag": tag,
+                                                       "modelops.fault": args.fault})
+        tracking.set_alias(spec.name, tracking.CHALLENGER, version)
+        rollout = _run_rollout(spec, version, env, stamp=stamp)
+        _print_rollout(rollout)
+        aliases = {a: tracking.alias_version(spec.name, a) for a in (tracking.CHAMPION, tracking.CHALLENGER)}
+    rolled_back = rollout.get("status") == "rolled_back"
+    _print("")
+    if rolled_back:
+        _print(f"Outcome: champion kept (v{aliases['champion']}): v{version} was rolled back at "
+               f"{(rollout.get('failure') or {}).get('stage')}: {rollout.get('reason')}")
+        _print(f"Registry: champion v{aliases['champion']}, challenger {aliases['challenger'] or 'none'}; "
+               f"see `make audit MODEL={spec.name} VERSION={version}`")
+    else:
+        _print(f"Outcome: the broken v{version} was NOT rolled back ({rollout.get('status')}); see "
+               f"{rollout.get('log_file')}")
+    return 0 if rolled_back else 1
 
 
 def _port_or_free(port: int, what: str) -> int:
@@ -575,7 +709,8 @@ def _approval_note(r: dict) -> str:
     return f"{r.get('decision', '')} by {r.get('by', '')}"
 
 
-def _print_summary(summary: dict, *, dag_s: float, total_s: float, log_file: Path) -> None:
+def _print_summary(summary: dict, *, dag_s: float, total_s: float, log_file: Path,
+                   rollout: dict | None = None) -> None:
     s = get_settings()
     steps = summary["steps"]
 
@@ -610,8 +745,14 @@ def _print_summary(summary: dict, *, dag_s: float, total_s: float, log_file: Pat
         _print(f"  {task:<22} {state:<15} {note}")
     evaluated, registered = result("evaluate_candidate"), result("register_candidate")
     promoted = steps.get("promote_to_champion", {}).get("state") == "success"
+    if rollout is not None:
+        _print_rollout(rollout)
+        promoted = rollout.get("status") == "promoted"
     _print("")
-    if promoted:
+    if rollout is not None and rollout.get("status") == "rolled_back":
+        _print(f"Outcome: champion kept (v{summary.get('champion_version')}): v{registered.get('version')} was "
+               f"rolled back at {(rollout.get('failure') or {}).get('stage')}: {rollout.get('reason')}")
+    elif promoted:
         _print(f"Outcome: v{registered.get('version')} is the new champion. {evaluated.get('summary', '')}")
     elif evaluated:
         _print(f"Outcome: champion kept (v{summary.get('champion_version')}). {evaluated.get('summary', '')}")
@@ -651,6 +792,11 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--rows", type=int, default=100_000, help="rows to generate when the data is missing")
     m.add_argument("--mlflow-port", type=int, default=None, help="default: a free port")
     m.set_defaults(fn=cmd_demo)
+    b = sub.add_parser("demo-bad-canary", help="roll out a broken candidate of the champion; watch it rolled back")
+    b.add_argument("--model", default=DEFAULT_MODEL)
+    b.add_argument("--fault", default="error", choices=("error", "shift", "slow"),
+                   help="error: every prediction fails (500); shift: scores +0.5; slow: 300 ms per call")
+    b.set_defaults(fn=cmd_demo_bad_canary)
     r = sub.add_parser("run", help="run a model's training DAG once, locally, optionally on other data")
     r.add_argument("--model", default=DEFAULT_MODEL)
     r.add_argument("--data", default=None, help="train on this file or folder instead of the spec's data.path")

@@ -19,6 +19,7 @@ Every setting has a default for the embedded, one-laptop mode, with all state un
 | ``MODELOPS_SERVE_WORKERS`` | ``cpu_count`` | worker processes of a served bento (a number, or ``cpu_count``: one per core) |
 | ``MODELOPS_SERVE_MAX_BATCH_ROWS`` | ``100`` | adaptive batching: most rows scored in one model call across concurrent requests (``1``: off) |
 | ``MODELOPS_INFERENCE_LOG`` | ``on`` | ``off`` stops a service from writing the inference log (e.g. to measure its cost) |
+| ``MODELOPS_ROLLOUT_PORT`` | a free port, then kept | port of a model's endpoint behind the local rollout splitter (Caddy); the deployment state (``<state>/rollout/<model>/deployment.json``) keeps the one chosen |
 | ``MODELOPS_INFERENCE_LOG_URL`` | ``<state>/inference_log`` | inference log and label feed: a folder, or an fsspec URL such as ``s3://bucket/prefix`` (needs ``s3fs``) |
 
 Training pods (``training.backend: kubernetes``; see ``include/modelops/kubernetes.py``):
@@ -79,6 +80,7 @@ class Settings:
     inference_log_enabled: bool = True
     serve_workers: int | str = "cpu_count"
     serve_max_batch_rows: int = 100
+    rollout_port: int | None = None
 
     @property
     def bentos_dir(self) -> Path:
@@ -107,6 +109,7 @@ def get_settings() -> Settings:
         not in ("off", "0", "false", "no"),
         serve_workers=_workers(os.environ.get("MODELOPS_SERVE_WORKERS")),
         serve_max_batch_rows=int(os.environ.get("MODELOPS_SERVE_MAX_BATCH_ROWS") or 100),
+        rollout_port=int(os.environ.get("MODELOPS_ROLLOUT_PORT") or 0) or None,
     )
 
 

@@ -322,6 +322,102 @@ class Monitoring(_Strict):
         "compares candidate and champion on the same kind of data); false: the spec's data alone.")
 
 
+class ShadowStage(_Strict):
+    """A stage before any canary traffic: the candidate answers a copy of live requests, discarded."""
+
+    requests: int = Field(default=200, ge=1, description="Paired requests (same request to both versions) "
+                          "to compare before the first canary step.")
+    max_wait_s: float = Field(default=600, gt=0, description="Fewer paired requests by then is "
+                              "inconclusive, which fails closed (rollback).")
+    max_disagreement_rate: float = Field(
+        default=0.05, ge=0, le=1,
+        description="Largest share of paired rows whose label (classification) differs, or whose prediction "
+                    "differs by more than 10% of the stable prediction's spread (regression).")
+
+
+class CanaryStep(_Strict):
+    """One traffic step; a bare number in YAML (``25``) is a step with the section's defaults."""
+
+    traffic_percent: int = Field(ge=1, le=100, description="Share of requests the candidate answers.")
+    min_requests: int | None = Field(
+        default=None, ge=1, description="Requests the candidate must answer in this step before it is "
+                                        "judged; default `rollout.min_requests`.")
+    max_wait_s: float | None = Field(
+        default=None, gt=0, description="Fewer requests than `min_requests` by then is inconclusive, which fails "
+                                        "closed (rollback); default `rollout.max_wait_s`.")
+    pause: bool = Field(default=False, description="After the analysis passes, wait for a person to promote or "
+                                                   "abort (the approval operator and `approval.approvers`).")
+
+
+class RolloutAnalysis(_Strict):
+    """Checks that judge the candidate (canary) against the stable version over the same window."""
+
+    max_error_rate: float = Field(
+        default=0.01, ge=0, le=1, description="Largest share of 5xx answers of the canary. It fails when even the "
+        "one-sided 95% lower bound (Wilson) of the share is above; above by chance so far, the stage keeps baking.")
+    max_error_rate_increase: float = Field(
+        default=0.005, ge=0, le=1, description="Largest canary 5xx share minus the stable version's.")
+    max_latency_p95_ratio: float = Field(
+        default=1.5, gt=0, description="Largest canary p95 latency as a ratio of the stable version's.")
+    latency_tolerance_ms: float = Field(
+        default=5.0, ge=0, description="A p95 within this many ms of stable's passes whatever the ratio "
+                                       "(millisecond noise on fast models is not a regression).")
+    score_distance: Literal["jensen_shannon", "psi"] = Field(
+        default="jensen_shannon", description="How prediction distributions are compared: Jensen-Shannon "
+        "distance (base 2, 0..1) or the population stability index, over quantile bins of stable's scores (one "
+        "per 50 rows of the smaller side, 4 to 10). Judged on a stage's whole window (its `min_requests`).")
+    max_score_distance: float = Field(
+        default=0.2, ge=0, description="Largest distance between canary and stable score distributions. "
+        "Sampling noise alone gives a Jensen-Shannon distance of about 0.1 at 400 rows a side and 0.05 at 1,000; "
+        "PSI reads 0.1 as a slight and 0.25 as a major shift.")
+    min_rows_for_distance: int = Field(
+        default=200, ge=10, description="Fewer scored rows on either side leaves the distance inconclusive.")
+
+
+class Rollout(_Strict):
+    """Progressive rollout of a deployable candidate: shadow, canary steps, analysis, automatic rollback."""
+
+    backend: Literal["local", "kubernetes"] = Field(
+        default="local", description="local: `bentoml serve` processes behind a local Caddy splitter; "
+        "kubernetes: Deployments, a Gateway API HTTPRoute and a Prometheus server.")
+    shadow: ShadowStage | None = Field(default=None, description="Optional shadow stage before the first step.")
+    steps: list[CanaryStep] = Field(
+        default_factory=lambda: [CanaryStep(traffic_percent=p) for p in (5, 25, 50, 100)],
+        description="Canary traffic steps in percent, rising, the last 100 (e.g. `[5, 25, 50, 100]`). "
+                    "At 100 the stable values of the previous step are the reference.")
+    min_requests: int = Field(default=200, ge=1, description="Default `min_requests` of a step.")
+    max_wait_s: float = Field(default=900, gt=0, description="Default `max_wait_s` of a step.")
+    check_interval_s: float = Field(
+        default=10, gt=0, description="How often a stage's health is checked while it bakes; a dead or "
+                                      "silent canary is rolled back at the next check.")
+    analysis: RolloutAnalysis = Field(default_factory=RolloutAnalysis, description="Analysis thresholds.")
+
+    @field_validator("steps", mode="before")
+    @classmethod
+    def _bare_percentages(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            return [{"traffic_percent": s} if isinstance(s, int) and not isinstance(s, bool) else s for s in v]
+        return v
+
+    @field_validator("steps")
+    @classmethod
+    def _rising_to_100(cls, v: list[CanaryStep]) -> list[CanaryStep]:
+        if not v:
+            raise ValueError("at least one step is needed (the last must be 100)")
+        percents = [s.traffic_percent for s in v]
+        if any(b <= a for a, b in zip(percents, percents[1:], strict=False)):
+            raise ValueError(f"steps must rise strictly, got {percents}")
+        if percents[-1] != 100:
+            raise ValueError(f"the last step must be 100 (the promotion), got {percents}")
+        return v
+
+    def step_min_requests(self, step: CanaryStep) -> int:
+        return step.min_requests if step.min_requests is not None else self.min_requests
+
+    def step_max_wait_s(self, step: CanaryStep) -> float:
+        return step.max_wait_s if step.max_wait_s is not None else self.max_wait_s
+
+
 class ModelSpec(_Strict):
     """One model: data, features, training, evaluation gate, approval and documentation."""
 
@@ -352,6 +448,10 @@ class ModelSpec(_Strict):
     approval: Approval = Field(default_factory=Approval)
     schedule: str | None = Field(default=None, description="Cron or preset for retraining; null: on demand.")
     monitoring: Monitoring = Field(default_factory=Monitoring)
+    rollout: Rollout | None = Field(
+        default=None, description="Progressive rollout (`<model>_rollout` DAG). With it, training ends at alias "
+        "`challenger` and the rollout moves `champion`; without it (`null`), training promotes the candidate "
+        "to `champion` right after smoke-serving. `rollout: {}` takes every default.")
     tags: list[str] = Field(default_factory=list, description="Extra Airflow tags for the model's DAGs.")
 
     @field_validator("features")
@@ -437,6 +537,10 @@ class ModelSpec(_Strict):
     @property
     def dag_id(self) -> str:
         return f"{self.name}_training"
+
+    @property
+    def rollout_dag_id(self) -> str:
+        return f"{self.name}_rollout"
 
     def spec_hash(self) -> str:
         """A short hash of the normalised spec, recorded on every model version."""

@@ -46,8 +46,10 @@ def test_every_dag_has_tags_owner_docs_and_retries(dagbag):
 
 def test_training_dag_runs_the_lifecycle_in_order(dagbag):
     dag = dagbag.dags["fraud_detection_training"]
+    # fraud_detection has a rollout section: training ends with a deployable challenger, not a champion.
+    assert "promote_to_champion" not in dag.task_ids
     order = ["validate_dataset", "split_dataset", "train_candidate", "evaluate_candidate", "register_candidate",
-             "generate_model_card", "approve", "package_bento", "smoke_serve_bento", "promote_to_champion",
+             "generate_model_card", "approve", "package_bento", "smoke_serve_bento", "update_model_card",
              "summarize"]
     for up, down in zip(order, order[1:]):
         assert down in {t.task_id for t in dag.get_task(up).get_flat_relatives(upstream=False)}, f"{up} !-> {down}"
@@ -118,3 +120,21 @@ def test_data_errors_fail_at_once_and_infrastructure_errors_retry(dagbag, task_i
         assert policy.evaluate(user_error, try_number=1, max_tries=3).action == RetryAction.FAIL
     assert policy.evaluate(ConnectionError("mlflow down"), try_number=1, max_tries=3).action != RetryAction.FAIL
     assert task.retries == 2
+
+
+def test_rollout_dag_bakes_stages_without_holding_a_worker_and_rolls_back_on_any_failure(dagbag):
+    from include.modelops import assets
+    from include.modelops.spec import load_all_specs
+
+    specs = [s for s in load_all_specs() if s.rollout is not None]
+    assert specs, "the reference spec shows a rollout"
+    for spec in specs:
+        dag = dagbag.dags[spec.rollout_dag_id]
+        stages = [f"canary_{s.traffic_percent}" for s in spec.rollout.steps]
+        order = ["prepare_rollout", *stages, "promote", "rollback", "summarize"]
+        for up, down in zip(order, order[1:]):
+            assert down in {t.task_id for t in dag.get_task(up).get_flat_relatives(upstream=False)}, f"{up} !-> {down}"
+        assert all(dag.get_task(s).mode == "reschedule" for s in stages)
+        assert dag.get_task("rollback").trigger_rule == "one_failed"
+        assert dag.max_active_runs == 1  # a second trigger waits for the running rollout
+        assert [a.name for a in dag.timetable.asset_condition.objects] == [assets.deployable_bento(spec.name).name]

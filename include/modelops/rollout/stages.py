@@ -1,0 +1,377 @@
+"""The rollout's stages, one function per task of the ``<model>_rollout`` DAG.
+
+``prepare`` puts the champion (stable) and the candidate (canary, no traffic yet) behind the
+model's endpoint, or deploys a first model at 100% after a health check. ``check_stage`` is
+the body of a stage sensor: the first call moves the canary to the stage's share, every call
+checks that both processes answer and runs the analysis over the stage's window; it says
+``done`` (passed with enough requests), ``wait``, or raises :class:`RolloutFailed`.
+``promote`` and ``rollback`` end it and keep the registry in step with the traffic.
+
+Progress lives in ``<state>/rollout/<model>/v<version>.json`` (the rollout record): a stage
+already entered is never entered again, so a retried or rescheduled task resumes without
+moving traffic twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from include.modelops import tracking
+from include.modelops.rollout import analysis as a
+from include.modelops.rollout.backend import CANARY, STABLE, TrafficBackend, backend_for, state_dir
+from include.modelops.spec import ModelSpec, Rollout, load_spec_by_name
+
+log = logging.getLogger(__name__)
+
+TAG_STATUS = "modelops.rollout.status"  # running | promoted | rolled_back
+TAG_ROLLED_BACK = "modelops.rolled_back"  # the reason
+TAG_ROLLED_BACK_AT = "modelops.rolled_back_at"
+TAG_STAGE = "modelops.rollout.stage."  # + two-digit index: one compact JSON record per stage
+
+
+class RolloutFailed(Exception):
+    """The candidate failed a stage (analysis, a dead canary, inconclusive, or an abort): roll back."""
+
+
+# --- the record ----------------------------------------------------------------------------
+
+
+def record_path(model: str, version: str) -> Path:
+    return state_dir(model) / f"v{version}.json"
+
+
+def read_record(model: str, version: str) -> dict[str, Any]:
+    path = record_path(model, version)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _write_record(model: str, version: str, record: dict[str, Any]) -> None:
+    path = record_path(model, version)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=str))
+    tmp.replace(path)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def rollout_of(spec: ModelSpec) -> Rollout:
+    """The spec's rollout section; RolloutFailed when it has none (its training DAG promotes directly)."""
+    if spec.rollout is None:
+        raise RolloutFailed(f"{spec.name} has no rollout section in its spec: its training DAG promotes directly")
+    return spec.rollout
+
+
+def stage_names(spec: ModelSpec) -> list[str]:
+    """Task ids of the stages, in order (``canary_5``, ``canary_25``, ...)."""
+    return [f"canary_{s.traffic_percent}" for s in rollout_of(spec).steps]
+
+
+# --- prepare ----------------------------------------------------------------------------
+
+
+def resolve_version(model: str, version: str | None) -> str:
+    """The version to roll out: the one asked for, else the ``challenger``."""
+    if version:
+        return str(version)
+    challenger = tracking.alias_version(model, tracking.CHALLENGER)
+    if challenger is None:
+        raise RolloutFailed(f"{model} has no challenger to roll out; trigger with the version as a param")
+    return challenger
+
+
+def bento_of(model: str, version: str) -> str:
+    tags = tracking.version_info(model, version)["tags"]
+    if tags.get("modelops.deployable") != "true" or not tags.get("modelops.bento_tag"):
+        raise RolloutFailed(f"{model} v{version} is not deployable (no bento passed smoke-serving); "
+                            "only a version the training DAG packaged and smoke-served can be rolled out")
+    return tags["modelops.bento_tag"]
+
+
+def health_check(spec: ModelSpec, url: str) -> dict[str, Any]:
+    """One example request through the endpoint; raises RolloutFailed unless it is answered."""
+    from include.modelops.packaging import example_row
+
+    body = json.dumps({"rows": [example_row(spec)]}).encode()
+    request = urllib.request.Request(f"{url}/predict", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            answer = json.loads(r.read())
+    except OSError as exc:
+        raise RolloutFailed(f"health check: {url}/predict did not answer an example request: {exc}") from exc
+    return {"url": url, "answer": answer}
+
+
+def prepare(model: str, version: str | None, *, dag_run_id: str, backend: TrafficBackend | None = None) -> dict:
+    """Stable (the champion) and canary (no traffic) behind the endpoint; a first model goes straight to 100%."""
+    spec = load_spec_by_name(model)
+    version = resolve_version(model, version)
+    bento = bento_of(model, version)
+    backend = backend or backend_for(model, rollout_of(spec).backend)
+    champion = tracking.alias_version(model, tracking.CHAMPION)
+    record = read_record(model, version)
+    if record.get("status") in ("promoted", "rolled_back") and record.get("dag_run_id") != dag_run_id:
+        record = {}  # an earlier rollout of the same version ended; this is a new one
+    if champion == version:
+        raise RolloutFailed(f"{model} v{version} is already the champion; nothing to roll out")
+    if champion is None:
+        backend.deploy(STABLE, version, bento)
+        check = health_check(spec, backend.endpoint())
+        log.info("%s v%s is the first version: deployed at 100%% after a health check (%s); there is no "
+                 "stable version to compare against", model, version, check["answer"])
+        record.update(model=model, version=version, stable_version=None, first_deployment=True,
+                      dag_run_id=dag_run_id, status="running", started_at=_now().isoformat(), stages=[])
+    else:
+        backend.deploy(STABLE, champion, bento_of(model, champion))
+        backend.deploy(CANARY, version, bento)
+        record.setdefault("stages", [])
+        record.update(model=model, version=version, stable_version=champion, first_deployment=False,
+                      dag_run_id=dag_run_id, status="running")
+        record.setdefault("started_at", _now().isoformat())
+        log.info("%s: stable v%s and canary v%s (no traffic yet) behind %s", model, champion, version,
+                 backend.endpoint())
+    _write_record(model, version, record)
+    tracking.set_version_tags(model, version, {TAG_STATUS: "running"})
+    return {"version": version, "stable_version": record["stable_version"], "endpoint": backend.endpoint(),
+            "first_deployment": record["first_deployment"], "bento_tag": bento}
+
+
+# --- stages ------------------------------------------------------------------------------
+
+
+def _window_dict(w: a.MetricsWindow) -> dict[str, Any]:
+    return {"requests_by_status": w.requests_by_status,
+            "latency_buckets": {str(k): v for k, v in w.latency_buckets.items()}}
+
+
+def _window_of(d: dict[str, Any]) -> a.MetricsWindow:
+    return a.MetricsWindow({k: float(v) for k, v in d["requests_by_status"].items()},
+                           {float(k): float(v) for k, v in d["latency_buckets"].items()})
+
+
+def _scrape(backend: TrafficBackend, variant: str, version: str) -> a.MetricsWindow:
+    return a.parse_service_metrics(backend.metrics_text(variant), variant=variant, version=version)
+
+
+def _scores(spec: ModelSpec, version: str, variant: str, start: str, end: str | None = None) -> Any:
+    from include.modelops.serving.inference_log import read_window
+
+    frame = read_window(spec.name, version=version, variant=variant, start=datetime.fromisoformat(start),
+                        end=datetime.fromisoformat(end) if end else None)
+    return a.scores_of(spec.task.value, frame)
+
+
+def _enter(spec: ModelSpec, record: dict, index: int, backend: TrafficBackend) -> dict:
+    step = rollout_of(spec).steps[index]
+    stages = record["stages"]
+    if index < len(stages):
+        return stages[index]  # entered before this retry or reschedule: never move traffic twice
+    if index != len(stages):
+        raise RuntimeError(f"stage {index} entered before stage {len(stages)}; the rollout record is inconsistent")
+    version, stable_version = record["version"], record["stable_version"]
+    baseline = {CANARY: _window_dict(_scrape(backend, CANARY, version))}
+    if step.traffic_percent < 100:
+        baseline[STABLE] = _window_dict(_scrape(backend, STABLE, stable_version))
+    backend.set_canary_percent(step.traffic_percent)
+    stage = {"name": stage_names(spec)[index], "traffic_percent": step.traffic_percent,
+             "started_at": _now().isoformat(), "baseline": baseline, "outcome": "running"}
+    stages.append(stage)
+    _write_record(spec.name, version, record)
+    log.info("Stage %s: the canary v%s now answers %d%% of requests (stable v%s the rest)", stage["name"],
+             version, step.traffic_percent, stable_version)
+    return stage
+
+
+def _stage_event(spec: ModelSpec, version: str, index: int, stage: dict, result: a.Analysis | None,
+                 reason: str) -> None:
+    event = {"at": tracking.now_iso(), "stage": stage["name"], "traffic_percent": stage["traffic_percent"],
+             "outcome": stage["outcome"], "reason": reason[:1500]}
+    tracking.set_version_tags(spec.name, version, {f"{TAG_STAGE}{index:02d}": json.dumps(event)})
+    if result is not None:
+        run_id = tracking.version_info(spec.name, version)["run_id"]
+        if run_id:
+            tracking.log_json(run_id, {**result.to_dict(), "stage": stage["name"],
+                                       "table": a.render_table(result)},
+                              f"rollout/{stage['name']}.json")
+
+
+def check_stage(model: str, version: str, index: int, *, backend: TrafficBackend | None = None) -> dict:
+    """One poke of stage ``index``: enter it once, check health, analyse the window.
+
+    Returns:
+        ``{"done": True, ...}`` when the stage passed, ``{"done": False, ...}`` to wait.
+
+    Raises:
+        RolloutFailed: The canary died or stopped answering, an analysis failed, or the stage was
+            still inconclusive at its ``max_wait_s``. The reason is in the rollout record.
+    """
+    spec = load_spec_by_name(model)
+    record = read_record(model, version)
+    if record.get("first_deployment"):
+        log.info("Stage %s: nothing to compare against (first deployment, already at 100%%)", stage_names(spec)[index])
+        return {"done": True, "first_deployment": True}
+    backend = backend or backend_for(model, rollout_of(spec).backend)
+    step = rollout_of(spec).steps[index]
+    stage = _enter(spec, record, index, backend)
+    if stage["outcome"] == "passed":
+        return {"done": True, "analysis": stage.get("analysis")}
+
+    def fail(reason: str, result: a.Analysis | None = None) -> None:
+        stage.update(outcome="failed", ended_at=_now().isoformat(), reason=reason,
+                     analysis=result.to_dict() if result else None)
+        record["failure"] = {"stage": stage["name"], "reason": reason}
+        _write_record(model, version, record)
+        _stage_event(spec, version, index, stage, result, reason)
+        raise RolloutFailed(f"stage {stage['name']} failed: {reason}")
+
+    health = backend.health(CANARY)
+    if not health.ok:
+        fail(f"the canary process died or stopped answering ({health.detail})")
+
+    now = _now()
+    canary_window = a.metrics_window(_window_of(stage["baseline"][CANARY]), _scrape(backend, CANARY, version))
+    canary_scores = _scores(spec, version, CANARY, stage["started_at"])
+    if STABLE in stage["baseline"]:
+        stable_window = a.metrics_window(_window_of(stage["baseline"][STABLE]),
+                                         _scrape(backend, STABLE, record["stable_version"]))
+        stable_scores = _scores(spec, record["stable_version"], STABLE, stage["started_at"])
+        reference = {"window": _window_dict(stable_window), "start": stage["started_at"], "end": now.isoformat()}
+    else:  # at 100% stable answers nothing: its window of the previous stage is the reference
+        reference = next((s["reference"] for s in reversed(record["stages"][:index]) if s.get("reference")), None)
+        if reference is None:
+            fail("no stable window to compare with (a 100% step needs an earlier step)")
+        stable_window = _window_of(reference["window"])
+        stable_scores = _scores(spec, record["stable_version"], STABLE, reference["start"], reference["end"])
+    result = a.analyse(rollout_of(spec).analysis, canary=canary_window, stable=stable_window,
+                       canary_scores=canary_scores, stable_scores=stable_scores,
+                       min_requests=rollout_of(spec).step_min_requests(step))
+    elapsed = (now - datetime.fromisoformat(stage["started_at"])).total_seconds()
+    title = f"{model} v{version} stage {stage['name']} after {elapsed:.0f} s"
+    if result.verdict == a.FAIL:
+        log.info("%s", a.render_table(result, title=title))
+        fail(result.reason(), result)
+    if result.verdict == a.INCONCLUSIVE:
+        if elapsed >= rollout_of(spec).step_max_wait_s(step):
+            log.info("%s", a.render_table(result, title=title))
+            fail(f"inconclusive after {elapsed:.0f} s (max_wait_s {rollout_of(spec).step_max_wait_s(step):g}): "
+                 f"{result.reason()}", result)
+        log.info("%s: waiting (%d canary requests of %d; %s)", title, result.canary_requests,
+                 rollout_of(spec).step_min_requests(step), result.reason())
+        return {"done": False, "canary_requests": result.canary_requests}
+    log.info("%s", a.render_table(result, title=title))
+    stage.update(outcome="passed", ended_at=now.isoformat(), analysis=result.to_dict(), reference=reference)
+    _write_record(model, version, record)
+    _stage_event(spec, version, index, stage, result, result.reason())
+    return {"done": True, "stage": stage["name"], "verdict": result.verdict,
+            "canary_requests": result.canary_requests}
+
+
+# --- the end ------------------------------------------------------------------------------
+
+
+def promote(model: str, version: str, *, backend: TrafficBackend | None = None) -> dict:
+    """Every stage passed: the candidate becomes stable at 100% and ``champion``; the old one ``previous``."""
+    spec = load_spec_by_name(model)
+    record = read_record(model, version)
+    backend = backend or backend_for(model, rollout_of(spec).backend)
+    if not record.get("first_deployment"):
+        backend.promote_canary()
+    aliases = tracking.promote_to_champion(model, version)
+    challenger = tracking.alias_version(model, tracking.CHALLENGER)
+    if challenger == version:
+        tracking.client().delete_registered_model_alias(model, tracking.CHALLENGER)
+    note = ("first deployment: deployed at 100% after a health check; there was nothing to compare against"
+            if record.get("first_deployment") else f"every stage passed ({', '.join(stage_names(spec))})")
+    tracking.set_version_tags(model, version, {TAG_STATUS: "promoted", "modelops.promoted_at": tracking.now_iso(),
+                                               "modelops.rollout.summary": note})
+    record.update(status="promoted", ended_at=_now().isoformat(), summary=note)
+    _write_record(model, version, record)
+    log.info("%s v%s promoted: champion (previous: v%s); %s", model, version, aliases.get("previous"), note)
+    return {"version": version, "champion": version, "previous": aliases.get("previous"), "summary": note,
+            "endpoint": backend.endpoint()}
+
+
+def rollback(model: str, version: str, *, reason: str | None = None,
+             backend: TrafficBackend | None = None) -> dict:
+    """Take the candidate out: 100% to stable at once, canary stopped, registry as before the rollout."""
+    spec = load_spec_by_name(model)
+    if tracking.alias_version(model, tracking.CHAMPION) == str(version):
+        log.info("%s v%s is the champion (the rollout did not start); nothing to roll back", model, version)
+        return {"version": version, "rolled_back": False, "reason": "the version is the champion"}
+    record = read_record(model, version)
+    backend = backend or backend_for(model, rollout_of(spec).backend)
+    reason = reason or (record.get("failure") or {}).get("reason") or (
+        "aborted" if record.get("stages") else "the rollout could not start (see prepare_rollout's log)")
+    started = time.perf_counter()
+    if record.get("first_deployment"):
+        backend.stop(STABLE)  # nothing served before: the endpoint answers 503 again
+    else:
+        backend.set_canary_percent(0)
+        backend.stop(CANARY)
+    log.info("%s v%s rolled back in %.2f s: %s", model, version, time.perf_counter() - started, reason)
+    if tracking.alias_version(model, tracking.CHALLENGER) == version:
+        tracking.client().delete_registered_model_alias(model, tracking.CHALLENGER)
+    stage = (record.get("failure") or {}).get("stage")
+    tracking.set_version_tags(model, version, {
+        TAG_STATUS: "rolled_back", TAG_ROLLED_BACK: (f"{stage}: " if stage else "") + reason[:4000],
+        TAG_ROLLED_BACK_AT: tracking.now_iso()})
+    record.update(status="rolled_back", ended_at=_now().isoformat(), reason=reason)
+    _write_record(model, version, record)
+    return {"version": version, "rolled_back": True, "reason": reason, "stage": stage,
+            "champion": tracking.alias_version(model, tracking.CHAMPION)}
+
+
+def outcome(model: str, version: str | None) -> dict:
+    """How the rollout of ``version`` ended, in one sentence for the run's last task."""
+    record = read_record(model, version) if version else {}
+    status = record.get("status") or "not started"
+    if status == "promoted":
+        message = f"{model} v{version} promoted to champion: {record.get('summary')}"
+    elif status == "rolled_back":
+        stage = (record.get("failure") or {}).get("stage")
+        message = (f"{model} v{version} rolled back" + (f" at {stage}" if stage else "")
+                   + f": {record.get('reason')}. Stable v{record.get('stable_version')} serves 100%, the "
+                     "registry is as before the rollout.")
+    else:
+        message = f"{model}: the rollout of v{version} did not complete ({status}); see prepare_rollout's log"
+    log.info("%s", message)
+    return {"model": model, "version": version, "status": status, "message": message,
+            "stages": [{k: s.get(k) for k in ("name", "traffic_percent", "outcome", "reason")}
+                       for s in record.get("stages", [])]}
+
+
+def restore_previous(model: str, *, reason: str | None = None, backend: TrafficBackend | None = None) -> dict:
+    """Take back a completed promotion: ``previous`` serves 100% again and the aliases swap back.
+
+    The version that was champion gets ``previous`` (it can be rolled forward again) and is tagged
+    ``rolled_back`` with the reason.
+    """
+    spec = load_spec_by_name(model)
+    champion = tracking.alias_version(model, tracking.CHAMPION)
+    previous = tracking.alias_version(model, tracking.PREVIOUS)
+    if previous is None or champion is None:
+        raise RolloutFailed(f"{model} has no previous version to go back to (champion v{champion}, previous "
+                            f"{'v' + previous if previous else 'none'})")
+    backend = backend or backend_for(model, rollout_of(spec).backend)
+    if backend.state().variants.get(CANARY) is not None:
+        backend.stop(CANARY)
+    started = time.perf_counter()
+    backend.deploy(STABLE, previous, bento_of(model, previous))  # the new stable takes 100%, then the old stops
+    reason = reason or "rolled back by request"
+    tracking.set_alias(model, tracking.CHAMPION, previous)
+    tracking.set_alias(model, tracking.PREVIOUS, champion)
+    tracking.set_version_tags(model, champion, {TAG_STATUS: "rolled_back", TAG_ROLLED_BACK: reason[:4000],
+                                                TAG_ROLLED_BACK_AT: tracking.now_iso()})
+    tracking.set_version_tags(model, previous, {"modelops.promoted_at": tracking.now_iso()})
+    log.info("%s: v%s serves 100%% again (%.1f s); v%s rolled back: %s", model, previous,
+             time.perf_counter() - started, champion, reason)
+    return {"champion": previous, "previous": champion, "rolled_back": champion, "reason": reason,
+            "endpoint": backend.endpoint()}

@@ -1,0 +1,207 @@
+"""The `<model>_rollout` DAG end to end: real Airflow (`airflow dags test`), real bentos behind Caddy,
+real HTTP from the traffic generator, the registry in a real MLflow store.
+
+Tests run in file order and share one deployment: v1 is deployed first (nothing to compare
+against), v2 (good) is promoted through every stage, then faulty candidates are rolled back.
+Stages are short (25% then 100%, 30 requests each) so the module stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from include.modelops.settings import PROJECT_ROOT
+from tests.integration.conftest import write_test_spec
+from tests.integration.rollout_fixtures import build, register_faulty, train_and_register
+
+pytestmark = pytest.mark.integration
+
+MODEL = "fraud_detection"
+# Short stages; error and latency limits wide enough for a busy 2-core test machine, where an
+# overloaded service answers the odd 503 (the faulty candidates answer 100% 5xx or shift every score).
+ROLLOUT = {"steps": [25, 100], "min_requests": 30, "max_wait_s": 120, "check_interval_s": 2,
+           "analysis": {"min_rows_for_distance": 100, "max_score_distance": 0.35, "latency_tolerance_ms": 200,
+                        "max_latency_p95_ratio": 3, "max_error_rate": 0.1, "max_error_rate_increase": 0.1}}
+
+
+class Deployment:
+    def __init__(self, root: Path, env: dict[str, str], frame, spec) -> None:
+        self.root, self.env, self.frame, self.spec = root, env, frame, spec
+        self.url = f"http://127.0.0.1:{env['MODELOPS_ROLLOUT_PORT']}"
+        self.experiment: str | None = None
+        self.last_version: str | None = None
+
+    def client(self):
+        import mlflow
+
+        return mlflow.MlflowClient(tracking_uri=self.env["MLFLOW_TRACKING_URI"])
+
+    def alias(self, alias: str) -> str | None:
+        try:
+            return str(self.client().get_model_version_by_alias(MODEL, alias).version)
+        except Exception:
+            return None
+
+    def tags(self, version: str) -> dict[str, str]:
+        return dict(self.client().get_model_version(MODEL, version).tags)
+
+    def deployable(self, version: str, *, challenger: bool = True) -> str:
+        """Build the version's bento and tag it as the training DAG's smoke test does."""
+        from include.modelops import tracking
+
+        tag = build(self.spec, version)
+        tracking.set_version_tags(MODEL, version, {"modelops.deployable": "true", "modelops.bento_tag": tag})
+        if challenger:
+            tracking.set_alias(MODEL, tracking.CHALLENGER, version)
+        return version
+
+    def rollout(self, conf: dict | None = None, *, traffic: bool = True) -> dict:
+        """One run of the rollout DAG (while the traffic generator sends requests); its record and rc."""
+        from include.modelops import local_stack
+        from include.modelops.rollout import stages
+
+        sender = None
+        if traffic:
+            sender = subprocess.Popen(
+                [sys.executable, "-m", "include.modelops.cli", "traffic", "--model", MODEL, "--url", self.url,
+                 "--rate", "15", "--count", "100000", "--duration", "600", "--rows-per-request", "8",
+                 "--source", str(self.root / "data"), "--label-delay", "0", "--pending", "drop",
+                 "--ready-timeout", "60"],
+                env=self.env, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        try:
+            args = ["dags", "test", f"{MODEL}_rollout"] + (["--conf", json.dumps(conf)] if conf else [])
+            log_file = self.root / "logs" / f"rollout-{time.monotonic_ns()}.log"
+            res = local_stack.airflow(args, self.env, log_file=log_file, timeout_s=600)
+        finally:
+            if sender is not None:
+                local_stack.stop_process(sender)
+        version = (conf or {}).get("version") or self.last_version
+        return {"rc": res.returncode, "log": res.stdout, "record": stages.read_record(MODEL, str(version))}
+
+    def variants_answering(self, n: int = 20) -> set[tuple[str, str]]:
+        """Send n requests through the endpoint; (variant, version) of every row the log holds for them."""
+        from include.modelops import packaging
+        from include.modelops.serving.inference_log import read_window
+
+        started, probe = datetime.now(UTC), f"probe-{uuid.uuid4().hex[:8]}"
+        body = json.dumps({"rows": packaging.request_rows(self.spec, self.frame.head(2))}).encode()
+        for i in range(n):
+            request = urllib.request.Request(f"{self.url}/predict", data=body, method="POST",
+                                             headers={"Content-Type": "application/json",
+                                                      "X-Request-ID": f"{probe}-{i}"})
+            with urllib.request.urlopen(request, timeout=10) as r:
+                assert r.status == 200
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            logged = read_window(MODEL, start=started)
+            logged = logged[logged["request_id"].str.startswith(probe)]
+            if len(logged) >= 2 * n:
+                break
+            time.sleep(0.5)
+        assert len(logged) == 2 * n
+        return set(zip(logged["variant"], logged["model_version"], strict=True))
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory):
+    import mlflow
+
+    from include.modelops import local_stack
+    from include.modelops.dataset import generate_transactions, read_dataset
+    from include.modelops.rollout.local import LocalBackend
+    from include.modelops.spec import load_spec
+
+    root = tmp_path_factory.mktemp("rollout_dag")
+    specs = root / "specs"
+    generate_transactions(root / "data", rows=2000, days=5, seed=5)
+    write_test_spec(specs, root / "data", rollout=ROLLOUT)
+    uri = f"sqlite:///{root}/mlflow.db"
+    env = local_stack.stack_env(root / "state", uri, specs_dir=specs, api_port=local_stack.free_port())
+    env.update(MODELOPS_ROLLOUT_PORT=str(local_stack.free_port()), MODELOPS_SERVE_WORKERS="1",
+               MODELOPS_GIT_COMMIT="test", MODELOPS_INFERENCE_LOG_URL=str(root / "state" / "inference_log"))
+    with pytest.MonkeyPatch.context() as mp:
+        for key in ("MODELOPS_STATE_DIR", "MODELOPS_SPECS_DIR", "BENTOML_HOME", "MLFLOW_TRACKING_URI",
+                    "MODELOPS_ROLLOUT_PORT", "MODELOPS_GIT_COMMIT", "MODELOPS_INFERENCE_LOG_URL",
+                    "MODELOPS_SERVE_WORKERS"):
+            mp.setenv(key, env[key])
+        spec = load_spec(specs / f"{MODEL}.yaml")
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        local_stack.migrate_airflow_db(env)
+        d = Deployment(root, env, read_dataset(root / "data"), spec)
+        d.experiment = mlflow.create_experiment("rollout-dag", artifact_location=(root / "artifacts").as_uri())
+        try:
+            yield d
+        finally:
+            LocalBackend(MODEL).shutdown()
+
+
+def test_first_version_is_deployed_at_100_percent_with_nothing_to_compare(deployment):
+    v1 = deployment.deployable(train_and_register(deployment.spec, deployment.frame, seed=1,
+                                                  experiment_id=deployment.experiment))
+    deployment.last_version = v1
+    run = deployment.rollout({"version": v1}, traffic=False)
+    assert run["rc"] == 0, run["log"][-3000:]
+    assert run["record"]["status"] == "promoted" and run["record"]["first_deployment"] is True
+    assert "nothing to compare against" in deployment.tags(v1)["modelops.rollout.summary"]
+    assert deployment.alias("champion") == v1 and deployment.alias("challenger") is None
+    assert deployment.variants_answering() == {("stable", v1)}
+
+
+def test_good_candidate_is_promoted_through_every_stage(deployment):
+    v1 = deployment.alias("champion")
+    v2 = deployment.deployable(train_and_register(deployment.spec, deployment.frame, seed=2,
+                                                  experiment_id=deployment.experiment))
+    deployment.last_version = v2
+    run = deployment.rollout()  # no version: the challenger
+    record = run["record"]
+    assert run["rc"] == 0, run["log"][-3000:]
+    assert [(s["name"], s["outcome"]) for s in record["stages"]] == [("canary_25", "passed"),
+                                                                    ("canary_100", "passed")]
+    assert all(s["analysis"]["verdict"] == "pass" for s in record["stages"])
+    assert "verdict: PASS" in run["log"]  # each stage's analysis table is in the task log
+    assert (deployment.alias("champion"), deployment.alias("previous"), deployment.alias("challenger")) == (
+        v2, v1, None)
+    assert deployment.tags(v2)["modelops.rollout.status"] == "promoted"
+    assert deployment.variants_answering() == {("stable", v2)}  # the old stable was drained and stopped
+
+
+@pytest.mark.parametrize("fault, failed_check", [("error", "error_rate"), ("shift", "score_jensen_shannon")])
+def test_faulty_candidate_is_rolled_back_and_stable_keeps_every_request(deployment, fault, failed_check):
+    champion = deployment.alias("champion")
+    bad = deployment.deployable(register_faulty(deployment.spec, champion, fault,
+                                                experiment_id=deployment.experiment, workdir=deployment.root))
+    deployment.last_version = bad
+    run = deployment.rollout({"version": bad})
+    record = run["record"]
+    assert run["rc"] != 0 and "rolled back at canary_25" in run["log"]  # the run is not green
+    assert record["status"] == "rolled_back" and record["failure"]["stage"] == "canary_25"
+    assert failed_check in record["reason"], record["reason"]
+    tags = deployment.tags(bad)
+    assert tags["modelops.rollout.status"] == "rolled_back" and failed_check in tags["modelops.rolled_back"]
+    assert (deployment.alias("champion"), deployment.alias("challenger")) == (champion, None)
+    assert deployment.variants_answering() == {("stable", champion)}
+
+
+def test_a_completed_promotion_is_taken_back_by_the_rollback_dag(deployment):
+    champion, previous = deployment.alias("champion"), deployment.alias("previous")
+    from include.modelops import local_stack
+
+    res = local_stack.airflow(["dags", "test", f"{MODEL}_rollback", "--conf",
+                               json.dumps({"reason": "complaints from the fraud desk"})], deployment.env,
+                              log_file=deployment.root / "logs" / "rollback.log", timeout_s=600)
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert (deployment.alias("champion"), deployment.alias("previous")) == (previous, champion)
+    tags = deployment.tags(champion)
+    assert tags["modelops.rollout.status"] == "rolled_back" and "fraud desk" in tags["modelops.rolled_back"]
+    assert deployment.variants_answering() == {("stable", previous)}
