@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -32,3 +33,42 @@ def reference_spec():
     from include.modelops.spec import load_spec
 
     return load_spec(REFERENCE_SPEC)
+
+
+@contextlib.contextmanager
+def mlflow_uris_restored():
+    """Put MLflow's process-wide tracking and registry URIs back as they were when the block ends.
+
+    ``mlflow.set_tracking_uri`` / ``set_registry_uri`` keep the URI in module globals, and both
+    write ``MLFLOW_TRACKING_URI`` / ``MLFLOW_REGISTRY_URI`` into ``os.environ`` (behind
+    monkeypatch's back), so without this a later test would read an earlier test's store
+    ("Registered Model ... not found").
+    """
+    env_names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    env_before = {name: os.environ.get(name) for name in env_names}
+    uris_before = (None, None)
+    if "mlflow" in sys.modules:
+        from mlflow.tracking._model_registry import utils as registry_utils
+        from mlflow.tracking._tracking_service import utils as tracking_utils
+
+        uris_before = (tracking_utils._tracking_uri, registry_utils._registry_uri)
+    try:
+        yield
+    finally:
+        for name, value in env_before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        if "mlflow" in sys.modules:
+            from mlflow.tracking._model_registry import utils as registry_utils
+            from mlflow.tracking._tracking_service import utils as tracking_utils
+
+            tracking_utils._tracking_uri, registry_utils._registry_uri = uris_before
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_uris_stay_with_their_test():
+    """No test reads the MLflow store an earlier test pointed the process at."""
+    with mlflow_uris_restored():
+        yield

@@ -491,8 +491,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _mlflow_for_reading(running: contextlib.ExitStack) -> str | None:
     """A tracking URI to read the registry from: the configured one if it answers (or is a
-    local file or database store), else a temporary server on the local store (stopped with
-    ``running``). None, after printing why, when there is nothing to read."""
+    local file or database store); unset, or a local server that does not answer, a temporary
+    server on this checkout's store (stopped with ``running``). None, after printing why, when
+    there is nothing to read."""
     import urllib.parse
     import urllib.request
 
@@ -500,6 +501,15 @@ def _mlflow_for_reading(running: contextlib.ExitStack) -> str | None:
 
     s = get_settings()
     uri = s.mlflow_tracking_uri
+    db = s.state_dir / "mlflow" / "mlflow.db"
+    if not uri:
+        # This checkout's own store, never whatever happens to answer on a well-known port.
+        if not db.exists():
+            _print(f"There is no MLflow store at {db} yet: run `make demo` or `make run MODEL=...` first "
+                   f"(or set MLFLOW_TRACKING_URI to read another server).")
+            return None
+        print(f"(reading this checkout's MLflow store {db} through a temporary server)", file=sys.stderr)
+        return running.enter_context(local_stack.mlflow_server(s.state_dir))
     if not uri.startswith(("http://", "https://")):
         return uri
     try:
@@ -509,7 +519,6 @@ def _mlflow_for_reading(running: contextlib.ExitStack) -> str | None:
     except OSError:
         pass
     local = urllib.parse.urlparse(uri).hostname in ("127.0.0.1", "localhost")
-    db = s.state_dir / "mlflow" / "mlflow.db"
     if not local:
         _print(f"MLflow at {uri} does not answer: check MLFLOW_TRACKING_URI and the server.")
         return None
@@ -528,18 +537,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from include.modelops import audit, local_stack
 
     s = get_settings()
-    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
 
     with contextlib.ExitStack() as running:
-        if not uri:
-            # This checkout's own store, never whatever happens to answer on a well-known port.
-            db = s.state_dir / "mlflow" / "mlflow.db"
-            if not db.exists():
-                _print(f"There is no MLflow store at {db} yet: run `make demo` or `make run MODEL=...` first "
-                       f"(or set MLFLOW_TRACKING_URI to read another server).")
-                return 1
-            print(f"(reading this checkout's MLflow store {db} through a temporary server)", file=sys.stderr)
-            uri = running.enter_context(local_stack.mlflow_server(s.state_dir))
+        uri = _mlflow_for_reading(running)
+        if uri is None:
+            return 1
+        if uri != s.mlflow_tracking_uri:  # a temporary server on this checkout's store
             os.environ["MLFLOW_TRACKING_URI"] = uri
             # Links should point where `make up` serves MLflow, not at this short-lived server.
             os.environ.setdefault("MODELOPS_MLFLOW_UI_URL", f"http://127.0.0.1:{UI_MLFLOW_PORT}")

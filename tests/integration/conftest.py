@@ -15,7 +15,7 @@ import yaml
 
 from include.modelops.settings import PROJECT_ROOT
 from include.modelops.spec import FeatureType, ModelSpec, load_spec
-from tests.conftest import REFERENCE_SPEC
+from tests.conftest import REFERENCE_SPEC, mlflow_uris_restored
 
 TEST_ROWS, TEST_DAYS = 20_000, 20
 
@@ -150,7 +150,7 @@ def bentoml_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def state(tmp_path_factory: pytest.TempPathFactory, bentoml_store: Path):
     """MLflow store and state dir in a tmp folder, and the session's BENTOML_HOME."""
     root = tmp_path_factory.mktemp("packaging")
-    with pytest.MonkeyPatch.context() as mp:
+    with mlflow_uris_restored(), pytest.MonkeyPatch.context() as mp:
         mp.setenv("MODELOPS_STATE_DIR", str(root / "state"))
         mp.setenv("BENTOML_HOME", str(bentoml_store))
         mp.setenv("BENTOML_DO_NOT_TRACK", "True")

@@ -123,8 +123,16 @@ def test_up_moves_off_taken_ports_unpauses_and_leaves_nothing_on_sigterm(tmp_pat
         proc.send_signal(signal.SIGTERM)
         rest, _ = proc.communicate(timeout=120)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        if proc.poll() is None:  # a failed assertion above: stop everything `make up` started
+            started = psutil.Process(proc.pid).children(recursive=True)
+            proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=60)
+            for child in started:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    child.kill()
+            if proc.poll() is None:
+                proc.kill()
     assert "Stopped Airflow and MLflow" in rest
     time.sleep(2)
     alive = [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]

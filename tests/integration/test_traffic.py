@@ -15,6 +15,7 @@ import pytest
 
 from include.modelops.settings import PROJECT_ROOT
 from include.modelops.spec import load_spec
+from tests.conftest import mlflow_uris_restored
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +33,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, bentoml_store: Path):
 
     root = tmp_path_factory.mktemp("traffic")
     spec = load_spec(SPEC_PATH)
-    with pytest.MonkeyPatch.context() as mp:
+    with mlflow_uris_restored(), pytest.MonkeyPatch.context() as mp:
         mp.setenv("MODELOPS_STATE_DIR", str(root / "state"))
         mp.setenv("BENTOML_HOME", str(bentoml_store))  # one store per process (see conftest)
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlflow.db")
