@@ -20,6 +20,7 @@ import pytest
 from include.modelops.settings import PROJECT_ROOT
 from include.modelops.spec import load_spec
 from include.modelops.rollout.local import pids_with_env
+from tests.conftest import mlflow_uris_restored
 from tests.integration.rollout_fixtures import build, train_and_register
 
 pytestmark = pytest.mark.integration
@@ -28,7 +29,7 @@ SPEC_PATH = PROJECT_ROOT / "include" / "models" / "fraud_detection.yaml"
 
 
 @pytest.fixture(scope="module")
-def versions(tmp_path_factory: pytest.TempPathFactory):
+def versions(tmp_path_factory: pytest.TempPathFactory, bentoml_store):
     """Two trained, registered and built versions of the model, and the rows to send."""
     import mlflow
 
@@ -37,9 +38,9 @@ def versions(tmp_path_factory: pytest.TempPathFactory):
 
     root = tmp_path_factory.mktemp("rollout_backend")
     spec = load_spec(SPEC_PATH)
-    with pytest.MonkeyPatch.context() as mp:
+    with mlflow_uris_restored(), pytest.MonkeyPatch.context() as mp:
         mp.setenv("MODELOPS_STATE_DIR", str(root / "state"))
-        mp.setenv("BENTOML_HOME", str(root / "bentoml"))
+        mp.setenv("BENTOML_HOME", str(bentoml_store))  # one store per process (see conftest)
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlflow.db")
         mp.setenv("MODELOPS_INFERENCE_LOG_URL", str(root / "state" / "inference_log"))
         mp.setenv("MODELOPS_GIT_COMMIT", "test")

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from include.modelops.settings import PROJECT_ROOT
+from tests.conftest import mlflow_uris_restored
 from tests.integration.conftest import write_test_spec
 from tests.integration.rollout_fixtures import build, register_faulty, train_and_register
 
@@ -113,7 +114,7 @@ class Deployment:
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory):
+def deployment(tmp_path_factory: pytest.TempPathFactory, bentoml_store):
     import mlflow
 
     from include.modelops import local_stack
@@ -127,9 +128,10 @@ def deployment(tmp_path_factory: pytest.TempPathFactory):
     write_test_spec(specs, root / "data", rollout=ROLLOUT)
     uri = f"sqlite:///{root}/mlflow.db"
     env = local_stack.stack_env(root / "state", uri, specs_dir=specs, api_port=local_stack.free_port())
+    env["BENTOML_HOME"] = str(bentoml_store)  # one store per process (see conftest)
     env.update(MODELOPS_ROLLOUT_PORT=str(local_stack.free_port()), MODELOPS_SERVE_WORKERS="1",
                MODELOPS_GIT_COMMIT="test", MODELOPS_INFERENCE_LOG_URL=str(root / "state" / "inference_log"))
-    with pytest.MonkeyPatch.context() as mp:
+    with mlflow_uris_restored(), pytest.MonkeyPatch.context() as mp:
         for key in ("MODELOPS_STATE_DIR", "MODELOPS_SPECS_DIR", "BENTOML_HOME", "MLFLOW_TRACKING_URI",
                     "MODELOPS_ROLLOUT_PORT", "MODELOPS_GIT_COMMIT", "MODELOPS_INFERENCE_LOG_URL",
                     "MODELOPS_SERVE_WORKERS"):
