@@ -585,7 +585,6 @@ def _as_datetimes(series: pd.Series, *, parse_text: bool) -> pd.Series:
     on the column's type, with examples, instead of the split failing later.
     """
     import datetime as dt
-
     import warnings
 
     if pd.api.types.is_datetime64_any_dtype(series.dtype) or not pd.api.types.is_string_dtype(series.dtype):

@@ -220,9 +220,8 @@ def validate_dataframe(spec: ModelSpec, df: pd.DataFrame) -> dict[str, Any]:
         Expectations on a missing column are failed results observing "column is missing".
     """
     gx = _import_gx()
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
     import pandas as pd
+    from great_expectations.data_context.types.base import ProgressBarsConfig
 
     started = time.perf_counter()
     time_col = spec.time_column

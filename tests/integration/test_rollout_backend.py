@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from include.modelops.rollout.local import pids_with_env
 from include.modelops.settings import PROJECT_ROOT
 from include.modelops.spec import load_spec
-from include.modelops.rollout.local import pids_with_env
 from tests.conftest import mlflow_uris_restored
 from tests.integration.rollout_fixtures import build, train_and_register
 
