@@ -244,6 +244,18 @@ def test_a_canary_that_is_not_ready_is_never_routed_and_is_cleaned_up(backend, c
         backend.set_canary_percent(5)
 
 
+def test_stopping_the_only_version_removes_the_route_before_the_version(backend, client):
+    backend.deploy(STABLE, "1", "fraud_detection_service:v1")  # a first deployment, then rolled back
+    mark = len(client.calls)
+    backend.stop(STABLE)
+    assert changes_since(client, mark) == [
+        ("delete", HTTPROUTE, ROUTE), ("delete", DEPLOYMENT, "fraud-detection-v1"),
+        ("delete", SERVICE, "fraud-detection-v1")]
+    assert client.objects == {} and backend.state().variants == {}
+    backend.stop(STABLE)  # a retried task
+    assert changes_since(client, mark)[3:] == []
+
+
 def test_health_comes_from_the_deployment_status(backend, client):
     backend.deploy(STABLE, "1", "fraud_detection_service:v1")
     assert backend.health(STABLE).ok
