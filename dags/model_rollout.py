@@ -40,7 +40,12 @@ NO_RETRY_ON_DECISIONS = ExceptionRetryPolicy(
             exception=["include.modelops.rollout.stages.RolloutFailed", "include.modelops.spec.ModelSpecError"],
             action=RetryAction.FAIL,
             reason="the candidate failed a check, retrying cannot change that",
-        )
+        ),
+        RetryRule(
+            exception=["include.modelops.settings.KubernetesSettingsError"],
+            action=RetryAction.FAIL,
+            reason="a Kubernetes setting is missing or wrong (the message names it); fix it, then trigger again",
+        ),
     ]
 )
 

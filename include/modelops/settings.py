@@ -41,6 +41,25 @@ Training pods (``training.backend: kubernetes``; see ``include/modelops/kubernet
 | ``MODELOPS_K8S_SCRATCH_SIZE`` | ``10Gi`` | size limit of the ``/tmp`` emptyDir |
 | ``MODELOPS_K8S_SCHEDULE_TIMEOUT_S`` | ``3600`` | how long the pod may wait for a node (GPU autoscaling, Kueue admission) |
 | ``MODELOPS_K8S_STARTUP_TIMEOUT_S`` | ``900`` | how long the pod may take to start once scheduled (large CUDA image pull) |
+
+Serving on Kubernetes (``rollout.backend: kubernetes``; see ``include/modelops/rollout/kubernetes.py``
+and ``docs/rollout.md``). The cluster is reached from the Airflow worker with the pod's service
+account when it runs in a pod, else with ``KUBECONFIG`` (or ``~/.kube/config``):
+
+| variable | default | meaning |
+| --- | --- | --- |
+| ``MODELOPS_K8S_NAMESPACE`` | ``default`` | namespace of the model's Deployments, Services and HTTPRoute (shared with training pods) |
+| ``MODELOPS_K8S_CONTEXT`` | the kubeconfig's current context | kubeconfig context, outside a cluster |
+| ``MODELOPS_IMAGE_REGISTRY`` | unset | prefix of the bento images: ``<registry>/<bento tag>``, the image ``bentoml containerize <bento tag>`` builds, pushed there |
+| ``MODELOPS_K8S_IMAGE_PULL_POLICY`` | ``IfNotPresent`` | pull policy of the bento images (their tags are versions, never moved) |
+| ``MODELOPS_K8S_GATEWAY`` | ``modelops`` | the Gateway (Gateway API) the model's HTTPRoute attaches to |
+| ``MODELOPS_K8S_GATEWAY_NAMESPACE`` | the namespace | the Gateway's namespace |
+| ``MODELOPS_K8S_GATEWAY_URL`` | ``http://<gateway>.<gateway namespace>.svc.cluster.local`` | the Gateway's address as the Airflow workers reach it; a model answers under ``<url>/<model-name>`` |
+| ``MODELOPS_K8S_HOSTNAME`` | unset | host name the HTTPRoute matches (unset: every host of the Gateway's listener) |
+| ``MODELOPS_K8S_SERVING_SECRET`` | unset | secret whose keys become the serving pods' environment (e.g. object-store keys for the inference log) |
+| ``MODELOPS_K8S_READY_TIMEOUT_S`` | ``600`` | how long a new Deployment may take until every replica is ready (image pull, model load) |
+| ``MODELOPS_K8S_DRAIN_S`` | ``10`` | wait between moving the route away from a version and deleting it (the Gateway applies routes asynchronously) |
+| ``MODELOPS_PROMETHEUS_URL`` | unset (required for canary analysis) | Prometheus server whose HTTP API (``/api/v1/query``) has the serving pods' metrics |
 """
 
 from __future__ import annotations
@@ -208,3 +227,50 @@ def _int_env(var: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise KubernetesSettingsError(f"{var} must be a whole number of seconds, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class ServingClusterSettings:
+    """Cluster-side settings of the ``kubernetes`` rollout backend (see the module docstring)."""
+
+    namespace: str = "default"
+    context: str | None = None
+    image_registry: str = ""
+    image_pull_policy: str = "IfNotPresent"
+    gateway: str = "modelops"
+    gateway_namespace: str | None = None
+    gateway_url: str | None = None
+    hostname: str | None = None
+    serving_secret: str | None = None
+    ready_timeout_s: float = 600
+    drain_s: float = 10
+    prometheus_url: str | None = None
+    inference_log_url: str = ""
+
+    @property
+    def endpoint_base(self) -> str:
+        """The Gateway's URL (without a trailing slash)."""
+        if self.gateway_url:
+            return self.gateway_url.rstrip("/")
+        return f"http://{self.gateway}.{self.gateway_namespace or self.namespace}.svc.cluster.local"
+
+    @classmethod
+    def from_env(cls) -> ServingClusterSettings:
+        """Read the settings from the environment now."""
+        env = os.environ
+        d = cls()
+        return cls(
+            namespace=env.get("MODELOPS_K8S_NAMESPACE") or d.namespace,
+            context=env.get("MODELOPS_K8S_CONTEXT") or None,
+            image_registry=(env.get("MODELOPS_IMAGE_REGISTRY") or "").rstrip("/"),
+            image_pull_policy=env.get("MODELOPS_K8S_IMAGE_PULL_POLICY") or d.image_pull_policy,
+            gateway=env.get("MODELOPS_K8S_GATEWAY") or d.gateway,
+            gateway_namespace=env.get("MODELOPS_K8S_GATEWAY_NAMESPACE") or None,
+            gateway_url=env.get("MODELOPS_K8S_GATEWAY_URL") or None,
+            hostname=env.get("MODELOPS_K8S_HOSTNAME") or None,
+            serving_secret=env.get("MODELOPS_K8S_SERVING_SECRET") or None,
+            ready_timeout_s=float(_int_env("MODELOPS_K8S_READY_TIMEOUT_S", int(d.ready_timeout_s))),
+            drain_s=float(_int_env("MODELOPS_K8S_DRAIN_S", int(d.drain_s))),
+            prometheus_url=(env.get("MODELOPS_PROMETHEUS_URL") or "").rstrip("/") or None,
+            inference_log_url=get_settings().inference_log_url,
+        )

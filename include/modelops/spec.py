@@ -374,6 +374,18 @@ class RolloutAnalysis(_Strict):
         default=200, ge=10, description="Fewer scored rows on either side leaves the distance inconclusive.")
 
 
+class RolloutKubernetes(_Strict):
+    """What each version's Deployment gets on the ``kubernetes`` backend (cluster settings are environment
+    variables, see ``include/modelops/settings.py``)."""
+
+    replicas: int = Field(default=1, ge=1, description="Pods per version (stable and canary each).")
+    cpu: str = Field(default="1", pattern=r"^[0-9]+(\.[0-9]+)?m?$",
+                     description="CPU request and limit of a pod (`2`, `1.5`, `500m`); the service runs one "
+                                 "worker per whole CPU.")
+    memory: str = Field(default="2Gi", pattern=r"^[0-9]+(\.[0-9]+)?([KMGTPE]i?)?$",
+                        description="Memory request and limit of a pod (`2Gi`, `512Mi`).")
+
+
 class Rollout(_Strict):
     """Progressive rollout of a deployable candidate: shadow, canary steps, analysis, automatic rollback."""
 
@@ -391,6 +403,8 @@ class Rollout(_Strict):
         default=10, gt=0, description="How often a stage's health is checked while it bakes; a dead or "
                                       "silent canary is rolled back at the next check.")
     analysis: RolloutAnalysis = Field(default_factory=RolloutAnalysis, description="Analysis thresholds.")
+    kubernetes: RolloutKubernetes = Field(
+        default_factory=RolloutKubernetes, description="Pods of each version (kubernetes backend only).")
 
     @field_validator("steps", mode="before")
     @classmethod

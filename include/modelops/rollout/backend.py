@@ -149,4 +149,8 @@ def backend_for(model: str, kind: str = "local") -> TrafficBackend:
         from include.modelops.rollout.local import LocalBackend
 
         return LocalBackend(model)
-    raise NotImplementedError(f"rollout.backend {kind!r} is not implemented yet; use 'local'")
+    if kind == "kubernetes":
+        from include.modelops.rollout.kubernetes import KubernetesBackend
+
+        return KubernetesBackend(model)
+    raise ValueError(f"rollout.backend {kind!r} is not a backend; use 'local' or 'kubernetes'")
