@@ -228,6 +228,23 @@ def test_a_completed_promotion_is_taken_back_by_the_rollback_dag(deployment):
     assert deployment.variants_answering() == {("stable", previous)}
 
 
+
+def test_the_rollback_dag_is_in_both_versions_deployment_history(deployment):
+    """Follows the rollback DAG test: the restored champion and the version taken back."""
+    import mlflow
+
+    def history(version: str) -> list[dict]:
+        run_id = deployment.client().get_model_version(MODEL, version).run_id
+        return mlflow.artifacts.load_dict(f"runs:/{run_id}/model_card/model_card.json")["deployment_history"]
+
+    taken_back, restored = deployment.alias("previous"), deployment.alias("champion")
+    assert deployment.tags(taken_back)["modelops.rollout.status"] == "rolled_back"
+    last = history(taken_back)[-1]
+    assert last["event"] == "rolled back (rollback DAG)" and "fraud desk" in last["reason"]
+    assert [e["event"] for e in history(taken_back)][-2] == "promoted"
+    last = history(restored)[-1]
+    assert last["event"] == "restored to champion (rollback DAG)" and f"v{taken_back} was taken back" in last["reason"]
+
 # --- the shadow stage (one case, kept short) -------------------------------------------------------
 
 SHADOW = {"requests": 30, "max_wait_s": 90, "max_disagreement_rate": 0.1}
