@@ -8,7 +8,8 @@ pyfunc model, loaded with BentoML's MLflow integration; its output is mapped to 
 with the same ``scoring.to_scores`` that offline evaluation uses.
 
 Every scored row is written to the inference log (``include.modelops.serving.inference_log``:
-a background writer, so a request never waits for it) with the request's ``X-Request-ID``,
+a background writer, so a request never waits for it) with the request's ``X-Request-ID``
+and the variant (``shadow`` for a copy a rollout's shadow stage replays with ``X-ModelOps-Shadow``),
 and counted in Prometheus metrics (``include.modelops.serving.metrics``) labelled by model,
 version and variant. ``RequestGuard`` (``include.modelops.serving.request_guard``) sits in
 front of ``/predict``: request ids, body and content-type limits, one 4xx format.
@@ -38,6 +39,7 @@ from include.modelops.packaging import (
     BENTO_MODEL_FILE,
     MAX_ROWS,
     REQUEST_ID_HEADER,
+    SHADOW_HEADER,
     example_row,
     predictions_from_scores,
     request_row_model,
@@ -184,7 +186,8 @@ class ModelService:
             latency_ms = (time.perf_counter() - started) * 1000 if started else None
             self.log_writer.submit(request_records(
                 SPEC, request_id=request.headers.get(REQUEST_ID_HEADER, ""), model_version=MODEL_VERSION,
-                variant=self.variant, rows=records, predictions=predictions, latency_ms=latency_ms,
+                variant="shadow" if request.headers.get(SHADOW_HEADER) else self.variant, rows=records,
+                predictions=predictions, latency_ms=latency_ms,
                 entity_ids=entity_ids, answered_at=datetime.now(UTC),
             ))
         return predictions

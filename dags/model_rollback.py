@@ -5,6 +5,7 @@ Trigger it from the UI or the REST API (param `reason`) when a promoted version 
 `previous` version serves 100% of traffic again (its `bentoml serve` starts as stable, then the
 promoted one is stopped), `champion` moves back to it, the promoted version becomes `previous`
 and is tagged `rolled_back` with the reason, and the Asset `<model>.production` gets an event.
+Both versions' deployment history gets the event and their model cards are regenerated.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ def rollback_dag(spec: ModelSpec):
 
         @task(outlets=[assets.production(model)])
         def restore_previous() -> dict:
-            return stages.restore_previous(model, reason=(get_current_context()["params"] or {}).get("reason"))
+            ctx = get_current_context()
+            return stages.restore_previous(model, reason=(ctx["params"] or {}).get("reason"),
+                                           dag_run_id=ctx["dag_run"].run_id)
 
         restore_previous()
 

@@ -1,8 +1,8 @@
 """
 ### Progressive rollout: `<model>_rollout`, one DAG per spec in `include/models/` with a `rollout:` section
 
-prepare (stable = champion, canary = the candidate with no traffic) → one stage per
-`rollout.steps` entry (e.g. `canary_5` → `canary_25` → `canary_50` → `canary_100`) → promote
+prepare (stable = champion, canary = the candidate with no traffic) → `shadow` when the spec
+has `rollout.shadow` → one stage per `rollout.steps` entry (e.g. `canary_5` → `canary_25` → `canary_50` → `canary_100`) → promote
 (`champion` → the candidate, `previous` → the old champion, `challenger` removed, Asset event
 `<model>.production`). A first model, with no champion, is deployed at 100% after a health
 check and promoted: there is nothing to compare against.
@@ -14,6 +14,19 @@ the task log and the version's MLflow run) passes with `min_requests` requests. 
 analysis, a dead canary, or a stage still inconclusive at `max_wait_s` fails the stage;
 `rollback` then sends 100% of traffic to stable, stops the canary, removes `challenger`, tags
 the version `rolled_back` with the reason, and the run ends failed.
+
+The `shadow` stage (optional) sends the candidate no traffic: every `check_interval_s` it
+copies requests stable answered since the stage began (read from the inference log) to the
+candidate's own port, marked as shadow copies; their answers are discarded (clients only ever
+get stable's, and the copies are logged with the variant `shadow`, never counted in a canary
+step). When `rollout.shadow.requests` requests are paired (same request id, both versions), it
+judges the paired disagreement rate (labels, or predictions for regression) against
+`max_disagreement_rate`, the score distance on the pairs and the share of copies the candidate
+did not answer; the table goes to the task log, the MLflow run and the audit trail. A failed
+check, or too few pairs by its `max_wait_s`, rolls back.
+
+Promotion and rollback add an event to the version's deployment history (`modelops.deployment.*`
+tags) and regenerate its model card with it (logged to the version's MLflow run).
 
 Abort a running rollout from the UI or REST API by marking the running stage task `failed`:
 the rollback runs. Scheduled on the Asset `<model>.deployable_bento` (the training DAG's last
@@ -106,6 +119,17 @@ def rollout_dag(spec: ModelSpec):
 
             return stage
 
+        def shadow_sensor(max_wait_s: float):
+            @task.sensor(task_id="shadow", mode="reschedule", poke_interval=rollout.check_interval_s,
+                         timeout=max_wait_s + 10 * rollout.check_interval_s + 60)
+            def shadow_stage(prepared: dict) -> PokeReturnValue:
+                from include.modelops.rollout import shadow
+
+                result = shadow.check_shadow(model, prepared["version"])
+                return PokeReturnValue(is_done=result["done"], xcom_value=result)
+
+            return shadow_stage
+
         @task(outlets=[assets.production(model)])
         def promote(prepared: dict) -> dict:
             return stages.promote(model, prepared["version"])
@@ -132,6 +156,9 @@ def rollout_dag(spec: ModelSpec):
         prepared = prepare_rollout()
         previous = prepared
         stage_tasks = []
+        if rollout.shadow is not None:  # copies of live requests to the candidate, before any traffic
+            previous = shadow_sensor(rollout.shadow.max_wait_s)(prepared)
+            stage_tasks.append(previous)
         for i, (step, name) in enumerate(zip(rollout.steps, stages.stage_names(spec), strict=True)):
             current = stage_sensor(i, name, rollout.step_max_wait_s(step))(prepared)
             previous >> current

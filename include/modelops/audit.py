@@ -409,8 +409,10 @@ def _version_events(rec: _Records, version: str, sets: list[tuple[str, str, str]
             stage = json.loads(tags[key])
         except ValueError:
             continue
+        share = (f"{stage.get('traffic_percent')}% of traffic" if stage.get("traffic_percent")
+                 else "copies of live requests, no traffic")  # the shadow stage
         events.append(_event(_iso(stage.get("at")), "rollout",
-                             f"Rollout stage {stage.get('stage')} ({stage.get('traffic_percent')}% of traffic): "
+                             f"Rollout stage {stage.get('stage')} ({share}): "
                              f"{str(stage.get('outcome', '?')).upper()}: {stage.get('reason', '')}",
                              version=version, link=link, stage=stage.get("stage"), outcome=stage.get("outcome"),
                              traffic_percent=stage.get("traffic_percent")))

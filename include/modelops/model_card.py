@@ -223,7 +223,8 @@ def build_card(
         approvals: Approval records (``decision``, ``by``, ``at``, ``comment``, ``policy``).
         lineage: Commit, DAG and run ids, data fingerprint, spec hash, data path.
         telemetry: GPU telemetry of the training run (devices, GPU-hours, energy, peak memory).
-        deployments: Rollout history (``stage``, ``traffic_percent``, ``at``, ``outcome``).
+        deployments: Deployment history, oldest first: ``at``, ``event`` (e.g. promoted, rolled back),
+            ``stages`` (``name``, ``traffic_percent``, ``outcome``) and ``reason``.
         links: URLs to the MLflow run/version, the Airflow DAG run and the reports.
         generated_at: ISO timestamp of the card; now (UTC) when omitted.
 
@@ -645,13 +646,39 @@ def _serving_section(spec: ModelSpec) -> dict:
 
 
 def _deployment(raw: Any) -> dict:
+    """One deployment event: when, what happened, the stages it went through, and why.
+
+    A bare stage (``stage``, ``traffic_percent``, ``outcome``) is an event with that one stage.
+    """
     d = _mapping(raw)
+    stages = d.get("stages")
+    if stages is None and d.get("stage") is not None:
+        stages = [{"name": d.get("stage"), "traffic_percent": d.get("traffic_percent"), "outcome": d.get("outcome")}]
     return {
-        "stage": d.get("stage"),
-        "traffic_percent": d.get("traffic_percent"),
         "at": _timestamp(d.get("at")),
-        "outcome": d.get("outcome"),
+        "event": d.get("event") or d.get("stage"),
+        "stages": [
+            {"name": _mapping(s).get("name"), "traffic_percent": _mapping(s).get("traffic_percent"),
+             "outcome": _mapping(s).get("outcome")}
+            for s in stages or []
+        ],
+        "reason": d.get("reason") or "",
     }
+
+
+def with_deployment_history(card: Mapping, deployments: Iterable[Mapping], *,
+                            generated_at: str | None = None) -> dict:
+    """The card with its deployment history replaced (a rollout ended, a promotion was taken back).
+
+    Every other section keeps the evidence it was built with; the compliance status and the
+    missing evidence are worked out again.
+    """
+    out = dict(card)
+    out["deployment_history"] = _jsonable([_deployment(d) for d in deployments])
+    out["generated_at"] = generated_at or _now()
+    out["compliance"] = compliance_entries(out)
+    out["missing_evidence"] = missing_evidence(out, str(out.get("risk_tier") or "medium"))
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -1377,6 +1404,12 @@ def _serving_blocks(sv: dict) -> list[_Block]:
     ]
 
 
+def _stage_text(stage: Mapping) -> str:
+    share = stage.get("traffic_percent")
+    where = f"{share}% of traffic" if share else "copies of live requests, no traffic"
+    return f"{stage.get('name')} ({where}): {stage.get('outcome')}"
+
+
 def _deployment_blocks(deployments: Any) -> list[_Block]:
     deployments = [_mapping(d) for d in deployments or []]
     if not deployments:
@@ -1384,9 +1417,11 @@ def _deployment_blocks(deployments: Any) -> list[_Block]:
     return [
         _Block(
             "table",
-            headers=["Stage", "Traffic %", "At", "Outcome"],
+            headers=["Date", "Event", "Stages (traffic share: verdict)", "Reason"],
             rows=[
-                [d.get("stage"), d.get("traffic_percent"), d.get("at"), d.get("outcome")] for d in deployments
+                [d.get("at"), d.get("event"), "; ".join(_stage_text(_mapping(s)) for s in d.get("stages") or [])
+                 or None, d.get("reason") or None]
+                for d in deployments
             ],
         )
     ]

@@ -62,6 +62,9 @@ MAX_ROWS = 10_000  # rows per request
 MAX_BODY_BYTES = 8 * 1024 * 1024  # a larger body is answered 413 before it is parsed
 REQUEST_ID_HEADER = "X-Request-ID"
 MAX_REQUEST_ID_CHARS = 128
+# A request a rollout's shadow stage replays to the candidate's own port: its log rows say
+# ``shadow``, never ``canary``. The model's endpoint (the splitter) strips it from client requests.
+SHADOW_HEADER = "X-ModelOps-Shadow"
 
 
 class TrainServeSkewError(Exception):

@@ -323,16 +323,20 @@ class Monitoring(_Strict):
 
 
 class ShadowStage(_Strict):
-    """A stage before any canary traffic: the candidate answers a copy of live requests, discarded."""
+    """A stage before any canary traffic: the candidate answers copies of live requests, and its answers are
+    discarded (clients only ever get stable's)."""
 
-    requests: int = Field(default=200, ge=1, description="Paired requests (same request to both versions) "
-                          "to compare before the first canary step.")
+    requests: int = Field(default=200, ge=1, description="Paired requests to compare before the first canary "
+                          "step: requests stable answered that the rollout copied to the candidate's own port "
+                          "(same request id, logged as variant `shadow`) and the candidate answered.")
     max_wait_s: float = Field(default=600, gt=0, description="Fewer paired requests by then is "
                               "inconclusive, which fails closed (rollback).")
     max_disagreement_rate: float = Field(
         default=0.05, ge=0, le=1,
         description="Largest share of paired rows whose label (classification) differs, or whose prediction "
-                    "differs by more than 10% of the stable prediction's spread (regression).")
+                    "differs by more than 10% of the stable prediction's spread (regression). The pairs' score "
+                    "distance (`analysis.max_score_distance`) and the share of copies the candidate did not "
+                    "answer (`analysis.max_error_rate`) are judged too; latency is left to the canary steps.")
 
 
 class CanaryStep(_Strict):
@@ -392,7 +396,9 @@ class Rollout(_Strict):
     backend: Literal["local", "kubernetes"] = Field(
         default="local", description="local: `bentoml serve` processes behind a local Caddy splitter; "
         "kubernetes: Deployments, a Gateway API HTTPRoute and a Prometheus server.")
-    shadow: ShadowStage | None = Field(default=None, description="Optional shadow stage before the first step.")
+    shadow: ShadowStage | None = Field(
+        default=None, description="Optional shadow stage before the first step: the candidate gets copies of "
+        "requests stable answered, replayed from the inference log, with no traffic of its own.")
     steps: list[CanaryStep] = Field(
         default_factory=lambda: [CanaryStep(traffic_percent=p) for p in (5, 25, 50, 100)],
         description="Canary traffic steps in percent, rising, the last 100 (e.g. `[5, 25, 50, 100]`). "

@@ -372,11 +372,10 @@ def summarize_run(model: str, *, dag_id: str, dag_run_id: str, results: dict[str
 
 
 def _deployments_from_tags(tags: dict[str, str]) -> list[dict]:
-    """Alias moves of the version, oldest first (rollout stages will add their own entries)."""
-    events = [{"stage": f"alias {k.split('.')[2]}", "traffic_percent": 100 if k.split(".")[2] == "champion" else 0,
-               "at": v, "outcome": "set"}
-              for k, v in tags.items() if k.startswith("modelops.alias.") and k.endswith(".set_at")]
-    return sorted(events, key=lambda e: e["at"])
+    """The version's deployment history (rollouts, rollbacks; alias moves when it had no rollout)."""
+    from include.modelops.rollout.history import deployment_history
+
+    return deployment_history(tags)
 
 
 def _telemetry_from_tags(tags: dict[str, str]) -> dict | None:

@@ -138,3 +138,31 @@ def test_rollout_dag_bakes_stages_without_holding_a_worker_and_rolls_back_on_any
         assert dag.get_task("rollback").trigger_rule == "one_failed"
         assert dag.max_active_runs == 1  # a second trigger waits for the running rollout
         assert [a.name for a in dag.timetable.asset_condition.objects] == [assets.deployable_bento(spec.name).name]
+
+
+def test_a_shadow_stage_bakes_before_the_first_canary_step_and_can_roll_back(tmp_path):
+    import yaml
+
+    raw = yaml.safe_load((PROJECT_ROOT / "include/models/fraud_detection.yaml").read_text())
+    raw["rollout"]["shadow"] = {"requests": 50, "max_wait_s": 120}
+    (tmp_path / "fraud_detection.yaml").write_text(yaml.safe_dump(raw))
+    code = (
+        "import sys, json, runpy\n"
+        f"runpy.run_path({str(PROJECT_ROOT / 'dags' / 'model_rollout.py')!r})\n"
+        f"heavy = sorted(m for m in {HEAVY!r} if m in sys.modules)\n"
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        f"dag = DagBag({str(PROJECT_ROOT / 'dags')!r}).dags['fraud_detection_rollout']\n"
+        "shadow = dag.get_task('shadow')\n"
+        "print(json.dumps([sorted(shadow.upstream_task_ids), sorted(shadow.downstream_task_ids), shadow.mode,\n"
+        "                  sorted(dag.get_task('rollback').upstream_task_ids), heavy]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT,
+                         env={**os.environ, "PYTHONPATH": PYTHONPATH, "MODELOPS_SPECS_DIR": str(tmp_path)},
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    upstream, downstream, mode, rollback_upstream, heavy = json.loads(out.stdout.strip().splitlines()[-1])
+    first_step = f"canary_{raw['rollout']['steps'][0]}"
+    assert upstream == ["prepare_rollout"] and first_step in downstream and "rollback" in downstream
+    assert mode == "reschedule"  # no worker slot is held while the shadow stage collects its pairs
+    assert "shadow" in rollback_upstream
+    assert heavy == []

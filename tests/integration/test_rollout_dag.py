@@ -178,6 +178,27 @@ def test_good_candidate_is_promoted_through_every_stage(deployment):
     assert deployment.variants_answering() == {("stable", v2)}  # the old stable was drained and stopped
 
 
+def test_the_promoted_versions_model_card_shows_its_deployment_history(deployment):
+    import mlflow
+
+    from include.modelops.rollout import stages
+
+    champion = deployment.alias("champion")
+    record = stages.read_record(MODEL, champion)
+    run_id = deployment.client().get_model_version(MODEL, champion).run_id
+    assert deployment.tags(champion)["modelops.model_card"] == f"runs:/{run_id}/model_card/model_card.html"
+    card = mlflow.artifacts.load_dict(f"runs:/{run_id}/model_card/model_card.json")
+    promoted = [e for e in card["deployment_history"] if e["event"] == "promoted"]
+    assert promoted and promoted[-1]["reason"] == record["summary"]
+    # Each stage it went through, with its traffic share and verdict (none for a first deployment).
+    assert promoted[-1]["stages"] == [{"name": s["name"], "traffic_percent": s["traffic_percent"],
+                                       "outcome": "passed"} for s in record["stages"]]
+    assert bool(record["stages"]) != bool(record["first_deployment"])
+    markdown = mlflow.artifacts.load_text(f"runs:/{run_id}/model_card/model_card.md")
+    history = markdown.split("## Deployment history", 2)[-1].split("\n## ", 1)[0]
+    assert "| promoted |" in history
+
+
 @pytest.mark.parametrize("fault, failed_check", [("error", "error_rate"), ("shift", "score_jensen_shannon")])
 def test_faulty_candidate_is_rolled_back_and_stable_keeps_every_request(deployment, fault, failed_check):
     champion = deployment.alias("champion")
@@ -207,3 +228,95 @@ def test_a_completed_promotion_is_taken_back_by_the_rollback_dag(deployment):
     tags = deployment.tags(champion)
     assert tags["modelops.rollout.status"] == "rolled_back" and "fraud desk" in tags["modelops.rolled_back"]
     assert deployment.variants_answering() == {("stable", previous)}
+
+
+
+def test_the_rollback_dag_is_in_both_versions_deployment_history(deployment):
+    """Follows the rollback DAG test: the restored champion and the version taken back."""
+    import mlflow
+
+    def history(version: str) -> list[dict]:
+        run_id = deployment.client().get_model_version(MODEL, version).run_id
+        return mlflow.artifacts.load_dict(f"runs:/{run_id}/model_card/model_card.json")["deployment_history"]
+
+    taken_back, restored = deployment.alias("previous"), deployment.alias("champion")
+    assert deployment.tags(taken_back)["modelops.rollout.status"] == "rolled_back"
+    last = history(taken_back)[-1]
+    assert last["event"] == "rolled back (rollback DAG)" and "fraud desk" in last["reason"]
+    assert [e["event"] for e in history(taken_back)][-2] == "promoted"
+    last = history(restored)[-1]
+    assert last["event"] == "restored to champion (rollback DAG)" and f"v{taken_back} was taken back" in last["reason"]
+
+# --- the shadow stage (one case, kept short) -------------------------------------------------------
+
+SHADOW = {"requests": 30, "max_wait_s": 90, "max_disagreement_rate": 0.1}
+
+
+def test_shadow_stage_rolls_back_a_shifted_candidate_while_clients_get_only_stable_answers(deployment):
+    import mlflow
+
+    from include.modelops import audit
+    from include.modelops.serving.inference_log import read_window
+
+    champion = deployment.alias("champion")
+    if champion is None:  # run on its own: deploy a first version to shadow against
+        champion = deployment.deployable(train_and_register(deployment.spec, deployment.frame, seed=1,
+                                                            experiment_id=deployment.experiment))
+        deployment.last_version = champion
+        assert deployment.rollout({"version": champion}, traffic=False)["rc"] == 0
+    bad = deployment.deployable(register_faulty(deployment.spec, champion, "shift",
+                                                experiment_id=deployment.experiment, workdir=deployment.root))
+    deployment.last_version = bad
+    spec_file = Path(deployment.env["MODELOPS_SPECS_DIR"]) / f"{MODEL}.yaml"
+    shared_spec = spec_file.read_text()
+    write_test_spec(spec_file.parent, deployment.root / "data", rollout={**ROLLOUT, "shadow": SHADOW})
+    started = datetime.now(UTC)
+    try:
+        run = deployment.rollout({"version": bad})
+    finally:
+        spec_file.write_text(shared_spec)  # the module's other tests roll out without a shadow stage
+    record = run["record"]
+    assert run["rc"] != 0 and "rolled back at shadow" in run["log"], run["log"][-3000:]
+    assert record["failure"]["stage"] == "shadow" and record["stages"] == []  # no canary step was entered
+    assert "paired_disagreement_rate fail" in record["reason"], record["reason"]
+    assert "paired_disagreement_rate" in run["log"] and "verdict: FAIL" in run["log"]  # the table, in the task log
+    assert "paired_disagreement_rate" in deployment.tags(bad)["modelops.rolled_back"]
+    assert (deployment.alias("champion"), deployment.alias("challenger")) == (champion, None)
+
+    # Clients only ever got stable's answers: every row the candidate logged is a shadow copy of a
+    # request stable answered, and none is a canary answer.
+    logged = read_window(MODEL, start=started)
+    candidate = logged[logged["model_version"] == bad]
+    answered = logged[logged["variant"] == "stable"]
+    assert set(candidate["variant"]) == {"shadow"}
+    assert set(answered["model_version"]) == {champion}
+    assert candidate["request_id"].nunique() >= SHADOW["requests"]
+    assert set(candidate["request_id"]) <= set(answered["request_id"])
+
+    # The table is in the version's MLflow run, the stage in the audit trail, the rollback on its card.
+    run_id = deployment.client().get_model_version(MODEL, bad).run_id
+    analysis = mlflow.artifacts.load_dict(f"runs:/{run_id}/rollout/shadow.json")
+    assert analysis["verdict"] == "fail" and "paired_disagreement_rate" in analysis["table"]
+    stage_events = [e for e in audit.collect_events(MODEL, bad) if e["kind"] == "rollout"]
+    assert [e["details"]["stage"] for e in stage_events] == ["shadow"]
+    card = mlflow.artifacts.load_dict(f"runs:/{run_id}/model_card/model_card.json")
+    assert card["deployment_history"][-1]["event"] == "rolled back (automatic)"
+    assert card["deployment_history"][-1]["stages"] == [{"name": "shadow", "traffic_percent": 0, "outcome": "failed"}]
+
+    # A client cannot mark its own request as a shadow copy: the endpoint strips the header.
+    marked = urllib.request.Request(
+        f"{deployment.url}/predict", method="POST",
+        data=json.dumps({"rows": packaging_rows(deployment)}).encode(),
+        headers={"Content-Type": "application/json", "X-Request-ID": "marked-by-a-client",
+                 "X-ModelOps-Shadow": "1"})
+    with urllib.request.urlopen(marked, timeout=10) as r:
+        assert r.status == 200
+    assert deployment.variants_answering() == {("stable", champion)}
+    marked_rows = read_window(MODEL, start=started)
+    assert set(marked_rows[marked_rows["request_id"] == "marked-by-a-client"]["variant"]) == {"stable"}
+
+
+def packaging_rows(deployment) -> list[dict]:
+    from include.modelops import packaging
+
+    return packaging.request_rows(deployment.spec, deployment.frame.head(2))

@@ -236,3 +236,21 @@ def test_rollout_stages_and_the_rollback_are_in_the_version_audit(registry):
     assert "FAILED: error_rate fail: 12 of 40" in events[1]["summary"]
     v = audit.verdict(MODEL, "4")
     assert "rolled back during its rollout" in v["status"] and "The champion is v2" in v["status"]
+
+
+def test_a_shadow_stage_is_in_the_version_audit_before_the_canary_steps(registry):
+    import json
+
+    import mlflow
+
+    c = mlflow.MlflowClient(tracking_uri=registry["uri"], registry_uri=registry["uri"])
+    version = c.create_model_version(MODEL, source="model5", run_id=registry["runs"][3]).version
+    shadow = {"at": at(80), "stage": "shadow", "traffic_percent": 0, "outcome": "failed",
+              "reason": "paired_disagreement_rate fail: the versions disagree on 96.00% of 240 paired rows"}
+    version_tags(c, version, 3, **{"modelops.rollout.stage.shadow": json.dumps(shadow),
+                                   "modelops.rollout.status": "rolled_back", "modelops.rolled_back_at": at(81),
+                                   "modelops.rolled_back": "shadow: paired_disagreement_rate fail"})
+    events = [e for e in audit.collect_events(MODEL, version) if e["kind"] in ("rollout", "rollback")]
+    assert [(e["kind"], e["details"].get("stage")) for e in events] == [("rollout", "shadow"), ("rollback", None)]
+    assert events[0]["summary"] == ("Rollout stage shadow (copies of live requests, no traffic): FAILED: "
+                                    "paired_disagreement_rate fail: the versions disagree on 96.00% of 240 paired rows")

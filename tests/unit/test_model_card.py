@@ -476,3 +476,44 @@ def test_card_says_why_a_retrained_model_was_trained(spec):
     assert "Why this model was trained" in md and "most drifted: amount" in md
     assert "runs:/monrun/drift/drift_report.html" in md
     assert "not recorded (a manual or scheduled run)" in render_markdown(full_card(spec))
+
+
+# ---- deployment history ----------------------------------------------------------------------------
+
+
+def test_deployment_history_shows_each_event_with_its_stages_verdicts_and_reason(spec):
+    from include.modelops.model_card import with_deployment_history
+    from include.modelops.rollout.history import deployment_history
+
+    tags = {  # what promote and rollback record on a version, oldest first
+        "modelops.deployment.000": json.dumps({
+            "at": "2026-03-01T10:00:00+00:00", "event": "promoted", "reason": "every stage passed",
+            "stages": [["shadow", 0, "passed"], ["canary_25", 25, "passed"], ["canary_100", 100, "passed"]]}),
+        "modelops.deployment.001": json.dumps({
+            "at": "2026-03-02T09:00:00+00:00", "event": "rolled back (rollback DAG)",
+            "reason": "complaints from the fraud desk", "stages": []}),
+        "modelops.alias.champion.set_at": "2026-03-01T10:00:00+00:00",
+    }
+    history = deployment_history(tags)
+    assert [e["event"] for e in history] == ["promoted", "rolled back (rollback DAG)"]
+    card = with_deployment_history(full_card(spec, deployments=[]), history, generated_at="2026-03-02T09:00:01+00:00")
+    assert card["deployment_history"][0]["stages"][1] == {"name": "canary_25", "traffic_percent": 25,
+                                                          "outcome": "passed"}
+    assert card["generated_at"] == "2026-03-02T09:00:01+00:00"
+    assert {e["section"]: e["status"] for e in card["compliance"]}["deployment_history"] == "present"
+    md = render_markdown(card)
+    section = md.split("## Deployment history", 1)[1].split("\n## ", 1)[0]
+    assert "| Date | Event | Stages (traffic share: verdict) | Reason |" in section
+    assert ("shadow (copies of live requests, no traffic): passed; canary_25 (25% of traffic): passed; "
+            "canary_100 (100% of traffic): passed") in section
+    assert "rolled back (rollback DAG)" in section and "complaints from the fraud desk" in section
+    assert "complaints from the fraud desk" in render_html(card)
+
+
+def test_a_version_promoted_without_a_rollout_has_its_alias_moves_as_history():
+    from include.modelops.rollout.history import deployment_history
+
+    history = deployment_history({"modelops.alias.challenger.set_at": "2026-03-01T09:00:00+00:00",
+                                  "modelops.alias.champion.set_at": "2026-03-01T10:00:00+00:00"})
+    assert [(e["event"], e["reason"]) for e in history] == [
+        ("alias challenger set", ""), ("alias champion set", "promoted by the training DAG (no rollout section)")]

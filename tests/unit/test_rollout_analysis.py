@@ -163,3 +163,60 @@ def test_one_stray_5xx_in_a_small_window_is_not_yet_evidence_but_a_steady_share_
     assert [c.outcome for c in stray.checks[:2]] == [a.INCONCLUSIVE, a.INCONCLUSIVE]  # more traffic decides
     assert [c.outcome for c in steady.checks[:2]] == [a.FAIL, a.FAIL]
     assert a.wilson_lower_bound(0, 100) == 0.0 and 0.85 < a.wilson_lower_bound(20, 20) < 1
+
+
+def logged(n_requests: int, scores_of_rows: np.ndarray, rows_per_request: int = 4, prefix: str = "r") -> pd.DataFrame:
+    """Inference-log rows of n requests (binary classification), scores in row order."""
+    n = n_requests * rows_per_request
+    s = np.asarray(scores_of_rows[:n], dtype=float)
+    return pd.DataFrame({"request_id": [f"{prefix}{i // rows_per_request}" for i in range(n)],
+                         "row_index": [i % rows_per_request for i in range(n)],
+                         "score": s, "label": (s >= 0.5).astype(int)})
+
+
+def test_a_shadow_candidate_that_answers_like_stable_passes_on_its_pairs():
+    stable = logged(60, scores(0.3, seed=1))
+    result = a.analyse_shadow("binary_classification", CFG, stable=stable, shadow=stable.copy(), replayed=50,
+                              not_answered=0, min_requests=50, max_disagreement_rate=0.05)
+    assert result.verdict == a.PASS, a.render_table(result)
+    assert (result.canary_requests, result.stable_requests) == (60, 60)
+    assert [c.name for c in result.checks] == ["paired_requests", "error_rate", "paired_disagreement_rate",
+                                               "score_jensen_shannon"]
+
+
+def test_a_shifted_shadow_candidate_fails_on_disagreement_and_score_distance():
+    stable = logged(60, scores(0.2, seed=1))
+    shifted = stable.assign(score=np.clip(stable["score"] + 0.5, 0, 1))
+    shifted["label"] = (shifted["score"] >= 0.5).astype(int)
+    result = a.analyse_shadow("binary_classification", CFG, stable=stable, shadow=shifted, replayed=60,
+                              not_answered=0, min_requests=50, max_disagreement_rate=0.05)
+    assert result.verdict == a.FAIL
+    assert {c.name for c in result.failed} == {"paired_disagreement_rate", "score_jensen_shannon"}
+    assert "paired_disagreement_rate fail: the versions disagree on" in result.reason()
+
+
+def test_shadow_pairs_short_of_the_stage_requests_are_not_judged_yet():
+    stable = logged(60, scores(0.2, seed=1))
+    shifted = stable.assign(label=1 - stable["label"])
+    # Only the first 10 requests were copied so far: the stage waits for its 50 pairs.
+    result = a.analyse_shadow("binary_classification", CFG, stable=stable, shadow=shifted.head(40), replayed=10,
+                              not_answered=0, min_requests=50, max_disagreement_rate=0.05)
+    assert result.verdict == a.INCONCLUSIVE and not result.failed
+    assert result.canary_requests == 10
+    assert "judged once 50 requests are paired" in next(
+        c.reason for c in result.checks if c.name == "paired_disagreement_rate")
+
+
+def test_copies_the_candidate_does_not_answer_fail_the_shadow_stage_at_once():
+    stable = logged(60, scores(0.2, seed=1))
+    result = a.analyse_shadow("binary_classification", CFG, stable=stable, shadow=stable.head(0), replayed=30,
+                              not_answered=30, min_requests=50, max_disagreement_rate=0.05)
+    assert result.verdict == a.FAIL and [c.name for c in result.failed] == ["error_rate"]
+    assert "30 of 30 copies of requests stable answered got no 200" in result.reason()
+
+
+def test_a_request_copied_twice_is_paired_once():
+    stable = logged(3, scores(0.2, seed=1), rows_per_request=2)
+    shadow = pd.concat([stable, stable.assign(label=1 - stable["label"])])  # the second copy's answers win
+    rate, pairs = a.paired_disagreement_rate("binary_classification", stable, shadow)
+    assert (rate, pairs) == (1.0, 6)

@@ -8,6 +8,10 @@ Pure functions over two inputs a backend collects for each variant (``stable``, 
 * the scores the service logged in the inference log for that window and variant
   (:func:`scores_of` picks the score column for the task).
 
+A shadow stage is judged by :func:`analyse_shadow` on pairs instead: the rows stable answered
+and the candidate's answers to copies of the same requests (:func:`paired_rows`, joined on
+request id and row index).
+
 :func:`analyse` returns one :class:`Check` per rule of the spec's ``rollout.analysis`` and a
 verdict. A check that lacks data is *inconclusive*; a stage that is still inconclusive when its
 ``max_wait_s`` runs out fails closed (the rollout rolls back). :func:`render_table` writes the
@@ -229,26 +233,40 @@ def population_stability_index(stable: Sequence[float], canary: Sequence[float],
     return float(np.sum((q - p) * np.log(q / p)))
 
 
+PAIR_KEYS = ["request_id", "row_index"]
+
+
+def paired_rows(stable: pd.DataFrame, shadow: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows both versions answered (same request id and row index), aligned row for row.
+
+    A request replayed twice (a retried poke) counts once: the last answer of each side is kept.
+    """
+    if stable.empty or shadow.empty:
+        return stable.iloc[0:0], shadow.iloc[0:0]
+    s = stable.drop_duplicates(PAIR_KEYS, keep="last")
+    c = shadow.drop_duplicates(PAIR_KEYS, keep="last")
+    keys = s[PAIR_KEYS].merge(c[PAIR_KEYS], on=PAIR_KEYS)
+    return (keys.merge(s, on=PAIR_KEYS, how="left").reset_index(drop=True),
+            keys.merge(c, on=PAIR_KEYS, how="left").reset_index(drop=True))
+
+
 def paired_disagreement_rate(task: str, stable: pd.DataFrame, shadow: pd.DataFrame) -> tuple[float | None, int]:
     """Share of rows (joined on request id and row index) where the two versions disagree, and the pairs.
 
     Classification: the labels differ. Regression: the predictions differ by more than 10% of the
     spread (standard deviation) of the stable predictions.
     """
-    if stable.empty or shadow.empty:
+    a, b = paired_rows(stable, shadow)
+    if a.empty:
         return None, 0
     value = "prediction" if task == "regression" else "label"
-    pairs = stable[["request_id", "row_index", value]].merge(
-        shadow[["request_id", "row_index", value]], on=["request_id", "row_index"], suffixes=("_stable", "_shadow"))
-    if pairs.empty:
-        return None, 0
-    a, b = pairs[f"{value}_stable"], pairs[f"{value}_shadow"]
     if task == "regression":
-        spread = float(np.std(a.to_numpy(dtype=float))) or 1.0
-        differs = np.abs(a.to_numpy(dtype=float) - b.to_numpy(dtype=float)) > 0.1 * spread
+        x, y = a[value].to_numpy(dtype=float), b[value].to_numpy(dtype=float)
+        spread = float(np.std(x)) or 1.0
+        differs = np.abs(x - y) > 0.1 * spread
     else:
-        differs = (a.astype(str) != b.astype(str)).to_numpy()
-    return float(np.mean(differs)), len(pairs)
+        differs = (a[value].astype(str) != b[value].astype(str)).to_numpy()
+    return float(np.mean(differs)), len(a)
 
 
 # --- the checks -----------------------------------------------------------------------------
@@ -372,6 +390,56 @@ def shadow_check(task: str, stable: pd.DataFrame, shadow: pd.DataFrame, *, max_d
     return Check("paired_disagreement_rate", round(rate, 4), 0.0, threshold,
                  PASS if rate <= max_disagreement_rate else FAIL,
                  f"the versions disagree on {rate:.2%} of {pairs} paired rows")
+
+
+def analyse_shadow(task: str, cfg: RolloutAnalysis, *, stable: pd.DataFrame, shadow: pd.DataFrame,
+                   replayed: int, not_answered: int, min_requests: int,
+                   max_disagreement_rate: float) -> Analysis:
+    """Judge a shadow stage: the candidate's answers to copies of requests stable answered.
+
+    Args:
+        task: The spec's task (which prediction column is compared).
+        cfg: The spec's ``rollout.analysis`` (error rate and score distance thresholds).
+        stable: Stable's inference-log rows of the stage's window.
+        shadow: The candidate's rows for the copies (variant ``shadow``).
+        replayed: Copies sent to the candidate so far.
+        not_answered: Copies the candidate did not answer with 200 (5xx, 4xx or no answer), though
+            stable answered each of them.
+        min_requests: The shadow stage's ``requests``: paired requests needed before the
+            disagreement and the score distance are judged (until then they can only be inconclusive).
+        max_disagreement_rate: The shadow stage's ``max_disagreement_rate``.
+
+    Returns:
+        An :class:`Analysis` whose ``canary_requests`` counts paired requests and
+        ``stable_requests`` the requests stable answered in the window.
+    """
+    s_pairs, c_pairs = paired_rows(stable, shadow)
+    paired_requests = int(s_pairs["request_id"].nunique()) if not s_pairs.empty else 0
+    stable_requests = int(stable["request_id"].nunique()) if not stable.empty else 0
+    enough = paired_requests >= min_requests
+    checks = [Check("paired_requests", float(paired_requests), float(stable_requests), f">= {min_requests}",
+                    PASS if enough else INCONCLUSIVE,
+                    f"{paired_requests} requests answered by both versions, of {stable_requests} stable answered "
+                    f"in the window ({replayed} copies sent to the candidate)")]
+    threshold = f"<= {cfg.max_error_rate:g}"
+    if replayed < MIN_REQUESTS_PER_CHECK:
+        checks.append(Check("error_rate", not_answered / replayed if replayed else None, 0.0, threshold,
+                            INCONCLUSIVE, f"{replayed} copies sent, fewer than {MIN_REQUESTS_PER_CHECK}"))
+    else:
+        rate, lower = not_answered / replayed, wilson_lower_bound(not_answered, replayed)
+        checks.append(Check("error_rate", rate, 0.0, threshold, _judge_rate(rate, lower, cfg.max_error_rate),
+                            f"{not_answered} of {replayed} copies of requests stable answered got no 200 from "
+                            f"the candidate ({rate:.2%}, 95% lower bound {lower:.2%})"))
+    soft = [shadow_check(task, s_pairs, c_pairs, max_disagreement_rate=max_disagreement_rate,
+                         min_pairs=MIN_REQUESTS_PER_CHECK),
+            _distance_check(scores_of(task, c_pairs), scores_of(task, s_pairs), cfg)]
+    if not enough:
+        # As in a canary stage: a partial window is noise; judged once the stage has its pairs.
+        soft = [Check(c.name, c.canary, c.stable, c.threshold, INCONCLUSIVE,
+                      f"{c.reason} (judged once {min_requests} requests are paired)")
+                if c.outcome == FAIL else c for c in soft]
+    checks += soft
+    return Analysis(checks, canary_requests=paired_requests, stable_requests=stable_requests)
 
 
 def _fmt(value: float | None) -> str:

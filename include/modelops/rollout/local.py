@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from include.modelops import local_stack
+from include.modelops.packaging import SHADOW_HEADER
 from include.modelops.rollout.backend import (
     CANARY,
     STABLE,
@@ -178,7 +179,9 @@ def splitter_config(state: DeploymentState, *, listen: str, admin: str) -> dict[
         handler: dict[str, Any] = {
             "@id": HANDLER_ID, "handler": "reverse_proxy", "upstreams": upstreams,
             "load_balancing": {"selection_policy": {"policy": "weighted_round_robin", "weights": weights}},
-            "headers": {"response": {"set": {UPSTREAM_HEADER: ["{http.reverse_proxy.upstream.hostport}"]}}},
+            # Only the rollout's shadow stage, calling a variant's own port, may mark a request as a shadow copy.
+            "headers": {"request": {"delete": [SHADOW_HEADER]},
+                        "response": {"set": {UPSTREAM_HEADER: ["{http.reverse_proxy.upstream.hostport}"]}}},
         }
     else:
         handler = {"@id": HANDLER_ID, "handler": "static_response", "status_code": 503,

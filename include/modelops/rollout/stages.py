@@ -24,6 +24,7 @@ from typing import Any
 
 from include.modelops import tracking
 from include.modelops.rollout import analysis as a
+from include.modelops.rollout import history
 from include.modelops.rollout.backend import CANARY, STABLE, TrafficBackend, backend_for, state_dir
 from include.modelops.spec import ModelSpec, Rollout, load_spec_by_name
 
@@ -295,8 +296,9 @@ def promote(model: str, version: str, *, backend: TrafficBackend | None = None) 
     record.update(status="promoted", ended_at=_now().isoformat(), summary=note)
     _write_record(model, version, record)
     log.info("%s v%s promoted: champion (previous: v%s); %s", model, version, aliases.get("previous"), note)
+    card = _deployment_event(model, version, history.PROMOTED, record, note)
     return {"version": version, "champion": version, "previous": aliases.get("previous"), "summary": note,
-            "endpoint": backend.endpoint()}
+            "endpoint": backend.endpoint(), "model_card": card}
 
 
 def rollback(model: str, version: str, *, reason: str | None = None,
@@ -325,14 +327,17 @@ def rollback(model: str, version: str, *, reason: str | None = None,
         TAG_ROLLED_BACK_AT: tracking.now_iso()})
     record.update(status="rolled_back", ended_at=_now().isoformat(), reason=reason)
     _write_record(model, version, record)
+    card = _deployment_event(model, version, history.ROLLED_BACK, record,
+                             (f"{stage}: " if stage else "") + reason)
     return {"version": version, "rolled_back": True, "reason": reason, "stage": stage,
-            "champion": tracking.alias_version(model, tracking.CHAMPION)}
+            "champion": tracking.alias_version(model, tracking.CHAMPION), "model_card": card}
 
 
 def outcome(model: str, version: str | None) -> dict:
     """How the rollout of ``version`` ended, in one sentence for the run's last task."""
     record = read_record(model, version) if version else {}
     status = record.get("status") or "not started"
+    ran = ([record["shadow"]] if record.get("shadow") else []) + record.get("stages", [])
     if status == "promoted":
         message = f"{model} v{version} promoted to champion: {record.get('summary')}"
     elif status == "rolled_back":
@@ -344,11 +349,11 @@ def outcome(model: str, version: str | None) -> dict:
         message = f"{model}: the rollout of v{version} did not complete ({status}); see prepare_rollout's log"
     log.info("%s", message)
     return {"model": model, "version": version, "status": status, "message": message,
-            "stages": [{k: s.get(k) for k in ("name", "traffic_percent", "outcome", "reason")}
-                       for s in record.get("stages", [])]}
+            "stages": [{k: s.get(k) for k in ("name", "traffic_percent", "outcome", "reason")} for s in ran]}
 
 
-def restore_previous(model: str, *, reason: str | None = None, backend: TrafficBackend | None = None) -> dict:
+def restore_previous(model: str, *, reason: str | None = None, backend: TrafficBackend | None = None,
+                     dag_run_id: str | None = None) -> dict:
     """Take back a completed promotion: ``previous`` serves 100% again and the aliases swap back.
 
     The version that was champion gets ``previous`` (it can be rolled forward again) and is tagged
@@ -373,5 +378,20 @@ def restore_previous(model: str, *, reason: str | None = None, backend: TrafficB
     tracking.set_version_tags(model, previous, {"modelops.promoted_at": tracking.now_iso()})
     log.info("%s: v%s serves 100%% again (%.1f s); v%s rolled back: %s", model, previous,
              time.perf_counter() - started, champion, reason)
+    full = [{"name": STABLE, "traffic_percent": 100, "outcome": "serving"}]
+    cards = {
+        champion: _deployment_event(model, champion, history.TAKEN_BACK, {"dag_run_id": dag_run_id},
+                                    f"{reason}; v{previous} serves 100% again", stages=[]),
+        previous: _deployment_event(model, previous, history.RESTORED, {"dag_run_id": dag_run_id},
+                                    f"v{champion} was taken back: {reason}", stages=full),
+    }
     return {"champion": previous, "previous": champion, "rolled_back": champion, "reason": reason,
-            "endpoint": backend.endpoint()}
+            "endpoint": backend.endpoint(), "model_cards": cards}
+
+
+def _deployment_event(model: str, version: str, event: str, record: dict, reason: str, *,
+                      stages: list[dict] | None = None) -> str | None:
+    """Add the event to the version's deployment history and regenerate its model card (its URI)."""
+    history.record_event(model, version, event, stages=history.stages_of(record) if stages is None else stages,
+                         reason=reason, dag_run_id=record.get("dag_run_id"))
+    return history.refresh_model_card(model, version)
