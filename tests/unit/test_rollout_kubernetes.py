@@ -178,6 +178,9 @@ def test_the_route_splits_requests_by_weight_and_is_valid_gateway_api_v1(setting
     assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": "/fraud-detection"}}]
     assert [(b["name"], b["port"], b["weight"]) for b in rule["backendRefs"]] == [
         ("fraud-detection-v2", 80, 75), ("fraud-detection-v3", 80, 25)]
+    # A client cannot mark its own requests as the shadow stage's copies (kept out of canary windows).
+    assert {"type": "RequestHeaderModifier", "requestHeaderModifier": {"remove": ["X-ModelOps-Shadow"]}} in rule[
+        "filters"]
 
 
 def test_the_schema_checks_can_fail(settings):

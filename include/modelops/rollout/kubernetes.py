@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Protocol
 
+from include.modelops.packaging import SHADOW_HEADER
 from include.modelops.rollout.analysis import MetricsWindow
 from include.modelops.rollout.backend import (
     CANARY,
@@ -228,7 +229,9 @@ def render_route(model: str, backends: list[tuple[str, int]], *, settings: Servi
         "rules": [{
             "matches": [{"path": {"type": "PathPrefix", "value": f"/{dns_name(model)}"}}],
             "filters": [{"type": "URLRewrite",
-                         "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}}}],
+                         "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}}},
+                        # Only the shadow stage marks its copies; a client cannot mark its own requests.
+                        {"type": "RequestHeaderModifier", "requestHeaderModifier": {"remove": [SHADOW_HEADER]}}],
             "backendRefs": [{"group": "", "kind": "Service", "name": workload_name(model, version),
                              "port": SERVICE_PORT, "weight": weight} for version, weight in backends],
         }],
