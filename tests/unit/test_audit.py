@@ -236,3 +236,26 @@ def test_rollout_stages_and_the_rollback_are_in_the_version_audit(registry):
     assert "FAILED: error_rate fail: 12 of 40" in events[1]["summary"]
     v = audit.verdict(MODEL, "4")
     assert "rolled back during its rollout" in v["status"] and "The champion is v2" in v["status"]
+
+
+def test_a_pause_answered_by_a_person_is_in_the_version_audit(registry):
+    import json
+
+    import mlflow
+
+    c = mlflow.MlflowClient(tracking_uri=registry["uri"], registry_uri=registry["uri"])
+    v = str(c.create_model_version(MODEL, source="model5", run_id=registry["runs"][3]).version)
+    passed = {"at": at(80), "stage": "canary_25", "traffic_percent": 25, "outcome": "passed",
+              "reason": "every check passed"}
+    aborted = {"at": at(85), "stage": "canary_25", "traffic_percent": 25, "decision": "abort", "by": "risk_lead",
+               "comment": "scores look off", "timed_out": False}
+    version_tags(c, v, 3, **{"modelops.rollout.stage.00": json.dumps(passed),
+                               "modelops.rollout.pause.00": json.dumps(aborted),
+                               "modelops.rollout.status": "rolled_back", "modelops.rolled_back_at": at(86),
+                               "modelops.rolled_back": "canary_25: aborted by risk_lead: scores look off"})
+    events = [e for e in audit.collect_events(MODEL, v) if e["kind"] in ("rollout", "rollback")]
+    assert [(e["kind"], e["details"].get("stage")) for e in events] == [
+        ("rollout", "canary_25"), ("rollout", "canary_25"), ("rollback", None)]
+    assert events[1]["summary"] == ("Rollout paused after canary_25 (25% of traffic): ABORT by risk_lead: "
+                                    "scores look off")
+    assert "aborted by risk_lead" in events[2]["summary"]
