@@ -18,12 +18,35 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from modelops_operators.approval import answer_of, comment_form
 
 
+def answer_given_before(context: Any) -> dict[str, Any] | None:
+    """The answer an earlier try of this task instance received, as the resume event carries it.
+
+    Airflow 3.3.2's scheduler can lose an answer: when it arrives before the scheduler processed
+    the executor's report that the try went to ``awaiting_input``, that try is failed ("state
+    changed externally") and retried, and a new request would erase the answer. A decision on a
+    rollout stands, so the retry resumes with it instead of asking again.
+    """
+    from airflow.sdk.execution_time.hitl import get_hitl_detail_content_detail
+
+    try:
+        detail = get_hitl_detail_content_detail(context["task_instance"].id)
+    except Exception:  # noqa: BLE001 - no request was made yet (the API answers 404)
+        return None
+    if not detail.response_received:
+        return None
+    user = detail.responded_by_user
+    return {"chosen_options": detail.chosen_options, "params_input": detail.params_input or {},
+            "responded_at": detail.responded_at, "timedout": False,
+            "responded_by_user": {"id": user.id, "name": user.name} if user else None}
+
+
 class RolloutPauseOperator(ApprovalOperator):
     """Wait for a person to continue (Approve) or abort (Reject) a rollout after stage ``stage_index``.
 
     A reject or a timeout fails the task with ``RolloutFailed`` (not a skip), so the DAG's
     ``rollback`` task (trigger rule ``one_failed``) takes the candidate out. A first deployment
-    (nothing was compared) is not paused.
+    (nothing was compared) is not paused. An answer stands: a retried or cleared task resumes
+    with it (from the rollout record, or the request's stored answer) instead of asking again.
 
     :param model_name: the model (spec name).
     :param prepared: ``prepare_rollout``'s result (the version, the stable version).
@@ -65,6 +88,11 @@ class RolloutPauseOperator(ApprovalOperator):
             if earlier["decision"] != pause.CONTINUE:
                 raise RolloutFailed(earlier["reason"])
             return earlier
+        answered = answer_given_before(context)
+        if answered is not None:
+            self.log.info("The request was answered before this try started (%s by %s): resuming with that answer",
+                          answered["chosen_options"], answered["responded_by_user"])
+            return self.execute_complete(context, answered)
         asked = pause.request(self.model_name, version, self.stage_index, timeout=self.response_timeout)
         self.subject, self.body = asked["subject"], asked["body"]
         self.log.info("Asking %s whether to continue: %s (timeout %s)\n%s", self.approvers or "any DAG user",
