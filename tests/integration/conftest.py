@@ -18,6 +18,7 @@ import yaml
 from include.modelops.settings import PROJECT_ROOT
 from include.modelops.spec import FeatureType, ModelSpec, load_spec
 from tests.conftest import REFERENCE_SPEC, mlflow_uris_restored
+from tests.integration.airflow_rest import Api
 
 TEST_ROWS, TEST_DAYS = 20_000, 20
 
@@ -113,7 +114,7 @@ STANDALONE_ROLLOUT = {
 
 @dataclass
 class Standalone:
-    api: object  # tests.integration.airflow_rest.Api
+    api: Api
     env: dict[str, str]
     state_dir: Path
     specs_dir: Path
@@ -122,7 +123,6 @@ class Standalone:
 @pytest.fixture(scope="session")
 def standalone(stack):
     from include.modelops import local_stack
-    from tests.integration.airflow_rest import Api
 
     state = stack.state_dir / "standalone"
     specs = state / "specs"
