@@ -28,8 +28,16 @@ check, or too few pairs by its `max_wait_s`, rolls back.
 Promotion and rollback add an event to the version's deployment history (`modelops.deployment.*`
 tags) and regenerate its model card with it (logged to the version's MLflow run).
 
-Abort a running rollout from the UI or REST API by marking the running stage task `failed`:
-the rollback runs. Scheduled on the Asset `<model>.deployable_bento` (the training DAG's last
+A step with `pause: true` is followed by `pause_after_<stage>`: once its analysis passed, the
+spec's `approval.approvers` get a request in the UI's "Required actions" (or the REST API's
+`hitlDetails`) showing the stage's analysis table. Approve → the next stage (or the promotion);
+Reject → the rollback runs with the reason "aborted by <user>: <comment>" (rollout record,
+version tags, audit); no answer within `approval.timeout_hours` aborts (fail closed). The canary
+keeps its share meanwhile.
+
+Abort a running rollout from the UI or REST API by marking the running stage task `failed`
+(`PATCH /api/v2/dags/<dag>/dagRuns/<run>/taskInstances/<stage>` with `{"new_state": "failed"}`):
+the rollback runs and says which stage was stopped. Scheduled on the Asset `<model>.deployable_bento` (the training DAG's last
 step); trigger by hand with the param `version` (default: the `challenger`). One rollout per
 model at a time: a second trigger waits (queued).
 """
@@ -42,6 +50,7 @@ from airflow.sdk import Param, dag, get_current_context, task
 from airflow.sdk.bases.sensor import PokeReturnValue
 from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryRule
 from airflow.sdk.exceptions import AirflowFailException
+from modelops_operators import RolloutPauseOperator
 
 from include.modelops import assets
 from include.modelops.spec import ModelSpec, load_all_specs
@@ -164,6 +173,14 @@ def rollout_dag(spec: ModelSpec):
             previous >> current
             previous = current
             stage_tasks.append(current)
+            if step.pause:  # a person continues or aborts once the stage's analysis passed
+                paused = RolloutPauseOperator(
+                    task_id=f"pause_after_{name}", model_name=model, prepared=prepared, stage_index=i,
+                    approvers=spec.approval.approvers,
+                    response_timeout=timedelta(hours=spec.approval.timeout_hours))
+                current >> paused
+                previous = paused
+                stage_tasks.append(paused)
         promoted = promote(prepared)
         previous >> promoted
         rolled_back = rollback()

@@ -416,6 +416,18 @@ def _version_events(rec: _Records, version: str, sets: list[tuple[str, str, str]
                              f"{str(stage.get('outcome', '?')).upper()}: {stage.get('reason', '')}",
                              version=version, link=link, stage=stage.get("stage"), outcome=stage.get("outcome"),
                              traffic_percent=stage.get("traffic_percent")))
+    for key in sorted(k for k in tags if k.startswith("modelops.rollout.pause.")):
+        try:
+            paused = json.loads(tags[key])
+        except ValueError:
+            continue
+        who = "no answer (fail closed)" if paused.get("timed_out") else f"by {paused.get('by')}"
+        events.append(_event(_iso(paused.get("at")), "rollout",
+                             f"Rollout paused after {paused.get('stage')} ({paused.get('traffic_percent')}% of "
+                             f"traffic): {str(paused.get('decision', '?')).upper()} {who}"
+                             + (f": {paused['comment']}" if paused.get("comment") else ""),
+                             version=version, link=link, stage=paused.get("stage"), decision=paused.get("decision"),
+                             by=paused.get("by"), comment=paused.get("comment")))
     if tags.get("modelops.rolled_back_at"):
         events.append(_event(_iso(tags["modelops.rolled_back_at"]), "rollback",
                              f"Rolled back: 100% of traffic to stable, challenger removed, champion untouched "

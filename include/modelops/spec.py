@@ -349,8 +349,10 @@ class CanaryStep(_Strict):
     max_wait_s: float | None = Field(
         default=None, gt=0, description="Fewer requests than `min_requests` by then is inconclusive, which fails "
                                         "closed (rollback); default `rollout.max_wait_s`.")
-    pause: bool = Field(default=False, description="After the analysis passes, wait for a person to promote or "
-                                                   "abort (the approval operator and `approval.approvers`).")
+    pause: bool = Field(default=False, description="After the analysis passes, wait for a person to continue or "
+                                                   "abort (the approval operator and `approval.approvers`, in the "
+                                                   "UI or the REST API); no answer within "
+                                                   "`approval.timeout_hours` aborts (rollback).")
 
 
 class RolloutAnalysis(_Strict):

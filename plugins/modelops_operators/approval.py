@@ -18,6 +18,30 @@ from airflow.sdk import Param
 from airflow.sdk.definitions.param import ParamsDict
 
 
+def comment_form(inherited: Any) -> ParamsDict:
+    """The answer form: one optional comment, kept in the audit trail.
+
+    Airflow passes the DAG's params in (source "dag"); HITL keeps only task-level ones for the
+    form, so the Param objects must be kept as they are, not turned into values.
+    """
+    inherited = inherited if isinstance(inherited, ParamsDict) else ParamsDict(inherited or {})
+    return ParamsDict({
+        **{key: inherited.get_param(key) for key in inherited},
+        "comment": Param("", type="string", title="Comment", source="task",
+                         description="Why you approve or reject (kept in the audit trail)."),
+    })
+
+
+def answer_of(event: dict[str, Any]) -> tuple[bool, str, str, bool]:
+    """(approved, by, comment, timed_out) of a HITL answer; no responder means the timeout answered."""
+    chosen = (event.get("chosen_options") or [ApprovalOperator.REJECT])[0]
+    user = event.get("responded_by_user") or {}
+    timed_out = bool(event.get("timedout")) or not user
+    by = "timeout" if timed_out else str(user.get("id") or user.get("name"))
+    comment = (event.get("params_input") or {}).get("comment") or ""
+    return chosen == ApprovalOperator.APPROVE and not timed_out, by, comment, timed_out
+
+
 class ModelApprovalOperator(ApprovalOperator):
     """Ask for (or, under policy ``auto``, grant) approval to promote a registered model version.
 
@@ -38,15 +62,7 @@ class ModelApprovalOperator(ApprovalOperator):
                  **kwargs: Any) -> None:
         if policy not in ("auto", "manual"):
             raise ValueError(f"policy must be 'auto' or 'manual', got {policy!r}")
-        # Airflow passes the DAG's params in (source "dag"); HITL keeps only task-level ones for the
-        # form, so the Param objects must be kept as they are, not turned into values.
-        inherited = kwargs.pop("params", None)
-        inherited = inherited if isinstance(inherited, ParamsDict) else ParamsDict(inherited or {})
-        params = ParamsDict({
-            **{key: inherited.get_param(key) for key in inherited},
-            "comment": Param("", type="string", title="Comment", source="task",
-                             description="Why you approve or reject (kept in the audit trail)."),
-        })
+        params = comment_form(kwargs.pop("params", None))
         super().__init__(
             subject=f"Promote {model_name}? (approval {approval_index})",
             body=None,
@@ -86,14 +102,10 @@ class ModelApprovalOperator(ApprovalOperator):
         from include.modelops import approvals
 
         version = self.registered["version"]
-        chosen = (event.get("chosen_options") or [self.REJECT])[0]
-        user = event.get("responded_by_user") or {}
-        timed_out = bool(event.get("timedout")) or not user
-        by = "timeout" if timed_out else str(user.get("id") or user.get("name"))
-        comment = (event.get("params_input") or {}).get("comment") or ""
+        approved, by, comment, timed_out = answer_of(event)
         if timed_out:
             comment = f"no answer within {self.response_timeout} (fail closed)"
-        decision = approvals.APPROVED if chosen == self.APPROVE else approvals.REJECTED
+        decision = approvals.APPROVED if approved else approvals.REJECTED
         if decision == approvals.APPROVED:
             approvals.check_distinct(self.model_name, version, self.approval_index, by)
         approvals.record(self.model_name, version, index=self.approval_index, decision=decision, by=by,

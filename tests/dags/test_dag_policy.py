@@ -166,3 +166,28 @@ def test_a_shadow_stage_bakes_before_the_first_canary_step_and_can_roll_back(tmp
     assert mode == "reschedule"  # no worker slot is held while the shadow stage collects its pairs
     assert "shadow" in rollback_upstream
     assert heavy == []
+
+
+def test_a_paused_step_asks_a_person_between_its_stage_and_the_next(monkeypatch):
+    """`pause: true` on a step: its stage, then an approval request, then the next stage; an abort rolls back."""
+    import importlib.util
+
+    from include.modelops.spec import load_all_specs
+
+    spec = next(s for s in load_all_specs() if s.rollout is not None)
+    spec = spec.model_copy(update={"rollout": spec.rollout.model_copy(update={"steps": [
+        s.model_copy(update={"pause": s.traffic_percent == 50}) for s in spec.rollout.steps]})})
+    assert any(s.pause for s in spec.rollout.steps), "the reference spec has a 50% step"
+    module = importlib.util.spec_from_file_location("model_rollout_under_test", PROJECT_ROOT / "dags" / "model_rollout.py")
+    factory = importlib.util.module_from_spec(module)
+    module.loader.exec_module(factory)
+    dag = factory.rollout_dag(spec)
+
+    pause = dag.get_task("pause_after_canary_50")
+    assert pause.upstream_task_ids >= {"canary_50"} and pause.downstream_task_ids >= {"canary_100", "rollback"}
+    assert "pause_after_canary_50" not in dag.get_task("canary_50").upstream_task_ids
+    assert pause.defaults == ["Reject"]  # no answer aborts: fail closed
+    assert pause.assigned_users == [{"id": a, "name": a} for a in spec.approval.approvers]
+    assert pause.response_timeout.total_seconds() == spec.approval.timeout_hours * 3600
+    assert list(pause.serialized_params) == ["comment"]
+    assert not any(t.task_id.startswith("pause_after_") and t is not pause for t in dag.tasks)

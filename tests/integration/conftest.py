@@ -4,6 +4,8 @@ all under one temporary state folder, with a small generated dataset and a test 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,7 @@ import yaml
 from include.modelops.settings import PROJECT_ROOT
 from include.modelops.spec import FeatureType, ModelSpec, load_spec
 from tests.conftest import REFERENCE_SPEC, mlflow_uris_restored
+from tests.integration.airflow_rest import Api
 
 TEST_ROWS, TEST_DAYS = 20_000, 20
 
@@ -91,6 +94,71 @@ def stack(tmp_path_factory, monkeypatch_session):
         yield Stack(state_dir=state, specs_dir=specs_dir, data_dir=data_dir, env=env, mlflow_uri=uri)
     finally:
         local_stack.stop_process(proc)
+
+
+# --------------------------------------------------------------------------------------
+# One running Airflow (`airflow standalone`: API server, scheduler, dag processor, triggerer)
+# for the session's tests that need its REST API (human-in-the-loop answers, queued runs)
+# --------------------------------------------------------------------------------------
+
+# Its specs are all written before it starts (a spec added later would wait for a re-parse):
+# two manual-approval training specs (test_approval) and one with a paused rollout step
+# (test_rollout_api). Short stages: 25% (paused) then 100%, 30 requests each.
+STANDALONE_ROLLOUT = {
+    "steps": [{"traffic_percent": 25, "pause": True}, 100], "min_requests": 30, "max_wait_s": 300,
+    "check_interval_s": 2,
+    "analysis": {"min_rows_for_distance": 100, "max_score_distance": 0.35, "latency_tolerance_ms": 200,
+                 "max_latency_p95_ratio": 3, "max_error_rate": 0.1, "max_error_rate_increase": 0.1},
+}
+
+
+@dataclass
+class Standalone:
+    api: Api
+    env: dict[str, str]
+    state_dir: Path
+    specs_dir: Path
+
+
+@pytest.fixture(scope="session")
+def standalone(stack):
+    from include.modelops import local_stack
+
+    state = stack.state_dir / "standalone"
+    specs = state / "specs"
+    manual = {"risk_tier": "medium", "approval": {"policy": "manual", "approvers": ["risk_lead"], "timeout_hours": 1}}
+    write_test_spec(specs, stack.data_dir, name="fraud_manual", **manual)
+    write_test_spec(specs, stack.data_dir, name="fraud_timeout", risk_tier="medium",
+                    approval={"policy": "manual", "approvers": ["risk_lead"], "timeout_hours": 0.01})
+    monitoring = yaml.safe_load(REFERENCE_SPEC.read_text())["monitoring"]
+    write_test_spec(specs, stack.data_dir, name="fraud_paused", **manual, rollout=STANDALONE_ROLLOUT,
+                    monitoring={**monitoring, "drift_schedule": None})
+    port = local_stack.free_port()
+    env = local_stack.stack_env(state, stack.mlflow_uri, specs_dir=specs, api_port=port)
+    env.update({
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,risk_lead:admin",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+        "MODELOPS_ROLLOUT_PORT": str(local_stack.free_port()),
+        "MODELOPS_SERVE_WORKERS": "1",
+        "MODELOPS_GIT_COMMIT": "test",
+    })
+    local_stack.migrate_airflow_db(env)
+    (state / "logs").mkdir(parents=True, exist_ok=True)
+    log = open(state / "logs" / "standalone.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "airflow", "standalone"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True, cwd=local_stack.PROJECT_ROOT)
+    try:
+        local_stack._wait_http(f"http://127.0.0.1:{port}/api/v2/monitor/health", 240, proc, "Airflow API server")
+        pw_file = Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
+        api = Api(f"http://127.0.0.1:{port}", json.loads(pw_file.read_text()))
+        dags = ("fraud_manual_training", "fraud_timeout_training", "fraud_paused_rollout")
+        api.wait("DAGs to be parsed", lambda: all(api.call("GET", f"/dags/{d}")[0] == 200 for d in dags), 180)
+        yield Standalone(api=api, env=env, state_dir=state, specs_dir=specs)
+    finally:
+        local_stack.stop_process(proc, timeout_s=30)
+        log.close()
 
 
 @pytest.fixture(scope="session")

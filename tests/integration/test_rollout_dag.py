@@ -2,18 +2,23 @@
 real HTTP from the traffic generator, the registry in a real MLflow store.
 
 Tests run in file order and share one deployment: v1 is deployed first (nothing to compare
-against), v2 (good) is promoted through every stage, then faulty candidates are rolled back.
+against), v2 (good) is promoted through every stage, then faulty candidates (5xx, shifted scores,
+slow) are rolled back, a canary killed mid-stage is rolled back, and a stage poked again from a
+new process (a task retry) resumes without moving traffic twice.
 Stages are short (25% then 100%, 30 requests each) so the module stays fast.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,7 +27,8 @@ import pytest
 from include.modelops.settings import PROJECT_ROOT
 from tests.conftest import mlflow_uris_restored
 from tests.integration.conftest import write_test_spec
-from tests.integration.rollout_fixtures import build, register_faulty, train_and_register
+from tests.integration.rollout_fixtures import build, register_faulty, train_and_register, variants_answering
+from tests.integration.rollout_fixtures import traffic as rollout_traffic
 
 pytestmark = pytest.mark.integration
 
@@ -70,47 +76,18 @@ class Deployment:
         from include.modelops import local_stack
         from include.modelops.rollout import stages
 
-        sender = None
-        if traffic:
-            sender = subprocess.Popen(
-                [sys.executable, "-m", "include.modelops.cli", "traffic", "--model", MODEL, "--url", self.url,
-                 "--rate", "15", "--count", "100000", "--duration", "600", "--rows-per-request", "8",
-                 "--source", str(self.root / "data"), "--label-delay", "0", "--pending", "drop",
-                 "--ready-timeout", "60"],
-                env=self.env, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                start_new_session=True)
-        try:
+        sending = (rollout_traffic(self.url, MODEL, self.root / "data", self.env) if traffic
+                   else contextlib.nullcontext())
+        with sending:
             args = ["dags", "test", f"{MODEL}_rollout"] + (["--conf", json.dumps(conf)] if conf else [])
             log_file = self.root / "logs" / f"rollout-{time.monotonic_ns()}.log"
             res = local_stack.airflow(args, self.env, log_file=log_file, timeout_s=600)
-        finally:
-            if sender is not None:
-                local_stack.stop_process(sender)
         version = (conf or {}).get("version") or self.last_version
         return {"rc": res.returncode, "log": res.stdout, "record": stages.read_record(MODEL, str(version))}
 
     def variants_answering(self, n: int = 20) -> set[tuple[str, str]]:
         """Send n requests through the endpoint; (variant, version) of every row the log holds for them."""
-        from include.modelops import packaging
-        from include.modelops.serving.inference_log import read_window
-
-        started, probe = datetime.now(UTC), f"probe-{uuid.uuid4().hex[:8]}"
-        body = json.dumps({"rows": packaging.request_rows(self.spec, self.frame.head(2))}).encode()
-        for i in range(n):
-            request = urllib.request.Request(f"{self.url}/predict", data=body, method="POST",
-                                             headers={"Content-Type": "application/json",
-                                                      "X-Request-ID": f"{probe}-{i}"})
-            with urllib.request.urlopen(request, timeout=10) as r:
-                assert r.status == 200
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            logged = read_window(MODEL, start=started)
-            logged = logged[logged["request_id"].str.startswith(probe)]
-            if len(logged) >= 2 * n:
-                break
-            time.sleep(0.5)
-        assert len(logged) == 2 * n
-        return set(zip(logged["variant"], logged["model_version"], strict=True))
+        return variants_answering(self.url, self.spec, self.frame, n)
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +176,8 @@ def test_the_promoted_versions_model_card_shows_its_deployment_history(deploymen
     assert "| promoted |" in history
 
 
-@pytest.mark.parametrize("fault, failed_check", [("error", "error_rate"), ("shift", "score_jensen_shannon")])
+@pytest.mark.parametrize("fault, failed_check", [("error", "error_rate"), ("shift", "score_jensen_shannon"),
+                                                 ("slow", "latency_p95_ratio")])
 def test_faulty_candidate_is_rolled_back_and_stable_keeps_every_request(deployment, fault, failed_check):
     champion = deployment.alias("champion")
     bad = deployment.deployable(register_faulty(deployment.spec, champion, fault,
@@ -213,6 +191,98 @@ def test_faulty_candidate_is_rolled_back_and_stable_keeps_every_request(deployme
     tags = deployment.tags(bad)
     assert tags["modelops.rollout.status"] == "rolled_back" and failed_check in tags["modelops.rolled_back"]
     assert (deployment.alias("champion"), deployment.alias("challenger")) == (champion, None)
+    assert deployment.variants_answering() == {("stable", champion)}
+
+
+def test_a_canary_killed_mid_stage_is_rolled_back_within_a_couple_of_checks(deployment):
+    """No traffic: canary_25 bakes (too few requests) until its process is killed; the next check sees it."""
+    from include.modelops import tracking
+    from include.modelops.rollout import stages
+    from include.modelops.rollout.local import LocalBackend
+
+    champion, previous = deployment.alias("champion"), deployment.alias("previous")
+    candidate = previous  # a good model whose bento exists: the previous champion, rolled out again
+    tracking.set_alias(MODEL, tracking.CHALLENGER, candidate)
+    deployment.last_version = candidate
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        running = pool.submit(deployment.rollout, {"version": candidate}, traffic=False)
+        deadline = time.monotonic() + 300
+        while [s["outcome"] for s in stages.read_record(MODEL, candidate).get("stages", [])] != ["running"]:
+            assert time.monotonic() < deadline and not running.done(), "canary_25 never started baking"
+            time.sleep(0.5)
+        canary = LocalBackend(MODEL).state().variants["canary"]
+        assert canary.version == candidate
+        os.kill(canary.pid, signal.SIGKILL)
+        killed = datetime.now(UTC)
+        run = running.result(timeout=600)
+
+    record = run["record"]
+    assert run["rc"] != 0 and record["status"] == "rolled_back", run["log"][-3000:]
+    assert record["failure"]["stage"] == "canary_25"
+    assert f"the canary process died or stopped answering (process {canary.pid} is not running" in record["reason"]
+    noticed_s = (datetime.fromisoformat(record["stages"][0]["ended_at"]) - killed).total_seconds()
+    assert noticed_s <= 3 * ROLLOUT["check_interval_s"] + 2, f"the dead canary was noticed after {noticed_s:.1f} s"
+    assert deployment.tags(candidate)["modelops.rolled_back"].startswith("canary_25: the canary process died")
+    assert (deployment.alias("champion"), deployment.alias("previous"), deployment.alias("challenger")) == (
+        champion, previous, None)
+    assert deployment.variants_answering() == {("stable", champion)}
+
+
+# One poke of a stage in a process of its own, as a task retry runs it, with a backend that counts
+# the share changes the stage asks for and the routing configs sent to Caddy (its /load calls).
+POKE = """
+import json, sys
+from include.modelops.rollout import stages
+from include.modelops.rollout.local import LocalBackend
+
+class Counting(LocalBackend):
+    def __init__(self, model):
+        super().__init__(model)
+        self.shares, self.caddy_loads = [], 0
+    def set_canary_percent(self, percent):
+        self.shares.append(percent)
+        super().set_canary_percent(percent)
+    def _apply(self, state):
+        self.caddy_loads += 1
+        super()._apply(state)
+
+backend = Counting(sys.argv[1])
+result = stages.check_stage(sys.argv[1], sys.argv[2], 0, backend=backend)
+print(json.dumps({"done": result["done"], "shares": backend.shares, "caddy_loads": backend.caddy_loads}))
+"""
+
+
+def test_a_retried_stage_resumes_without_moving_traffic_twice(deployment):
+    from include.modelops import tracking
+    from include.modelops.rollout import stages
+    from include.modelops.rollout.local import LocalBackend
+
+    champion, previous = deployment.alias("champion"), deployment.alias("previous")
+    candidate = previous
+    tracking.set_alias(MODEL, tracking.CHALLENGER, candidate)
+    stages.prepare(MODEL, candidate, dag_run_id="retry-test")
+
+    def poke() -> dict:
+        res = subprocess.run([sys.executable, "-c", POKE, MODEL, candidate], env=deployment.env, cwd=PROJECT_ROOT,
+                             capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr[-3000:]
+        return json.loads(res.stdout.strip().splitlines()[-1])
+
+    try:
+        first = poke()
+        entered = stages.read_record(MODEL, candidate)["stages"]
+        retried = poke()  # the task's retry, in a new process
+        record = stages.read_record(MODEL, candidate)
+        assert (first["done"], retried["done"]) == (False, False)  # no traffic: still baking
+        assert (first["shares"], first["caddy_loads"]) == ([25], 1)  # the stage moved the share once...
+        assert (retried["shares"], retried["caddy_loads"]) == ([], 0)  # ...and the retry did not move it again
+        assert [s["name"] for s in record["stages"]] == ["canary_25"]
+        assert record["stages"] == entered  # same start, same baseline window: the retry resumed the stage
+        assert LocalBackend(MODEL).state().canary_percent == 25
+    finally:
+        stages.rollback(MODEL, candidate, reason="end of the retry test")
+    assert (deployment.alias("champion"), deployment.alias("previous"), deployment.alias("challenger")) == (
+        champion, previous, None)
     assert deployment.variants_answering() == {("stable", champion)}
 
 

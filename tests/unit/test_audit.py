@@ -254,3 +254,26 @@ def test_a_shadow_stage_is_in_the_version_audit_before_the_canary_steps(registry
     assert [(e["kind"], e["details"].get("stage")) for e in events] == [("rollout", "shadow"), ("rollback", None)]
     assert events[0]["summary"] == ("Rollout stage shadow (copies of live requests, no traffic): FAILED: "
                                     "paired_disagreement_rate fail: the versions disagree on 96.00% of 240 paired rows")
+
+
+def test_a_pause_answered_by_a_person_is_in_the_version_audit(registry):
+    import json
+
+    import mlflow
+
+    c = mlflow.MlflowClient(tracking_uri=registry["uri"], registry_uri=registry["uri"])
+    v = str(c.create_model_version(MODEL, source="model5", run_id=registry["runs"][3]).version)
+    passed = {"at": at(80), "stage": "canary_25", "traffic_percent": 25, "outcome": "passed",
+              "reason": "every check passed"}
+    aborted = {"at": at(85), "stage": "canary_25", "traffic_percent": 25, "decision": "abort", "by": "risk_lead",
+               "comment": "scores look off", "timed_out": False}
+    version_tags(c, v, 3, **{"modelops.rollout.stage.00": json.dumps(passed),
+                               "modelops.rollout.pause.00": json.dumps(aborted),
+                               "modelops.rollout.status": "rolled_back", "modelops.rolled_back_at": at(86),
+                               "modelops.rolled_back": "canary_25: aborted by risk_lead: scores look off"})
+    events = [e for e in audit.collect_events(MODEL, v) if e["kind"] in ("rollout", "rollback")]
+    assert [(e["kind"], e["details"].get("stage")) for e in events] == [
+        ("rollout", "canary_25"), ("rollout", "canary_25"), ("rollback", None)]
+    assert events[1]["summary"] == ("Rollout paused after canary_25 (25% of traffic): ABORT by risk_lead: "
+                                    "scores look off")
+    assert "aborted by risk_lead" in events[2]["summary"]

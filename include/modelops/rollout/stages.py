@@ -310,6 +310,7 @@ def rollback(model: str, version: str, *, reason: str | None = None,
         return {"version": version, "rolled_back": False, "reason": "the version is the champion"}
     record = read_record(model, version)
     backend = backend or backend_for(model, rollout_of(spec).backend)
+    _note_abort_of_running_stage(record)
     reason = reason or (record.get("failure") or {}).get("reason") or (
         "aborted" if record.get("stages") else "the rollout could not start (see prepare_rollout's log)")
     started = time.perf_counter()
@@ -331,6 +332,18 @@ def rollback(model: str, version: str, *, reason: str | None = None,
                              (f"{stage}: " if stage else "") + reason)
     return {"version": version, "rolled_back": True, "reason": reason, "stage": stage,
             "champion": tracking.alias_version(model, tracking.CHAMPION), "model_card": card}
+
+
+def _note_abort_of_running_stage(record: dict) -> None:
+    """A stage still baking with no verdict was stopped from outside (its task marked failed): say so."""
+    ran = ([record["shadow"]] if record.get("shadow") else []) + record.get("stages", [])
+    running = next((s for s in ran if s.get("outcome") == "running"), None)
+    if running is None or record.get("failure"):
+        return
+    reason = (f"aborted while {running['name']} baked: its task was marked failed (by a person in the UI or "
+              "the REST API, or it failed without a verdict: see its log)")
+    running.update(outcome="aborted", ended_at=_now().isoformat(), reason=reason)
+    record["failure"] = {"stage": running["name"], "reason": reason}
 
 
 def outcome(model: str, version: str | None) -> dict:

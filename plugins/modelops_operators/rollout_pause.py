@@ -1,0 +1,109 @@
+"""RolloutPauseOperator: a person continues or aborts a rollout after a paused stage passed.
+
+Built on Airflow's human-in-the-loop ``ApprovalOperator``, as the promotion approval is: the
+spec's ``approval.approvers`` see, in the UI's "Required actions" (or answer through the REST
+API's ``hitlDetails``), the stage's analysis table and Approve (the next stage) or Reject (the
+rollback runs, recording "aborted by <user>: <comment>"). No answer within the response timeout
+aborts: fail closed. The work is in :mod:`include.modelops.rollout.pause`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+from modelops_operators.approval import answer_of, comment_form
+
+
+def answer_given_before(context: Any) -> dict[str, Any] | None:
+    """The answer an earlier try of this task instance received, as the resume event carries it.
+
+    Airflow 3.3.2's scheduler can lose an answer: when it arrives before the scheduler processed
+    the executor's report that the try went to ``awaiting_input``, that try is failed ("state
+    changed externally") and retried, and a new request would erase the answer. A decision on a
+    rollout stands, so the retry resumes with it instead of asking again.
+    """
+    from airflow.sdk.execution_time.hitl import get_hitl_detail_content_detail
+
+    try:
+        detail = get_hitl_detail_content_detail(context["task_instance"].id)
+    except Exception:  # noqa: BLE001 - no request was made yet (the API answers 404)
+        return None
+    if not detail.response_received:
+        return None
+    user = detail.responded_by_user
+    return {"chosen_options": detail.chosen_options, "params_input": detail.params_input or {},
+            "responded_at": detail.responded_at, "timedout": False,
+            "responded_by_user": {"id": user.id, "name": user.name} if user else None}
+
+
+class RolloutPauseOperator(ApprovalOperator):
+    """Wait for a person to continue (Approve) or abort (Reject) a rollout after stage ``stage_index``.
+
+    A reject or a timeout fails the task with ``RolloutFailed`` (not a skip), so the DAG's
+    ``rollback`` task (trigger rule ``one_failed``) takes the candidate out. A first deployment
+    (nothing was compared) is not paused. An answer stands: a retried or cleared task resumes
+    with it (from the rollout record, or the request's stored answer) instead of asking again.
+
+    :param model_name: the model (spec name).
+    :param prepared: ``prepare_rollout``'s result (the version, the stable version).
+    :param stage_index: index of the paused step in the spec's ``rollout.steps``.
+    :param approvers: Airflow user ids allowed to answer (empty: anyone with access to the DAG).
+    :param response_timeout: how long they have; then the rollout is aborted.
+    """
+
+    template_fields: Sequence[str] = ("subject", "body", "model_name", "prepared")
+
+    def __init__(self, *, model_name: str, prepared: Any, stage_index: int, approvers: list[str],
+                 response_timeout: timedelta, **kwargs: Any) -> None:
+        super().__init__(
+            subject=f"Continue the rollout of {model_name} past stage {stage_index + 1}?",
+            body=None,
+            defaults=ApprovalOperator.REJECT,  # what a timeout answers: fail closed
+            assigned_users=[{"id": a, "name": a} for a in approvers] or None,
+            response_timeout=response_timeout,
+            params=comment_form(kwargs.pop("params", None)),
+            **kwargs,
+        )
+        self.model_name = model_name
+        self.prepared = prepared
+        self.stage_index = stage_index
+        self.approvers = approvers
+
+    def execute(self, context: Any) -> Any:
+        from include.modelops.rollout import pause
+        from include.modelops.rollout.stages import RolloutFailed
+
+        version = self.prepared["version"]
+        if self.prepared.get("first_deployment"):
+            self.log.info("%s v%s is the first deployment (nothing was compared): not pausing", self.model_name,
+                          version)
+            return None
+        earlier = pause.earlier_decision(self.model_name, version, self.stage_index)
+        if earlier:  # a retry of this task: the person already answered, never ask twice
+            self.log.info("Already decided: %s", earlier["reason"])
+            if earlier["decision"] != pause.CONTINUE:
+                raise RolloutFailed(earlier["reason"])
+            return earlier
+        answered = answer_given_before(context)
+        if answered is not None:
+            self.log.info("The request was answered before this try started (%s by %s): resuming with that answer",
+                          answered["chosen_options"], answered["responded_by_user"])
+            return self.execute_complete(context, answered)
+        asked = pause.request(self.model_name, version, self.stage_index, timeout=self.response_timeout)
+        self.subject, self.body = asked["subject"], asked["body"]
+        self.log.info("Asking %s whether to continue: %s (timeout %s)\n%s", self.approvers or "any DAG user",
+                      self.subject, self.response_timeout, self.body)
+        return super().execute(context)
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+        from include.modelops.rollout import pause
+
+        approved, by, comment, timed_out = answer_of(event)
+        # Raises RolloutFailed on a reject or a timeout: the task fails and the rollback runs.
+        pause.decide(self.model_name, self.prepared["version"], self.stage_index, approved=approved, by=by,
+                     comment=comment, timed_out=timed_out, timeout=self.response_timeout)
+        return super().execute_complete(context, event)

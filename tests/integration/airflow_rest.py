@@ -1,0 +1,67 @@
+"""Talking to a running Airflow through its REST API, as a reviewer or another system would."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+
+
+class Api:
+    """A client of Airflow's public REST API (``/api/v2``), one token per user."""
+
+    def __init__(self, base: str, users: dict[str, str]):
+        self.base = base
+        self.tokens = {u: self._token(u, p) for u, p in users.items()}
+
+    def _token(self, user: str, password: str) -> str:
+        req = urllib.request.Request(f"{self.base}/auth/token", method="POST",
+                                     data=json.dumps({"username": user, "password": password}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.loads(r.read())["access_token"]
+
+    def call(self, method: str, path: str, body: dict | None = None, *, user: str = "admin") -> tuple[int, dict]:
+        req = urllib.request.Request(f"{self.base}/api/v2{path}", method=method,
+                                     data=json.dumps(body).encode() if body is not None else None,
+                                     headers={"Content-Type": "application/json",
+                                              "Authorization": f"Bearer {self.tokens[user]}"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, json.loads(r.read() or b"{}")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"{}")
+
+    def wait(self, what: str, fn, timeout_s: float = 600, every_s: float = 3):
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            value = fn()
+            if value:
+                return value
+            time.sleep(every_s)
+        raise TimeoutError(f"timed out waiting for {what}")
+
+
+def trigger(api: Api, dag_id: str, conf: dict) -> str:
+    status, body = api.call("POST", f"/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf})
+    assert status == 200, body
+    return body["dag_run_id"]
+
+
+def ti(api: Api, dag_id: str, run_id: str, task_id: str) -> dict:
+    return api.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")[1]
+
+
+def dag_run(api: Api, dag_id: str, run_id: str) -> dict:
+    return api.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}")[1]
+
+
+def run_state(api: Api, dag_id: str, run_id: str) -> str | None:
+    """The run's final state, or None while it has not finished."""
+    state = dag_run(api, dag_id, run_id).get("state")
+    return state if state in ("success", "failed") else None
+
+
+def hitl_path(dag_id: str, run_id: str, task_id: str) -> str:
+    return f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/-1/hitlDetails"
