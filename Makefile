@@ -59,7 +59,7 @@ help:
 	@echo "make bench        parse-time and orchestration-overhead benchmarks"
 	@echo "make bench-serving   bento vs FastAPI latency/throughput, inference log on vs off"
 	@echo "make bench-training  training throughput (GPU when present), bf16 vs fp32"
-	@echo "make bench-rollout   the rollout splitter's added latency, and a crashed canary's time to 100% stable"
+	@echo "make bench-rollout   rollout: splitter latency, a failing canary to 100% stable, a 4-step rollout (~6 min)"
 	@echo "make lint         ruff (pyflakes, syntax, import order)"
 	@echo "make clean        delete .state/ (all local runs, models and bentos)"
 

@@ -213,6 +213,26 @@ def test_an_unreachable_service_is_counted_not_raised(reference_spec, transactio
     assert summary.sent == summary.connection_errors == 5 and summary.answered == summary.labels_written == 0
 
 
+def test_on_response_sees_every_request_with_its_status_and_headers(reference_spec, transactions, endpoint):
+    import asyncio
+
+    from include.modelops.local_stack import free_port
+    from include.modelops.serving.traffic import TrafficSummary, prepare_requests, send_requests
+
+    for url, answered in ((f"http://127.0.0.1:{endpoint.server_port}", True), (f"http://127.0.0.1:{free_port()}", False)):
+        cfg = TrafficConfig(url=url, rate=200, count=6, progress_every_s=0, timeout_s=2)
+        seen, summary = [], TrafficSummary()
+        asyncio.run(send_requests(url, prepare_requests(reference_spec, transactions, cfg, 6), cfg, summary,
+                                  lambda *_: None, lambda _: None, on_response=seen.append))
+        assert len(seen) == summary.sent == 6
+        assert all(r.sent_at <= r.answered_at for r in seen)
+        if answered:  # the service's status and headers (here the echoed request id)
+            assert {r.status for r in seen} == {200}
+            assert all(r.headers["X-Request-ID"] == r.request_id for r in seen)
+        else:  # no answer: no status, no headers
+            assert {r.status for r in seen} == {None} and all(r.headers == {} for r in seen)
+
+
 # --- delayed labels ------------------------------------------------------------------------
 
 

@@ -2,8 +2,10 @@
 
 :func:`register_faulty_candidate` registers a new version that wraps a real, trained version with
 one fault (``error``: every prediction fails, the service answers 500; ``shift``: every
-P(positive) is 0.5 higher; ``slow``: 300 ms per call). The model is MLflow "models from code"
-(``faulty_model.py``), so its bento carries the fault itself, as a real bad release would.
+P(positive) is 0.5 higher; ``slow``: 300 ms per call), from its first prediction or, with
+``fault_after_s``, only that many seconds after it (a candidate that starts failing mid-stage).
+The model is MLflow "models from code" (``faulty_model.py``), so its bento carries the fault
+itself, as a real bad release would.
 """
 
 from __future__ import annotations
@@ -17,19 +19,27 @@ MODEL_CODE = Path(__file__).with_name("faulty_model.py")
 
 
 def register_faulty_candidate(spec: ModelSpec, inner_version: str, fault: str, *, experiment_id: str,
-                              workdir: Path) -> str:
-    """Register a version that wraps ``inner_version`` with ``fault``; returns the new version."""
+                              workdir: Path, fault_after_s: float | None = None) -> str:
+    """Register a version that wraps ``inner_version`` with ``fault``; returns the new version.
+
+    ``fault_after_s``: the fault turns on this many seconds after the version's first prediction
+    (default: from the first one).
+    """
     import mlflow
 
     if fault not in FAULTS:
         raise ValueError(f"unknown fault {fault!r}; choose one of {list(FAULTS)}")
+    if fault_after_s is not None and fault_after_s < 0:
+        raise ValueError(f"fault_after_s must be >= 0 seconds, got {fault_after_s}")
     inner_dir = workdir / f"inner-v{inner_version}-{fault}"
     mlflow.artifacts.download_artifacts(f"models:/{spec.name}/{inner_version}", dst_path=str(inner_dir))
     inner = mlflow.pyfunc.load_model(str(inner_dir))
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{spec.name}-faulty-{fault}"):
-        mlflow.set_tags({"modelops.model": spec.name, "modelops.fault": fault})
+        mlflow.set_tags({"modelops.model": spec.name, "modelops.fault": fault,
+                         **({"modelops.fault_after_s": str(fault_after_s)} if fault_after_s else {})})
         info = mlflow.pyfunc.log_model(
             name="model", python_model=str(MODEL_CODE), artifacts={"inner": str(inner_dir)},
-            model_config={"fault": fault}, signature=inner.metadata.signature,
+            model_config={"fault": fault, **({"fault_after_s": fault_after_s} if fault_after_s else {})},
+            signature=inner.metadata.signature,
         )
     return str(mlflow.register_model(info.model_uri, spec.name).version)

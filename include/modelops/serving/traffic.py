@@ -536,12 +536,26 @@ def prepare_requests(spec: ModelSpec, frame: pd.DataFrame, cfg: TrafficConfig, n
     return PreparedRequests(bodies=bodies, labels=labels, rows_per_body=[k] * n_bodies)
 
 
+@dataclass(frozen=True)
+class Response:
+    """One request as the client saw it (``on_response``): wall-clock times, status, response headers."""
+
+    request_id: str
+    sent_at: float  # time.time()
+    answered_at: float
+    status: int | None  # None: no answer (connection error or timeout)
+    headers: dict[str, str]
+
+
 async def send_requests(base_url: str, prepared: PreparedRequests, cfg: TrafficConfig, summary: TrafficSummary,
-                        on_answer: Callable[[str, list[Any]], None], progress: Callable[[float], None]) -> None:
+                        on_answer: Callable[[str, list[Any]], None], progress: Callable[[float], None], *,
+                        on_response: Callable[[Response], None] | None = None) -> None:
     """Send ``prepared`` bodies to ``<base_url>/predict`` on ``cfg``'s open-loop schedule, counting in ``summary``.
 
     ``on_answer(request_id, labels)`` is called for every 2xx answer, ``progress(elapsed_s)``
-    every ``cfg.progress_every_s``. Used by ``run_traffic`` and the serving benchmark.
+    every ``cfg.progress_every_s``, and ``on_response`` (when given) for every request, answered
+    or not (the rollout benchmark reads which upstream answered when). Used by ``run_traffic``
+    and the serving and rollout benchmarks.
     """
     import aiohttp
 
@@ -554,12 +568,14 @@ async def send_requests(base_url: str, prepared: PreparedRequests, cfg: TrafficC
     async def one(session: aiohttp.ClientSession, i: int) -> None:
         body_i = i % len(prepared.bodies)
         request_id = str(uuid.uuid4())
-        started = time.perf_counter()
+        started, sent_at = time.perf_counter(), time.time()
+        status, headers = None, {}
         try:
             async with session.post(url, data=prepared.bodies[body_i],
                                     headers={"Content-Type": "application/json", "X-Request-ID": request_id}) as r:
                 payload = await r.read()
                 elapsed_ms = (time.perf_counter() - started) * 1000
+                status, headers = r.status, dict(r.headers)
                 if 200 <= r.status < 300:
                     summary.answered += 1
                     summary.rows_answered += prepared.rows_per_body[body_i]
@@ -578,6 +594,8 @@ async def send_requests(base_url: str, prepared: PreparedRequests, cfg: TrafficC
             summary.error(f"{type(exc).__name__}: {exc}"[:200])
         finally:
             in_flight.release()
+            if on_response is not None:
+                on_response(Response(request_id, sent_at, time.time(), status, headers))
 
     async def report_progress(t0: float) -> None:
         while True:
