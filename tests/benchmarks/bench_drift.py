@@ -1,6 +1,7 @@
 """The monitoring drift step against Evidently's DataDriftPreset called directly, on the same frames.
 
-    python tests/benchmarks/bench_drift.py [--rows 356000] [--big-rows 3560000] [--json out.json]
+    python tests/benchmarks/bench_drift.py [--rows 356000] [--big-rows 3560000] [--cases peer,full,sampled,big]
+                                           [--repeats 1] [--json out.json]
 
 Shape from evidently issue #763: 100 columns (80 numeric, 20 categorical), reference and current
 of ``--rows`` each, drift injected into 8 numeric and 2 categorical columns of the current frame.
@@ -13,6 +14,11 @@ Each case runs in a fresh interpreter so that its peak memory (ru_maxrss) is its
 * ``step, default sample``: the same with the default ``drift_sample_rows`` (200,000), whose
   per-feature verdicts are compared with the every-row run;
 * ``step, 10x rows``: ``--big-rows`` current rows with the default sample.
+
+``--cases`` picks some of them. ``--repeats N`` runs the peer and the every-row step N times in
+rotation (peer, full, peer, full, ...; the sampled cases once, in the first round), so that load
+from other work on a shared machine hits both alike, and reports each case's median time and the
+ratio of the medians.
 
 Prints one table with time, peak RSS and the ratio to the peer; ``--json`` writes the figures.
 """
@@ -106,17 +112,20 @@ def run_case(case: str, rows: int, reference_rows: int, out: Path) -> dict:
 
 
 def _drifted(cfg: dict, score: float) -> bool:
-    from include.modelops.monitoring.drift import P_VALUE_METHODS, _method_names
+    """Evidently's verdict for one ValueDrift of the peer's report (its resolved method and threshold)."""
+    from include.modelops.monitoring.drift import _method_names, is_drifted
 
-    name = _method_names().get(cfg.get("method") or "", cfg.get("method"))
-    threshold = cfg.get("threshold") or (0.05 if name in P_VALUE_METHODS else 0.1)
-    return score < threshold if name in P_VALUE_METHODS else score >= threshold
+    return is_drifted(_method_names().get(cfg["method"], cfg["method"]), score, cfg["threshold"])
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, default=356_000)
     p.add_argument("--big-rows", type=int, default=3_560_000)
+    p.add_argument("--cases", default="peer,full,sampled,big",
+                   help="comma-separated subset of peer,full,sampled,big (peer and full are always run)")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="run peer and full this many times in rotation; medians")
     p.add_argument("--case", default=None, help=argparse.SUPPRESS)  # internal: run one case here
     p.add_argument("--case-rows", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--out", default=str(PROJECT_ROOT / ".state" / "bench_drift"))
@@ -127,16 +136,25 @@ def main() -> int:
     if args.case:
         print(json.dumps(run_case(args.case, args.case_rows, args.rows, out)))
         return 0
-    plan = [("peer", args.rows), ("full", args.rows), ("sampled", args.rows), ("sampled", args.big_rows)]
+    picked = {"peer", "full", *args.cases.split(",")}
+    plan = [(c, rows) for c, rows in [("peer", args.rows), ("full", args.rows), ("sampled", args.rows),
+                                       ("big", args.big_rows)] if c in picked]
+    runs: dict[tuple[str, int], list[dict]] = {key: [] for key in plan}
+    for i in range(args.repeats):
+        for case, rows in plan if i == 0 else plan[:2]:
+            print(f"run {i + 1}/{args.repeats}: {case} on {rows:,} rows ...", file=sys.stderr, flush=True)
+            res = subprocess.run([sys.executable, __file__, "--case", "sampled" if case == "big" else case,
+                                  "--case-rows", str(rows), "--rows", str(args.rows), "--out", str(out)],
+                                 capture_output=True, text=True)
+            if res.returncode != 0:
+                print(res.stderr[-3000:], file=sys.stderr)
+                return 1
+            runs[(case, rows)].append(json.loads(res.stdout.strip().splitlines()[-1]))
+            print(f"  {runs[(case, rows)][-1]['seconds']} s", file=sys.stderr, flush=True)
     results = []
-    for case, rows in plan:
-        print(f"running {case} on {rows:,} rows ...", file=sys.stderr, flush=True)
-        res = subprocess.run([sys.executable, __file__, "--case", case, "--case-rows", str(rows),
-                              "--rows", str(args.rows), "--out", str(out)], capture_output=True, text=True)
-        if res.returncode != 0:
-            print(res.stderr[-3000:], file=sys.stderr)
-            return 1
-        results.append(json.loads(res.stdout.strip().splitlines()[-1]))
+    for key in plan:
+        ordered = sorted(runs[key], key=lambda r: r["seconds"])
+        results.append({**ordered[len(ordered) // 2], "all_seconds": [r["seconds"] for r in runs[key]]})
     peer, full = results[0], results[1]
     names = {"peer": "Evidently DataDriftPreset, direct (peer)", "full": "monitoring step, every row",
              "sampled": "monitoring step, default sample (200k)"}
@@ -149,6 +167,9 @@ def main() -> int:
                                                 f"no: {sorted(set(r['drifted']) ^ set(full['drifted']))}")
         print(f"| {names[r['case']]} | {r['rows']:,} | {r['seconds']:.1f} | {r['seconds'] / peer['seconds']:.2f}x "
               f"| {r['peak_gib']:.2f} | {len(r['drifted'])} | {same} |")
+    if args.repeats > 1:
+        print(f"\nmedian of {args.repeats} runs each; every run's seconds: "
+              + "; ".join(f"{names[r['case']]} {r['all_seconds']}" for r in results))
     print(f"\npeer and every-row step agree on the drifted features: {peer['drifted'] == full['drifted']}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

@@ -138,3 +138,106 @@ def test_large_window_is_compared_on_a_sample_with_the_same_verdicts(reference_s
     assert (full["rows"], full["rows_compared"]) == (6000, 6000)
     assert (part["rows"], part["rows_compared"]) == (6000, 1500)
     assert set(part["top"]) == set(full["top"]) and part["top"]
+
+
+# Every method the spec accepts, by the feature types it applies to (z and fisher_exact: two categories).
+# empirical_mmd (seconds per column) falls in one round only.
+NUMERIC_METHODS = ["anderson", "cramer_von_mises", "ed", "es", "hellinger", "jensenshannon", "empirical_mmd",
+                   "kl_div", "ks", "mannw", "psi", "t_test", "wasserstein"]
+CATEGORY_METHODS = ["chisquare", "g_test", "hellinger", "jensenshannon", "kl_div", "psi", "TVD"]
+BINARY_METHODS = ["z", "fisher_exact", "chisquare"]
+
+
+def evidently_test_verdicts(spec, reference, current, *, predictions=None):
+    """Drifted flag per column from Evidently's own drift tests (``include_tests=True``), with the
+    categoricals handed over as strings: how the step read its verdicts before."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import ValueDrift
+    from evidently.presets import DataDriftPreset
+
+    numeric = [f.name for f in spec.features if f.type.value in ("numeric", "integer")]
+    categorical = [f.name for f in spec.features if f.name not in numeric]
+    frames = []
+    for df, scores in ((reference, predictions and predictions[0]), (current, predictions and predictions[1])):
+        out = df[spec.feature_names].copy()
+        out[numeric] = out[numeric].astype("float64")
+        out[categorical] = out[categorical].astype(str)
+        if scores is not None:
+            out["score"] = scores
+        frames.append(out)
+    m = spec.monitoring
+    metrics = [DataDriftPreset(
+        columns=spec.feature_names, method=m.drift_method, threshold=m.drift_threshold,
+        per_column_method={f: o.method for f, o in m.feature_drift.items() if o.method} or None,
+        per_column_threshold={f: o.threshold for f, o in m.feature_drift.items() if o.threshold} or None)]
+    if predictions is not None:
+        metrics.append(ValueDrift(column="score"))
+    definition = DataDefinition(numerical_columns=numeric + (["score"] if predictions is not None else []),
+                                categorical_columns=categorical)
+    np.random.seed(0)  # empirical_mmd permutes with numpy's global generator
+    snap = Report(metrics, include_tests=True).run(Dataset.from_pandas(frames[1], data_definition=definition),
+                                                   Dataset.from_pandas(frames[0], data_definition=definition))
+    return {t["metric_config"]["params"]["column"]: t["status"] == "FAIL"
+            for t in snap.dict()["tests"] if t.get("id") == "drift"}
+
+
+def _with_methods(spec, methods: dict[str, str], thresholds: dict[str, float] | None = None):
+    from include.modelops.spec import FeatureDrift
+
+    thresholds = thresholds or {}
+    drift = {f: FeatureDrift(method=methods.get(f), threshold=thresholds.get(f)) for f in {*methods, *thresholds}}
+    return spec.model_copy(update={"monitoring": spec.monitoring.model_copy(update={"feature_drift": drift})})
+
+
+def _step(spec, ref, cur, out_dir, **kwargs):
+    np.random.seed(0)  # the same draws as the oracle's run, for empirical_mmd
+    return drift_report(spec, ref, cur, out_dir=out_dir, **kwargs)
+
+
+@pytest.mark.parametrize("round_", [0, 1, 2])
+def test_verdicts_without_evidently_tests_match_its_tests_for_every_method(reference_spec, tmp_path, round_):
+    """Numeric and categorical features, drifted and stable, p-value and distance methods; then the
+    same with each threshold set to the column's own score, where the methods' rules differ
+    (ks and Cramer-von Mises drift at their threshold, the other p-values only below it; the
+    distances drift at it, energy distance only above)."""
+    from include.modelops.monitoring.drift import DRIFT_RULES
+
+    assert set(NUMERIC_METHODS + CATEGORY_METHODS + BINARY_METHODS) == set(DRIFT_RULES)
+    feats = reference_spec.features
+    numeric = [f.name for f in feats if f.type.value in ("numeric", "integer")]
+    categorical = [f.name for f in feats if f.type.value == "categorical"]
+    methods = {f: NUMERIC_METHODS[(len(numeric) * round_ + j) % len(NUMERIC_METHODS)] for j, f in enumerate(numeric)}
+    methods |= {f: CATEGORY_METHODS[(len(categorical) * round_ + j) % len(CATEGORY_METHODS)]
+                for j, f in enumerate(categorical)}
+    methods["is_international"] = BINARY_METHODS[round_]
+    # Equal sizes: Evidently's g_test fails on unequal ones (scipy checks that the counts' sums agree).
+    ref, cur = fraud_rows(500, seed=3), fraud_rows(500, seed=4, drift=True)
+
+    spec = _with_methods(reference_spec, methods)
+    report = _step(spec, ref, cur, tmp_path / "a")
+    verdicts = {c: e["drifted"] for c, e in report["columns"].items()}
+    assert verdicts == evidently_test_verdicts(spec, ref, cur)
+    assert {c: e["method"] for c, e in report["columns"].items()} == methods
+    assert any(verdicts.values()) and not all(verdicts.values())
+    assert {c for c in numeric if verdicts[c]} and {c for c in numeric if not verdicts[c]}
+    assert {c for c in [*categorical, "is_international"] if verdicts[c]}
+
+    at_score = {c: e["score"] for c, e in report["columns"].items() if e["score"] > 0}
+    spec = _with_methods(reference_spec, methods, at_score)
+    report = _step(spec, ref, cur, tmp_path / "b")
+    assert {c: report["columns"][c]["score"] for c in at_score} == at_score, "same data, same scores"
+    verdicts = {c: e["drifted"] for c, e in report["columns"].items()}
+    assert verdicts == evidently_test_verdicts(spec, ref, cur)
+    for c in at_score:
+        assert verdicts[c] == (methods[c] in {"ks", "cramer_von_mises", "hellinger", "jensenshannon", "kl_div",
+                                              "psi", "wasserstein"}), (c, methods[c])
+
+
+def test_verdicts_with_evidentlys_own_method_choice_match_its_tests(reference_spec, tmp_path):
+    ref, cur = fraud_rows(5000, seed=3), fraud_rows(3000, seed=4, drift=True)
+    preds = (np.random.default_rng(2).random(len(ref)), np.random.default_rng(1).beta(5, 2, len(cur)))
+    report = _step(reference_spec, ref, cur.assign(score=preds[1]), tmp_path / "r", reference_predictions=preds[0])
+    verdicts = {c: e["drifted"] for c, e in report["columns"].items()} | {"score": report["prediction"]["drifted"]}
+    assert verdicts == evidently_test_verdicts(reference_spec, ref, cur, predictions=preds)
+    assert {e["method"] for e in report["columns"].values()} == {"wasserstein", "jensenshannon"}
+    assert report["top"] and len(report["top"]) < len(reference_spec.feature_names)
