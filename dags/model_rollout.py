@@ -72,6 +72,13 @@ NO_RETRY_ON_DECISIONS = ExceptionRetryPolicy(
 )
 
 
+# A stage sensor resumes from the rollout record, so a retry never moves traffic twice. Under load,
+# Airflow 3.3's scheduler can mark a quickly rescheduled poke failed ("state changed externally")
+# and retry it: a few retries keep that from rolling back a good candidate. A decision
+# (RolloutFailed) is never retried (NO_RETRY_ON_DECISIONS).
+SENSOR_RETRIES = 3
+
+
 def _version_from_context() -> str | None:
     """The version asked for: the run's param, else the triggering Asset event's, else None (challenger)."""
     ctx = get_current_context()
@@ -121,7 +128,7 @@ def rollout_dag(spec: ModelSpec):
 
         def stage_sensor(index: int, name: str, max_wait_s: float):
             @task.sensor(task_id=name, mode="reschedule", poke_interval=rollout.check_interval_s,
-                         timeout=max_wait_s + 10 * rollout.check_interval_s + 60)
+                         timeout=max_wait_s + 10 * rollout.check_interval_s + 60, retries=SENSOR_RETRIES)
             def stage(prepared: dict) -> PokeReturnValue:
                 result = stages.check_stage(model, prepared["version"], index)
                 return PokeReturnValue(is_done=result["done"], xcom_value=result)
@@ -130,7 +137,7 @@ def rollout_dag(spec: ModelSpec):
 
         def shadow_sensor(max_wait_s: float):
             @task.sensor(task_id="shadow", mode="reschedule", poke_interval=rollout.check_interval_s,
-                         timeout=max_wait_s + 10 * rollout.check_interval_s + 60)
+                         timeout=max_wait_s + 10 * rollout.check_interval_s + 60, retries=SENSOR_RETRIES)
             def shadow_stage(prepared: dict) -> PokeReturnValue:
                 from include.modelops.rollout import shadow
 
