@@ -745,6 +745,8 @@ def _print_summary(summary: dict, *, dag_s: float, total_s: float, log_file: Pat
             note = fn(result(task))
         except Exception:  # a summary line must never hide the rest
             note = ""
+        if task == "promote_to_champion" and task not in steps and rollout is not None:
+            state, note = "-", f"the {summary['model']}_rollout DAG moves champion (below)"
         _print(f"  {task:<22} {state:<15} {note}")
     evaluated, registered = result("evaluate_candidate"), result("register_candidate")
     promoted = steps.get("promote_to_champion", {}).get("state") == "success"
