@@ -74,6 +74,14 @@ class Health:
         return self.alive and self.ready
 
 
+def check_canary_share(state: DeploymentState, percent: int) -> None:
+    """Raise unless ``percent`` is a share (0..100) a backend running ``state`` can give the canary."""
+    if not 0 <= percent <= 100:
+        raise ValueError(f"canary share must be 0..100, got {percent}")
+    if percent and CANARY not in state.variants:
+        raise RuntimeError(f"{state.model} has no canary to send {percent}% of traffic to")
+
+
 def state_dir(model: str) -> Path:
     path = get_settings().state_dir / "rollout" / model
     path.mkdir(parents=True, exist_ok=True)

@@ -61,6 +61,7 @@ from include.modelops.rollout.backend import (
     DeploymentState,
     Health,
     StateFile,
+    check_canary_share,
 )
 from include.modelops.settings import KubernetesSettingsError, ServingClusterSettings
 
@@ -605,11 +606,8 @@ class KubernetesBackend:
         return deployed
 
     def set_canary_percent(self, percent: int) -> None:
-        if not 0 <= percent <= 100:
-            raise ValueError(f"canary share must be 0..100, got {percent}")
         with self.file.locked() as state:
-            if percent and CANARY not in state.variants:
-                raise RuntimeError(f"{self.model} has no canary to send {percent}% of traffic to")
+            check_canary_share(state, percent)
             old = state.canary_percent
             state.canary_percent = percent
             if not self._sync_route(state):

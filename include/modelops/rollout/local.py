@@ -41,6 +41,7 @@ from include.modelops.rollout.backend import (
     DeploymentState,
     Health,
     StateFile,
+    check_canary_share,
     state_dir,
 )
 from include.modelops.settings import get_settings
@@ -320,11 +321,8 @@ class LocalBackend:
         return deployed
 
     def set_canary_percent(self, percent: int) -> None:
-        if not 0 <= percent <= 100:
-            raise ValueError(f"canary share must be 0..100, got {percent}")
         with self.file.locked() as state:
-            if percent and CANARY not in state.variants:
-                raise RuntimeError(f"{self.model} has no canary to send {percent}% of traffic to")
+            check_canary_share(state, percent)
             if state.canary_percent == percent and self._splitter_up(state):
                 log.info("%s: canary already receives %d%% of requests", self.model, percent)
                 return
