@@ -22,16 +22,27 @@ class Api:
         with urllib.request.urlopen(req, timeout=30) as r:
             return json.loads(r.read())["access_token"]
 
-    def call(self, method: str, path: str, body: dict | None = None, *, user: str = "admin") -> tuple[int, dict]:
-        req = urllib.request.Request(f"{self.base}/api/v2{path}", method=method,
-                                     data=json.dumps(body).encode() if body is not None else None,
-                                     headers={"Content-Type": "application/json",
-                                              "Authorization": f"Bearer {self.tokens[user]}"})
-        try:
-            with urllib.request.urlopen(req, timeout=30) as r:
-                return r.status, json.loads(r.read() or b"{}")
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read() or b"{}")
+    def call(self, method: str, path: str, body: dict | None = None, *, user: str = "admin",
+             attempts: int = 5) -> tuple[int, dict]:
+        """One request; a 5xx is retried (up to ``attempts`` in all), as a well-behaved client does.
+
+        The test Airflow keeps its metadata in SQLite, where the API server's write can meet the
+        scheduler's and fail with "Database error" (the transaction is rolled back, so a retry is safe).
+        """
+        for attempt in range(1, attempts + 1):
+            req = urllib.request.Request(f"{self.base}/api/v2{path}", method=method,
+                                         data=json.dumps(body).encode() if body is not None else None,
+                                         headers={"Content-Type": "application/json",
+                                                  "Authorization": f"Bearer {self.tokens[user]}"})
+            try:
+                with urllib.request.urlopen(req, timeout=30) as r:
+                    return r.status, json.loads(r.read() or b"{}")
+            except urllib.error.HTTPError as e:
+                status, answer = e.code, json.loads(e.read() or b"{}")
+                if status < 500 or attempt == attempts:
+                    return status, answer
+            time.sleep(2 * attempt)
+        raise AssertionError("unreachable")
 
     def wait(self, what: str, fn, timeout_s: float = 600, every_s: float = 3):
         deadline = time.monotonic() + timeout_s
