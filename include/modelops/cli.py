@@ -164,16 +164,10 @@ def _run_training(spec, conf: dict[str, str], *, t_start: float, again: str) -> 
     summary_path = s.runs_dir / spec.name / "latest_summary.json"
     summary_path.unlink(missing_ok=True)  # never report an earlier run's outcome as this one's
     with contextlib.ExitStack() as running:
-        uri = os.environ.get("MLFLOW_TRACKING_URI")
-        if uri:
+        uri = _mlflow_server_for_run(running)
+        if uri is None:
+            uri = os.environ["MLFLOW_TRACKING_URI"]
             _print(f"==> Using the MLflow server at {uri} (MLFLOW_TRACKING_URI)")
-        else:
-            port = local_stack.free_port()
-            uri = f"http://127.0.0.1:{port}"
-            _print(f"==> Starting MLflow tracking server on {uri} (store: {s.state_dir / 'mlflow'})")
-            proc = local_stack.start_mlflow(s.state_dir, port, local_stack.stack_env(s.state_dir, uri))
-            running.callback(_print, "==> Stopped the MLflow server")
-            running.callback(local_stack.stop_process, proc)
         env = local_stack.stack_env(s.state_dir, uri)
         # Links in cards and reports point at the MLflow UI that `make up` serves, not this short-lived server.
         env.setdefault("MODELOPS_MLFLOW_UI_URL", f"http://127.0.0.1:{UI_MLFLOW_PORT}")
@@ -295,14 +289,7 @@ def cmd_demo_bad_canary(args: argparse.Namespace) -> int:
     s = get_settings()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     with contextlib.ExitStack() as running:
-        uri = os.environ.get("MLFLOW_TRACKING_URI")
-        if not uri:
-            port = local_stack.free_port()
-            uri = f"http://127.0.0.1:{port}"
-            _print(f"==> Starting MLflow tracking server on {uri} (store: {s.state_dir / 'mlflow'})")
-            proc = local_stack.start_mlflow(s.state_dir, port, local_stack.stack_env(s.state_dir, uri))
-            running.callback(_print, "==> Stopped the MLflow server")
-            running.callback(local_stack.stop_process, proc)
+        uri = _mlflow_server_for_run(running) or os.environ["MLFLOW_TRACKING_URI"]
         env = local_stack.stack_env(s.state_dir, uri)
         # The bento is built here and served by the rollout's tasks: one store for both.
         os.environ.update(MLFLOW_TRACKING_URI=uri, BENTOML_HOME=env["BENTOML_HOME"])
@@ -489,6 +476,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 1
 
 
+def _mlflow_server_for_run(running: contextlib.ExitStack, *, say_stopped: bool = True) -> str | None:
+    """Start a temporary MLflow server on this checkout's store unless MLFLOW_TRACKING_URI is set.
+
+    Returns the started server's URI (stopped with ``running``), or None when a URI is configured.
+    """
+    from include.modelops import local_stack
+
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return None
+    s = get_settings()
+    port = local_stack.free_port()
+    uri = f"http://127.0.0.1:{port}"
+    _print(f"==> Starting MLflow tracking server on {uri} (store: {s.state_dir / 'mlflow'})")
+    proc = local_stack.start_mlflow(s.state_dir, port, local_stack.stack_env(s.state_dir, uri))
+    if say_stopped:
+        running.callback(_print, "==> Stopped the MLflow server")
+    running.callback(local_stack.stop_process, proc)
+    return uri
+
+
 def _mlflow_for_reading(running: contextlib.ExitStack) -> str | None:
     """A tracking URI to read the registry from: the configured one if it answers (or is a
     local file or database store); unset, or a local server that does not answer, a temporary
@@ -628,14 +635,10 @@ def cmd_demo_drift(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     try:
         with contextlib.ExitStack() as running:
-            uri = os.environ.get("MLFLOW_TRACKING_URI")
-            if not uri:
-                port = local_stack.free_port()
-                uri = f"http://127.0.0.1:{port}"
-                _print(f"==> Starting MLflow tracking server on {uri} (store: {s.state_dir / 'mlflow'})")
-                proc = local_stack.start_mlflow(s.state_dir, port, local_stack.stack_env(s.state_dir, uri))
-                running.callback(local_stack.stop_process, proc)
-                os.environ["MLFLOW_TRACKING_URI"] = uri  # every step below (and the training run) uses it
+            started = _mlflow_server_for_run(running, say_stopped=False)
+            if started is not None:
+                os.environ["MLFLOW_TRACKING_URI"] = started  # every step below (and the training run) uses it
+            uri = os.environ["MLFLOW_TRACKING_URI"]
             os.environ.setdefault("MODELOPS_MLFLOW_UI_URL", f"http://127.0.0.1:{UI_MLFLOW_PORT}")
             from include.modelops import tracking
             from include.modelops.monitoring import steps as monitoring
