@@ -353,8 +353,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--single-rates", type=lambda s: [float(x) for x in s.split(",")],
                    default=[10, 25, 50, 100, 150, 200, 300, 450, 600, 800, 1000, 1300])
     p.add_argument("--batch-rates", type=lambda s: [float(x) for x in s.split(",")],
-                   default=[2, 5, 10, 20, 30, 45, 60, 80, 100, 130])
-    p.add_argument("--peer-workers", type=int, default=1, help="uvicorn workers of the FastAPI app")
+                   default=[2, 5, 10, 20, 30, 45, 60, 80, 100, 130, 170, 220, 280])
+    p.add_argument("--peer-workers", type=int, default=None,
+                   help="uvicorn workers of the FastAPI app (default: as many as the bento's, one per core)")
     p.add_argument("--only", default="", help="comma-separated subset: on,off,fastapi")
     p.add_argument("--variant", action="append", type=_variant, default=[], metavar="NAME:KEY=VALUE,...",
                    help="also serve the bento (log on) with these environment variables, e.g. "
@@ -370,6 +371,11 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(WORK, ignore_errors=True)
     setup_env()
     logging.basicConfig(level=logging.WARNING)
+    if args.peer_workers is None:
+        from include.modelops.settings import get_settings
+
+        workers = get_settings().serve_workers
+        args.peer_workers = (os.cpu_count() or 1) if workers == "cpu_count" else int(workers)
     from include.modelops import local_stack
     from include.modelops.spec import load_spec_by_name
 

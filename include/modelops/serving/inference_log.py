@@ -245,10 +245,15 @@ class InferenceLogWriter:
             table = pa.Table.from_pydict(columns, schema=self.schema)
             # One file per hour of the rows' own timestamps, so a time-window read finds
             # every row in the partition of its hour (a batch may straddle an hour).
-            hours = [log_store.hour_of(ts) for ts in columns["timestamp"]]
-            for hour in sorted(set(hours)):
-                mask = pa.array([h == hour for h in hours])
-                part = table.filter(mask) if len(set(hours)) > 1 else table
+            # A request's rows share one timestamp: name each distinct one's hour once (formatting
+            # every row's took three quarters of a batch's write time).
+            hour_by_ts = {ts: log_store.hour_of(ts) for ts in set(columns["timestamp"])}
+            distinct = sorted(set(hour_by_ts.values()))
+            for hour in distinct:
+                if len(distinct) > 1:
+                    part = table.filter(pa.array([hour_by_ts[ts] == hour for ts in columns["timestamp"]]))
+                else:
+                    part = table
                 at = part.column("timestamp")[0].as_py()
                 self.files.append(self._write_batch(KIND, self.spec.name, part, at=at, root=self.root))
         except Exception:
