@@ -252,6 +252,30 @@ class Approval(_Strict):
     timeout_hours: float = Field(default=72, gt=0, description="No answer by then rejects (fail closed).")
 
 
+# Evidently 0.7.23's drift methods whose verdict the drift step reads (``monitoring.drift.DRIFT_RULES``
+# holds each one's rule). Its text-only methods cannot apply to the spec's feature types.
+DRIFT_METHODS = frozenset({
+    "anderson", "chisquare", "cramer_von_mises", "ed", "empirical_mmd", "es", "hellinger",
+    "jensenshannon", "kl_div", "ks", "mannw", "psi", "t_test", "TVD", "wasserstein", "z",
+})
+# Methods Evidently registers that the spec refuses, and why.
+REFUSED_DRIFT_METHODS = {
+    "g_test": "Evidently 0.7.23's g_test compares the raw category counts of both windows and fails unless they "
+              "hold exactly as many rows, which a day of traffic and the reference sample never do; use "
+              "chisquare (the same question, on counts scaled to the window) or jensenshannon",
+    "fisher_exact": "Evidently 0.7.23's fisher_exact builds its 2x2 table only from windows of exactly as many rows "
+                    "and fails otherwise; use z (the two-proportion test for a boolean feature) or chisquare",
+}
+
+
+def _check_drift_method(method: str | None) -> str | None:
+    if method is None or method in DRIFT_METHODS:
+        return method
+    if method in REFUSED_DRIFT_METHODS:
+        raise ValueError(f"drift method {method!r} is not supported: {REFUSED_DRIFT_METHODS[method]}")
+    raise ValueError(f"unknown drift method {method!r}; use one of {sorted(DRIFT_METHODS, key=str.lower)}")
+
+
 class FeatureDrift(_Strict):
     """How drift is tested on one feature (overrides ``monitoring.drift_method``/``drift_threshold``)."""
 
@@ -261,6 +285,11 @@ class FeatureDrift(_Strict):
     threshold: float | None = Field(
         default=None, gt=0, description="Drift threshold for this feature (a p-value for tests, a distance "
         "otherwise); null: the method's default.")
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, v: str | None) -> str | None:
+        return _check_drift_method(v)
 
 
 class Monitoring(_Strict):
@@ -286,13 +315,19 @@ class Monitoring(_Strict):
         "this many (data quality and live metrics still use every row). The sample's empirical distribution is "
         "within sqrt(ln(2/0.05)/(2n)) of the window's (DKW, 95%): 0.003 at 200,000; only features scored that "
         "close to their threshold can change verdict. null: always every row.")
-    drift_method: str | None = Field(default=None, description="Evidently drift method for every feature; null: "
-                                     "Evidently's choice by type and size (K-S/chi-square up to 1000 rows, "
-                                     "Wasserstein/Jensen-Shannon above).")
+    drift_method: str | None = Field(default=None, description="Evidently drift method for every feature, one of "
+                                     + ", ".join(sorted(DRIFT_METHODS, key=str.lower)) + " (not g_test or fisher_exact: "
+                                     "Evidently 0.7.23's fail on windows of unequal size); null: Evidently's choice by type "
+                                     "and size (K-S/chi-square up to 1000 rows, Wasserstein/Jensen-Shannon above).")
     drift_threshold: float | None = Field(default=None, gt=0, description="Drift threshold for every feature; "
                                           "null: the method's default.")
     feature_drift: dict[str, FeatureDrift] = Field(default_factory=dict, description="Per-feature method and "
                                                    "threshold overrides, keyed by feature name.")
+
+    @field_validator("drift_method")
+    @classmethod
+    def _known_method(cls, v: str | None) -> str | None:
+        return _check_drift_method(v)
     drift_share_threshold: float = Field(
         default=0.3, gt=0, le=1, description="Trigger: share of drifted features at or above this."
     )

@@ -196,3 +196,20 @@ def test_bad_rollout_steps_are_named(tmp_path, steps, message):
     with pytest.raises(ModelSpecError) as err:
         load_spec(path)
     assert "rollout.steps" in str(err.value) and message in str(err.value)
+
+
+@pytest.mark.parametrize("mutate, field, message", [
+    (lambda r: r["monitoring"].update(drift_method="g_test"), r"monitoring\.drift_method",
+     r"'g_test' is not supported: .*fails unless they hold exactly as many rows.*use chisquare"),
+    (lambda r: r["monitoring"].update(feature_drift={"channel": {"method": "g_test"}}),
+     r"monitoring\.feature_drift\.channel\.method", "'g_test' is not supported"),
+    (lambda r: r["monitoring"].update(feature_drift={"is_international": {"method": "fisher_exact"}}),
+     r"monitoring\.feature_drift\.is_international\.method", "'fisher_exact' is not supported: .*use z"),
+    (lambda r: r["monitoring"].update(feature_drift={"amount": {"method": "kss"}}),
+     r"monitoring\.feature_drift\.amount\.method", r"unknown drift method 'kss'; use one of \[.*'ks'.*\]"),
+])
+def test_drift_methods_are_checked_when_the_spec_loads(tmp_path, mutate, field, message):
+    """A method the drift step cannot run fails `make check-specs` and DAG parsing, naming the field,
+    not the monitoring run a day after deployment."""
+    with pytest.raises(ModelSpecError, match=rf"field '{field}'.*{message}"):
+        load_spec(write_spec(tmp_path, mutate))
