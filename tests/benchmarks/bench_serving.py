@@ -46,6 +46,7 @@ WORK = PROJECT_ROOT / ".state" / "bench" / "serving"
 
 P95_LIMIT_MS = 50.0
 LOW_RATE = 20.0  # requests/s for the latency percentiles
+LOG_COST_RATES = (300.0, 100.0)  # requests/s of 1 and of 100 rows where the log's CPU cost is measured
 
 
 def setup_env() -> None:
@@ -287,7 +288,20 @@ def measure(servers: list[Server], spec: Any, frame: Any, args: argparse.Namespa
     print("==> Highest rate with p95 < 50 ms, 100 rows", flush=True)
     batch = max_throughput(servers, spec, frame, rows=100, rates=args.batch_rates, seconds=args.step_seconds,
                            bisect_steps=args.bisect, repeats=args.repeats, label="100 rows")
-    return {s.name: {"low": low[s.name], "single": single[s.name], "batch": batch[s.name]} for s in servers}
+    out = {s.name: {"low": low[s.name], "single": single[s.name], "batch": batch[s.name]} for s in servers}
+    # The log's cost in the server's own CPU per request, on and off at the same fixed rates,
+    # repeated more often: the highest rate with p95 < 50 ms sits on the knee of the latency curve
+    # and moves by about 10% between runs, CPU per request far less.
+    pair = [s for s in servers if s.name in ("bento, log on", "bento, log off")]
+    if len(pair) == 2:
+        for key, rate, rows in (("log_cpu_single", LOG_COST_RATES[0], 1), ("log_cpu_batch", LOG_COST_RATES[1], 100)):
+            print(f"==> Inference log cost: server CPU per request at {rate:g}/s, {rows} row(s), "
+                  f"{max(3, args.repeats)} x {args.step_seconds + 1:g} s", flush=True)
+            for name, r in interleaved(pair, spec, frame, rate=rate, seconds=args.step_seconds + 1, rows=rows,
+                                       repeats=max(3, args.repeats)).items():
+                _step("log cost", name, r)
+                out[name][key] = r
+    return out
 
 
 def _tput(result: dict[str, Any], key: str) -> float | None:
@@ -328,6 +342,12 @@ def table(results: dict[str, dict[str, Any]], peer_workers: int) -> str:
                      f" | >= 0.95x |")
         lines.append(f"| log on/off low-rate p95 | {_ratio(on['low']['latency_ms_p95'], off['low']['latency_ms_p95'])}"
                      f" | - |")
+        for key, rows in (("log_cpu_single", 1), ("log_cpu_batch", 100)):
+            if key in on and key in off:
+                lines.append(f"| log on/off server CPU per request, {rows} row(s) at {on[key]['target_rate']:g}/s "
+                             f"({on[key]['server_cpu_ms_per_request']:.2f} / {off[key]['server_cpu_ms_per_request']:.2f} ms) | "
+                             f"{_ratio(on[key]['server_cpu_ms_per_request'], off[key]['server_cpu_ms_per_request'])}"
+                             f" | <= 1.05x |")
     lines.append("")
     lines.append(f"`+`: the highest rate tried still passed (the ceiling is higher). FastAPI ran with "
                  f"{peer_workers} uvicorn worker(s).")
