@@ -323,11 +323,6 @@ class Monitoring(_Strict):
                                           "null: the method's default.")
     feature_drift: dict[str, FeatureDrift] = Field(default_factory=dict, description="Per-feature method and "
                                                    "threshold overrides, keyed by feature name.")
-
-    @field_validator("drift_method")
-    @classmethod
-    def _known_method(cls, v: str | None) -> str | None:
-        return _check_drift_method(v)
     drift_share_threshold: float = Field(
         default=0.3, gt=0, le=1, description="Trigger: share of drifted features at or above this."
     )
@@ -355,6 +350,12 @@ class Monitoring(_Strict):
         default=True, description="A retrain requested by monitoring trains on the spec's data plus the labelled "
         "rows of the window that triggered it (added to the training split, never to the holdout, so the gate "
         "compares candidate and champion on the same kind of data); false: the spec's data alone.")
+
+    @field_validator("drift_method")
+    @classmethod
+    def _known_method(cls, v: str | None) -> str | None:
+        return _check_drift_method(v)
+
 
 
 class ShadowStage(_Strict):
