@@ -357,7 +357,6 @@ class Monitoring(_Strict):
         return _check_drift_method(v)
 
 
-
 class ShadowStage(_Strict):
     """A stage before any canary traffic: the candidate answers copies of live requests, and its answers are
     discarded (clients only ever get stable's)."""
