@@ -339,14 +339,20 @@ def _port_or_free(port: int, what: str) -> int:
     return other
 
 
-def _stop_on_sigterm() -> None:
-    """Make SIGTERM behave like Ctrl-C, so the ``finally`` blocks stop every child process."""
+def _stop_on_signals() -> None:
+    """Make SIGTERM and SIGINT raise ``KeyboardInterrupt``, so the ``finally`` blocks stop every child.
+
+    SIGINT is set explicitly too: a command started in the background by a non-interactive
+    shell (``nohup make serve &`` in a script, a CI job) inherits SIGINT *ignored*, and Python
+    then leaves it ignored, so ``kill -INT`` (or Ctrl-C reaching the script) would do nothing.
+    """
     import signal
 
     def handler(signum, frame):  # noqa: ARG001 - signal handler signature
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -356,7 +362,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from include.modelops import local_stack
     from include.modelops.spec import ModelSpecError, load_all_specs
 
-    _stop_on_sigterm()
+    _stop_on_signals()
     s = get_settings()
     airflow_port = _port_or_free(args.airflow_port, "Airflow")
     mlflow_port = _port_or_free(args.mlflow_port, "MLflow")
@@ -429,7 +435,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from include.modelops import packaging
 
-    _stop_on_sigterm()
+    _stop_on_signals()
     s = get_settings()
     host = "127.0.0.1"
     if not _port_is_free(host, args.port):
@@ -624,7 +630,7 @@ def cmd_demo_drift(args: argparse.Namespace) -> int:
     from include.modelops.serving import traffic
     from include.modelops.spec import ModelSpecError, load_spec_by_name
 
-    _stop_on_sigterm()
+    _stop_on_signals()
     s = get_settings()
     try:
         spec = load_spec_by_name(args.model)

@@ -19,6 +19,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from include.modelops.settings import PROJECT_ROOT
 
@@ -89,11 +90,20 @@ def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen | None = None,
 
 
 def stop_process(proc: subprocess.Popen, timeout_s: float = 15) -> None:
-    """Stop a process started in its own session and every process in its group.
+    """Stop a process started in its own session, every process in its group, and its descendants.
 
     SIGTERM first; then SIGKILL to the group in any case, because workers (gunicorn, uvicorn,
     BentoML runners) can outlive their parent, and the group is ours alone (start_new_session).
+    Descendants that left the group (Airflow's task supervisors start their own, so a task
+    running when ``make up`` stops would outlive it) are found before the first signal, while
+    they are still linked to ``proc``, and stopped the same way.
     """
+    import psutil
+
+    try:
+        strays = psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []
+    except psutil.Error:
+        strays = []
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
@@ -105,6 +115,26 @@ def stop_process(proc: subprocess.Popen, timeout_s: float = 15) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(5)
+    strays = [p for p in strays if _alive(p)]
+    if strays:
+        log.warning("Stopping %d process(es) that left pid %s's group: %s", len(strays), proc.pid,
+                    ", ".join(f"{p.pid}" for p in strays))
+        for p in strays:
+            with contextlib.suppress(psutil.Error):
+                p.terminate()
+        _, still = psutil.wait_procs(strays, timeout=5)
+        for p in still:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+
+
+def _alive(p: Any) -> bool:
+    import psutil
+
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def start_mlflow(state_dir: Path, port: int, env: dict[str, str]) -> subprocess.Popen:

@@ -15,29 +15,7 @@ from typing import Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 
-from modelops_operators.approval import answer_of, comment_form
-
-
-def answer_given_before(context: Any) -> dict[str, Any] | None:
-    """The answer an earlier try of this task instance received, as the resume event carries it.
-
-    Airflow 3.3.2's scheduler can lose an answer: when it arrives before the scheduler processed
-    the executor's report that the try went to ``awaiting_input``, that try is failed ("state
-    changed externally") and retried, and a new request would erase the answer. A decision on a
-    rollout stands, so the retry resumes with it instead of asking again.
-    """
-    from airflow.sdk.execution_time.hitl import get_hitl_detail_content_detail
-
-    try:
-        detail = get_hitl_detail_content_detail(context["task_instance"].id)
-    except Exception:  # noqa: BLE001 - no request was made yet (the API answers 404)
-        return None
-    if not detail.response_received:
-        return None
-    user = detail.responded_by_user
-    return {"chosen_options": detail.chosen_options, "params_input": detail.params_input or {},
-            "responded_at": detail.responded_at, "timedout": False,
-            "responded_by_user": {"id": user.id, "name": user.name} if user else None}
+from modelops_operators.approval import answer_given_before, answer_of, comment_form
 
 
 class RolloutPauseOperator(ApprovalOperator):

@@ -7,6 +7,7 @@ stable and canary behind one endpoint; the tests read who answered from the spli
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -138,3 +139,25 @@ def test_a_killed_canary_is_seen_dead_and_promotion_restarts_the_version_as_stab
     assert promoted.pid != canary.pid and state.canary_percent == 0
     assert answered_by(backend, backend.endpoint(), versions["payload"], 5) == {"stable": 5}
     assert pids_with_env("BENTOML_HOME", canary.home) == []  # the crashed server's orphans were stopped too
+
+
+def test_clients_never_see_a_dead_canary_between_checks(versions, backend):
+    """A canary whose processes are all gone refuses connections: the splitter sends its share to
+    stable at once (it retries the connection on the next upstream) until the stage's next check
+    rolls back. Clients get no 502 in between, however long that is (a pause can last hours)."""
+    (v1, tag1), (v2, tag2) = versions["v1"], versions["v2"]
+    backend.deploy("stable", v1, tag1)
+    canary = backend.deploy("canary", v2, tag2)
+    backend.set_canary_percent(50)
+    url = backend.endpoint()
+    assert answered_by(backend, url, versions["payload"], 10) == {"stable": 5, "canary": 5}
+
+    for pid in [canary.pid, *pids_with_env("BENTOML_HOME", canary.home)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while pids_with_env("BENTOML_HOME", canary.home) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not backend.health("canary").alive and backend.state().canary_percent == 50
+
+    assert answered_by(backend, url, versions["payload"], 30) == {"stable": 30}

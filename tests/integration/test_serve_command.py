@@ -7,6 +7,7 @@ MLflow store with the ``champion`` alias and the bento tag, as the training DAG 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -93,7 +94,10 @@ def test_serve_answers_logs_and_leaves_no_process_after_a_signal(spec, champion,
         assert not survivors, [(c.pid, c.cmdline()[:4]) for c in survivors]
         assert "via-make" in set(read_window(spec.name, root=str(log_root)).request_id)
     finally:
-        if proc.poll() is None:
+        if proc.poll() is None:  # a failed assertion above: stop the command and the server it started
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    child.kill()
             proc.kill()
             proc.wait(10)
 

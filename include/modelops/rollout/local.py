@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from include.modelops import local_stack
-from include.modelops.packaging import SHADOW_HEADER
+from include.modelops.packaging import MAX_BODY_BYTES, SHADOW_HEADER
 from include.modelops.rollout.backend import (
     CANARY,
     STABLE,
@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 
 HANDLER_ID = "modelops_split"
 UPSTREAM_HEADER = "X-ModelOps-Upstream"
+# How long the splitter skips a variant that refused a connection before trying it again.
+FAILED_UPSTREAM_SKIP = "10s"
 # Popen objects of processes this Python process started, so they are reaped (not left as zombies).
 _CHILDREN: dict[int, subprocess.Popen] = {}
 
@@ -179,7 +181,17 @@ def splitter_config(state: DeploymentState, *, listen: str, admin: str) -> dict[
     if upstreams:
         handler: dict[str, Any] = {
             "@id": HANDLER_ID, "handler": "reverse_proxy", "upstreams": upstreams,
-            "load_balancing": {"selection_policy": {"policy": "weighted_round_robin", "weights": weights}},
+            # A variant whose process died costs clients nothing: a request it refuses, or whose
+            # connection it reset (a kept-alive one, found dead once written), goes to the next
+            # upstream at once, and the dead one is skipped for FAILED_UPSTREAM_SKIP until the
+            # stage's next check sees it dead and rolls back. A prediction has no side effect, so
+            # a POST may be sent twice. Only transport failures count: a 5xx answer reaches the
+            # client and the analysis.
+            "load_balancing": {"selection_policy": {"policy": "weighted_round_robin", "weights": weights},
+                               "retries": 2, "retry_match": [{"method": ["POST"]}]},
+            # A retried request is sent again from this buffer (a body the service accepts fits in it).
+            "request_buffers": MAX_BODY_BYTES,
+            "health_checks": {"passive": {"fail_duration": FAILED_UPSTREAM_SKIP, "max_fails": 1}},
             # Only the rollout's shadow stage, calling a variant's own port, may mark a request as a shadow copy.
             "headers": {"request": {"delete": [SHADOW_HEADER]},
                         "response": {"set": {UPSTREAM_HEADER: ["{http.reverse_proxy.upstream.hostport}"]}}},

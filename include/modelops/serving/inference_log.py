@@ -167,7 +167,8 @@ class InferenceLogWriter:
         self._flush_now = False
         self.written_rows = 0
         self.dropped_rows = 0
-        self.files: list[str] = []
+        # The last files written (a serving process writes about one a second: keep it bounded).
+        self.files: deque[str] = deque(maxlen=1000)
         self._thread = threading.Thread(target=self._run, name="inference-log-writer", daemon=True)
         self._thread.start()
         # Also flush when the interpreter exits without the service's shutdown hook running.
