@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 import os
 import re
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
@@ -252,12 +254,20 @@ class Approval(_Strict):
     timeout_hours: float = Field(default=72, gt=0, description="No answer by then rejects (fail closed).")
 
 
-# Evidently 0.7.23's drift methods whose verdict the drift step reads (``monitoring.drift.DRIFT_RULES``
-# holds each one's rule). Its text-only methods cannot apply to the spec's feature types.
-DRIFT_METHODS = frozenset({
-    "anderson", "chisquare", "cramer_von_mises", "ed", "empirical_mmd", "es", "hellinger",
-    "jensenshannon", "kl_div", "ks", "mannw", "psi", "t_test", "TVD", "wasserstein", "z",
-})
+# How Evidently 0.7.23 turns a method's score and threshold into its drift verdict: the return line
+# of each stat test in evidently/legacy/calculations/stattests/. P-values drift BELOW the threshold
+# (ks and cramer_von_mises also AT it); distances drift AT or above it (energy distance only
+# strictly above). The drift step (``monitoring.drift``) runs the report without Evidently's tests
+# and reads the verdict from here; a spec may name exactly these methods.
+# Evidently's text-only methods have no such rule and cannot apply to the spec's feature types.
+DRIFT_RULES: dict[str, Callable[[float, float], bool]] = {
+    **dict.fromkeys(["anderson", "chisquare", "empirical_mmd", "es", "mannw", "t_test",
+                     "TVD", "z"], operator.lt),
+    **dict.fromkeys(["cramer_von_mises", "ks"], operator.le),
+    **dict.fromkeys(["hellinger", "jensenshannon", "kl_div", "psi", "wasserstein"], operator.ge),
+    "ed": operator.gt,
+}
+DRIFT_METHODS = frozenset(DRIFT_RULES)
 # Methods Evidently registers that the spec refuses, and why.
 REFUSED_DRIFT_METHODS = {
     "g_test": "Evidently 0.7.23's g_test compares the raw category counts of both windows and fails unless they "

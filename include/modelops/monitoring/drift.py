@@ -23,30 +23,17 @@ import json
 import logging
 import math
 import operator
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from include.modelops.metrics_catalog import higher_is_better
-from include.modelops.spec import FeatureType, ModelSpec
+from include.modelops.spec import DRIFT_RULES, FeatureType, ModelSpec
 
 if TYPE_CHECKING:
     import pandas as pd
 
 log = logging.getLogger(__name__)
 
-# How Evidently 0.7.23 turns a method's score and threshold into its drift verdict: the return line
-# of each stat test in evidently/legacy/calculations/stattests/. P-values drift BELOW the threshold
-# (ks and cramer_von_mises also AT it); distances drift AT or above it (energy distance only
-# strictly above). The report runs without Evidently's tests, so the verdict is read from here.
-# Evidently's text-only methods have no such rule and cannot apply to the spec's feature types.
-DRIFT_RULES: dict[str, Callable[[float, float], bool]] = {
-    **dict.fromkeys(["anderson", "chisquare", "empirical_mmd", "es", "mannw", "t_test",
-                     "TVD", "z"], operator.lt),
-    **dict.fromkeys(["cramer_von_mises", "ks"], operator.le),
-    **dict.fromkeys(["hellinger", "jensenshannon", "kl_div", "psi", "wasserstein"], operator.ge),
-    "ed": operator.gt,
-}
 # Methods whose score is a p-value (drift when the score is low); the others are distances.
 P_VALUE_METHODS = frozenset(m for m, rule in DRIFT_RULES.items() if rule in (operator.lt, operator.le))
 
