@@ -181,6 +181,21 @@ def test_reader_filters_on_exact_time_version_and_variant(reference_spec, root):
     assert pd.api.types.is_datetime64_any_dtype(window["timestamp"])
 
 
+def test_a_window_with_nothing_logged_yet_still_has_the_columns(reference_spec, root):
+    """A new hour has no file until the first flush: callers may select columns of the empty window."""
+    never = read_window("never-served", root=root)
+    writer = InferenceLogWriter(reference_spec, root=root, flush_interval_s=3600)
+    writer.submit(records(reference_spec, "at-ten", at=datetime(2026, 3, 1, 10, 30, tzinfo=UTC)))
+    writer.close()
+    next_hour = read_window(reference_spec.name, start=datetime(2026, 3, 1, 11, tzinfo=UTC), root=root)
+    filtered_out = read_window(reference_spec.name, version="no-such-version", root=root)
+    for empty in (never, next_hour, filtered_out):
+        assert empty.empty
+        assert {"request_id", "timestamp", "model_version", "variant"} <= set(empty.columns)
+        assert empty[empty["request_id"].str.startswith("probe")].empty
+        assert pd.api.types.is_datetime64_any_dtype(empty["timestamp"])
+
+
 def test_reader_skips_truncated_and_garbage_files_with_a_warning_and_counts_them(reference_spec, root, caplog):
     at = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
     writer = InferenceLogWriter(reference_spec, root=root, flush_interval_s=3600)

@@ -52,16 +52,7 @@ def record_schema(spec: ModelSpec) -> pa.Schema:
     """
     import pyarrow as pa
 
-    fields = [
-        pa.field("request_id", pa.string(), nullable=False),
-        pa.field("row_index", pa.int32(), nullable=False),
-        pa.field("timestamp", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("model", pa.string(), nullable=False),
-        pa.field("model_version", pa.string(), nullable=False),
-        pa.field("variant", pa.string(), nullable=False),
-        pa.field("entity_id", pa.string()),
-        pa.field("latency_ms", pa.float64()),
-    ]
+    fields = _base_fields()
     if spec.task == TaskType.binary_classification:
         fields += [pa.field("score", pa.float64()), pa.field("label", pa.int64())]
     elif spec.task == TaskType.regression:
@@ -76,6 +67,22 @@ def record_schema(spec: ModelSpec) -> pa.Schema:
     }
     fields += [pa.field(FEATURE_PREFIX + f.name, arrow_type[f.type]) for f in spec.features]
     return pa.schema(fields)
+
+
+def _base_fields() -> list[pa.Field]:
+    """The fields every model's records have, whatever its task and features."""
+    import pyarrow as pa
+
+    return [
+        pa.field("request_id", pa.string(), nullable=False),
+        pa.field("row_index", pa.int32(), nullable=False),
+        pa.field("timestamp", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("model", pa.string(), nullable=False),
+        pa.field("model_version", pa.string(), nullable=False),
+        pa.field("variant", pa.string(), nullable=False),
+        pa.field("entity_id", pa.string()),
+        pa.field("latency_ms", pa.float64()),
+    ]
 
 
 def request_records(
@@ -311,11 +318,13 @@ def read_window(
     """The inference log of ``model`` answered in ``[start, end)``, as a DataFrame.
 
     Optionally only one model version and one variant. Rows are ordered by time, then
-    request and row index. Files that cannot be read (a torn upload, garbage) are
+    request and row index. A window with nothing logged (yet) is an empty frame that still
+    has the columns every model's records have (``request_id`` ... ``latency_ms``). Files that cannot be read (a torn upload, garbage) are
     skipped with a warning; ``frame.attrs["skipped_files"]`` counts them and
     ``frame.attrs["skipped"]`` says which and why, ``frame.attrs["files"]`` counts those read.
     """
     import pandas as pd
+    import pyarrow as pa
 
     stats = log_store.ReadStats()
     frame = log_store.read_records(KIND, model, start=start, end=end, root=root, stats=stats)
@@ -330,6 +339,8 @@ def read_window(
         if variant is not None:
             keep &= frame["variant"] == variant
         frame = frame[keep].sort_values(["timestamp", "request_id", "row_index"]).reset_index(drop=True)
+    else:  # no file in the window's hours: nothing logged yet, or the first seconds of a new hour
+        frame = pa.schema(_base_fields()).empty_table().to_pandas()
     frame.attrs.update(files=stats.files, skipped_files=len(stats.skipped), skipped=list(stats.skipped))
     return frame
 
