@@ -18,6 +18,9 @@ rate give out, then bisected), for single-row and for 100-row requests. The load
 ``include.modelops.serving.traffic.send_requests`` (asyncio + aiohttp, open-loop schedule,
 bounded in count, time and requests in flight), in this process, on the same cores as the
 server: on a 2-core machine the client's own CPU is part of every figure, for both servers alike.
+Also, per server, the full garbage collections its processes ran and their pauses
+(``tests/benchmarks/gc_probe``), at a steady 100 requests/s and over the whole run: the bento
+freezes its startup heap, the FastAPI app does not.
 
 Goals (issue 7): single-row max throughput bento >= 1.5x FastAPI; low-rate p95 bento <= 1.2x
 FastAPI; the log costs <= 5% throughput. Everything it writes goes under
@@ -43,9 +46,11 @@ from typing import Any
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(PROJECT_ROOT))
 WORK = PROJECT_ROOT / ".state" / "bench" / "serving"
+GC_PROBE = Path(__file__).resolve().parent / "gc_probe"
 
 P95_LIMIT_MS = 50.0
 LOW_RATE = 20.0  # requests/s for the latency percentiles
+GC_RATE = 100.0  # requests/s of single rows where full garbage collections are counted
 LOG_COST_RATES = (300.0, 100.0)  # requests/s of 1 and of 100 rows where the log's CPU cost is measured
 
 
@@ -96,14 +101,20 @@ class Server:
     """One server process on a free port, started and stopped around a measurement."""
 
     def __init__(self, name: str, cmd: list[str], env: dict[str, str], cwd: Path) -> None:
-        self.name, self.cmd, self.env, self.cwd = name, cmd, env, cwd
+        self.name, self.cmd, self.cwd = name, cmd, cwd
         self.proc: subprocess.Popen | None = None
-        self.log = WORK / "logs" / (re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_") + ".log")
+        slug = re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_")
+        self.log = WORK / "logs" / (slug + ".log")
+        # Every full garbage collection of the server's processes, one line each (gc_probe).
+        self.gc_log = WORK / "logs" / (slug + ".gc.txt")
+        self.env = dict(env, MODELOPS_BENCH_GC_LOG=str(self.gc_log),
+                        PYTHONPATH=os.pathsep.join(filter(None, [str(GC_PROBE), env.get("PYTHONPATH")])))
 
     def __enter__(self) -> Server:
         from include.modelops import local_stack
 
         self.log.parent.mkdir(parents=True, exist_ok=True)
+        self.gc_log.unlink(missing_ok=True)
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT, env=self.env,
                                          cwd=self.cwd, start_new_session=True)
@@ -128,6 +139,17 @@ class Server:
         except psutil.Error:
             pass
         return total
+
+    def gc_pauses_ms(self, since: float, until: float | None = None) -> list[float]:
+        """Pauses of the full garbage collections that ended in ``[since, until]`` (unix time), in any process."""
+        if not self.gc_log.exists():
+            return []
+        pauses = []
+        for line in self.gc_log.read_text().splitlines():
+            _pid, at, pause_ms = line.split()
+            if float(at) >= since and (until is None or float(at) <= until):
+                pauses.append(float(pause_ms))
+        return pauses
 
     @property
     def url(self) -> str:
@@ -276,12 +298,19 @@ def measure(servers: list[Server], spec: Any, frame: Any, args: argparse.Namespa
     for server in servers:  # warm-up: imports, caches, connections, the batcher's first calls
         run_load(spec, frame, server.url, rate=50, seconds=2, rows=1)
         run_load(spec, frame, server.url, rate=10, seconds=1, rows=100)
+    measured_from = time.time()
     print(f"==> Low rate {LOW_RATE:g}/s, single rows, {args.repeats} x {args.low_seconds:g} s per server", flush=True)
     low = interleaved(servers, spec, frame, rate=LOW_RATE, seconds=args.low_seconds, rows=1, repeats=args.repeats)
     for name, r in low.items():
         print(f"    {name:<16} p50 {r['latency_ms_p50']:.2f}  p95 {r['latency_ms_p95']:.2f}  "
               f"p99 {r['latency_ms_p99']:.2f} ms  server CPU {r['server_cpu_ms_per_request']:.1f} ms/request",
               flush=True)
+    # Before the ceiling steps: an overloaded server's backlog of requests lengthens its collections.
+    print(f"==> Full garbage collections at {GC_RATE:g}/s, single rows, {args.repeats} x {args.gc_seconds:g} s "
+          f"per server", flush=True)
+    gc_from = time.time()
+    steady = interleaved(servers, spec, frame, rate=GC_RATE, seconds=args.gc_seconds, rows=1, repeats=args.repeats)
+    gc_until = time.time()
     print("==> Highest rate with p95 < 50 ms, single rows", flush=True)
     single = max_throughput(servers, spec, frame, rows=1, rates=args.single_rates, seconds=args.step_seconds,
                             bisect_steps=args.bisect, repeats=args.repeats, label="1 row")
@@ -289,6 +318,18 @@ def measure(servers: list[Server], spec: Any, frame: Any, args: argparse.Namespa
     batch = max_throughput(servers, spec, frame, rows=100, rates=args.batch_rates, seconds=args.step_seconds,
                            bisect_steps=args.bisect, repeats=args.repeats, label="100 rows")
     out = {s.name: {"low": low[s.name], "single": single[s.name], "batch": batch[s.name]} for s in servers}
+    for s in servers:  # before the log-cost steps, which only two of the servers run
+        at_rate, whole = s.gc_pauses_ms(gc_from, gc_until), s.gc_pauses_ms(measured_from)
+        out[s.name]["gc"] = {
+            "rate": GC_RATE, "latency_ms_p99": steady[s.name]["latency_ms_p99"],
+            "seconds_at_rate": args.gc_seconds * args.repeats, "full_collections": len(at_rate),
+            "max_pause_ms": max(at_rate, default=0.0), "total_pause_ms": sum(at_rate),
+            "run_full_collections": len(whole), "run_max_pause_ms": max(whole, default=0.0),
+            "run_seconds": time.time() - measured_from}
+        g = out[s.name]["gc"]
+        print(f"    {s.name:<16} p99 {g['latency_ms_p99']:.2f} ms  full GCs {g['full_collections']}, longest "
+              f"{g['max_pause_ms']:.1f} ms  (whole run so far: {g['run_full_collections']}, longest "
+              f"{g['run_max_pause_ms']:.1f} ms)", flush=True)
     # The log's cost in the server's own CPU per request, on and off at the same fixed rates,
     # repeated more often: the highest rate with p95 < 50 ms sits on the knee of the latency curve
     # and moves by about 10% between runs, CPU per request far less.
@@ -348,6 +389,18 @@ def table(results: dict[str, dict[str, Any]], peer_workers: int) -> str:
                              f"({on[key]['server_cpu_ms_per_request']:.2f} / {off[key]['server_cpu_ms_per_request']:.2f} ms) | "
                              f"{_ratio(on[key]['server_cpu_ms_per_request'], off[key]['server_cpu_ms_per_request'])}"
                              f" | <= 1.05x |")
+    if on and peer and on["gc"]["full_collections"] and peer["gc"]["full_collections"]:
+        lines.append(f"| bento/FastAPI longest full-GC pause at {on['gc']['rate']:g}/s ({on['gc']['max_pause_ms']:.1f} / "
+                     f"{peer['gc']['max_pause_ms']:.1f} ms) | {_ratio(on['gc']['max_pause_ms'], peer['gc']['max_pause_ms'])}"
+                     f" | - |")
+    first = results[names[0]]["gc"]
+    lines += ["", f"| server | at {first['rate']:g}/s for {first['seconds_at_rate']:g} s: p99 (ms) | full GCs | "
+              f"longest pause (ms) | all pauses (ms) | whole run ({first['run_seconds']:.0f} s): full GCs | "
+              f"longest pause (ms) |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for name in names:
+        g = results[name]["gc"]
+        lines.append(f"| {name} | {g['latency_ms_p99']:.2f} | {g['full_collections']} | {g['max_pause_ms']:.1f} | "
+                     f"{g['total_pause_ms']:.0f} | {g['run_full_collections']} | {g['run_max_pause_ms']:.1f} |")
     lines.append("")
     lines.append(f"`+`: the highest rate tried still passed (the ceiling is higher). FastAPI ran with "
                  f"{peer_workers} uvicorn worker(s).")
@@ -369,6 +422,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=2, help="interleaved repeats of every step (median taken)")
     p.add_argument("--low-seconds", type=float, default=5.0, help="seconds per repeat of the low-rate step")
     p.add_argument("--step-seconds", type=float, default=3.0, help="seconds per repeat of a rate step")
+    p.add_argument("--gc-seconds", type=float, default=30.0,
+                   help=f"seconds per repeat of the steady {GC_RATE:g}/s step where full garbage collections are counted")
     p.add_argument("--bisect", type=int, default=2, help="bisection steps after the first failing rate")
     p.add_argument("--single-rates", type=lambda s: [float(x) for x in s.split(",")],
                    default=[10, 25, 50, 100, 150, 200, 300, 450, 600, 800, 1000, 1300])
@@ -384,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fresh", action="store_true", help="delete the previous run's state first")
     args = p.parse_args(argv)
     if args.quick:
-        args.repeats, args.low_seconds, args.step_seconds, args.bisect = 1, 4.0, 2.0, 0
+        args.repeats, args.low_seconds, args.step_seconds, args.bisect, args.gc_seconds = 1, 4.0, 2.0, 0, 10.0
         args.single_rates, args.batch_rates = [10, 50, 100, 200, 400, 800], [2, 10, 30, 60]
 
     if args.fresh:
