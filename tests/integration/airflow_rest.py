@@ -44,14 +44,21 @@ class Api:
             time.sleep(2 * attempt)
         raise AssertionError("unreachable")
 
-    def wait(self, what: str, fn, timeout_s: float = 600, every_s: float = 3):
+    def wait(self, what: str, fn, timeout_s: float = 600, every_s: float = 3, describe=None):
+        """Poll ``fn`` until it returns something truthy; on timeout, say what ``describe()`` sees."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             value = fn()
             if value:
                 return value
             time.sleep(every_s)
-        raise TimeoutError(f"timed out waiting for {what}")
+        seen = ""
+        if describe is not None:
+            try:
+                seen = f"; {describe()}"
+            except Exception as exc:  # the timeout is the failure to report, not this
+                seen = f"; (could not describe: {exc})"
+        raise TimeoutError(f"timed out waiting for {what}{seen}")
 
 
 def trigger(api: Api, dag_id: str, conf: dict) -> str:
@@ -72,6 +79,15 @@ def run_state(api: Api, dag_id: str, run_id: str) -> str | None:
     """The run's final state, or None while it has not finished."""
     state = dag_run(api, dag_id, run_id).get("state")
     return state if state in ("success", "failed") else None
+
+
+def task_states(api: Api, dag_id: str, run_id: str) -> str:
+    """The run's task instances as ``task: state (try n)``, for a failure message."""
+    status, body = api.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
+    if status != 200:
+        return f"task instances: HTTP {status} {body}"
+    return "task instances: " + ", ".join(
+        f"{t.get('task_id')}: {t.get('state')} (try {t.get('try_number')})" for t in body.get("task_instances", []))
 
 
 def hitl_path(dag_id: str, run_id: str, task_id: str) -> str:

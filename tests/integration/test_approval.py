@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.airflow_rest import Api, run_state, ti, trigger
+from tests.integration.airflow_rest import Api, run_state, task_states, ti, trigger
 from tests.integration.airflow_rest import hitl_path as hitl
 
 pytestmark = pytest.mark.integration
@@ -51,7 +51,8 @@ def test_manual_approval_over_rest_moves_alias_and_records_responder(stack, airf
                                                  "params_input": {"comment": "evidence reviewed"}}, user="risk_lead")
     assert status == 200, resp
 
-    assert api.wait("the run to finish", lambda: run_state(api, APPROVED_DAG, run_id)) == "success"
+    assert api.wait("the run to finish", lambda: run_state(api, APPROVED_DAG, run_id),
+                    describe=lambda: task_states(api, APPROVED_DAG, run_id)) == "success"
     version = stack.alias("champion", model="fraud_manual")
     assert version is not None
     tags = stack.client().get_model_version("fraud_manual", version).tags
@@ -67,7 +68,8 @@ def test_manual_approval_over_rest_moves_alias_and_records_responder(stack, airf
 def test_unanswered_approval_times_out_and_rejects(stack, airflow_api, runs):
     api = airflow_api
     run_id = runs[TIMEOUT_DAG]
-    assert api.wait("the run to finish", lambda: run_state(api, TIMEOUT_DAG, run_id)) == "success"
+    assert api.wait("the run to finish", lambda: run_state(api, TIMEOUT_DAG, run_id),
+                    describe=lambda: task_states(api, TIMEOUT_DAG, run_id)) == "success"
     assert ti(api, TIMEOUT_DAG, run_id, "approve")["state"] == "success"
     for task in ("package_bento", "smoke_serve_bento", "promote_to_champion"):
         assert ti(api, TIMEOUT_DAG, run_id, task)["state"] == "skipped", task
