@@ -319,9 +319,10 @@ def read_window(
 
     Optionally only one model version and one variant. Rows are ordered by time, then
     request and row index. A window with nothing logged (yet) is an empty frame that still
-    has the columns every model's records have (``request_id`` ... ``latency_ms``). Files that cannot be read (a torn upload, garbage) are
-    skipped with a warning; ``frame.attrs["skipped_files"]`` counts them and
-    ``frame.attrs["skipped"]`` says which and why, ``frame.attrs["files"]`` counts those read.
+    has the columns every model's records have (``request_id`` ... ``latency_ms``). Files
+    that cannot be read (a torn upload, garbage) are skipped with a warning;
+    ``frame.attrs["skipped_files"]`` counts them and ``frame.attrs["skipped"]`` says which and
+    why, ``frame.attrs["files"]`` counts those read.
     """
     import pandas as pd
     import pyarrow as pa
