@@ -328,20 +328,18 @@ def read_window(
     import pyarrow as pa
 
     stats = log_store.ReadStats()
-    frame = log_store.read_records(KIND, model, start=start, end=end, root=root, stats=stats)
-    if not frame.empty:
-        keep = pd.Series(True, index=frame.index)
-        if start is not None:
-            keep &= frame["timestamp"] >= pd.Timestamp(_utc(start))
-        if end is not None:
-            keep &= frame["timestamp"] < pd.Timestamp(_utc(end))
-        if version is not None:
-            keep &= frame["model_version"] == str(version)
-        if variant is not None:
-            keep &= frame["variant"] == variant
-        frame = frame[keep].sort_values(["timestamp", "request_id", "row_index"]).reset_index(drop=True)
-    else:  # no file in the window's hours: nothing logged yet, or the first seconds of a new hour
-        frame = pa.schema(_base_fields()).empty_table().to_pandas()
+    frame = log_store.read_records(KIND, model, start=start, end=end, root=root, stats=stats,
+                                   empty_schema=pa.schema(_base_fields()))
+    keep = pd.Series(True, index=frame.index)
+    if start is not None:
+        keep &= frame["timestamp"] >= pd.Timestamp(_utc(start))
+    if end is not None:
+        keep &= frame["timestamp"] < pd.Timestamp(_utc(end))
+    if version is not None:
+        keep &= frame["model_version"] == str(version)
+    if variant is not None:
+        keep &= frame["variant"] == variant
+    frame = frame[keep].sort_values(["timestamp", "request_id", "row_index"]).reset_index(drop=True)
     frame.attrs.update(files=stats.files, skipped_files=len(stats.skipped), skipped=list(stats.skipped))
     return frame
 

@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 KEY = ["request_id", "row_index"]
-LABEL_COLUMNS = ["request_id", "row_index", "model", "label", "labelled_at"]
 
 
 def label_type(values: Sequence[Any]) -> pa.DataType:
@@ -61,13 +60,27 @@ def labels_table(model: str, records: Sequence[tuple[str, int, Any]], *, labelle
     n = len(records)
     return pa.table(
         {
-            "request_id": pa.array([r[0] for r in records], pa.string()),
-            "row_index": pa.array([r[1] for r in records], pa.int32()),
-            "model": pa.array([model] * n, pa.string()),
-            "label": pa.array(labels, dtype),
-            "labelled_at": pa.array([labelled_at] * n, pa.timestamp("us", tz="UTC")),
-        }
+            "request_id": [r[0] for r in records],
+            "row_index": [r[1] for r in records],
+            "model": [model] * n,
+            "label": labels,
+            "labelled_at": [labelled_at] * n,
+        },
+        schema=label_schema(dtype),
     )
+
+
+def label_schema(dtype: pa.DataType | None = None) -> pa.Schema:
+    """The feed's schema (see the module docstring); ``dtype`` is the label's type (string when unknown)."""
+    import pyarrow as pa
+
+    return pa.schema([
+        pa.field("request_id", pa.string()),
+        pa.field("row_index", pa.int32()),
+        pa.field("model", pa.string()),
+        pa.field("label", dtype or pa.string()),
+        pa.field("labelled_at", pa.timestamp("us", tz="UTC")),
+    ])
 
 
 def write_labels(model: str, records: Sequence[tuple[str, int, Any]], *, labelled_at: datetime | None = None,
@@ -87,11 +100,8 @@ def read_labels(model: str, start: datetime | None = None, end: datetime | None 
     Always has the feed's columns, even when empty. Unreadable files are skipped and counted
     in ``stats`` (see ``log_store.read_records``).
     """
-    import pandas as pd
-
-    frame = log_store.read_records("labels", model, start=start, end=end, root=root, stats=stats)
-    if frame.empty:
-        return pd.DataFrame({c: pd.Series(dtype="object") for c in LABEL_COLUMNS})
+    frame = log_store.read_records("labels", model, start=start, end=end, root=root, stats=stats,
+                                   empty_schema=label_schema())
     if start is not None:
         frame = frame[frame["labelled_at"] >= _utc(start)]
     if end is not None:

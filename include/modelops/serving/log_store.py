@@ -94,11 +94,15 @@ def _hours(start: datetime | None, end: datetime | None, available: Iterable[str
 
 
 def read_records(kind: str, model: str, *, start: datetime | None = None, end: datetime | None = None,
-                 root: str | None = None, stats: ReadStats | None = None) -> pd.DataFrame:
+                 root: str | None = None, stats: ReadStats | None = None,
+                 empty_schema: pa.Schema | None = None) -> pd.DataFrame:
     """Records of one kind for ``model`` in the hours that overlap ``[start, end)``.
 
     Row-level filtering on the exact time is the caller's (each kind has its own time
     column). Unreadable files are skipped with a warning and listed in ``stats.skipped``.
+    When no file is read (nothing logged yet, or the first seconds of a new hour before the
+    first flush), the frame is empty with ``empty_schema``'s columns, so callers can still
+    select them; without one it has no columns.
     """
     import pandas as pd
     import pyarrow as pa
@@ -107,8 +111,9 @@ def read_records(kind: str, model: str, *, start: datetime | None = None, end: d
     stats = stats if stats is not None else ReadStats()
     fs, _ = _fs(root)
     model_dir = partition_dir(kind, model, "x", root).rsplit(fs.sep, 1)[0]
+    empty = empty_schema.empty_table().to_pandas() if empty_schema is not None else pd.DataFrame()
     if not fs.exists(model_dir):
-        return pd.DataFrame()
+        return empty
     available = {p.rstrip(fs.sep).rsplit(fs.sep, 1)[-1].removeprefix("hour="): p
                  for p in fs.ls(model_dir, detail=False) if p.rstrip(fs.sep).rsplit(fs.sep, 1)[-1].startswith("hour=")}
     tables = []
@@ -124,5 +129,5 @@ def read_records(kind: str, model: str, *, start: datetime | None = None, end: d
                 log.warning("Skipping unreadable %s file %s: %s", kind, path, exc)
                 stats.skipped.append(f"{path}: {exc}")
     if not tables:
-        return pd.DataFrame()
+        return empty
     return pa.concat_tables(tables, promote_options="permissive").to_pandas()
