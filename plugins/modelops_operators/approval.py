@@ -17,6 +17,8 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Param
 from airflow.sdk.definitions.param import ParamsDict
 
+from modelops_operators.earlier_answer import AnswerStands
+
 
 def comment_form(inherited: Any) -> ParamsDict:
     """The answer form: one optional comment, kept in the audit trail.
@@ -42,31 +44,7 @@ def answer_of(event: dict[str, Any]) -> tuple[bool, str, str, bool]:
     return chosen == ApprovalOperator.APPROVE and not timed_out, by, comment, timed_out
 
 
-def answer_given_before(context: Any) -> dict[str, Any] | None:
-    """The answer an earlier try of this task instance received, as the resume event carries it.
-
-    Airflow 3.3.2's scheduler can lose an answer: when it arrives before the scheduler processed
-    the executor's report that the try went to ``awaiting_input``, the resumed try is failed
-    ("state changed externally") and retried under the same task-instance id, and a new request
-    would erase the answer, leaving the run waiting for one nobody will give again. An answer
-    stands, so the retry resumes with it instead of asking again. (A task cleared by hand gets a
-    new task-instance id and an empty request, so it asks again.)
-    """
-    from airflow.sdk.execution_time.hitl import get_hitl_detail_content_detail
-
-    try:
-        detail = get_hitl_detail_content_detail(context["task_instance"].id)
-    except Exception:  # noqa: BLE001 - no request was made yet (the API answers 404)
-        return None
-    if not detail.response_received:
-        return None
-    user = detail.responded_by_user
-    return {"chosen_options": detail.chosen_options, "params_input": detail.params_input or {},
-            "responded_at": detail.responded_at, "timedout": False,
-            "responded_by_user": {"id": user.id, "name": user.name} if user else None}
-
-
-class ModelApprovalOperator(ApprovalOperator):
+class ModelApprovalOperator(AnswerStands, ApprovalOperator):
     """Ask for (or, under policy ``auto``, grant) approval to promote a registered model version.
 
     :param model_name: the model (spec name).
@@ -114,11 +92,14 @@ class ModelApprovalOperator(ApprovalOperator):
         auto = approvals.policy_decision(spec, self.evaluated)
         if auto is not None:
             return approvals.record(self.model_name, version, index=self.approval_index, **auto)
-        answered = answer_given_before(context)
-        if answered is not None:
-            self.log.info("The request was answered before this try started (%s by %s): resuming with that answer",
-                          answered["chosen_options"], answered["responded_by_user"])
-            return self.execute_complete(context, answered)
+        return self.ask_unless_answered(context)
+
+    def ask(self, context: Any) -> Any:
+        from include.modelops import approvals
+        from include.modelops.spec import load_spec_by_name
+
+        spec = load_spec_by_name(self.model_name)
+        version = self.registered["version"]
         self.subject = f"Promote {spec.name} v{version} to champion? (approval {self.approval_index} of " \
                        f"{approvals.required_approvals(spec)})"
         self.body = approvals.request_markdown(spec, self.registered, self.evaluated, self.card,

@@ -15,10 +15,11 @@ from typing import Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 
-from modelops_operators.approval import answer_given_before, answer_of, comment_form
+from modelops_operators.approval import answer_of, comment_form
+from modelops_operators.earlier_answer import AnswerStands
 
 
-class RolloutPauseOperator(ApprovalOperator):
+class RolloutPauseOperator(AnswerStands, ApprovalOperator):
     """Wait for a person to continue (Approve) or abort (Reject) a rollout after stage ``stage_index``.
 
     A reject or a timeout fails the task with ``RolloutFailed`` (not a skip), so the DAG's
@@ -66,11 +67,12 @@ class RolloutPauseOperator(ApprovalOperator):
             if earlier["decision"] != pause.CONTINUE:
                 raise RolloutFailed(earlier["reason"])
             return earlier
-        answered = answer_given_before(context)
-        if answered is not None:
-            self.log.info("The request was answered before this try started (%s by %s): resuming with that answer",
-                          answered["chosen_options"], answered["responded_by_user"])
-            return self.execute_complete(context, answered)
+        return self.ask_unless_answered(context)
+
+    def ask(self, context: Any) -> Any:
+        from include.modelops.rollout import pause
+
+        version = self.prepared["version"]
         asked = pause.request(self.model_name, version, self.stage_index, timeout=self.response_timeout)
         self.subject, self.body = asked["subject"], asked["body"]
         self.log.info("Asking %s whether to continue: %s (timeout %s)\n%s", self.approvers or "any DAG user",

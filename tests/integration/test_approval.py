@@ -32,11 +32,32 @@ def runs(airflow_api) -> dict[str, str]:
     return {dag: trigger(airflow_api, dag, {"reason": "approval test"}) for dag in (APPROVED_DAG, TIMEOUT_DAG)}
 
 
-def test_manual_approval_over_rest_moves_alias_and_records_responder(stack, airflow_api, runs):
+def lose_the_resume_as_airflow_332_can(standalone, dag_id: str, run_id: str, task_id: str) -> None:
+    """Do to a parked task what Airflow 3.3.2's scheduler does when an answer arrives before it has
+    processed the executor's report of the park: mark the try UP_FOR_RETRY with its resume
+    arguments cleared, so the answer given next is stored but resumes nothing, and the retry (same
+    task-instance id, after the DAG's retry delay) must find it. The race itself is a matter of
+    milliseconds (seen in CI); this makes it certain."""
+    import sqlite3
+
+    conn = standalone.env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "")
+    assert conn in ("", f"sqlite:///{standalone.env['AIRFLOW_HOME']}/airflow.db"), conn
+    with sqlite3.connect(Path(standalone.env["AIRFLOW_HOME"]) / "airflow.db", timeout=30) as db:
+        changed = db.execute(
+            "UPDATE task_instance SET state = 'up_for_retry', next_method = NULL, next_kwargs = NULL, "
+            "end_date = strftime('%Y-%m-%d %H:%M:%f000', 'now') "
+            "WHERE dag_id = ? AND run_id = ? AND task_id = ? AND state = 'awaiting_input'",
+            (dag_id, run_id, task_id)).rowcount
+    assert changed == 1
+
+
+def test_manual_approval_over_rest_moves_alias_and_records_responder(stack, standalone, airflow_api, runs):
+    """The answer stands even when Airflow loses the resume: the retry resumes with it, never asks again."""
     api = airflow_api
     run_id = runs[APPROVED_DAG]
 
     api.wait("the approval request", lambda: ti(api, APPROVED_DAG, run_id, "approve").get("state") == "awaiting_input")
+    lose_the_resume_as_airflow_332_can(standalone, APPROVED_DAG, run_id, "approve")
     hitl_path = hitl(APPROVED_DAG, run_id, "approve")
     status, detail = api.call("GET", hitl_path)
     assert status == 200, detail
@@ -53,6 +74,9 @@ def test_manual_approval_over_rest_moves_alias_and_records_responder(stack, airf
 
     assert api.wait("the run to finish", lambda: run_state(api, APPROVED_DAG, run_id),
                     describe=lambda: task_states(api, APPROVED_DAG, run_id)) == "success"
+    assert ti(api, APPROVED_DAG, run_id, "approve")["try_number"] == 2  # the retry resumed with the answer
+    status, detail = api.call("GET", hitl_path)
+    assert status == 200 and detail["chosen_options"] == ["Approve"], detail  # not erased by a new request
     version = stack.alias("champion", model="fraud_manual")
     assert version is not None
     tags = stack.client().get_model_version("fraud_manual", version).tags

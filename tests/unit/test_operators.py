@@ -40,50 +40,98 @@ def test_model_card_operator_templates_its_inputs():
     assert tuple(op.template_fields) == ("model_name", "validated", "split", "evaluated", "registered")
 
 
-def test_a_retried_approval_resumes_with_the_answer_its_request_already_has(monkeypatch, reference_spec):
-    """Airflow 3.3.2 can fail a try that was resumed with an answer and retry it under the same
-    task-instance id (seen in CI: the run then waited for an answer nobody would give again).
-    The retry uses the stored answer and never writes a new request over it."""
-    from types import SimpleNamespace
+def _fire(trigger):
+    """The events a trigger yields, as the triggerer would run it."""
+    import asyncio
 
-    import airflow.sdk.execution_time.hitl as hitl
+    async def collect():
+        return [event.payload async for event in trigger.run()]
 
+    return asyncio.run(collect())
+
+
+def _stub_approval_evidence(monkeypatch, spec):
     from include.modelops import approvals
 
-    answered_at = datetime(2026, 11, 23, 15, 59, 25)
-    asked: list[str] = []
-    monkeypatch.setattr(hitl, "get_hitl_detail_content_detail", lambda ti_id: asked.append(ti_id) or SimpleNamespace(
-        response_received=True, chosen_options=["Approve"], params_input={"comment": "evidence reviewed"},
-        responded_at=answered_at, responded_by_user=SimpleNamespace(id="risk_lead", name="risk_lead")))
-    monkeypatch.setattr("airflow.providers.standard.operators.hitl.upsert_hitl_detail",
-                        lambda **_: pytest.fail("asked again although the request was answered"))
-    monkeypatch.setattr("include.modelops.spec.load_spec_by_name", lambda name: reference_spec)
+    monkeypatch.setattr("include.modelops.spec.load_spec_by_name", lambda name: spec)
     monkeypatch.setattr(approvals, "check_ready", lambda *a, **k: None)
     monkeypatch.setattr(approvals, "policy_decision", lambda *a, **k: None)
     monkeypatch.setattr(approvals, "check_distinct", lambda *a, **k: None)
+    monkeypatch.setattr(approvals, "request_markdown", lambda *a, **k: "evidence")
     recorded: list[dict] = []
     monkeypatch.setattr(approvals, "record", lambda model, version, **kw: recorded.append(
         {"model": model, "version": version, **kw}))
+    asked: list[str] = []
+    monkeypatch.setattr("airflow.providers.standard.operators.hitl.upsert_hitl_detail",
+                        lambda **kw: asked.append(kw["ti_id"]))
+    return recorded, asked
 
-    result = approval(model_name=reference_spec.name).execute({"task_instance": SimpleNamespace(id="ti-1")})
 
-    assert asked == ["ti-1"]
+def test_a_retried_approval_resumes_with_the_answer_its_request_already_has(monkeypatch, reference_spec):
+    """Airflow 3.3.2 can fail a try that was resumed with an answer and retry it under the same
+    task-instance id (seen in CI: the run then waited for an answer nobody would give again).
+    The retry reads the stored answer in the triggerer (a worker cannot) and never writes a new
+    request over it."""
+    from types import SimpleNamespace
+
+    import airflow.sdk.execution_time.hitl as hitl
+    from airflow.sdk.exceptions import TaskDeferred
+    from modelops_operators.earlier_answer import EarlierAnswerTrigger
+
+    from include.modelops import approvals
+
+    recorded, asked = _stub_approval_evidence(monkeypatch, reference_spec)
+    answered_at = datetime(2026, 11, 23, 15, 59, 25)
+    read: list[str] = []
+    monkeypatch.setattr(hitl, "get_hitl_detail_content_detail", lambda ti_id: read.append(str(ti_id)) or SimpleNamespace(
+        response_received=True, chosen_options=["Approve"], params_input={"comment": "evidence reviewed"},
+        responded_at=answered_at, responded_by_user=SimpleNamespace(id="risk_lead", name="risk_lead")))
+    ti_id = "01a20a85-335d-7de3-a866-e69e240ade50"
+    context = {"task_instance": SimpleNamespace(id=ti_id, try_number=2)}
+    op = approval(model_name=reference_spec.name)
+
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context)
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, EarlierAnswerTrigger) and deferred.value.method_name == "resume_or_ask"
+    assert EarlierAnswerTrigger(**trigger.serialize()[1]).ti_id == ti_id  # what the triggerer rebuilds
+    [event] = _fire(trigger)
+    result = getattr(op, deferred.value.method_name)(context, event)
+
+    assert read == [ti_id] and asked == []
     assert recorded == [{"model": reference_spec.name, "version": "1", "index": 1, "decision": approvals.APPROVED,
                          "by": "risk_lead", "comment": "evidence reviewed", "timed_out": False}]
     assert result["chosen_options"] == ["Approve"] and result["responded_by_user"]["id"] == "risk_lead"
 
 
-def test_no_earlier_answer_without_a_request_or_a_response(monkeypatch):
+def test_a_retry_without_a_stored_answer_asks_and_a_first_try_asks_at_once(monkeypatch, reference_spec):
     from types import SimpleNamespace
 
     import airflow.sdk.execution_time.hitl as hitl
-    from modelops_operators.approval import answer_given_before
+    from airflow.sdk.exceptions import TaskAwaitingInput, TaskDeferred
+    from modelops_operators.earlier_answer import EarlierAnswerTrigger
+
+    recorded, asked = _stub_approval_evidence(monkeypatch, reference_spec)
+    TI_1, TI_2 = "01a20a85-335d-7de3-a866-e69e240ade51", "01a20a85-335d-7de3-a866-e69e240ade52"
 
     def not_found(ti_id):
         raise RuntimeError("404: no HITL detail")
 
     monkeypatch.setattr(hitl, "get_hitl_detail_content_detail", not_found)
-    assert answer_given_before({"task_instance": SimpleNamespace(id="ti-1")}) is None
+    assert _fire(EarlierAnswerTrigger(TI_1))[0]["answer"] is None
     monkeypatch.setattr(hitl, "get_hitl_detail_content_detail", lambda ti_id: SimpleNamespace(
         response_received=False, chosen_options=None, params_input=None, responded_at=None, responded_by_user=None))
-    assert answer_given_before({"task_instance": SimpleNamespace(id="ti-1")}) is None
+    [event] = _fire(EarlierAnswerTrigger(TI_1))
+    assert event == {"answer": None, "why": "the stored request has no answer"}
+
+    op = approval(model_name=reference_spec.name)
+    retry = {"task_instance": SimpleNamespace(id=TI_1, try_number=2)}
+    with pytest.raises(TaskDeferred):
+        op.execute(retry)
+    with pytest.raises(TaskAwaitingInput) as parked:  # asked: the request is written, the task waits
+        op.resume_or_ask(retry, event)
+    first = {"task_instance": SimpleNamespace(id=TI_2, try_number=1)}
+    with pytest.raises(TaskAwaitingInput):  # no trigger, no triggerer: asked at once
+        op.execute(first)
+    assert asked == [TI_1, TI_2] and recorded == []
+    assert parked.value.method_name == "execute_complete"
