@@ -46,7 +46,7 @@ from include.modelops.packaging import (
     request_row_model,
     rows_to_frame,
 )
-from include.modelops.scoring import to_scores
+from include.modelops.scoring import conform_to_model, to_scores
 from include.modelops.serving.request_guard import STARTED_AT_KEY, RequestGuard
 from include.modelops.settings import get_settings
 from include.modelops.spec import ModelSpec, TaskType
@@ -157,7 +157,7 @@ class ModelService:
             threadpool_limits(1)
             _THREAD.limited = True
         records = batches[0] if len(batches) == 1 else [row for rows in batches for row in rows]
-        scores = to_scores(SPEC, self.model.predict(rows_to_frame(SPEC, records)))
+        scores = to_scores(SPEC, self.model.predict(conform_to_model(rows_to_frame(SPEC, records), self.model)))
         out, start = [], 0
         for rows in batches:
             out.append(scores[start:start + len(rows)])

@@ -150,28 +150,56 @@ def request_rows(spec: ModelSpec, df: pd.DataFrame) -> list[dict[str, Any]]:
     return [{name: (None if pd.isna(value) else value) for name, value in rec.items()} for rec in records]
 
 
-def rows_to_frame(spec: ModelSpec, rows: Sequence[Mapping[str, Any] | BaseModel]) -> pd.DataFrame:
-    """The model's input frame for request rows: spec column order, one dtype per feature type.
+def smoke_rows(spec: ModelSpec, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` plus the edge rows every valid request may be: the smoke test's request rows.
 
-    numeric → float64, integer → int64 (float64 when a value is null), boolean → bool,
-    categorical → object. A fixed dtype per type keeps a batch's dtypes independent of
-    the values in it, which MLflow's signature check would otherwise reject at random.
+    A served model once answered 500 to every row without a null, because the batch it had
+    been tested with happened to hold one. So next to the sample rows come, built from the
+    first one: the row with no null at all (every null filled from another sample row); for
+    each nullable feature, that row with just this feature null; and the type edges a client
+    may send, numeric features as JSON integers and integer features as floats with ``.0``.
+    Edge rows are appended in that order; the caller scores them offline like any other row.
+    """
+    import math
+
+    if not rows:
+        return []
+    base = dict(rows[0])
+    for feature in spec.features:  # fill a null from the first sample row that has the feature
+        if base.get(feature.name) is None:
+            base[feature.name] = next((r[feature.name] for r in rows if r.get(feature.name) is not None),
+                                      example_row(spec)[feature.name])
+    edges = [base]
+    edges += [{**base, f.name: None} for f in spec.features if f.max_null_fraction > 0]
+    as_ints, as_floats = dict(base), dict(base)
+    for feature in spec.features:
+        value = base[feature.name]
+        if feature.type == FeatureType.numeric:
+            whole = round(float(value))
+            low = -math.inf if feature.min is None else feature.min
+            high = math.inf if feature.max is None else feature.max
+            if not low <= whole <= high:  # the nearest whole number in range, if there is one
+                whole = math.ceil(low) if whole < low else math.floor(high)
+            if low <= whole <= high:
+                as_ints[feature.name] = int(whole)
+        elif feature.type == FeatureType.integer:
+            as_floats[feature.name] = float(value)
+    edges += [row for row in (as_ints, as_floats) if row != base]
+    return [*rows, *edges]
+
+
+def rows_to_frame(spec: ModelSpec, rows: Sequence[Mapping[str, Any] | BaseModel]) -> pd.DataFrame:
+    """The model's input frame for request rows: ``scoring.feature_frame``, the conversion training used.
+
+    One dtype per feature type whatever the values (see ``feature_frame``), so a batch with no
+    null, or with ``3`` where training saw ``3.0``, is scored like any other.
     """
     import pandas as pd
 
     from include.modelops.scoring import feature_frame
 
     records = [row.model_dump() if isinstance(row, BaseModel) else dict(row) for row in rows]
-    frame = pd.DataFrame.from_records(records, columns=spec.feature_names)
-    for feature in spec.features:
-        column = frame[feature.name]
-        if feature.type == FeatureType.numeric:
-            frame[feature.name] = column.astype("float64")
-        elif feature.type == FeatureType.integer:
-            frame[feature.name] = column.astype("float64" if column.isna().any() else "int64")
-        elif feature.type == FeatureType.categorical:
-            frame[feature.name] = column.astype(object)
-    return feature_frame(spec, frame)
+    return feature_frame(spec, pd.DataFrame.from_records(records, columns=spec.feature_names))
 
 
 def predictions_from_scores(spec: ModelSpec, scores: np.ndarray) -> list[dict[str, Any]]:
@@ -667,12 +695,19 @@ def _check_served(
                 report["tolerance"],
             )
 
-    latencies = []
-    for row in rows[: max(latency_requests, 0)]:
+    # Every row alone too: a valid row must be answered 200 whatever else is in its batch.
+    latencies, refused = [], []
+    for i, row in enumerate(rows):
         started = time.perf_counter()
-        status, _, _ = _http("POST", f"{base_url}/predict", {"rows": [row]})
+        status, _, body = _http("POST", f"{base_url}/predict", {"rows": [row]})
         if status == 200:
-            latencies.append(time.perf_counter() - started)
+            if i < max(latency_requests, 0):
+                latencies.append(time.perf_counter() - started)
+        else:
+            refused.append(f"row {i} {json.dumps(row, default=str)[:300]}: HTTP {status} {body[:300]}")
+    if refused:
+        report["errors"].append(f"{len(refused)} valid row(s) sent alone were not answered 200 (first: "
+                                f"{refused[0]})")
     report["latency_ms_p50"] = _percentile_ms(latencies, 50)
     report["latency_ms_p95"] = _percentile_ms(latencies, 95)
 

@@ -194,7 +194,8 @@ def evaluate_candidate(model: str, validated: dict, split: dict, trained: dict, 
         try:
             champion = scoring.load_pyfunc(f"models:/{spec.name}/{champion_version}")
             champ_scores = scoring.score(spec, champion, holdout)
-            champ_latency = evaluation.latency_profile(champion.predict, sample)
+            champ_latency = evaluation.latency_profile(champion.predict,
+                                                       scoring.conform_to_model(sample, champion))
             latency = {"candidate_p95": cand_latency["p95_ms"], "champion_p95": champ_latency["p95_ms"],
                        "ratio": cand_latency["p95_ms"] / max(champ_latency["p95_ms"], 1e-9)}
         except Exception as exc:  # e.g. the spec's features changed since the champion was trained
@@ -329,9 +330,12 @@ def smoke_serve_bento(model: str, registered: dict, trained: dict, split: dict, 
     from include.modelops import packaging, scoring
 
     spec = load_spec_by_name(model)
-    rows = pd.read_parquet(split["holdout_path"]).head(20)
+    sample = pd.read_parquet(split["holdout_path"]).head(20)
+    # The sample plus its edge rows (no null at all, each nullable feature null, ints for numeric,
+    # whole floats for integer), scored offline from exactly the values sent.
+    payload = packaging.smoke_rows(spec, packaging.request_rows(spec, sample))
+    rows = pd.DataFrame.from_records(payload, columns=spec.feature_names)
     expected = scoring.score(spec, scoring.load_pyfunc(trained["model_uri"]), rows)
-    payload = packaging.request_rows(spec, rows)
     # .tolist(): one float per row, or one list of class probabilities per row (multiclass).
     report = packaging.smoke_serve(spec, packaged["bento_tag"], payload, expected.tolist())
     tracking.log_json(trained["run_id"], report, "serving/smoke_report.json")
