@@ -45,6 +45,8 @@ help:
 	@echo "                  traffic and watch it rolled back automatically (stable keeps 100%, registry unchanged)"
 	@echo "make run          MODEL=<name> [DATA=<file or folder>] [REASON=...]: run that model's training DAG"
 	@echo "                  locally (real Airflow), optionally on other data, with the same step summary"
+	@echo "                  exit codes of demo/run/demo-drift (make shows 'Error N'): 0 promoted, 1 failed run,"
+	@echo "                  2 usage error (model, spec, DATA), 3 not promoted (gate or approver rejected, rolled back)"
 	@echo "make test         set up, then run the whole test suite"
 	@echo "make up           Airflow (standalone) + MLflow UI for interactive use"
 	@echo "make data         regenerate the bundled example's dataset (in .state/data/, never elsewhere)"

@@ -10,6 +10,12 @@
 ``demo`` starts an MLflow server, runs the model's training DAG once with
 ``airflow dags test`` (a real Airflow, SQLite metadata DB), prints a summary of every
 step and where to look, and stops what it started.
+
+Exit codes of ``demo``, ``run`` and ``demo-drift`` (whether the candidate reached production):
+0 promoted (it is the champion now), 1 the run failed (a step failed, or the rollout did not
+complete), 2 a usage error (unknown model, bad spec, missing ``--data``), 3 not promoted
+(rejected by the gate or an approver, or rolled back): the champion, if any, is unchanged.
+``demo-bad-canary`` exits 0 when the broken candidate was rolled back, as it should be.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from pathlib import Path
 from include.modelops.settings import get_settings
 
 DEFAULT_MODEL = "fraud_detection"
+# Exit codes: did the candidate reach production? (documented in `make help` and the README)
+EXIT_PROMOTED, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_PROMOTED = 0, 1, 2, 3
 UI_MLFLOW_PORT, UI_AIRFLOW_PORT = 5000, 8080  # where `make up` serves the UIs
 
 
@@ -194,13 +202,14 @@ def _run_training(spec, conf: dict[str, str], *, t_start: float, again: str) -> 
     if summary is None:
         _print(f"No run summary was written; the DAG run failed early. See {log_file}")
         return 1
-    ok = res.returncode == 0 and not summary.get("failed_steps")
-    _print_summary(summary, dag_s=dag_s, total_s=time.perf_counter() - t_start, log_file=log_file, rollout=rollout)
-    if ok:
-        _print(f"Run `{again}` again to train a new candidate against this champion.")
-    else:
+    failed = res.returncode != 0 or bool(summary.get("failed_steps"))
+    code = _print_summary(summary, dag_s=dag_s, total_s=time.perf_counter() - t_start, log_file=log_file,
+                          rollout=rollout, failed=failed)
+    if code == EXIT_FAILED:
         _print(f"The run failed: fix what the failed step's log says, then run `{again}` again.")
-    return 0 if ok else 1
+    else:
+        _print(f"Run `{again}` again to train a new candidate against the champion.")
+    return code
 
 
 def _run_rollout(spec, version: str, env: dict[str, str], *, stamp: str) -> dict:
@@ -312,8 +321,9 @@ def cmd_demo_bad_canary(args: argparse.Namespace) -> int:
     rolled_back = rollout.get("status") == "rolled_back"
     _print("")
     if rolled_back:
-        _print(f"Outcome: champion kept (v{aliases['champion']}): v{version} was rolled back at "
-               f"{(rollout.get('failure') or {}).get('stage')}: {rollout.get('reason')}")
+        stage = (rollout.get("failure") or {}).get("stage")
+        _print(f"Outcome: not promoted (champion v{aliases['champion']} kept): v{version} was rolled back "
+               f"{f'at {stage}' if stage else 'before its first stage'}: {rollout.get('reason')}")
         _print(f"Registry: champion v{aliases['champion']}, challenger {aliases['challenger'] or 'none'}; "
                f"see `make audit MODEL={spec.name} VERSION={version}`")
     else:
@@ -721,8 +731,56 @@ def _approval_note(r: dict) -> str:
     return f"{r.get('decision', '')} by {r.get('by', '')}"
 
 
+def outcome(summary: dict, rollout: dict | None = None, *, failed: bool = False) -> tuple[int, str]:
+    """The run's exit code and its ``Outcome:`` line: did the candidate reach production, and if not, why.
+
+    Args:
+        summary: the training DAG run's summary (``summarize_run``); ``champion_version`` is the
+            champion after the run (and after its rollout, when there was one).
+        rollout: the rollout record when the candidate was rolled out, else None.
+        failed: the DAG run failed (its exit code, or a failed step).
+
+    Returns:
+        ``(EXIT_PROMOTED | EXIT_FAILED | EXIT_NOT_PROMOTED, "Outcome: ...")``.
+    """
+    steps = summary.get("steps") or {}
+
+    def result(task: str) -> dict:
+        return (steps.get(task) or {}).get("result") or {}
+
+    champion = summary.get("champion_version")
+    kept = f"champion v{champion} kept" if champion else "no champion yet"
+    version = result("register_candidate").get("version")
+    candidate = f"v{version}" if version else "the candidate"
+    evaluated = result("evaluate_candidate")
+    if failed:
+        stopped = ", ".join(summary.get("failed_steps") or []) or "a step (see the Airflow log)"
+        return EXIT_FAILED, f"Outcome: not promoted ({kept}): the run failed at {stopped}."
+    if rollout is not None:
+        status = rollout.get("status") or "not started"
+        if status == "promoted":
+            return EXIT_PROMOTED, f"Outcome: {candidate} is the new champion. {evaluated.get('summary', '')}".rstrip()
+        if status == "rolled_back":
+            stage = (rollout.get("failure") or {}).get("stage")
+            where = f"at {stage}" if stage else "before its first stage"
+            return EXIT_NOT_PROMOTED, (f"Outcome: not promoted ({kept}): {candidate} was rolled back {where}: "
+                                       f"{rollout.get('reason') or 'see the rollout log'}")
+        return EXIT_FAILED, (f"Outcome: not promoted ({kept}): the rollout of {candidate} did not complete "
+                             f"({status}); see {rollout.get('log_file')}")
+    if (steps.get("promote_to_champion") or {}).get("state") == "success":
+        return EXIT_PROMOTED, f"Outcome: {candidate} is the new champion. {evaluated.get('summary', '')}".rstrip()
+    if evaluated and not evaluated.get("passed", True):
+        return EXIT_NOT_PROMOTED, f"Outcome: not promoted ({kept}). {evaluated.get('summary', 'REJECTED')}"
+    approvals = [t for t in steps if t == "approve" or t.startswith("approve_")]
+    answers = [f"{t}: {_approval_note(result(t))}" for t in approvals if result(t)]
+    skipped = next((t for t, r in steps.items() if (r or {}).get("state") == "skipped"), None)
+    why = "; ".join(answers) or (f"{skipped} was skipped" if skipped else "it stopped before production")
+    return EXIT_NOT_PROMOTED, f"Outcome: not promoted ({kept}): {candidate} passed the gate; {why}."
+
+
 def _print_summary(summary: dict, *, dag_s: float, total_s: float, log_file: Path,
-                   rollout: dict | None = None) -> None:
+                   rollout: dict | None = None, failed: bool = False) -> int:
+    """Print every step, the outcome and where to look; return the exit code (see ``outcome``)."""
     s = get_settings()
     steps = summary["steps"]
 
@@ -757,22 +815,12 @@ def _print_summary(summary: dict, *, dag_s: float, total_s: float, log_file: Pat
         if task == "promote_to_champion" and task not in steps and rollout is not None:
             state, note = "-", f"the {summary['model']}_rollout DAG moves champion (below)"
         _print(f"  {task:<22} {state:<15} {note}")
-    evaluated, registered = result("evaluate_candidate"), result("register_candidate")
-    promoted = steps.get("promote_to_champion", {}).get("state") == "success"
+    evaluated = result("evaluate_candidate")
     if rollout is not None:
         _print_rollout(rollout)
-        promoted = rollout.get("status") == "promoted"
+    code, line = outcome(summary, rollout, failed=failed)
     _print("")
-    if rollout is not None and rollout.get("status") == "rolled_back":
-        _print(f"Outcome: champion kept (v{summary.get('champion_version')}): v{registered.get('version')} was "
-               f"rolled back at {(rollout.get('failure') or {}).get('stage')}: {rollout.get('reason')}")
-    elif promoted:
-        _print(f"Outcome: v{registered.get('version')} is the new champion. {evaluated.get('summary', '')}")
-    elif evaluated:
-        _print(f"Outcome: champion kept (v{summary.get('champion_version')}). {evaluated.get('summary', '')}")
-    else:
-        failed = summary.get("failed_steps") or ["?"]
-        _print(f"Outcome: the run stopped at {', '.join(failed)}; the champion is unchanged.")
+    _print(line)
     _print("\nWhere to look:")
     _print(f"  MLflow store      {s.state_dir / 'mlflow'}  (UI: `make up`, or `mlflow ui --backend-store-uri "
            f"sqlite:///{s.state_dir / 'mlflow' / 'mlflow.db'}`)")
@@ -787,6 +835,7 @@ def _print_summary(summary: dict, *, dag_s: float, total_s: float, log_file: Pat
     _print(f"  Run folder        {summary.get('run_dir')}")
     _print(f"  Airflow log       {log_file}")
     _print(f"\nDAG run took {dag_s:.0f} s; the whole command {total_s:.0f} s.")
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
