@@ -53,7 +53,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from modelops_operators import RolloutPauseOperator
 
 from include.modelops import assets
-from include.modelops.spec import ModelSpec, load_all_specs
+from include.modelops.spec import ModelSpec, load_specs
 
 # A failed stage is a decision, not an accident: it goes to the rollback at once, never retried.
 NO_RETRY_ON_DECISIONS = ExceptionRetryPolicy(
@@ -197,6 +197,7 @@ def rollout_dag(spec: ModelSpec):
     return pipeline()
 
 
-for _spec in load_all_specs():
+# An invalid spec gets no DAGs here and is reported by dags/model_specs.py; the others are unaffected.
+for _spec in load_specs()[0]:
     if _spec.rollout is not None:
         rollout_dag(_spec)

@@ -668,11 +668,15 @@ def load_spec_by_name(name: str, specs_dir: Path | None = None) -> ModelSpec:
     return load_spec(spec_path(name, specs_dir))
 
 
-def load_all_specs(specs_dir: Path | None = None) -> list[ModelSpec]:
-    """Load every ``*.yaml`` in the specs folder, sorted by name.
+def load_specs(specs_dir: Path | None = None) -> tuple[list[ModelSpec], list[ModelSpecError]]:
+    """Load every ``*.yaml`` in the specs folder: the valid specs and the invalid ones' errors.
 
-    Raises:
-        ModelSpecError: listing every invalid spec (file and field), so one parse error shows them all.
+    The DAG files build DAGs for the valid specs only, so that one bad spec takes down its own
+    model's DAGs and no other's; ``dags/model_specs.py`` reports the errors as its import error.
+
+    Returns:
+        ``(specs, errors)``: the valid specs sorted by file name, and one error per invalid file
+        (naming the file and the field).
     """
     folder = specs_dir or get_settings().specs_dir
     specs, errors = [], []
@@ -680,7 +684,17 @@ def load_all_specs(specs_dir: Path | None = None) -> list[ModelSpec]:
         try:
             specs.append(load_spec(path))
         except ModelSpecError as exc:
-            errors.append(str(exc))
+            errors.append(exc)
+    return specs, errors
+
+
+def load_all_specs(specs_dir: Path | None = None) -> list[ModelSpec]:
+    """Load every ``*.yaml`` in the specs folder, sorted by name.
+
+    Raises:
+        ModelSpecError: listing every invalid spec (file and field), so one parse error shows them all.
+    """
+    specs, errors = load_specs(specs_dir)
     if errors:
-        raise ModelSpecError("\n".join(errors))
+        raise ModelSpecError("\n".join(str(e) for e in errors))
     return specs

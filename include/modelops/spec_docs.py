@@ -18,7 +18,8 @@ HEADER = """# Model spec reference
 
 A model is declared in one YAML file, `include/models/<name>.yaml`; adding a file is all it
 takes for the model's DAGs to appear. The file is validated when DAGs are parsed: a bad spec
-fails parsing with the file and field named (check it first with `make check-specs`).
+gets no DAGs and shows in Airflow's *DAG Import Errors* (from `dags/model_specs.py`) with the file
+and field named, while every other model's DAGs are unaffected (check it first with `make check-specs`).
 
 This page is generated from the schema (`include/modelops/spec.py`) by `make spec-docs`.
 The reference example is [`include/models/fraud_detection.yaml`](../include/models/fraud_detection.yaml).

@@ -70,17 +70,58 @@ def test_dag_file_parses_without_heavy_imports(dag_file):
     assert loaded == [], f"{dag_file.name} imports {loaded} at parse time"
 
 
-def test_bad_spec_fails_parsing_naming_file_and_field(tmp_path):
-    bad = (PROJECT_ROOT / "include/models/fraud_detection.yaml").read_text().replace(
+def _good_and_bad_specs(folder: Path) -> None:
+    """The reference spec, and a copy of it as model ``fraud_typo`` with an unknown primary metric."""
+    good = (PROJECT_ROOT / "include/models/fraud_detection.yaml").read_text()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "fraud_detection.yaml").write_text(good)
+    bad = good.replace("name: fraud_detection", "name: fraud_typo", 1).replace(
         "primary_metric: roc_auc", "primary_metric: accuracy_score")
-    (tmp_path / "fraud_detection.yaml").write_text(bad)
-    code = f"import runpy; runpy.run_path({str(PROJECT_ROOT / 'dags' / 'model_training.py')!r})"
+    assert bad.count("fraud_typo") == 1 and "accuracy_score" in bad
+    (folder / "fraud_typo.yaml").write_text(bad)
+
+
+def _dagbag_of(specs_dir: Path) -> dict:
+    """A real DagBag over dags/ with MODELOPS_SPECS_DIR=specs_dir: its DAG ids and import errors."""
+    code = (
+        "import json\n"
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        f"bag = DagBag(dag_folder={str(PROJECT_ROOT / 'dags')!r})\n"
+        "print(json.dumps({'dags': sorted(bag.dags), 'import_errors': bag.import_errors}))\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT,
-                         env={**os.environ, "PYTHONPATH": PYTHONPATH,
-                              "MODELOPS_SPECS_DIR": str(tmp_path)}, timeout=120)
-    assert out.returncode != 0
-    assert "fraud_detection.yaml" in out.stderr
-    assert "accuracy_score" in out.stderr and "evaluation" in out.stderr
+                         env={**os.environ, "PYTHONPATH": PYTHONPATH, "MODELOPS_SPECS_DIR": str(specs_dir)},
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_a_bad_spec_breaks_only_its_own_models_dags(tmp_path):
+    _good_and_bad_specs(tmp_path / "specs")
+
+    bag = _dagbag_of(tmp_path / "specs")
+
+    # the good model keeps every DAG; the bad one has none
+    for dag_id in ("fraud_detection_training", "fraud_detection_rollout", "fraud_detection_monitoring",
+                   "fraud_detection_rollback"):
+        assert dag_id in bag["dags"], bag
+    assert not [d for d in bag["dags"] if d.startswith("fraud_typo")], bag["dags"]
+    # one import error, in the UI's "DAG Import Errors", naming the spec file and the field
+    assert [Path(f).name for f in bag["import_errors"]] == ["model_specs.py"], bag["import_errors"]
+    error = next(iter(bag["import_errors"].values()))
+    assert "fraud_typo.yaml" in error and "field 'evaluation.primary_metric'" in error, error
+    assert "accuracy_score" in error and "fraud_detection.yaml" not in error, error
+
+
+def test_valid_specs_give_no_import_error_and_no_dag_from_the_spec_report_file(tmp_path):
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "fraud_detection.yaml").write_text((PROJECT_ROOT / "include/models/fraud_detection.yaml").read_text())
+
+    bag = _dagbag_of(specs)
+
+    assert bag["import_errors"] == {}
+    assert "fraud_detection_training" in bag["dags"]
 
 
 def test_kubernetes_backend_trains_in_a_deferrable_pod_and_parses_without_heavy_imports(tmp_path):
