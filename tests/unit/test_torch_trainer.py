@@ -11,7 +11,7 @@ import torch
 
 from include.modelops import scoring
 from include.modelops.dataset import generate_transactions, read_dataset
-from include.modelops.spec import load_spec_by_name
+from include.modelops.spec import ModelSpec, load_spec_by_name
 from include.modelops.training import get_trainer, torch_trainer
 
 SMALL = {"epochs": 3, "batch_size": 256, "hidden_sizes": [32, 16], "embedding_dim": 4, "patience": 10}
@@ -287,3 +287,184 @@ def test_entrypoint_trains_with_torch_and_returns_telemetry(spec, data, tmp_path
     else:  # no GPU: one log line, no failure
         assert result["telemetry"]["enabled"] is False
     assert (tmp_path / "ckpt" / torch_trainer.CHECKPOINT_FILE).exists()
+
+
+# --- every task type x table shape ----------------------------------------------------------
+#
+# The trainer once crashed on every table without a categorical feature (the checkpoint
+# fingerprint could not hash the [n, 0] category matrix), and the bundled example has
+# categoricals, so nothing caught it. These small tables have each feature kind the spec knows,
+# with and without nulls, as training reads them from Parquet; the model is then scored the way
+# the service scores request rows.
+
+TASK_TYPES = {"binary": "binary_classification", "multiclass": "multiclass_classification",
+              "regression": "regression"}
+FEATURE_SETS = {  # which feature kinds the table has
+    "categoricals": ("numeric", "integer", "boolean", "categorical"),
+    "no-categoricals": ("numeric", "integer", "boolean"),
+    "no-numerics": ("boolean", "categorical"),
+    "only-categoricals": ("categorical",),  # no dense input at all
+}
+TINY = {"epochs": 2, "batch_size": 64, "hidden_sizes": [16], "embedding_dim": 4, "patience": 10}
+LEVELS = ["low", "mid", "high"]
+COLORS = np.array(["amber", "green", "red"], dtype=object)
+
+
+def shape_spec(task: str, kinds: tuple[str, ...], *, nulls: bool) -> ModelSpec:
+    gaps = {"max_null_fraction": 0.3} if nulls else {}
+    by_kind = {
+        "numeric": {"name": "amount", "type": "numeric", "min": -50, "max": 50},
+        "integer": {"name": "visits", "type": "integer", "min": 0, "max": 100},
+        "boolean": {"name": "member", "type": "boolean"},
+        "categorical": {"name": "level", "type": "categorical", "categories": LEVELS},
+    }
+    return ModelSpec.model_validate({
+        "name": "shapes", "description": "One feature of each kind.",
+        "owner": {"team": "t", "email": "t@example.com"},
+        "task": TASK_TYPES[task], "data": {"path": "unused.parquet", "min_rows": 100},
+        "target": {"name": "y", **({"classes": [0, 1]} if task == "binary" else {})},
+        "features": [{**by_kind[k], **gaps} for k in kinds],
+        "training": {"framework": "torch", "params": TINY},
+        "evaluation": {"primary_metric": {"binary": "roc_auc", "multiclass": "macro_f1",
+                                          "regression": "rmse"}[task]},
+    })
+
+
+def shape_table(task: str, kinds: tuple[str, ...], *, nulls: bool, tmp_path, n: int = 400) -> pd.DataFrame:
+    """A table whose target depends on every feature, read back from Parquet as training reads it."""
+    rng = np.random.default_rng(5)
+    signal = np.zeros(n)
+    frame = pd.DataFrame(index=range(n))
+    if "numeric" in kinds:
+        frame["amount"] = rng.normal(0, 10, n)
+        signal += frame["amount"] / 10
+    if "integer" in kinds:
+        frame["visits"] = rng.integers(0, 100, n).astype("float64")  # whole numbers stored as floats
+        signal += (frame["visits"] - 50) / 30
+    if "boolean" in kinds:
+        member = rng.random(n) < 0.5
+        frame["member"] = pd.array(member, dtype="boolean") if nulls else member  # nullable or plain bool
+        signal += np.where(member, 1.0, -1.0)
+    if "categorical" in kinds:
+        level = rng.integers(0, len(LEVELS), n)
+        frame["level"] = np.array(LEVELS, dtype=object)[level]
+        signal += level - 1.0
+    if nulls:
+        for col in list(frame.columns):
+            frame.loc[rng.random(n) < 0.15, col] = None
+    frame["y"] = {"binary": (signal > 0).astype(int),
+                  "multiclass": COLORS[np.digitize(signal, [-0.7, 0.7])],  # string labels
+                  "regression": 3 * signal + rng.normal(0, 0.1, n)}[task]
+    path = tmp_path / "table.parquet"
+    frame.to_parquet(path)
+    return pd.read_parquet(path)
+
+
+@pytest.fixture(scope="module")
+def mlflow_store(tmp_path_factory):
+    import mlflow
+
+    from tests.conftest import mlflow_uris_restored
+
+    root = tmp_path_factory.mktemp("mlflow")
+    with mlflow_uris_restored():
+        mlflow.set_tracking_uri(f"sqlite:///{root}/mlflow.db")
+        mlflow.set_experiment("shapes")
+        yield
+
+
+def assert_valid_scores(spec: ModelSpec, scores: np.ndarray, n: int) -> None:
+    assert np.isfinite(scores).all()
+    if spec.task.value == "multiclass_classification":
+        assert scores.shape == (n, 3)
+        np.testing.assert_allclose(scores.sum(axis=1), 1.0, atol=1e-6)
+    else:
+        assert scores.shape == (n,)
+    if spec.task.value == "binary_classification":
+        assert ((scores >= 0) & (scores <= 1)).all()
+
+
+@pytest.mark.parametrize("nulls", [False, True], ids=["no-nulls", "nulls"])
+@pytest.mark.parametrize("features", list(FEATURE_SETS))
+@pytest.mark.parametrize("task", list(TASK_TYPES))
+def test_every_task_and_table_shape_trains_and_serves(mlflow_store, task, features, nulls, tmp_path):
+    import mlflow
+
+    from include.modelops import packaging
+
+    kinds = FEATURE_SETS[features]
+    spec = shape_spec(task, kinds, nulls=nulls)
+    data = shape_table(task, kinds, nulls=nulls, tmp_path=tmp_path)
+    train, holdout = data.iloc[:320].reset_index(drop=True), data.iloc[320:].reset_index(drop=True)
+    with mlflow.start_run():
+        # With a checkpoint folder, as every training task runs.
+        model = torch_trainer.fit(spec, train, params=TINY, checkpoint_dir=tmp_path / "ckpt")
+        uri = torch_trainer.log_model(model, spec, train.head(50))
+    assert (tmp_path / "ckpt" / torch_trainer.CHECKPOINT_FILE).exists()
+    loaded = scoring.load_pyfunc(uri)
+
+    # Request rows as the smoke test sends them: the sample, the row without a null, each
+    # nullable feature null alone, and the JSON type edges.
+    validator = packaging.request_row_model(spec)
+    rows = packaging.smoke_rows(spec, packaging.request_rows(spec, holdout.head(20)))
+    rows = [validator.model_validate(r).model_dump() for r in rows]
+    assert any(all(v is not None for v in r.values()) for r in rows)
+    assert any(v is None for r in rows for v in r.values()) == nulls
+    served = scoring.to_scores(spec, loaded.predict(scoring.conform_to_model(packaging.rows_to_frame(spec, rows),
+                                                                             loaded)))
+    assert_valid_scores(spec, served, len(rows))
+    assert np.ptp(served, axis=0).max() > 0, "every row got the same score: the features were not read"
+    # The rows as training read them (Parquet dtypes: bool, nullable boolean, NaN) score the same.
+    raw = pd.DataFrame.from_records(rows, columns=spec.feature_names)
+    if "member" in raw:
+        raw["member"] = raw["member"].astype("boolean" if nulls else bool)
+    np.testing.assert_allclose(served, model.predict(raw), rtol=1e-6, atol=1e-7)
+
+    offline = scoring.score(spec, loaded, holdout)
+    assert_valid_scores(spec, offline, len(holdout))
+
+
+@pytest.mark.parametrize("features", ["no-categoricals", "only-categoricals"])
+def test_run_without_categoricals_or_numerics_resumes_from_its_checkpoint(features, tmp_path, monkeypatch):
+    kinds = FEATURE_SETS[features]
+    spec = shape_spec("binary", kinds, nulls=True)
+    train = shape_table("binary", kinds, nulls=True, tmp_path=tmp_path)
+    params = {**TINY, "epochs": 3}
+    uninterrupted = torch_trainer.fit(spec, train, params=params, checkpoint_dir=tmp_path / "straight")
+
+    real_save = torch_trainer.save_checkpoint
+
+    def save_then_die_after_epoch_1(path, state):
+        real_save(path, state)
+        if state["epoch"] == 1:
+            raise Preempted("node preempted after epoch 1")
+
+    monkeypatch.setattr(torch_trainer, "save_checkpoint", save_then_die_after_epoch_1)
+    with pytest.raises(Preempted):
+        torch_trainer.fit(spec, train, params=params, checkpoint_dir=tmp_path / "preempted")
+    monkeypatch.setattr(torch_trainer, "save_checkpoint", real_save)
+    resumed = torch_trainer.fit(spec, train, params=params, checkpoint_dir=tmp_path / "preempted")
+
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    assert same_weights(weights(resumed), weights(uninterrupted))
+
+
+def test_a_null_boolean_is_encoded_as_false_however_the_column_is_held():
+    """Training reads booleans from Parquet (bool, or nullable boolean with NA); the service gets
+    them from ``scoring.feature_frame`` as float64 1.0 / 0.0 / NaN. A null must never count as true
+    (``astype(bool)`` makes NaN true), and every way of holding the column encodes the same."""
+    spec = shape_spec("binary", ("boolean",), nulls=True)
+    encoder = torch_trainer.TabularEncoder.fit(spec, pd.DataFrame({"member": [True, False]}))
+    held = {
+        "nullable boolean": pd.Series([True, False, None], dtype="boolean"),
+        "float64 from feature_frame": scoring.feature_frame(
+            spec, pd.DataFrame({"member": pd.array([True, False, None], dtype="boolean")}))["member"],
+        "object": pd.Series([True, False, None], dtype=object),
+    }
+    assert held["float64 from feature_frame"].dtype == np.float64
+    for how, column in held.items():
+        dense, cat = encoder.transform(pd.DataFrame({"member": column}))
+        np.testing.assert_array_equal(dense[:, 0], [1.0, 0.0, 0.0], err_msg=how)
+        assert cat.shape == (3, 0)
+    dense, _ = encoder.transform(pd.DataFrame({"member": [True, False]}))  # the old bool dtype
+    np.testing.assert_array_equal(dense[:, 0], [1.0, 0.0])

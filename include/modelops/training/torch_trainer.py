@@ -2,7 +2,8 @@
 
 The network embeds each categorical feature (categories come from the spec; index 0 is
 "unknown or missing"), standardises numeric features (median-imputed, statistics fitted on
-the training rows only), feeds booleans as 0/1 and runs the result through an MLP.
+the training rows only), feeds booleans as 0/1 (a null as 0) and runs the result through an MLP.
+A table may lack categorical or numeric features altogether.
 
 What makes it fit for a GPU node pool:
 
@@ -281,6 +282,8 @@ class TabularEncoder:
                                 self.stds[j], out=dense[:, j])
             elif kind == "boolean":
                 col = frame[self.boolean[j]]
+                # bool from Parquet, nullable boolean, or float64 1/0/NaN from ``feature_frame``:
+                # a null is 0 in each (``astype(bool)`` would make NaN true).
                 dense[:, offset + j] = (col.to_numpy() if col.dtype == bool else
                                         col.astype("boolean").fillna(False).to_numpy(dtype="float32"))
             else:  # rows [a, b) of a categorical column; -1 (unknown or missing) becomes 0
@@ -867,7 +870,9 @@ def _fingerprint(spec: ModelSpec, params: TorchParams, encoder: TabularEncoder,
     for name in sorted(arrays):
         a = np.ascontiguousarray(arrays[name])
         h.update(f"{name}{a.dtype}{a.shape}".encode())
-        h.update(memoryview(a).cast("B"))
+        # A flat byte view: ``memoryview.cast`` refuses a shape with a zero in it, as the category
+        # matrix of a table without categorical features has ([n, 0]). Same bytes otherwise.
+        h.update(a.reshape(-1).view(np.uint8))
     blob = json.dumps([spec.spec_hash(), p, asdict(encoder), h.hexdigest(), _SPLIT_METHOD], sort_keys=True,
                       default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
