@@ -51,6 +51,8 @@ def feature_frame(spec: ModelSpec, df: pd.DataFrame) -> pd.DataFrame:
             frame[feature.name] = _float_column(column.astype("boolean"))
         else:
             missing = column.isna().to_numpy()
+            if column.dtype.kind == "f":  # codes stored as floats because of a null: 1.0 is category "1"
+                column = column.map(lambda v: str(int(v)) if float(v).is_integer() else str(v))
             text = column.astype(str).astype(object).to_numpy()
             text[missing] = None
             frame[feature.name] = text

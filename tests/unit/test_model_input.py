@@ -132,3 +132,15 @@ def test_smoke_rows_cover_nulls_and_type_edges():
     validator = packaging.request_row_model(spec)
     for row in rows:
         validator.model_validate(row)  # every edge row is a valid request
+
+
+def test_category_codes_stored_as_floats_match_their_categories():
+    # A categorical of numeric codes with a null is stored as float64 (1.0, NaN) by pandas and Parquet.
+    spec = ModelSpec.model_validate({
+        "name": "codes", "description": "d", "owner": {"team": "t", "email": "t@example.com"},
+        "task": "regression", "data": {"path": "x.parquet"}, "target": {"name": "y"},
+        "features": [{"name": "store", "type": "categorical", "categories": ["1", "2", "2.5"],
+                      "max_null_fraction": 0.5}],
+        "evaluation": {"primary_metric": "rmse"}})
+    frame = scoring.feature_frame(spec, pd.DataFrame({"store": [1.0, None, 2.0, 2.5]}))
+    assert frame["store"].tolist() == ["1", None, "2", "2.5"]
