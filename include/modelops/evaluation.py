@@ -70,6 +70,19 @@ BASELINE_DESCRIPTION: dict[str, str] = {
 
 FIRST_MODEL_REASON = "no champion yet: first model, compared against thresholds and baseline only"
 
+# Chance: a model's primary metric with its own scores shuffled over the holdout rows (the labels
+# permuted), i.e. what the same predictions score when they carry no information about the rows.
+# The gate requires the candidate at least CHANCE_MIN_SIGMAS standard deviations of that
+# shuffled distribution better than its mean (one-sided p ~ 0.001), whatever the spec's
+# thresholds: a model trained on shuffled labels scores at chance and is always rejected.
+CHANCE_PERMUTATIONS = 200
+CHANCE_MIN_SIGMAS = 3.0
+# The champion is re-scored on each new holdout. Losing more than this share of its recorded edge
+# over the no-skill level (the better of the naive baseline and chance, both on the new holdout)
+# means the data changed or broke, not the model: the gate fails closed (check champion_consistent).
+CHAMPION_COLLAPSE_SHARE = 0.5
+CHAMPION_CONSISTENT = "champion_consistent"
+
 
 # --------------------------------------------------------------------------------------
 # Labels and scores
@@ -520,6 +533,50 @@ def paired_bootstrap(
     return result
 
 
+def chance_level(
+    spec: ModelSpec,
+    y_true: Any,
+    scores: Any,
+    *,
+    metric: str,
+    permutations: int = CHANCE_PERMUTATIONS,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The metric of ``scores`` against the labels shuffled over the rows: the model's chance level.
+
+    The shuffled scores have the same distribution as the model's (the same predicted classes,
+    the same spread) and no relation to the rows, so this is what the model would score had it
+    learned nothing, for any metric (roc_auc ~0.5, macro_f1 ~1/k with balanced classes, r2 below 0).
+
+    Returns:
+        ``{"metric", "value", "mean", "sd", "permutations", "valid"}``: the metric on the rows as
+        they are, and the mean and standard deviation over ``valid`` shuffles (None if undefined).
+    """
+    n = len(np.asarray(getattr(y_true, "values", y_true)).reshape(-1))
+    s = _as_scores(spec, scores, n)
+    y = _encode_labels(spec, y_true, n_classes=s.shape[1] if s.ndim == 2 else None)
+    result: dict[str, Any] = {"metric": metric, "value": None, "mean": None, "sd": None,
+                              "permutations": int(permutations), "valid": 0}
+    if n == 0:
+        return result
+    fn = _metric_fn(spec, metric)
+    groups = _tie_groups(s, descending=fn is _pr_auc) if fn is _roc_auc or fn is _pr_auc else None
+    ones = np.ones((1, n))
+
+    def score(labels: np.ndarray) -> float:
+        return float((fn(labels, s, ones, groups) if groups is not None else fn(labels, s, ones))[0])
+
+    result["value"] = _round(score(y))
+    rng = np.random.default_rng(seed)
+    values = np.array([score(y[rng.permutation(n)]) for _ in range(int(permutations))])
+    values = values[np.isfinite(values)]
+    result["valid"] = len(values)
+    if len(values):
+        result["mean"] = _round(values.mean())
+        result["sd"] = _round(values.std(ddof=1) if len(values) > 1 else 0.0)
+    return result
+
+
 # --------------------------------------------------------------------------------------
 # Slices
 # --------------------------------------------------------------------------------------
@@ -693,6 +750,7 @@ def evaluate(
     champion_version: str | int | None = None,
     candidate_version: str | int | None = None,
     latency: Mapping[str, Any] | None = None,
+    champion_recorded_metrics: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The evaluation report of a candidate against the champion and the naive baseline.
 
@@ -707,11 +765,14 @@ def evaluate(
         candidate_version: the candidate's registry version.
         latency: ``{"candidate": latency_profile(...), "champion": latency_profile(...)}``
             (either may be missing), or ``{"candidate_p95": ms, "champion_p95": ms}``.
+        champion_recorded_metrics: the champion's holdout metrics recorded when it was evaluated
+            (its run's ``holdout_<metric>``), for the gate's ``champion_consistent`` check.
 
     Returns:
         A JSON-serialisable dict: ``task``, ``primary_metric``, ``higher_is_better``, ``rows``,
         ``decision_threshold``, ``models`` (candidate, champion or None, baseline), ``comparison``
-        (paired bootstrap of the primary metric, or None), ``slices`` and ``latency_ms``.
+        (paired bootstrap of the primary metric, or None), ``chance`` (:func:`chance_level` of the
+        candidate and the champion), ``slices`` and ``latency_ms``.
     """
     task = _task(spec)
     primary = spec.evaluation.primary_metric
@@ -746,6 +807,9 @@ def evaluate(
         else {
             "metrics": _rounded(compute_metrics(spec, y, champ)),
             "version": None if champion_version is None else str(champion_version),
+            "recorded_metrics": None
+            if champion_recorded_metrics is None
+            else {k: _round(v) for k, v in champion_recorded_metrics.items()},
         },
         "baseline": {
             "metrics": _rounded(compute_metrics(spec, y, base)),
@@ -766,6 +830,10 @@ def evaluate(
         comparison["candidate"] = cand_metrics[primary]
         comparison["champion"] = report["models"]["champion"]["metrics"][primary]
     report["comparison"] = comparison
+    report["chance"] = {
+        "candidate": chance_level(spec, y, cand, metric=primary, seed=spec.split.seed),
+        "champion": None if champ is None else chance_level(spec, y, champ, metric=primary, seed=spec.split.seed),
+    }
     slice_scores = {"candidate": cand, **({"champion": champ} if champ is not None else {}), "baseline": base}
     report["slices"] = slice_metrics(spec, holdout.reset_index(drop=True), y, slice_scores)
     report["latency_ms"] = _latency_summary(latency)
@@ -950,6 +1018,79 @@ def _baseline_check(spec: ModelSpec, evaluation: Mapping[str, Any], metric: str,
     return [_check(name, margin, limit, passed, reason)]
 
 
+def _chance_check(evaluation: Mapping[str, Any], metric: str, high_better: bool) -> list[dict[str, Any]]:
+    name = f"{metric} better than chance"
+    cand = evaluation["models"]["candidate"]["metrics"].get(metric)
+    chance = (evaluation.get("chance") or {}).get("candidate") or {}
+    mean, sd = chance.get("mean"), chance.get("sd")
+    if cand is None:
+        return [_check(name, None, CHANCE_MIN_SIGMAS, False, f"candidate {metric} is undefined on the holdout")]
+    if mean is None or sd is None:
+        return [_check(name, None, CHANCE_MIN_SIGMAS, False,
+                       f"the chance level of {metric} was not computed (undefined on every shuffle, or an "
+                       "evaluation report from an older version): evaluate again")]
+    edge = -_drop(cand, mean, high_better)  # > 0: better than chance
+    sigmas = edge / sd if sd > 0 else (math.inf if edge > _TOL else 0.0)
+    passed = sigmas >= CHANCE_MIN_SIGMAS - _TOL
+    level = f"{_fmt(mean)} ± {_fmt(sd)} with its scores shuffled over the holdout rows ({chance.get('valid')} shuffles)"
+    better, worse = ("above", "below") if high_better else ("below", "above")
+    how_far = "∞" if math.isinf(sigmas) else f"{abs(sigmas):.1f}"
+    if passed:
+        reason = f"{metric} {_fmt(cand)} is {how_far} sd {better} chance ({level})"
+    else:
+        where = f"only {how_far} sd {better}" if sigmas > 0 else f"{how_far} sd {worse}"
+        reason = (
+            f"{metric} {_fmt(cand)} is not better than chance: {level}; {where}, needs "
+            f"≥ {CHANCE_MIN_SIGMAS:g} sd {better}; the candidate learned nothing usable (check the labels and "
+            "features)"
+        )
+    return [_check(name, None if math.isinf(sigmas) else sigmas, CHANCE_MIN_SIGMAS, passed, reason)]
+
+
+def _champion_consistency_check(
+    evaluation: Mapping[str, Any], metric: str, high_better: bool
+) -> list[dict[str, Any]]:
+    """Is the champion about as good on this holdout as when it was evaluated? If not, the data moved."""
+    champion = evaluation["models"].get("champion")
+    name, limit = CHAMPION_CONSISTENT, CHAMPION_COLLAPSE_SHARE
+    if champion is None:
+        return [_check(name, None, limit, True, FIRST_MODEL_REASON)]
+    who = f"champion v{champion.get('version')}" if champion.get("version") else "the champion"
+    now = champion["metrics"].get(metric)
+    recorded = (champion.get("recorded_metrics") or {}).get(metric)
+    if recorded is None:
+        return [_check(name, None, limit, True, f"{who} has no recorded holdout {metric}; not compared")]
+    if now is None:
+        return [_check(name, None, limit, False,
+                       f"{who} scored {_fmt(recorded)} {metric} when it was evaluated but its {metric} is "
+                       "undefined on this holdout: the data changed or broke; the candidate is not promoted")]
+    # No skill on this holdout: the better of the naive baseline and the champion's own chance level.
+    levels = [v for v in (evaluation["models"]["baseline"]["metrics"].get(metric),
+                          ((evaluation.get("chance") or {}).get("champion") or {}).get("mean")) if v is not None]
+    if not levels:
+        return [_check(name, None, limit, True, f"no no-skill level of {metric} on this holdout; not compared")]
+    no_skill = max(levels) if high_better else min(levels)
+    edge_recorded = -_drop(recorded, no_skill, high_better)
+    edge_now = -_drop(now, no_skill, high_better)
+    if edge_recorded <= _TOL:
+        return [_check(name, None, limit, True,
+                       f"{who}'s recorded {metric} {_fmt(recorded)} is not above the no-skill level "
+                       f"{_fmt(no_skill)} of this holdout; not compared")]
+    lost = (edge_recorded - edge_now) / edge_recorded
+    passed = lost <= limit + _TOL
+    facts = (f"{who} scored {_fmt(now)} {metric} on this holdout but {_fmt(recorded)} when it was evaluated "
+             f"(no skill: {_fmt(no_skill)})")
+    if passed:
+        reason = f"{facts}: {max(lost, 0.0):.0%} of its edge lost, within {limit:.0%}"
+    else:
+        reason = (
+            f"{facts}: it lost {lost:.0%} of its edge over no skill, more than {limit:.0%}; the data changed or "
+            "broke, so the candidate is not promoted (check this run's validation report, the labels and the "
+            "data fingerprint against the champion's; retrain once the data is right)"
+        )
+    return [_check(name, lost, limit, passed, reason)]
+
+
 def _slice_checks(
     spec: ModelSpec, evaluation: Mapping[str, Any], metric: str, high_better: bool
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
@@ -1079,8 +1220,12 @@ def decide(spec: ModelSpec, evaluation: Mapping[str, Any]) -> dict[str, Any]:
 
     Checks (each ``{"name", "value", "threshold", "passed", "reason"}``), in order: absolute
     thresholds per metric; the primary metric's absolute and relative drop vs the champion and,
-    if required, a confidence interval of the difference entirely on the better side of 0; the
-    margin over the naive baseline; per slice (rows >= ``slices.min_rows``) the drop vs the
+    if required, a confidence interval of the difference entirely on the better side of 0;
+    ``champion_consistent`` (the champion re-scored on this holdout kept more than half of its
+    recorded edge over no skill, see ``CHAMPION_COLLAPSE_SHARE``; else the data changed or broke
+    and the gate fails closed, leading the summary with why); the margin over the naive baseline;
+    ``<metric> better than chance`` (always on: at least ``CHANCE_MIN_SIGMAS`` standard
+    deviations better than the candidate's own scores shuffled over the rows); per slice (rows >= ``slices.min_rows``) the drop vs the
     champion; per segment column the gap between the candidate's best and worst slice; the p95
     latency ratio vs the champion when both were measured. Rules set to null are not checked.
     Without a champion the champion checks pass with the reason ``FIRST_MODEL_REASON``. An
@@ -1098,7 +1243,9 @@ def decide(spec: ModelSpec, evaluation: Mapping[str, Any]) -> dict[str, Any]:
 
     checks = _threshold_checks(spec, models["candidate"]["metrics"])
     checks += _champion_checks(spec, evaluation, metric, high_better)
+    checks += _champion_consistency_check(evaluation, metric, high_better)
     checks += _baseline_check(spec, evaluation, metric, high_better)
+    checks += _chance_check(evaluation, metric, high_better)
     slice_checks, flagged, notes = _slice_checks(spec, evaluation, metric, high_better)
     checks += slice_checks
     checks += _latency_check(spec, evaluation)
@@ -1121,8 +1268,11 @@ def decide(spec: ModelSpec, evaluation: Mapping[str, Any]) -> dict[str, Any]:
     if passed:
         summary = f"PASSED: {headline}; {len(checks)}/{len(checks)} checks passed"
     else:
-        summary = f"REJECTED: {headline}; {len(failed)} of {len(checks)} checks failed: " + "; ".join(
-            c["reason"] for c in failed
+        # A collapsed champion says the data is at fault, not the candidate: lead with it.
+        failed_first = sorted(failed, key=lambda c: c["name"] != CHAMPION_CONSISTENT)
+        lead = f"{failed_first[0]['reason']}; " if failed_first[0]["name"] == CHAMPION_CONSISTENT else ""
+        summary = f"REJECTED: {lead}{headline}; {len(failed)} of {len(checks)} checks failed: " + "; ".join(
+            c["reason"] for c in failed_first[1 if lead else 0:]
         )
     return {
         "passed": passed,

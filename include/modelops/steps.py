@@ -186,7 +186,7 @@ def evaluate_candidate(model: str, validated: dict, split: dict, trained: dict, 
     candidate = scoring.load_pyfunc(trained["model_uri"])
     cand_scores = scoring.score(spec, candidate, holdout)
     champion_version = tracking.alias_version(spec.name, tracking.CHAMPION)
-    champ_scores, latency, champion_error = None, None, None
+    champ_scores, latency, champion_error, champion_recorded = None, None, None, None
     sample = scoring.feature_frame(spec, holdout.head(50))
     cand_latency = evaluation.latency_profile(candidate.predict, sample)
     if champion_version:
@@ -201,13 +201,15 @@ def evaluate_candidate(model: str, validated: dict, split: dict, trained: dict, 
         except Exception as exc:  # e.g. the spec's features changed since the champion was trained
             champion_error = f"champion v{champion_version} could not be re-scored: {exc}"
             log.warning(champion_error)
+        if champ_scores is not None:  # what it scored when it was evaluated, for the collapse check
+            champion_recorded = _recorded_holdout_metrics(spec.name, champion_version)
     if latency is None:
         latency = {"candidate_p95": cand_latency["p95_ms"], "champion_p95": None, "ratio": None}
     report = evaluation.evaluate(
         spec, holdout, candidate_scores=cand_scores,
         baseline_scores=evaluation.baseline_scores(spec, y_train, len(holdout)),
         champion_scores=champ_scores, champion_version=champion_version if champ_scores is not None else None,
-        latency=latency,
+        latency=latency, champion_recorded_metrics=champion_recorded,
     )
     decision = evaluation.decide(spec, report)
     if champion_error:
@@ -233,6 +235,18 @@ def evaluate_candidate(model: str, validated: dict, split: dict, trained: dict, 
     return {"passed": bool(decision["passed"]), "summary": decision["summary"],
             "decision_path": str(out / "decision.json"), "evaluation_path": str(out / "evaluation.json"),
             "report_html": str(html), "champion_version": champion_version}
+
+
+def _recorded_holdout_metrics(model_name: str, version: str) -> dict[str, float] | None:
+    """A version's holdout metrics as its own evaluation logged them (``holdout_<metric>``), or None."""
+    try:
+        run_id = tracking.version_info(model_name, version)["run_id"]
+        metrics = tracking.run_info(run_id)["metrics"] if run_id else {}
+    except Exception as exc:  # the gate then says it could not compare, rather than failing the run
+        log.warning("Could not read the holdout metrics recorded for %s v%s: %s", model_name, version, exc)
+        return None
+    recorded = {k.removeprefix("holdout_"): v for k, v in metrics.items() if k.startswith("holdout_")}
+    return recorded or None
 
 
 def register_candidate(model: str, validated: dict, trained: dict, evaluated: dict, *,
