@@ -413,17 +413,85 @@ def _canonical(requirement: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+# The packages each MLflow flavour loads its models with. MLflow *infers* such a model's
+# requirements.txt from every package imported while it loaded the model in the logging process,
+# so a scikit-learn model logged next to torch (or under pytest) pins torch and pytest too.
+_FLAVOR_PACKAGES: dict[str, tuple[str, ...]] = {
+    "sklearn": ("scikit-learn",), "xgboost": ("xgboost",), "lightgbm": ("lightgbm",),
+    "catboost": ("catboost",), "pytorch": ("torch",),
+}
+_SERIALIZATION_PACKAGES = {"skops": "skops", "cloudpickle": "cloudpickle"}
+
+
+def _dependency_closure(names: Sequence[str]) -> set[str]:
+    """``names`` and everything they require when installed (no extras), as canonical names."""
+    from packaging.requirements import Requirement
+
+    seen: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = _canonical(todo.pop())
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requires = importlib.metadata.requires(name) or []
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        for line in requires:
+            req = Requirement(line)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(req.name)
+    return seen
+
+
+def _model_needs(model_dir: Path) -> set[str] | None:
+    """The canonical names a model's flavour needs to load it, or None when only its own pins can say.
+
+    A model of a library flavour (``sklearn`` and the like) needs that library, the package it
+    was serialised with, and their dependencies; a plain ``python_function`` model (the PyTorch
+    trainer's, which logs explicit pins) keeps its requirements as logged.
+    """
+    import yaml
+
+    mlmodel = model_dir / "MLmodel"
+    if not mlmodel.exists():
+        return None
+    flavors = (yaml.safe_load(mlmodel.read_text()) or {}).get("flavors") or {}
+    packages = [pkg for flavor in flavors for pkg in _FLAVOR_PACKAGES.get(flavor, ())]
+    if not packages:
+        return None
+    for conf in flavors.values():
+        fmt = (conf or {}).get("serialization_format") if isinstance(conf, dict) else None
+        if fmt in _SERIALIZATION_PACKAGES:
+            packages.append(_SERIALIZATION_PACKAGES[fmt])
+    return _dependency_closure(packages)
+
+
 def _python_packages(base: Sequence[str], model_dir: Path) -> list[str]:
-    """Pinned requirements: ``base`` at the installed versions, then the model's own MLflow pins."""
+    """Pinned requirements: ``base`` at the installed versions, then what the model needs of its MLflow pins.
+
+    Of a library-flavoured model's pins only those its flavour needs are kept (see
+    ``_model_needs``): the bento of a scikit-learn model carries no torch or pytest.
+    """
     pins: dict[str, str] = {}
     for name in base:
         pins[_canonical(name)] = f"{name}=={importlib.metadata.version(name)}"
+    needs = _model_needs(model_dir)
+    dropped: list[str] = []
     requirements = model_dir / "requirements.txt"
     if requirements.exists():
         for line in requirements.read_text().splitlines():
             line = line.split("#", 1)[0].strip()
-            if line and not line.startswith("-") and _canonical(line) not in pins:
-                pins[_canonical(line)] = line
+            if not line or line.startswith("-") or _canonical(line) in pins:
+                continue
+            if needs is not None and _canonical(line) not in needs:
+                dropped.append(line)
+                continue
+            pins[_canonical(line)] = line
+    if dropped:
+        log.info("Left out of the bento (MLflow inferred them from the logging process; the model's flavour "
+                 "does not load them): %s", ", ".join(dropped))
     return sorted(pins.values(), key=str.lower)
 
 
