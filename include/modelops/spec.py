@@ -182,20 +182,30 @@ class Training(_Strict):
 
 
 class MetricBound(_Strict):
-    """Absolute bounds for one metric."""
+    """Absolute bounds for one metric (at least one of ``min`` and ``max``)."""
 
     min: float | None = Field(default=None, description="The metric must be at least this.")
     max: float | None = Field(default=None, description="The metric must be at most this.")
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> MetricBound:
+        if self.min is None and self.max is None:
+            raise ValueError("a threshold needs 'min' or 'max' (an empty bound checks nothing)")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max}): no model can pass")
+        return self
 
 
 class SliceRules(_Strict):
     """Gate rules over the slices of ``segment_columns``."""
 
     max_drop_vs_champion: float | None = Field(
-        default=None, description="Largest allowed drop of the primary metric in any slice vs the champion."
+        default=None, ge=0.0,
+        description="Largest allowed drop of the primary metric in any slice vs the champion (≥ 0).",
     )
     max_gap: float | None = Field(
-        default=None, description="Largest allowed gap of the primary metric between best and worst slice."
+        default=None, ge=0.0,
+        description="Largest allowed gap of the primary metric between best and worst slice (≥ 0).",
     )
     min_rows: int = Field(default=50, ge=1, description="Slices smaller than this are reported, not gated.")
 
@@ -204,17 +214,25 @@ class Gate(_Strict):
     """Promotion rules: absolute thresholds, the champion, the baseline, slices and latency."""
 
     thresholds: dict[str, MetricBound] = Field(
-        default_factory=dict, description="Absolute bounds per metric, e.g. {roc_auc: {min: 0.8}}."
+        default_factory=dict,
+        description="Absolute bounds per metric, e.g. {roc_auc: {min: 0.8}}. A bound must be able to fail and "
+        "to pass: strictly inside the metric's range (0 to 1 for roc_auc, pr_auc, f1, precision, recall, "
+        "brier, calibration_error, accuracy and macro_f1; above 0 for rmse, mae and log_loss; below 1 for r2). "
+        "A bound on the better side must also be better than chance, what a model that learned nothing "
+        "scores: roc_auc min above 0.5, r2 min above 0, brier max below 0.25 and, with target.classes "
+        "(k classes), accuracy and macro_f1 min above 1/k, log_loss max below ln(k).",
     )
     max_drop_vs_champion: float | None = Field(
         default=0.0,
-        description="Largest allowed drop of the primary metric vs the champion, in the metric's units; a drop "
-        "is a change for the worse (a fall for roc_auc, a rise for rmse).",
+        ge=0.0,
+        description="Largest allowed drop of the primary metric vs the champion, in the metric's units (≥ 0); a "
+        "drop is a change for the worse (a fall for roc_auc, a rise for rmse).",
     )
     max_relative_drop_vs_champion: float | None = Field(
         default=None,
+        ge=0.0,
         description="Largest allowed relative drop (0.02 = 2%) vs the champion: the drop divided by the "
-        "champion's value.",
+        "champion's value (≥ 0).",
     )
     require_significant_improvement: bool = Field(
         default=False,
@@ -222,8 +240,11 @@ class Gate(_Strict):
     )
     min_margin_over_baseline: float | None = Field(
         default=0.05,
+        ge=0.0,
         description="The primary metric must beat the naive baseline by at least this, in the metric's units "
-        "(for rmse, mae and log_loss: be this much lower than the baseline's).",
+        "(for rmse, mae and log_loss: be this much lower than the baseline's); ≥ 0. Whatever the gate says, "
+        "the candidate must also beat chance: its primary metric at least 3 standard deviations better than its "
+        "own scores shuffled over the holdout rows (the check '<metric> better than chance', always on).",
     )
     max_latency_ratio_vs_champion: float | None = Field(
         default=None, description="Largest allowed p95 single-row latency, as a ratio of the champion's."
@@ -576,6 +597,43 @@ class ModelSpec(_Strict):
                     f"metric {metric!r} is not known for {self.task.value}; "
                     f"use one of {describe_metrics(self.task.value)}",
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _check_thresholds(self) -> ModelSpec:
+        # A bound that no model can fail (or none can pass) gates nothing: refuse it here, where the
+        # author sees it, rather than let a useless model through the gate (issue 16).
+        from include.modelops.metrics_catalog import chance_level, higher_is_better, natural_range
+
+        task = self.task.value
+        k = len(self.target.classes) if task != "regression" and self.target.classes else None
+        for metric, bound in self.evaluation.gate.thresholds.items():
+            lo, hi = natural_range(metric)
+            span = f"between {lo:g} and {hi:g}" if lo is not None and hi is not None else (
+                f"above {lo:g}" if lo is not None else f"below {hi:g}")
+            high_better = higher_is_better(task, metric)
+            chance = chance_level(metric, k if task == "multiclass_classification" else None)
+            for kind, value in (("min", bound.min), ("max", bound.max)):
+                if value is None:
+                    continue
+                field = f"evaluation.gate.thresholds.{metric}.{kind}"
+                if (lo is not None and value <= lo) or (hi is not None and value >= hi):
+                    below, above = lo is not None and value <= lo, hi is not None and value >= hi
+                    if (kind == "min" and below) or (kind == "max" and above):
+                        why = "no model can fail it"
+                    elif value in (lo, hi):
+                        why = "only a perfect model can pass it"
+                    else:
+                        why = "no model can pass it"
+                    raise SpecFieldError(
+                        field, f"{metric} {kind} {value:g} is outside the range of {metric} ({span}): {why}; "
+                        f"use a value strictly {span}")
+                quality_side = (kind == "min") == high_better
+                if chance is not None and quality_side and (value <= chance if high_better else value >= chance):
+                    better = "above" if high_better else "below"
+                    raise SpecFieldError(
+                        field, f"{metric} {kind} {value:g} cannot reject a model that learned nothing: chance "
+                        f"scores {metric} {chance:.4g}; use a value {better} {chance:.4g}")
         return self
 
     @property
