@@ -47,8 +47,8 @@ from include.modelops.packaging import (
     rows_to_frame,
 )
 from include.modelops.scoring import conform_to_model, to_scores
-from include.modelops.serving.request_guard import STARTED_AT_KEY, RequestGuard
-from include.modelops.settings import get_settings
+from include.modelops.serving.request_guard import STARTED_AT_KEY, RequestGuard, is_shadow
+from include.modelops.settings import get_settings, shadow_token
 from include.modelops.spec import ModelSpec, TaskType
 
 if TYPE_CHECKING:
@@ -133,6 +133,10 @@ class ModelService:
         self.max_batch_rows = settings.serve_max_batch_rows
         self._batcher = _batcher(self._score_rows, self.max_batch_rows)
         self.variant = settings.serve_variant
+        try:  # only the rollout's replayer knows it; a client's X-ModelOps-Shadow is normal traffic
+            self.shadow_token = shadow_token()
+        except OSError:  # no writable state folder and no MODELOPS_SHADOW_TOKEN: nothing is shadow
+            self.shadow_token = ""
         self.metrics = _metrics()
         self.log_writer = (
             InferenceLogWriter(SPEC, on_drop=self.metrics.log_dropped.inc, on_write=self.metrics.log_rows.inc)
@@ -208,7 +212,8 @@ class ModelService:
             latency_ms = (time.perf_counter() - started) * 1000 if started else None
             self.log_writer.submit(request_records(
                 SPEC, request_id=request.headers.get(REQUEST_ID_HEADER, ""), model_version=MODEL_VERSION,
-                variant="shadow" if request.headers.get(SHADOW_HEADER) else self.variant, rows=records,
+                variant="shadow" if is_shadow(request.headers.get(SHADOW_HEADER), self.shadow_token) else self.variant,
+                rows=records,
                 predictions=predictions, latency_ms=latency_ms,
                 entity_ids=entity_ids, answered_at=datetime.now(UTC),
             ))

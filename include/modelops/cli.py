@@ -401,12 +401,13 @@ def cmd_up(args: argparse.Namespace) -> int:
         _print(f"==> Starting Airflow standalone (log {log_file})")
         airflow = subprocess.Popen([sys.executable, "-m", "airflow", "standalone"], env=env,
                                    start_new_session=True, stdout=open(log_file, "ab"),  # noqa: SIM115
-                                   stderr=subprocess.STDOUT)
-        local_stack._wait_http(f"http://127.0.0.1:{airflow_port}/api/v2/monitor/health", 300, airflow,
+                                   stderr=subprocess.STDOUT, umask=local_stack.PRIVATE_UMASK)
+        local_stack._wait_http(f"{env['AIRFLOW__API__BASE_URL']}/api/v2/monitor/health", 300, airflow,
                                "Airflow API server")
+        local_stack.secure_state_dir(s.state_dir, s.inference_log_url)
         pw_file = Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
         login = json.loads(pw_file.read_text()) if pw_file.exists() else {}
-        _print(f"\nAirflow UI   http://127.0.0.1:{airflow_port}   login: "
+        _print(f"\nAirflow UI   {env['AIRFLOW__API__BASE_URL']}   login: "
                + ", ".join(f"{u} / {p}" for u, p in login.items()))
         _print(f"MLflow UI    {uri}")
         _print(f"REST API     POST http://127.0.0.1:{airflow_port}/auth/token, then "

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from include.modelops.settings import PROJECT_ROOT
+from include.modelops.settings import PROJECT_ROOT, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -33,17 +33,90 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def stack_env(state_dir: Path, mlflow_uri: str, *, specs_dir: Path | None = None,
-              api_port: int = 8080) -> dict[str, str]:
-    """Environment for every process of the local stack (Airflow CLI, tasks, training, bentoml)."""
+#: Files of the local stack that hold secrets or state: readable by their owner only.
+PRIVATE_FILES = ("airflow/airflow.db", "airflow/simple_auth_manager_passwords.json.generated", "mlflow/mlflow.db")
+#: umask of every process the local stack starts: the files they create are their owner's alone.
+PRIVATE_UMASK = 0o077
+_WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+
+
+def secure_state_dir(state_dir: Path, inference_log: str | None = None) -> None:
+    """Make the state folder (and a local inference log folder) 0700 and its secret and state files 0600.
+
+    New files are private through :data:`PRIVATE_UMASK`; this also closes the ones an older
+    version (or a process started outside the stack) left readable.
+    """
     state_dir = Path(state_dir).resolve()
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(state_dir, 0o700)
+    if inference_log and "://" not in inference_log:
+        folder = Path(inference_log)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(folder, 0o700)
+    for name in PRIVATE_FILES:
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(state_dir / name, 0o600)
+
+
+def bind_hostname() -> str:
+    """Airflow's ``hostname_callable`` in the local stack: the bind host, where the log servers listen."""
+    return os.environ.get("MODELOPS_BIND_HOST") or "127.0.0.1"
+
+
+def bind_log_servers() -> None:
+    """In ``airflow scheduler`` and ``airflow triggerer``: serve logs on ``MODELOPS_BIND_HOST`` only.
+
+    Airflow 3.3's ``serve_logs`` passes ``host=""`` (every interface) to uvicorn; the
+    replacement is the same call with the host. Called by ``local_airflow/airflow_local_settings.py``.
+    """
+    host = os.environ.get("MODELOPS_BIND_HOST") or "127.0.0.1"
+    if host in _WILDCARD_HOSTS or sys.argv[1:2] not in (["scheduler"], ["triggerer"]):
+        return
+    import airflow.utils.serve_logs as package
+
+    package.serve_logs = serve_logs_on_bind_host
+
+
+def serve_logs_on_bind_host(port: int | None = None) -> None:
+    """Airflow's log server (``airflow.utils.serve_logs.serve_logs``), bound to ``MODELOPS_BIND_HOST``."""
+    import uvicorn
+    from airflow.configuration import conf
+
+    with contextlib.suppress(ImportError):
+        from setproctitle import setproctitle
+
+        setproctitle("airflow serve-logs")
+    port = port or conf.getint("logging", "WORKER_LOG_SERVER_PORT")
+    host = os.environ.get("MODELOPS_BIND_HOST") or "127.0.0.1"
+    log.info("Starting log server on http://%s:%d", host, port)
+    uvicorn.run("airflow.utils.serve_logs.log_server:get_app", factory=True, host=host, port=port,
+                log_level=conf.get("logging", "uvicorn_logging_level", fallback="info").lower(),
+                log_config=None, access_log=False)
+
+
+def stack_env(state_dir: Path, mlflow_uri: str, *, specs_dir: Path | None = None,
+              api_port: int = 8080, bind_host: str | None = None) -> dict[str, str]:
+    """Environment for every process of the local stack (Airflow CLI, tasks, training, bentoml).
+
+    Airflow's API server and log servers listen on ``bind_host`` (default: the
+    ``MODELOPS_BIND_HOST`` setting, ``127.0.0.1``).
+    """
+    state_dir = Path(state_dir).resolve()
+    bind_host = bind_host or get_settings().bind_host
+    reach = "127.0.0.1" if bind_host in _WILDCARD_HOSTS else bind_host  # where this machine's clients connect
+    if ":" in reach:
+        reach = f"[{reach}]"
     env = dict(os.environ)
     env.update({
         # `airflow standalone` starts its components as `airflow ...` from PATH: use this venv's,
         # also when the venv is not activated (make runs .venv/bin/python directly).
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
+        # local_airflow holds the airflow_local_settings hook that binds the log servers.
         "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), str(PROJECT_ROOT / "plugins"),
+                                       str(Path(__file__).parent / "local_airflow"),
                                        *filter(None, [os.environ.get("PYTHONPATH")])]),
+        "MODELOPS_BIND_HOST": bind_host,
+        "AIRFLOW__API__HOST": bind_host,
         "MODELOPS_STATE_DIR": str(state_dir),
         "MLFLOW_TRACKING_URI": mlflow_uri,
         "BENTOML_HOME": str(state_dir / "bentoml"),
@@ -56,10 +129,10 @@ def stack_env(state_dir: Path, mlflow_uri: str, *, specs_dir: Path | None = None
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__API__PORT": str(api_port),
-        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
+        "AIRFLOW__API__BASE_URL": f"http://{reach}:{api_port}",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://{reach}:{api_port}/execution/",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-        "MODELOPS_AIRFLOW_UI_URL": f"http://127.0.0.1:{api_port}",
+        "MODELOPS_AIRFLOW_UI_URL": f"http://{reach}:{api_port}",
         # Keep third-party tools from writing outside the project or phoning home.
         "GX_ANALYTICS_ENABLED": "False",
         "BENTOML_DO_NOT_TRACK": "True",
@@ -70,6 +143,9 @@ def stack_env(state_dir: Path, mlflow_uri: str, *, specs_dir: Path | None = None
         "MPLCONFIGDIR": str(state_dir / "cache" / "matplotlib"),
         "TQDM_DISABLE": "1",
     })
+    if bind_host not in _WILDCARD_HOSTS:
+        # Tasks record this as their host; the API server fetches a running task's log from it.
+        env["AIRFLOW__CORE__HOSTNAME_CALLABLE"] = "include.modelops.local_stack.bind_hostname"
     if specs_dir:
         env["MODELOPS_SPECS_DIR"] = str(Path(specs_dir).resolve())
     return env
@@ -139,6 +215,7 @@ def _alive(p: Any) -> bool:
 
 def start_mlflow(state_dir: Path, port: int, env: dict[str, str]) -> subprocess.Popen:
     """Start an MLflow tracking server (SQLite backend, proxied local artifacts) and wait until ready."""
+    secure_state_dir(state_dir)
     root = Path(state_dir).resolve() / "mlflow"
     (root / "artifacts").mkdir(parents=True, exist_ok=True)
     logs = Path(state_dir).resolve() / "logs"
@@ -148,7 +225,8 @@ def start_mlflow(state_dir: Path, port: int, env: dict[str, str]) -> subprocess.
            "--artifacts-destination", str(root / "artifacts"), "--workers", "1"]
     out = open(logs / "mlflow.log", "ab")  # noqa: SIM115 - handed to the child process
     log.info("Starting MLflow on http://127.0.0.1:%d (log %s)", port, logs / "mlflow.log")
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                            umask=PRIVATE_UMASK)
     try:
         _wait_http(f"http://127.0.0.1:{port}/health", 120, proc, "MLflow server")
     except Exception:
@@ -174,11 +252,12 @@ def airflow(args: list[str], env: dict[str, str], *, log_file: Path | None = Non
     """Run an ``airflow`` CLI command in the stack's environment."""
     cmd = [sys.executable, "-m", "airflow", *args]
     if log_file is None:
-        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s, cwd=PROJECT_ROOT)
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s, cwd=PROJECT_ROOT,
+                              umask=PRIVATE_UMASK)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "w") as fh:
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                cwd=PROJECT_ROOT)
+                                cwd=PROJECT_ROOT, umask=PRIVATE_UMASK)
         assert proc.stdout is not None
         for line in proc.stdout:
             fh.write(line)
@@ -193,6 +272,7 @@ def migrate_airflow_db(env: dict[str, str]) -> None:
     res = airflow(["db", "migrate"], env)
     if res.returncode != 0:
         raise RuntimeError(f"airflow db migrate failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+    secure_state_dir(Path(env["MODELOPS_STATE_DIR"]))
 
 
 def _is_progress_line(line: str) -> bool:

@@ -12,6 +12,9 @@ Every setting has a default for the embedded, one-laptop mode, with all state un
 | ``MODELOPS_RUNS_DIR`` | ``<state>/runs`` | per-DAG-run working files (splits, reports) |
 | ``BENTOML_HOME`` | ``<state>/bentoml`` | BentoML store (models and bentos) |
 | ``MODELOPS_SERVE_HOST`` | ``127.0.0.1`` | host that smoke-serve binds to |
+| ``MODELOPS_BIND_HOST`` | ``127.0.0.1`` | address ``make up`` binds Airflow's API server (UI, REST API) and its worker and triggerer log servers to; ``0.0.0.0`` opens them to the network (put authentication and TLS in front first) |
+| ``MODELOPS_DATA_ROOTS`` | ``<state>/data`` and the folder of the spec's own data | folders (separated by ``:``) a run's conf ``data_path`` (REST trigger, ``make run DATA=``) must lie under; anything else is refused before it is opened |
+| ``MODELOPS_SHADOW_TOKEN`` | generated once into ``<state>/secrets/shadow_token`` (0600) | secret the shadow replayer sends in ``X-ModelOps-Shadow``; a service logs a request as shadow traffic only when the header matches it (set it in the serving pods' secret on Kubernetes) |
 | ``MODELOPS_SERVE_TIMEOUT_S`` | ``120`` | how long smoke-serve waits for the service to be ready |
 | ``MODELOPS_GIT_COMMIT`` | ``git rev-parse HEAD`` | commit recorded on model versions (set it in images without .git) |
 | ``MODELOPS_AIRFLOW_UI_URL`` | ``http://127.0.0.1:8080`` | base URL for links to DAG runs |
@@ -100,6 +103,8 @@ class Settings:
     serve_workers: int | str = "cpu_count"
     serve_max_batch_rows: int = 100
     rollout_port: int | None = None
+    bind_host: str = "127.0.0.1"
+    data_roots: tuple[Path, ...] = ()
 
     @property
     def bentos_dir(self) -> Path:
@@ -129,7 +134,40 @@ def get_settings() -> Settings:
         serve_workers=_workers(os.environ.get("MODELOPS_SERVE_WORKERS")),
         serve_max_batch_rows=int(os.environ.get("MODELOPS_SERVE_MAX_BATCH_ROWS") or 100),
         rollout_port=int(os.environ.get("MODELOPS_ROLLOUT_PORT") or 0) or None,
+        bind_host=os.environ.get("MODELOPS_BIND_HOST", "").strip() or "127.0.0.1",
+        data_roots=tuple(Path(p).expanduser().resolve()
+                         for p in os.environ.get("MODELOPS_DATA_ROOTS", "").split(os.pathsep) if p.strip()),
     )
+
+
+def shadow_token() -> str:
+    """The deployment's shadow secret: ``MODELOPS_SHADOW_TOKEN``, else one generated once into the state folder.
+
+    The file is created 0600 (its folder 0700), so only this user's processes (the rollout's
+    replayer and the services it starts, which share the state folder) can read it.
+    """
+    if os.environ.get("MODELOPS_SHADOW_TOKEN"):
+        return os.environ["MODELOPS_SHADOW_TOKEN"]
+    import secrets
+
+    folder = get_settings().state_dir / "secrets"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+    path = folder / "shadow_token"
+    if not path.exists():
+        # Written whole under a temporary name, then linked: a concurrent reader never sees it half written,
+        # and of two processes generating at once, the first link wins and both read the same token.
+        tmp = folder / f".shadow_token.{os.getpid()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(32))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip()
 
 
 def _workers(raw: str | None) -> int | str:

@@ -74,7 +74,9 @@ class DataSource(_Strict):
 
     path: str = Field(
         description="A file or a folder of files (searched recursively, e.g. daily partitions). "
-        "Relative paths are resolved against the project root; ${VAR} is expanded."
+        "Relative paths are resolved against the project root; ${VAR} is expanded here (never in a run's "
+        "conf data_path); the value of a secret-like variable (name with TOKEN, SECRET, PASSWORD, KEY...) is "
+        "masked in task logs and tags."
     )
     format: Literal["parquet", "csv"] = Field(default="parquet", description="File format.")
     min_rows: int = Field(default=1000, ge=1, description="Fewer rows than this fails validation.")
@@ -95,14 +97,52 @@ class DataSource(_Strict):
     )
 
     def resolved_path(self) -> Path:
-        """The data location with environment variables expanded, made absolute."""
+        """The data location with environment variables expanded, made absolute.
+
+        Only a spec file's path is expanded: a run's conf ``data_path`` is checked to hold no
+        variable first (``steps.run_data_path``). The value of a variable whose name looks like
+        a secret (``*TOKEN*``, ``*SECRET*``, ``*PASSWORD*``, ``*KEY*`` ...) is masked in task logs.
+        """
+        return self._expand(redact=False)
+
+    def display_path(self) -> str:
+        """:meth:`resolved_path` for logs and tags: the value of a secret-like variable shown as ``***``."""
+        return str(self._expand(redact=True))
+
+    def _expand(self, *, redact: bool) -> Path:
         env = {"MODELOPS_STATE_DIR": str(get_settings().state_dir), **os.environ}
         missing = [v for v in re.findall(r"\$\{(\w+)\}", self.path) if v not in env]
         if missing:
             raise ModelSpecError(f"data.path {self.path!r}: environment variable(s) {missing} are not set")
-        expanded = re.sub(r"\$\{(\w+)\}", lambda m: env[m.group(1)], self.path)
+
+        def value(match: re.Match) -> str:
+            name = match.group(1)
+            if not SECRET_LIKE_NAME.search(name):
+                return env[name]
+            _mask_in_task_logs(env[name])
+            return "***" if redact else env[name]
+
+        expanded = re.sub(r"\$\{(\w+)\}", value, self.path)
         p = Path(expanded).expanduser()
         return p if p.is_absolute() else (PROJECT_ROOT / p).resolve()
+
+
+#: Environment variable names whose values are secrets: masked in logs and tags.
+SECRET_LIKE_NAME = re.compile(r"TOKEN|SECRET|PASSW|KEY|CREDENTIAL|AUTH|PRIVATE", re.IGNORECASE)
+
+
+def _mask_in_task_logs(value: str) -> None:
+    """Register a secret with Airflow's log masker (a no-op outside Airflow)."""
+    if not value:
+        return
+    try:
+        from airflow.sdk.log import mask_secret
+    except ImportError:
+        return
+    try:
+        mask_secret(value)
+    except Exception:  # noqa: BLE001 - masking is best effort; the path must still resolve
+        pass
 
 
 class Feature(_Strict):

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from include.modelops import tracking
-from include.modelops.settings import get_settings, git_commit
-from include.modelops.spec import ModelSpec, load_spec_by_name
+from include.modelops.settings import PROJECT_ROOT, get_settings, git_commit
+from include.modelops.spec import ModelSpec, ModelSpecError, load_spec_by_name
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +27,59 @@ log = logging.getLogger(__name__)
 
 
 def load_spec_for_run(model: str, conf: dict[str, Any] | None = None) -> ModelSpec:
-    """The model's spec, with a run-time ``data_path`` override from the DAG run's conf."""
+    """The model's spec, with a run-time ``data_path`` override from the DAG run's conf.
+
+    Raises:
+        ModelSpecError: The conf's ``data_path`` holds a variable or lies outside the data roots.
+    """
     spec = load_spec_by_name(model)
     data_path = (conf or {}).get("data_path")
     if data_path:
-        log.info("Using data_path %s from the DAG run's conf instead of the spec's %s", data_path, spec.data.path)
-        spec = spec.model_copy(update={"data": spec.data.model_copy(update={"path": str(data_path)})})
+        path = run_data_path(spec, data_path)
+        log.info("Using data_path %s from the DAG run's conf instead of the spec's %s", path, spec.data.path)
+        spec = spec.model_copy(update={"data": spec.data.model_copy(update={"path": str(path)})})
     return spec
+
+
+def data_roots(spec: ModelSpec) -> list[Path]:
+    """Folders a run's conf ``data_path`` may lie under: ``MODELOPS_DATA_ROOTS``, else the defaults.
+
+    The defaults are ``<state>/data`` and the folder holding the spec's own data.
+    """
+    settings = get_settings()
+    if settings.data_roots:
+        return list(settings.data_roots)
+    roots = [settings.state_dir / "data"]
+    try:
+        roots.append(spec.data.resolved_path().parent)
+    except ModelSpecError:  # the spec's own path names an unset variable: only the state's data folder
+        pass
+    return roots
+
+
+def run_data_path(spec: ModelSpec, raw: Any) -> Path:
+    """A run conf's ``data_path``, checked and made absolute (a REST trigger's input: untrusted).
+
+    It is taken literally (no ``${VAR}``, no ``~``: a run must not read the worker's
+    environment) and must resolve, symbolic links followed, under one of :func:`data_roots`.
+
+    Raises:
+        ModelSpecError: Naming the path, what is wrong and what to do.
+    """
+    text = str(raw)
+    if "${" in text or text.startswith("~"):
+        raise ModelSpecError(
+            f"conf data_path {text!r}: ${{VAR}} and ~ are expanded only in spec files, never in a run's conf; "
+            "pass the absolute path of the data")
+    path = Path(text)
+    path = (path if path.is_absolute() else PROJECT_ROOT / path).resolve()
+    roots = list(dict.fromkeys(r.resolve() for r in data_roots(spec)))
+    if not any(path == r or path.is_relative_to(r) for r in roots):
+        raise ModelSpecError(
+            f"conf data_path {text!r} resolves to {path}, which is outside the data roots "
+            f"({', '.join(str(r) for r in roots)}); put the data under one of them, or add its folder to "
+            "MODELOPS_DATA_ROOTS (separated by ':') in the Airflow workers' environment")
+    return path
 
 
 def run_dir(model: str, dag_run_id: str) -> Path:
@@ -71,7 +117,7 @@ def validate_dataset(model: str, *, dag_id: str, dag_run_id: str, conf: dict | N
             "modelops.validation.status": "passed" if report["success"] else "failed",
             "modelops.validation.summary": report["summary"],
             "modelops.validation.at": tracking.now_iso(),
-            "modelops.data_path": str(spec.data.resolved_path()),
+            "modelops.data_path": spec.data.display_path(),
             "modelops.trigger_reason": (conf or {}).get("reason") or "",
             "modelops.drift_report": (conf or {}).get("drift_report") or "",
             **({"modelops.validation.failed": "; ".join(

@@ -16,7 +16,7 @@ from include.modelops.rollout import shadow
 from include.modelops.rollout.backend import CANARY, STABLE, Deployed, DeploymentState
 from include.modelops.rollout.local import splitter_config
 from include.modelops.serving.inference_log import record_schema, request_records
-from include.modelops.settings import PROJECT_ROOT
+from include.modelops.settings import PROJECT_ROOT, shadow_token
 from include.modelops.spec import load_spec
 
 SPEC = load_spec(PROJECT_ROOT / "include" / "models" / "fraud_detection.yaml")
@@ -100,7 +100,8 @@ def candidate():
 def test_a_copy_carries_the_request_id_and_the_shadow_mark_and_its_answer_is_discarded(candidate):
     assert shadow.replay(candidate, "req-1", {"rows": [ROW]}) == 200
     headers, body = Candidate.received[0]
-    assert headers["x-request-id"] == "req-1" and headers[SHADOW_HEADER.lower()] == "1"
+    # the mark is the deployment's secret: a client's own "1" is not a shadow copy
+    assert headers["x-request-id"] == "req-1" and headers[SHADOW_HEADER.lower()] == shadow_token()
     assert body == {"rows": [ROW]}
     Candidate.status = 503
     assert shadow.replay(candidate, "req-2", {"rows": [ROW]}) == 503

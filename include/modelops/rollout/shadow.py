@@ -43,6 +43,7 @@ from include.modelops.packaging import REQUEST_ID_HEADER, SHADOW_HEADER
 from include.modelops.rollout import analysis as a
 from include.modelops.rollout import stages
 from include.modelops.rollout.backend import CANARY, STABLE, TrafficBackend, backend_for
+from include.modelops.settings import shadow_token
 from include.modelops.spec import FeatureType, ModelSpec, load_spec_by_name
 
 if TYPE_CHECKING:
@@ -105,11 +106,14 @@ def request_bodies(spec: ModelSpec, rows: pd.DataFrame) -> dict[str, dict[str, A
 def replay(url: str, request_id: str, body: dict[str, Any], *, timeout_s: float = REPLAY_TIMEOUT_S) -> int:
     """Send one copy to ``url``'s ``/predict`` as a shadow request; its HTTP status (0: no answer).
 
+    The ``X-ModelOps-Shadow`` header carries the deployment's secret (``settings.shadow_token``):
+    the candidate logs the copy as shadow traffic only when it matches.
+
     The answer itself is discarded: the candidate's log keeps it, under the variant ``shadow``.
     """
     request = urllib.request.Request(
         f"{url}/predict", data=json.dumps(body).encode(), method="POST",
-        headers={"Content-Type": "application/json", REQUEST_ID_HEADER: request_id, SHADOW_HEADER: "1"})
+        headers={"Content-Type": "application/json", REQUEST_ID_HEADER: request_id, SHADOW_HEADER: shadow_token()})
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as r:
             r.read()

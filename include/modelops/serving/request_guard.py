@@ -6,7 +6,8 @@ what must happen around that, for every answer including the rejected ones:
 - ``X-Request-ID``: the client's id (1–128 characters of ``A-Z a-z 0-9 . _ : -``), else
   a generated one; passed on to the API (which logs it) and returned on every response.
 - a body over ``MAX_BODY_BYTES`` is answered 413 without being parsed; a content type
-  other than JSON is answered 415;
+  other than JSON is answered 415; every other route (``/model_info``, ``/metrics``, the
+  docs ...) takes at most ``MAX_OTHER_BODY_BYTES`` (none needs a body), also when chunked;
 - every 4xx body from ``/predict`` has one shape, naming each field and its problem::
 
       {"error": "rows[0].amount: Input should be greater than or equal to 0",
@@ -19,6 +20,7 @@ what must happen around that, for every answer including the rejected ones:
 
 from __future__ import annotations
 
+import hmac
 import json
 import re
 import time
@@ -33,6 +35,7 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
+MAX_OTHER_BODY_BYTES = 64 * 1024  # any route but the guarded one: none of them reads a body
 STARTED_AT_KEY = "modelops.started_at"  # perf_counter() when the request arrived, in the ASGI scope
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _HEADER = REQUEST_ID_HEADER.lower().encode()
@@ -95,15 +98,17 @@ class RequestGuard:
         metrics: A callable returning the service's ``ServiceMetrics`` (created lazily,
             after BentoML has set up multi-process metrics in the worker), or None.
         path: The guarded endpoint.
-        max_body_bytes: Largest body accepted.
+        max_body_bytes: Largest body accepted by ``path``.
+        max_other_body_bytes: Largest body accepted by any other route.
     """
 
     def __init__(self, app: Any, *, metrics: Callable[[], Any] | None = None, path: str = "/predict",
-                 max_body_bytes: int = MAX_BODY_BYTES) -> None:
+                 max_body_bytes: int = MAX_BODY_BYTES, max_other_body_bytes: int = MAX_OTHER_BODY_BYTES) -> None:
         self.app = app
         self.metrics = metrics
         self.path = path
         self.max_body_bytes = max_body_bytes
+        self.max_other_body_bytes = max_other_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -118,7 +123,7 @@ class RequestGuard:
         if given is None:
             scope["headers"] = [*headers, (_HEADER, request_id.encode())]
         if not guarded:
-            await self.app(scope, receive, _with_request_id(send, request_id))
+            await self._pass_small_body(scope, receive, send, request_id)
             return
 
         async def reject(status: int, field: str, reason: str, msg: str) -> None:
@@ -199,6 +204,39 @@ class RequestGuard:
         if state["status"] < 400:
             self._count(state["status"], started, None)
 
+    async def _pass_small_body(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+        """Any other route: a body over ``max_other_body_bytes`` is answered 413 before the app sees it."""
+        limit = self.max_other_body_bytes
+        rid = request_id if _REQUEST_ID.match(request_id) else uuid.uuid4().hex
+        too_large = error_body([{"loc": ["body"], "type": "body_too_large",
+                                 "msg": f"{scope.get('path')} takes a body of at most {limit} bytes"}], rid)
+        length = _header(list(scope.get("headers") or []), b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            await _send_json(send, 413, too_large, rid)
+            return
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                await _send_json(send, 413, too_large, rid)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body, replayed = b"".join(chunks), False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, _with_request_id(send, request_id))
+
     async def _send_error(self, send: Send, status: int, raw: bytes, request_id: str, started: float) -> None:
         try:
             parsed = json.loads(raw or b"null")
@@ -266,3 +304,15 @@ async def _drain(receive: Receive, limit: int = 1 << 20) -> None:
             return
         size += len(message.get("body", b""))
         more = message.get("more_body", False)
+
+
+def is_shadow(header_value: str | None, token: str) -> bool:
+    """Whether a request's ``X-ModelOps-Shadow`` header marks it as the rollout's shadow copy.
+
+    Only the replayer knows the deployment's token (``settings.shadow_token``); any other
+    value, sent by a client to hide its requests from monitoring, is normal traffic.
+    Compared in constant time.
+    """
+    if not header_value or not token:
+        return False
+    return hmac.compare_digest(header_value.strip().encode(), token.encode())
