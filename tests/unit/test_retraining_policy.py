@@ -146,3 +146,22 @@ def test_empty_window_is_an_outcome_not_a_failure():
     assert d.outcome == "no_traffic" and "no traffic" in d.reason
     d = decide(POLICY, window(0, rows=12, drift_share=None, enough_rows=False), PolicyContext(now=T0))
     assert d.outcome == "no_traffic" and "12 rows" in d.reason
+
+
+def test_drift_on_a_window_below_min_rows_for_drift_is_reported_but_cannot_trigger():
+    small = drifted(0, rows=400)
+    d = decide(POLICY, small, PolicyContext(now=T0))
+    assert d.outcome == "no_action" and not d.triggered
+    assert "drift (50% of features) is reported but cannot trigger: 400 rows" in d.reason
+    assert decide(POLICY.model_copy(update={"min_rows_for_drift": 300}), small, PolicyContext(now=T0)).outcome \
+        == "retrain"
+
+
+def test_metric_drop_whose_interval_reaches_the_threshold_does_not_trigger():
+    fig = window(0, metric="roc_auc", live_metric=0.80, offline_metric=0.86, metric_drop=0.06, labelled_rows=2000,
+                 live_ci_low=0.72, live_ci_high=0.87, metric_drop_least=-0.01, labelled_rarest_class=60)
+    d = decide(POLICY, fig, PolicyContext(now=T0))
+    assert d.outcome == "no_action" and "95% interval [0.7200, 0.8700]" in d.reason
+    sure = window(0, metric="roc_auc", live_metric=0.70, offline_metric=0.86, metric_drop=0.16, labelled_rows=2000,
+                  live_ci_low=0.66, live_ci_high=0.74, metric_drop_least=0.12, labelled_rarest_class=60)
+    assert decide(POLICY, sure, PolicyContext(now=T0)).outcome == "retrain"

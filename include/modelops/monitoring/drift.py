@@ -155,12 +155,16 @@ def _scores_of(spec: ModelSpec, rows: pd.DataFrame) -> Any:
 
 def live_performance(spec: ModelSpec, rows: pd.DataFrame, *, label_column: str,
                      offline: float | None) -> dict[str, Any] | None:
-    """The primary metric on the labelled rows, and its drop from the offline value.
+    """The primary metric on the labelled rows, its 95% bootstrap interval, and its drop from the offline value.
 
     Returns None when fewer than ``monitoring.min_labelled_rows_for_metric`` rows are labelled.
-    ``drop`` is positive when live is worse, whatever the metric's direction.
+    ``drop`` is positive when live is worse, whatever the metric's direction; ``drop_least`` is the
+    drop at the interval's optimistic end (what the trigger compares, None without an interval);
+    ``rarest_class`` the labelled rows of the rarest of ``target.classes`` (None for regression).
     """
-    from include.modelops.evaluation import compute_metrics
+    import numpy as np
+
+    from include.modelops.evaluation import compute_metrics, paired_bootstrap
 
     labelled = rows[rows[label_column].notna()] if label_column in rows else rows.iloc[:0]
     if len(labelled) < spec.monitoring.min_labelled_rows_for_metric:
@@ -169,11 +173,50 @@ def live_performance(spec: ModelSpec, rows: pd.DataFrame, *, label_column: str,
     y = labelled[label_column]
     if spec.task.value != "regression" and spec.target.classes and isinstance(spec.target.classes[0], int):
         y = y.astype("int64")
-    live = compute_metrics(spec, y.to_numpy(), _scores_of(spec, labelled)).get(metric)
-    drop = None
-    if live is not None and offline is not None:
-        drop = (offline - live) if higher_is_better(spec.task.value, metric) else (live - offline)
-    return {"metric": metric, "live": live, "offline": offline, "drop": drop, "labelled_rows": len(labelled)}
+    scores = _scores_of(spec, labelled)
+    live = compute_metrics(spec, y.to_numpy(), scores).get(metric)
+    high = higher_is_better(spec.task.value, metric)
+
+    def drop_of(value: float | None) -> float | None:
+        if value is None or offline is None:
+            return None
+        return (offline - value) if high else (value - offline)
+
+    rarest = None
+    if spec.task.value != "regression":
+        classes = list(spec.target.classes or [0, 1])
+        rarest = int(min((y == c).sum() for c in classes))
+    low_ci = high_ci = None
+    samples = spec.monitoring.metric_bootstrap_samples
+    if live is not None and samples:
+        # The gate's paired bootstrap, paired with an oracle that scores every row by its own label: the
+        # oracle's metric is the best value on every resample (roc_auc 1, rmse 0, ...), so the
+        # interval of live - oracle, plus that constant, is the live metric's interval.
+        oracle = _oracle_scores(spec, y)
+        best = compute_metrics(spec, y.to_numpy(), oracle)[metric]
+        boot = paired_bootstrap(spec, y.to_numpy(), scores, oracle, metric=metric, samples=samples,
+                                seed=spec.split.seed)
+        if best is not None and boot["ci_low"] is not None:
+            low_ci, high_ci = boot["ci_low"] + best, boot["ci_high"] + best
+    optimistic = high_ci if high else low_ci
+    drop_least = drop_of(optimistic) if optimistic is not None else None
+    if drop_least is not None:
+        drop_least = float(np.round(drop_least, 6))
+    return {"metric": metric, "live": live, "offline": offline, "drop": drop_of(live), "ci_low": low_ci,
+            "ci_high": high_ci, "drop_least": drop_least, "bootstrap_samples": samples,
+            "labelled_rows": len(labelled), "rarest_class": rarest}
+
+
+def _oracle_scores(spec: ModelSpec, y: pd.Series) -> Any:
+    """Scores that know the answer: the label itself (regression), 1.0 on the true class (classification)."""
+    import numpy as np
+
+    if spec.task.value == "regression":
+        return y.astype("float64").to_numpy()
+    classes = list(spec.target.classes or [0, 1])
+    if spec.task.value == "binary_classification":
+        return (y == classes[1]).to_numpy(dtype="float64")
+    return np.column_stack([(y == c).to_numpy(dtype="float64") for c in classes])
 
 
 def _drift_options(spec: ModelSpec) -> dict[str, Any]:

@@ -3,9 +3,13 @@ decision with its reason. Plain, typed Python with no I/O, so every rule is unit
 
 Triggers (any of them, from ``monitoring:`` in the spec):
 
-* ``drift``: the share of drifted features is at least ``drift_share_threshold``;
+* ``drift``: the share of drifted features is at least ``drift_share_threshold``, in a window of
+  at least ``min_rows_for_drift`` rows (smaller windows report drift but cannot trigger: on them
+  Evidently's distances flag clean traffic);
 * ``performance``: the primary metric on labelled live rows dropped by at least
-  ``metric_drop_threshold`` from the version's offline holdout value;
+  ``metric_drop_threshold`` from the version's offline holdout value over its whole bootstrap
+  interval (even the optimistic end is that much worse), with at least
+  ``min_labelled_positives_for_metric`` labelled rows of the rarest class;
 * ``data_quality``: a data-quality failure, when ``retrain_on_quality_failure`` is on;
 
 and a trigger must have held in ``consecutive_windows`` consecutive windows (hysteresis).
@@ -48,6 +52,22 @@ class WindowFigures:
     metric_drop: float | None = None
     labelled_rows: int = 0
     enough_rows: bool = True  # False: too little traffic for a verdict
+    live_ci_low: float | None = None  # the live metric's 95% bootstrap interval
+    live_ci_high: float | None = None
+    metric_drop_least: float | None = None  # the drop at the interval's optimistic end; None: no interval
+    labelled_rarest_class: int | None = None  # labelled rows of the rarest class; None: regression
+
+    @classmethod
+    def from_figures(cls, window: str, window_end: datetime, fig: dict[str, Any]) -> WindowFigures:
+        """The figures ``monitor_window`` returns (its ``figures``), as the policy reads them."""
+        metric = fig.get("metric")
+        return cls(window=window, window_end=window_end, rows=fig["rows"], drift_share=fig.get("drift_share"),
+                   drifted_features=fig.get("top_drifted", []), quality_failures=fig.get("quality_failed", []),
+                   metric=metric, live_metric=fig.get(f"live_{metric}"), offline_metric=fig.get(f"offline_{metric}"),
+                   metric_drop=fig.get("metric_drop"), labelled_rows=fig["labelled_rows"],
+                   enough_rows=fig["status"] == "checked", live_ci_low=fig.get(f"live_{metric}_ci_low"),
+                   live_ci_high=fig.get(f"live_{metric}_ci_high"), metric_drop_least=fig.get("metric_drop_least"),
+                   labelled_rarest_class=fig.get("labelled_rarest_class"))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -86,6 +106,7 @@ class Decision:
     reason: str
     triggers: list[str] = field(default_factory=list)  # trigger names that held: drift, performance, ...
     guard: str | None = None  # the guard that suppressed a triggered retrain
+    notes: list[str] = field(default_factory=list)  # signals reported but not allowed to trigger, and why
 
     @property
     def triggered(self) -> bool:
@@ -98,18 +119,51 @@ class Decision:
 def triggers(policy: Monitoring, fig: WindowFigures) -> dict[str, str]:
     """The triggers that hold in this window alone, each with its explanation."""
     held: dict[str, str] = {}
-    if fig.drift_share is not None and fig.drift_share >= policy.drift_share_threshold:
+    if (fig.drift_share is not None and fig.drift_share >= policy.drift_share_threshold
+            and fig.rows >= policy.min_rows_for_drift):
         top = ", ".join(fig.drifted_features[:5]) or "none named"
         held["drift"] = (f"{fig.drift_share:.0%} of features drifted (threshold {policy.drift_share_threshold:.0%}); "
                          f"most drifted: {top}")
     if (policy.metric_drop_threshold is not None and fig.metric_drop is not None
-            and fig.metric_drop >= policy.metric_drop_threshold):
+            and fig.metric_drop >= policy.metric_drop_threshold and _metric_blocker(policy, fig) is None):
+        interval = ""
+        if fig.metric_drop_least is not None:
+            interval = (f", 95% interval [{fig.live_ci_low:.4f}, {fig.live_ci_high:.4f}]: at least "
+                        f"{fig.metric_drop_least:.4f} below")
         held["performance"] = (f"live {fig.metric} {fig.live_metric:.4f} on {fig.labelled_rows} labelled rows is "
-                               f"{fig.metric_drop:.4f} below the offline {fig.offline_metric:.4f} "
+                               f"{fig.metric_drop:.4f} below the offline {fig.offline_metric:.4f}{interval} "
                                f"(threshold {policy.metric_drop_threshold})")
     if policy.retrain_on_quality_failure and fig.quality_failures:
         held["data_quality"] = "data quality failed: " + "; ".join(fig.quality_failures[:5])
     return held
+
+
+def _metric_blocker(policy: Monitoring, fig: WindowFigures) -> str | None:
+    """Why this window's live metric may not trigger (too few labels of a class, or the interval)."""
+    need = policy.min_labelled_positives_for_metric
+    if fig.labelled_rarest_class is not None and fig.labelled_rarest_class < need:
+        return (f"live {fig.metric} is reported but cannot trigger: {fig.labelled_rarest_class} labelled rows of "
+                f"the rarest class, monitoring.min_labelled_positives_for_metric is {need}")
+    if (policy.metric_drop_threshold is not None and fig.metric_drop is not None
+            and fig.metric_drop >= policy.metric_drop_threshold and fig.metric_drop_least is not None
+            and fig.metric_drop_least < policy.metric_drop_threshold):
+        return (f"live {fig.metric} {fig.live_metric:.4f} is {fig.metric_drop:.4f} below the offline "
+                f"{fig.offline_metric:.4f}, but its 95% interval [{fig.live_ci_low:.4f}, {fig.live_ci_high:.4f}] "
+                f"on {fig.labelled_rows} labelled rows reaches within {policy.metric_drop_threshold} of it "
+                f"(at least {fig.metric_drop_least:.4f} below): not a trigger")
+    return None
+
+
+def notes(policy: Monitoring, fig: WindowFigures) -> list[str]:
+    """Signals this window reports that the policy does not let trigger, each with why."""
+    out = []
+    if fig.drift_share is not None and fig.rows < policy.min_rows_for_drift:
+        out.append(f"drift ({fig.drift_share:.0%} of features) is reported but cannot trigger: {fig.rows} rows, "
+                   f"monitoring.min_rows_for_drift is {policy.min_rows_for_drift} (drift distances on smaller "
+                   "windows flag clean traffic)")
+    if fig.metric_drop is not None and (blocker := _metric_blocker(policy, fig)):
+        out.append(blocker)
+    return out
 
 
 def _consecutive(policy: Monitoring, fig: WindowFigures, history: Sequence[PastDecision]) -> int:
@@ -132,24 +186,27 @@ def decide(policy: Monitoring, fig: WindowFigures, ctx: PolicyContext) -> Decisi
         return Decision("no_traffic", f"too little traffic for a verdict: {fig.rows} rows in {fig.window} "
                                       f"(monitoring.min_window_rows is {policy.min_window_rows})")
     held = triggers(policy, fig)
+    noted = notes(policy, fig)
+    also = "".join(f"; {n}" for n in noted)
     if not held:
         share = "n/a" if fig.drift_share is None else f"{fig.drift_share:.0%}"
         perf = (f", live {fig.metric} drop {fig.metric_drop:.4f}" if fig.metric_drop is not None else
                 ", no live metric yet")
         return Decision("no_action", f"no trigger: {share} of features drifted "
-                                     f"(threshold {policy.drift_share_threshold:.0%}){perf}")
+                                     f"(threshold {policy.drift_share_threshold:.0%}){perf}{also}", notes=noted)
     names = list(held)
     why = "; ".join(held.values())
     n = _consecutive(policy, fig, ctx.history)
     if n < policy.consecutive_windows:
         return Decision("no_action", f"trigger held in {n} of {policy.consecutive_windows} consecutive windows "
-                                     f"needed: {why}", names, guard="consecutive_windows")
+                                     f"needed: {why}{also}", names, guard="consecutive_windows", notes=noted)
     requests = [d for d in ctx.history if d.outcome == "retrain"]
     suppressed = _guard(policy, fig, ctx, requests)
     if suppressed:
         guard, because = suppressed
-        return Decision("suppressed", f"retrain suppressed by {guard}: {because}. Trigger: {why}", names, guard)
-    return Decision("retrain", f"retrain requested: {why}", names)
+        return Decision("suppressed", f"retrain suppressed by {guard}: {because}. Trigger: {why}{also}", names, guard,
+                        noted)
+    return Decision("retrain", f"retrain requested: {why}{also}", names, notes=noted)
 
 
 def _guard(policy: Monitoring, fig: WindowFigures, ctx: PolicyContext,

@@ -172,6 +172,10 @@ def _headline(summary: dict[str, Any]) -> dict[str, Any]:
     if p:
         fig |= {f"live_{p['metric']}": p["live"], f"offline_{p['metric']}": p["offline"], "metric_drop": p["drop"],
                 "metric": p["metric"]}
+        # The interval and the rarest class's labels: whether the live metric may trigger (the policy).
+        extra = {f"live_{p['metric']}_ci_low": p.get("ci_low"), f"live_{p['metric']}_ci_high": p.get("ci_high"),
+                 "metric_drop_least": p.get("drop_least"), "labelled_rarest_class": p.get("rarest_class")}
+        fig |= {k: v for k, v in extra.items() if v is not None}
     return fig
 
 
@@ -227,14 +231,8 @@ def decide_retraining(model: str, monitored: dict, *, training_runs_active: int,
                             [t for t in tags.get(f"{P}triggers", "").split(",") if t], tags.get(f"{P}guard") or None)
     else:
         now = now or datetime.now(UTC)
-        fig = monitored["figures"]
-        figures = WindowFigures(
-            window=monitored["window"], window_end=datetime.fromisoformat(monitored["window_end"]),
-            rows=fig["rows"], drift_share=fig.get("drift_share"), drifted_features=fig.get("top_drifted", []),
-            quality_failures=fig.get("quality_failed", []), metric=fig.get("metric"),
-            live_metric=fig.get(f"live_{fig.get('metric')}"), offline_metric=fig.get(f"offline_{fig.get('metric')}"),
-            metric_drop=fig.get("metric_drop"), labelled_rows=fig["labelled_rows"],
-            enough_rows=fig["status"] == "checked")
+        figures = WindowFigures.from_figures(monitored["window"], datetime.fromisoformat(monitored["window_end"]),
+                                             monitored["figures"])
         ctx = PolicyContext(now=now, history=_history(model, run_id), training_runs_active=training_runs_active,
                             gpu_hours_last_week=_gpu_hours_last_week(spec, now))
         decision = decide(spec.monitoring, figures, ctx)
