@@ -25,15 +25,16 @@ Not for running from this folder: ``bento_model.json`` exists only in a build co
 
 import functools
 import json
+import numbers
 import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import bentoml
-from pydantic import Field, ValidationError
+from pydantic import BeforeValidator, Field, ValidationError
 from pydantic_core import PydanticCustomError
 
 from include.modelops.packaging import (
@@ -72,6 +73,24 @@ Row = request_row_model(SPEC)
 
 # A valid request, shown in the OpenAPI docs; smoke tests may post it as is.
 EXAMPLE_INPUT: list[dict[str, Any]] = [example_row(SPEC)]
+
+
+def _entity_id(value: Any) -> Any:
+    """An entity id: a JSON string, or a whole number (``7`` or ``7.0``, read as 7); never true/false."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or (
+            isinstance(value, float) and not value.is_integer()):
+        raise PydanticCustomError("entity_id_type", "Input should be a string or a whole number")
+    return int(value)
+
+
+# The OpenAPI schema says what is accepted: {"anyOf": [{"type": "string"}, {"type": "integer"}]}.
+EntityId = Annotated[str | int, BeforeValidator(_entity_id)]
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)  # "leave it out", not null: a null default would contradict "type": "array"
 
 
 @functools.cache
@@ -185,10 +204,14 @@ class ModelService:
             description=f"Rows of features (1 to {MAX_ROWS}); every field is checked against the model spec.",
             examples=[EXAMPLE_INPUT],
         ),
-        entity_ids: list[str | int] | None = Field(
+        # Not ``| None``: BentoML publishes only the first branch of a top-level anyOf, so a null the
+        # service took was documented as refused. Left out means no ids; an explicit null is a 400.
+        entity_ids: list[EntityId] = Field(  # type: ignore[assignment]
             default=None,
             max_length=MAX_ROWS,
-            description="Optional: one id per row (e.g. the card or customer), logged with the row, never scored.",
+            description="Optional (leave it out for none): one id per row, a string or a whole number "
+                        "(e.g. the card or customer), logged with the row, never scored.",
+            json_schema_extra=_no_default,
         ),
     ) -> list[dict[str, Any]]:
         """Score rows: binary ``{"score", "label"}``, regression ``{"prediction"}``,

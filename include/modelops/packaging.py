@@ -20,6 +20,8 @@ import hashlib
 import importlib.metadata
 import json
 import logging
+import math
+import numbers
 import os
 import re
 import shutil
@@ -33,9 +35,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
+from pydantic_core import PydanticCustomError
 
 from include.modelops import local_stack
 from include.modelops.settings import PROJECT_ROOT, get_settings, git_commit
@@ -84,36 +87,113 @@ def _model_class_name(spec: ModelSpec) -> str:
     return "".join(part.capitalize() for part in spec.name.split("_")) + "Row"
 
 
+def _json_kind(value: Any) -> str:
+    """What a client sent, in JSON's words, for an error message: ``a string``, ``true``, ..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f"a string ({value[:20]!r})" if len(value) <= 20 else "a string"
+    if isinstance(value, numbers.Real):
+        return "a number"
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, (list, tuple)):
+        return "an array"
+    return type(value).__name__
+
+
+def _json_number(value: Any) -> Any:
+    """numeric: a JSON number (integer or not), never a string or true/false; 3 is read as 3.0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise PydanticCustomError("float_type", "Input should be a JSON number, not {kind}",
+                                  {"kind": _json_kind(value)})
+    if isinstance(value, int) and abs(value) > _FLOAT_MAX:
+        return math.inf if value > 0 else -math.inf  # a JSON integer beyond any float: refused as not finite
+    return value
+
+
+def _json_whole_number(value: Any) -> Any:
+    """integer: a JSON integer or a number with no fractional part (3.0 is read as 3); never 3.5."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise PydanticCustomError("int_type", "Input should be a whole number (e.g. 3 or 3.0), not {kind}",
+                                  {"kind": _json_kind(value)})
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # exact, however large (pydantic's own int refuses a float beyond 2**63 as a "string")
+    if isinstance(value, numbers.Integral) and abs(int(value)) > _FLOAT_MAX:
+        raise PydanticCustomError("finite_number", "Input should be a finite number (within ±1.8e308)")
+    return value  # a fractional part (int_from_float), NaN or infinity is refused by pydantic's int
+
+
+def _json_boolean(value: Any) -> Any:
+    """boolean: JSON true or false only; not 0/1, "true" or "yes"."""
+    if not isinstance(value, bool):
+        raise PydanticCustomError("bool_type", "Input should be true or false, not {kind}",
+                                  {"kind": _json_kind(value)})
+    return value
+
+
+def _bound(feature_type: FeatureType, value: float, *, lower: bool) -> float | int:
+    """A spec bound as the schema states it: an integer feature's as the nearest integer inside it."""
+    if feature_type != FeatureType.integer:
+        return value
+    return math.ceil(value) if lower else math.floor(value)
+
+
+# The bounds of a numeric or integer feature without ``min``/``max``: the model is fed float64,
+# so a value beyond it (a 400-digit JSON integer) could never be scored.
+_FLOAT_MAX = sys.float_info.max
+
+
 def request_row_model(spec: ModelSpec) -> type[BaseModel]:
     """The pydantic model of one request row, built from the spec's features.
 
-    numeric → float and integer → int (bounded by ``min``/``max``), categorical → one of
-    its ``categories``, boolean → bool. A feature whose ``max_null_fraction`` is above 0
-    may be null or left out; every other feature is required. Unknown fields are
-    rejected, so a misspelt column fails loudly instead of being scored as missing.
+    Types are strict, as JSON states them (a wrong type is a 400 naming the field, never
+    converted silently), and the model's JSON schema (the OpenAPI document's) says exactly this:
+
+    - numeric: a JSON number, integer or not (``"number"``); not a string, not true/false, not NaN
+      or infinity;
+    - integer: a JSON integer, or a number with no fractional part such as ``3.0``
+      (``"integer"``, which JSON Schema defines the same way); never ``3.5``, a string or true/false;
+    - boolean: ``true`` or ``false`` only; not ``0``/``1``, ``"true"`` or ``"yes"``;
+    - categorical: one of its ``categories``, as the exact string (``"enum"``).
+
+    Bounds are the spec's ``min``/``max`` (``minimum``/``maximum``; without one, the largest
+    64-bit float, what the model is fed, bounds that side). A feature whose
+    ``max_null_fraction`` is above 0 may be null or left out (``anyOf [..., null]``, not
+    required); every other feature is required and never null. Unknown fields are rejected
+    (``additionalProperties: false``), so a misspelt column fails loudly instead of being
+    scored as missing.
     """
     fields: dict[str, Any] = {}
     for feature in spec.features:
-        constraints: dict[str, Any] = {"description": feature.description or None}
         annotation: Any
-        if feature.type == FeatureType.numeric:
-            annotation = float
-            constraints["allow_inf_nan"] = False
-        elif feature.type == FeatureType.integer:
-            annotation = int
+        if feature.type in (FeatureType.numeric, FeatureType.integer):
+            bounds: dict[str, Any] = {}
+            unbounded: dict[str, float] = {}  # stated in the schema, enforced by the before-validator
+            for key, schema_key, value, default in (("ge", "minimum", feature.min, -_FLOAT_MAX),
+                                                    ("le", "maximum", feature.max, _FLOAT_MAX)):
+                if value is not None:
+                    bounds[key] = _bound(feature.type, value, lower=key == "ge")
+                elif feature.type == FeatureType.numeric:
+                    bounds[key] = default
+                else:  # pydantic's int takes only an int bound
+                    unbounded[schema_key] = default
+            if feature.type == FeatureType.numeric:
+                annotation = Annotated[float, Field(allow_inf_nan=False, **bounds), BeforeValidator(_json_number)]
+            else:
+                annotation = Annotated[int, Field(json_schema_extra=unbounded or None, **bounds),
+                                       BeforeValidator(_json_whole_number)]
         elif feature.type == FeatureType.categorical:
             annotation = Literal[tuple(feature.categories or ())]
         else:
-            annotation = bool
-        if feature.type in (FeatureType.numeric, FeatureType.integer):
-            if feature.min is not None:
-                constraints["ge"] = feature.min
-            if feature.max is not None:
-                constraints["le"] = feature.max
+            annotation = Annotated[bool, BeforeValidator(_json_boolean)]
+        description = feature.description or None
         if feature.max_null_fraction > 0:
-            fields[feature.name] = (annotation | None, Field(default=None, **constraints))
+            fields[feature.name] = (annotation | None, Field(default=None, description=description))
         else:
-            fields[feature.name] = (annotation, Field(**constraints))
+            fields[feature.name] = (annotation, Field(description=description))
     return create_model(
         _model_class_name(spec),
         __config__=ConfigDict(extra="forbid", protected_namespaces=(), title=_model_class_name(spec)),
@@ -123,14 +203,25 @@ def request_row_model(spec: ModelSpec) -> type[BaseModel]:
 
 
 def example_row(spec: ModelSpec) -> dict[str, Any]:
-    """A valid request row: the middle of each numeric range, the first category, False."""
+    """A valid request row: the middle of each numeric range, the first category, False.
+
+    An integer feature gets a whole number inside its range (a JSON integer), a numeric one a
+    float; a range open on one side is read as one unit wide from its bound.
+    """
     row: dict[str, Any] = {}
     for feature in spec.features:
         if feature.type in (FeatureType.numeric, FeatureType.integer):
-            low = feature.min if feature.min is not None else 0.0
-            high = feature.max if feature.max is not None else low + 1.0
+            low, high = feature.min, feature.max
+            if low is None:
+                low = high - 1.0 if high is not None else 0.0
+            if high is None:
+                high = low + 1.0
             middle = low + (high - low) / 2
-            row[feature.name] = int(middle) if feature.type == FeatureType.integer else float(middle)
+            if feature.type == FeatureType.integer:
+                whole = math.floor(middle)
+                row[feature.name] = whole if whole >= low else math.ceil(low)
+            else:
+                row[feature.name] = float(middle)
         elif feature.type == FeatureType.categorical:
             row[feature.name] = (feature.categories or [""])[0]
         else:
@@ -251,15 +342,15 @@ def endpoint_contract(spec: ModelSpec) -> dict[str, Any]:
         if feature.type == FeatureType.categorical:
             allowed = "one of: " + ", ".join(str(c) for c in feature.categories or [])
         elif feature.type == FeatureType.boolean:
-            allowed = "true or false"
+            allowed = "true or false (not 0/1 or a string)"
         else:
             low = "" if feature.min is None else f"{feature.min:g} ≤ "
             high = "" if feature.max is None else f" ≤ {feature.max:g}"
             allowed = f"{low}value{high}" if (low or high) else "any finite number"
             if feature.type == FeatureType.numeric:
-                allowed += " (finite: no NaN or infinity)"
+                allowed += " (a JSON number; not a string or true/false, no NaN or infinity)"
             else:
-                allowed += " (a whole number)"
+                allowed += " (a whole number: 3 or 3.0, never 3.5, a string or true/false)"
         fields.append({"name": feature.name, "type": kind, "allowed": allowed,
                        "required": feature.max_null_fraction == 0,
                        "description": feature.description or ""})

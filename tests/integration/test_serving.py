@@ -264,6 +264,95 @@ def test_error_message_names_the_field_and_the_problem(rows, served):
         "rows[1].amount": "greater_than_equal", "rows[1].channel": "literal_error"}
 
 
+def wrong_types(row: dict) -> list[tuple[str, dict, str, str]]:
+    """(case, body, field the 400 must name, error type): a wrong JSON type for each kind of field."""
+    body = lambda **changes: {"rows": [{**row, **changes}]}  # noqa: E731
+    return [
+        ('numeric as a string "23"', body(amount="23"), "rows[0].amount", "float_type"),
+        ('numeric as "yes"', body(amount="yes"), "rows[0].amount", "float_type"),
+        ("numeric as true", body(amount=True), "rows[0].amount", "float_type"),
+        ("integer with a fraction", body(hour_of_day=3.5), "rows[0].hour_of_day", "int_from_float"),
+        ('integer as a string "3"', body(hour_of_day="3"), "rows[0].hour_of_day", "int_type"),
+        ("integer as true", body(hour_of_day=True), "rows[0].hour_of_day", "int_type"),
+        ("boolean as 1", body(is_international=1), "rows[0].is_international", "bool_type"),
+        ('boolean as "yes"', body(is_international="yes"), "rows[0].is_international", "bool_type"),
+        ('boolean as "true"', body(is_international="true"), "rows[0].is_international", "bool_type"),
+        ("category in another case", body(channel=row["channel"].upper()), "rows[0].channel", "literal_error"),
+        ("nullable numeric as a string", body(distance_from_home_km="12"), "rows[0].distance_from_home_km",
+         "float_type"),
+        ("null for a required feature", body(customer_age=None), "rows[0].customer_age", "int_type"),
+        ("entity_ids null", {"rows": [row], "entity_ids": None}, "entity_ids", "list_type"),
+        ("entity id true", {"rows": [row], "entity_ids": [True]}, "entity_ids[0]", "entity_id_type"),
+    ]
+
+
+def test_a_wrong_json_type_gets_a_400_naming_the_field(rows, served):
+    failures = []
+    for case, body, field, error in wrong_types(rows[0]):
+        status, _, raw = post(served.url, body)
+        answer = json.loads(raw)
+        named = {d["field"]: d["type"] for d in answer.get("detail", [])}
+        if status != 400 or named != {field: error} or not answer["error"].startswith(f"{field}: "):
+            failures.append(f"{case}: HTTP {status} {answer}")
+    assert not failures, "\n".join(failures)
+
+
+def test_whole_numbers_in_either_json_form_are_scored_alike(rows, served):
+    row = next(r for r in rows if r["distance_from_home_km"] is not None)
+    as_ints = {**row, "amount": round(row["amount"]), "distance_from_home_km": round(row["distance_from_home_km"])}
+    as_floats = {**as_ints, "amount": float(as_ints["amount"]), "hour_of_day": float(row["hour_of_day"]),
+                 "customer_age": float(row["customer_age"])}
+    status, _, raw = post(served.url, {"rows": [as_ints, as_floats], "entity_ids": [7, 7.0]})
+    assert status == 200, raw
+    first, second = json.loads(raw)
+    assert first == second
+
+
+def published_request_schema(url: str):
+    """The /predict request body's JSON schema from the served /docs.json, references resolvable."""
+    import jsonschema
+
+    status, _, raw = post(url, path="/docs.json", method="GET")
+    assert status == 200
+    docs = json.loads(raw)
+    schema = docs["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    # References are "#/components/schemas/<name>": put the components at the root they point into.
+    return jsonschema.Draft202012Validator({**schema, "components": docs["components"]})
+
+
+def test_published_request_schema_accepts_what_the_service_accepts(rows, served):
+    schema = published_request_schema(served.url)
+    row = rows[0]
+    good = [
+        {"rows": rows[:3]},
+        {"rows": [row], "entity_ids": ["card-1"]},
+        {"rows": [row], "entity_ids": [7]},
+        {"rows": [{**row, "amount": 42, "hour_of_day": 3.0}]},
+        {"rows": [{**row, "distance_from_home_km": None}]},
+        {"rows": [{k: v for k, v in row.items() if k != "distance_from_home_km"}]},
+        {"rows": [row], "comment": "ignored"},  # unknown top-level keys are ignored, and documented as allowed
+    ]
+    bad = [body for _, body, _, _ in wrong_types(row)] + [
+        {"rows": []},
+        {"rows": [row] * 10_001},
+        {},
+        {"rows": [{**row, "amount": -1}]},
+        {"rows": [{**row, "customer_age": 130}]},
+        {"rows": [{**row, "channel": "fax"}]},
+        {"rows": [{**row, "is_fraud": 1}]},
+        {"rows": [{k: v for k, v in row.items() if k != "hour_of_day"}]},
+        {"rows": [row], "entity_ids": [1.5]},
+    ]
+    mismatches = []
+    for body, expected in [(b, True) for b in good] + [(b, False) for b in bad]:
+        status = post(served.url, body)[0]
+        in_schema = schema.is_valid(body)
+        if in_schema != expected or (status == 200) != expected:
+            shown = json.dumps(body)[:200]
+            mismatches.append(f"{shown}: published schema says {in_schema}, service answered {status}")
+    assert not mismatches, "\n".join(mismatches)
+
+
 JUNK_VALUES = [None, "", "x" * 5000, "\u0000", "\ud7ff\ue000\uffff", "💥" * 100, -1, -1e308, 1e308, 10 ** 40, 0.5,
                True, False, [], {}, [[[[]]]], {"a": {"b": None}}, "NaN", "1e309", "0x10", " 3 ", 3, 2.0]
 
