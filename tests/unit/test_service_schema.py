@@ -137,8 +137,9 @@ def test_rows_become_a_frame_with_one_dtype_per_feature_type(spec, row_model, va
     dtypes = frame.dtypes.astype(str).to_dict()
     assert dtypes["amount"] == "float64"
     assert dtypes["distance_from_home_km"] == "float64"
-    assert dtypes["hour_of_day"] == "int64"
-    assert dtypes["is_international"] == "bool"
+    # One dtype per type, as training saw it (scoring.feature_frame): integers and booleans as float64.
+    assert dtypes["hour_of_day"] == "float64"
+    assert dtypes["is_international"] == "float64"
     assert dtypes["merchant_category"] == "object"
     assert np.isnan(frame.loc[1, "distance_from_home_km"])
 
@@ -158,7 +159,9 @@ def test_data_rows_become_json_request_rows(spec, row_model, valid_row):
 
 
 def test_binary_response_labels_by_the_decision_threshold(spec):
-    threshold = spec.evaluation.decision_threshold
+    from include.modelops.packaging import served_threshold
+
+    threshold = served_threshold(spec)  # no version threshold given: the spec's fixed value (0.5)
     predictions = predictions_from_scores(spec, np.array([threshold - 1e-9, threshold, 0.93]))
     assert predictions == [
         {"score": threshold - 1e-9, "label": 0},
