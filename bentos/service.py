@@ -46,6 +46,7 @@ from include.modelops.packaging import (
     predictions_from_scores,
     request_row_model,
     rows_to_frame,
+    served_threshold,
 )
 from include.modelops.scoring import conform_to_model, to_scores
 from include.modelops.serving.request_guard import STARTED_AT_KEY, RequestGuard, is_shadow
@@ -67,6 +68,8 @@ if not _BENTO_MODEL_PATH.exists():
 BENTO_MODEL: dict[str, Any] = json.loads(_BENTO_MODEL_PATH.read_text())
 SPEC = ModelSpec.model_validate(BENTO_MODEL["spec"])
 MODEL_VERSION = str(BENTO_MODEL["model_version"])
+# Binary: the version's own decision threshold (chosen when it was trained), not the spec's constant.
+THRESHOLD = served_threshold(SPEC, BENTO_MODEL) if SPEC.task == TaskType.binary_classification else None
 
 # One request row, typed from the spec (see packaging.request_row_model).
 Row = request_row_model(SPEC)
@@ -224,7 +227,7 @@ class ModelService:
             }])
         records = [row.model_dump() for row in rows]
         scores = await self._scores(records)
-        predictions = predictions_from_scores(SPEC, scores)
+        predictions = predictions_from_scores(SPEC, scores, threshold=THRESHOLD)
         request = ctx.request
         self.metrics.predictions.inc(len(predictions))
         _observe_scores(self.metrics.score, scores)
@@ -244,7 +247,8 @@ class ModelService:
 
     @bentoml.api
     def model_info(self) -> dict[str, Any]:
-        """Which model version this service serves, and the spec it was built from."""
+        """Which model version this service serves, the spec it was built from, and (binary) the
+        decision threshold it labels with and how that was chosen."""
         return {
             "model_name": BENTO_MODEL["model_name"],
             "model_version": MODEL_VERSION,
@@ -254,7 +258,8 @@ class ModelService:
             "spec_hash": BENTO_MODEL.get("spec_hash"),
             "task": SPEC.task.value,
             "features": SPEC.feature_names,
-            "decision_threshold": SPEC.evaluation.decision_threshold,
+            "decision_threshold": THRESHOLD,
+            "threshold": BENTO_MODEL.get("threshold"),
             "inference_log": get_settings().inference_log_url if self.log_writer is not None else None,
         }
 

@@ -338,11 +338,17 @@ def _r2(y: np.ndarray, s: np.ndarray, w: np.ndarray) -> np.ndarray:
     return np.where(defined, 1.0 - out, np.nan)
 
 
-def _metric_fn(spec: ModelSpec, metric: str) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
+def _metric_fn(
+    spec: ModelSpec, metric: str, threshold: float | None = None
+) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
+    """``threshold``: the model's decision threshold (binary f1/precision/recall); None: the spec's."""
     task = _task(spec)
     if metric not in METRICS[task]:
         raise ValueError(f"metric {metric!r} is not known for {task}; use one of {sorted(METRICS[task])}")
-    threshold = spec.evaluation.decision_threshold
+    if threshold is None:
+        from include.modelops.decision_threshold import spec_threshold
+
+        threshold = float(spec_threshold(spec)["value"])
     table: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]] = {
         "roc_auc": _roc_auc,
         "pr_auc": _pr_auc,
@@ -362,13 +368,13 @@ def _metric_fn(spec: ModelSpec, metric: str) -> Callable[[np.ndarray, np.ndarray
 
 
 def _bound_metric(
-    spec: ModelSpec, metric: str, y: np.ndarray, s: np.ndarray
+    spec: ModelSpec, metric: str, y: np.ndarray, s: np.ndarray, threshold: float | None = None
 ) -> Callable[[np.ndarray], np.ndarray]:
     """The metric of these rows and scores as a function of the row weights alone.
 
     Rank metrics sort the scores once here, not once per chunk of bootstrap weights.
     """
-    fn = _metric_fn(spec, metric)
+    fn = _metric_fn(spec, metric, threshold)
     if fn is _roc_auc or fn is _pr_auc:
         groups = _tie_groups(s, descending=fn is _pr_auc)
         return lambda w: fn(y, s, w, groups)
@@ -388,17 +394,22 @@ def _round(x: Any, digits: int = _DECIMALS) -> float | None:
     return None if x is None else round(x, digits)
 
 
-def _point_metric(spec: ModelSpec, metric: str, y: np.ndarray, s: np.ndarray) -> float | None:
+def _point_metric(
+    spec: ModelSpec, metric: str, y: np.ndarray, s: np.ndarray, threshold: float | None = None
+) -> float | None:
     if len(y) == 0:
         return None
-    return _to_float(_metric_fn(spec, metric)(y, s, np.ones((1, len(y))))[0])
+    return _to_float(_metric_fn(spec, metric, threshold)(y, s, np.ones((1, len(y))))[0])
 
 
-def compute_metrics(spec: ModelSpec, y_true: Any, scores: Any) -> dict[str, float | None]:
+def compute_metrics(
+    spec: ModelSpec, y_true: Any, scores: Any, *, threshold: float | None = None
+) -> dict[str, float | None]:
     """Every metric of the spec's task type, named as in ``metrics_catalog.METRICS``.
 
     Binary classification: roc_auc, pr_auc (average precision), f1/precision/recall with a
-    row predicted positive when its score is >= ``evaluation.decision_threshold``, brier,
+    row predicted positive when its score is >= ``threshold`` (the model's own decision
+    threshold; None: the spec's fixed ``evaluation.threshold.value``), brier,
     calibration_error (expected calibration error, 10 equal-width bins). Multiclass:
     macro_f1, accuracy, log_loss. Regression: rmse, mae, r2.
 
@@ -418,7 +429,7 @@ def compute_metrics(spec: ModelSpec, y_true: Any, scores: Any) -> dict[str, floa
     n = len(np.asarray(getattr(y_true, "values", y_true)).reshape(-1))
     s = _as_scores(spec, scores, n)
     y = _encode_labels(spec, y_true, n_classes=s.shape[1] if s.ndim == 2 else None)
-    return {metric: _point_metric(spec, metric, y, s) for metric in METRICS[task]}
+    return {metric: _point_metric(spec, metric, y, s, threshold) for metric in METRICS[task]}
 
 
 def baseline_scores(spec: ModelSpec, y_train: Any, n_rows: int) -> np.ndarray:
@@ -456,6 +467,8 @@ def paired_bootstrap(
     metric: str,
     samples: int,
     seed: int = 0,
+    candidate_threshold: float | None = None,
+    champion_threshold: float | None = None,
 ) -> dict[str, Any]:
     """Bootstrap the difference metric(candidate) - metric(champion) on the same resampled rows.
 
@@ -471,6 +484,8 @@ def paired_bootstrap(
         metric: a metric name of the spec's task.
         samples: number of resamples (0 gives the point difference only).
         seed: seed of the resampling, for reproducible reports.
+        candidate_threshold, champion_threshold: each model's own decision threshold (binary
+            f1/precision/recall); None: the spec's.
 
     Returns:
         ``{"metric", "higher_is_better", "diff", "ci_low", "ci_high", "samples", "valid_samples",
@@ -501,7 +516,8 @@ def paired_bootstrap(
     if n == 0:
         result["skipped"] = samples
         return result
-    cand_fn, champ_fn = _bound_metric(spec, metric, y, cand), _bound_metric(spec, metric, y, champ)
+    cand_fn = _bound_metric(spec, metric, y, cand, candidate_threshold)
+    champ_fn = _bound_metric(spec, metric, y, champ, champion_threshold)
     ones = np.ones((1, n))
     result["diff"] = _round(cand_fn(ones)[0] - champ_fn(ones)[0])
     if samples <= 0:
@@ -541,8 +557,11 @@ def chance_level(
     metric: str,
     permutations: int = CHANCE_PERMUTATIONS,
     seed: int = 0,
+    threshold: float | None = None,
 ) -> dict[str, Any]:
     """The metric of ``scores`` against the labels shuffled over the rows: the model's chance level.
+
+    ``threshold``: the model's own decision threshold (binary f1/precision/recall); None: the spec's.
 
     The shuffled scores have the same distribution as the model's (the same predicted classes,
     the same spread) and no relation to the rows, so this is what the model would score had it
@@ -559,7 +578,7 @@ def chance_level(
                               "permutations": int(permutations), "valid": 0}
     if n == 0:
         return result
-    fn = _metric_fn(spec, metric)
+    fn = _metric_fn(spec, metric, threshold)
     groups = _tie_groups(s, descending=fn is _pr_auc) if fn is _roc_auc or fn is _pr_auc else None
     ones = np.ones((1, n))
 
@@ -632,6 +651,7 @@ def slice_metrics(
     df: pd.DataFrame,
     y_true: Any,
     scores: Mapping[str, Any],
+    thresholds: Mapping[str, float] | None = None,
 ) -> list[dict[str, Any]]:
     """The primary metric of each model per value of each column in ``spec.segment_columns``.
 
@@ -644,6 +664,8 @@ def slice_metrics(
         df: the evaluated rows (holds the segment columns), aligned with ``y_true``.
         y_true: labels.
         scores: ``{model name: scores}``, e.g. candidate, champion and baseline.
+        thresholds: ``{model name: its decision threshold}`` (binary f1/precision/recall); a model
+            not named uses the spec's.
 
     Returns:
         One dict per slice: ``{"column", "value", "rows", "positives" (binary only),
@@ -670,7 +692,8 @@ def slice_metrics(
             if task == "binary_classification":
                 entry["positives"] = int(y[mask].sum())
             entry["metrics"] = {
-                name: _round(_point_metric(spec, metric, y[mask], a[mask])) for name, a in arrays.items()
+                name: _round(_point_metric(spec, metric, y[mask], a[mask], (thresholds or {}).get(name)))
+                for name, a in arrays.items()
             }
             out.append(entry)
     return out
@@ -751,6 +774,8 @@ def evaluate(
     candidate_version: str | int | None = None,
     latency: Mapping[str, Any] | None = None,
     champion_recorded_metrics: Mapping[str, Any] | None = None,
+    candidate_threshold: Mapping[str, Any] | None = None,
+    champion_threshold: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The evaluation report of a candidate against the champion and the naive baseline.
 
@@ -767,10 +792,16 @@ def evaluate(
             (either may be missing), or ``{"candidate_p95": ms, "champion_p95": ms}``.
         champion_recorded_metrics: the champion's holdout metrics recorded when it was evaluated
             (its run's ``holdout_<metric>``), for the gate's ``champion_consistent`` check.
+        candidate_threshold, champion_threshold: binary: each model's own decision threshold as
+            its training recorded it (``decision_threshold.threshold_info``); None: the spec's.
+            Threshold metrics (f1, precision, recall) are each model's at its own threshold; the
+            baseline's at the candidate's.
 
     Returns:
         A JSON-serialisable dict: ``task``, ``primary_metric``, ``higher_is_better``, ``rows``,
-        ``decision_threshold``, ``models`` (candidate, champion or None, baseline), ``comparison``
+        ``decision_threshold`` (the candidate's), ``operating_point`` (binary: per model, the
+        threshold, how it was chosen, and precision, recall and share flagged on the holdout at
+        it; else None), ``models`` (candidate, champion or None, baseline), ``comparison``
         (paired bootstrap of the primary metric, or None), ``chance`` (:func:`chance_level` of the
         candidate and the champion), ``slices`` and ``latency_ms``.
     """
@@ -785,7 +816,14 @@ def evaluate(
     base = _as_scores(spec, baseline_scores, n, "baseline")
     champ = None if champion_scores is None else _as_scores(spec, champion_scores, n, "champion")
 
-    cand_metrics = _rounded(compute_metrics(spec, y, cand))
+    binary = task == "binary_classification"
+    from include.modelops.decision_threshold import operating_point, spec_threshold
+
+    cand_info = dict(candidate_threshold or spec_threshold(spec)) if binary else None
+    champ_info = dict(champion_threshold or spec_threshold(spec)) if binary and champ is not None else None
+    t_cand = float(cand_info["value"]) if cand_info else None
+    t_champ = float(champ_info["value"]) if champ_info else None
+    cand_metrics = _rounded(compute_metrics(spec, y, cand, threshold=t_cand))
     report: dict[str, Any] = {
         "task": task,
         "primary_metric": primary,
@@ -794,9 +832,14 @@ def evaluate(
     }
     if task == "binary_classification":
         report["positives"] = int(_encode_labels(spec, y).sum())
-    report["decision_threshold"] = (
-        spec.evaluation.decision_threshold if task == "binary_classification" else None
-    )
+    report["decision_threshold"] = t_cand
+    report["operating_point"] = None
+    if binary:
+        y01 = _encode_labels(spec, y)
+        report["operating_point"] = {
+            role: None if info is None else {**operating_point(y01, scores, float(info["value"])), "choice": info}
+            for role, info, scores in (("candidate", cand_info, cand), ("champion", champ_info, champ))
+        }
     report["models"] = {
         "candidate": {
             "metrics": cand_metrics,
@@ -805,14 +848,14 @@ def evaluate(
         "champion": None
         if champ is None
         else {
-            "metrics": _rounded(compute_metrics(spec, y, champ)),
+            "metrics": _rounded(compute_metrics(spec, y, champ, threshold=t_champ)),
             "version": None if champion_version is None else str(champion_version),
             "recorded_metrics": None
             if champion_recorded_metrics is None
             else {k: _round(v) for k, v in champion_recorded_metrics.items()},
         },
         "baseline": {
-            "metrics": _rounded(compute_metrics(spec, y, base)),
+            "metrics": _rounded(compute_metrics(spec, y, base, threshold=t_cand)),
             "description": BASELINE_DESCRIPTION[task],
         },
     }
@@ -826,16 +869,21 @@ def evaluate(
             metric=primary,
             samples=spec.evaluation.bootstrap_samples,
             seed=spec.split.seed,
+            candidate_threshold=t_cand,
+            champion_threshold=t_champ,
         )
         comparison["candidate"] = cand_metrics[primary]
         comparison["champion"] = report["models"]["champion"]["metrics"][primary]
     report["comparison"] = comparison
     report["chance"] = {
-        "candidate": chance_level(spec, y, cand, metric=primary, seed=spec.split.seed),
-        "champion": None if champ is None else chance_level(spec, y, champ, metric=primary, seed=spec.split.seed),
+        "candidate": chance_level(spec, y, cand, metric=primary, seed=spec.split.seed, threshold=t_cand),
+        "champion": None if champ is None else chance_level(spec, y, champ, metric=primary, seed=spec.split.seed,
+                                                            threshold=t_champ),
     }
     slice_scores = {"candidate": cand, **({"champion": champ} if champ is not None else {}), "baseline": base}
-    report["slices"] = slice_metrics(spec, holdout.reset_index(drop=True), y, slice_scores)
+    slice_thresholds = {"candidate": t_cand, "champion": t_champ, "baseline": t_cand}
+    report["slices"] = slice_metrics(spec, holdout.reset_index(drop=True), y, slice_scores,
+                                     {k: v for k, v in slice_thresholds.items() if v is not None})
     report["latency_ms"] = _latency_summary(latency)
     return report
 
@@ -882,22 +930,27 @@ def _drop(candidate: float, reference: float, high_better: bool) -> float:
     return reference - candidate if high_better else candidate - reference
 
 
-def _threshold_checks(spec: ModelSpec, metrics: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _threshold_checks(
+    spec: ModelSpec, metrics: Mapping[str, Any], decision_threshold: float | None = None
+) -> list[dict[str, Any]]:
     checks = []
     for metric, bound in spec.evaluation.gate.thresholds.items():
         value = metrics.get(metric)
+        # f1, precision and recall are the candidate's at its own operating threshold: say which.
+        at = f" at threshold {decision_threshold:.4g}" if decision_threshold is not None and metric in (
+            "f1", "precision", "recall") else ""
         for kind, limit, ok_sym, bad_sym in (("min", bound.min, "≥", "<"), ("max", bound.max, "≤", ">")):
             if limit is None:
                 continue
             name = f"{metric} {kind}"
             if value is None:
                 checks.append(
-                    _check(name, None, limit, False, f"{metric} is undefined on the holdout, {kind} {limit}")
+                    _check(name, None, limit, False, f"{metric}{at} is undefined on the holdout, {kind} {limit}")
                 )
                 continue
             passed = value >= limit - _TOL if kind == "min" else value <= limit + _TOL
             sv, sl = _fmt_pair(value, limit)
-            reason = f"{metric} {sv} {ok_sym} {sl}" if passed else f"{metric} {sv} {bad_sym} {kind} {sl}"
+            reason = f"{metric}{at} {sv} {ok_sym} {sl}" if passed else f"{metric}{at} {sv} {bad_sym} {kind} {sl}"
             checks.append(_check(name, value, limit, passed, reason))
     return checks
 
@@ -1233,7 +1286,10 @@ def decide(spec: ModelSpec, evaluation: Mapping[str, Any]) -> dict[str, Any]:
 
     Returns:
         ``{"passed", "first_model", "primary_metric", "candidate_version", "champion_version",
-        "checks", "failed_checks", "flagged_slices", "notes", "summary"}``.
+        "checks", "failed_checks", "flagged_slices", "notes", "operating_point", "summary"}``;
+        binary: ``operating_point`` is the candidate's (its threshold, how it was chosen, holdout
+        precision, recall and share flagged at it), also in the summary, and ``notes`` say how
+        each model's threshold was set.
     """
     task = _task(spec)
     metric = evaluation.get("primary_metric") or spec.evaluation.primary_metric
@@ -1241,7 +1297,7 @@ def decide(spec: ModelSpec, evaluation: Mapping[str, Any]) -> dict[str, Any]:
     models = evaluation["models"]
     first = models.get("champion") is None
 
-    checks = _threshold_checks(spec, models["candidate"]["metrics"])
+    checks = _threshold_checks(spec, models["candidate"]["metrics"], evaluation.get("decision_threshold"))
     checks += _champion_checks(spec, evaluation, metric, high_better)
     checks += _champion_consistency_check(evaluation, metric, high_better)
     checks += _baseline_check(spec, evaluation, metric, high_better)
@@ -1265,6 +1321,10 @@ def decide(spec: ModelSpec, evaluation: Mapping[str, Any]) -> dict[str, Any]:
             if comp.get("ci_low") is not None:
                 ci = f", 95% CI [{_signed(comp['ci_low'])}, {_signed(comp['ci_high'])}]"
             headline += f" ({_signed(comp['diff'])}{ci})"
+    point = (evaluation.get("operating_point") or {}).get("candidate")
+    notes = [*notes, *_operating_point_notes(evaluation)]
+    if point:
+        headline += f"; {_operating_point_text(point)}"
     if passed:
         summary = f"PASSED: {headline}; {len(checks)}/{len(checks)} checks passed"
     else:
@@ -1284,8 +1344,36 @@ def decide(spec: ModelSpec, evaluation: Mapping[str, Any]) -> dict[str, Any]:
         "failed_checks": [c["name"] for c in failed],
         "flagged_slices": flagged,
         "notes": notes,
+        "operating_point": point,
         "summary": summary,
     }
+
+
+def _operating_point_text(point: Mapping[str, Any]) -> str:
+    """E.g. "at threshold 0.031 (target_recall 0.6): holdout precision 21.0%, recall 58.0%, 3.9% flagged"."""
+    info = point.get("choice") or {}
+    how = "fixed" if info.get("policy") in (None, "fixed") else f"{info['policy']} {info.get('target'):g}"
+
+    def pct(x: Any) -> str:
+        return "undefined" if x is None else f"{x:.1%}"
+
+    return (f"at threshold {point.get('threshold'):.4g} ({how}): holdout precision "
+            f"{pct(point.get('precision'))}, recall {pct(point.get('recall'))}, {pct(point.get('flagged_share'))} "
+            "flagged")
+
+
+def _operating_point_notes(evaluation: Mapping[str, Any]) -> list[str]:
+    """How each model's threshold was set; a target missed on the training slice is said plainly."""
+    from include.modelops.decision_threshold import describe
+
+    notes = []
+    for role, point in ((evaluation.get("operating_point") or {}).items()):
+        if not point:
+            continue
+        info = point.get("choice") or {}
+        notes.append(f"{role} decision threshold {describe(info)}; on the holdout: "
+                     f"{_operating_point_text(point).split(': ', 1)[1]}")
+    return notes
 
 
 # --------------------------------------------------------------------------------------
@@ -1329,6 +1417,27 @@ def _delta_cell(cand: float | None, other: float | None, high_better: bool) -> s
     d = cand - other
     cls = "" if abs(d) < 1e-12 else ("better" if (d > 0) == high_better else "worse")
     return f'<td class="num {cls}">{d:+.4f}</td>'
+
+
+def _operating_point_html(evaluation: Mapping[str, Any]) -> list[str]:
+    points = {k: v for k, v in (evaluation.get("operating_point") or {}).items() if v}
+    if not points:
+        return []
+    from include.modelops.decision_threshold import describe
+
+    out = ["<h2>Operating threshold (rows scored at or above it are labelled positive)</h2>"
+           "<table><tr><th>model</th><th>threshold</th><th>precision</th><th>recall</th><th>share flagged</th>"
+           "<th>flagged / positives</th><th>how the threshold was set</th></tr>"]
+    for role, p in points.items():
+        out.append(
+            f'<tr><td>{_h(role)}</td><td class="num">{_num(p.get("threshold"))}</td>'
+            f'<td class="num">{_num(p.get("precision"))}</td><td class="num">{_num(p.get("recall"))}</td>'
+            f'<td class="num">{_num(p.get("flagged_share"))}</td>'
+            f'<td class="num">{_h(p.get("flagged"))} / {_h(p.get("positives"))}</td>'
+            f"<td>{_h(describe(p.get('choice')))}</td></tr>"
+        )
+    out.append("</table>")
+    return out
 
 
 def render_html(evaluation: Mapping[str, Any], decision: Mapping[str, Any], *, title: str = "") -> str:
@@ -1402,6 +1511,7 @@ def render_html(evaluation: Mapping[str, Any], decision: Mapping[str, Any], *, t
         )
     parts.append("</table>")
     parts.append(f'<p class="muted">{_h(base.get("description"))}</p>')
+    parts += _operating_point_html(evaluation)
 
     comp = evaluation.get("comparison")
     if comp:

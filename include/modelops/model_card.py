@@ -280,7 +280,7 @@ def build_card(
             "trigger_reason": lineage_in.get("trigger_reason"),
             "drift_report": lineage_in.get("drift_report"),
         },
-        "serving": _serving_section(spec),
+        "serving": _serving_section(spec, evaluation),
         "deployment_history": [_deployment(d) for d in deployments],
         "monitoring": {
             "drift_schedule": spec.monitoring.drift_schedule,
@@ -508,6 +508,7 @@ def _evaluation_section(spec: ModelSpec, evaluation: dict | None, links: dict) -
             "slices": [],
             "slice_min_rows": slice_min_rows,
             "latency_ms": None,
+            "operating_point": [],
             "report": links.get("evaluation_report"),
         }
     task = evaluation.get("task") or task
@@ -534,8 +535,36 @@ def _evaluation_section(spec: ModelSpec, evaluation: dict | None, links: dict) -
         "slices": [_slice(s, slice_min_rows) for s in evaluation.get("slices") or []],
         "slice_min_rows": slice_min_rows,
         "latency_ms": evaluation.get("latency_ms"),
+        "operating_point": _operating_points(evaluation),
         "report": links.get("evaluation_report"),
     }
+
+
+def _operating_points(evaluation: Mapping) -> list[dict]:
+    """Binary: per model, the decision threshold it serves with, how it was set, and the holdout's
+    precision, recall and share of rows flagged positive at it (the evaluation's ``operating_point``)."""
+    from include.modelops.decision_threshold import describe
+
+    rows = []
+    for role, point in _mapping(evaluation.get("operating_point")).items():
+        if not point:
+            continue
+        point = _mapping(point)
+        choice = _mapping(point.get("choice"))
+        rows.append({
+            "model": role,
+            "threshold": point.get("threshold"),
+            "policy": choice.get("policy") or "fixed",
+            "target": choice.get("target"),
+            "target_met": choice.get("target_met"),
+            "how": describe(choice),
+            "precision": point.get("precision"),
+            "recall": point.get("recall"),
+            "flagged_share": point.get("flagged_share"),
+            "flagged": point.get("flagged"),
+            "positives": point.get("positives"),
+        })
+    return rows
 
 
 def _metric_rows(spec: ModelSpec, task: str, primary: str, models: dict) -> list[dict]:
@@ -639,10 +668,12 @@ def _approval(raw: Any) -> dict:
     }
 
 
-def _serving_section(spec: ModelSpec) -> dict:
+def _serving_section(spec: ModelSpec, evaluation: dict | None = None) -> dict:
     from include.modelops.packaging import endpoint_contract
 
-    return endpoint_contract(spec)
+    # The version's own threshold (the evaluation's candidate), which its bento labels with.
+    point = _mapping(_mapping(_mapping(evaluation).get("operating_point")).get("candidate"))
+    return endpoint_contract(spec, threshold=point.get("threshold"))
 
 
 def _deployment(raw: Any) -> dict:
@@ -1264,6 +1295,18 @@ def _evaluation_blocks(e: dict) -> list[_Block]:
         )
     else:
         blocks.append(_empty("per-slice metrics (spec field 'segment_columns')"))
+    points = [_mapping(p) for p in e.get("operating_point") or []]
+    if points:
+        blocks.append(_Block("p", text="Operating threshold: rows scoring at or above it are labelled positive; "
+                                       "precision, recall and the share flagged are on the holdout, at each "
+                                       "model's own threshold (spec field 'evaluation.threshold'):"))
+        blocks.append(_Block(
+            "table",
+            headers=["Model", "Threshold", "Precision", "Recall", "Share flagged", "Flagged / positives",
+                     "How it was set"],
+            rows=[[p.get("model"), p.get("threshold"), p.get("precision"), p.get("recall"), p.get("flagged_share"),
+                   f"{p.get('flagged')} / {p.get('positives')}", p.get("how")] for p in points],
+        ))
     latency = e.get("latency_ms")
     if isinstance(latency, Mapping) and latency:
         if all(isinstance(v, Mapping) for v in latency.values()):

@@ -293,19 +293,31 @@ def rows_to_frame(spec: ModelSpec, rows: Sequence[Mapping[str, Any] | BaseModel]
     return feature_frame(spec, pd.DataFrame.from_records(records, columns=spec.feature_names))
 
 
-def predictions_from_scores(spec: ModelSpec, scores: np.ndarray) -> list[dict[str, Any]]:
+def served_threshold(spec: ModelSpec, bento_model: Mapping[str, Any] | None = None) -> float:
+    """The decision threshold a bento labels with: its version's (``bento_model.json``'s
+    ``decision_threshold``), else the spec's fixed value (a bento built before thresholds were recorded)."""
+    from include.modelops.decision_threshold import spec_threshold
+
+    value = (bento_model or {}).get("decision_threshold")
+    return float(value) if value is not None else float(spec_threshold(spec)["value"])
+
+
+def predictions_from_scores(
+    spec: ModelSpec, scores: np.ndarray, *, threshold: float | None = None
+) -> list[dict[str, Any]]:
     """Response rows for scores from ``scoring.to_scores``.
 
-    binary: ``{"score": P(positive), "label": 1 if score >= decision_threshold else 0}``;
-    regression: ``{"prediction": value}``; multiclass: ``{"probabilities": {class: p},
-    "label": most likely class}``. Values keep full float precision so the smoke test
-    can compare them with offline scores.
+    binary: ``{"score": P(positive), "label": 1 if score >= threshold else 0}``, where
+    ``threshold`` is the served version's decision threshold (``served_threshold``; None:
+    the spec's fixed value); regression: ``{"prediction": value}``; multiclass:
+    ``{"probabilities": {class: p}, "label": most likely class}``. Values keep full float
+    precision so the smoke test can compare them with offline scores.
     """
     import numpy as np
 
     scores = np.asarray(scores, dtype=float)
     if spec.task == TaskType.binary_classification:
-        threshold = spec.evaluation.decision_threshold
+        threshold = served_threshold(spec) if threshold is None else float(threshold)
         return [{"score": float(s), "label": int(s >= threshold)} for s in scores.reshape(-1)]
     if spec.task == TaskType.regression:
         return [{"prediction": float(p)} for p in scores.reshape(-1)]
@@ -322,16 +334,17 @@ def predictions_from_scores(spec: ModelSpec, scores: np.ndarray) -> list[dict[st
     return out
 
 
-def endpoint_contract(spec: ModelSpec) -> dict[str, Any]:
+def endpoint_contract(spec: ModelSpec, *, threshold: float | None = None) -> dict[str, Any]:
     """The ``/predict`` contract of the model's bento, for people: fields, limits, answers, errors.
 
     JSON-serialisable; the model card's serving section and the docs state it. The
     service enforces it (``request_row_model``, ``MAX_ROWS``, ``MAX_BODY_BYTES`` and
-    ``include.modelops.serving.request_guard``).
+    ``include.modelops.serving.request_guard``). ``threshold``: the version's decision
+    threshold (binary), else the spec's fixed value.
     """
     if spec.task == TaskType.binary_classification:
-        response = (f'{{"score": P(positive), "label": 1 if score >= {spec.evaluation.decision_threshold} '
-                    'else 0}')
+        t = served_threshold(spec) if threshold is None else float(threshold)
+        response = f'{{"score": P(positive), "label": 1 if score >= {t:.6g} else 0}}'
     elif spec.task == TaskType.regression:
         response = '{"prediction": value}'
     else:
@@ -616,7 +629,8 @@ def _build_hash(ctx: Path, config: dict[str, Any]) -> str:
     return digest.hexdigest()[:16]
 
 
-def build_bento(spec: ModelSpec, version: str, model_uri: str, *, build_root: Path | None = None) -> str:
+def build_bento(spec: ModelSpec, version: str, model_uri: str, *, build_root: Path | None = None,
+                threshold: Mapping[str, Any] | None = None) -> str:
     """Build the bento that serves one MLflow model version.
 
     Imports the model into the BentoML store, writes a build context (``service.py``,
@@ -635,6 +649,9 @@ def build_bento(spec: ModelSpec, version: str, model_uri: str, *, build_root: Pa
         model_uri: Where MLflow finds the model, e.g. ``models:/fraud_detection/3``.
         build_root: Build-context folder; default
             ``$MODELOPS_STATE_DIR/bento_build/<name>-v<version>``.
+        threshold: Binary: the version's decision threshold (``decision_threshold.threshold_info``),
+            written to ``bento_model.json`` for the service to label with; default: read from the
+            version's tags (``tracking.version_threshold``).
 
     Returns:
         The bento tag.
@@ -659,6 +676,15 @@ def build_bento(spec: ModelSpec, version: str, model_uri: str, *, build_root: Pa
         "spec_hash": spec.spec_hash(),
         "spec": spec.model_dump(mode="json"),
     }
+    if spec.task == TaskType.binary_classification:
+        # The version's own threshold (chosen when it was trained), not the spec's: the service labels with it.
+        if threshold is None:
+            from include.modelops import tracking
+
+            threshold = tracking.version_threshold(spec, str(version))
+        bento_model["decision_threshold"] = float(threshold["value"])
+        bento_model["threshold"] = dict(threshold)
+        log.info("Bento %s labels rows positive at score >= %s", tag, bento_model["decision_threshold"])
     log.info("Writing build context for %s to %s", tag, ctx)
     _write_build_context(ctx, bento_model)
 

@@ -292,17 +292,94 @@ class Gate(_Strict):
     slices: SliceRules = Field(default_factory=SliceRules, description="Rules over segment slices.")
 
 
+class DecisionThreshold(_Strict):
+    """Binary classification: the score at or above which a row is labelled positive, and how it is set.
+
+    A target policy chooses the threshold on the training split when the model is trained (never on
+    the holdout): a second model is fit on the rest of the training split and scores the slice
+    ``slice_fraction``; the chosen value is recorded on the model version, the service labels with it
+    and the evaluation reports precision and recall at it.
+    """
+
+    policy: Literal["fixed", "target_precision", "target_recall"] = Field(
+        default="fixed",
+        description="fixed: `value`. target_recall: the highest threshold whose recall on the training slice "
+        "is at least `target`. target_precision: the lowest threshold whose precision on the training slice "
+        "is at least `target` (the most recall at that precision); if none reaches it, the most precise one, "
+        "and the evaluation report and model card say the target was missed.",
+    )
+    value: float | None = Field(
+        default=None, ge=0.0, le=1.0,
+        description="policy fixed: the threshold, from 0 to 1 (default 0.5). Not set with a target policy.",
+    )
+    target: float | None = Field(
+        default=None, gt=0.0, lt=1.0,
+        description="policy target_precision or target_recall: the precision or recall to reach, strictly "
+        "between 0 and 1. Not set with policy fixed.",
+    )
+    slice_fraction: float = Field(
+        default=0.2, ge=0.05, le=0.5,
+        description="Target policies: share of the training split the threshold is chosen on (the latest rows "
+        "when the spec has a time_column, else a seeded random share of each class); the rest trains the "
+        "model that scores it. Costs one extra fit on the rest; the served model is still fit on all of it.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fixed_default(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("policy", "fixed") == "fixed" and data.get("value") is None:
+            data = {**data, "value": 0.5}
+        return data
+
+    @model_validator(mode="after")
+    def _fields_of_policy(self) -> DecisionThreshold:
+        if self.policy == "fixed":
+            if self.target is not None:
+                raise SpecFieldError("target", "target is only for policy target_precision or target_recall; "
+                                     "with policy fixed set value")
+            if "slice_fraction" in self.model_fields_set:
+                raise SpecFieldError("slice_fraction", "slice_fraction is only for the target policies")
+        else:
+            if self.target is None:
+                raise SpecFieldError("target", f"policy {self.policy} needs a target strictly between 0 and 1, "
+                                     f"e.g. target: 0.6")
+            if self.value is not None:
+                raise SpecFieldError("value", f"value is only for policy fixed; policy {self.policy} chooses "
+                                     "the threshold on the training split")
+        return self
+
+
 class Evaluation(_Strict):
     """How candidates are evaluated and gated."""
 
     primary_metric: str = Field(
         description="Metric the gate compares on; see 'Metrics per task' above for the names allowed."
     )
-    decision_threshold: float = Field(
-        default=0.5, ge=0.0, le=1.0, description="Score at or above which a row is predicted positive (binary)."
+    threshold: DecisionThreshold = Field(
+        default_factory=lambda: DecisionThreshold(),
+        description="Binary classification only: the decision threshold and how it is set, e.g. "
+        "`{policy: fixed, value: 0.5}` or `{policy: target_recall, target: 0.6}`. The older spelling "
+        "`decision_threshold: 0.5` is still read, as `{policy: fixed, value: 0.5}`.",
     )
     bootstrap_samples: int = Field(default=200, ge=0, description="Paired bootstrap resamples for the CI.")
     gate: Gate = Field(default_factory=Gate, description="Promotion rules.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_decision_threshold(cls, data: Any) -> Any:
+        # `decision_threshold: x` was the only way to set the threshold before threshold policies.
+        if not isinstance(data, dict) or "decision_threshold" not in data:
+            return data
+        data = dict(data)
+        value = data.pop("decision_threshold")
+        if "threshold" in data:
+            raise SpecFieldError("decision_threshold", "set either decision_threshold or threshold, not both; "
+                                 "write threshold: {policy: fixed, value: ...}")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+            raise SpecFieldError("decision_threshold", f"decision_threshold must be a number from 0 to 1, got "
+                                 f"{value!r}")
+        data["threshold"] = {"policy": "fixed", "value": float(value)}
+        return data
 
 
 class Approval(_Strict):
@@ -615,6 +692,19 @@ class ModelSpec(_Strict):
         unknown = sorted(set(self.monitoring.feature_drift) - set(self.feature_names))
         if unknown:
             raise ValueError(f"monitoring.feature_drift names unknown feature(s) {unknown}; use feature names")
+        return self
+
+    @model_validator(mode="after")
+    def _check_threshold_task(self) -> ModelSpec:
+        # Only a binary classifier's label depends on a threshold (multiclass: the most likely class);
+        # a fixed value elsewhere is ignored, as decision_threshold always was.
+        policy = self.evaluation.threshold.policy
+        if self.task != TaskType.binary_classification and policy != "fixed":
+            raise SpecFieldError(
+                "evaluation.threshold.policy",
+                f"threshold policy {policy} is only for binary_classification; remove evaluation.threshold "
+                f"for {self.task.value}",
+            )
         return self
 
     @model_validator(mode="after")

@@ -233,6 +233,10 @@ def evaluate_candidate(model: str, validated: dict, split: dict, trained: dict, 
     cand_scores = scoring.score(spec, candidate, holdout)
     champion_version = tracking.alias_version(spec.name, tracking.CHAMPION)
     champ_scores, latency, champion_error, champion_recorded = None, None, None, None
+    # Binary: each model is judged at its own decision threshold, as its bento serves it.
+    binary = spec.task.value == "binary_classification"
+    cand_threshold = _candidate_threshold(spec, trained) if binary else None
+    champ_threshold = None
     sample = scoring.feature_frame(spec, holdout.head(50))
     cand_latency = evaluation.latency_profile(candidate.predict, sample)
     if champion_version:
@@ -249,6 +253,8 @@ def evaluate_candidate(model: str, validated: dict, split: dict, trained: dict, 
             log.warning(champion_error)
         if champ_scores is not None:  # what it scored when it was evaluated, for the collapse check
             champion_recorded = _recorded_holdout_metrics(spec.name, champion_version)
+        if champ_scores is not None and binary:
+            champ_threshold = _champion_threshold(spec, champion_version)
     if latency is None:
         latency = {"candidate_p95": cand_latency["p95_ms"], "champion_p95": None, "ratio": None}
     report = evaluation.evaluate(
@@ -256,6 +262,7 @@ def evaluate_candidate(model: str, validated: dict, split: dict, trained: dict, 
         baseline_scores=evaluation.baseline_scores(spec, y_train, len(holdout)),
         champion_scores=champ_scores, champion_version=champion_version if champ_scores is not None else None,
         latency=latency, champion_recorded_metrics=champion_recorded,
+        candidate_threshold=cand_threshold, champion_threshold=champ_threshold,
     )
     decision = evaluation.decide(spec, report)
     if champion_error:
@@ -281,6 +288,31 @@ def evaluate_candidate(model: str, validated: dict, split: dict, trained: dict, 
     return {"passed": bool(decision["passed"]), "summary": decision["summary"],
             "decision_path": str(out / "decision.json"), "evaluation_path": str(out / "evaluation.json"),
             "report_html": str(html), "champion_version": champion_version}
+
+
+def _candidate_threshold(spec: ModelSpec, trained: dict) -> dict:
+    """The decision threshold training chose (its result, else its run's tags, else the spec's)."""
+    from include.modelops import decision_threshold
+
+    if trained.get("threshold"):
+        return trained["threshold"]
+    try:
+        tags = tracking.run_info(trained["run_id"])["tags"]
+    except Exception as exc:
+        log.warning("Could not read the training run's threshold tags (%s); using the spec's", exc)
+        tags = None
+    return decision_threshold.from_tags(tags) or decision_threshold.spec_threshold(spec)
+
+
+def _champion_threshold(spec: ModelSpec, version: str) -> dict:
+    """The champion's own decision threshold, the one its bento labels with."""
+    from include.modelops import decision_threshold
+
+    try:
+        return tracking.version_threshold(spec, version)
+    except Exception as exc:  # the report then says the spec's value was used
+        log.warning("Could not read champion v%s's decision threshold (%s); using the spec's", version, exc)
+        return decision_threshold.spec_threshold(spec)
 
 
 def _recorded_holdout_metrics(model_name: str, version: str) -> dict[str, float] | None:
@@ -312,12 +344,20 @@ def register_candidate(model: str, validated: dict, trained: dict, evaluated: di
             "modelops.gate.summary": evaluated["summary"][:5000],
             # Why this version was trained (e.g. a drift-monitoring retrain request) and the report behind it.
             **{f"modelops.{k}": validated[k][:5000] for k in ("trigger_reason", "drift_report") if validated.get(k)},
+            # Binary: the decision threshold its bento will label with.
+            **(_threshold_tags(spec, trained) if spec.task.value == "binary_classification" else {}),
         },
     )
     if evaluated["passed"]:
         tracking.set_alias(spec.name, tracking.CHALLENGER, version)
     return {"version": version, "model_uri": f"models:/{spec.name}/{version}",
             "url": tracking.version_url(spec.name, version)}
+
+
+def _threshold_tags(spec: ModelSpec, trained: dict) -> dict[str, str]:
+    from include.modelops import decision_threshold
+
+    return decision_threshold.to_tags(_candidate_threshold(spec, trained))
 
 
 def generate_model_card(model: str, validated: dict, split: dict, evaluated: dict, registered: dict, *,

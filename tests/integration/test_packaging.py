@@ -116,9 +116,10 @@ def test_changed_inputs_under_the_same_version_rebuild_the_bento(spec, registere
     import bentoml
 
     from include.modelops.packaging import build_bento
+    from include.modelops.spec import DecisionThreshold
 
     stricter = spec.model_copy(
-        update={"evaluation": spec.evaluation.model_copy(update={"decision_threshold": 0.9})}
+        update={"evaluation": spec.evaluation.model_copy(update={"threshold": DecisionThreshold(value=0.9)})}
     )
     with caplog.at_level(logging.INFO, logger="include.modelops.packaging"):
         tag = build_bento(stricter, registered["version"], registered["model_uri"])

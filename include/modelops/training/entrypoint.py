@@ -4,7 +4,9 @@
         --train-path /path/train.parquet --run-id <mlflow run id> [--checkpoint-dir DIR] [--xcom-file F]
 
 It loads the spec, trains with the spec's framework, logs params and the model into the
-given MLflow run, and prints one result line ``MODELOPS_RESULT {"run_id": ..., "model_uri": ...}``.
+given MLflow run (a binary classifier's decision threshold too, as tags: chosen on the
+training split when the spec's threshold policy says so, see ``decision_threshold``), and
+prints one result line ``MODELOPS_RESULT {"run_id": ..., "model_uri": ..., "threshold": ...}``.
 With ``--xcom-file`` (``/airflow/xcom/return.json`` in a pod) it also writes the result
 there, which is how KubernetesPodOperator returns it through XCom.
 """
@@ -18,6 +20,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 RESULT_PREFIX = "MODELOPS_RESULT "
 log = logging.getLogger("modelops.train")
@@ -47,9 +50,16 @@ def train(model: str, train_path: str, run_id: str, *, specs_dir: str | None = N
     log.info("Loaded %d training rows from %s", len(train_df), train_path)
     tracking.client()
     params = dict(spec.training.params)
+    # A target threshold policy is chosen before the run is active, so that the extra fit logs
+    # nothing into it (its epochs, train_seconds) and the run's metrics stay the final model's.
+    threshold = _choose_threshold(spec, trainer, train_df, params, checkpoint_dir)
     with mlflow.start_run(run_id=run_id):
         mlflow.log_params({"framework": spec.training.framework, "backend": spec.training.backend,
                            "train_rows": len(train_df), **{f"param.{k}": v for k, v in params.items()}})
+        if spec.task.value == "binary_classification":
+            from include.modelops import decision_threshold
+
+            mlflow.set_tags(decision_threshold.to_tags(threshold))  # tags: a retry may choose again
         # GPU utilisation, memory and power go to the run as metrics, the summary as tags (no-op on CPU).
         with GpuSampler() as sampler:
             fitted = trainer.fit(spec, train_df, params=params,
@@ -57,7 +67,34 @@ def train(model: str, train_path: str, run_id: str, *, specs_dir: str | None = N
         model_uri = trainer.log_model(fitted, spec, train_df.head(50))
         mlflow.set_tag("modelops.model_uri", model_uri)
     log.info("Training finished in %.1f s; model %s", time.perf_counter() - t0, model_uri)
-    return {"run_id": run_id, "model_uri": model_uri, "telemetry": sampler.summary}
+    result = {"run_id": run_id, "model_uri": model_uri, "telemetry": sampler.summary}
+    if spec.task.value == "binary_classification":
+        result["threshold"] = threshold
+    return result
+
+
+def _choose_threshold(spec: Any, trainer: Any, train_df: Any, params: dict, checkpoint_dir: str | None) -> dict:
+    """The spec's decision threshold (binary): fixed, or chosen on a slice of the training split.
+
+    See ``include.modelops.decision_threshold``: a second model, fit on the rest of the split,
+    scores the slice; the threshold is chosen on those scores, never on the holdout.
+    """
+    from include.modelops import decision_threshold
+    from include.modelops.scoring import feature_frame, to_scores
+
+    def fit_and_score(fit_rows: Any, slice_rows: Any) -> Any:
+        # Its own checkpoint folder: the final fit must neither resume from nor overwrite it.
+        folder = Path(checkpoint_dir) / "threshold_fit" if checkpoint_dir else None
+        model = trainer.fit(spec, fit_rows, params=params, checkpoint_dir=folder)
+        frame = feature_frame(spec, slice_rows)
+        output = model.predict_proba(frame) if hasattr(model, "predict_proba") else model.predict(frame)
+        return to_scores(spec, output)
+
+    started = time.perf_counter()
+    info = decision_threshold.threshold_info(spec, train_df, fit_and_score)
+    if info.get("slice"):
+        log.info("Threshold chosen in %.1f s (one extra fit)", time.perf_counter() - started)
+    return info
 
 
 def main(argv: list[str] | None = None) -> int:
