@@ -39,6 +39,11 @@ def test_first_run_registers_a_carded_packaged_champion(stack):
     decision = steps["evaluate_candidate"]["result"]["summary"]
     assert decision.startswith("PASSED") and "first model" in decision.lower()
     assert steps["smoke_serve_bento"]["result"]["max_abs_diff"] <= 1e-6
+    # The spec's target_recall policy chose the threshold on the training split; the version carries
+    # it and the gate summary states the holdout's precision and recall at it.
+    threshold = float(mv.tags["modelops.decision_threshold"])
+    assert 0 < threshold < 0.5
+    assert f"at threshold {threshold:.4g} (target_recall 0.6): holdout precision" in decision
 
 
 def test_second_run_compares_with_champion_and_says_why(stack):
