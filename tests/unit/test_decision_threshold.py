@@ -342,3 +342,20 @@ def test_a_bento_without_a_recorded_threshold_labels_with_the_specs_fixed_value(
     threshold = served_threshold(spec, {"model_version": "1"})
     labels = [p["label"] for p in predictions_from_scores(spec, np.array([0.29, 0.3]), threshold=threshold)]
     assert threshold == 0.3 and labels == [0, 1]
+
+
+# ------------------------------------------------------------------------------ monitoring
+
+
+def test_live_recall_is_measured_at_the_monitored_versions_threshold():
+    from include.modelops.monitoring.drift import live_performance
+    from include.modelops.monitoring.window import LABEL_COLUMN
+
+    spec = make_spec(primary_metric="recall", threshold={"policy": "target_recall", "target": 0.6})
+    rows = rare_positive_rows(5_000, seed=6)
+    rows["score"], rows[LABEL_COLUMN] = true_probability(rows), rows["event"]
+    y, s = rows["event"].to_numpy(), rows["score"].to_numpy()
+    at_version = live_performance(spec, rows, label_column=LABEL_COLUMN, offline=0.6, threshold=0.05)
+    assert at_version["live"] == pytest.approx(dt.operating_point(y, s, 0.05)["recall"], abs=1e-6)
+    assert at_version["live"] > 0.5  # at 0.5 recall collapses, which would read as a drop and a retrain
+    assert live_performance(spec, rows, label_column=LABEL_COLUMN, offline=0.6)["live"] < 0.3

@@ -154,8 +154,11 @@ def _scores_of(spec: ModelSpec, rows: pd.DataFrame) -> Any:
 
 
 def live_performance(spec: ModelSpec, rows: pd.DataFrame, *, label_column: str,
-                     offline: float | None) -> dict[str, Any] | None:
+                     offline: float | None, threshold: float | None = None) -> dict[str, Any] | None:
     """The primary metric on the labelled rows, its 95% bootstrap interval, and its drop from the offline value.
+
+    ``threshold``: binary, the monitored version's own decision threshold (f1, precision and recall
+    are measured at it, as its offline value was); None: the spec's fixed value.
 
     Returns None when fewer than ``monitoring.min_labelled_rows_for_metric`` rows are labelled.
     ``drop`` is positive when live is worse, whatever the metric's direction; ``drop_least`` is the
@@ -174,7 +177,7 @@ def live_performance(spec: ModelSpec, rows: pd.DataFrame, *, label_column: str,
     if spec.task.value != "regression" and spec.target.classes and isinstance(spec.target.classes[0], int):
         y = y.astype("int64")
     scores = _scores_of(spec, labelled)
-    live = compute_metrics(spec, y.to_numpy(), scores).get(metric)
+    live = compute_metrics(spec, y.to_numpy(), scores, threshold=threshold).get(metric)
     high = higher_is_better(spec.task.value, metric)
 
     def drop_of(value: float | None) -> float | None:
@@ -195,7 +198,7 @@ def live_performance(spec: ModelSpec, rows: pd.DataFrame, *, label_column: str,
         oracle = _oracle_scores(spec, y)
         best = compute_metrics(spec, y.to_numpy(), oracle)[metric]
         boot = paired_bootstrap(spec, y.to_numpy(), scores, oracle, metric=metric, samples=samples,
-                                seed=spec.split.seed)
+                                seed=spec.split.seed, candidate_threshold=threshold)
         if best is not None and boot["ci_low"] is not None:
             low_ci, high_ci = boot["ci_low"] + best, boot["ci_high"] + best
     optimistic = high_ci if high else low_ci

@@ -111,7 +111,11 @@ def monitor_window(model: str, *, start: datetime, end: datetime, dag_id: str, d
         summary["quality"] = drift.data_quality(spec, window.rows)
         offline = drift.offline_metric(spec, tracking.run_info(tracking.version_info(model, str(version))["run_id"])
                                        ["metrics"])
-        summary["performance"] = drift.live_performance(spec, window.rows, label_column=LABEL_COLUMN, offline=offline)
+        # Binary: at the version's own threshold, the one its offline f1/precision/recall were measured at.
+        threshold = (tracking.version_threshold(spec, str(version))["value"]
+                     if spec.task.value == "binary_classification" else None)
+        summary["performance"] = drift.live_performance(spec, window.rows, label_column=LABEL_COLUMN, offline=offline,
+                                                        threshold=threshold)
     figures = _figures(summary)
     summary["figures"] = figures
     (out / "drift_summary.json").write_text(json.dumps(summary, indent=2, default=str))
