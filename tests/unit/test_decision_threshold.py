@@ -359,3 +359,18 @@ def test_live_recall_is_measured_at_the_monitored_versions_threshold():
     assert at_version["live"] == pytest.approx(dt.operating_point(y, s, 0.05)["recall"], abs=1e-6)
     assert at_version["live"] > 0.5  # at 0.5 recall collapses, which would read as a drop and a retrain
     assert live_performance(spec, rows, label_column=LABEL_COLUMN, offline=0.6)["live"] < 0.3
+
+
+def test_torch_threshold_fit_checkpoints_apart_from_the_final_fit(tmp_path):
+    from include.modelops.training import get_trainer
+    from include.modelops.training.entrypoint import _choose_threshold
+    from include.modelops.training.torch_trainer import CHECKPOINT_FILE
+
+    raw = spec_dict(threshold={"policy": "target_recall", "target": 0.6})
+    raw["training"] = {"framework": "torch"}
+    spec = ModelSpec.model_validate(raw)
+    info = _choose_threshold(spec, get_trainer("torch"), rare_positive_rows(3_000, seed=8),
+                             {"epochs": 2, "device": "cpu"}, str(tmp_path))
+    assert info["slice"]["recall"] >= 0.6
+    assert (tmp_path / "threshold_fit" / CHECKPOINT_FILE).exists()
+    assert not (tmp_path / CHECKPOINT_FILE).exists()  # the final fit's resume point stays its own
