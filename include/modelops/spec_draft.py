@@ -795,7 +795,9 @@ def _render(draft: SpecDraft, target: pd.Series, classes: list[Any] | None) -> s
         f"  primary_metric: {metric}",
     ]
     if draft.task == "binary_classification":
-        out.append("  decision_threshold: 0.5")
+        out += ["  # Label positive at score >= value; for a rare class choose it on the training split instead,",
+                "  # e.g. {policy: target_recall, target: 0.6} (see docs/model-spec.md).",
+                "  threshold: {policy: fixed, value: 0.5}"]
     out += [
         "  bootstrap_samples: 200",
         "  gate:",

@@ -374,3 +374,14 @@ def test_torch_threshold_fit_checkpoints_apart_from_the_final_fit(tmp_path):
     assert info["slice"]["recall"] >= 0.6
     assert (tmp_path / "threshold_fit" / CHECKPOINT_FILE).exists()
     assert not (tmp_path / CHECKPOINT_FILE).exists()  # the final fit's resume point stays its own
+
+
+def test_a_drafted_binary_spec_writes_the_threshold_policy(tmp_path):
+    from include.modelops.spec_draft import draft_spec, write_spec_draft
+
+    data = tmp_path / "data"
+    data.mkdir()
+    rare_positive_rows(2_000, seed=10).to_csv(data / "rows.csv", index=False)
+    path = write_spec_draft(draft_spec(data, "event", "drafted"), tmp_path / "specs")
+    assert "threshold: {policy: fixed, value: 0.5}" in path.read_text()
+    assert load_spec(path).evaluation.threshold.policy == "fixed"
