@@ -337,7 +337,8 @@ class DecisionThreshold(_Strict):
             if self.target is not None:
                 raise SpecFieldError("target", "target is only for policy target_precision or target_recall; "
                                      "with policy fixed set value")
-            if "slice_fraction" in self.model_fields_set:
+            # The default is allowed back: a spec dumped and validated again (the bento's copy) carries it.
+            if self.slice_fraction != type(self).model_fields["slice_fraction"].default:
                 raise SpecFieldError("slice_fraction", "slice_fraction is only for the target policies")
         else:
             if self.target is None:

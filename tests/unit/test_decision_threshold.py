@@ -385,3 +385,15 @@ def test_a_drafted_binary_spec_writes_the_threshold_policy(tmp_path):
     path = write_spec_draft(draft_spec(data, "event", "drafted"), tmp_path / "specs")
     assert "threshold: {policy: fixed, value: 0.5}" in path.read_text()
     assert load_spec(path).evaluation.threshold.policy == "fixed"
+
+
+@pytest.mark.parametrize("evaluation", [
+    {}, {"decision_threshold": 0.3}, {"threshold": {"policy": "fixed", "value": 0.4}},
+    {"threshold": {"policy": "target_recall", "target": 0.6}},
+    {"threshold": {"policy": "target_precision", "target": 0.8, "slice_fraction": 0.3}},
+], ids=["default", "legacy-fixed", "fixed", "target-recall", "target-precision"])
+def test_a_spec_dumped_and_read_again_is_the_same_spec(evaluation):
+    # The bento carries the spec as its JSON dump and validates it again when the service starts.
+    spec = make_spec(**evaluation)
+    again = ModelSpec.model_validate(spec.model_dump(mode="json"))
+    assert again == spec and again.spec_hash() == spec.spec_hash()
