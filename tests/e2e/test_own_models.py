@@ -1,9 +1,13 @@
-"""A data engineer's own models, start to finish, as `make demo` / `make run` run them.
+"""A data engineer's own models, start to finish, as `make demo` / `make run` / `make serve` /
+`make traffic` run them.
 
-Three specs the project never saw (binary, multiclass, regression), each on data made with
-scikit-learn's generators and stored the way users store it (a folder of date partitions, a
-CSV file, a Parquet file). Each goes from raw data to a champion through the real training
-DAG (`airflow dags test`), bento smoke test included, and the user's data is never written.
+Six specs the project never saw: every task type (binary, multiclass, regression) with each
+trainer (scikit-learn, PyTorch), on data made with scikit-learn's generators and stored the way
+users store it (a folder of date partitions, a CSV file, a Parquet file). The PyTorch models'
+tables differ in shape: no categorical feature, whole numbers stored as floats, nulls in
+integer and boolean features. Each goes from raw data to a champion through the real training
+DAG (`airflow dags test`), bento smoke test included; champions are served by `make serve`
+and answer `make traffic` with no error; the user's data is never written.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -49,19 +54,35 @@ def own_frame(task: str, n: int, seed: int) -> pd.DataFrame:
     return frame.sort_values("event_time").reset_index(drop=True)
 
 
-def own_spec(name: str, task: str, data: Path, fmt: str) -> dict:
+def with_gaps(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """The same table as a warehouse export often has it: whole numbers as floats, nulls in them."""
+    rng = np.random.default_rng(seed)
+    out = frame.copy()
+    out["tenure_months"] = out["tenure_months"].astype("float64")
+    out["has_contract"] = out["has_contract"].astype(object)
+    for col in ("tenure_months", "has_contract", "signal_0"):
+        out.loc[rng.random(len(out)) < 0.08, col] = None
+    return out
+
+
+def own_spec(name: str, task: str, data: Path, fmt: str, *, framework: str = "sklearn",
+             categoricals: bool = True, nulls: bool = False) -> dict:
     task_name, metric, thresholds, classes = {
         "binary": ("binary_classification", "roc_auc", {"roc_auc": {"min": 0.7}}, [0, 1]),
         "multiclass": ("multiclass_classification", "macro_f1", {"macro_f1": {"min": 0.5}},
                        ["bronze", "gold", "silver"]),
         "regression": ("regression", "rmse", {"r2": {"min": 0.5}}, None),
     }[task]
-    features = [{"name": f"signal_{i}", "type": "numeric", "min": -50, "max": 50} for i in range(5)]
+    gaps = {"max_null_fraction": 0.2} if nulls else {}
+    features = [{"name": f"signal_{i}", "type": "numeric", "min": -50, "max": 50, **(gaps if i == 0 else {})}
+                for i in range(5)]
+    features += [{"name": "segment", "type": "categorical", "categories": SEGMENTS}] if categoricals else []
     features += [
-        {"name": "segment", "type": "categorical", "categories": SEGMENTS},
-        {"name": "has_contract", "type": "boolean"},
-        {"name": "tenure_months", "type": "integer", "min": 0, "max": 200},
+        {"name": "has_contract", "type": "boolean", **gaps},
+        {"name": "tenure_months", "type": "integer", "min": 0, "max": 200, **gaps},
     ]
+    training = ({"framework": "sklearn", "params": {"max_iter": 60}} if framework == "sklearn" else
+                {"framework": "torch", "params": {"epochs": 40, "hidden_sizes": [64, 32], "patience": 6}})
     return {
         "name": name,
         "description": f"A {task} model on a team's own table.",
@@ -72,9 +93,9 @@ def own_spec(name: str, task: str, data: Path, fmt: str) -> dict:
         "target": {"name": "y", **({"classes": classes} if classes else {})},
         "time_column": "event_time",
         "entity_id": "customer_id",
-        "segment_columns": ["segment"],
+        "segment_columns": ["segment"] if categoricals else [],
         "features": features,
-        "training": {"framework": "sklearn", "params": {"max_iter": 60}},
+        "training": training,
         "evaluation": {"primary_metric": metric, "bootstrap_samples": 50,
                        "gate": {"thresholds": thresholds, "max_drop_vs_champion": 0.5,
                                 "min_margin_over_baseline": 0.05}},
@@ -101,11 +122,25 @@ def project(tmp_path_factory):
     own_frame("multiclass", 3000, seed=2).to_csv(user_data / "tiers.csv", index=False)
     own_frame("regression", 3000, seed=3).to_parquet(user_data / "spend.parquet", index=False)
     own_frame("regression", 3000, seed=4).to_parquet(user_data / "spend_april.parquet", index=False)
-    for name, task, data, fmt in [("churn_risk", "binary", partitions, "parquet"),
-                                  ("customer_tier", "multiclass", user_data / "tiers.csv", "csv"),
-                                  ("monthly_spend", "regression", user_data / "spend.parquet", "parquet")]:
-        (specs / f"{name}.yaml").write_text(yaml.safe_dump(own_spec(name, task, data, fmt), sort_keys=False))
+    with_gaps(own_frame("binary", 2000, seed=5), seed=5).to_parquet(user_data / "churn_gaps.parquet", index=False)
+    with_gaps(own_frame("multiclass", 2000, seed=6), seed=6).to_csv(user_data / "tiers_gaps.csv", index=False)
+    own_frame("regression", 2000, seed=7).to_parquet(user_data / "spend_torch.parquet", index=False)
+    for name, task, data, fmt, shape in [
+        ("churn_risk", "binary", partitions, "parquet", {}),
+        ("customer_tier", "multiclass", user_data / "tiers.csv", "csv", {}),
+        ("monthly_spend", "regression", user_data / "spend.parquet", "parquet", {}),
+        # PyTorch, one table shape each: no categoricals with nulls; categoricals with nulls; neither.
+        ("churn_torch", "binary", user_data / "churn_gaps.parquet", "parquet",
+         {"framework": "torch", "categoricals": False, "nulls": True}),
+        ("tier_torch", "multiclass", user_data / "tiers_gaps.csv", "csv",
+         {"framework": "torch", "categoricals": True, "nulls": True}),
+        ("spend_torch", "regression", user_data / "spend_torch.parquet", "parquet",
+         {"framework": "torch", "categoricals": False, "nulls": False}),
+    ]:
+        (specs / f"{name}.yaml").write_text(yaml.safe_dump(own_spec(name, task, data, fmt, **shape),
+                                                           sort_keys=False))
     env = {**os.environ, "MODELOPS_STATE_DIR": str(state), "MODELOPS_SPECS_DIR": str(specs),
+           "BENTOML_HOME": str(state / "bentoml"),  # the store the training DAG builds into (local_stack)
            "PYTHONPATH": f"{PROJECT_ROOT}:{PROJECT_ROOT / 'plugins'}"}
     env.pop("MLFLOW_TRACKING_URI", None)
     return {"state": state, "data": user_data, "env": env, "before": checksums(user_data)}
@@ -171,6 +206,54 @@ def test_run_rejects_a_data_path_that_does_not_exist(project):
     res = cli(project, "run", "--model", "monthly_spend", "--data", str(project["data"] / "nope.parquet"))
     assert res.returncode == 2
     assert "no such file or folder" in res.stdout
+
+
+@pytest.mark.parametrize("model", ["churn_torch", "tier_torch", "spend_torch"])
+def test_a_torch_model_of_every_task_becomes_champion(project, model):
+    res = cli(project, "run", "--model", model)
+    assert_champion(res, model, 1)
+    task_log = Path(res.stdout.split("(full log: ", 1)[1].split(")", 1)[0]).read_text()
+    assert "Torch trainer:" in task_log and "Trained in" in task_log  # the PyTorch trainer ran, to the end
+    smoke = summary(project, model)["steps"]["smoke_serve_bento"]["result"]
+    assert smoke["ok"] and smoke["max_abs_diff"] <= 1e-5
+    assert checksums(project["data"]) == project["before"]
+
+
+@pytest.mark.parametrize("model", ["churn_risk", "customer_tier", "monthly_spend",
+                                   "churn_torch", "tier_torch", "spend_torch"])
+def test_every_champion_is_served_and_answers_its_traffic(project, model):
+    """`make serve` then `make traffic` on the champion's own holdout: every request answered 200."""
+    from include.modelops.local_stack import free_port
+
+    port = free_port("127.0.0.1")
+    serve = subprocess.Popen([sys.executable, "-m", "include.modelops.cli", "serve", "--model", model,
+                              "--port", str(port)], env={**project["env"], "PYTHONUNBUFFERED": "1"},
+                             cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = project["state"] / f"traffic-{model}.json"
+    try:
+        seen = []
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not any(line.startswith("Serving ") for line in seen):
+            line = serve.stdout.readline()
+            if not line and serve.poll() is not None:
+                break
+            seen.append(line)
+        assert any(line.startswith("Serving ") for line in seen), "".join(seen)[-3000:]
+        res = cli(project, "traffic", "--model", model, "--url", f"http://127.0.0.1:{port}", "--count", "60",
+                  "--rate", "30", "--rows-per-request", "3", "--label-delay", "0", "--pending", "write",
+                  "--ready-timeout", "240", "--json", str(out))
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+        sent = json.loads(out.read_text())
+        assert sent["sent"] == 60 and sent["answered"] == 60, sent
+        assert sent["4xx"] == sent["5xx"] == sent["connection_errors"] == 0, sent
+    finally:
+        serve.send_signal(2)
+        try:
+            serve.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            serve.kill()
+            serve.wait()
+    assert checksums(project["data"]) == project["before"]
 
 
 def test_every_process_it_started_is_gone(project):
