@@ -155,28 +155,14 @@ class RequestGuard:
                          "(send fewer rows per request)")
             return
         # Read the body here, so a chunked body over the limit is cut off too, then replay it.
-        chunks, size, more = [], 0, True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                await reject(413, "body", "body_too_large",
-                             f"the body is over the limit of {self.max_body_bytes} bytes (send fewer rows per request)")
-                return
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
+        body = await _read_capped(receive, self.max_body_bytes)
+        if body is _DISCONNECTED:
+            return
+        if body is None:
+            await reject(413, "body", "body_too_large",
+                         f"the body is over the limit of {self.max_body_bytes} bytes (send fewer rows per request)")
+            return
+        replay = _replaying(body, receive)
 
         state: dict[str, Any] = {"status": 500, "start": None, "chunks": []}
 
@@ -214,28 +200,13 @@ class RequestGuard:
         if length is not None and (not length.isdigit() or int(length) > limit):
             await _send_json(send, 413, too_large, rid)
             return
-        chunks, size, more = [], 0, True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                await _send_json(send, 413, too_large, rid)
-                return
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        body, replayed = b"".join(chunks), False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, _with_request_id(send, request_id))
+        body = await _read_capped(receive, limit)
+        if body is _DISCONNECTED:
+            return
+        if body is None:
+            await _send_json(send, 413, too_large, rid)
+            return
+        await self.app(scope, _replaying(body, receive), _with_request_id(send, request_id))
 
     async def _send_error(self, send: Send, status: int, raw: bytes, request_id: str, started: float) -> None:
         try:
@@ -270,6 +241,39 @@ class RequestGuard:
             self.metrics().answered(status, time.perf_counter() - started, reason)
         except Exception:  # metrics must never turn an answer into a failure
             pass
+
+
+_DISCONNECTED: Any = object()  # _read_capped's answer when the client went away
+
+
+async def _read_capped(receive: Receive, limit: int) -> Any:
+    """The whole request body, None once it is over ``limit`` bytes, ``_DISCONNECTED`` if the client left."""
+    chunks, size, more = [], 0, True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return _DISCONNECTED
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands the app the body already read, then whatever the connection says next."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
