@@ -135,8 +135,9 @@ def test_smoke_serve_logs_to_its_own_inference_log_not_production(spec, smoke_re
     from include.modelops.serving.inference_log import read_window
     from include.modelops.settings import get_settings
 
-    # 1 request of 100 rows, the latency requests (1 row each); the invalid row is not scored
-    assert smoke_report["logged_rows"] == smoke_report["rows"] + 50
+    # 1 request of all 100 rows, then each row alone (a valid row must be a 200 whatever its batch);
+    # the invalid row is not scored
+    assert smoke_report["logged_rows"] == smoke_report["rows"] * 2
     smoke = read_window(spec.name, root=smoke_report["inference_log"])
     assert set(smoke.variant) == {"smoke"}
     production = read_window(spec.name, root=get_settings().inference_log_url)
