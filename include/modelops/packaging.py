@@ -997,8 +997,8 @@ def smoke_serve(
 
     Starts ``bentoml serve`` on a free port of ``MODELOPS_SERVE_HOST``, waits for
     ``/readyz``, posts ``rows`` to ``/predict`` and compares the scores with
-    ``expected_scores`` (offline ``scoring.score`` on the same rows), sends single rows to
-    measure latency, sends one invalid row (expects 400 naming the field), reads
+    ``expected_scores`` (offline ``scoring.score`` on the same rows), sends each row alone too
+    (every one must be answered 200; the first ``latency_requests`` are timed), sends one invalid row (expects 400 naming the field), reads
     ``/metrics``, and always stops the server. The smoke test's requests are not
     production traffic: the service runs as variant ``smoke`` with its own inference log
     under ``<state>/smoke_serve/inference_log``, which must hold the scored rows after
