@@ -1,6 +1,7 @@
 """The onboarding path for a team's own table: `make draft-spec` → fill in the TODOs →
 `make check-specs` → `make run`, for each task type, without touching the team's data.
 
+The drafted champion is then served (`make serve`) and answers `make traffic` with no error.
 The data is made with scikit-learn's generators and stored the ways users store it: a
 folder of date partitions (binary), a CSV file with text labels (multiclass) and a single
 Parquet file (regression). Only the TODO text fields of the drafts are edited, as the
@@ -19,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
+from tests.e2e.serving import serve_and_send_traffic
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
@@ -44,6 +47,7 @@ def team_table(task: str, rows: int, seed: int) -> pd.DataFrame:
     frame["segment"] = rng.choice(["retail", "business", "public"], rows)
     frame["has_contract"] = rng.random(rows) < 0.4
     frame["tenure_months"] = rng.integers(0, 120, rows)
+    frame["visits"] = rng.integers(0, 40, rows).astype("float64")  # whole numbers stored as floats
     frame["free_text"] = [f"ticket {i}: {rng.integers(10**9)}" for i in range(rows)]
     frame.loc[rng.random(rows) < 0.05, "signal_2"] = np.nan
     frame["y"] = y
@@ -65,6 +69,7 @@ def project(tmp_path_factory):
     team_table("multiclass", 2_000, seed=12).to_csv(data / "tiers.csv", index=False)
     team_table("regression", 2_000, seed=13).to_parquet(data / "spend.parquet", index=False)
     env = {**os.environ, "MODELOPS_STATE_DIR": str(root / "state"), "MODELOPS_SPECS_DIR": str(root / "specs"),
+           "BENTOML_HOME": str(root / "state" / "bentoml"),
            "PYTHONPATH": f"{PROJECT_ROOT}:{PROJECT_ROOT / 'plugins'}"}
     env.pop("MLFLOW_TRACKING_URI", None)
     return {"root": root, "data": data, "specs": root / "specs", "env": env, "before": checksums(data)}
@@ -104,6 +109,9 @@ def test_a_drafted_spec_takes_the_teams_data_to_a_champion(project, model, data,
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-3000:]
     assert "Outcome: v1 is the new champion" in first.stdout, first.stdout[-3000:]
     assert "smoke_serve_bento      success" in first.stdout
+    # `make serve` + `make traffic`: a drafted spec's champion answers every row of its holdout (a drafted
+    # `integer` over whole-number floats once served a 500 to every row without a null).
+    serve_and_send_traffic(project["env"], project["root"] / "state", model)
     assert checksums(project["data"]) == project["before"]
 
 

@@ -17,13 +17,14 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+
+from tests.e2e.serving import serve_and_send_traffic
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
@@ -223,36 +224,7 @@ def test_a_torch_model_of_every_task_becomes_champion(project, model):
                                    "churn_torch", "tier_torch", "spend_torch"])
 def test_every_champion_is_served_and_answers_its_traffic(project, model):
     """`make serve` then `make traffic` on the champion's own holdout: every request answered 200."""
-    from include.modelops.local_stack import free_port
-
-    port = free_port("127.0.0.1")
-    serve = subprocess.Popen([sys.executable, "-m", "include.modelops.cli", "serve", "--model", model,
-                              "--port", str(port)], env={**project["env"], "PYTHONUNBUFFERED": "1"},
-                             cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    out = project["state"] / f"traffic-{model}.json"
-    try:
-        seen = []
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and not any(line.startswith("Serving ") for line in seen):
-            line = serve.stdout.readline()
-            if not line and serve.poll() is not None:
-                break
-            seen.append(line)
-        assert any(line.startswith("Serving ") for line in seen), "".join(seen)[-3000:]
-        res = cli(project, "traffic", "--model", model, "--url", f"http://127.0.0.1:{port}", "--count", "60",
-                  "--rate", "30", "--rows-per-request", "3", "--label-delay", "0", "--pending", "write",
-                  "--ready-timeout", "240", "--json", str(out))
-        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
-        sent = json.loads(out.read_text())
-        assert sent["sent"] == 60 and sent["answered"] == 60, sent
-        assert sent["4xx"] == sent["5xx"] == sent["connection_errors"] == 0, sent
-    finally:
-        serve.send_signal(2)
-        try:
-            serve.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            serve.kill()
-            serve.wait()
+    serve_and_send_traffic(project["env"], project["state"], model)
     assert checksums(project["data"]) == project["before"]
 
 
