@@ -72,3 +72,15 @@ def _mlflow_uris_stay_with_their_test():
     """No test reads the MLflow store an earlier test pointed the process at."""
     with mlflow_uris_restored():
         yield
+
+
+@pytest.fixture(scope="module")
+def sqlite_mlflow_store(tmp_path_factory):
+    """A module's own MLflow tracking store (SQLite in a temporary folder), active for the module's tests."""
+    import mlflow
+
+    root = tmp_path_factory.mktemp("mlflow")
+    with mlflow_uris_restored():
+        mlflow.set_tracking_uri(f"sqlite:///{root}/mlflow.db")
+        mlflow.set_experiment("shapes")
+        yield

@@ -74,24 +74,12 @@ def spec_for(task: str, framework: str, *, categoricals: bool, nulls: bool) -> M
     })
 
 
-@pytest.fixture(scope="module")
-def mlflow_store(tmp_path_factory):
-    import mlflow
-
-    from tests.conftest import mlflow_uris_restored
-
-    root = tmp_path_factory.mktemp("mlflow")
-    with mlflow_uris_restored():
-        mlflow.set_tracking_uri(f"sqlite:///{root}/mlflow.db")
-        mlflow.set_experiment("shapes")
-        yield
-
-
 @pytest.mark.parametrize("nulls", [False, True], ids=["no-nulls", "nulls"])
 @pytest.mark.parametrize("categoricals", [False, True], ids=["no-categoricals", "categoricals"])
 @pytest.mark.parametrize("task", list(TASKS))
 @pytest.mark.parametrize("framework", ["sklearn", "torch"])
-def test_every_trainer_trains_gates_and_serves_every_table(mlflow_store, framework, task, categoricals, nulls):
+def test_every_trainer_trains_gates_and_serves_every_table(sqlite_mlflow_store, framework, task, categoricals,
+                                                           nulls):
     import mlflow
 
     from include.modelops.training import get_trainer

@@ -360,19 +360,6 @@ def shape_table(task: str, kinds: tuple[str, ...], *, nulls: bool, tmp_path, n: 
     return pd.read_parquet(path)
 
 
-@pytest.fixture(scope="module")
-def mlflow_store(tmp_path_factory):
-    import mlflow
-
-    from tests.conftest import mlflow_uris_restored
-
-    root = tmp_path_factory.mktemp("mlflow")
-    with mlflow_uris_restored():
-        mlflow.set_tracking_uri(f"sqlite:///{root}/mlflow.db")
-        mlflow.set_experiment("shapes")
-        yield
-
-
 def assert_valid_scores(spec: ModelSpec, scores: np.ndarray, n: int) -> None:
     assert np.isfinite(scores).all()
     if spec.task.value == "multiclass_classification":
@@ -387,7 +374,7 @@ def assert_valid_scores(spec: ModelSpec, scores: np.ndarray, n: int) -> None:
 @pytest.mark.parametrize("nulls", [False, True], ids=["no-nulls", "nulls"])
 @pytest.mark.parametrize("features", list(FEATURE_SETS))
 @pytest.mark.parametrize("task", list(TASK_TYPES))
-def test_every_task_and_table_shape_trains_and_serves(mlflow_store, task, features, nulls, tmp_path):
+def test_every_task_and_table_shape_trains_and_serves(sqlite_mlflow_store, task, features, nulls, tmp_path):
     import mlflow
 
     from include.modelops import packaging
