@@ -829,14 +829,24 @@ def _print_summary(summary: dict, *, dag_s: float, total_s: float, log_file: Pat
     if result("package_bento"):
         _print(f"  Bento             {result('package_bento').get('bento_tag')}  (BENTOML_HOME={s.bentoml_home}; "
                f"serve it: `make serve`)")
-    if result("generate_model_card"):
-        _print(f"  Model card        {result('generate_model_card').get('card_html')}")
+    card = _current_card(summary["model"], result("register_candidate").get("version"),
+                         result("generate_model_card").get("card_html"))
+    if card:
+        _print(f"  Model card        {card}")
     if evaluated:
         _print(f"  Evaluation report {evaluated.get('report_html')}")
     _print(f"  Run folder        {summary.get('run_dir')}")
     _print(f"  Airflow log       {log_file}")
     _print(f"\nDAG run took {dag_s:.0f} s; the whole command {total_s:.0f} s.")
     return code
+
+
+def _current_card(model: str, version: str | None, fallback: str | None) -> str | None:
+    """The version's current card: the local copy every regeneration (training, rollout, rollback) rewrites."""
+    from include.modelops.model_card import card_dir
+
+    current = card_dir(model, str(version)) / "model_card.html" if version else None
+    return str(current) if current is not None and current.exists() else fallback
 
 
 def main(argv: list[str] | None = None) -> int:

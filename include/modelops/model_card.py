@@ -1718,6 +1718,41 @@ def write_card(card: dict, out_dir: Path) -> dict[str, str]:
     return paths
 
 
+def card_dir(model: str, version: str) -> Path:
+    """The folder of a version's one local card: ``<state>/model_cards/<model>/v<version>``.
+
+    Every regeneration (the training DAG's two, each deployment event's) rewrites it through
+    :func:`publish_card`, so it is always the card the registry points at.
+    """
+    from include.modelops.settings import get_settings
+
+    return get_settings().state_dir / "model_cards" / model / f"v{version}"
+
+
+def publish_card(card: dict, *, model: str, version: str, run_id: str | None) -> dict[str, str]:
+    """The one writer of a version's card: the local copy, then the same files in MLflow.
+
+    Writes ``model_card.{json,md,html}`` into :func:`card_dir`, logs those very files to the
+    version's run (artifact folder ``model_card``) and points the version tags
+    ``modelops.model_card`` / ``modelops.model_card.generated_at`` at them; the local copy and
+    the MLflow artifact are therefore the same bytes. A version without a run keeps the local
+    copy only.
+
+    Returns:
+        The local paths (as :func:`write_card`).
+    """
+    from include.modelops import tracking
+
+    paths = write_card(card, card_dir(model, version))
+    if run_id:
+        for path in paths.values():
+            tracking.log_file(run_id, path, "model_card")
+        tracking.set_version_tags(model, version, {
+            "modelops.model_card": f"runs:/{run_id}/model_card/model_card.html",
+            "modelops.model_card.generated_at": tracking.now_iso()})
+    return paths
+
+
 # --------------------------------------------------------------------------------------------
 # Small value helpers
 # --------------------------------------------------------------------------------------------

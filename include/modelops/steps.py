@@ -391,13 +391,8 @@ def generate_model_card(model: str, validated: dict, split: dict, evaluated: dic
                "airflow_dag_run": f"{get_settings().airflow_ui_url}/dags/{dag_id}/runs/{dag_run_id}",
                "validation_report": validated.get("report_html"), "evaluation_report": evaluated["report_html"]},
     )
-    paths = model_card.write_card(card, out / "model_card")
-    for p in paths.values():
-        tracking.log_file(run_id, p, "model_card")
-    tracking.set_version_tags(spec.name, version, {
-        "modelops.model_card": f"runs:/{run_id}/model_card/model_card.html",
-        "modelops.model_card.generated_at": tracking.now_iso(),
-    })
+    # The version's one local card (rewritten by every later regeneration) and its MLflow copy.
+    paths = model_card.publish_card(card, model=spec.name, version=version, run_id=run_id)
     log.info("Model card for %s v%s: %s", spec.name, version, paths.get("html"))
     return {"card_html": paths.get("html"), "card_md": paths.get("md"), "card_json": paths.get("json"),
             "missing_evidence": model_card.missing_evidence(card, spec.risk_tier.value)}

@@ -517,3 +517,44 @@ def test_a_version_promoted_without_a_rollout_has_its_alias_moves_as_history():
                                   "modelops.alias.champion.set_at": "2026-03-01T10:00:00+00:00"})
     assert [(e["event"], e["reason"]) for e in history] == [
         ("alias challenger set", ""), ("alias champion set", "promoted by the training DAG (no rollout section)")]
+
+
+def test_the_card_make_demo_prints_is_the_one_the_last_deployment_event_wrote(spec, sqlite_mlflow_store, tmp_path,
+                                                                               monkeypatch, capsys):
+    """After a promotion and then a rollback, the local card the run summary names is the MLflow artifact."""
+    import mlflow
+
+    from include.modelops import tracking
+    from include.modelops.cli import _print_summary
+    from include.modelops.model_card import publish_card
+    from include.modelops.rollout import history
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow.get_tracking_uri())
+    monkeypatch.setenv("MODELOPS_STATE_DIR", str(tmp_path / "state"))
+    c = tracking.client()
+    with mlflow.start_run() as run:
+        run_id = run.info.run_id
+    c.create_registered_model(spec.name)
+    version = str(c.create_model_version(spec.name, source=str(tmp_path / "model"), run_id=run_id).version)
+    tracking.set_version_tags(spec.name, version, {"modelops.alias.challenger.set_at": "2026-03-01T09:00:00+00:00"})
+    # What the training DAG's generate_model_card / update_model_card write.
+    trained = publish_card(full_card(spec, version=version, deployments=history.deployment_history(
+        tracking.version_info(spec.name, version)["tags"])), model=spec.name, version=version, run_id=run_id)
+    summary = {"model": spec.name, "dag_run_id": "manual__1", "run_dir": str(tmp_path / "run"), "failed_steps": [],
+               "champion_version": None,
+               "steps": {"register_candidate": {"state": "success", "result": {"version": version}},
+                         "generate_model_card": {"state": "success", "result": {"card_html": trained["html"]}}}}
+
+    def printed_card() -> str:
+        _print_summary(summary, dag_s=1, total_s=1, log_file=tmp_path / "run.log", rollout={"version": version})
+        line = next(x for x in capsys.readouterr().out.splitlines() if x.strip().startswith("Model card "))
+        return Path(line.split("Model card", 1)[1].strip()).read_text()
+
+    for event, reason in ((history.PROMOTED, "every stage passed (canary_25)"),
+                          (history.TAKEN_BACK, "complaints from the fraud desk")):
+        history.record_event(spec.name, version, event, stages=[], reason=reason, dag_run_id=f"run-{event}")
+        assert history.refresh_model_card(spec.name, version) == f"runs:/{run_id}/model_card/model_card.html"
+        local = printed_card()
+        assert local == mlflow.artifacts.load_text(f"runs:/{run_id}/model_card/model_card.html")
+        assert event in local and reason in local
+        assert "alias challenger set" not in local  # the events replaced the alias-only history

@@ -16,7 +16,6 @@ import logging
 from typing import Any
 
 from include.modelops import tracking
-from include.modelops.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -112,17 +111,13 @@ def refresh_model_card(model: str, version: str) -> str | None:
                          "dag_run_id": tags.get("modelops.dag_run_id"), "mlflow_run_id": run_id,
                          "data_fingerprint": tags.get("modelops.data_fingerprint")},
                 deployments=history, links={"mlflow_model_version": tracking.version_url(model, version)})
-        out = get_settings().state_dir / "rollout" / model / f"model_card-v{version}"
-        paths = model_card.write_card(card, out)
+        # One writer: the local copy (the one `make demo` prints) and the MLflow artifact stay the same.
+        paths = model_card.publish_card(card, model=model, version=version, run_id=run_id)
         if not run_id:
             log.warning("%s v%s has no MLflow run to log its model card to; it is at %s", model, version,
                         paths["html"])
             return None
-        for path in paths.values():
-            tracking.log_file(run_id, path, "model_card")
         uri = f"runs:/{run_id}/model_card/model_card.html"
-        tracking.set_version_tags(model, version, {"modelops.model_card": uri,
-                                                   "modelops.model_card.generated_at": tracking.now_iso()})
         log.info("Model card of %s v%s regenerated with its deployment history (%d events): %s", model, version,
                  len(history), uri)
         return uri
