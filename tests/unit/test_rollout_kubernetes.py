@@ -9,6 +9,8 @@ the recorded calls is the specification. Prometheus is a real HTTP server answer
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import json
 import socket
 import threading
@@ -18,6 +20,7 @@ from urllib.parse import parse_qs, urlparse
 
 import jsonschema
 import kubernetes_validate
+import pandas as pd
 import pytest
 import yaml
 
@@ -27,6 +30,7 @@ from include.modelops.rollout.backend import CANARY, STABLE, StateFile, backend_
 from include.modelops.rollout.kubernetes import (
     DEPLOYMENT,
     HTTPROUTE,
+    SECRET,
     SERVICE,
     KubernetesApiClient,
     KubernetesBackend,
@@ -36,6 +40,7 @@ from include.modelops.rollout.kubernetes import (
     render_deployment,
     render_route,
     render_service,
+    render_shadow_secret,
     workload_name,
 )
 from include.modelops.settings import KubernetesSettingsError, ServingClusterSettings
@@ -43,6 +48,7 @@ from tests.conftest import REFERENCE_SPEC
 
 MODEL = "fraud_detection"
 ROUTE = "fraud-detection"
+SHADOW_SECRET = "fraud-detection-shadow"
 KUBERNETES_VERSIONS = ("1.29.0", "1.37.0")  # the oldest and newest schemas kubernetes-validate 1.37 ships
 HTTPROUTE_SCHEMA = Path(__file__).parent / "schemas" / "gateway-api-v1.6.1-httproute-v1.json"
 
@@ -150,7 +156,7 @@ def test_each_version_runs_the_containerized_bento_with_probes_variant_and_scrap
     assert container["image"] == "registry.example.com/ml/fraud_detection_service:v3"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
     assert env["MODELOPS_SERVE_VARIANT"] == variant
     assert env["MODELOPS_SERVE_WORKERS"] == "1"  # one per whole CPU of the limit, not the node's cores
     assert env["MODELOPS_INFERENCE_LOG_URL"] == "s3://logs/inference"
@@ -213,6 +219,80 @@ def test_a_bad_pod_size_in_the_spec_names_the_field(tmp_path):
 # --- the backend on the recording client --------------------------------------------------------
 
 
+def test_every_version_reads_the_shadow_token_from_the_models_secret(settings):
+    secret = render_shadow_secret(MODEL, "s3cr3t-token", settings=settings)
+    validate(secret)
+    assert (secret["metadata"]["name"], secret["metadata"]["namespace"], secret["type"]) == (
+        SHADOW_SECRET, "models", "Opaque")
+    assert base64.b64decode(secret["data"]["token"]).decode() == "s3cr3t-token"
+    for variant in (STABLE, CANARY):
+        deployment = render_deployment(MODEL, "3", variant, "fraud_detection_service:v3", settings=settings,
+                                       resources=PodResources())
+        validate(deployment)
+        env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["MODELOPS_SHADOW_TOKEN"] == {"name": "MODELOPS_SHADOW_TOKEN", "valueFrom": {
+            "secretKeyRef": {"name": SHADOW_SECRET, "key": "token"}}}
+
+
+def test_the_shadow_secret_exists_before_the_first_pod_and_an_existing_one_is_kept(backend, client, monkeypatch):
+    monkeypatch.delenv("MODELOPS_SHADOW_TOKEN", raising=False)
+    backend.deploy(STABLE, "1", "fraud_detection_service:v1")
+    assert client.changes()[:2] == [("apply", SECRET, SHADOW_SECRET), ("apply", DEPLOYMENT, "fraud-detection-v1")]
+    token = backend.shadow_token()
+    assert len(token) >= 32
+    # Another worker (its own state folder, its own MODELOPS_SHADOW_TOKEN) sends what the pods read.
+    monkeypatch.setenv("MODELOPS_SHADOW_TOKEN", "another-workers-token")
+    other = KubernetesBackend(MODEL, client=client, settings=backend.settings, resources=backend.resources,
+                              state_file=backend.file)
+    mark = len(client.calls)
+    other.deploy(CANARY, "2", "fraud_detection_service:v2")
+    assert other.shadow_token() == token
+    assert (("apply", SECRET, SHADOW_SECRET)) not in changes_since(client, mark)
+
+
+def test_the_shadow_replayer_sends_the_token_of_the_kubernetes_secret(backend, client, monkeypatch):
+    """The k8s path: a shadow copy carries the Secret's token, not this worker's own."""
+    from include.modelops.packaging import SHADOW_HEADER, example_row
+    from include.modelops.rollout import shadow
+    from include.modelops.serving.inference_log import request_records
+    from include.modelops.spec import load_spec
+
+    monkeypatch.setenv("MODELOPS_SHADOW_TOKEN", "this-workers-own-token")
+    spec = load_spec(REFERENCE_SPEC)
+    client.apply(SECRET, SHADOW_SECRET, render_shadow_secret(MODEL, "the-pods-token", settings=backend.settings))
+    backend.deploy(STABLE, "1", "fraud_detection_service:v1")
+    backend.deploy(CANARY, "2", "fraud_detection_service:v2")
+    seen: list[str | None] = []
+
+    class Canary(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            seen.append(self.headers.get(SHADOW_HEADER))
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"[]")
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Canary)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with backend.file.locked() as state:  # the canary's Service, reached here on localhost
+            state.variants[CANARY] = dataclasses.replace(state.variants[CANARY],
+                                                         url=f"http://127.0.0.1:{server.server_port}")
+        rows = pd.DataFrame(request_records(spec, request_id="r1", model_version="1", variant=STABLE,
+                                            rows=[example_row(spec)], predictions=[{"score": 0.1, "label": 0}],
+                                            latency_ms=1.0))
+        copies: dict = {}
+        assert shadow._send(spec, backend, rows, ["r1"], copies) == 1
+    finally:
+        server.shutdown()
+    assert copies["r1"]["status"] == 200
+    assert seen == ["the-pods-token"]
+
+
 def test_weights_move_on_the_route_alone_and_an_applied_share_makes_no_call(backend, client):
     backend.deploy(STABLE, "1", "fraud_detection_service:v1")
     backend.deploy(CANARY, "2", "fraud_detection_service:v2")
@@ -254,7 +334,7 @@ def test_stopping_the_only_version_removes_the_route_before_the_version(backend,
     assert changes_since(client, mark) == [
         ("delete", HTTPROUTE, ROUTE), ("delete", DEPLOYMENT, "fraud-detection-v1"),
         ("delete", SERVICE, "fraud-detection-v1")]
-    assert client.objects == {} and backend.state().variants == {}
+    assert set(client.objects) == {(SECRET, SHADOW_SECRET)} and backend.state().variants == {}
     backend.stop(STABLE)  # a retried task
     assert changes_since(client, mark)[3:] == []
 
@@ -521,7 +601,7 @@ def test_a_rollout_moves_the_route_in_stages_then_promotes_and_deletes_the_old_s
     assert pod["metadata"]["labels"]["modelops.io/variant"] == STABLE
     assert {"name": "MODELOPS_SERVE_VARIANT", "value": STABLE} in pod["spec"]["containers"][0]["env"]
     assert weights(client) == {"fraud-detection-v2": 100}
-    assert {name for kind, name in client.objects} == {"fraud-detection-v2", ROUTE}
+    assert {name for kind, name in client.objects} == {"fraud-detection-v2", ROUTE, SHADOW_SECRET}
     state = cluster.state()
     assert (list(state.variants), state.variants[STABLE].version, state.canary_percent) == ([STABLE], "2", 0)
     assert tracking.alias_version(MODEL, tracking.CHAMPION) == "2"
@@ -581,15 +661,15 @@ def test_every_manifest_of_a_rollout_and_a_rollback_is_valid(cluster, client, pr
     stages.rollback(MODEL, "3", reason="aborted", backend=cluster)
     stages.restore_previous(MODEL, backend=cluster)  # the rollback DAG: v1 serves again
     applied = [c.body for c in client.calls if c.verb == "apply"]
-    assert {m["kind"] for m in applied} == {DEPLOYMENT, SERVICE, HTTPROUTE}
+    assert {m["kind"] for m in applied} == {DEPLOYMENT, SERVICE, HTTPROUTE, SECRET}
     for manifest in applied:
         validate(manifest)
     assert_route_only_names_existing_versions(client)
     assert weights(client) == {"fraud-detection-v1": 100}
-    assert {name for kind, name in client.objects} == {"fraud-detection-v1", ROUTE}
+    assert {name for kind, name in client.objects} == {"fraud-detection-v1", ROUTE, SHADOW_SECRET}
     cluster.shutdown()
-    assert client.changes()[-3:] == [("delete", HTTPROUTE, ROUTE), ("delete", DEPLOYMENT, "fraud-detection-v1"),
-                                     ("delete", SERVICE, "fraud-detection-v1")]
+    assert client.changes()[-4:] == [("delete", HTTPROUTE, ROUTE), ("delete", DEPLOYMENT, "fraud-detection-v1"),
+                                     ("delete", SERVICE, "fraud-detection-v1"), ("delete", SECRET, SHADOW_SECRET)]
     assert client.objects == {}
 
 

@@ -10,6 +10,13 @@ name ``fraud-detection``):
   who answered), readiness/liveness/startup probes on BentoML's ``/readyz`` and ``/livez``, and the
   ``prometheus.io/*`` scrape annotations. Resources come from the spec's ``rollout.kubernetes``.
   Naming by version (not by variant) keeps a version's pods where they are when it is promoted;
+* one ``Secret`` named ``<model>-shadow`` (key ``token``): the deployment's shadow secret. Every
+  version's pods read it as ``MODELOPS_SHADOW_TOKEN`` (``secretKeyRef``), and the shadow stage's
+  replayer sends it in ``X-ModelOps-Shadow`` (:meth:`KubernetesBackend.shadow_token`), so a pod
+  logs a request as shadow traffic only when the replayer sent it; the route also strips the
+  header from client requests. The backend creates it before the first Deployment (from
+  ``MODELOPS_SHADOW_TOKEN`` when set, else a random token) and reuses the one the cluster holds,
+  so every Airflow worker sends the token the pods have;
 * one ``HTTPRoute`` named ``<model>`` on the Gateway ``MODELOPS_K8S_GATEWAY``: requests to
   ``<gateway>/<model>/...`` go to the stable and canary Services with weights ``100 - p`` and
   ``p`` (``p`` the canary share); a Service without weight is left out of the route.
@@ -67,7 +74,8 @@ from include.modelops.settings import KubernetesSettingsError, ServingClusterSet
 
 log = logging.getLogger(__name__)
 
-DEPLOYMENT, SERVICE, HTTPROUTE = "Deployment", "Service", "HTTPRoute"
+DEPLOYMENT, SERVICE, HTTPROUTE, SECRET = "Deployment", "Service", "HTTPRoute", "Secret"
+SHADOW_TOKEN_KEY = "token"  # the key of the shadow Secret that holds the token
 GATEWAY_GROUP, GATEWAY_VERSION = "gateway.networking.k8s.io", "v1"
 FIELD_MANAGER = "modelops"
 LABEL_PREFIX = "modelops.io"
@@ -88,6 +96,11 @@ def workload_name(model: str, version: str) -> str:
     """Name of a version's Deployment and Service: ``<model>-v<version>``, at most 63 characters."""
     suffix = f"-v{version}"
     return dns_name(model)[: 63 - len(suffix)].rstrip("-") + suffix
+
+
+def shadow_secret_name(model: str) -> str:
+    """Name of the model's shadow Secret: ``<model>-shadow``, at most 63 characters."""
+    return dns_name(model)[:56].rstrip("-") + "-shadow"
 
 
 def image_for(bento_tag: str, registry: str = "") -> str:
@@ -143,6 +156,9 @@ def render_deployment(model: str, version: str, variant: str, bento_tag: str, *,
         {"name": "MODELOPS_SERVE_VARIANT", "value": variant},
         {"name": "MODELOPS_SERVE_WORKERS", "value": str(_workers_for(resources.cpu))},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
+        # Only the shadow replayer knows it: a request is logged as shadow only when its header matches.
+        {"name": "MODELOPS_SHADOW_TOKEN", "valueFrom": {"secretKeyRef": {"name": shadow_secret_name(model),
+                                                                          "key": SHADOW_TOKEN_KEY}}},
     ]
     if settings.inference_log_url:
         env.append({"name": "MODELOPS_INFERENCE_LOG_URL", "value": settings.inference_log_url})
@@ -192,6 +208,21 @@ def render_deployment(model: str, version: str, variant: str, bento_tag: str, *,
                 },
             },
         },
+    }
+
+
+def render_shadow_secret(model: str, token: str, *, settings: ServingClusterSettings) -> dict[str, Any]:
+    """The model's shadow Secret (Opaque, key ``token``), read by every version's pods."""
+    import base64
+
+    return {
+        "apiVersion": "v1",
+        "kind": SECRET,
+        "type": "Opaque",
+        "metadata": {"name": shadow_secret_name(model), "namespace": settings.namespace,
+                     "labels": {"app.kubernetes.io/name": dns_name(model), "app.kubernetes.io/part-of": "modelops",
+                                "app.kubernetes.io/managed-by": "modelops", f"{LABEL_PREFIX}/model": model}},
+        "data": {SHADOW_TOKEN_KEY: base64.b64encode(token.encode()).decode()},
     }
 
 
@@ -337,8 +368,8 @@ class KubernetesApiClient:
 
     Config: the pod's service account when running in a cluster (``KUBERNETES_SERVICE_HOST`` set),
     else the kubeconfig (``KUBECONFIG`` or ``~/.kube/config``, context ``MODELOPS_K8S_CONTEXT``).
-    The service account needs get, patch and delete on deployments (apps), services and
-    httproutes (gateway.networking.k8s.io) in the namespace.
+    The service account needs get, patch and delete on deployments (apps), services, secrets
+    (the shadow Secret) and httproutes (gateway.networking.k8s.io) in the namespace.
     """
 
     def __init__(self, namespace: str, *, context: str | None = None, api_client: Any = None) -> None:
@@ -373,7 +404,7 @@ class KubernetesApiClient:
                 return api.patch_namespaced_custom_object(*args, body, **opts)
             return api.delete_namespaced_custom_object(*args)
         api = client.AppsV1Api(self.api_client) if kind == DEPLOYMENT else client.CoreV1Api(self.api_client)
-        suffix = "deployment" if kind == DEPLOYMENT else "service"
+        suffix = {DEPLOYMENT: "deployment", SECRET: "secret"}.get(kind, "service")
         if verb == "get":
             obj = getattr(api, f"read_namespaced_{suffix}")(name, ns)
         elif verb == "apply":
@@ -496,6 +527,7 @@ class KubernetesBackend:
         self.resources = resources or _resources_of(model)
         self.file = state_file or StateFile(model)
         self._sleep, self._clock, self.poll_s = sleep, clock, poll_s
+        self._shadow_token: str | None = None
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -507,6 +539,7 @@ class KubernetesBackend:
 
     def _apply_version(self, version: str, variant: str, bento_tag: str) -> None:
         name = workload_name(self.model, version)
+        self.shadow_token()  # the pods read it from the Secret: it exists before they start
         self.client.apply(DEPLOYMENT, name, render_deployment(self.model, version, variant, bento_tag,
                                                               settings=self.settings, resources=self.resources))
         self.client.apply(SERVICE, name, render_service(self.model, version, variant, settings=self.settings))
@@ -567,6 +600,30 @@ class KubernetesBackend:
             state.splitter["retiring"] = [v for v in state.splitter.get("retiring") or [] if v not in retiring]
 
     # --- the interface ----------------------------------------------------------------------
+
+    def shadow_token(self) -> str:
+        """The deployment's shadow secret, as the pods read it: the cluster's Secret, created when absent.
+
+        An existing Secret wins over this worker's settings, so every Airflow worker (each with its
+        own state folder) sends the token the pods have. A new one holds ``MODELOPS_SHADOW_TOKEN``
+        when set, else a random token.
+        """
+        import base64
+        import secrets
+
+        if self._shadow_token:
+            return self._shadow_token
+        name = shadow_secret_name(self.model)
+        found = self.client.get(SECRET, name)
+        encoded = ((found or {}).get("data") or {}).get(SHADOW_TOKEN_KEY)
+        if encoded:
+            token = base64.b64decode(encoded).decode()
+        else:
+            token = os.environ.get("MODELOPS_SHADOW_TOKEN") or secrets.token_urlsafe(32)
+            self.client.apply(SECRET, name, render_shadow_secret(self.model, token, settings=self.settings))
+            log.info("Created the shadow Secret %s for %s", name, self.model)
+        self._shadow_token = token
+        return token
 
     def endpoint(self) -> str:
         return f"{self.settings.endpoint_base}/{dns_name(self.model)}"
@@ -681,6 +738,8 @@ class KubernetesBackend:
             self._sync_route(state)
             state.splitter["retiring"] = versions
         self._retire()
+        self.client.delete(SECRET, shadow_secret_name(self.model))  # no pod of the model is left to read it
+        self._shadow_token = None
 
 
 def _resources_of(model: str) -> PodResources:

@@ -103,17 +103,19 @@ def request_bodies(spec: ModelSpec, rows: pd.DataFrame) -> dict[str, dict[str, A
     return bodies
 
 
-def replay(url: str, request_id: str, body: dict[str, Any], *, timeout_s: float = REPLAY_TIMEOUT_S) -> int:
+def replay(url: str, request_id: str, body: dict[str, Any], *, timeout_s: float = REPLAY_TIMEOUT_S,
+           token: str | None = None) -> int:
     """Send one copy to ``url``'s ``/predict`` as a shadow request; its HTTP status (0: no answer).
 
-    The ``X-ModelOps-Shadow`` header carries the deployment's secret (``settings.shadow_token``):
-    the candidate logs the copy as shadow traffic only when it matches.
+    The ``X-ModelOps-Shadow`` header carries the deployment's secret: ``token`` (the backend's,
+    e.g. the Kubernetes Secret the pods read), else ``settings.shadow_token``. The candidate logs
+    the copy as shadow traffic only when it matches.
 
     The answer itself is discarded: the candidate's log keeps it, under the variant ``shadow``.
     """
     request = urllib.request.Request(
         f"{url}/predict", data=json.dumps(body).encode(), method="POST",
-        headers={"Content-Type": "application/json", REQUEST_ID_HEADER: request_id, SHADOW_HEADER: shadow_token()})
+        headers={"Content-Type": "application/json", REQUEST_ID_HEADER: request_id, SHADOW_HEADER: token or shadow_token()})
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as r:
             r.read()
@@ -267,12 +269,14 @@ def _send(spec: ModelSpec, backend: TrafficBackend, stable_rows: pd.DataFrame, r
         raise stages.RolloutFailed("stage shadow: no canary is deployed to receive the copies")
     wanted = set(request_ids)
     bodies = request_bodies(spec, stable_rows[stable_rows["request_id"].astype(str).isin(wanted)])
+    # The Kubernetes backend's pods read the token from its Secret; the local services share the state folder's.
+    token = backend.shadow_token() if hasattr(backend, "shadow_token") else shadow_token()
     deadline = time.monotonic() + REPLAY_BUDGET_S
     sent = 0
     for rid in request_ids:
         if time.monotonic() > deadline:
             break
-        status = replay(canary.url, rid, bodies[rid])
+        status = replay(canary.url, rid, bodies[rid], token=token)
         copies[rid] = {"status": status, "at": datetime.now(UTC).isoformat()}
         sent += 1
     return sent
