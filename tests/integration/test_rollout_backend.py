@@ -164,3 +164,105 @@ def test_clients_never_see_a_dead_canary_between_checks(versions, backend):
     assert not backend.health("canary").alive and backend.state().canary_percent == 50
 
     assert answered_by(backend, url, versions["payload"], 30) == {"stable": 30}
+
+
+def _endpoint_answers(url: str, payload: bytes) -> bool:
+    try:
+        return post(url, payload)[0] == 200
+    except OSError:
+        return False
+
+
+def test_a_killed_splitter_is_restarted_by_its_supervisor_and_a_stage_check_fails_while_it_is_down(
+        versions, backend):
+    """Caddy killed with SIGKILL while clients send requests: its supervisor starts it again from the
+    deployment state (same port, same weights), no Airflow task involved; a stage poke while the
+    endpoint does not answer fails with the router as its reason."""
+    import threading
+
+    from include.modelops.rollout import stages
+    from include.modelops.rollout.local import process_alive
+
+    (v1, tag1), (v2, tag2) = versions["v1"], versions["v2"]
+    model = versions["spec"].name
+    backend.deploy("stable", v1, tag1)
+    backend.deploy("canary", v2, tag2)
+    backend.set_canary_percent(25)
+    url, before = backend.endpoint(), backend.state().splitter
+    r0 = before["restarts"]  # counted over the model's life (earlier tests killed it too)
+
+    results: list[bool] = []
+    stop = threading.Event()
+
+    def clients() -> None:
+        while not stop.is_set():
+            results.append(_endpoint_answers(url, versions["payload"]))
+
+    sender = threading.Thread(target=clients, daemon=True)
+    sender.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not results and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(before["pid"], signal.SIGKILL)
+        while time.monotonic() < deadline and not (False in results and results[-1]):
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        sender.join(15)
+    deadline = time.monotonic() + 30
+    while backend.state().splitter.get("restarts", 0) < r0 + 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    after = backend.state().splitter
+    assert results[-1], "the endpoint did not answer again after its splitter was killed"
+    assert after["restarts"] == r0 + 1 and after["pid"] != before["pid"] and after["port"] == before["port"]
+    assert after["supervisor_pid"] == before["supervisor_pid"] and after["last_outage_s"] is not None
+    assert backend.endpoint() == url and backend.state().splitter["restarts"] == r0 + 1  # nothing else restarted it
+    assert answered_by(backend, url, versions["payload"], 40) == {"stable": 30, "canary": 10}  # same weights
+    log_text = (backend.dir / "logs" / "caddy.log").read_text()
+    assert f"caddy pid {before['pid']} exited (signal 9)" in log_text and "caddy restarted as pid" in log_text
+
+    # A stage of a rollout: its first poke enters it (and sees the endpoint answer)...
+    stages._write_record(model, v2, {"model": model, "version": v2, "stable_version": v1,  # noqa: SLF001
+                                     "first_deployment": False, "status": "running", "stages": []})
+    assert stages.check_stage(model, v2, 0, backend=backend)["done"] is False
+    assert stages.read_record(model, v2)["stages"][0]["router"] == {"restarts_at_start": r0 + 1, "restarts": 0}
+    # ...then the splitter dies while its supervisor cannot restart it (stopped): the next poke fails.
+    supervisor = after["supervisor_pid"]
+    os.kill(supervisor, signal.SIGSTOP)
+    try:
+        os.kill(after["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while process_alive(after["pid"], after["pid_start"]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with pytest.raises(stages.RolloutFailed, match="the traffic splitter did not answer"):
+            stages.check_stage(model, v2, 0, backend=backend)
+    finally:
+        os.kill(supervisor, signal.SIGCONT)
+    deadline = time.monotonic() + 30
+    while not _endpoint_answers(url, versions["payload"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _endpoint_answers(url, versions["payload"]) and backend.state().splitter["restarts"] == r0 + 2
+
+    # Stopping the backend stops the supervisor first: nothing starts Caddy again.
+    state = backend.state().splitter
+    backend.shutdown()
+    assert not process_alive(state["supervisor_pid"], state["supervisor_pid_start"])
+    assert not process_alive(state["pid"], state["pid_start"]) and not _endpoint_answers(url, versions["payload"])
+
+
+def test_the_splitters_admin_api_is_an_owner_only_unix_socket_and_listens_on_no_tcp_port(versions, backend):
+    import stat
+
+    import psutil
+
+    (v1, tag1) = versions["v1"]
+    backend.deploy("stable", v1, tag1)
+    sp = backend.state().splitter
+    mode = os.stat(sp["admin"]).st_mode
+    assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
+    assert stat.S_IMODE(os.stat(backend.dir).st_mode) == 0o700
+    listening = {c.laddr.port for c in psutil.Process(sp["pid"]).net_connections(kind="inet")
+                 if c.status == psutil.CONN_LISTEN}
+    assert listening == {sp["port"]}  # the endpoint only: no TCP admin port
+    backend.set_canary_percent(0)  # weights still move, over the socket

@@ -74,6 +74,21 @@ class Health:
         return self.alive and self.ready
 
 
+@dataclass(frozen=True)
+class RouterHealth:
+    """Whether a request through the model's endpoint (the traffic splitter) is answered.
+
+    ``restarts`` counts the splitter's restarts since it was first started (``last_restart_at``
+    is a Unix time); a stage compares it with the count when the stage began.
+    """
+
+    ok: bool
+    detail: str
+    restarts: int = 0
+    last_restart_at: float | None = None
+    last_outage_s: float | None = None
+
+
 def check_canary_share(state: DeploymentState, percent: int) -> None:
     """Raise unless ``percent`` is a share (0..100) a backend running ``state`` can give the canary."""
     if not 0 <= percent <= 100:
@@ -137,6 +152,9 @@ class TrafficBackend(Protocol):
 
     def health(self, variant: str) -> Health:
         """Is the variant's process alive, and does it answer?"""
+
+    def router_health(self) -> RouterHealth:
+        """Does a cheap request (``/livez``) through the model's endpoint get an answer? (No side effects.)"""
 
     def metrics_text(self, variant: str) -> str:
         """The variant's Prometheus metrics text (raises OSError when it does not answer)."""

@@ -67,6 +67,7 @@ from include.modelops.rollout.backend import (
     Deployed,
     DeploymentState,
     Health,
+    RouterHealth,
     StateFile,
     check_canary_share,
 )
@@ -681,6 +682,17 @@ class KubernetesBackend:
         if deployed is None:
             return Health(False, False, f"no {variant} is deployed")
         return self._health(deployed.version)
+
+    def router_health(self) -> RouterHealth:
+        """The Gateway routes the endpoint; this checks only that the model's HTTPRoute was applied.
+
+        The Gateway's data path is the cluster's to watch (its controller restarts it); probing it
+        from an Airflow worker needs a route to the Gateway that a worker may not have.
+        """
+        route = self.state().splitter.get("route")
+        if route is None:
+            return RouterHealth(False, f"no HTTPRoute {dns_name(self.model)} was applied for {self.model}")
+        return RouterHealth(True, f"HTTPRoute {dns_name(self.model)} applied (the Gateway itself is not probed)")
 
     def prometheus(self) -> PrometheusQuery:
         if not self.settings.prometheus_url:

@@ -7,8 +7,15 @@
   requests with its ``weighted_round_robin`` load-balancing policy; a weight change is a
   ``POST /load`` of the new config to Caddy's admin API (a graceful reload, no dropped
   connection). Every answer carries ``X-ModelOps-Upstream`` (which process answered).
+* Caddy's admin API listens only on a Unix socket, ``<state>/rollout/<model>/admin.sock``, mode
+  0600 inside the 0700 state folder: no other local user can move the weights (a TCP admin port
+  takes unauthenticated writes from anyone on the machine).
+* Caddy runs as the child of a small supervisor (:mod:`include.modelops.rollout.splitter`, its
+  own session, one per model) that restarts it within about a second when it exits, from the
+  deployment state (same port, same weights), without waiting for an Airflow task. Restarts are
+  logged to the splitter log and counted in the state (``splitter.restarts``).
 * The state (pids, ports, versions, canary share) is ``<state>/rollout/<model>/deployment.json``;
-  a dead splitter is restarted from it on the same port, and setting a share that is already
+  a dead supervisor is restarted from it on the same port, and setting a share that is already
   set does nothing, so a retried task never moves traffic twice.
 * Supervision: :meth:`LocalBackend.health` checks that the process exists (a zombie counts as
   dead; pid and start time name it, so a reused pid is not mistaken for it) and that ``/livez`` answers within 2 s; the rollout stage calls it every
@@ -18,10 +25,12 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import logging
 import math
 import os
+import socket
 import shutil
 import signal
 import subprocess
@@ -40,11 +49,12 @@ from include.modelops.rollout.backend import (
     Deployed,
     DeploymentState,
     Health,
+    RouterHealth,
     StateFile,
     check_canary_share,
     state_dir,
 )
-from include.modelops.settings import get_settings
+from include.modelops.settings import PROJECT_ROOT, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +64,9 @@ UPSTREAM_HEADER = "X-ModelOps-Upstream"
 FAILED_UPSTREAM_SKIP = "10s"
 # Popen objects of processes this Python process started, so they are reaped (not left as zombies).
 _CHILDREN: dict[int, subprocess.Popen] = {}
+ADMIN_SOCKET = "admin.sock"
+# The longest path a Unix socket address holds (sun_path is 108 bytes with its terminating NUL).
+_MAX_SOCKET_PATH = 107
 
 
 def caddy_binary() -> str:
@@ -162,6 +175,60 @@ def _get(url: str, timeout: float = 2.0) -> tuple[int, str]:
         return exc.code, exc.read().decode(errors="replace")
 
 
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP over a Unix socket (Caddy's admin API)."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def admin_request(socket_path: str, method: str, path: str, body: bytes | None = None,
+                  timeout: float = 10) -> tuple[int, str]:
+    """One call to Caddy's admin API on its Unix socket; raises OSError when nothing listens."""
+    conn = _UnixConnection(socket_path, timeout)
+    try:
+        conn.request(method, path, body=body, headers={"Content-Type": "application/json"} if body else {})
+        response = conn.getresponse()
+        return response.status, response.read().decode(errors="replace")
+    finally:
+        conn.close()
+
+
+def admin_answers(socket_path: str | None, timeout: float = 2) -> bool:
+    if not socket_path or socket_path.count(":") == 1 and not socket_path.startswith("/"):
+        return False  # an older state's TCP admin address: that splitter is replaced
+    try:
+        return admin_request(socket_path, "GET", "/config/", timeout=timeout)[0] == 200
+    except OSError:
+        return False
+
+
+def admin_listen(socket_path: str) -> str:
+    """Caddy's admin address for the socket: ``unix/<absolute path>|0600`` (owner only)."""
+    if len(socket_path.encode()) > _MAX_SOCKET_PATH:
+        raise RuntimeError(f"the splitter's admin socket path {socket_path} is longer than a Unix socket "
+                           f"address allows ({_MAX_SOCKET_PATH} bytes); use a shorter MODELOPS_STATE_DIR")
+    return f"unix/{socket_path}|0600"
+
+
+def caddy_config(state: DeploymentState) -> dict[str, Any]:
+    """The splitter's full config for the state, on the port and admin socket its ``splitter`` names."""
+    sp = state.splitter
+    host = sp.get("host") or get_settings().serve_host
+    return splitter_config(state, listen=f"{host}:{sp['port']}", admin=admin_listen(sp["admin"]))
+
+
 def splitter_config(state: DeploymentState, *, listen: str, admin: str) -> dict[str, Any]:
     """Caddy's JSON config for the state: stable and canary upstreams weighted by the canary share."""
     stable, canary = state.variants.get(STABLE), state.variants.get(CANARY)
@@ -214,6 +281,7 @@ class LocalBackend:
     def __init__(self, model: str, *, workers: int | str | None = None) -> None:
         self.model = model
         self.dir = state_dir(model)
+        self.dir.chmod(0o700)  # it holds the splitter's admin socket (the socket itself is 0600 too)
         self.file = StateFile(model)
         self.host = get_settings().serve_host
         self.workers = workers
@@ -222,58 +290,90 @@ class LocalBackend:
 
     def _splitter_up(self, state: DeploymentState) -> bool:
         sp = state.splitter
-        if not process_alive(sp.get("pid"), sp.get("pid_start")):
-            return False
-        try:
-            return _get(f"http://{sp['admin']}/config/", timeout=2)[0] == 200
-        except OSError:
-            return False
+        return (process_alive(sp.get("supervisor_pid"), sp.get("supervisor_pid_start"))
+                and admin_answers(sp.get("admin")))
+
+    def _stop_splitter(self, state: DeploymentState) -> None:
+        """Stop the supervisor first (so it cannot start Caddy again), then any Caddy left of it."""
+        sp = state.splitter
+        stop_pid(sp.get("supervisor_pid"), sp.get("supervisor_pid_start"), timeout_s=5)
+        pid, started = sp.get("pid"), sp.get("pid_start")
+        if process_alive(pid, started):  # an orphan (its supervisor was killed) or an older state's caddy
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 5
+            while process_alive(pid, started) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            _CHILDREN.pop(pid, None)
 
     def _ensure_splitter(self, state: DeploymentState) -> None:
-        """Start Caddy from the state when it is not running (first use, or it died)."""
+        """Start the splitter's supervisor from the state when it is not running (first use, or it died)."""
         if self._splitter_up(state):
             return
         sp = state.splitter
-        if sp.get("pid"):
-            log.warning("The traffic splitter of %s (pid %s) is not running; restarting it from %s on port %s",
-                        self.model, sp.get("pid"), self.file.path, sp.get("port"))
-            stop_pid(sp.get("pid"), sp.get("pid_start"), timeout_s=5)
+        if process_alive(sp.get("supervisor_pid"), sp.get("supervisor_pid_start")):
+            # The supervisor is restarting Caddy (it needs no lock for that): give it a moment.
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                if admin_answers(sp.get("admin"), timeout=1):
+                    return
+                time.sleep(0.1)
+        had_one = bool(sp.get("pid") or sp.get("supervisor_pid"))
+        if had_one:
+            log.warning("The traffic splitter of %s (supervisor pid %s, caddy pid %s) is not running; restarting it "
+                        "from %s on port %s", self.model, sp.get("supervisor_pid"), sp.get("pid"), self.file.path,
+                        sp.get("port"))
+            self._stop_splitter(state)
         port = get_settings().rollout_port or sp.get("port") or local_stack.free_port(self.host)
-        admin = f"127.0.0.1:{local_stack.free_port()}"
+        sock = self.dir / ADMIN_SOCKET
+        restarts = int(sp.get("restarts") or 0) + (1 if had_one else 0)
+        state.splitter = {"host": self.host, "port": port, "admin": str(sock), "restarts": restarts,
+                          "last_restart_at": time.time() if had_one else sp.get("last_restart_at")}
         config_path = self.dir / "caddy.json"
-        config_path.write_text(json.dumps(splitter_config(state, listen=f"{self.host}:{port}", admin=admin)))
-        home = self.dir / "caddy"
-        home.mkdir(exist_ok=True)
-        env = {**os.environ, "XDG_CONFIG_HOME": str(home / "config"), "XDG_DATA_HOME": str(home / "data"),
-               "HOME": str(home)}
-        proc = _spawn([caddy_binary(), "run", "--config", str(config_path)], env=env,
-                      log_path=self.dir / "logs" / "caddy.log", cwd=self.dir)
+        config_path.write_text(json.dumps(caddy_config(state)))
+        with contextlib.suppress(FileNotFoundError):
+            sock.unlink()  # left by a killed caddy; caddy would not listen on it
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
+                                                                         os.environ.get("PYTHONPATH")]))}
+        log_path = self.dir / "logs" / "caddy.log"
+        proc = _spawn([sys.executable, "-m", "include.modelops.rollout.splitter", self.model,
+                       "--state-file", str(self.file.path), "--caddy", caddy_binary()],
+                      env=env, log_path=log_path, cwd=PROJECT_ROOT)
         deadline = time.monotonic() + 15
-        while True:
-            try:
-                if _get(f"http://{admin}/config/", timeout=1)[0] == 200:
-                    break
-            except OSError:
-                pass
+        while not admin_answers(str(sock), timeout=1):
             if proc.poll() is not None or time.monotonic() > deadline:
-                tail = (self.dir / "logs" / "caddy.log").read_text(errors="replace")[-2000:]
+                tail = log_path.read_text(errors="replace")[-2000:]
                 stop_pid(proc.pid, None, timeout_s=2)
                 raise RuntimeError(f"the traffic splitter (caddy) did not start on port {port}:\n{tail}")
             time.sleep(0.1)
-        state.splitter = {"pid": proc.pid, "pid_start": start_ticks(proc.pid), "port": port, "admin": admin, "started_at": time.time()}
-        log.info("Traffic splitter for %s on http://%s:%s (caddy pid %s, admin %s)",
-                 self.model, self.host, port, proc.pid, admin)
+        caddy = _caddy_child(proc.pid)
+        state.splitter.update(supervisor_pid=proc.pid, supervisor_pid_start=start_ticks(proc.pid),
+                              pid=caddy, pid_start=start_ticks(caddy) if caddy else None, started_at=time.time())
+        log.info("Traffic splitter for %s on http://%s:%s (caddy pid %s under supervisor pid %s, admin socket %s)",
+                 self.model, self.host, port, caddy, proc.pid, sock)
 
     def _apply(self, state: DeploymentState) -> None:
         """Send the state's routing to the running splitter (a graceful config reload)."""
         self._ensure_splitter(state)
-        sp = state.splitter
-        body = json.dumps(splitter_config(state, listen=f"{self.host}:{sp['port']}", admin=sp["admin"])).encode()
-        request = urllib.request.Request(f"http://{sp['admin']}/load", data=body, method="POST",
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=10) as r:
-            if r.status != 200:
-                raise RuntimeError(f"caddy refused the new routing: HTTP {r.status}")
+        status, body = admin_request(state.splitter["admin"], "POST", "/load",
+                                     json.dumps(caddy_config(state)).encode(), timeout=10)
+        if status != 200:
+            raise RuntimeError(f"caddy refused the new routing: HTTP {status}: {body[:500]}")
+
+    def router_health(self) -> RouterHealth:
+        """Does a request through the model's endpoint (the splitter) get an answer? Never restarts anything."""
+        sp = self.state().splitter
+        restarts, last = int(sp.get("restarts") or 0), sp.get("last_restart_at")
+        if not sp.get("port"):
+            return RouterHealth(False, "no traffic splitter was started for this model", restarts, last)
+        url = f"http://{sp.get('host') or self.host}:{sp['port']}/livez"
+        try:
+            status, _ = _get(url, timeout=2)
+        except OSError as exc:
+            return RouterHealth(False, f"{url} did not answer: {exc}", restarts, last, sp.get("last_outage_s"))
+        return RouterHealth(status == 200, f"{url}: HTTP {status}", restarts, last, sp.get("last_outage_s"))
 
     # --- the interface ----------------------------------------------------------------------
 
@@ -398,8 +498,18 @@ class LocalBackend:
 
     def shutdown(self) -> None:
         with self.file.locked() as state:
+            self._stop_splitter(state)  # the supervisor first: it would start Caddy again
             for deployed in state.variants.values():
                 stop_server(deployed)
-            stop_pid(state.splitter.get("pid"), state.splitter.get("pid_start"), timeout_s=5)
             state.variants, state.canary_percent = {}, 0
-            state.splitter = {k: v for k, v in state.splitter.items() if k == "port"}
+            state.splitter = {k: v for k, v in state.splitter.items() if k in ("port", "restarts")}
+
+
+def _caddy_child(supervisor_pid: int) -> int | None:
+    """The pid of the Caddy the supervisor runs (its one child process)."""
+    import psutil
+
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process(supervisor_pid).children():
+            return child.pid
+    return None
