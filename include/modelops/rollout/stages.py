@@ -113,7 +113,12 @@ def health_check(spec: ModelSpec, url: str) -> dict[str, Any]:
 
 def prepare(model: str, version: str | None, *, dag_run_id: str, backend: TrafficBackend | None = None) -> dict:
     """Stable (the champion) and canary (no traffic) behind the endpoint; a first model goes straight to 100%."""
+    from include.modelops.rollout import pending
+
     spec = load_spec_by_name(model)
+    if pending.drain(model):  # an earlier rollback's registry writes come first
+        raise RolloutFailed(f"{model}: registry writes of an earlier rollback are still pending (MLflow does not "
+                            f"answer); see {state_dir(model)}")
     version = resolve_version(model, version)
     bento = bento_of(model, version)
     backend = backend or backend_for(model, rollout_of(spec).backend)
@@ -233,6 +238,7 @@ def check_stage(model: str, version: str, index: int, *, backend: TrafficBackend
         _stage_event(spec, version, index, stage, result, reason)
         raise RolloutFailed(f"stage {stage['name']} failed: {reason}")
 
+    _check_router(backend, record, stage, fail)
     health = backend.health(CANARY)
     if not health.ok:
         fail(f"the canary process died or stopped answering ({health.detail})")
@@ -275,6 +281,37 @@ def check_stage(model: str, version: str, index: int, *, backend: TrafficBackend
             "canary_requests": result.canary_requests}
 
 
+# A stage survives this many restarts of the traffic splitter; one more is a crash loop, not bad luck.
+MAX_ROUTER_RESTARTS_PER_STAGE = 2
+
+
+def _check_router(backend: TrafficBackend, record: dict, stage: dict, fail: Any) -> None:
+    """Every poke sends a request through the model's endpoint: clients only ever see that path.
+
+    A splitter the supervisor restarted since the stage began is recorded in the stage (restarts,
+    last outage) but does not fail it: both variants lost the same requests, so the comparison
+    stands. The stage fails when the endpoint does not answer now, or after more than
+    :data:`MAX_ROUTER_RESTARTS_PER_STAGE` restarts.
+    """
+    router = backend.router_health()
+    seen = stage.get("router")
+    if seen is None:
+        seen = stage["router"] = {"restarts_at_start": router.restarts, "restarts": 0}
+        _write_record(record["model"], record["version"], record)
+    since = router.restarts - seen["restarts_at_start"]
+    if since != seen.get("restarts"):
+        seen.update(restarts=since, last_restart_at=router.last_restart_at, last_outage_s=router.last_outage_s)
+        _write_record(record["model"], record["version"], record)
+        log.warning("Stage %s: the traffic splitter was restarted %d time(s) since the stage began (last outage "
+                    "%s s)", stage["name"], since, router.last_outage_s)
+    if not router.ok:
+        fail(f"the traffic splitter did not answer through the model's endpoint ({router.detail}); "
+             f"{since} restart(s) since the stage began")
+    if since > MAX_ROUTER_RESTARTS_PER_STAGE:
+        fail(f"the traffic splitter was restarted {since} times since the stage began (more than "
+             f"{MAX_ROUTER_RESTARTS_PER_STAGE}): it is crash-looping")
+
+
 # --- the end ------------------------------------------------------------------------------
 
 
@@ -303,12 +340,21 @@ def promote(model: str, version: str, *, backend: TrafficBackend | None = None) 
 
 def rollback(model: str, version: str, *, reason: str | None = None,
              backend: TrafficBackend | None = None) -> dict:
-    """Take the candidate out: 100% to stable at once, canary stopped, registry as before the rollout."""
+    """Take the candidate out: 100% to stable at once, canary stopped, then the registry as before the rollout.
+
+    Traffic moves first, before any MLflow call: a registry that does not answer cannot keep clients
+    on a failing candidate. The registry writes (``challenger`` removed, ``rolled_back`` tags, the
+    deployment event and model card) are then tried once, quickly; if MLflow does not answer they
+    stay in a pending file (:mod:`include.modelops.rollout.pending`) that a detached process retries
+    until they land, and the record says ``registry_pending: true`` meanwhile.
+    """
+    from include.modelops.rollout import pending
+
     spec = load_spec_by_name(model)
-    if tracking.alias_version(model, tracking.CHAMPION) == str(version):
+    record = read_record(model, version)
+    if _is_champion(model, version, record):
         log.info("%s v%s is the champion (the rollout did not start); nothing to roll back", model, version)
         return {"version": version, "rolled_back": False, "reason": "the version is the champion"}
-    record = read_record(model, version)
     backend = backend or backend_for(model, rollout_of(spec).backend)
     _note_abort_of_running_stage(record)
     reason = reason or (record.get("failure") or {}).get("reason") or (
@@ -319,19 +365,51 @@ def rollback(model: str, version: str, *, reason: str | None = None,
     else:
         backend.set_canary_percent(0)
         backend.stop(CANARY)
-    log.info("%s v%s rolled back in %.2f s: %s", model, version, time.perf_counter() - started, reason)
-    if tracking.alias_version(model, tracking.CHALLENGER) == version:
-        tracking.client().delete_registered_model_alias(model, tracking.CHALLENGER)
+    moved_s = time.perf_counter() - started
+    log.info("%s v%s rolled back in %.2f s (traffic 100%% on stable v%s): %s", model, version, moved_s,
+             record.get("stable_version"), reason)
     stage = (record.get("failure") or {}).get("stage")
-    tracking.set_version_tags(model, version, {
-        TAG_STATUS: "rolled_back", TAG_ROLLED_BACK: (f"{stage}: " if stage else "") + reason[:4000],
-        TAG_ROLLED_BACK_AT: tracking.now_iso()})
-    record.update(status="rolled_back", ended_at=_now().isoformat(), reason=reason)
+    full_reason = (f"{stage}: " if stage else "") + reason
+    record.update(model=model, version=version, status="rolled_back", ended_at=_now().isoformat(), reason=reason,
+                  traffic_moved_s=round(moved_s, 3), registry_pending=True)
     _write_record(model, version, record)
-    card = _deployment_event(model, version, history.ROLLED_BACK, record,
-                             (f"{stage}: " if stage else "") + reason)
+    writes = [
+        {"op": "delete_alias_if", "alias": tracking.CHALLENGER},
+        {"op": "tags", "tags": {TAG_STATUS: "rolled_back", TAG_ROLLED_BACK: full_reason[:4000],
+                                TAG_ROLLED_BACK_AT: tracking.now_iso()}},
+        {"op": "deployment_event", "event": history.ROLLED_BACK, "stages": history.stages_of(record),
+         "reason": full_reason, "dag_run_id": record.get("dag_run_id")},
+    ]
+    path = pending.save(model, version, writes, record_update={})
+    left = pending.drain(model)
+    record = read_record(model, version)
+    if left:
+        pid = pending.start_retry_process(model)
+        record["registry_retry_pid"] = pid
+        _write_record(model, version, record)
+        log.warning("%s v%s: traffic is back on stable, but MLflow did not answer: the registry writes (challenger "
+                    "alias removal, rolled_back tags, deployment event, model card) are PENDING in %s and will be "
+                    "retried until they land (retry process pid %s, log %s; the next rollout or rollback of %s "
+                    "retries them too)", model, version, path, pid, path.parent / "logs" / "registry-retry.log",
+                    model)
     return {"version": version, "rolled_back": True, "reason": reason, "stage": stage,
-            "champion": tracking.alias_version(model, tracking.CHAMPION), "model_card": card}
+            "champion": record.get("stable_version"), "model_card": record.get("model_card"),
+            "registry_pending": bool(left), "traffic_moved_s": round(moved_s, 3)}
+
+
+def _is_champion(model: str, version: str, record: dict) -> bool:
+    """Is ``version`` the champion? The rollout record says so when there is one; else ask MLflow (quickly)."""
+    from include.modelops.rollout import pending
+
+    if record:
+        return record.get("status") == "promoted" or record.get("stable_version") == str(version)
+    try:
+        with pending.quick_mlflow():
+            return tracking.alias_version(model, tracking.CHAMPION) == str(version)
+    except Exception as exc:  # MLflow down and no record: the rollout never got far; take out what runs
+        log.warning("%s: MLflow did not answer (%s); rolling back v%s from the deployment state alone", model,
+                    exc, version)
+        return False
 
 
 def _note_abort_of_running_stage(record: dict) -> None:
@@ -356,8 +434,9 @@ def outcome(model: str, version: str | None) -> dict:
     elif status == "rolled_back":
         stage = (record.get("failure") or {}).get("stage")
         message = (f"{model} v{version} rolled back" + (f" at {stage}" if stage else "")
-                   + f": {record.get('reason')}. Stable v{record.get('stable_version')} serves 100%, the "
-                     "registry is as before the rollout.")
+                   + f": {record.get('reason')}. Stable v{record.get('stable_version')} serves 100%, "
+                   + ("the registry writes are pending (MLflow did not answer) and are retried until they land."
+                      if record.get("registry_pending") else "the registry is as before the rollout."))
     else:
         message = f"{model}: the rollout of v{version} did not complete ({status}); see prepare_rollout's log"
     log.info("%s", message)
