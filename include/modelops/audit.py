@@ -38,10 +38,10 @@ from include.modelops.settings import get_settings
 log = logging.getLogger(__name__)
 
 KINDS = ("dag_run", "validation", "training", "gate", "registration", "model_card", "approval", "alias",
-         "packaging", "promotion", "drift", "retrain")
+         "packaging", "rollout", "rollback", "promotion", "drift", "retrain")
 # Lifecycle order, for events that carry the same second.
 _RANK = {"dag_run:start": 0, "validation": 1, "training": 2, "gate": 3, "registration": 4, "alias:challenger": 5,
-         "approval": 6, "packaging": 7, "rollout": 7.5, "rollback": 7.6, "alias:previous": 8, "alias:champion": 9,
+         "skipped": 4.5, "approval": 6, "packaging": 7, "rollout:start": 7.4, "rollout": 7.5, "rollout:end": 7.55, "rollback": 7.6, "alias:previous": 8, "alias:champion": 9,
          "promotion": 10, "alias": 11,
          # The tag holds the latest card, regenerated after promotion.
          "model_card": 12, "drift": 13, "retrain": 14, "dag_run:end": 15}
@@ -115,6 +115,7 @@ class _Records:
             self.aliases = {a: str(v) for a, v in (rm.aliases or {}).items()}
             for mv in c.search_model_versions(f"name = '{model}'"):
                 self.versions[str(mv.version)] = mv
+        self.rollouts = _rollout_records(model)
         if self.experiment_id is None and rm is None:
             raise AuditError(f"No model named '{model}' in MLflow ({get_settings().mlflow_tracking_uri}). "
                              f"Models there: {', '.join(_known_models(c)) or 'none yet (run `make demo`)'}.")
@@ -133,7 +134,22 @@ class _Records:
     def dag_ids(self) -> list[str]:
         ids = {r.data.tags.get(tracking.TAG_DAG_ID) for r in self.runs.values()}
         ids |= {mv.tags.get(tracking.TAG_DAG_ID) for mv in self.versions.values()}
+        if self.rollouts or any((mv.tags or {}).get("modelops.rollout.status") for mv in self.versions.values()):
+            ids.add(f"{self.model}_rollout")  # rollout runs are Airflow runs too, with no MLflow run of their own
         return sorted(i for i in ids if i) or [f"{self.model}_training"]
+
+
+def _rollout_records(model: str) -> dict[str, dict]:
+    """``{version: record}`` from the rollout records on this machine (``<state>/rollout/<model>/v*.json``)."""
+    out: dict[str, dict] = {}
+    for path in sorted((get_settings().state_dir / "rollout" / model).glob("v*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict):
+            out[str(record.get("version") or path.stem[1:])] = record
+    return out
 
 
 def _known_models(c: Any) -> list[str]:
@@ -275,7 +291,8 @@ def _monitoring_events(run: Any) -> list[dict]:
                        if "metric_drop" in m else "")
                     + (f", {int(m['quality_failures'])} data-quality failure(s)" if m.get("quality_failures") else ""))
     else:
-        summary += {"no_traffic": "no traffic"}.get(status or "", f"{status}: {tags.get(f'{P}rows', '?')} rows")
+        summary += {"no_traffic": "no traffic"}.get(status or "", str(status or "no status recorded")
+                                                      + (f": {tags[f'{P}rows']} rows" if tags.get(f"{P}rows") else ""))
     if tags.get(f"{P}skipped_files", "0") not in ("", "0"):
         summary += f"; {tags[f'{P}skipped_files']} unreadable log file(s) skipped"
     at = _iso(info.end_time) or _iso(info.start_time)
@@ -322,7 +339,8 @@ def _run_events(rec: _Records, run: Any) -> list[dict]:
     if model_uri:
         model_id = model_uri.removeprefix("models:/")
         at = rec.logged_model_at.get(model_id) or _iso(tags.get("modelops.validation.at")) or started
-        how = f"{params.get('framework', '?')} ({params.get('backend', '?')})"
+        how = " ".join(_known(("", params.get("framework")), ("", params.get("backend") and f"({params['backend']})"))
+                       ) or "a model (framework not recorded)"
         rows = f" on {int(params['train_rows']):,} rows" if str(params.get("train_rows", "")).isdigit() else ""
         secs = f" in {metrics['train_seconds']:.1f} s" if "train_seconds" in metrics else ""
         holdout = {k.removeprefix("holdout_"): v for k, v in metrics.items() if k.startswith("holdout_")}
@@ -372,19 +390,33 @@ def _version_events(rec: _Records, version: str, sets: list[tuple[str, str, str]
               "run_id": mv.run_id}
     created = _iso(mv.creation_timestamp)
     commit = tags.get("modelops.git_commit")
-    events = [_event(created, "registration",
-                     f"Registered as {model} v{version} (risk tier {tags.get('modelops.risk_tier', '?')}, "
-                     f"spec {tags.get('modelops.spec_hash', '?')}, commit {(commit or '?')[:12]})",
+    run = rec.runs.get(mv.run_id)
+    run_tags = run.data.tags if run is not None else {}
+    commit = commit or run_tags.get("mlflow.source.git.commit")
+    origin = provenance(tags, run)
+    if _fault(tags, run):
+        registered = (f"by {origin}, not by the training DAG: it has no risk tier, spec hash, data fingerprint or "
+                      f"commit of its own")
+    else:
+        registered = "(" + ", ".join(_known(("risk tier", tags.get("modelops.risk_tier")
+                                             or run_tags.get("modelops.risk_tier")),
+                                            ("spec", tags.get("modelops.spec_hash")),
+                                            ("commit", (commit or "")[:12]))) + ")"
+        registered += f", by {origin}" if origin else ""
+    events = [_event(created, "registration", f"Registered as {model} v{version} {registered}",
                      version=version, link=link, risk_tier=tags.get("modelops.risk_tier"),
                      spec_hash=tags.get("modelops.spec_hash"), git_commit=commit,
-                     data_fingerprint=tags.get("modelops.data_fingerprint"), **common)]
+                     data_fingerprint=tags.get("modelops.data_fingerprint"), registered_by=origin, **common)]
+    skipped = _skipped_steps(rec, version, tags, origin)
+    if skipped:
+        events.append(_event(created, "gate", skipped, version=version, link=link, rank="skipped", status="skipped"))
     if tags.get("modelops.model_card"):
         events.append(_event(_iso(tags.get("modelops.model_card.generated_at")) or created, "model_card",
                              f"Model card (latest) generated: {tags['modelops.model_card']}", version=version,
                              link=link, model_card=tags["modelops.model_card"]))
     for r in approval_records(model, version, tags):
-        who = ", timed out: nobody answered" if r["timed_out"] else f" by {r.get('by', '?')}"
-        summary = f"Approval {r['index']}: {str(r.get('decision', '?')).upper()}{who}"
+        who = ", timed out: nobody answered" if r["timed_out"] else f" by {r.get('by') or 'an unrecorded approver'}"
+        summary = f"Approval {r['index']}: {str(r.get('decision') or 'no decision recorded').upper()}{who}"
         summary += f" (policy {r['policy']})" if r.get("policy") else ""
         summary += f': "{r["comment"]}"' if r.get("comment") else ""
         events.append(_event(_iso(r.get("at")) or created, "approval", summary, version=version, link=link,
@@ -398,10 +430,11 @@ def _version_events(rec: _Records, version: str, sets: list[tuple[str, str, str]
                              alias=alias, replaced=old))
     if tags.get("modelops.bento_tag") or tags.get("modelops.smoke.at"):
         ok = tags.get("modelops.deployable") == "true"
-        smoke = (f"smoke-serve passed, served predictions match offline (max |diff| "
-                 f"{tags.get('modelops.smoke.max_abs_diff', '?')})" if ok else "smoke-serve did not pass")
+        smoke = _smoke_sentence(tags, ok, origin)
         at = _iso(tags.get("modelops.smoke.at")) or max(e["at"] for e in events if e["at"])
-        events.append(_event(at, "packaging", f"Packaged bento {tags.get('modelops.bento_tag', '?')}; {smoke}",
+        bento = (f"Packaged bento {tags['modelops.bento_tag']}" if tags.get("modelops.bento_tag")
+                 else "No bento tag recorded")
+        events.append(_event(at, "packaging", f"{bento}; {smoke}",
                              version=version, link=link, bento_tag=tags.get("modelops.bento_tag"), deployable=ok,
                              max_abs_diff=tags.get("modelops.smoke.max_abs_diff")))
     for key in sorted(k for k in tags if k.startswith("modelops.rollout.stage.")):
@@ -413,7 +446,7 @@ def _version_events(rec: _Records, version: str, sets: list[tuple[str, str, str]
                  else "copies of live requests, no traffic")  # the shadow stage
         events.append(_event(_iso(stage.get("at")), "rollout",
                              f"Rollout stage {stage.get('stage')} ({share}): "
-                             f"{str(stage.get('outcome', '?')).upper()}: {stage.get('reason', '')}",
+                             f"{str(stage.get('outcome') or 'no verdict recorded').upper()}: {stage.get('reason', '')}",
                              version=version, link=link, stage=stage.get("stage"), outcome=stage.get("outcome"),
                              traffic_percent=stage.get("traffic_percent")))
     for key in sorted(k for k in tags if k.startswith("modelops.rollout.pause.")):
@@ -424,10 +457,11 @@ def _version_events(rec: _Records, version: str, sets: list[tuple[str, str, str]
         who = "no answer (fail closed)" if paused.get("timed_out") else f"by {paused.get('by')}"
         events.append(_event(_iso(paused.get("at")), "rollout",
                              f"Rollout paused after {paused.get('stage')} ({paused.get('traffic_percent')}% of "
-                             f"traffic): {str(paused.get('decision', '?')).upper()} {who}"
+                             f"traffic): {str(paused.get('decision') or 'no decision recorded').upper()} {who}"
                              + (f": {paused['comment']}" if paused.get("comment") else ""),
                              version=version, link=link, stage=paused.get("stage"), decision=paused.get("decision"),
                              by=paused.get("by"), comment=paused.get("comment")))
+    events += _rollout_events(rec, version, tags, link)
     if tags.get("modelops.rolled_back_at"):
         events.append(_event(_iso(tags["modelops.rolled_back_at"]), "rollback",
                              f"Rolled back: 100% of traffic to stable, challenger removed, champion untouched "
@@ -440,6 +474,119 @@ def _version_events(rec: _Records, version: str, sets: list[tuple[str, str, str]
                              + (f"; v{old} kept as previous (the rollback target)" if old else ""),
                              version=version, link=link, previous=old))
     return events
+
+
+def _known(*pairs: tuple[str, str | None]) -> list[str]:
+    """``label value`` for each value that is recorded, ``no <label> recorded`` for the others."""
+    return [f"{label} {value}".strip() if value else f"no {label or 'value'} recorded" for label, value in pairs]
+
+
+def _fault(tags: dict[str, str], run: Any = None) -> str | None:
+    """The injected fault of a version ``rollout.faults`` registered (tag on the version or its run)."""
+    return tags.get("modelops.fault") or ((run.data.tags if run is not None else {}).get("modelops.fault"))
+
+
+def provenance(tags: dict[str, str], run: Any = None) -> str | None:
+    """Who registered a version the training DAG did not, in words; None for the training DAG's own."""
+    run_tags = run.data.tags if run is not None else {}
+    fault = _fault(tags, run)
+    if fault:
+        wraps = tags.get("modelops.fault.wraps") or run_tags.get("modelops.fault.wraps")
+        by = tags.get("modelops.registered_by") or "make demo-bad-canary (include/modelops/rollout/faults.py)"
+        return (f"{by} as a fault-injected copy of "
+                + (f"v{wraps}" if wraps else "a trained version (which one was not recorded)") + f" (fault {fault!r})")
+    if tags.get("modelops.registered_by"):
+        return tags["modelops.registered_by"]
+    if not tags.get(tracking.TAG_DAG_ID) and not run_tags.get(tracking.TAG_DAG_ID):
+        return "hand or another tool (no training DAG run is recorded on it)"
+    return None
+
+
+def _smoke_sentence(tags: dict[str, str], deployable: bool, origin: str | None) -> str:
+    if tags.get("modelops.smoke.at") or tags.get("modelops.smoke.max_abs_diff"):
+        if not deployable:
+            return "smoke-serve did not pass (not deployable)"
+        diff = tags.get("modelops.smoke.max_abs_diff")
+        return "smoke-serve passed, served predictions match offline" + (
+            f" (max |diff| {diff})" if diff else " (the largest difference was not recorded)")
+    why = f"registered by {origin}" if origin else "the version has no smoke-serve record (modelops.smoke.at)"
+    return f"not smoke-served: {why}" + ("; marked deployable without it, so a rollout could take it" if deployable
+                                          else "")
+
+
+def _skipped_steps(rec: _Records, version: str, tags: dict[str, str], origin: str | None) -> str | None:
+    """``Gate and approval skipped: why`` for a version that went on without them; None when it did not."""
+    from include.modelops.approvals import records as approval_records
+
+    run = rec.runs.get(rec.versions[version].run_id)
+    gate = tags.get("modelops.gate.status") or (run.data.tags.get("modelops.gate.status") if run else None)
+    went_on = (tags.get("modelops.deployable") == "true" or bool(tags.get(f"modelops.alias.{tracking.CHAMPION}.set_at"))
+               or any(v == version for v in rec.aliases.values()) or bool(tags.get("modelops.rollout.status")))
+    skipped = []
+    if not gate:
+        skipped.append("gate")
+    if (not gate or gate == "passed") and went_on and not approval_records(rec.model, version, tags):
+        skipped.append("approval")
+    if not skipped:
+        return None
+    if _fault(tags, run):
+        why = (f"registered by {origin} and sent straight to a rollout: the demo shows the rollout catching a bad "
+               f"release, so it was never evaluated, gated or approved")
+    elif origin:
+        why = f"registered by {origin}; no {' or '.join(skipped)} record is on the version"
+    else:
+        why = f"no {' or '.join(skipped)} record is on the version (tags modelops.gate.*, modelops.approval.*)"
+    return f"{' and '.join(skipped).capitalize()} skipped: {why}"
+
+
+def _rollout_events(rec: _Records, version: str, tags: dict[str, str], link: str) -> list[dict]:
+    """Each rollout run of the version (the rollout record) and its deployment history (the version tags)."""
+    from include.modelops.rollout.history import deployment_history
+
+    events = []
+    record = rec.rollouts.get(version)
+    if record:
+        run_id = record.get("dag_run_id")
+        against = ("first deployment: nothing to compare against, 100% after a health check"
+                   if record.get("first_deployment") else f"canary v{version} against stable v{record.get('stable_version')}")
+        events.append(_event(_iso(record.get("started_at")), "rollout",
+                             f"Rollout run {run_id or '(DAG run not recorded)'} started: {against}", version=version,
+                             link=dag_run_url(f"{rec.model}_rollout", run_id) if run_id else link, rank="rollout:start",
+                             dag_run_id=run_id, status=record.get("status")))
+        if record.get("status") not in ("promoted", "rolled_back"):
+            ran = ([record["shadow"]] if record.get("shadow") else []) + list(record.get("stages") or [])
+            last = ran[-1] if ran else {}
+            events.append(_event(_iso(last.get("ended_at") or last.get("started_at")) or _iso(record.get("started_at")),
+                                 "rollout", f"Rollout run {run_id} has no end recorded (status "
+                                 f"{record.get('status') or 'not recorded'}"
+                                 + (f", last stage {last.get('name')}: {last.get('outcome')}" if last else "")
+                                 + "): it is still running, or its DAG run stopped without a verdict",
+                                 version=version, link=link, rank="rollout:end", dag_run_id=run_id,
+                                 status=record.get("status")))
+    for e in deployment_history({k: v for k, v in tags.items() if k.startswith("modelops.deployment.")}):
+        stages = ", ".join(f"{s['name']} {s['outcome']}" for s in e["stages"])
+        events.append(_event(_iso(e["at"]), "rollout", f"Deployment history: {e['event']}"
+                             + (f" [{stages}]" if stages else "") + (f": {e['reason']}" if e["reason"] else ""),
+                             version=version, link=link, rank="rollout:end", event=e["event"]))
+    return events
+
+
+def _rollout_summary(rec: _Records, version: str) -> str | None:
+    """One line: how the version's rollout went (record on this machine, else the version's tags)."""
+    tags = rec.versions[version].tags or {}
+    record = rec.rollouts.get(version) or {}
+    status = record.get("status") or tags.get("modelops.rollout.status")
+    if not status:
+        return None
+    stage = (record.get("failure") or {}).get("stage")
+    run = record.get("dag_run_id")
+    text = {"promoted": "promoted to champion", "rolled_back": "rolled back"}.get(status, status)
+    if status == "rolled_back":
+        reason = record.get("reason") or tags.get("modelops.rolled_back")
+        text += (f" at {stage}" if stage else "") + (f": {reason}" if reason else "")
+    elif status == "promoted" and (record.get("summary") or tags.get("modelops.rollout.summary")):
+        text += f": {record.get('summary') or tags.get('modelops.rollout.summary')}"
+    return f"v{version} {text}" + (f" (DAG run {run})" if run else "")
 
 
 def _alias_rank(alias: str) -> str:
@@ -570,7 +717,8 @@ def _verdict(rec: _Records, version: str, dag_runs: dict[str, dict]) -> dict:
         missing.append("a model card")
     if len(approvers) < required:
         missing.append(f"{required} distinct approval(s) (it has {len(approvers)})")
-    if tags.get("modelops.deployable") != "true":
+    if tags.get("modelops.deployable") != "true" or not (tags.get("modelops.smoke.at")
+                                                         or tags.get("modelops.smoke.max_abs_diff")):
         missing.append("a passed smoke-serve")
     dag_id, dag_run_id = tags.get(tracking.TAG_DAG_ID), tags.get(tracking.TAG_DAG_RUN)
     dr = dag_runs.get(dag_run_id or "")
@@ -603,6 +751,9 @@ def _verdict(rec: _Records, version: str, dag_runs: dict[str, dict]) -> dict:
         "version_url": tracking.version_url(rec.model, version),
         "bento_tag": tags.get("modelops.bento_tag"), "deployable": tags.get("modelops.deployable") == "true",
         "promoted_at": _iso(tags.get("modelops.promoted_at")),
+        "registered_by": provenance(tags, run), "skipped": _skipped_steps(rec, version, tags, provenance(tags, run)),
+        "smoke": _smoke_sentence(tags, tags.get("modelops.deployable") == "true", provenance(tags, run)),
+        "rollout": _rollout_summary(rec, version),
     }
 
 
@@ -648,7 +799,7 @@ def render_text(events: list[dict], *, model: str, version: str | None, verdict:
     if not events:
         lines.append("No lifecycle events recorded yet.")
     for e in events:
-        at = (e["at"] or "????-??-??T??:??:??").replace("T", " ")[:19]
+        at = (e["at"] or "").replace("T", " ")[:19] or "time not recorded".ljust(19)
         head = f"{at}  {e['kind']:<12} {('v' + e['version']) if e['version'] else '-':<4}  "
         indent = " " * len(head)
         lines += textwrap.wrap(e["summary"], width=width, initial_indent=head, subsequent_indent=indent,
@@ -666,10 +817,11 @@ def render_text(events: list[dict], *, model: str, version: str | None, verdict:
 def render_verdict(v: dict, *, width: int = 118) -> list[str]:
     """The closing block of a version's audit: where it is and on what evidence."""
     def row(label: str, text: str | None) -> list[str]:
-        return textwrap.wrap(text or "-", width=width, initial_indent=f"  {label:<17} ",
+        return textwrap.wrap(text or "not recorded", width=width, initial_indent=f"  {label:<17} ",
                              subsequent_indent=" " * 20, break_on_hyphens=False, break_long_words=False) or []
 
-    approvals = [f"#{r['index']} {str(r.get('decision')).upper()} by {r.get('by')} at {_iso(r.get('at'))}"
+    approvals = [f"#{r['index']} {str(r.get('decision') or 'no decision recorded').upper()} by "
+                 f"{r.get('by') or 'an unrecorded approver'} at {_iso(r.get('at')) or 'an unrecorded time'}"
                  + (f" (policy {r['policy']})" if r.get("policy") else "")
                  + (" [timed out]" if r["timed_out"] else "")
                  + (f': "{r["comment"]}"' if r.get("comment") else "") for r in v["approvals"]]
@@ -677,23 +829,36 @@ def render_verdict(v: dict, *, width: int = 118) -> list[str]:
     out += row("Status", v["status"])
     registry = ", ".join(f"{a}=v{n}" for a, n in sorted(v["all_aliases"].items())) or "none"
     out += row("Aliases", f"{', '.join(v['aliases']) or 'none'}   (registry now: {registry})")
-    out += row("Gate", f"{v['gate']['status'] or 'none'}: {v['gate']['summary'] or ''}")
+    out += row("Registered by", v["registered_by"] or "the training DAG")
+    out += row("Gate", f"{v['gate']['status']}: {v['gate']['summary'] or 'no summary recorded'}" if v["gate"]["status"]
+               else "no gate decision recorded")
+    if v["skipped"]:
+        out += row("Skipped", v["skipped"])
     out += row("Approvals", f"{len(v['approvers'])} of {v['approvals_required']} required "
-                            f"(risk tier {v['risk_tier'] or '?'})")
+                            + (f"(risk tier {v['risk_tier']})" if v["risk_tier"]
+                               else "(no risk tier recorded: one approval assumed)"))
     for a in approvals:
         out += row("", a)
     out += row("Evidence", "complete: gate passed, model card, approval(s), smoke-serve" if v["evidence_complete"]
                else "INCOMPLETE for promotion, lacks " + "; ".join(v["evidence_missing"]))
+    out += row("Smoke-serve", v["smoke"])
+    out += row("Rollout", v["rollout"] or "never rolled out")
     out += row("Model card", v["model_card"])
-    out += row("Data", f"fingerprint {v['data_fingerprint'] or '?'}"
+    out += row("Data", (f"fingerprint {v['data_fingerprint']}" if v["data_fingerprint"]
+                        else "no data fingerprint recorded"
+                        + (f" (registered by {v['registered_by']})" if v["registered_by"] else ""))
                + (f" of {v['data_path']}" if v["data_path"] else "")
                + (f"; {v['validation']}" if v["validation"] else "") + (f"; split {v['split']}" if v["split"] else ""))
     out += row("Git commit", v["git_commit"])
     out += row("Spec hash", v["spec_hash"])
-    out += row("DAG run", f"{v['dag_id']} / {v['dag_run_id']}"
-               + (f" ({v['dag_run_state']})" if v["dag_run_state"] else "")
-               + (f', reason "{v["dag_run_reason"]}"' if v["dag_run_reason"] else ""))
-    out += row("", v["dag_run_url"])
+    if v["dag_id"] or v["dag_run_id"]:
+        out += row("DAG run", f"{v['dag_id'] or 'DAG not recorded'} / {v['dag_run_id'] or 'run not recorded'}"
+                   + (f" ({v['dag_run_state']})" if v["dag_run_state"] else "")
+                   + (f', reason "{v["dag_run_reason"]}"' if v["dag_run_reason"] else ""))
+        if v["dag_run_url"]:
+            out += row("", v["dag_run_url"])
+    else:
+        out += row("DAG run", "none: no training DAG run registered it")
     out += row("MLflow run", v["mlflow_run_url"])
     out += row("Model version", v["version_url"])
     if v["bento_tag"]:
@@ -750,11 +915,15 @@ def _model_footer(rec: _Records, dag_runs: dict[str, dict]) -> list[str]:
             fate = "timed out" if rejected[-1]["timed_out"] else f"rejected by {rejected[-1].get('by')}"
         elif tags.get(f"modelops.alias.{tracking.CHAMPION}.set_at"):
             fate = "served, since replaced"
+        elif tags.get("modelops.rolled_back_at"):
+            fate = "rolled back"
         else:
             fate = "not promoted"
-        fates.append(f"v{v} {fate}")
+        fates.append(f"v{v} {fate}" + (" (fault-injected copy)" if tags.get("modelops.fault") else ""))
     stopped = sum(1 for r in rec.runs.values() if r.data.tags.get("modelops.validation.status") == "failed")
     watched = [r for r in rec.runs.values() if r.data.tags.get("modelops.kind") == "monitoring"]
+    faulty = [r for r in rec.runs.values() if r.data.tags.get("modelops.fault")]
+    rollouts = [line for v in sorted(rec.versions, key=int) if (line := _rollout_summary(rec, v))]
     requested = sum(1 for r in watched if r.data.tags.get("modelops.monitoring.outcome") == "retrain")
     monitoring = (f"; {len(watched)} monitoring window(s), {requested} retrain request(s)" if watched else "")
     states: dict[str, int] = {}
@@ -762,8 +931,10 @@ def _model_footer(rec: _Records, dag_runs: dict[str, dict]) -> list[str]:
         states[str(r.get("state"))] = states.get(str(r.get("state")), 0) + 1
     out = [f"Now: {rec.model}", "-" * 78, f"  {'Aliases':<17} {aliases}",
            f"  {'Versions':<17} {'; '.join(fates) or 'none'}",
-           f"  {'MLflow runs':<17} {len(rec.runs) - len(watched)}, of which {stopped} stopped at data validation"
-           + monitoring]
+           f"  {'Training runs':<17} {len(rec.runs) - len(watched) - len(faulty)}, of which {stopped} stopped at "
+           f"data validation" + monitoring
+           + (f"; {len(faulty)} fault-injected candidate run(s) (make demo-bad-canary)" if faulty else ""),
+           f"  {'Rollout runs':<17} " + (f"{len(rollouts)}: " + "; ".join(rollouts) if rollouts else "none recorded")]
     if dag_runs:
         out.append(f"  {'Airflow DAG runs':<17} {len(dag_runs)}: "
                    + ", ".join(f"{n} {s}" for s, n in sorted(states.items())))

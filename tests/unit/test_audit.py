@@ -277,3 +277,82 @@ def test_a_pause_answered_by_a_person_is_in_the_version_audit(registry):
     assert events[1]["summary"] == ("Rollout paused after canary_25 (25% of traffic): ABORT by risk_lead: "
                                     "scores look off")
     assert "aborted by risk_lead" in events[2]["summary"]
+
+
+def test_a_fault_injected_version_says_where_it_came_from_and_what_it_skipped(registry, tmp_path, monkeypatch):
+    """What `make demo-bad-canary` leaves: no "?" anywhere, and the reasons for what is missing."""
+    import json
+
+    import mlflow
+
+    from include.modelops.rollout.faults import TAG_REGISTERED_BY, TAG_WRAPS
+
+    monkeypatch.setenv("MODELOPS_STATE_DIR", str(tmp_path))
+    c = mlflow.MlflowClient(tracking_uri=registry["uri"], registry_uri=registry["uri"])
+    exp = c.get_experiment_by_name(MODEL).experiment_id
+    # The run and version register_faulty_candidate makes, then the tags cmd_demo_bad_canary and the rollout add.
+    run = c.create_run(exp, start_time=ms(90), tags={"modelops.model": MODEL, "modelops.fault": "error",
+                                                      TAG_WRAPS: "2"})
+    c.set_terminated(run.info.run_id, end_time=ms(91))
+    v = str(c.create_model_version(MODEL, source="faulty", run_id=run.info.run_id, tags={
+        "modelops.fault": "error", TAG_WRAPS: "2", TAG_REGISTERED_BY: "make demo-bad-canary"}).version)
+    failed = {"at": at(95), "stage": "canary_5", "traffic_percent": 5, "outcome": "failed",
+              "reason": "error_rate fail: 40 of 40 canary answers were 5xx"}
+    event = {"at": at(96), "event": "rolled back (automatic)", "reason": "canary_5: error_rate fail",
+             "stages": [["canary_5", 5, "failed"]], "dag_run_id": "manual__bad"}
+    for k, value in {"modelops.deployable": "true", "modelops.bento_tag": f"svc:v{v}",
+                     "modelops.alias.challenger.set_at": at(92), "modelops.rollout.stage.00": json.dumps(failed),
+                     "modelops.rollout.status": "rolled_back", "modelops.rolled_back_at": at(96),
+                     "modelops.rolled_back": "canary_5: error_rate fail", "modelops.deployment.000": json.dumps(event)
+                     }.items():
+        c.set_model_version_tag(MODEL, v, k, value)
+    folder = tmp_path / "rollout" / MODEL
+    folder.mkdir(parents=True)
+    (folder / f"v{v}.json").write_text(json.dumps({
+        "model": MODEL, "version": v, "stable_version": "2", "first_deployment": False, "dag_run_id": "manual__bad",
+        "status": "rolled_back", "started_at": at(93), "ended_at": at(96), "reason": "error_rate fail",
+        "failure": {"stage": "canary_5", "reason": "error_rate fail"}, "stages": [{"name": "canary_5"}]}))
+
+    text = audit.report(MODEL, v)
+
+    assert "?" not in text, [line for line in text.splitlines() if "?" in line]
+    assert "max |diff|" not in text  # it was never smoke-served
+    assert (f"Registered as {MODEL} v{v} by make demo-bad-canary as a fault-injected copy of v2 (fault 'error'), "
+            "not by the training DAG") in " ".join(text.split())
+    flat = " ".join(text.split())
+    assert ("not smoke-served: registered by make demo-bad-canary as a fault-injected copy of v2 (fault 'error'); "
+            "marked deployable without it") in flat
+    assert "Gate and approval skipped: registered by make demo-bad-canary as a fault-injected copy of v2" in flat
+    assert f"Rollout run manual__bad started: canary v{v} against stable v2" in flat
+    assert "Deployment history: rolled back (automatic) [canary_5 failed]: canary_5: error_rate fail" in flat
+    assert f"Rollout v{v} rolled back at canary_5: error_rate fail (DAG run manual__bad)" in flat
+    assert "DAG run none: no training DAG run registered it" in flat
+    assert "no data fingerprint recorded (registered by make demo-bad-canary" in flat
+    verdict = audit.verdict(MODEL, v)
+    assert not verdict["evidence_complete"] and "a passed smoke-serve" in verdict["evidence_missing"]
+
+    model_text = audit.report(MODEL)
+    assert "?" not in model_text, [line for line in model_text.splitlines() if "?" in line]
+    flat = " ".join(model_text.split())
+    assert "1 fault-injected candidate run(s) (make demo-bad-canary)" in flat
+    rollouts = flat.split("Rollout runs ", 1)[1].split(" Ask about one", 1)[0]
+    assert f"v{v} rolled back at canary_5: error_rate fail (DAG run manual__bad)" in rollouts
+    assert f"v{v} rolled back (fault-injected copy)" in flat
+
+
+def test_a_version_registered_without_its_lineage_tags_names_what_is_missing(registry):
+    import mlflow
+
+    c = mlflow.MlflowClient(tracking_uri=registry["uri"], registry_uri=registry["uri"])
+    run = c.create_run(c.get_experiment_by_name(MODEL).experiment_id, start_time=ms(100))
+    v = str(c.create_model_version(MODEL, source="by-hand", run_id=run.info.run_id).version)
+
+    registration = next(e for e in audit.collect_events(MODEL, v) if e["kind"] == "registration")
+    assert registration["summary"] == (f"Registered as {MODEL} v{v} (no risk tier recorded, no spec recorded, "
+                                       f"no commit recorded), by hand or another tool (no training DAG run is "
+                                       f"recorded on it)")
+    text = audit.report(MODEL, v)
+    assert "?" not in text
+    flat = " ".join(text.split())
+    assert "Gate skipped: registered by hand or another tool" in flat
+    assert "Smoke-serve not smoke-served: registered by hand" in flat and "Rollout never rolled out" in flat

@@ -18,12 +18,19 @@ FAULTS = ("error", "shift", "slow")
 MODEL_CODE = Path(__file__).with_name("faulty_model.py")
 
 
+# Version tags that say where a fault-injected version came from (``make audit`` reads them).
+TAG_WRAPS, TAG_REGISTERED_BY = "modelops.fault.wraps", "modelops.registered_by"
+
+
 def register_faulty_candidate(spec: ModelSpec, inner_version: str, fault: str, *, experiment_id: str,
-                              workdir: Path, fault_after_s: float | None = None) -> str:
+                              workdir: Path, fault_after_s: float | None = None,
+                              registered_by: str = "make demo-bad-canary") -> str:
     """Register a version that wraps ``inner_version`` with ``fault``; returns the new version.
 
     ``fault_after_s``: the fault turns on this many seconds after the version's first prediction
-    (default: from the first one).
+    (default: from the first one). The version is tagged ``modelops.fault``,
+    ``modelops.fault.wraps`` (``inner_version``) and ``modelops.registered_by`` (who registered
+    it), so its audit says it is a fault-injected copy that skipped the gate, approval and smoke-serve.
     """
     import mlflow
 
@@ -35,11 +42,12 @@ def register_faulty_candidate(spec: ModelSpec, inner_version: str, fault: str, *
     mlflow.artifacts.download_artifacts(f"models:/{spec.name}/{inner_version}", dst_path=str(inner_dir))
     inner = mlflow.pyfunc.load_model(str(inner_dir))
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{spec.name}-faulty-{fault}"):
-        mlflow.set_tags({"modelops.model": spec.name, "modelops.fault": fault,
+        mlflow.set_tags({"modelops.model": spec.name, "modelops.fault": fault, TAG_WRAPS: str(inner_version),
                          **({"modelops.fault_after_s": str(fault_after_s)} if fault_after_s else {})})
         info = mlflow.pyfunc.log_model(
             name="model", python_model=str(MODEL_CODE), artifacts={"inner": str(inner_dir)},
             model_config={"fault": fault, **({"fault_after_s": fault_after_s} if fault_after_s else {})},
             signature=inner.metadata.signature,
         )
-    return str(mlflow.register_model(info.model_uri, spec.name).version)
+    provenance = {"modelops.fault": fault, TAG_WRAPS: str(inner_version), TAG_REGISTERED_BY: registered_by}
+    return str(mlflow.register_model(info.model_uri, spec.name, tags=provenance).version)
