@@ -25,6 +25,7 @@ Not for running from this folder: ``bento_model.json`` exists only in a build co
 
 import functools
 import json
+import logging
 import numbers
 import threading
 import time
@@ -150,6 +151,7 @@ class ModelService:
         # One BLAS/OpenMP thread per worker: a tabular model's predict is dominated by fixed
         # per-call overhead, and extra threads only contend with the other workers' cores.
         threadpool_limits(1)
+        _library_logs_to_the_server_log()
         self.model = bentoml.mlflow.load_model(self.bento_model)
         settings = get_settings()
         self.max_batch_rows = settings.serve_max_batch_rows
@@ -262,6 +264,17 @@ class ModelService:
             "threshold": BENTO_MODEL.get("threshold"),
             "inference_log": get_settings().inference_log_url if self.log_writer is not None else None,
         }
+
+
+def _library_logs_to_the_server_log() -> None:
+    """Send ``include.modelops`` warnings and info (e.g. the inference log's recovered or dropped rows) to
+    the handlers BentoML gives its own logger, so they appear in the server's output."""
+    library = logging.getLogger("include.modelops")
+    if not library.handlers:
+        for handler in logging.getLogger("bentoml").handlers:
+            library.addHandler(handler)
+        library.setLevel(logging.INFO)
+        library.propagate = False
 
 
 def _batcher(score_rows: Any, max_batch_rows: int) -> Any:

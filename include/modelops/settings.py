@@ -23,6 +23,7 @@ Every setting has a default for the embedded, one-laptop mode, with all state un
 | ``MODELOPS_SERVE_MAX_BATCH_ROWS`` | ``100`` | adaptive batching: most rows scored in one model call across concurrent requests (``1``: off) |
 | ``MODELOPS_INFERENCE_LOG`` | ``on`` | ``off`` stops a service from writing the inference log (e.g. to measure its cost) |
 | ``MODELOPS_ROLLOUT_PORT`` | a free port, then kept | port of a model's endpoint behind the local rollout splitter (Caddy); the deployment state (``<state>/rollout/<model>/deployment.json``) keeps the one chosen |
+| ``MODELOPS_INFERENCE_LOG_SPOOL`` | ``<state>/inference_log_spool`` | the inference log's write-ahead spool, a folder on local disk: each answered request's rows are appended there before the answer goes out, and rows a killed worker left are written by the next one to start (``off``: no spool; see ``include/modelops/serving/inference_log.py``) |
 | ``MODELOPS_INFERENCE_LOG_URL`` | ``<state>/inference_log`` | inference log and label feed: a folder, or an fsspec URL such as ``s3://bucket/prefix`` (needs ``s3fs``) |
 
 Training pods (``training.backend: kubernetes``; see ``include/modelops/kubernetes.py``):
@@ -100,6 +101,7 @@ class Settings:
     inference_log_url: str
     serve_variant: str = "stable"
     inference_log_enabled: bool = True
+    inference_log_spool: Path | None = None
     serve_workers: int | str = "cpu_count"
     serve_max_batch_rows: int = 100
     rollout_port: int | None = None
@@ -131,6 +133,7 @@ def get_settings() -> Settings:
         serve_variant=os.environ.get("MODELOPS_SERVE_VARIANT") or "stable",
         inference_log_enabled=os.environ.get("MODELOPS_INFERENCE_LOG", "on").strip().lower()
         not in ("off", "0", "false", "no"),
+        inference_log_spool=_spool(os.environ.get("MODELOPS_INFERENCE_LOG_SPOOL"), state),
         serve_workers=_workers(os.environ.get("MODELOPS_SERVE_WORKERS")),
         serve_max_batch_rows=int(os.environ.get("MODELOPS_SERVE_MAX_BATCH_ROWS") or 100),
         rollout_port=int(os.environ.get("MODELOPS_ROLLOUT_PORT") or 0) or None,
@@ -168,6 +171,12 @@ def shadow_token() -> str:
         finally:
             tmp.unlink()
     return path.read_text().strip()
+
+
+def _spool(raw: str | None, state: Path) -> Path | None:
+    if raw is not None and raw.strip().lower() in ("off", "0", "false", "no"):
+        return None
+    return Path(raw).expanduser() if raw and raw.strip() else state / "inference_log_spool"
 
 
 def _workers(raw: str | None) -> int | str:

@@ -168,6 +168,66 @@ def test_sigterm_under_load_loses_no_answered_request(spec, built, state, rows):
     assert not missing, missing[:10]
 
 
+def test_kill_9_under_load_loses_no_answered_request_once_the_server_is_back(spec, built, state, rows):
+    """kill -9 of the whole server (no shutdown hook runs): the restarted server writes every row it answered."""
+    import psutil
+
+    from include.modelops.packaging import serve_bento
+    from include.modelops.serving.inference_log import read_window
+
+    log_root = str(state / "kill9_log")
+    env = {"MODELOPS_INFERENCE_LOG_URL": log_root, "MODELOPS_INFERENCE_LOG_SPOOL": str(state / "kill9_spool")}
+    answered: list[str] = []
+    stop = threading.Event()
+
+    def client(worker: int, url: str) -> None:
+        i = 0
+        while not stop.is_set():
+            rid = f"k{worker}-{i}"
+            i += 1
+            try:
+                status, _, _ = post(url, {"rows": rows[i % 50: i % 50 + 1 + i % 3]}, headers={"X-Request-ID": rid},
+                                    timeout=10)
+            except OSError:
+                continue
+            if status == 200:
+                answered.append(rid)
+
+    with serve_bento(built["tag"], timeout_s=180, log_dir=state / "serve", env=env) as served:
+        with ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(client, w, served.url) for w in range(8)]
+            deadline = time.monotonic() + 60
+            while len(answered) < 100 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            # Every process of the server, mid-load: the workers run in process groups of their own.
+            server = psutil.Process(served.proc.pid)
+            processes = [server, *server.children(recursive=True)]
+            assert len(processes) > 2, "expected the server and its workers"
+            for p in processes:
+                p.send_signal(signal.SIGKILL)
+            psutil.wait_procs(processes, timeout=30)
+            served.proc.wait(30)
+            stop.set()
+            for f in futures:
+                f.result()
+    assert len(answered) > 50, "the load did not get going"
+    before = set(read_window(spec.name, root=log_root).request_id)
+    print(f"\n{len(answered)} requests answered before kill -9; {len(set(answered) - before)} not in the log yet")
+
+    with serve_bento(built["tag"], timeout_s=180, log_dir=state / "serve", env=env) as again:
+        deadline = time.monotonic() + 60  # the restarted workers write the spool in the background
+        while time.monotonic() < deadline:
+            logged = set(read_window(spec.name, root=log_root).request_id)
+            if set(answered) <= logged:
+                break
+            time.sleep(0.5)
+        missing = [rid for rid in answered if rid not in logged]
+        server_log = again.log_path.read_text(errors="replace")
+    assert not missing, (missing[:10], server_log[-3000:])
+    if set(answered) - before:
+        assert "recovered" in server_log and "rows of" in server_log  # the loss was made good, and said so
+
+
 # ----------------------------------------------------------------------------------------
 # Metrics
 # ----------------------------------------------------------------------------------------

@@ -225,3 +225,75 @@ def test_reader_skips_truncated_and_garbage_files_with_a_warning_and_counts_them
 def test_reader_of_a_model_without_a_log_returns_an_empty_frame(root):
     frame = read_window("never_served", root=root)
     assert frame.empty and frame.attrs["skipped_files"] == 0
+
+
+# --- the write-ahead spool: a killed worker's answered rows are written by the next one ----------------
+
+_KILLED_WORKER = """
+import os, signal, sys
+from include.modelops.spec import load_spec
+from include.modelops.serving.inference_log import InferenceLogWriter
+from tests.unit.test_inference_log import records
+spec = load_spec(sys.argv[1])
+writer = InferenceLogWriter(spec, root=sys.argv[2], spool_dir=sys.argv[3], flush_interval_s=3600)
+for i in range(int(sys.argv[4])):
+    writer.submit(records(spec, f"answered-{i}", n=2))
+os.kill(os.getpid(), signal.SIGKILL)  # no shutdown hook, no atexit: what kill -9 does to a worker
+"""
+
+
+def test_rows_a_killed_worker_answered_are_written_by_the_next_writer(reference_spec, root, tmp_path, caplog):
+    import subprocess
+    import sys
+
+    from tests.conftest import PROJECT_ROOT, REFERENCE_SPEC
+
+    spool = tmp_path / "spool"
+    killed = subprocess.run([sys.executable, "-c", _KILLED_WORKER, str(REFERENCE_SPEC), root, str(spool), "25"],
+                            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -9, killed.stderr
+    assert read_window(reference_spec.name, root=root).empty  # nothing reached the log before the kill
+
+    with caplog.at_level(logging.WARNING, logger="include.modelops.serving.inference_log"):
+        writer = InferenceLogWriter(reference_spec, root=root, spool_dir=spool, flush_interval_s=3600)
+        assert writer.flush()
+        writer.close()
+    assert writer.recovered_rows == 50 and writer.written_rows == 50 and writer.dropped_rows == 0
+    assert "recovered 50 rows of 25 requests" in caplog.text
+    frame = read_window(reference_spec.name, root=root)
+    assert sorted(set(frame.request_id)) == sorted(f"answered-{i}" for i in range(25)) and len(frame) == 50
+    assert not list(spool.rglob("seg-*.spool"))  # drained: a third start writes nothing twice
+    again = InferenceLogWriter(reference_spec, root=root, spool_dir=spool, flush_interval_s=3600)
+    again.close()
+    assert again.recovered_rows == 0 and len(read_window(reference_spec.name, root=root)) == 50
+
+
+def test_a_live_writers_spool_is_never_taken_and_a_cut_off_record_is_counted(reference_spec, root, tmp_path):
+    spool = tmp_path / "spool"
+    live = InferenceLogWriter(reference_spec, root=root, spool_dir=spool, flush_interval_s=3600)
+    assert live.flush()  # its own look for dead workers' spools is done
+    try:
+        live.submit(records(reference_spec, "live-1", n=3))
+        segment = next(spool.rglob("seg-*.spool"))
+        assert segment.stat().st_size > 0  # on disk before submit returned, not at the next flush
+        # A record cut off mid-write, in a segment whose writer is gone.
+        whole = segment.read_bytes()
+        (segment.parent / "seg-1-dead.spool").write_bytes(whole + whole[: len(whole) // 2])
+        other = InferenceLogWriter(reference_spec, root=root, spool_dir=spool, flush_interval_s=3600)
+        other.close()
+        assert other.recovered_rows == 3 and other.dropped_rows == 3  # the whole copy, then the torn one
+        assert segment.exists()  # still the live writer's
+    finally:
+        live.close()
+    assert live.written_rows == 3
+    assert sorted(read_window(reference_spec.name, root=root).request_id) == ["live-1"] * 6
+
+
+def test_spool_off_writes_nothing_to_disk_before_the_flush(reference_spec, root, tmp_path, monkeypatch):
+    monkeypatch.setenv("MODELOPS_INFERENCE_LOG_SPOOL", "off")
+    monkeypatch.setenv("MODELOPS_STATE_DIR", str(tmp_path / "state"))
+    writer = InferenceLogWriter(reference_spec, root=root, flush_interval_s=3600)
+    writer.submit(records(reference_spec, "r", n=1))
+    assert not (tmp_path / "state").exists()
+    writer.close()
+    assert writer.written_rows == 1

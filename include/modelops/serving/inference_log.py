@@ -9,6 +9,22 @@ wires to a Prometheus counter), so a request never waits or fails because of log
 :meth:`InferenceLogWriter.close` flushes what is queued (the service calls it on
 shutdown, e.g. after SIGTERM).
 
+What an answered request is guaranteed (the write-ahead spool): before :meth:`submit`
+returns, and so before the service answers, the request's records are appended with one
+``os.write`` to the worker's spool segment on local disk (``MODELOPS_INFERENCE_LOG_SPOOL``,
+default ``<state>/inference_log_spool``; ``O_APPEND``, no fsync). Each batch the thread writes
+to the log drains one segment, which is then deleted. A worker killed without a shutdown
+(``kill -9``, the OOM killer, a crash) leaves its segment behind, and the next writer of the
+same model and log to start on that machine (the restarted worker, or the next ``bentoml
+serve``) writes those rows to the log and says so in its log (``recovered N rows``). So a row
+whose request was answered is in the log, written late, unless the machine itself went down
+before the page cache reached the disk, or the spool was on a disk the restarted process does
+not see (on Kubernetes: a deleted pod's own filesystem). Rows are written at least once: a
+worker killed between writing a batch and deleting its segment has them written again on
+recovery. A spool record cut off by the kill (the request was not answered) is dropped and
+counted. ``MODELOPS_INFERENCE_LOG_SPOOL=off`` turns the spool off: rows still queued when a
+worker dies are then lost, and not counted.
+
 :func:`read_window` returns one model's records in a time window as a DataFrame; files
 it cannot read are skipped with a warning and counted in ``frame.attrs``.
 
@@ -19,12 +35,21 @@ generator and monitoring; see :func:`record_schema`.
 from __future__ import annotations
 
 import atexit
+import contextlib
+import fcntl
+import glob
+import hashlib
 import logging
+import os
+import pickle
+import struct
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from include.modelops.serving import log_store
@@ -39,6 +64,8 @@ log = logging.getLogger(__name__)
 KIND = "predictions"
 FEATURE_PREFIX = "feature."
 VARIANTS = ("stable", "canary", "shadow", "smoke")
+_FRAME = struct.Struct(">II")  # a spool record: payload bytes, rows; then the pickled columns
+_DEFAULT = object()
 
 
 def record_schema(spec: ModelSpec) -> pa.Schema:
@@ -142,7 +169,9 @@ class InferenceLogWriter:
         write_batch: The function that writes one table (``log_store.write_batch``'s
             signature); a parameter so a test can make the store slow or failing.
         on_drop: Called with the number of rows dropped (queue full or a failed write).
-        on_write: Called with the number of rows written.
+        on_write: Called with the number of rows written (recovered rows included).
+        spool_dir: The write-ahead spool's folder on local disk (see the module docstring);
+            default the setting ``MODELOPS_INFERENCE_LOG_SPOOL``; None: no spool.
     """
 
     def __init__(
@@ -156,6 +185,7 @@ class InferenceLogWriter:
         write_batch: Callable[..., str] = log_store.write_batch,
         on_drop: Callable[[int], None] | None = None,
         on_write: Callable[[int], None] | None = None,
+        spool_dir: Any = _DEFAULT,
     ) -> None:
         self.spec = spec
         self.schema = record_schema(spec)
@@ -176,6 +206,21 @@ class InferenceLogWriter:
         self.dropped_rows = 0
         # The last files written (a serving process writes about one a second: keep it bounded).
         self.files: deque[str] = deque(maxlen=1000)
+        self.recovered_rows = 0
+        self._recovering = True  # until the writer thread has written what dead workers left
+        if spool_dir is _DEFAULT:
+            from include.modelops.settings import get_settings
+
+            spool_dir = get_settings().inference_log_spool
+        self._spool: _Spool | None = None
+        if spool_dir is not None:
+            try:
+                from include.modelops.settings import get_settings
+
+                self._spool = _Spool(Path(spool_dir), spec.name, root or get_settings().inference_log_url)
+            except OSError as exc:  # serve anyway: the log still works, only the crash guarantee is gone
+                log.error("inference log: no write-ahead spool in %s (%s); rows queued when a worker dies "
+                          "are lost", spool_dir, exc)
         self._thread = threading.Thread(target=self._run, name="inference-log-writer", daemon=True)
         self._thread.start()
         # Also flush when the interpreter exits without the service's shutdown hook running.
@@ -187,10 +232,17 @@ class InferenceLogWriter:
         n = len(records["request_id"])
         if n == 0:
             return True
+        spool = self._spool
+        frame = _frame(records, n) if spool is not None else b""
         with self._cond:
             if self._closing or self._queued_rows + n > self.max_queue_rows:
                 accepted = False
             else:
+                if spool is not None and spool is self._spool:
+                    try:
+                        spool.append(frame)  # on disk before the request is answered
+                    except OSError as exc:  # e.g. a full disk: serve on, without the crash guarantee
+                        self._spool_failed(exc)
                 self._queue.append(records)
                 self._queued_rows += n
                 accepted = True
@@ -214,14 +266,36 @@ class InferenceLogWriter:
             except Exception:  # a metrics hiccup must not break serving
                 log.exception("inference log: on_drop callback failed")
 
-    def _take(self) -> list[dict[str, list[Any]]]:
+    def _take(self) -> tuple[list[dict[str, list[Any]]], _Segment | None]:
         batch = list(self._queue)
         self._queue.clear()
         self._writing = self._queued_rows
         self._queued_rows = 0
-        return batch
+        # The batch is exactly what the current segment holds: a fresh one takes the next requests.
+        segment = None
+        if self._spool is not None and batch:
+            try:
+                segment = self._spool.rotate()
+            except OSError as exc:
+                segment = self._spool.current
+                self._spool_failed(exc)
+        return batch, segment
+
+    def _spool_failed(self, exc: OSError) -> None:
+        """Stop spooling (called with the lock held); the current segment stays for the next start."""
+        log.error("inference log: the write-ahead spool failed (%s); from now on rows queued when this worker "
+                  "dies are lost", exc)
+        self._spool = None
 
     def _run(self) -> None:
+        if self._spool is not None:
+            try:
+                self._recover()
+            except Exception:  # a recovery failure must not stop the log of this worker's own requests
+                log.exception("inference log: could not recover the spool of a stopped worker")
+        with self._cond:
+            self._recovering = False
+            self._cond.notify_all()
         while True:
             with self._cond:
                 deadline = time.monotonic() + self.flush_interval_s
@@ -230,11 +304,13 @@ class InferenceLogWriter:
                     if remaining <= 0:
                         break
                     self._cond.wait(remaining)
-                batch = self._take()
+                batch, segment = self._take()
                 self._flush_now = False
                 closing = self._closing
             if batch:
                 self._write(batch)
+            if segment is not None:
+                segment.discard()  # written (or dropped and counted): nothing to recover
             with self._cond:
                 self._writing = 0
                 self._cond.notify_all()
@@ -276,12 +352,34 @@ class InferenceLogWriter:
             except Exception:
                 log.exception("inference log: on_write callback failed")
 
+    def _recover(self) -> None:
+        """Write what dead workers left in the spool (see the module docstring), one segment at a time."""
+        assert self._spool is not None
+        for path in self._spool.orphans():
+            claimed = _Segment.claim(path)
+            if claimed is None:  # its writer is alive, or another writer took it first
+                continue
+            records, torn_rows = claimed.read()
+            rows = sum(len(r["request_id"]) for r in records)
+            if records:
+                self._write(records)
+                self.recovered_rows += rows
+            if torn_rows:
+                self._dropped(torn_rows)
+            claimed.discard()
+            log.warning("inference log: recovered %d rows of %d requests that a worker answered and did not "
+                        "write before it stopped (%s)%s", rows, len(records), path,
+                        f"; {torn_rows} rows of a record cut off mid-write are dropped" if torn_rows else "")
+
     # -- shutdown ---------------------------------------------------------------------------
     def flush(self, timeout_s: float = 30.0) -> bool:
-        """Write everything queued now and wait for it; returns False on timeout."""
+        """Write everything queued (and what the spool of a dead worker held) now and wait for it.
+
+        Returns False on timeout.
+        """
         deadline = time.monotonic() + timeout_s
         with self._cond:
-            while (self._queued_rows or self._writing) and self._thread.is_alive():
+            while (self._queued_rows or self._writing or self._recovering) and self._thread.is_alive():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -299,11 +397,106 @@ class InferenceLogWriter:
             self._cond.notify_all()
         self._thread.join(timeout_s)
         if self._thread.is_alive():
-            log.error("inference log: writer did not finish within %.0f s; %d rows may be lost",
-                      timeout_s, self._queued_rows)
+            log.error("inference log: writer did not finish within %.0f s; %d rows are left %s",
+                      timeout_s, self._queued_rows, "in the spool for the next start to write"
+                      if self._spool is not None else "unwritten and may be lost")
         else:
+            if self._spool is not None:
+                self._spool.close()  # every row was written: its segment is empty
             log.info("inference log: closed; %d rows written, %d dropped", self.written_rows, self.dropped_rows)
         atexit.unregister(self.close)
+
+
+def _frame(records: dict[str, list[Any]], rows: int) -> bytes:
+    payload = pickle.dumps(records, protocol=pickle.HIGHEST_PROTOCOL)
+    return _FRAME.pack(len(payload), rows) + payload
+
+
+class _Segment:
+    """One spool file, locked (``flock``) by the process that writes or drains it."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path, self.fd = path, fd
+
+    @classmethod
+    def create(cls, folder: Path) -> _Segment:
+        # Locked under a temporary name, then renamed: a recovering writer never sees it unlocked.
+        tmp = folder / f".new-{uuid.uuid4().hex}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        path = folder / f"seg-{os.getpid()}-{uuid.uuid4().hex[:12]}.spool"
+        os.rename(tmp, path)
+        return cls(path, fd)
+
+    @classmethod
+    def claim(cls, path: str) -> _Segment | None:
+        """The segment, locked, when its writer is gone; None while a live process holds it."""
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.fstat(fd).st_nlink == 0:  # drained and deleted while we waited
+                raise BlockingIOError
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return cls(Path(path), fd)
+
+    def append(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view):]
+
+    def read(self) -> tuple[list[dict[str, list[Any]]], int]:
+        """The records in the file, and the rows of a last record cut off mid-write (0: none)."""
+        data = Path(self.path).read_bytes()
+        records, at = [], 0
+        while at + _FRAME.size <= len(data):
+            size, rows = _FRAME.unpack_from(data, at)
+            if at + _FRAME.size + size > len(data):
+                return records, rows
+            records.append(pickle.loads(data[at + _FRAME.size:at + _FRAME.size + size]))
+            at += _FRAME.size + size
+        return records, 0
+
+    def discard(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        os.close(self.fd)
+
+
+class _Spool:
+    """A writer's write-ahead spool: ``<spool>/<model>/<log key>/seg-<pid>-<id>.spool``.
+
+    The folder is per model and per log destination, so a recovered row goes to the log its
+    worker wrote to. It is the owner's only (0700); the records are pickled (only this user's
+    processes can put a file there).
+    """
+
+    def __init__(self, base: Path, model: str, root: str) -> None:
+        key = hashlib.sha256(str(root).encode()).hexdigest()[:16]
+        self.folder = base / model / key
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for folder in (base, base / model, self.folder):
+            os.chmod(folder, 0o700)
+        self.current = _Segment.create(self.folder)
+        self.mine = {self.current.path}
+
+    def append(self, frame: bytes) -> None:
+        self.current.append(frame)
+
+    def rotate(self) -> _Segment:
+        old, self.current = self.current, _Segment.create(self.folder)
+        self.mine = {self.current.path}
+        return old
+
+    def orphans(self) -> list[str]:
+        return sorted(p for p in glob.glob(str(self.folder / "seg-*.spool")) if Path(p) not in self.mine)
+
+    def close(self) -> None:
+        self.current.discard()
 
 
 def read_window(
