@@ -160,6 +160,10 @@ def test_each_version_runs_the_containerized_bento_with_probes_variant_and_scrap
     assert env["MODELOPS_SERVE_VARIANT"] == variant
     assert env["MODELOPS_SERVE_WORKERS"] == "1"  # one per whole CPU of the limit, not the node's cores
     assert env["MODELOPS_INFERENCE_LOG_URL"] == "s3://logs/inference"
+    # The inference log's spool outlives a killed container: the restarted one writes what it left.
+    assert {"name": "inference-log-spool", "mountPath": env["MODELOPS_INFERENCE_LOG_SPOOL"]} in container[
+        "volumeMounts"]
+    assert {"name": "inference-log-spool", "emptyDir": {"sizeLimit": "1Gi"}} in pod["spec"]["volumes"]
     assert container["envFrom"] == [{"secretRef": {"name": "inference-log-s3"}}]
     assert container["resources"]["limits"] == {"cpu": "1500m", "memory": "1Gi"}
     assert deployment["spec"]["replicas"] == 2

@@ -83,6 +83,9 @@ LABEL_PREFIX = "modelops.io"
 CONTAINER_PORT = 3000  # BentoML's port in the image `bentoml containerize` builds
 SERVICE_PORT = 80
 BENTO_UID = 1034  # the user BentoML's image runs as
+# The inference log's write-ahead spool: an emptyDir outlives a killed container (not its pod), so a
+# restarted container writes the rows its predecessor answered and had not logged yet.
+SPOOL_VOLUME, SPOOL_PATH = "inference-log-spool", "/var/lib/modelops/inference-log-spool"
 
 
 # --- names --------------------------------------------------------------------------------
@@ -160,6 +163,7 @@ def render_deployment(model: str, version: str, variant: str, bento_tag: str, *,
         # Only the shadow replayer knows it: a request is logged as shadow only when its header matches.
         {"name": "MODELOPS_SHADOW_TOKEN", "valueFrom": {"secretKeyRef": {"name": shadow_secret_name(model),
                                                                           "key": SHADOW_TOKEN_KEY}}},
+        {"name": "MODELOPS_INFERENCE_LOG_SPOOL", "value": SPOOL_PATH},
     ]
     if settings.inference_log_url:
         env.append({"name": "MODELOPS_INFERENCE_LOG_URL", "value": settings.inference_log_url})
@@ -169,6 +173,7 @@ def render_deployment(model: str, version: str, variant: str, bento_tag: str, *,
         "imagePullPolicy": settings.image_pull_policy,
         "ports": [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
         "env": env,
+        "volumeMounts": [{"name": SPOOL_VOLUME, "mountPath": SPOOL_PATH}],
         "resources": {"requests": {"cpu": resources.cpu, "memory": resources.memory},
                       "limits": {"cpu": resources.cpu, "memory": resources.memory}},
         # Loading a model can take minutes: the startup probe holds liveness off until /livez answers.
@@ -202,6 +207,7 @@ def render_deployment(model: str, version: str, variant: str, bento_tag: str, *,
                     "prometheus.io/path": "/metrics", f"{LABEL_PREFIX}/bento-tag": bento_tag}},
                 "spec": {
                     "containers": [container],
+                    "volumes": [{"name": SPOOL_VOLUME, "emptyDir": {"sizeLimit": "1Gi"}}],
                     "securityContext": {"runAsNonRoot": True, "runAsUser": BENTO_UID, "runAsGroup": BENTO_UID,
                                         "fsGroup": BENTO_UID, "seccompProfile": {"type": "RuntimeDefault"}},
                     "automountServiceAccountToken": False,  # the model server never calls the Kubernetes API
