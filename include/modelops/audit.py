@@ -8,6 +8,12 @@ logs its own invocation in Airflow's audit-log table, as every CLI call does):
   a validation failure leaves a FAILED run with no model version and still shows here.
 * MLflow model versions: registration, model card, approvals, alias moves, packaging
   and smoke-serve, promotion (tags written by ``steps``, ``approvals`` and ``tracking``).
+* Rollout runs: the rollout records on this machine (``<state>/rollout/<model>/v<n>.json``: which
+  DAG run, against which stable version, how it ended) and the version tags ``modelops.rollout.*``
+  (stages, pauses, status) and ``modelops.deployment.*`` (deployment history).
+* What is not recorded is said in words, with the reason where one is known (a version
+  ``make demo-bad-canary`` registered is a fault-injected copy that was never smoke-served,
+  gated or approved), never as a placeholder.
 * Airflow DAG runs: state, start/end and conf (``reason``, ``data_path``), read through the
   ``airflow`` CLI in the stack's environment, so the audit process never imports Airflow.
 
@@ -38,7 +44,7 @@ from include.modelops.settings import get_settings
 log = logging.getLogger(__name__)
 
 KINDS = ("dag_run", "validation", "training", "gate", "registration", "model_card", "approval", "alias",
-         "packaging", "rollout", "rollback", "promotion", "drift", "retrain")
+         "packaging", "rollout_run", "rollout", "deployment", "rollback", "promotion", "drift", "retrain")
 # Lifecycle order, for events that carry the same second.
 _RANK = {"dag_run:start": 0, "validation": 1, "training": 2, "gate": 3, "registration": 4, "alias:challenger": 5,
          "skipped": 4.5, "approval": 6, "packaging": 7, "rollout:start": 7.4, "rollout": 7.5, "rollout:end": 7.55, "rollback": 7.6, "alias:previous": 8, "alias:champion": 9,
@@ -549,7 +555,7 @@ def _rollout_events(rec: _Records, version: str, tags: dict[str, str], link: str
         run_id = record.get("dag_run_id")
         against = ("first deployment: nothing to compare against, 100% after a health check"
                    if record.get("first_deployment") else f"canary v{version} against stable v{record.get('stable_version')}")
-        events.append(_event(_iso(record.get("started_at")), "rollout",
+        events.append(_event(_iso(record.get("started_at")), "rollout_run",
                              f"Rollout run {run_id or '(DAG run not recorded)'} started: {against}", version=version,
                              link=dag_run_url(f"{rec.model}_rollout", run_id) if run_id else link, rank="rollout:start",
                              dag_run_id=run_id, status=record.get("status")))
@@ -557,7 +563,7 @@ def _rollout_events(rec: _Records, version: str, tags: dict[str, str], link: str
             ran = ([record["shadow"]] if record.get("shadow") else []) + list(record.get("stages") or [])
             last = ran[-1] if ran else {}
             events.append(_event(_iso(last.get("ended_at") or last.get("started_at")) or _iso(record.get("started_at")),
-                                 "rollout", f"Rollout run {run_id} has no end recorded (status "
+                                 "rollout_run", f"Rollout run {run_id} has no end recorded (status "
                                  f"{record.get('status') or 'not recorded'}"
                                  + (f", last stage {last.get('name')}: {last.get('outcome')}" if last else "")
                                  + "): it is still running, or its DAG run stopped without a verdict",
@@ -565,7 +571,7 @@ def _rollout_events(rec: _Records, version: str, tags: dict[str, str], link: str
                                  status=record.get("status")))
     for e in deployment_history({k: v for k, v in tags.items() if k.startswith("modelops.deployment.")}):
         stages = ", ".join(f"{s['name']} {s['outcome']}" for s in e["stages"])
-        events.append(_event(_iso(e["at"]), "rollout", f"Deployment history: {e['event']}"
+        events.append(_event(_iso(e["at"]), "deployment", f"Deployment history: {e['event']}"
                              + (f" [{stages}]" if stages else "") + (f": {e['reason']}" if e["reason"] else ""),
                              version=version, link=link, rank="rollout:end", event=e["event"]))
     return events
