@@ -11,7 +11,8 @@ On the spec's `monitoring.drift_schedule` (and by hand), for the window of
    run linked to the version, and emits `<model>.drift_report` with the figures. An empty
    window is an outcome ("no traffic"), not a failure.
 2. `decide_retraining` applies the retraining policy (triggers, then guards: same window,
-   training queued or running, cooldown, weekly budget, new labels) and records the decision
+   training queued or running (a run started more than `MODELOPS_TRAINING_RUN_STALE_AFTER_S` ago is
+   ignored as stale, with a line in the log), cooldown, weekly budget, new labels) and records the decision
    and its reason (listed by `make audit`).
 3. `request_retraining` runs only on a decision to retrain and emits
    `<model>.retrain_requested` with {reason, window, figures}; the training DAG is scheduled
@@ -22,7 +23,7 @@ This file only wires: the steps live in `include/modelops/monitoring/steps.py`.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Param, dag, get_current_context, task
 from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryRule
@@ -84,9 +85,12 @@ def monitoring_dag(spec: ModelSpec):
         @task
         def decide_retraining(monitored: dict) -> dict:
             from include.modelops.monitoring import steps
+            from include.modelops.monitoring.training_runs import live_training_run_count
+            from include.modelops.settings import get_settings
 
-            ti = get_current_context()["ti"]
-            active = ti.get_dr_count(dag_id=spec.dag_id, states=["queued", "running"])
+            # A run whose process was killed stays "running" for good: past the stale limit it is ignored (logged).
+            active = live_training_run_count(get_current_context()["ti"], spec.dag_id, now=datetime.now(UTC),
+                                             stale_after_s=get_settings().training_run_stale_after_s)
             return steps.decide_retraining(model, monitored, training_runs_active=active)
 
         @task.short_circuit

@@ -35,6 +35,13 @@ Reject → the rollback runs with the reason "aborted by <user>: <comment>" (rol
 version tags, audit); no answer within `approval.timeout_hours` aborts (fail closed). The canary
 keeps its share meanwhile.
 
+A run started by the Asset event acts on it once: when the event's version is no longer the
+`challenger`, is not newer than the `champion`, or its rollout already ended (e.g. `make demo`
+rolled it out itself with `airflow dags test`, and `make up`'s scheduler starts the queued run
+later), `prepare_rollout` is skipped with the reason in its log and the run ends with every task
+skipped; traffic and registry are untouched. A version older than the champion is refused even
+when asked for by hand, unless the param `allow_older` is true (a deliberate downgrade).
+
 Abort a running rollout from the UI or REST API by marking the running stage task `failed`
 (`PATCH /api/v2/dags/<dag>/dagRuns/<run>/taskInstances/<stage>` with `{"new_state": "failed"}`):
 the rollback runs and says which stage was stopped. Scheduled on the Asset `<model>.deployable_bento` (the training DAG's last
@@ -49,7 +56,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import Param, dag, get_current_context, task
 from airflow.sdk.bases.sensor import PokeReturnValue
 from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryRule
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from modelops_operators import RolloutPauseOperator
 
 from include.modelops import assets
@@ -80,16 +87,23 @@ SENSOR_RETRIES = 3
 
 
 def _version_from_context() -> str | None:
-    """The version asked for: the run's param, else the triggering Asset event's, else None (challenger)."""
+    """The version asked for: the run's param, else the newest triggering Asset event's, else None (challenger)."""
+    from include.modelops.triggers import latest_event_extra
+
     ctx = get_current_context()
     version = (ctx["params"] or {}).get("version")
     if version:
         return str(version)
-    for events in (ctx.get("triggering_asset_events") or {}).values():
-        for event in events:
-            if (event.extra or {}).get("version"):
-                return str(event.extra["version"])
-    return None
+    extra = latest_event_extra(ctx.get("triggering_asset_events"), "version")
+    return str(extra["version"]) if extra else None
+
+
+def _skipped(task_id: str) -> bool:
+    """Whether ``task_id`` of this run was skipped (a stale trigger or a refused version)."""
+    ctx = get_current_context()
+    run_id = ctx["dag_run"].run_id
+    states = ctx["ti"].get_task_states(dag_id=ctx["dag"].dag_id, task_ids=[task_id], run_ids=[run_id])
+    return (states.get(run_id) or {}).get(task_id) == "skipped"
 
 
 def rollout_dag(spec: ModelSpec):
@@ -116,6 +130,8 @@ def rollout_dag(spec: ModelSpec):
         params={
             "version": Param(None, type=["null", "string", "integer"],
                              description="Model version to roll out; default: the challenger."),
+            "allow_older": Param(False, type="boolean",
+                                 description="Roll out a version older than the champion (a deliberate downgrade)."),
         },
     )
     def pipeline():
@@ -123,8 +139,17 @@ def rollout_dag(spec: ModelSpec):
 
         @task
         def prepare_rollout() -> dict:
+            from include.modelops.triggers import stale_rollout_event
+
             ctx = get_current_context()
-            return stages.prepare(model, _version_from_context(), dag_run_id=ctx["dag_run"].run_id)
+            params = ctx["params"] or {}
+            version = _version_from_context()
+            if not params.get("version") and version:  # started by a deployable_bento event: act on it once
+                stale = stale_rollout_event(model, version)
+                if stale:
+                    raise AirflowSkipException(f"{model}: skipping the deployable_bento event for v{version}: {stale}")
+            return stages.prepare(model, version, dag_run_id=ctx["dag_run"].run_id,
+                                  allow_older=bool(params.get("allow_older")))
 
         def stage_sensor(index: int, name: str, max_wait_s: float):
             @task.sensor(task_id=name, mode="reschedule", poke_interval=rollout.check_interval_s,
@@ -152,17 +177,25 @@ def rollout_dag(spec: ModelSpec):
 
         @task(trigger_rule="one_failed")
         def rollback() -> dict:
-            prepared = get_current_context()["ti"].xcom_pull(task_ids="prepare_rollout")
+            from include.modelops import tracking
+            from include.modelops.triggers import older_than_champion
+
+            ctx = get_current_context()
+            prepared = ctx["ti"].xcom_pull(task_ids="prepare_rollout")
             version = (prepared or {}).get("version") or _version_from_context()
             if not version:
-                from include.modelops import tracking
-
                 version = tracking.alias_version(model, tracking.CHALLENGER)
+            if (not prepared and version and not (ctx["params"] or {}).get("allow_older")
+                    and older_than_champion(version, tracking.alias_version(model, tracking.CHAMPION))):
+                # prepare refused it before touching traffic: nothing to take back, and the old version keeps its tags
+                raise AirflowSkipException(f"{model} v{version} was refused (older than the champion); nothing to roll back")
             return stages.rollback(model, version)
 
         @task(trigger_rule="all_done", retries=0)
         def summarize() -> dict:
             """The run's leaf: green only when the candidate was promoted, so a rollback is never hidden."""
+            if _skipped("prepare_rollout"):
+                raise AirflowSkipException("nothing rolled out: prepare_rollout was skipped (see its log for why)")
             prepared = get_current_context()["ti"].xcom_pull(task_ids="prepare_rollout")
             result = stages.outcome(model, (prepared or {}).get("version") or _version_from_context())
             if result["status"] != "promoted":

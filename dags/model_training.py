@@ -15,7 +15,10 @@ A rejected candidate skips the steps after the gate and never touches the champi
 Trigger it from the UI, on the spec's `schedule`, on a retrain request from `<model>_monitoring`
 (the `<model>.retrain_requested` asset: its reason and drift report are recorded on the version and
 in the model card), or through the REST API with conf `{"data_path": "...", "reason": "..."}` to
-retrain on new data. Adding a spec file is all it
+retrain on new data. A run started by a retrain request acts on it once: when a version was
+already trained for that request (e.g. `make demo-drift` ran the retrain itself with `airflow dags
+test`, and `make up`'s scheduler starts the queued run later), `validate_dataset` is skipped with
+the reason in its log and the run ends with every task skipped. Adding a spec file is all it
 takes for its DAG to appear. This file only wires: the steps live in `include/modelops/steps.py`.
 """
 
@@ -33,7 +36,7 @@ from airflow.sdk import (
     task,
 )
 from airflow.sdk.definitions.retry_policy import ExceptionRetryPolicy, RetryAction, RetryRule
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from modelops_operators import ModelApprovalOperator, ModelCardOperator
 
 from include.modelops import assets
@@ -123,6 +126,15 @@ def training_dag(spec: ModelSpec):
 
         @task(outlets=[assets.validated_dataset(model)])
         def validate_dataset() -> dict:
+            from include.modelops.triggers import latest_event_extra, served_retrain_request
+
+            ctx = get_current_context()
+            request = latest_event_extra(ctx.get("triggering_asset_events"), "reason",
+                                         asset_name=assets.retrain_requested(model).name)
+            if request and not (ctx["params"] or {}).get("reason"):  # started by a retrain request: act on it once
+                served = served_retrain_request(model, request)
+                if served:
+                    raise AirflowSkipException(f"{model}: skipping the retrain_requested event: {served}")
             return steps.validate_dataset(model, conf=_conf(), **_run())
 
         @task
@@ -166,6 +178,8 @@ def training_dag(spec: ModelSpec):
             ctx = get_current_context()
             run = _run()
             states = ctx["ti"].get_task_states(dag_id=run["dag_id"], run_ids=[run["dag_run_id"]])
+            if (states.get(run["dag_run_id"]) or {}).get("validate_dataset") == "skipped":
+                raise AirflowSkipException("nothing trained: validate_dataset was skipped (see its log for why)")
             results = {
                 t: {"state": (states.get(run["dag_run_id"]) or {}).get(t), "result": ctx["ti"].xcom_pull(task_ids=t)}
                 for t in ctx["dag"].task_ids if t != "summarize"

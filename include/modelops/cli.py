@@ -106,6 +106,7 @@ def cmd_draft_spec(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from include.modelops.spec import ModelSpecError, load_spec_by_name
 
+    _stop_on_signals()  # SIGTERM too ends the run cleanly: the run is marked failed (_run_training)
     s = get_settings()
     try:
         spec = load_spec_by_name(args.model)
@@ -139,6 +140,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run one model's training DAG locally (real Airflow, as the demo does) with a run conf."""
     from include.modelops.spec import ModelSpecError, load_spec_by_name
 
+    _stop_on_signals()  # SIGTERM too ends the run cleanly: the run is marked failed (_run_training)
     try:
         spec = load_spec_by_name(args.model)
     except ModelSpecError as exc:
@@ -162,6 +164,10 @@ def _run_training(spec, conf: dict[str, str], *, t_start: float, again: str) -> 
 
     Uses the MLflow server at ``MLFLOW_TRACKING_URI`` when the user set one, else starts this
     checkout's own (SQLite store under the state folder) on a free port for the run.
+
+    Interrupted (Ctrl-C, SIGTERM: ``KeyboardInterrupt``), it stops the ``airflow dags test`` process,
+    marks the runs it left queued or running failed in the metadata DB (their running tasks failed),
+    so that no guard waits on them, and returns 130.
     """
     import contextlib
     import os
@@ -189,16 +195,22 @@ def _run_training(spec, conf: dict[str, str], *, t_start: float, again: str) -> 
             _print(f"==> Run conf: {json.dumps(conf)}")
         _print(f"==> airflow {' '.join(cmd[:3])}   (full log: {log_file})")
         t0 = time.perf_counter()
-        res = local_stack.airflow(cmd, env, log_file=log_file, echo=True)
-        dag_s = time.perf_counter() - t0
-        summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
-        rollout = None
-        if summary and spec.rollout is not None and res.returncode == 0 and not summary.get("failed_steps"):
-            smoke = summary["steps"].get("smoke_serve_bento") or {}
-            version = ((summary["steps"].get("register_candidate") or {}).get("result") or {}).get("version")
-            if smoke.get("state") == "success" and version:
-                rollout = _run_rollout(spec, str(version), env, stamp=stamp)
-                summary["champion_version"] = rollout.get("champion")
+        since = time.time() - 1
+        try:
+            res = local_stack.airflow(cmd, env, log_file=log_file, echo=True)
+            dag_s = time.perf_counter() - t0
+            summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
+            rollout = None
+            if summary and spec.rollout is not None and res.returncode == 0 and not summary.get("failed_steps"):
+                smoke = summary["steps"].get("smoke_serve_bento") or {}
+                version = ((summary["steps"].get("register_candidate") or {}).get("result") or {}).get("version")
+                if smoke.get("state") == "success" and version:
+                    rollout = _run_rollout(spec, str(version), env, stamp=stamp)
+                    summary["champion_version"] = rollout.get("champion")
+        except KeyboardInterrupt:
+            _fail_interrupted_runs([spec.dag_id, *([spec.rollout_dag_id] if spec.rollout else [])], env, since)
+            _print(f"==> Interrupted; full log: {log_file}")
+            return 130
     if summary is None:
         _print(f"No run summary was written; the DAG run failed early. See {log_file}")
         return 1
@@ -210,6 +222,27 @@ def _run_training(spec, conf: dict[str, str], *, t_start: float, again: str) -> 
     else:
         _print(f"Run `{again}` again to train a new candidate against the champion.")
     return code
+
+
+def _fail_interrupted_runs(dag_ids: list[str], env: dict[str, str], since: float) -> None:
+    """Mark the runs of ``dag_ids`` an interrupted ``airflow dags test`` left running as failed."""
+    import signal
+    import subprocess
+    from datetime import UTC, datetime
+
+    # A second Ctrl-C must not cut this short: the run would stay "running" for good.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    started = datetime.fromtimestamp(since, UTC).isoformat()
+    for dag_id in dag_ids:
+        res = subprocess.run([sys.executable, "-m", "include.modelops.interrupted_runs", dag_id, started], env=env,
+                             capture_output=True, text=True, timeout=120)
+        runs = res.stdout.split()
+        if res.returncode != 0:
+            _print(f"==> Could not mark the interrupted {dag_id} run failed (mark it failed in the UI): "
+                   f"{res.stderr.strip()[-500:]}")
+        elif runs:
+            _print(f"==> Interrupted: marked {dag_id} run(s) {', '.join(runs)} failed (and their running tasks)")
 
 
 def _run_rollout(spec, version: str, env: dict[str, str], *, stamp: str) -> dict:

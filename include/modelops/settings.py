@@ -16,6 +16,7 @@ Every setting has a default for the embedded, one-laptop mode, with all state un
 | ``MODELOPS_DATA_ROOTS`` | ``<state>/data`` and the folder of the spec's own data | folders (separated by ``:``) a run's conf ``data_path`` (REST trigger, ``make run DATA=``) must lie under; anything else is refused before it is opened |
 | ``MODELOPS_SHADOW_TOKEN`` | generated once into ``<state>/secrets/shadow_token`` (0600) | secret the shadow replayer sends in ``X-ModelOps-Shadow``; a service logs a request as shadow traffic only when the header matches it (set it in the serving pods' secret on Kubernetes) |
 | ``MODELOPS_SERVE_TIMEOUT_S`` | ``120`` | how long smoke-serve waits for the service to be ready |
+| ``MODELOPS_TRAINING_RUN_STALE_AFTER_S`` | ``43200`` (12 h) | the monitoring DAG's "training queued or running" guard ignores a training run started (or queued) longer ago than this, and logs it as stale: a run whose process was killed (kill -9, a lost machine) never ends by itself. Keep it above your longest training run, approvals included |
 | ``MODELOPS_GIT_COMMIT`` | ``git rev-parse HEAD`` | commit recorded on model versions (set it in images without .git) |
 | ``MODELOPS_AIRFLOW_UI_URL`` | ``http://127.0.0.1:8080`` | base URL for links to DAG runs |
 | ``MODELOPS_SERVE_VARIANT`` | ``stable`` | the variant a service reports in its log and metrics: ``stable``, ``canary``, ``shadow`` (``smoke`` for the packaging smoke test) |
@@ -107,6 +108,7 @@ class Settings:
     rollout_port: int | None = None
     bind_host: str = "127.0.0.1"
     data_roots: tuple[Path, ...] = ()
+    training_run_stale_after_s: float = 43200.0
 
     @property
     def bentos_dir(self) -> Path:
@@ -129,6 +131,7 @@ def get_settings() -> Settings:
         airflow_ui_url=os.environ.get("MODELOPS_AIRFLOW_UI_URL", "http://127.0.0.1:8080").rstrip("/"),
         serve_host=os.environ.get("MODELOPS_SERVE_HOST", "127.0.0.1"),
         serve_timeout_s=float(os.environ.get("MODELOPS_SERVE_TIMEOUT_S", "120")),
+        training_run_stale_after_s=float(os.environ.get("MODELOPS_TRAINING_RUN_STALE_AFTER_S") or 43200),
         inference_log_url=os.environ.get("MODELOPS_INFERENCE_LOG_URL") or str(state / "inference_log"),
         serve_variant=os.environ.get("MODELOPS_SERVE_VARIANT") or "stable",
         inference_log_enabled=os.environ.get("MODELOPS_INFERENCE_LOG", "on").strip().lower()

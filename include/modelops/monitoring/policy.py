@@ -16,7 +16,9 @@ and a trigger must have held in ``consecutive_windows`` consecutive windows (hys
 Guards, checked in this order, suppress a triggered retrain and are named in the reason:
 
 1. ``same_window``: this window already requested a retrain (a re-run or a retry);
-2. ``training_in_progress``: a training run of the model is queued or running;
+2. ``training_in_progress``: a training run of the model is queued or running (a run started or
+   queued more than ``MODELOPS_TRAINING_RUN_STALE_AFTER_S`` ago is ignored as stale, and logged:
+   its process was killed and it will never end by itself; see :func:`live_training_runs`);
 3. ``cooldown``: the last retrain request is younger than ``retrain_cooldown_hours``;
 4. ``budget``: ``max_retrains_per_week`` requests in the last 7 days, or the GPU-hours of the
    last 7 days' training runs reached ``max_gpu_hours_per_week``;
@@ -86,6 +88,30 @@ class PastDecision:
     outcome: Outcome
     triggered: bool  # whether a trigger held in that window, retrain or not
     labelled_rows: int = 0
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """A queued or running training DAG run, as Airflow reports it."""
+
+    run_id: str
+    state: str
+    started_at: datetime | None  # when it started; for a queued run, when it was queued
+
+
+def live_training_runs(runs: Sequence[TrainingRun], now: datetime,
+                       stale_after: timedelta) -> tuple[list[TrainingRun], list[str]]:
+    """The runs that may still finish, and one line per stale run ignored (started before ``stale_after``)."""
+    live, ignored = [], []
+    for run in runs:
+        if run.started_at is not None and now - run.started_at > stale_after:
+            ignored.append(f"ignoring stale training run {run.run_id} ({run.state}, started "
+                           f"{run.started_at.isoformat(timespec='seconds')}, {_hours(now - run.started_at)} ago; "
+                           f"MODELOPS_TRAINING_RUN_STALE_AFTER_S is {stale_after.total_seconds():g} s): its process "
+                           "is gone, mark it failed in the UI")
+        else:
+            live.append(run)
+    return live, ignored
 
 
 @dataclass(frozen=True)

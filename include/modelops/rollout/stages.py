@@ -78,14 +78,25 @@ def stage_names(spec: ModelSpec) -> list[str]:
 # --- prepare ----------------------------------------------------------------------------
 
 
-def resolve_version(model: str, version: str | None) -> str:
-    """The version to roll out: the one asked for, else the ``challenger``."""
-    if version:
-        return str(version)
-    challenger = tracking.alias_version(model, tracking.CHALLENGER)
-    if challenger is None:
-        raise RolloutFailed(f"{model} has no challenger to roll out; trigger with the version as a param")
-    return challenger
+def resolve_version(model: str, version: str | None, *, allow_older: bool = False) -> str:
+    """The version to roll out: the one asked for, else the ``challenger``.
+
+    A version older than the champion is refused (RolloutFailed) unless ``allow_older``: rolling
+    one out by hand is a deliberate downgrade, never an accident of a stale trigger.
+    """
+    from include.modelops.triggers import older_than_champion
+
+    if not version:
+        version = tracking.alias_version(model, tracking.CHALLENGER)
+        if version is None:
+            raise RolloutFailed(f"{model} has no challenger to roll out; trigger with the version as a param")
+    version = str(version)
+    champion = tracking.alias_version(model, tracking.CHAMPION)
+    if not allow_older and champion != version and older_than_champion(version, champion):
+        raise RolloutFailed(f"{model} v{version} is older than the champion v{champion}: refused. To roll back "
+                            f"to it on purpose, trigger {model}_rollout with the params version={version} "
+                            "and allow_older=true")
+    return version
 
 
 def bento_of(model: str, version: str) -> str:
@@ -111,15 +122,19 @@ def health_check(spec: ModelSpec, url: str) -> dict[str, Any]:
     return {"url": url, "answer": answer}
 
 
-def prepare(model: str, version: str | None, *, dag_run_id: str, backend: TrafficBackend | None = None) -> dict:
-    """Stable (the champion) and canary (no traffic) behind the endpoint; a first model goes straight to 100%."""
+def prepare(model: str, version: str | None, *, dag_run_id: str, backend: TrafficBackend | None = None,
+            allow_older: bool = False) -> dict:
+    """Stable (the champion) and canary (no traffic) behind the endpoint; a first model goes straight to 100%.
+
+    A version older than the champion is refused unless ``allow_older`` (see :func:`resolve_version`).
+    """
     from include.modelops.rollout import pending
 
     spec = load_spec_by_name(model)
     if pending.drain(model):  # an earlier rollback's registry writes come first
         raise RolloutFailed(f"{model}: registry writes of an earlier rollback are still pending (MLflow does not "
                             f"answer); see {state_dir(model)}")
-    version = resolve_version(model, version)
+    version = resolve_version(model, version, allow_older=allow_older)
     bento = bento_of(model, version)
     backend = backend or backend_for(model, rollout_of(spec).backend)
     champion = tracking.alias_version(model, tracking.CHAMPION)
