@@ -382,8 +382,11 @@ def _port_or_free(port: int, what: str) -> int:
     return other
 
 
-def _stop_on_signals() -> None:
+def _stop_on_signals(*, ignore: bool = False) -> None:
     """Make SIGTERM and SIGINT raise ``KeyboardInterrupt``, so the ``finally`` blocks stop every child.
+
+    ``ignore=True`` (in the clean-up itself): ignore both, so a second Ctrl-C does not leave the
+    processes not stopped yet running.
 
     SIGINT is set explicitly too: a command started in the background by a non-interactive
     shell (``nohup make serve &`` in a script, a CI job) inherits SIGINT *ignored*, and Python
@@ -394,6 +397,10 @@ def _stop_on_signals() -> None:
     def handler(signum, frame):  # noqa: ARG001 - signal handler signature
         raise KeyboardInterrupt
 
+    if ignore:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        return
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
@@ -406,6 +413,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from include.modelops.spec import ModelSpecError, load_all_specs
 
     _stop_on_signals()
+    local_stack.claim_processes()  # every process started from here on carries this command's mark
     s = get_settings()
     airflow_port = _port_or_free(args.airflow_port, "Airflow")
     mlflow_port = _port_or_free(args.mlflow_port, "MLflow")
@@ -445,16 +453,18 @@ def cmd_up(args: argparse.Namespace) -> int:
         _print(f"MLflow UI    {uri}")
         _print(f"REST API     POST http://127.0.0.1:{airflow_port}/auth/token, then "
                f"/api/v2/dags/<dag_id>/dagRuns with a bearer token (see README)")
-        _print("Ctrl-C stops both.")
+        _print("Ctrl-C stops both, and every rollout deployment and server their DAG runs started.")
         airflow.wait()
     except KeyboardInterrupt:
         pass
     finally:
+        _stop_on_signals(ignore=True)  # a second Ctrl-C must not cut the clean-up short
         if airflow is not None:
             local_stack.stop_process(airflow, timeout_s=30)
         if mlflow is not None:
             local_stack.stop_process(mlflow)
         _print("==> Stopped Airflow and MLflow")
+        _say_stopped(local_stack.stop_started)
     return 0
 
 
@@ -477,9 +487,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import contextlib
     import os
 
-    from include.modelops import packaging
+    from include.modelops import local_stack, packaging
 
     _stop_on_signals()
+    local_stack.claim_processes()
     s = get_settings()
     host = "127.0.0.1"
     if not _port_is_free(host, args.port):
@@ -524,15 +535,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except packaging.ServeStartupError as exc:
         _print(str(exc))
         return 1
+    finally:
+        _say_stopped(local_stack.stop_started)  # anything left of the server (a worker that left its group)
 
 
 def _mlflow_server_for_run(running: contextlib.ExitStack, *, say_stopped: bool = True) -> str | None:
     """Start a temporary MLflow server on this checkout's store unless MLFLOW_TRACKING_URI is set.
 
     Returns the started server's URI (stopped with ``running``), or None when a URI is configured.
+    The command's first call also makes ``running`` stop, last, everything the command started
+    that is still running (rollout deployments, servers its tasks started: local_stack.stop_started).
     """
     from include.modelops import local_stack
 
+    if local_stack.claim_processes():
+        _stop_on_signals()  # SIGTERM too unwinds ``running``
+        running.callback(_say_stopped, local_stack.stop_started)
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return None
     s = get_settings()
@@ -544,6 +562,13 @@ def _mlflow_server_for_run(running: contextlib.ExitStack, *, say_stopped: bool =
         running.callback(_print, "==> Stopped the MLflow server")
     running.callback(local_stack.stop_process, proc)
     return uri
+
+
+def _say_stopped(stop) -> None:
+    """Run ``stop`` (local_stack.stop_started) and say what it stopped, if anything."""
+    stopped = stop()
+    if stopped:
+        _print("==> Stopped " + ", ".join(stopped))
 
 
 def _mlflow_for_reading(running: contextlib.ExitStack) -> str | None:
@@ -971,6 +996,9 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("check-specs", help="validate every model spec and print the problems")
     c.set_defaults(fn=cmd_check_specs)
     args = p.parse_args(argv)
+    from include.modelops import local_stack
+
+    local_stack.quiet_output()
     return args.fn(args)
 
 

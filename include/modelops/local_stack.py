@@ -139,6 +139,8 @@ def stack_env(state_dir: Path, mlflow_uri: str, *, specs_dir: Path | None = None
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "DO_NOT_TRACK": "true",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        # "🏃 View run ... at: http://127.0.0.1:<port>/...": links to a server that stops with the command
+        "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
         "XDG_CACHE_HOME": str(state_dir / "cache"),
         "MPLCONFIGDIR": str(state_dir / "cache" / "matplotlib"),
         "TQDM_DISABLE": "1",
@@ -165,8 +167,11 @@ def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen | None = None,
     raise TimeoutError(f"{what} not ready at {url} after {timeout_s:.0f} s")
 
 
-def stop_process(proc: subprocess.Popen, timeout_s: float = 15) -> None:
+def stop_process(proc: subprocess.Popen, timeout_s: float = 15) -> str:
     """Stop a process started in its own session, every process in its group, and its descendants.
+
+    Returns how it ended: ``"exited"`` (before the call), ``"terminated"`` (it exited on SIGTERM
+    within ``timeout_s``) or ``"killed"`` (it ignored SIGTERM and got SIGKILL).
 
     SIGTERM first; then SIGKILL to the group in any case, because workers (gunicorn, uvicorn,
     BentoML runners) can outlive their parent, and the group is ours alone (start_new_session).
@@ -180,12 +185,15 @@ def stop_process(proc: subprocess.Popen, timeout_s: float = 15) -> None:
         strays = psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []
     except psutil.Error:
         strays = []
+    ended = "exited"
     if proc.poll() is None:
+        ended = "terminated"
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout_s)
         except subprocess.TimeoutExpired:
+            ended = "killed"
             log.warning("pid %s ignored SIGTERM for %.0f s; killing its process group", proc.pid, timeout_s)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
@@ -202,6 +210,7 @@ def stop_process(proc: subprocess.Popen, timeout_s: float = 15) -> None:
         for p in still:
             with contextlib.suppress(psutil.Error):
                 p.kill()
+    return ended
 
 
 def _alive(p: Any) -> bool:
@@ -220,6 +229,9 @@ def start_mlflow(state_dir: Path, port: int, env: dict[str, str]) -> subprocess.
     (root / "artifacts").mkdir(parents=True, exist_ok=True)
     logs = Path(state_dir).resolve() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    # MLflow's job runner (GenAI evaluation jobs, trace roll-ups: nothing this project uses) adds seven
+    # huey consumers whose idle workers sleep up to 10 s between polls, so a SIGTERM took up to 15 s.
+    env = {**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": env.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")}
     cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
            "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
            "--artifacts-destination", str(root / "artifacts"), "--workers", "1"]
@@ -256,14 +268,20 @@ def airflow(args: list[str], env: dict[str, str], *, log_file: Path | None = Non
                               umask=PRIVATE_UMASK)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "w") as fh:
+        # Its own session, so that stopping it (Ctrl-C, SIGTERM, a timeout) reaches every process it
+        # started, the tasks' servers included (stop_process), not only the ones still in its group.
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                cwd=PROJECT_ROOT, umask=PRIVATE_UMASK)
+                                cwd=PROJECT_ROOT, umask=PRIVATE_UMASK, start_new_session=True)
         assert proc.stdout is not None
-        for line in proc.stdout:
-            fh.write(line)
-            if echo and _is_progress_line(line):
-                print("   " + _shorten(line), flush=True)
-        rc = proc.wait(timeout_s)
+        try:
+            for line in proc.stdout:
+                fh.write(line)
+                if echo and _is_progress_line(line):
+                    print("   " + _shorten(line), flush=True)
+            rc = proc.wait(timeout_s)
+        except BaseException:  # KeyboardInterrupt (Ctrl-C, SIGTERM), the timeout
+            stop_process(proc)
+            raise
     return subprocess.CompletedProcess(cmd, rc, log_file.read_text(), "")
 
 
@@ -275,12 +293,132 @@ def migrate_airflow_db(env: dict[str, str]) -> None:
     secure_state_dir(Path(env["MODELOPS_STATE_DIR"]))
 
 
+#: Output no user can act on: progress bars, links to an MLflow server that stops with the command.
+NOISE = ("🏃 View run ", "🧪 View experiment at", "it/s]", "s/it]", "\r")
+
+
 def _is_progress_line(line: str) -> bool:
     keys = ("include.modelops", "modelops.train", "[train]", "Marking task as", "Task finished",
             "state=", "Data validation failed", "Gate decision")
-    return any(k in line for k in keys) and "DEBUG" not in line
+    return (any(k in line for k in keys) and "DEBUG" not in line
+            and not any(n in line.rstrip("\n") for n in NOISE))
 
 
 def _shorten(line: str, width: int = 160) -> str:
     line = line.rstrip()
     return line if len(line) <= width else line[: width - 1] + "…"
+
+
+#: Names the command that started a process: ``<pid>:<start time>`` of that command, in the
+#: environment of everything it starts (inherited by Airflow, its tasks, and their servers).
+OWNER_ENV = "MODELOPS_OWNER"
+
+
+def _start_ticks(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def claim_processes() -> bool:
+    """Mark every process this command starts from now on as its own (:data:`OWNER_ENV`).
+
+    True when this call made the mark (the command's outermost call: it stops them with
+    :func:`stop_started`); False when this process already holds it. A mark inherited from
+    another command (e.g. a test runner) is replaced: that one's processes are not ours.
+    """
+    me = f"{os.getpid()}:{_start_ticks(os.getpid())}"
+    if os.environ.get(OWNER_ENV) == me:
+        return False
+    os.environ[OWNER_ENV] = me
+    return True
+
+
+def quiet_output() -> None:
+    """In this process and the ones it starts: no progress bars, no run links, no warnings users can't act on."""
+    import warnings
+
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    for category in (FutureWarning, UserWarning, DeprecationWarning):
+        warnings.filterwarnings("ignore", category=category, module=r"(mlflow|pydantic|starlette|bentoml)(\.|$)")
+
+
+def _owner_gone(pid: int) -> bool:
+    """True when ``pid`` carries an owner mark whose command no longer runs."""
+    try:
+        owner = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    for entry in owner:
+        if entry.startswith(f"{OWNER_ENV}=".encode()):
+            opid, _, ticks = entry.split(b"=", 1)[1].decode().partition(":")
+            return not (opid.isdigit() and _start_ticks(int(opid)) == (int(ticks) if ticks.isdigit() else None))
+    return False
+
+
+def stop_started() -> list[str]:
+    """Stop what this command started under the state folder (``MODELOPS_STATE_DIR``) and is still running.
+
+    Returns what was stopped, for the command to say.
+
+    * each rollout deployment (``<state>/rollout/*/deployment.json``: splitter, ``bentoml serve``
+      processes) with a process this command started, or whose starting command is gone (a
+      killed ``make up``), through ``LocalBackend(model).shutdown()``; a deployment of another
+      running command (``make demo`` in another terminal) is left to it;
+    * then every process left with this command's :data:`OWNER_ENV` mark (a server a task was
+      still starting, a traffic sender, a worker that left its group): SIGTERM, SIGKILL after 10 s.
+    """
+    from include.modelops.rollout.backend import StateFile
+    from include.modelops.rollout.local import LocalBackend, pids_with_env, process_alive
+
+    state_dir = get_settings().state_dir
+    token = os.environ.get(OWNER_ENV)
+    ours = set(pids_with_env(OWNER_ENV, token)) - {os.getpid()} if token else set()
+    stopped = []
+    for path in sorted((state_dir / "rollout").glob("*/deployment.json")):
+        model = path.parent.name
+        try:
+            state = StateFile(model, path).read()
+        except Exception as exc:  # noqa: BLE001 - one unreadable state must not keep the others running
+            log.warning("Could not read %s: %s", path, exc)
+            continue
+        sp = state.splitter
+        pids = [(sp.get("supervisor_pid"), sp.get("supervisor_pid_start")), (sp.get("pid"), sp.get("pid_start"))]
+        pids += [(d.pid, d.pid_start) for d in state.variants.values()]
+        alive = [pid for pid, started in pids if process_alive(pid, started)]
+        if not alive:
+            continue
+        if not any(pid in ours or _owner_gone(pid) for pid in alive):
+            log.info("Leaving %s's deployment running: another command started it (pids %s)", model, alive)
+            continue
+        try:
+            LocalBackend(model).shutdown()
+            stopped.append(f"the rollout deployment of {model}")
+        except Exception as exc:  # noqa: BLE001 - stop the others, then the sweep below
+            log.warning("Stopping %s's deployment failed: %s", model, exc)
+    left = [pid for pid in (set(pids_with_env(OWNER_ENV, token)) if token else set()) - {os.getpid()}
+            if process_alive(pid, None)]
+    if left:
+        stopped.append(f"{len(left)} other process(es)")
+        _terminate(left)
+    return stopped
+
+
+def _terminate(pids: list[int], timeout_s: float = 10) -> None:
+    import psutil
+
+    procs = []
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            procs.append(psutil.Process(pid))
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            log.info("Stopping pid %s (%s)", p.pid, " ".join(p.cmdline()[:4]))
+            p.terminate()
+    _, still = psutil.wait_procs(procs, timeout=timeout_s)
+    for p in still:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
