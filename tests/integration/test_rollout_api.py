@@ -207,7 +207,7 @@ def test_a_running_stage_marked_failed_is_rolled_back_and_a_second_trigger_waits
     api, (v1, v2, v3) = rollouts.api, rollouts.versions
     first = trigger(api, DAG, {"version": v3})
     rollouts.baking(v3, first)
-    second = trigger(api, DAG, {"version": v1})
+    second = trigger(api, DAG, {"version": v1, "allow_older": True})  # v1 is older than champion v2: on purpose
     for _ in range(4):  # max_active_runs=1: the second run stays queued while the first runs
         assert (dag_run(api, DAG, first)["state"], dag_run(api, DAG, second)["state"]) == ("running", "queued")
         time.sleep(2)

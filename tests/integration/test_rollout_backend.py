@@ -174,7 +174,7 @@ def _endpoint_answers(url: str, payload: bytes) -> bool:
 
 
 def test_a_killed_splitter_is_restarted_by_its_supervisor_and_a_stage_check_fails_while_it_is_down(
-        versions, backend):
+        versions, backend, monkeypatch):
     """Caddy killed with SIGKILL while clients send requests: its supervisor starts it again from the
     deployment state (same port, same weights), no Airflow task involved; a stage poke while the
     endpoint does not answer fails with the router as its reason."""
@@ -223,6 +223,8 @@ def test_a_killed_splitter_is_restarted_by_its_supervisor_and_a_stage_check_fail
     assert f"caddy pid {before['pid']} exited (signal 9)" in log_text and "caddy restarted as pid" in log_text
 
     # A stage of a rollout: its first poke enters it (and sees the endpoint answer)...
+    monkeypatch.setenv("MODELOPS_SPECS_DIR", str(SPEC_PATH.parent))  # the bundled spec, with its rollout
+    monkeypatch.setenv("MODELOPS_STATE_DIR", str(backend.dir.parent.parent))  # the record next to the backend's
     stages._write_record(model, v2, {"model": model, "version": v2, "stable_version": v1,  # noqa: SLF001
                                      "first_deployment": False, "status": "running", "stages": []})
     assert stages.check_stage(model, v2, 0, backend=backend)["done"] is False

@@ -205,7 +205,7 @@ def test_a_canary_killed_mid_stage_is_rolled_back_within_a_couple_of_checks(depl
     tracking.set_alias(MODEL, tracking.CHALLENGER, candidate)
     deployment.last_version = candidate
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        running = pool.submit(deployment.rollout, {"version": candidate}, traffic=False)
+        running = pool.submit(deployment.rollout, {"version": candidate, "allow_older": True}, traffic=False)
         deadline = time.monotonic() + 300
         while [s["outcome"] for s in stages.read_record(MODEL, candidate).get("stages", [])] != ["running"]:
             assert time.monotonic() < deadline and not running.done(), "canary_25 never started baking"
@@ -260,7 +260,7 @@ def test_a_retried_stage_resumes_without_moving_traffic_twice(deployment):
     champion, previous = deployment.alias("champion"), deployment.alias("previous")
     candidate = previous
     tracking.set_alias(MODEL, tracking.CHALLENGER, candidate)
-    stages.prepare(MODEL, candidate, dag_run_id="retry-test")
+    stages.prepare(MODEL, candidate, dag_run_id="retry-test", allow_older=True)  # the previous version, on purpose
 
     def poke() -> dict:
         res = subprocess.run([sys.executable, "-c", POKE, MODEL, candidate], env=deployment.env, cwd=PROJECT_ROOT,
