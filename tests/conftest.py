@@ -84,3 +84,25 @@ def sqlite_mlflow_store(tmp_path_factory):
         mlflow.set_tracking_uri(f"sqlite:///{root}/mlflow.db")
         mlflow.set_experiment("shapes")
         yield
+
+
+# ----------------------------------------------------------------------------------------
+# Where the suite's time goes, by file (printed last, so the tail of a CI log shows it)
+# ----------------------------------------------------------------------------------------
+
+_SECONDS_BY_FILE: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    path = report.nodeid.split("::", 1)[0]
+    _SECONDS_BY_FILE[path] = _SECONDS_BY_FILE.get(path, 0.0) + report.duration
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter):
+    if not _SECONDS_BY_FILE:
+        return
+    total = sum(_SECONDS_BY_FILE.values())
+    terminalreporter.write_sep("=", f"seconds by test file (setup + call + teardown), {total:.0f} s in all")
+    for path, seconds in sorted(_SECONDS_BY_FILE.items(), key=lambda kv: -kv[1])[:25]:
+        terminalreporter.write_line(f"{seconds:8.1f} s  {100 * seconds / total:5.1f}%  {path}")

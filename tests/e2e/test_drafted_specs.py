@@ -109,20 +109,14 @@ def test_a_drafted_spec_takes_the_teams_data_to_a_champion(project, model, data,
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-3000:]
     assert "Outcome: v1 is the new champion" in first.stdout, first.stdout[-3000:]
     assert "smoke_serve_bento      success" in first.stdout
+    # the task logs carry what happened, not third-party deprecation noise
+    task_log = Path(first.stdout.split("(full log: ", 1)[1].split(")", 1)[0]).read_text()
+    assert "evaluate_candidate" in task_log
+    assert task_log.count("DeprecatedImportWarning") == 0
+    assert task_log.count("[py.warnings]") < 20
     # `make serve` + `make traffic`: a drafted spec's champion answers every row of its holdout (a drafted
     # `integer` over whole-number floats once served a 500 to every row without a null).
     serve_and_send_traffic(project["env"], project["root"] / "state", model)
-    assert checksums(project["data"]) == project["before"]
-
-
-def test_a_drafted_spec_runs_again_against_its_champion(project):
-    again = cli(project, "run", "--model", "account_churn")  # v1 is the champion (test above)
-
-    # 0: v2 is the new champion; 3: not promoted (e.g. the gate found it no better), v1 kept
-    assert again.returncode in (0, 3), again.stdout[-4000:] + again.stderr[-3000:]
-    assert "vs champion" in again.stdout  # compared with v1 on the same holdout rows
-    expected = "Outcome: v2 is the new champion" if again.returncode == 0 else "Outcome: not promoted (champion v1 kept)"
-    assert expected in again.stdout, again.stdout[-3000:]
     assert checksums(project["data"]) == project["before"]
 
 

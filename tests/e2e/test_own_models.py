@@ -1,13 +1,18 @@
 """A data engineer's own models, start to finish, as `make demo` / `make run` / `make serve` /
 `make traffic` run them.
 
-Six specs the project never saw: every task type (binary, multiclass, regression) with each
-trainer (scikit-learn, PyTorch), on data made with scikit-learn's generators and stored the way
-users store it (a folder of date partitions, a CSV file, a Parquet file). The PyTorch models'
-tables differ in shape: no categorical feature, whole numbers stored as floats, nulls in
-integer and boolean features. Each goes from raw data to a champion through the real training
-DAG (`airflow dags test`), bento smoke test included; champions are served by `make serve`
+Specs the project never saw, on data made with scikit-learn's generators and stored the way users
+store it (a folder of date partitions, a Parquet file): a scikit-learn binary model (demo twice) and
+regression model (other data, a reason), and PyTorch models of two task types whose tables differ
+in shape (categoricals with nulls, whole numbers stored as floats with nulls in integer and boolean
+features; neither). Each goes from raw data to a champion through the real training DAG
+(`airflow dags test`), bento smoke test included; the PyTorch champions are served by `make serve`
 and answer `make traffic` with no error; the user's data is never written.
+
+What the other e2e files cover, so it is not run twice: scikit-learn champions of every task type
+(a multiclass one from a CSV) served and sent traffic, in tests/e2e/test_drafted_specs.py; every
+trainer x task type x table shape through the trainer, gate and the service's row conversion, in
+tests/integration/test_every_trainer_and_table.py.
 """
 
 from __future__ import annotations
@@ -120,19 +125,14 @@ def project(tmp_path_factory):
     for day, part in binary.groupby(binary["event_time"].dt.strftime("%Y-%m-%d")):
         (partitions / f"event_date={day}").mkdir(parents=True)
         part.to_parquet(partitions / f"event_date={day}" / "part-0000.parquet", index=False)
-    own_frame("multiclass", 3000, seed=2).to_csv(user_data / "tiers.csv", index=False)
     own_frame("regression", 3000, seed=3).to_parquet(user_data / "spend.parquet", index=False)
     own_frame("regression", 3000, seed=4).to_parquet(user_data / "spend_april.parquet", index=False)
-    with_gaps(own_frame("binary", 2000, seed=5), seed=5).to_parquet(user_data / "churn_gaps.parquet", index=False)
     with_gaps(own_frame("multiclass", 2000, seed=6), seed=6).to_csv(user_data / "tiers_gaps.csv", index=False)
     own_frame("regression", 2000, seed=7).to_parquet(user_data / "spend_torch.parquet", index=False)
     for name, task, data, fmt, shape in [
         ("churn_risk", "binary", partitions, "parquet", {}),
-        ("customer_tier", "multiclass", user_data / "tiers.csv", "csv", {}),
         ("monthly_spend", "regression", user_data / "spend.parquet", "parquet", {}),
-        # PyTorch, one table shape each: no categoricals with nulls; categoricals with nulls; neither.
-        ("churn_torch", "binary", user_data / "churn_gaps.parquet", "parquet",
-         {"framework": "torch", "categoricals": False, "nulls": True}),
+        # PyTorch, one table shape each: categoricals with nulls; neither.
         ("tier_torch", "multiclass", user_data / "tiers_gaps.csv", "csv",
          {"framework": "torch", "categoricals": True, "nulls": True}),
         ("spend_torch", "regression", user_data / "spend_torch.parquet", "parquet",
@@ -179,20 +179,6 @@ def test_demo_twice_on_a_users_partitions_never_writes_them(project):
     assert checksums(project["data"]) == project["before"]
 
 
-def test_multiclass_model_from_a_csv_becomes_champion(project):
-    res = cli(project, "run", "--model", "customer_tier")
-    assert_champion(res, "customer_tier", 1)
-    smoke = summary(project, "customer_tier")["steps"]["smoke_serve_bento"]["result"]
-    assert smoke["ok"] and smoke["max_abs_diff"] <= 1e-6
-    # the task logs carry what happened, not third-party deprecation noise
-    log_file = Path(res.stdout.split("(full log: ", 1)[1].split(")", 1)[0])
-    task_log = log_file.read_text()
-    assert "evaluate_candidate" in task_log
-    assert task_log.count("DeprecatedImportWarning") == 0
-    assert task_log.count("[py.warnings]") < 20
-    assert checksums(project["data"]) == project["before"]
-
-
 def test_regression_model_runs_on_other_data_with_a_reason(project):
     other = project["data"] / "spend_april.parquet"
     res = cli(project, "run", "--model", "monthly_spend", "--data", str(other), "--reason", "april refresh")
@@ -209,8 +195,8 @@ def test_run_rejects_a_data_path_that_does_not_exist(project):
     assert "no such file or folder" in res.stdout
 
 
-@pytest.mark.parametrize("model", ["churn_torch", "tier_torch", "spend_torch"])
-def test_a_torch_model_of_every_task_becomes_champion(project, model):
+@pytest.mark.parametrize("model", ["tier_torch", "spend_torch"])
+def test_a_torch_model_becomes_champion_on_either_table_shape(project, model):
     res = cli(project, "run", "--model", model)
     assert_champion(res, model, 1)
     task_log = Path(res.stdout.split("(full log: ", 1)[1].split(")", 1)[0]).read_text()
@@ -220,9 +206,8 @@ def test_a_torch_model_of_every_task_becomes_champion(project, model):
     assert checksums(project["data"]) == project["before"]
 
 
-@pytest.mark.parametrize("model", ["churn_risk", "customer_tier", "monthly_spend",
-                                   "churn_torch", "tier_torch", "spend_torch"])
-def test_every_champion_is_served_and_answers_its_traffic(project, model):
+@pytest.mark.parametrize("model", ["tier_torch", "spend_torch"])
+def test_every_torch_champion_is_served_and_answers_its_traffic(project, model):
     """`make serve` then `make traffic` on the champion's own holdout: every request answered 200."""
     serve_and_send_traffic(project["env"], project["state"], model)
     assert checksums(project["data"]) == project["before"]

@@ -9,8 +9,9 @@ tables the bundled example does not have.
 Each case runs the real trainer and logs its MLflow model (a SQLite store in the test's folder),
 scores the holdout, gates it against the naive baseline with the spec's rules, and scores the smoke
 test's rows (the sample plus no-null, one-null-each and type-edge rows) through the service's own
-conversion, which must equal offline scoring. The real bento and HTTP are covered, per trainer and
-task type, by tests/e2e/test_own_models.py.
+conversion, which must equal offline scoring. The real bento and HTTP are covered by
+tests/e2e/test_drafted_specs.py (scikit-learn, every task type) and tests/e2e/test_own_models.py
+(PyTorch, multiclass and regression; the bundled example is binary).
 """
 
 from __future__ import annotations
