@@ -34,7 +34,7 @@ export DO_NOT_TRACK      := true
 export PIP_CACHE_DIR     := $(STATE)/cache/pip
 export TMPDIR            := $(STATE)/tmp
 
-.PHONY: help setup demo demo-drift bench-drift run test test-unit test-integration up data check-specs spec-docs serve traffic audit bench bench-training bench-serving bench-rollout lint clean
+.PHONY: help setup demo demo-drift bench-drift run test test-unit test-integration up data check-specs spec-docs serve traffic audit bench bench-training bench-serving bench-rollout lint format clean
 
 help:
 	@echo "make demo         set up, then train MODEL end to end (default: the bundled fraud_detection example,"
@@ -62,7 +62,8 @@ help:
 	@echo "make bench-serving   bento vs FastAPI latency/throughput, inference log on vs off"
 	@echo "make bench-training  training throughput (GPU when present), bf16 vs fp32"
 	@echo "make bench-rollout   rollout: splitter latency, a failing canary to 100% stable, a 4-step rollout (~6 min)"
-	@echo "make lint         ruff (pyflakes, syntax, import order)"
+	@echo "make lint         ruff (pyflakes, syntax, import order) and ruff format --check (one style everywhere)"
+	@echo "make format       rewrite the code in that style (ruff format, import order)"
 	@echo "make clean        delete .state/ (all local runs, models and bentos)"
 
 setup: $(VENV)/.installed
@@ -150,6 +151,11 @@ audit: setup
 
 lint: setup
 	$(BIN)/python -m ruff check . --select F,E9,I --exclude .venv,.state
+	$(BIN)/python -m ruff format --check .
+
+format: setup
+	$(BIN)/python -m ruff format .
+	$(BIN)/python -m ruff check . --select I --fix --exclude .venv,.state
 
 clean:
 	rm -rf $(STATE)

@@ -83,8 +83,11 @@ def _entity_id(value: Any) -> Any:
     """An entity id: a JSON string, or a whole number (``7`` or ``7.0``, read as 7); never true/false."""
     if isinstance(value, str):
         return value
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or (
-            isinstance(value, float) and not value.is_integer()):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or (isinstance(value, float) and not value.is_integer())
+    ):
         raise PydanticCustomError("entity_id_type", "Input should be a string or a whole number")
     return int(value)
 
@@ -105,8 +108,9 @@ def _metrics() -> Any:
     """
     from include.modelops.serving.metrics import service_metrics
 
-    return service_metrics(SPEC.name, MODEL_VERSION, get_settings().serve_variant,
-                           regression=SPEC.task == TaskType.regression)
+    return service_metrics(
+        SPEC.name, MODEL_VERSION, get_settings().serve_variant, regression=SPEC.task == TaskType.regression
+    )
 
 
 _THREAD = threading.local()
@@ -185,10 +189,12 @@ class ModelService:
             threadpool_limits(1)
             _THREAD.limited = True
         records = batches[0] if len(batches) == 1 else [row for rows in batches for row in rows]
-        scores = to_scores(SPEC, self.model.predict(conform_to_model(rows_to_frame(SPEC, records), self.model)))
+        scores = to_scores(
+            SPEC, self.model.predict(conform_to_model(rows_to_frame(SPEC, records), self.model))
+        )
         out, start = [], 0
         for rows in batches:
-            out.append(scores[start:start + len(rows)])
+            out.append(scores[start : start + len(rows)])
             start += len(rows)
         return out
 
@@ -215,18 +221,27 @@ class ModelService:
             default=None,
             max_length=MAX_ROWS,
             description="Optional (leave it out for none): one id per row, a string or a whole number "
-                        "(e.g. the card or customer), logged with the row, never scored.",
+            "(e.g. the card or customer), logged with the row, never scored.",
             json_schema_extra=_no_default,
         ),
     ) -> list[dict[str, Any]]:
         """Score rows: binary ``{"score", "label"}``, regression ``{"prediction"}``,
         multiclass ``{"probabilities", "label"}``. The response carries ``X-Request-ID``."""
         if entity_ids is not None and len(entity_ids) != len(rows):
-            raise ValidationError.from_exception_data("predict input", [{
-                "type": PydanticCustomError("entity_ids_mismatch", "{ids} ids for {rows} rows; send one id per row",
-                                            {"ids": len(entity_ids), "rows": len(rows)}),
-                "loc": ("entity_ids",), "input": None,
-            }])
+            raise ValidationError.from_exception_data(
+                "predict input",
+                [
+                    {
+                        "type": PydanticCustomError(
+                            "entity_ids_mismatch",
+                            "{ids} ids for {rows} rows; send one id per row",
+                            {"ids": len(entity_ids), "rows": len(rows)},
+                        ),
+                        "loc": ("entity_ids",),
+                        "input": None,
+                    }
+                ],
+            )
         records = [row.model_dump() for row in rows]
         scores = await self._scores(records)
         predictions = predictions_from_scores(SPEC, scores, threshold=THRESHOLD)
@@ -238,13 +253,21 @@ class ModelService:
 
             started = request.scope.get(STARTED_AT_KEY)
             latency_ms = (time.perf_counter() - started) * 1000 if started else None
-            self.log_writer.submit(request_records(
-                SPEC, request_id=request.headers.get(REQUEST_ID_HEADER, ""), model_version=MODEL_VERSION,
-                variant="shadow" if is_shadow(request.headers.get(SHADOW_HEADER), self.shadow_token) else self.variant,
-                rows=records,
-                predictions=predictions, latency_ms=latency_ms,
-                entity_ids=entity_ids, answered_at=datetime.now(UTC),
-            ))
+            self.log_writer.submit(
+                request_records(
+                    SPEC,
+                    request_id=request.headers.get(REQUEST_ID_HEADER, ""),
+                    model_version=MODEL_VERSION,
+                    variant="shadow"
+                    if is_shadow(request.headers.get(SHADOW_HEADER), self.shadow_token)
+                    else self.variant,
+                    rows=records,
+                    predictions=predictions,
+                    latency_ms=latency_ms,
+                    entity_ids=entity_ids,
+                    answered_at=datetime.now(UTC),
+                )
+            )
         return predictions
 
     @bentoml.api
@@ -291,8 +314,16 @@ def _batcher(score_rows: Any, max_batch_rows: int) -> Any:
 
     from include.modelops.serving.batcher import GreedyBatcher
 
-    return GreedyBatcher(score_rows, max_batch_rows, max_wait_s=MAX_BATCH_WAIT_MS / 1000, overloaded=lambda: (
-        ServiceUnavailable("the service is overloaded (requests waited too long for a batch); retry later")))
+    return GreedyBatcher(
+        score_rows,
+        max_batch_rows,
+        max_wait_s=MAX_BATCH_WAIT_MS / 1000,
+        overloaded=lambda: (
+            ServiceUnavailable(
+                "the service is overloaded (requests waited too long for a batch); retry later"
+            )
+        ),
+    )
 
 
 def _observe_scores(histogram: Any, scores: Any) -> None:

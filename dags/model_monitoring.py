@@ -60,11 +60,19 @@ def monitoring_dag(spec: ModelSpec):
         max_active_runs=1,
         doc_md=__doc__,
         tags=["modelops", "monitoring", model, *spec.tags],
-        default_args={"owner": spec.owner.team, "retries": 2, "retry_delay": timedelta(seconds=30),
-                      "retry_policy": NO_RETRY_ON_USER_ERRORS},
+        default_args={
+            "owner": spec.owner.team,
+            "retries": 2,
+            "retry_delay": timedelta(seconds=30),
+            "retry_policy": NO_RETRY_ON_USER_ERRORS,
+        },
         params={
-            "window_start": Param(None, type=["null", "string"], description="ISO start of the window to examine."),
-            "window_end": Param(None, type=["null", "string"], description="ISO end (default: the run's time)."),
+            "window_start": Param(
+                None, type=["null", "string"], description="ISO start of the window to examine."
+            ),
+            "window_end": Param(
+                None, type=["null", "string"], description="ISO end (default: the run's time)."
+            ),
         },
     )
     def pipeline():
@@ -75,11 +83,15 @@ def monitoring_dag(spec: ModelSpec):
             ctx = get_current_context()
             run_time = ctx.get("data_interval_end") or ctx["dag_run"].run_after
             start, end = steps.window_bounds(spec, end=run_time, conf=ctx["params"])
-            result = steps.monitor_window(model, start=start, end=end, dag_id=ctx["dag"].dag_id,
-                                          dag_run_id=ctx["dag_run"].run_id)
+            result = steps.monitor_window(
+                model, start=start, end=end, dag_id=ctx["dag"].dag_id, dag_run_id=ctx["dag_run"].run_id
+            )
             ctx["outlet_events"][assets.drift_report(model)].extra = {
-                "window": result["window"], "version": result["version"], "report": result["report"],
-                **result["figures"]}
+                "window": result["window"],
+                "version": result["version"],
+                "report": result["report"],
+                **result["figures"],
+            }
             return result
 
         @task
@@ -89,8 +101,12 @@ def monitoring_dag(spec: ModelSpec):
             from include.modelops.settings import get_settings
 
             # A run whose process was killed stays "running" for good: past the stale limit it is ignored (logged).
-            active = live_training_run_count(get_current_context()["ti"], spec.dag_id, now=datetime.now(UTC),
-                                             stale_after_s=get_settings().training_run_stale_after_s)
+            active = live_training_run_count(
+                get_current_context()["ti"],
+                spec.dag_id,
+                now=datetime.now(UTC),
+                stale_after_s=get_settings().training_run_stale_after_s,
+            )
             return steps.decide_retraining(model, monitored, training_runs_active=active)
 
         @task.short_circuit

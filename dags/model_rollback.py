@@ -40,8 +40,9 @@ def rollback_dag(spec: ModelSpec):
         @task(outlets=[assets.production(model)])
         def restore_previous() -> dict:
             ctx = get_current_context()
-            return stages.restore_previous(model, reason=(ctx["params"] or {}).get("reason"),
-                                           dag_run_id=ctx["dag_run"].run_id)
+            return stages.restore_previous(
+                model, reason=(ctx["params"] or {}).get("reason"), dag_run_id=ctx["dag_run"].run_id
+            )
 
         restore_previous()
 

@@ -66,7 +66,10 @@ from include.modelops.spec import ModelSpec, load_specs
 NO_RETRY_ON_DECISIONS = ExceptionRetryPolicy(
     rules=[
         RetryRule(
-            exception=["include.modelops.rollout.stages.RolloutFailed", "include.modelops.spec.ModelSpecError"],
+            exception=[
+                "include.modelops.rollout.stages.RolloutFailed",
+                "include.modelops.spec.ModelSpecError",
+            ],
             action=RetryAction.FAIL,
             reason="the candidate failed a check, retrying cannot change that",
         ),
@@ -128,10 +131,16 @@ def rollout_dag(spec: ModelSpec):
             "retry_policy": NO_RETRY_ON_DECISIONS,
         },
         params={
-            "version": Param(None, type=["null", "string", "integer"],
-                             description="Model version to roll out; default: the challenger."),
-            "allow_older": Param(False, type="boolean",
-                                 description="Roll out a version older than the champion (a deliberate downgrade)."),
+            "version": Param(
+                None,
+                type=["null", "string", "integer"],
+                description="Model version to roll out; default: the challenger.",
+            ),
+            "allow_older": Param(
+                False,
+                type="boolean",
+                description="Roll out a version older than the champion (a deliberate downgrade).",
+            ),
         },
     )
     def pipeline():
@@ -147,13 +156,21 @@ def rollout_dag(spec: ModelSpec):
             if not params.get("version") and version:  # started by a deployable_bento event: act on it once
                 stale = stale_rollout_event(model, version)
                 if stale:
-                    raise AirflowSkipException(f"{model}: skipping the deployable_bento event for v{version}: {stale}")
-            return stages.prepare(model, version, dag_run_id=ctx["dag_run"].run_id,
-                                  allow_older=bool(params.get("allow_older")))
+                    raise AirflowSkipException(
+                        f"{model}: skipping the deployable_bento event for v{version}: {stale}"
+                    )
+            return stages.prepare(
+                model, version, dag_run_id=ctx["dag_run"].run_id, allow_older=bool(params.get("allow_older"))
+            )
 
         def stage_sensor(index: int, name: str, max_wait_s: float):
-            @task.sensor(task_id=name, mode="reschedule", poke_interval=rollout.check_interval_s,
-                         timeout=max_wait_s + 10 * rollout.check_interval_s + 60, retries=SENSOR_RETRIES)
+            @task.sensor(
+                task_id=name,
+                mode="reschedule",
+                poke_interval=rollout.check_interval_s,
+                timeout=max_wait_s + 10 * rollout.check_interval_s + 60,
+                retries=SENSOR_RETRIES,
+            )
             def stage(prepared: dict) -> PokeReturnValue:
                 result = stages.check_stage(model, prepared["version"], index)
                 return PokeReturnValue(is_done=result["done"], xcom_value=result)
@@ -161,8 +178,13 @@ def rollout_dag(spec: ModelSpec):
             return stage
 
         def shadow_sensor(max_wait_s: float):
-            @task.sensor(task_id="shadow", mode="reschedule", poke_interval=rollout.check_interval_s,
-                         timeout=max_wait_s + 10 * rollout.check_interval_s + 60, retries=SENSOR_RETRIES)
+            @task.sensor(
+                task_id="shadow",
+                mode="reschedule",
+                poke_interval=rollout.check_interval_s,
+                timeout=max_wait_s + 10 * rollout.check_interval_s + 60,
+                retries=SENSOR_RETRIES,
+            )
             def shadow_stage(prepared: dict) -> PokeReturnValue:
                 from include.modelops.rollout import shadow
 
@@ -185,17 +207,25 @@ def rollout_dag(spec: ModelSpec):
             version = (prepared or {}).get("version") or _version_from_context()
             if not version:
                 version = tracking.alias_version(model, tracking.CHALLENGER)
-            if (not prepared and version and not (ctx["params"] or {}).get("allow_older")
-                    and older_than_champion(version, tracking.alias_version(model, tracking.CHAMPION))):
+            if (
+                not prepared
+                and version
+                and not (ctx["params"] or {}).get("allow_older")
+                and older_than_champion(version, tracking.alias_version(model, tracking.CHAMPION))
+            ):
                 # prepare refused it before touching traffic: nothing to take back, and the old version keeps its tags
-                raise AirflowSkipException(f"{model} v{version} was refused (older than the champion); nothing to roll back")
+                raise AirflowSkipException(
+                    f"{model} v{version} was refused (older than the champion); nothing to roll back"
+                )
             return stages.rollback(model, version)
 
         @task(trigger_rule="all_done", retries=0)
         def summarize() -> dict:
             """The run's leaf: green only when the candidate was promoted, so a rollback is never hidden."""
             if _skipped("prepare_rollout"):
-                raise AirflowSkipException("nothing rolled out: prepare_rollout was skipped (see its log for why)")
+                raise AirflowSkipException(
+                    "nothing rolled out: prepare_rollout was skipped (see its log for why)"
+                )
             prepared = get_current_context()["ti"].xcom_pull(task_ids="prepare_rollout")
             result = stages.outcome(model, (prepared or {}).get("version") or _version_from_context())
             if result["status"] != "promoted":
@@ -215,9 +245,13 @@ def rollout_dag(spec: ModelSpec):
             stage_tasks.append(current)
             if step.pause:  # a person continues or aborts once the stage's analysis passed
                 paused = RolloutPauseOperator(
-                    task_id=f"pause_after_{name}", model_name=model, prepared=prepared, stage_index=i,
+                    task_id=f"pause_after_{name}",
+                    model_name=model,
+                    prepared=prepared,
+                    stage_index=i,
                     approvers=spec.approval.approvers,
-                    response_timeout=timedelta(hours=spec.approval.timeout_hours))
+                    response_timeout=timedelta(hours=spec.approval.timeout_hours),
+                )
                 current >> paused
                 previous = paused
                 stage_tasks.append(paused)

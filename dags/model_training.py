@@ -61,6 +61,7 @@ NO_RETRY_ON_USER_ERRORS = ExceptionRetryPolicy(
     ]
 )
 
+
 def _run() -> dict:
     ctx = get_current_context()
     return {"dag_id": ctx["dag"].dag_id, "dag_run_id": ctx["dag_run"].run_id}
@@ -87,7 +88,9 @@ def _schedule(spec: ModelSpec):
     requested = assets.retrain_requested(spec.name)
     if spec.schedule is None:
         return [requested]
-    return AssetOrTimeSchedule(timetable=CronTriggerTimetable(spec.schedule, timezone="UTC"), assets=requested)
+    return AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable(spec.schedule, timezone="UTC"), assets=requested
+    )
 
 
 def training_dag(spec: ModelSpec):
@@ -111,14 +114,23 @@ def training_dag(spec: ModelSpec):
             "retry_policy": NO_RETRY_ON_USER_ERRORS,
         },
         params={
-            "data_path": Param(None, type=["null", "string"],
-                               description="Train on this file/folder instead of the spec's data.path."),
+            "data_path": Param(
+                None,
+                type=["null", "string"],
+                description="Train on this file/folder instead of the spec's data.path.",
+            ),
             "reason": Param(None, type=["null", "string"], description="Why this run was triggered."),
-            "drift_report": Param(None, type=["null", "string"],
-                                  description="The drift report behind a retrain (recorded on the version)."),
-            "labelled_data": Param(None, type=["null", "string"],
-                                   description="Labelled live rows (Parquet; a path or runs:/ URI) added to the "
-                                               "training split, as a monitoring retrain request sends them."),
+            "drift_report": Param(
+                None,
+                type=["null", "string"],
+                description="The drift report behind a retrain (recorded on the version).",
+            ),
+            "labelled_data": Param(
+                None,
+                type=["null", "string"],
+                description="Labelled live rows (Parquet; a path or runs:/ URI) added to the "
+                "training split, as a monitoring retrain request sends them.",
+            ),
         },
     )
     def pipeline():
@@ -129,9 +141,12 @@ def training_dag(spec: ModelSpec):
             from include.modelops.triggers import latest_event_extra, served_retrain_request
 
             ctx = get_current_context()
-            request = latest_event_extra(ctx.get("triggering_asset_events"), "reason",
-                                         asset_name=assets.retrain_requested(model).name)
-            if request and not (ctx["params"] or {}).get("reason"):  # started by a retrain request: act on it once
+            request = latest_event_extra(
+                ctx.get("triggering_asset_events"), "reason", asset_name=assets.retrain_requested(model).name
+            )
+            if request and not (ctx["params"] or {}).get(
+                "reason"
+            ):  # started by a retrain request: act on it once
                 served = served_retrain_request(model, request)
                 if served:
                     raise AirflowSkipException(f"{model}: skipping the retrain_requested event: {served}")
@@ -166,7 +181,9 @@ def training_dag(spec: ModelSpec):
             result = steps.smoke_serve_bento(model, registered, trained, split, packaged)
             # The rollout DAG scheduled on this Asset reads which version to roll out from the event.
             get_current_context()["outlet_events"][assets.deployable_bento(model)].extra = {
-                "version": registered["version"], "bento_tag": result["bento_tag"]}
+                "version": registered["version"],
+                "bento_tag": result["bento_tag"],
+            }
             return result
 
         @task(outlets=[assets.production(model)])
@@ -179,14 +196,22 @@ def training_dag(spec: ModelSpec):
             run = _run()
             states = ctx["ti"].get_task_states(dag_id=run["dag_id"], run_ids=[run["dag_run_id"]])
             if (states.get(run["dag_run_id"]) or {}).get("validate_dataset") == "skipped":
-                raise AirflowSkipException("nothing trained: validate_dataset was skipped (see its log for why)")
+                raise AirflowSkipException(
+                    "nothing trained: validate_dataset was skipped (see its log for why)"
+                )
             results = {
-                t: {"state": (states.get(run["dag_run_id"]) or {}).get(t), "result": ctx["ti"].xcom_pull(task_ids=t)}
-                for t in ctx["dag"].task_ids if t != "summarize"
+                t: {
+                    "state": (states.get(run["dag_run_id"]) or {}).get(t),
+                    "result": ctx["ti"].xcom_pull(task_ids=t),
+                }
+                for t in ctx["dag"].task_ids
+                if t != "summarize"
             }
             summary = steps.summarize_run(model, results=results, **run)
             if summary["failed_steps"]:  # the summary is the leaf task: it carries the run's outcome
-                raise AirflowFailException(f"{model}: failed at {', '.join(summary['failed_steps'])}; see its log")
+                raise AirflowFailException(
+                    f"{model}: failed at {', '.join(summary['failed_steps'])}; see its log"
+                )
             return summary
 
         validated = validate_dataset()
@@ -202,13 +227,24 @@ def training_dag(spec: ModelSpec):
             trained = train_candidate(validated, split)
         evaluated = evaluate_candidate(validated, split, trained)
         registered = register_candidate(validated, trained, evaluated)
-        card = ModelCardOperator(task_id="generate_model_card", model_name=model, validated=validated,
-                                 split=split, evaluated=evaluated, registered=registered)
+        card = ModelCardOperator(
+            task_id="generate_model_card",
+            model_name=model,
+            validated=validated,
+            split=split,
+            evaluated=evaluated,
+            registered=registered,
+        )
         approvals = [
             ModelApprovalOperator(
-                task_id="approve" if i == 1 else f"approve_{i}", model_name=model, registered=registered,
-                evaluated=evaluated, card=card.output, policy=spec.approval.policy,
-                approvers=spec.approval.approvers, response_timeout=timedelta(hours=spec.approval.timeout_hours),
+                task_id="approve" if i == 1 else f"approve_{i}",
+                model_name=model,
+                registered=registered,
+                evaluated=evaluated,
+                card=card.output,
+                policy=spec.approval.policy,
+                approvers=spec.approval.approvers,
+                response_timeout=timedelta(hours=spec.approval.timeout_hours),
                 approval_index=i,
             )
             for i in range(1, required_approvals(spec) + 1)
@@ -224,12 +260,29 @@ def training_dag(spec: ModelSpec):
             promoted = smoke
         # The card follows the version's state: regenerated after a promotion, a rejection or a timeout
         # (a rejecting approval skips its direct downstream, so this hangs after promote, not approve).
-        final_card = ModelCardOperator(task_id="update_model_card", model_name=model, validated=validated,
-                                       split=split, evaluated=evaluated, registered=registered,
-                                       trigger_rule="none_failed")
+        final_card = ModelCardOperator(
+            task_id="update_model_card",
+            model_name=model,
+            validated=validated,
+            split=split,
+            evaluated=evaluated,
+            registered=registered,
+            trigger_rule="none_failed",
+        )
         promoted >> final_card
-        [validated, split, trained, evaluated, registered, card, *approvals, packaged, smoke,
-         *([promoted] if promoted is not smoke else []), final_card] >> summarize()
+        [
+            validated,
+            split,
+            trained,
+            evaluated,
+            registered,
+            card,
+            *approvals,
+            packaged,
+            smoke,
+            *([promoted] if promoted is not smoke else []),
+            final_card,
+        ] >> summarize()
 
     return pipeline()
 

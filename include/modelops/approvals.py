@@ -42,7 +42,8 @@ def check_ready(spec: ModelSpec, version: str, evaluated: dict, card: dict) -> N
     if card.get("missing_evidence"):
         raise MissingEvidenceError(
             f"{spec.name} v{version} ({spec.risk_tier.value} risk) cannot be promoted: the model card is "
-            f"missing required evidence: " + "; ".join(card["missing_evidence"])
+            f"missing required evidence: "
+            + "; ".join(card["missing_evidence"])
             + f". Fill these in include/models/{spec.name}.yaml and retrain.",
             list(card["missing_evidence"]),
         )
@@ -59,22 +60,55 @@ def policy_decision(spec: ModelSpec, evaluated: dict) -> dict | None:
         return None
     if spec.risk_tier != RiskTier.low:  # the spec schema already refuses this; kept as a safety net
         raise ApprovalNotAllowed(f"policy 'auto' is not allowed for {spec.risk_tier.value}-risk {spec.name}")
-    return {"decision": APPROVED, "by": "policy:auto", "policy": "auto",
-            "comment": f"risk tier {spec.risk_tier.value}, every gate check passed ({evaluated.get('summary')})"}
+    return {
+        "decision": APPROVED,
+        "by": "policy:auto",
+        "policy": "auto",
+        "comment": f"risk tier {spec.risk_tier.value}, every gate check passed ({evaluated.get('summary')})",
+    }
 
 
-def record(model: str, version: str, *, index: int, decision: str, by: str, comment: str = "",
-           policy: str = "manual", at: str | None = None, timed_out: bool = False) -> dict:
+def record(
+    model: str,
+    version: str,
+    *,
+    index: int,
+    decision: str,
+    by: str,
+    comment: str = "",
+    policy: str = "manual",
+    at: str | None = None,
+    timed_out: bool = False,
+) -> dict:
     """Write one approval record to the version's tags; returns it."""
-    entry = {"decision": decision, "by": by, "at": at or tracking.now_iso(), "comment": comment or "",
-             "policy": policy, "timed_out": timed_out, "index": index}
+    entry = {
+        "decision": decision,
+        "by": by,
+        "at": at or tracking.now_iso(),
+        "comment": comment or "",
+        "policy": policy,
+        "timed_out": timed_out,
+        "index": index,
+    }
     tags = {f"modelops.approval.{index}.{k}": v for k, v in entry.items() if k != "index"}
     # The latest decision, for people browsing tags in the MLflow UI.
-    tags.update({f"modelops.approval.{k}": v for k, v in entry.items() if k in ("decision", "by", "at", "comment",
-                                                                               "policy")})
+    tags.update(
+        {
+            f"modelops.approval.{k}": v
+            for k, v in entry.items()
+            if k in ("decision", "by", "at", "comment", "policy")
+        }
+    )
     tracking.set_version_tags(model, version, tags)
-    log.info("Recorded approval #%d of %s v%s: %s by %s%s", index, model, version, decision, by,
-             f" ({comment})" if comment else "")
+    log.info(
+        "Recorded approval #%d of %s v%s: %s by %s%s",
+        index,
+        model,
+        version,
+        decision,
+        by,
+        f" ({comment})" if comment else "",
+    )
     return entry
 
 
@@ -96,14 +130,18 @@ def records(model: str, version: str, tags: dict[str, str] | None = None) -> lis
 
 def check_distinct(model: str, version: str, index: int, responder: str) -> None:
     """A second approval must come from someone who has not approved this version yet."""
-    earlier = {r.get("by") for r in records(model, version) if r["index"] < index and r.get("decision") == APPROVED}
+    earlier = {
+        r.get("by") for r in records(model, version) if r["index"] < index and r.get("decision") == APPROVED
+    }
     if responder in earlier:
         raise ApprovalNotAllowed(
             f"{model} v{version} needs approvals from {index} different people; {responder} already approved it"
         )
 
 
-def request_markdown(spec: ModelSpec, registered: dict, evaluated: dict, card: dict, *, index: int = 1) -> str:
+def request_markdown(
+    spec: ModelSpec, registered: dict, evaluated: dict, card: dict, *, index: int = 1
+) -> str:
     """The body a reviewer reads in the Airflow UI: the gate, deltas with intervals, slices, links."""
     evaluation = json.loads(Path(evaluated["evaluation_path"]).read_text())
     decision = json.loads(Path(evaluated["decision_path"]).read_text())
@@ -129,25 +167,42 @@ def request_markdown(spec: ModelSpec, registered: dict, evaluated: dict, card: d
         lines.append(f"| {m} | {_f(c)} | {_f(ch)} | {delta} | {_f(b)} |")
     comp = evaluation.get("comparison")
     if comp:
-        lines += ["", f"**{comp['metric']} difference (candidate − champion):** {comp['diff']:+.4f}, "
-                      f"95% CI [{comp['ci_low']:+.4f}, {comp['ci_high']:+.4f}] ({comp['samples']} paired bootstrap "
-                      f"resamples)"]
+        lines += [
+            "",
+            f"**{comp['metric']} difference (candidate − champion):** {comp['diff']:+.4f}, "
+            f"95% CI [{comp['ci_low']:+.4f}, {comp['ci_high']:+.4f}] ({comp['samples']} paired bootstrap "
+            f"resamples)",
+        ]
     else:
-        lines += ["", "**No champion yet:** this is the first model; it was judged on thresholds and the baseline."]
+        lines += [
+            "",
+            "**No champion yet:** this is the first model; it was judged on thresholds and the baseline.",
+        ]
     if evaluation.get("slices"):
-        lines += ["", f"**Slices ({evaluation['primary_metric']}):**", "",
-                  "| slice | rows | candidate | champion |", "|---|---:|---:|---:|"]
+        lines += [
+            "",
+            f"**Slices ({evaluation['primary_metric']}):**",
+            "",
+            "| slice | rows | candidate | champion |",
+            "|---|---:|---:|---:|",
+        ]
         for s in evaluation["slices"]:
             ms = s.get("metrics", {})
-            lines.append(f"| {s['column']}={s['value']} | {s['rows']} | {_f(ms.get('candidate'))} | "
-                         f"{_f(ms.get('champion'))} |")
+            lines.append(
+                f"| {s['column']}={s['value']} | {s['rows']} | {_f(ms.get('candidate'))} | "
+                f"{_f(ms.get('champion'))} |"
+            )
     failed = [c for c in decision["checks"] if not c["passed"]]
     lines += ["", f"**Checks:** {len(decision['checks']) - len(failed)}/{len(decision['checks'])} passed"]
-    lines += ["", "**Evidence:**",
-              f"- Model card: {card.get('card_html')}",
-              f"- Evaluation report: {evaluated.get('report_html')}",
-              f"- MLflow model version: {registered.get('url')}",
-              "", f"No answer within {spec.approval.timeout_hours:g} h rejects the candidate (fail closed)."]
+    lines += [
+        "",
+        "**Evidence:**",
+        f"- Model card: {card.get('card_html')}",
+        f"- Evaluation report: {evaluated.get('report_html')}",
+        f"- MLflow model version: {registered.get('url')}",
+        "",
+        f"No answer within {spec.approval.timeout_hours:g} h rejects the candidate (fail closed).",
+    ]
     return "\n".join(lines)
 
 

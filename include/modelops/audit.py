@@ -43,14 +43,49 @@ from include.modelops.settings import get_settings
 
 log = logging.getLogger(__name__)
 
-KINDS = ("dag_run", "validation", "training", "gate", "registration", "model_card", "approval", "alias",
-         "packaging", "rollout_run", "rollout", "deployment", "rollback", "promotion", "drift", "retrain")
+KINDS = (
+    "dag_run",
+    "validation",
+    "training",
+    "gate",
+    "registration",
+    "model_card",
+    "approval",
+    "alias",
+    "packaging",
+    "rollout_run",
+    "rollout",
+    "deployment",
+    "rollback",
+    "promotion",
+    "drift",
+    "retrain",
+)
 # Lifecycle order, for events that carry the same second.
-_RANK = {"dag_run:start": 0, "validation": 1, "training": 2, "gate": 3, "registration": 4, "alias:challenger": 5,
-         "skipped": 4.5, "approval": 6, "packaging": 7, "rollout:start": 7.4, "rollout": 7.5, "rollout:end": 7.55, "rollback": 7.6, "alias:previous": 8, "alias:champion": 9,
-         "promotion": 10, "alias": 11,
-         # The tag holds the latest card, regenerated after promotion.
-         "model_card": 12, "drift": 13, "retrain": 14, "dag_run:end": 15}
+_RANK = {
+    "dag_run:start": 0,
+    "validation": 1,
+    "training": 2,
+    "gate": 3,
+    "registration": 4,
+    "alias:challenger": 5,
+    "skipped": 4.5,
+    "approval": 6,
+    "packaging": 7,
+    "rollout:start": 7.4,
+    "rollout": 7.5,
+    "rollout:end": 7.55,
+    "rollback": 7.6,
+    "alias:previous": 8,
+    "alias:champion": 9,
+    "promotion": 10,
+    "alias": 11,
+    # The tag holds the latest card, regenerated after promotion.
+    "model_card": 12,
+    "drift": 13,
+    "retrain": 14,
+    "dag_run:end": 15,
+}
 _DISPLACING_ALIASES = (tracking.CHAMPION, tracking.PREVIOUS)  # setting these takes them from another version
 
 
@@ -123,13 +158,18 @@ class _Records:
                 self.versions[str(mv.version)] = mv
         self.rollouts = _rollout_records(model)
         if self.experiment_id is None and rm is None:
-            raise AuditError(f"No model named '{model}' in MLflow ({get_settings().mlflow_tracking_uri}). "
-                             f"Models there: {', '.join(_known_models(c)) or 'none yet (run `make demo`)'}.")
+            raise AuditError(
+                f"No model named '{model}' in MLflow ({get_settings().mlflow_tracking_uri}). "
+                f"Models there: {', '.join(_known_models(c)) or 'none yet (run `make demo`)'}."
+            )
 
     def version(self, version: str) -> Any:
         mv = self.versions.get(str(version))
         if mv is None:
-            known = ", ".join(sorted(self.versions, key=int)) or "none (no run has passed validation and training)"
+            known = (
+                ", ".join(sorted(self.versions, key=int))
+                or "none (no run has passed validation and training)"
+            )
             raise AuditError(f"{self.model} has no version {version}. Versions: {known}.")
         return mv
 
@@ -140,8 +180,12 @@ class _Records:
     def dag_ids(self) -> list[str]:
         ids = {r.data.tags.get(tracking.TAG_DAG_ID) for r in self.runs.values()}
         ids |= {mv.tags.get(tracking.TAG_DAG_ID) for mv in self.versions.values()}
-        if self.rollouts or any((mv.tags or {}).get("modelops.rollout.status") for mv in self.versions.values()):
-            ids.add(f"{self.model}_rollout")  # rollout runs are Airflow runs too, with no MLflow run of their own
+        if self.rollouts or any(
+            (mv.tags or {}).get("modelops.rollout.status") for mv in self.versions.values()
+        ):
+            ids.add(
+                f"{self.model}_rollout"
+            )  # rollout runs are Airflow runs too, with no MLflow run of their own
         return sorted(i for i in ids if i) or [f"{self.model}_training"]
 
 
@@ -191,7 +235,7 @@ def _json_after_noise(text: str) -> Any:
     """Airflow's CLI prints warnings before its JSON: decode from the first line that starts one."""
     for m in re.finditer(r"^[\[{]", text, flags=re.M):
         try:
-            return json.JSONDecoder().raw_decode(text[m.start():])[0]
+            return json.JSONDecoder().raw_decode(text[m.start() :])[0]
         except json.JSONDecodeError:
             continue
     raise ValueError("no JSON in the output")
@@ -211,8 +255,9 @@ def _dag_run_conf(dag_id: str, run_id: str, env: dict[str, str]) -> dict | None:
     return None
 
 
-def read_dag_runs(dag_ids: Iterable[str], env: dict[str, str], *, conf_for: Iterable[str] | None = None,
-                  workers: int = 4) -> tuple[dict[str, dict], list[str]]:
+def read_dag_runs(
+    dag_ids: Iterable[str], env: dict[str, str], *, conf_for: Iterable[str] | None = None, workers: int = 4
+) -> tuple[dict[str, dict], list[str]]:
     """DAG runs of ``dag_ids`` from Airflow's metadata DB, through the ``airflow`` CLI.
 
     Args:
@@ -251,15 +296,25 @@ def read_dag_runs(dag_ids: Iterable[str], env: dict[str, str], *, conf_for: Iter
         early = {(d, r): pool.submit(_dag_run_conf, d, r, env) for d in dag_ids for r in (wanted or ())}
         for dag_id, listed in pool.map(list_runs, dag_ids):
             if isinstance(listed, str):
-                notes.append(f"Airflow: could not list the runs of {dag_id} ({listed}); showing MLflow records "
-                             f"only for it.")
+                notes.append(
+                    f"Airflow: could not list the runs of {dag_id} ({listed}); showing MLflow records "
+                    f"only for it."
+                )
                 continue
             for r in listed:
-                runs[r["run_id"]] = {"dag_id": dag_id, "run_id": r["run_id"], "state": r.get("state"),
-                                     "start_date": _iso(r.get("start_date")), "end_date": _iso(r.get("end_date")),
-                                     "conf": None}
-        late = {(runs[r]["dag_id"], r): pool.submit(_dag_run_conf, runs[r]["dag_id"], r, env)
-                for r in runs if wanted is None and all(r != k[1] for k in early)}
+                runs[r["run_id"]] = {
+                    "dag_id": dag_id,
+                    "run_id": r["run_id"],
+                    "state": r.get("state"),
+                    "start_date": _iso(r.get("start_date")),
+                    "end_date": _iso(r.get("end_date")),
+                    "conf": None,
+                }
+        late = {
+            (runs[r]["dag_id"], r): pool.submit(_dag_run_conf, runs[r]["dag_id"], r, env)
+            for r in runs
+            if wanted is None and all(r != k[1] for k in early)
+        }
         for (dag_id, run_id), fut in {**early, **late}.items():
             if run_id in runs and runs[run_id]["dag_id"] == dag_id:
                 try:
@@ -272,10 +327,25 @@ def read_dag_runs(dag_ids: Iterable[str], env: dict[str, str], *, conf_for: Iter
 # --- events -----------------------------------------------------------------------------------
 
 
-def _event(at: str | None, kind: str, summary: str, *, version: str | None = None, link: str | None = None,
-           rank: str | None = None, **details: Any) -> dict:
-    return {"at": at, "kind": kind, "version": version, "summary": summary, "link": link,
-            "details": {k: v for k, v in details.items() if v is not None}, "_rank": _RANK[rank or kind]}
+def _event(
+    at: str | None,
+    kind: str,
+    summary: str,
+    *,
+    version: str | None = None,
+    link: str | None = None,
+    rank: str | None = None,
+    **details: Any,
+) -> dict:
+    return {
+        "at": at,
+        "kind": kind,
+        "version": version,
+        "summary": summary,
+        "link": link,
+        "details": {k: v for k, v in details.items() if v is not None},
+        "_rank": _RANK[rank or kind],
+    }
 
 
 def _monitoring_events(run: Any) -> list[dict]:
@@ -285,31 +355,61 @@ def _monitoring_events(run: Any) -> list[dict]:
     tags, info = run.data.tags, run.info
     link = _run_url(info.experiment_id, info.run_id)
     version = tags.get(f"{P}model_version") or None
-    common = {"run_id": info.run_id, "dag_id": tags.get(tracking.TAG_DAG_ID),
-              "dag_run_id": tags.get(tracking.TAG_DAG_RUN), "window": tags.get(f"{P}window")}
+    common = {
+        "run_id": info.run_id,
+        "dag_id": tags.get(tracking.TAG_DAG_ID),
+        "dag_run_id": tags.get(tracking.TAG_DAG_RUN),
+        "window": tags.get(f"{P}window"),
+    }
     m = run.data.metrics
     status = tags.get(f"{P}status")
     summary = f"Drift check of window {tags.get(f'{P}window')}: "
     if status == "checked":
-        summary += (f"{int(m.get('rows', 0)):,} rows, {m.get('drift_share', 0):.0%} of features drifted"
-                    + (f" ({tags[f'{P}top_drifted']})" if tags.get(f"{P}top_drifted") else "")
-                    + (f", live {tags.get(f'{P}metric', 'metric')} drop {m['metric_drop']:.4f}"
-                       if "metric_drop" in m else "")
-                    + (f", {int(m['quality_failures'])} data-quality failure(s)" if m.get("quality_failures") else ""))
+        summary += (
+            f"{int(m.get('rows', 0)):,} rows, {m.get('drift_share', 0):.0%} of features drifted"
+            + (f" ({tags[f'{P}top_drifted']})" if tags.get(f"{P}top_drifted") else "")
+            + (
+                f", live {tags.get(f'{P}metric', 'metric')} drop {m['metric_drop']:.4f}"
+                if "metric_drop" in m
+                else ""
+            )
+            + (f", {int(m['quality_failures'])} data-quality failure(s)" if m.get("quality_failures") else "")
+        )
     else:
-        summary += {"no_traffic": "no traffic"}.get(status or "", str(status or "no status recorded")
-                                                      + (f": {tags[f'{P}rows']} rows" if tags.get(f"{P}rows") else ""))
+        summary += {"no_traffic": "no traffic"}.get(
+            status or "",
+            str(status or "no status recorded")
+            + (f": {tags[f'{P}rows']} rows" if tags.get(f"{P}rows") else ""),
+        )
     if tags.get(f"{P}skipped_files", "0") not in ("", "0"):
         summary += f"; {tags[f'{P}skipped_files']} unreadable log file(s) skipped"
     at = _iso(info.end_time) or _iso(info.start_time)
-    events = [_event(at, "drift", summary, version=version, link=link, status=status,
-                     report=tags.get(f"{P}report") or tags.get(f"{P}summary"), **common)]
+    events = [
+        _event(
+            at,
+            "drift",
+            summary,
+            version=version,
+            link=link,
+            status=status,
+            report=tags.get(f"{P}report") or tags.get(f"{P}summary"),
+            **common,
+        )
+    ]
     if tags.get(f"{P}outcome"):
-        events.append(_event(_iso(tags.get(f"{P}decided_at")) or at, "retrain",
-                             f"Retraining decision ({tags[f'{P}outcome']}): {tags.get(f'{P}reason', '')}",
-                             version=version, link=link, outcome=tags[f"{P}outcome"],
-                             guard=tags.get(f"{P}guard") or None, triggers=tags.get(f"{P}triggers") or None,
-                             **common))
+        events.append(
+            _event(
+                _iso(tags.get(f"{P}decided_at")) or at,
+                "retrain",
+                f"Retraining decision ({tags[f'{P}outcome']}): {tags.get(f'{P}reason', '')}",
+                version=version,
+                link=link,
+                outcome=tags[f"{P}outcome"],
+                guard=tags.get(f"{P}guard") or None,
+                triggers=tags.get(f"{P}triggers") or None,
+                **common,
+            )
+        )
     return events
 
 
@@ -322,8 +422,12 @@ def _run_events(rec: _Records, run: Any) -> list[dict]:
     version = rec.version_of_run(run_id)
     link = _run_url(info.experiment_id, run_id)
     started, ended = _iso(info.start_time), _iso(info.end_time)
-    common = {"run_id": run_id, "dag_id": tags.get(tracking.TAG_DAG_ID),
-              "dag_run_id": tags.get(tracking.TAG_DAG_RUN), "run_status": info.status}
+    common = {
+        "run_id": run_id,
+        "dag_id": tags.get(tracking.TAG_DAG_ID),
+        "dag_run_id": tags.get(tracking.TAG_DAG_RUN),
+        "run_status": info.status,
+    }
     events = []
     v_status = tags.get("modelops.validation.status")
     if v_status:
@@ -335,33 +439,79 @@ def _run_events(rec: _Records, run: Any) -> list[dict]:
             if tags.get("modelops.validation.failed"):
                 summary += f"; failed: {tags['modelops.validation.failed'][:300]}"
             summary += f"; the run stopped here (MLflow run {info.status}), nothing was registered"
-        events.append(_event(_iso(tags.get("modelops.validation.at")) or started, "validation", summary,
-                             version=version, link=link, status=v_status,
-                             validation_summary=tags.get("modelops.validation.summary"),
-                             data_path=tags.get("modelops.data_path"), data_fingerprint=fp,
-                             report=f"runs:/{run_id}/validation/validation_report.html", **common))
+        events.append(
+            _event(
+                _iso(tags.get("modelops.validation.at")) or started,
+                "validation",
+                summary,
+                version=version,
+                link=link,
+                status=v_status,
+                validation_summary=tags.get("modelops.validation.summary"),
+                data_path=tags.get("modelops.data_path"),
+                data_fingerprint=fp,
+                report=f"runs:/{run_id}/validation/validation_report.html",
+                **common,
+            )
+        )
     model_uri = tags.get("modelops.model_uri")
     params, metrics = run.data.params, run.data.metrics
     if model_uri:
         model_id = model_uri.removeprefix("models:/")
         at = rec.logged_model_at.get(model_id) or _iso(tags.get("modelops.validation.at")) or started
-        how = " ".join(_known(("", params.get("framework")), ("", params.get("backend") and f"({params['backend']})"))
-                       ) or "a model (framework not recorded)"
-        rows = f" on {int(params['train_rows']):,} rows" if str(params.get("train_rows", "")).isdigit() else ""
+        how = (
+            " ".join(
+                _known(
+                    ("", params.get("framework")), ("", params.get("backend") and f"({params['backend']})")
+                )
+            )
+            or "a model (framework not recorded)"
+        )
+        rows = (
+            f" on {int(params['train_rows']):,} rows" if str(params.get("train_rows", "")).isdigit() else ""
+        )
         secs = f" in {metrics['train_seconds']:.1f} s" if "train_seconds" in metrics else ""
         holdout = {k.removeprefix("holdout_"): v for k, v in metrics.items() if k.startswith("holdout_")}
-        events.append(_event(at, "training", f"Trained {how}{rows}{secs}: {model_uri}", version=version, link=link,
-                             model_uri=model_uri, params=dict(params), holdout_metrics=holdout or None,
-                             git_commit=tags.get("mlflow.source.git.commit"), **common))
+        events.append(
+            _event(
+                at,
+                "training",
+                f"Trained {how}{rows}{secs}: {model_uri}",
+                version=version,
+                link=link,
+                model_uri=model_uri,
+                params=dict(params),
+                holdout_metrics=holdout or None,
+                git_commit=tags.get("mlflow.source.git.commit"),
+                **common,
+            )
+        )
     elif info.status in ("FAILED", "KILLED") and v_status == "passed":
-        events.append(_event(ended or started, "training", f"The run ended {info.status} before a model was "
-                             f"logged (see the DAG run's task logs)", version=version, link=link, **common))
+        events.append(
+            _event(
+                ended or started,
+                "training",
+                f"The run ended {info.status} before a model was logged (see the DAG run's task logs)",
+                version=version,
+                link=link,
+                **common,
+            )
+        )
     g_status = tags.get("modelops.gate.status")
     if g_status:
-        events.append(_event(_iso(tags.get("modelops.gate.at")) or ended, "gate",
-                             f"Gate {g_status}: {tags.get('modelops.gate.summary', '')}", version=version, link=link,
-                             status=g_status, gate_summary=tags.get("modelops.gate.summary"),
-                             report=f"runs:/{run_id}/evaluation/evaluation_report.html", **common))
+        events.append(
+            _event(
+                _iso(tags.get("modelops.gate.at")) or ended,
+                "gate",
+                f"Gate {g_status}: {tags.get('modelops.gate.summary', '')}",
+                version=version,
+                link=link,
+                status=g_status,
+                gate_summary=tags.get("modelops.gate.summary"),
+                report=f"runs:/{run_id}/evaluation/evaluation_report.html",
+                **common,
+            )
+        )
     return events
 
 
@@ -371,7 +521,12 @@ def _alias_sets(rec: _Records) -> list[tuple[str, str, str]]:
     for v, mv in rec.versions.items():
         for key, value in (mv.tags or {}).items():
             parts = key.split(".")
-            if len(parts) == 4 and parts[:2] == ["modelops", "alias"] and parts[3] == "set_at" and _iso(value):
+            if (
+                len(parts) == 4
+                and parts[:2] == ["modelops", "alias"]
+                and parts[3] == "set_at"
+                and _iso(value)
+            ):
                 out.append((_iso(value), parts[2], v))
     return sorted(out, key=lambda t: (t[0], int(t[2])))
 
@@ -392,8 +547,11 @@ def _version_events(rec: _Records, version: str, sets: list[tuple[str, str, str]
     mv = rec.versions[version]
     tags = dict(mv.tags or {})
     link = tracking.version_url(model, version)
-    common = {"dag_id": tags.get(tracking.TAG_DAG_ID), "dag_run_id": tags.get(tracking.TAG_DAG_RUN),
-              "run_id": mv.run_id}
+    common = {
+        "dag_id": tags.get(tracking.TAG_DAG_ID),
+        "dag_run_id": tags.get(tracking.TAG_DAG_RUN),
+        "run_id": mv.run_id,
+    }
     created = _iso(mv.creation_timestamp)
     commit = tags.get("modelops.git_commit")
     run = rec.runs.get(mv.run_id)
@@ -401,90 +559,190 @@ def _version_events(rec: _Records, version: str, sets: list[tuple[str, str, str]
     commit = commit or run_tags.get("mlflow.source.git.commit")
     origin = provenance(tags, run)
     if _fault(tags, run):
-        registered = (f"by {origin}, not by the training DAG: it has no risk tier, spec hash, data fingerprint or "
-                      f"commit of its own")
+        registered = (
+            f"by {origin}, not by the training DAG: it has no risk tier, spec hash, data fingerprint or "
+            f"commit of its own"
+        )
     else:
-        registered = "(" + ", ".join(_known(("risk tier", tags.get("modelops.risk_tier")
-                                             or run_tags.get("modelops.risk_tier")),
-                                            ("spec", tags.get("modelops.spec_hash")),
-                                            ("commit", (commit or "")[:12]))) + ")"
+        registered = (
+            "("
+            + ", ".join(
+                _known(
+                    ("risk tier", tags.get("modelops.risk_tier") or run_tags.get("modelops.risk_tier")),
+                    ("spec", tags.get("modelops.spec_hash")),
+                    ("commit", (commit or "")[:12]),
+                )
+            )
+            + ")"
+        )
         registered += f", by {origin}" if origin else ""
-    events = [_event(created, "registration", f"Registered as {model} v{version} {registered}",
-                     version=version, link=link, risk_tier=tags.get("modelops.risk_tier"),
-                     spec_hash=tags.get("modelops.spec_hash"), git_commit=commit,
-                     data_fingerprint=tags.get("modelops.data_fingerprint"), registered_by=origin, **common)]
+    events = [
+        _event(
+            created,
+            "registration",
+            f"Registered as {model} v{version} {registered}",
+            version=version,
+            link=link,
+            risk_tier=tags.get("modelops.risk_tier"),
+            spec_hash=tags.get("modelops.spec_hash"),
+            git_commit=commit,
+            data_fingerprint=tags.get("modelops.data_fingerprint"),
+            registered_by=origin,
+            **common,
+        )
+    ]
     skipped = _skipped_steps(rec, version, tags, origin)
     if skipped:
-        events.append(_event(created, "gate", skipped, version=version, link=link, rank="skipped", status="skipped"))
+        events.append(
+            _event(created, "gate", skipped, version=version, link=link, rank="skipped", status="skipped")
+        )
     if tags.get("modelops.model_card"):
-        events.append(_event(_iso(tags.get("modelops.model_card.generated_at")) or created, "model_card",
-                             f"Model card (latest) generated: {tags['modelops.model_card']}", version=version,
-                             link=link, model_card=tags["modelops.model_card"]))
+        events.append(
+            _event(
+                _iso(tags.get("modelops.model_card.generated_at")) or created,
+                "model_card",
+                f"Model card (latest) generated: {tags['modelops.model_card']}",
+                version=version,
+                link=link,
+                model_card=tags["modelops.model_card"],
+            )
+        )
     for r in approval_records(model, version, tags):
-        who = ", timed out: nobody answered" if r["timed_out"] else f" by {r.get('by') or 'an unrecorded approver'}"
+        who = (
+            ", timed out: nobody answered"
+            if r["timed_out"]
+            else f" by {r.get('by') or 'an unrecorded approver'}"
+        )
         summary = f"Approval {r['index']}: {str(r.get('decision') or 'no decision recorded').upper()}{who}"
         summary += f" (policy {r['policy']})" if r.get("policy") else ""
         summary += f': "{r["comment"]}"' if r.get("comment") else ""
-        events.append(_event(_iso(r.get("at")) or created, "approval", summary, version=version, link=link,
-                             **{k: r.get(k) for k in ("index", "decision", "by", "comment", "policy", "timed_out")}))
+        events.append(
+            _event(
+                _iso(r.get("at")) or created,
+                "approval",
+                summary,
+                version=version,
+                link=link,
+                **{k: r.get(k) for k in ("index", "decision", "by", "comment", "policy", "timed_out")},
+            )
+        )
     for at, alias, v in sets:
         if v != version:
             continue
         old = _replaced(sets, alias, version, at)
         summary = f"Alias {alias} -> v{version}" + (f" (replacing v{old})" if old else "")
-        events.append(_event(at, "alias", summary, version=version, link=link, rank=_alias_rank(alias),
-                             alias=alias, replaced=old))
+        events.append(
+            _event(
+                at,
+                "alias",
+                summary,
+                version=version,
+                link=link,
+                rank=_alias_rank(alias),
+                alias=alias,
+                replaced=old,
+            )
+        )
     if tags.get("modelops.bento_tag") or tags.get("modelops.smoke.at"):
         ok = tags.get("modelops.deployable") == "true"
         smoke = _smoke_sentence(tags, ok, origin)
         at = _iso(tags.get("modelops.smoke.at")) or max(e["at"] for e in events if e["at"])
-        bento = (f"Packaged bento {tags['modelops.bento_tag']}" if tags.get("modelops.bento_tag")
-                 else "No bento tag recorded")
-        events.append(_event(at, "packaging", f"{bento}; {smoke}",
-                             version=version, link=link, bento_tag=tags.get("modelops.bento_tag"), deployable=ok,
-                             max_abs_diff=tags.get("modelops.smoke.max_abs_diff")))
+        bento = (
+            f"Packaged bento {tags['modelops.bento_tag']}"
+            if tags.get("modelops.bento_tag")
+            else "No bento tag recorded"
+        )
+        events.append(
+            _event(
+                at,
+                "packaging",
+                f"{bento}; {smoke}",
+                version=version,
+                link=link,
+                bento_tag=tags.get("modelops.bento_tag"),
+                deployable=ok,
+                max_abs_diff=tags.get("modelops.smoke.max_abs_diff"),
+            )
+        )
     for key in sorted(k for k in tags if k.startswith("modelops.rollout.stage.")):
         try:
             stage = json.loads(tags[key])
         except ValueError:
             continue
-        share = (f"{stage.get('traffic_percent')}% of traffic" if stage.get("traffic_percent")
-                 else "copies of live requests, no traffic")  # the shadow stage
-        events.append(_event(_iso(stage.get("at")), "rollout",
-                             f"Rollout stage {stage.get('stage')} ({share}): "
-                             f"{str(stage.get('outcome') or 'no verdict recorded').upper()}: {stage.get('reason', '')}",
-                             version=version, link=link, stage=stage.get("stage"), outcome=stage.get("outcome"),
-                             traffic_percent=stage.get("traffic_percent")))
+        share = (
+            f"{stage.get('traffic_percent')}% of traffic"
+            if stage.get("traffic_percent")
+            else "copies of live requests, no traffic"
+        )  # the shadow stage
+        events.append(
+            _event(
+                _iso(stage.get("at")),
+                "rollout",
+                f"Rollout stage {stage.get('stage')} ({share}): "
+                f"{str(stage.get('outcome') or 'no verdict recorded').upper()}: {stage.get('reason', '')}",
+                version=version,
+                link=link,
+                stage=stage.get("stage"),
+                outcome=stage.get("outcome"),
+                traffic_percent=stage.get("traffic_percent"),
+            )
+        )
     for key in sorted(k for k in tags if k.startswith("modelops.rollout.pause.")):
         try:
             paused = json.loads(tags[key])
         except ValueError:
             continue
         who = "no answer (fail closed)" if paused.get("timed_out") else f"by {paused.get('by')}"
-        events.append(_event(_iso(paused.get("at")), "rollout",
-                             f"Rollout paused after {paused.get('stage')} ({paused.get('traffic_percent')}% of "
-                             f"traffic): {str(paused.get('decision') or 'no decision recorded').upper()} {who}"
-                             + (f": {paused['comment']}" if paused.get("comment") else ""),
-                             version=version, link=link, stage=paused.get("stage"), decision=paused.get("decision"),
-                             by=paused.get("by"), comment=paused.get("comment")))
+        events.append(
+            _event(
+                _iso(paused.get("at")),
+                "rollout",
+                f"Rollout paused after {paused.get('stage')} ({paused.get('traffic_percent')}% of "
+                f"traffic): {str(paused.get('decision') or 'no decision recorded').upper()} {who}"
+                + (f": {paused['comment']}" if paused.get("comment") else ""),
+                version=version,
+                link=link,
+                stage=paused.get("stage"),
+                decision=paused.get("decision"),
+                by=paused.get("by"),
+                comment=paused.get("comment"),
+            )
+        )
     events += _rollout_events(rec, version, tags, link)
     if tags.get("modelops.rolled_back_at"):
-        events.append(_event(_iso(tags["modelops.rolled_back_at"]), "rollback",
-                             f"Rolled back: 100% of traffic to stable, challenger removed, champion untouched "
-                             f"({tags.get('modelops.rolled_back', '')})", version=version, link=link,
-                             reason=tags.get("modelops.rolled_back")))
+        events.append(
+            _event(
+                _iso(tags["modelops.rolled_back_at"]),
+                "rollback",
+                f"Rolled back: 100% of traffic to stable, challenger removed, champion untouched "
+                f"({tags.get('modelops.rolled_back', '')})",
+                version=version,
+                link=link,
+                reason=tags.get("modelops.rolled_back"),
+            )
+        )
     if tags.get("modelops.promoted_at"):
         at = _iso(tags["modelops.promoted_at"])
         old = _replaced(sets, tracking.CHAMPION, version, at or "")
-        events.append(_event(at, "promotion", f"Promoted v{version} to champion"
-                             + (f"; v{old} kept as previous (the rollback target)" if old else ""),
-                             version=version, link=link, previous=old))
+        events.append(
+            _event(
+                at,
+                "promotion",
+                f"Promoted v{version} to champion"
+                + (f"; v{old} kept as previous (the rollback target)" if old else ""),
+                version=version,
+                link=link,
+                previous=old,
+            )
+        )
     return events
 
 
 def _known(*pairs: tuple[str, str | None]) -> list[str]:
     """``label value`` for each value that is recorded, ``no <label> recorded`` for the others."""
-    return [f"{label} {value}".strip() if value else f"no {label or 'value'} recorded" for label, value in pairs]
+    return [
+        f"{label} {value}".strip() if value else f"no {label or 'value'} recorded" for label, value in pairs
+    ]
 
 
 def _fault(tags: dict[str, str], run: Any = None) -> str | None:
@@ -499,8 +757,11 @@ def provenance(tags: dict[str, str], run: Any = None) -> str | None:
     if fault:
         wraps = tags.get("modelops.fault.wraps") or run_tags.get("modelops.fault.wraps")
         by = tags.get("modelops.registered_by") or "make demo-bad-canary (include/modelops/rollout/faults.py)"
-        return (f"{by} as a fault-injected copy of "
-                + (f"v{wraps}" if wraps else "a trained version (which one was not recorded)") + f" (fault {fault!r})")
+        return (
+            f"{by} as a fault-injected copy of "
+            + (f"v{wraps}" if wraps else "a trained version (which one was not recorded)")
+            + f" (fault {fault!r})"
+        )
     if tags.get("modelops.registered_by"):
         return tags["modelops.registered_by"]
     if not tags.get(tracking.TAG_DAG_ID) and not run_tags.get(tracking.TAG_DAG_ID):
@@ -514,10 +775,12 @@ def _smoke_sentence(tags: dict[str, str], deployable: bool, origin: str | None) 
             return "smoke-serve did not pass (not deployable)"
         diff = tags.get("modelops.smoke.max_abs_diff")
         return "smoke-serve passed, served predictions match offline" + (
-            f" (max |diff| {diff})" if diff else " (the largest difference was not recorded)")
+            f" (max |diff| {diff})" if diff else " (the largest difference was not recorded)"
+        )
     why = f"registered by {origin}" if origin else "the version has no smoke-serve record (modelops.smoke.at)"
-    return f"not smoke-served: {why}" + ("; marked deployable without it, so a rollout could take it" if deployable
-                                          else "")
+    return f"not smoke-served: {why}" + (
+        "; marked deployable without it, so a rollout could take it" if deployable else ""
+    )
 
 
 def _skipped_steps(rec: _Records, version: str, tags: dict[str, str], origin: str | None) -> str | None:
@@ -526,8 +789,12 @@ def _skipped_steps(rec: _Records, version: str, tags: dict[str, str], origin: st
 
     run = rec.runs.get(rec.versions[version].run_id)
     gate = tags.get("modelops.gate.status") or (run.data.tags.get("modelops.gate.status") if run else None)
-    went_on = (tags.get("modelops.deployable") == "true" or bool(tags.get(f"modelops.alias.{tracking.CHAMPION}.set_at"))
-               or any(v == version for v in rec.aliases.values()) or bool(tags.get("modelops.rollout.status")))
+    went_on = (
+        tags.get("modelops.deployable") == "true"
+        or bool(tags.get(f"modelops.alias.{tracking.CHAMPION}.set_at"))
+        or any(v == version for v in rec.aliases.values())
+        or bool(tags.get("modelops.rollout.status"))
+    )
     skipped = []
     if not gate:
         skipped.append("gate")
@@ -536,12 +803,16 @@ def _skipped_steps(rec: _Records, version: str, tags: dict[str, str], origin: st
     if not skipped:
         return None
     if _fault(tags, run):
-        why = (f"registered by {origin} and sent straight to a rollout: the demo shows the rollout catching a bad "
-               f"release, so it was never evaluated, gated or approved")
+        why = (
+            f"registered by {origin} and sent straight to a rollout: the demo shows the rollout catching a bad "
+            f"release, so it was never evaluated, gated or approved"
+        )
     elif origin:
         why = f"registered by {origin}; no {' or '.join(skipped)} record is on the version"
     else:
-        why = f"no {' or '.join(skipped)} record is on the version (tags modelops.gate.*, modelops.approval.*)"
+        why = (
+            f"no {' or '.join(skipped)} record is on the version (tags modelops.gate.*, modelops.approval.*)"
+        )
     return f"{' and '.join(skipped).capitalize()} skipped: {why}"
 
 
@@ -553,27 +824,56 @@ def _rollout_events(rec: _Records, version: str, tags: dict[str, str], link: str
     record = rec.rollouts.get(version)
     if record:
         run_id = record.get("dag_run_id")
-        against = ("first deployment: nothing to compare against, 100% after a health check"
-                   if record.get("first_deployment") else f"canary v{version} against stable v{record.get('stable_version')}")
-        events.append(_event(_iso(record.get("started_at")), "rollout_run",
-                             f"Rollout run {run_id or '(DAG run not recorded)'} started: {against}", version=version,
-                             link=dag_run_url(f"{rec.model}_rollout", run_id) if run_id else link, rank="rollout:start",
-                             dag_run_id=run_id, status=record.get("status")))
+        against = (
+            "first deployment: nothing to compare against, 100% after a health check"
+            if record.get("first_deployment")
+            else f"canary v{version} against stable v{record.get('stable_version')}"
+        )
+        events.append(
+            _event(
+                _iso(record.get("started_at")),
+                "rollout_run",
+                f"Rollout run {run_id or '(DAG run not recorded)'} started: {against}",
+                version=version,
+                link=dag_run_url(f"{rec.model}_rollout", run_id) if run_id else link,
+                rank="rollout:start",
+                dag_run_id=run_id,
+                status=record.get("status"),
+            )
+        )
         if record.get("status") not in ("promoted", "rolled_back"):
             ran = ([record["shadow"]] if record.get("shadow") else []) + list(record.get("stages") or [])
             last = ran[-1] if ran else {}
-            events.append(_event(_iso(last.get("ended_at") or last.get("started_at")) or _iso(record.get("started_at")),
-                                 "rollout_run", f"Rollout run {run_id} has no end recorded (status "
-                                 f"{record.get('status') or 'not recorded'}"
-                                 + (f", last stage {last.get('name')}: {last.get('outcome')}" if last else "")
-                                 + "): it is still running, or its DAG run stopped without a verdict",
-                                 version=version, link=link, rank="rollout:end", dag_run_id=run_id,
-                                 status=record.get("status")))
+            events.append(
+                _event(
+                    _iso(last.get("ended_at") or last.get("started_at")) or _iso(record.get("started_at")),
+                    "rollout_run",
+                    f"Rollout run {run_id} has no end recorded (status "
+                    f"{record.get('status') or 'not recorded'}"
+                    + (f", last stage {last.get('name')}: {last.get('outcome')}" if last else "")
+                    + "): it is still running, or its DAG run stopped without a verdict",
+                    version=version,
+                    link=link,
+                    rank="rollout:end",
+                    dag_run_id=run_id,
+                    status=record.get("status"),
+                )
+            )
     for e in deployment_history({k: v for k, v in tags.items() if k.startswith("modelops.deployment.")}):
         stages = ", ".join(f"{s['name']} {s['outcome']}" for s in e["stages"])
-        events.append(_event(_iso(e["at"]), "deployment", f"Deployment history: {e['event']}"
-                             + (f" [{stages}]" if stages else "") + (f": {e['reason']}" if e["reason"] else ""),
-                             version=version, link=link, rank="rollout:end", event=e["event"]))
+        events.append(
+            _event(
+                _iso(e["at"]),
+                "deployment",
+                f"Deployment history: {e['event']}"
+                + (f" [{stages}]" if stages else "")
+                + (f": {e['reason']}" if e["reason"] else ""),
+                version=version,
+                link=link,
+                rank="rollout:end",
+                event=e["event"],
+            )
+        )
     return events
 
 
@@ -608,20 +908,48 @@ def _dag_run_events(run: dict, version: str | None) -> list[dict]:
         said.append(f'reason "{conf["reason"]}"')
     if conf.get("data_path"):
         said.append(f"data_path {conf['data_path']}")
-    common = {"dag_id": run["dag_id"], "dag_run_id": run["run_id"], "state": run.get("state"),
-              "conf": run.get("conf"), "start_date": run.get("start_date"), "end_date": run.get("end_date")}
-    events = [_event(run.get("start_date"), "dag_run",
-                     f"DAG run {run['run_id']} started ({kind_of_run})" + (": " + ", ".join(said) if said else ""),
-                     version=version, link=link, rank="dag_run:start", phase="start", **common)]
+    common = {
+        "dag_id": run["dag_id"],
+        "dag_run_id": run["run_id"],
+        "state": run.get("state"),
+        "conf": run.get("conf"),
+        "start_date": run.get("start_date"),
+        "end_date": run.get("end_date"),
+    }
+    events = [
+        _event(
+            run.get("start_date"),
+            "dag_run",
+            f"DAG run {run['run_id']} started ({kind_of_run})" + (": " + ", ".join(said) if said else ""),
+            version=version,
+            link=link,
+            rank="dag_run:start",
+            phase="start",
+            **common,
+        )
+    ]
     if run.get("end_date"):
         took = ""
         if run.get("start_date"):
-            secs = int((datetime.fromisoformat(run["end_date"])
-                        - datetime.fromisoformat(run["start_date"])).total_seconds())
+            secs = int(
+                (
+                    datetime.fromisoformat(run["end_date"]) - datetime.fromisoformat(run["start_date"])
+                ).total_seconds()
+            )
             h, m, sec = secs // 3600, secs % 3600 // 60, secs % 60
             took = " after " + (f"{h} h {m} min" if h else f"{m} min {sec} s" if m else f"{sec} s")
-        events.append(_event(run["end_date"], "dag_run", f"DAG run {run['run_id']} ended {run.get('state')}{took}",
-                             version=version, link=link, rank="dag_run:end", phase="end", **common))
+        events.append(
+            _event(
+                run["end_date"],
+                "dag_run",
+                f"DAG run {run['run_id']} ended {run.get('state')}{took}",
+                version=version,
+                link=link,
+                rank="dag_run:end",
+                phase="end",
+                **common,
+            )
+        )
     return events
 
 
@@ -632,8 +960,9 @@ def _sort(events: list[dict]) -> list[dict]:
     return ordered
 
 
-def collect_events(model: str, version: str | None = None, *,
-                   dag_runs: dict[str, dict] | None = None) -> list[dict]:
+def collect_events(
+    model: str, version: str | None = None, *, dag_runs: dict[str, dict] | None = None
+) -> list[dict]:
     """The model's lifecycle events (or one version's), oldest first.
 
     Args:
@@ -674,16 +1003,27 @@ def _collect(rec: _Records, version: str | None, dag_runs: dict[str, dict]) -> l
     if run is not None:
         events += _run_events(rec, run)
     for r in rec.runs.values():  # the windows this version served, and the decisions taken on them
-        if r.data.tags.get("modelops.kind") == "monitoring" and r.data.tags.get(
-                "modelops.monitoring.model_version") == version:
+        if (
+            r.data.tags.get("modelops.kind") == "monitoring"
+            and r.data.tags.get("modelops.monitoring.model_version") == version
+        ):
             events += _monitoring_events(r)
     events += _version_events(rec, version, sets)
     # Alias moves that took an alias away from this version (e.g. a newer champion).
     for at, alias, v in sets:
         if v != version and _replaced(sets, alias, v, at) == version:
-            events.append(_event(at, "alias", f"Alias {alias} -> v{v} (replacing v{version})", version=v,
-                                 link=tracking.version_url(rec.model, v), rank=_alias_rank(alias), alias=alias,
-                                 replaced=version))
+            events.append(
+                _event(
+                    at,
+                    "alias",
+                    f"Alias {alias} -> v{v} (replacing v{version})",
+                    version=v,
+                    link=tracking.version_url(rec.model, v),
+                    rank=_alias_rank(alias),
+                    alias=alias,
+                    replaced=version,
+                )
+            )
     dr = dag_runs.get(mv.tags.get(tracking.TAG_DAG_RUN, ""))
     if dr:
         events += _dag_run_events(dr, version)
@@ -714,7 +1054,9 @@ def _verdict(rec: _Records, version: str, dag_runs: dict[str, dict]) -> dict:
     approvals = approval_records(rec.model, version, tags)
     risk = tags.get("modelops.risk_tier") or run_tags.get("modelops.risk_tier")
     required = 2 if risk == "high" else 1
-    approvers = sorted({r.get("by") for r in approvals if r.get("decision") == APPROVED and not r["timed_out"]})
+    approvers = sorted(
+        {r.get("by") for r in approvals if r.get("decision") == APPROVED and not r["timed_out"]}
+    )
     gate_status = tags.get("modelops.gate.status") or run_tags.get("modelops.gate.status")
     missing = []
     if gate_status != "passed":
@@ -723,8 +1065,9 @@ def _verdict(rec: _Records, version: str, dag_runs: dict[str, dict]) -> dict:
         missing.append("a model card")
     if len(approvers) < required:
         missing.append(f"{required} distinct approval(s) (it has {len(approvers)})")
-    if tags.get("modelops.deployable") != "true" or not (tags.get("modelops.smoke.at")
-                                                         or tags.get("modelops.smoke.max_abs_diff")):
+    if tags.get("modelops.deployable") != "true" or not (
+        tags.get("modelops.smoke.at") or tags.get("modelops.smoke.max_abs_diff")
+    ):
         missing.append("a passed smoke-serve")
     dag_id, dag_run_id = tags.get(tracking.TAG_DAG_ID), tags.get(tracking.TAG_DAG_RUN)
     dr = dag_runs.get(dag_run_id or "")
@@ -733,54 +1076,81 @@ def _verdict(rec: _Records, version: str, dag_runs: dict[str, dict]) -> dict:
     if tracking.CHAMPION in aliases and missing:
         status += " WARNING: it serves without complete evidence."
     return {
-        "model": rec.model, "version": version, "status": status, "aliases": aliases,
-        "all_aliases": dict(rec.aliases), "in_production": tracking.CHAMPION in aliases,
-        "gate": {"status": gate_status,
-                 "summary": tags.get("modelops.gate.summary") or run_tags.get("modelops.gate.summary"),
-                 "at": _iso(run_tags.get("modelops.gate.at"))},
-        "approvals": approvals, "approvals_required": required, "approvers": approvers,
-        "evidence_complete": not missing, "evidence_missing": missing,
+        "model": rec.model,
+        "version": version,
+        "status": status,
+        "aliases": aliases,
+        "all_aliases": dict(rec.aliases),
+        "in_production": tracking.CHAMPION in aliases,
+        "gate": {
+            "status": gate_status,
+            "summary": tags.get("modelops.gate.summary") or run_tags.get("modelops.gate.summary"),
+            "at": _iso(run_tags.get("modelops.gate.at")),
+        },
+        "approvals": approvals,
+        "approvals_required": required,
+        "approvers": approvers,
+        "evidence_complete": not missing,
+        "evidence_missing": missing,
         "model_card": tags.get("modelops.model_card"),
         "model_card_generated_at": _iso(tags.get("modelops.model_card.generated_at")),
-        "data_fingerprint": tags.get("modelops.data_fingerprint") or run_tags.get("modelops.data_fingerprint"),
+        "data_fingerprint": tags.get("modelops.data_fingerprint")
+        or run_tags.get("modelops.data_fingerprint"),
         "data_path": run_tags.get("modelops.data_path"),
         "validation": run_tags.get("modelops.validation.summary"),
         "split": run_tags.get("modelops.split"),
         "git_commit": tags.get("modelops.git_commit") or run_tags.get("mlflow.source.git.commit"),
-        "spec_hash": tags.get("modelops.spec_hash"), "risk_tier": risk,
-        "dag_id": dag_id, "dag_run_id": dag_run_id,
+        "spec_hash": tags.get("modelops.spec_hash"),
+        "risk_tier": risk,
+        "dag_id": dag_id,
+        "dag_run_id": dag_run_id,
         "dag_run_state": dr.get("state") if dr else None,
-        "dag_run_reason": ((dr or {}).get("conf") or {}).get("reason") or run_tags.get("modelops.trigger_reason"),
+        "dag_run_reason": ((dr or {}).get("conf") or {}).get("reason")
+        or run_tags.get("modelops.trigger_reason"),
         "dag_run_url": dag_run_url(dag_id, dag_run_id) if dag_id and dag_run_id else None,
         "mlflow_run_id": mv.run_id,
         "mlflow_run_url": _run_url(run.info.experiment_id, mv.run_id) if run is not None else None,
         "version_url": tracking.version_url(rec.model, version),
-        "bento_tag": tags.get("modelops.bento_tag"), "deployable": tags.get("modelops.deployable") == "true",
+        "bento_tag": tags.get("modelops.bento_tag"),
+        "deployable": tags.get("modelops.deployable") == "true",
         "promoted_at": _iso(tags.get("modelops.promoted_at")),
-        "registered_by": provenance(tags, run), "skipped": _skipped_steps(rec, version, tags, provenance(tags, run)),
+        "registered_by": provenance(tags, run),
+        "skipped": _skipped_steps(rec, version, tags, provenance(tags, run)),
         "smoke": _smoke_sentence(tags, tags.get("modelops.deployable") == "true", provenance(tags, run)),
         "rollout": _rollout_summary(rec, version),
     }
 
 
-def _status_sentence(rec: _Records, version: str, aliases: list[str], tags: dict[str, str],
-                     approvals: list[dict], gate_status: str | None, sets: list[tuple[str, str, str]]) -> str:
+def _status_sentence(
+    rec: _Records,
+    version: str,
+    aliases: list[str],
+    tags: dict[str, str],
+    approvals: list[dict],
+    gate_status: str | None,
+    sets: list[tuple[str, str, str]],
+) -> str:
     v = f"v{version}"
     if tracking.CHAMPION in aliases:
         since = _iso(tags.get(f"modelops.alias.{tracking.CHAMPION}.set_at"))
         return f"{v} is in production: alias champion (serving) since {since or 'an unrecorded time'}."
     champion = rec.aliases.get(tracking.CHAMPION)
     now = f" The champion is v{champion}." if champion else " There is no champion."
-    taken = [(at, v2) for at, a, v2 in sets if a == tracking.CHAMPION and _replaced(sets, a, v2, at) == version]
+    taken = [
+        (at, v2) for at, a, v2 in sets if a == tracking.CHAMPION and _replaced(sets, a, v2, at) == version
+    ]
     served = ""
     if tags.get(f"modelops.alias.{tracking.CHAMPION}.set_at"):
         served = f" It served as champion from {_iso(tags[f'modelops.alias.{tracking.CHAMPION}.set_at'])}" + (
-            f" until v{taken[0][1]} replaced it at {taken[0][0]}." if taken else ".")
+            f" until v{taken[0][1]} replaced it at {taken[0][0]}." if taken else "."
+        )
     if tracking.PREVIOUS in aliases:
         return f"{v} is not serving; it is the rollback target (alias previous).{served}{now}"
     if tags.get("modelops.rolled_back_at"):
-        return (f"{v} was rolled back during its rollout at {_iso(tags['modelops.rolled_back_at'])} "
-                f"({tags.get('modelops.rolled_back', 'no reason recorded')}) and never became champion.{now}")
+        return (
+            f"{v} was rolled back during its rollout at {_iso(tags['modelops.rolled_back_at'])} "
+            f"({tags.get('modelops.rolled_back', 'no reason recorded')}) and never became champion.{now}"
+        )
     if tracking.CHALLENGER in aliases:
         return f"{v} passed the gate and awaits approval or promotion (alias challenger).{now}"
     if gate_status and gate_status != "passed":
@@ -796,20 +1166,39 @@ def _status_sentence(rec: _Records, version: str, aliases: list[str], tags: dict
 # --- the report -------------------------------------------------------------------------------
 
 
-def render_text(events: list[dict], *, model: str, version: str | None, verdict: dict | None = None,
-                notes: Iterable[str] = (), footer: Iterable[str] = (), width: int = 118) -> str:
+def render_text(
+    events: list[dict],
+    *,
+    model: str,
+    version: str | None,
+    verdict: dict | None = None,
+    notes: Iterable[str] = (),
+    footer: Iterable[str] = (),
+    width: int = 118,
+) -> str:
     """A timeline for a terminal: one event per block, time (UTC), step, version, what happened, link."""
     what = f"{model} v{version}" if version else f"{model} (every run and version)"
-    lines = [f"Audit trail of {what}", "=" * min(width, 78), "Times in UTC; sources: MLflow "
-             f"({get_settings().mlflow_tracking_uri}) and Airflow.", *notes, ""]
+    lines = [
+        f"Audit trail of {what}",
+        "=" * min(width, 78),
+        f"Times in UTC; sources: MLflow ({get_settings().mlflow_tracking_uri}) and Airflow.",
+        *notes,
+        "",
+    ]
     if not events:
         lines.append("No lifecycle events recorded yet.")
     for e in events:
         at = (e["at"] or "").replace("T", " ")[:19] or "time not recorded".ljust(19)
         head = f"{at}  {e['kind']:<12} {('v' + e['version']) if e['version'] else '-':<4}  "
         indent = " " * len(head)
-        lines += textwrap.wrap(e["summary"], width=width, initial_indent=head, subsequent_indent=indent,
-                               break_on_hyphens=False, break_long_words=False) or [head]
+        lines += textwrap.wrap(
+            e["summary"],
+            width=width,
+            initial_indent=head,
+            subsequent_indent=indent,
+            break_on_hyphens=False,
+            break_long_words=False,
+        ) or [head]
         if e.get("link"):
             lines.append(indent + e["link"])
     if verdict:
@@ -822,45 +1211,82 @@ def render_text(events: list[dict], *, model: str, version: str | None, verdict:
 
 def render_verdict(v: dict, *, width: int = 118) -> list[str]:
     """The closing block of a version's audit: where it is and on what evidence."""
-    def row(label: str, text: str | None) -> list[str]:
-        return textwrap.wrap(text or "not recorded", width=width, initial_indent=f"  {label:<17} ",
-                             subsequent_indent=" " * 20, break_on_hyphens=False, break_long_words=False) or []
 
-    approvals = [f"#{r['index']} {str(r.get('decision') or 'no decision recorded').upper()} by "
-                 f"{r.get('by') or 'an unrecorded approver'} at {_iso(r.get('at')) or 'an unrecorded time'}"
-                 + (f" (policy {r['policy']})" if r.get("policy") else "")
-                 + (" [timed out]" if r["timed_out"] else "")
-                 + (f': "{r["comment"]}"' if r.get("comment") else "") for r in v["approvals"]]
+    def row(label: str, text: str | None) -> list[str]:
+        return (
+            textwrap.wrap(
+                text or "not recorded",
+                width=width,
+                initial_indent=f"  {label:<17} ",
+                subsequent_indent=" " * 20,
+                break_on_hyphens=False,
+                break_long_words=False,
+            )
+            or []
+        )
+
+    approvals = [
+        f"#{r['index']} {str(r.get('decision') or 'no decision recorded').upper()} by "
+        f"{r.get('by') or 'an unrecorded approver'} at {_iso(r.get('at')) or 'an unrecorded time'}"
+        + (f" (policy {r['policy']})" if r.get("policy") else "")
+        + (" [timed out]" if r["timed_out"] else "")
+        + (f': "{r["comment"]}"' if r.get("comment") else "")
+        for r in v["approvals"]
+    ]
     out = [f"Verdict: {v['model']} v{v['version']}", "-" * min(width, 78)]
     out += row("Status", v["status"])
     registry = ", ".join(f"{a}=v{n}" for a, n in sorted(v["all_aliases"].items())) or "none"
     out += row("Aliases", f"{', '.join(v['aliases']) or 'none'}   (registry now: {registry})")
     out += row("Registered by", v["registered_by"] or "the training DAG")
-    out += row("Gate", f"{v['gate']['status']}: {v['gate']['summary'] or 'no summary recorded'}" if v["gate"]["status"]
-               else "no gate decision recorded")
+    out += row(
+        "Gate",
+        f"{v['gate']['status']}: {v['gate']['summary'] or 'no summary recorded'}"
+        if v["gate"]["status"]
+        else "no gate decision recorded",
+    )
     if v["skipped"]:
         out += row("Skipped", v["skipped"])
-    out += row("Approvals", f"{len(v['approvers'])} of {v['approvals_required']} required "
-                            + (f"(risk tier {v['risk_tier']})" if v["risk_tier"]
-                               else "(no risk tier recorded: one approval assumed)"))
+    out += row(
+        "Approvals",
+        f"{len(v['approvers'])} of {v['approvals_required']} required "
+        + (
+            f"(risk tier {v['risk_tier']})"
+            if v["risk_tier"]
+            else "(no risk tier recorded: one approval assumed)"
+        ),
+    )
     for a in approvals:
         out += row("", a)
-    out += row("Evidence", "complete: gate passed, model card, approval(s), smoke-serve" if v["evidence_complete"]
-               else "INCOMPLETE for promotion, lacks " + "; ".join(v["evidence_missing"]))
+    out += row(
+        "Evidence",
+        "complete: gate passed, model card, approval(s), smoke-serve"
+        if v["evidence_complete"]
+        else "INCOMPLETE for promotion, lacks " + "; ".join(v["evidence_missing"]),
+    )
     out += row("Smoke-serve", v["smoke"])
     out += row("Rollout", v["rollout"] or "never rolled out")
     out += row("Model card", v["model_card"])
-    out += row("Data", (f"fingerprint {v['data_fingerprint']}" if v["data_fingerprint"]
-                        else "no data fingerprint recorded"
-                        + (f" (registered by {v['registered_by']})" if v["registered_by"] else ""))
-               + (f" of {v['data_path']}" if v["data_path"] else "")
-               + (f"; {v['validation']}" if v["validation"] else "") + (f"; split {v['split']}" if v["split"] else ""))
+    out += row(
+        "Data",
+        (
+            f"fingerprint {v['data_fingerprint']}"
+            if v["data_fingerprint"]
+            else "no data fingerprint recorded"
+            + (f" (registered by {v['registered_by']})" if v["registered_by"] else "")
+        )
+        + (f" of {v['data_path']}" if v["data_path"] else "")
+        + (f"; {v['validation']}" if v["validation"] else "")
+        + (f"; split {v['split']}" if v["split"] else ""),
+    )
     out += row("Git commit", v["git_commit"])
     out += row("Spec hash", v["spec_hash"])
     if v["dag_id"] or v["dag_run_id"]:
-        out += row("DAG run", f"{v['dag_id'] or 'DAG not recorded'} / {v['dag_run_id'] or 'run not recorded'}"
-                   + (f" ({v['dag_run_state']})" if v["dag_run_state"] else "")
-                   + (f', reason "{v["dag_run_reason"]}"' if v["dag_run_reason"] else ""))
+        out += row(
+            "DAG run",
+            f"{v['dag_id'] or 'DAG not recorded'} / {v['dag_run_id'] or 'run not recorded'}"
+            + (f" ({v['dag_run_state']})" if v["dag_run_state"] else "")
+            + (f', reason "{v["dag_run_reason"]}"' if v["dag_run_reason"] else ""),
+        )
         if v["dag_run_url"]:
             out += row("", v["dag_run_url"])
     else:
@@ -889,7 +1315,9 @@ def report(model: str, version: str | None = None, *, airflow_env: dict[str, str
     dag_runs: dict[str, dict] = {}
     if version is not None:
         mv = rec.version(version)  # fail fast, before asking Airflow
-        conf_for: list[str] | None = [mv.tags[tracking.TAG_DAG_RUN]] if mv.tags.get(tracking.TAG_DAG_RUN) else []
+        conf_for: list[str] | None = (
+            [mv.tags[tracking.TAG_DAG_RUN]] if mv.tags.get(tracking.TAG_DAG_RUN) else []
+        )
     else:
         conf_for = None
     if airflow_env is not None:
@@ -898,8 +1326,9 @@ def report(model: str, version: str | None = None, *, airflow_env: dict[str, str
         notes.append("Airflow: not consulted; showing MLflow records only.")
     events = _collect(rec, version, dag_runs)
     if version is not None:
-        return render_text(events, model=model, version=version, verdict=_verdict(rec, version, dag_runs),
-                           notes=notes)
+        return render_text(
+            events, model=model, version=version, verdict=_verdict(rec, version, dag_runs), notes=notes
+        )
     return render_text(events, model=model, version=None, notes=notes, footer=_model_footer(rec, dag_runs))
 
 
@@ -931,22 +1360,39 @@ def _model_footer(rec: _Records, dag_runs: dict[str, dict]) -> list[str]:
     faulty = [r for r in rec.runs.values() if r.data.tags.get("modelops.fault")]
     rollouts = [line for v in sorted(rec.versions, key=int) if (line := _rollout_summary(rec, v))]
     requested = sum(1 for r in watched if r.data.tags.get("modelops.monitoring.outcome") == "retrain")
-    monitoring = (f"; {len(watched)} monitoring window(s), {requested} retrain request(s)" if watched else "")
+    monitoring = f"; {len(watched)} monitoring window(s), {requested} retrain request(s)" if watched else ""
     states: dict[str, int] = {}
     for r in dag_runs.values():
         states[str(r.get("state"))] = states.get(str(r.get("state")), 0) + 1
-    out = [f"Now: {rec.model}", "-" * 78, f"  {'Aliases':<17} {aliases}",
-           f"  {'Versions':<17} {'; '.join(fates) or 'none'}",
-           f"  {'Training runs':<17} {len(rec.runs) - len(watched) - len(faulty)}, of which {stopped} stopped at "
-           f"data validation" + monitoring
-           + (f"; {len(faulty)} fault-injected candidate run(s) (make demo-bad-canary)" if faulty else ""),
-           f"  {'Rollout runs':<17} " + (f"{len(rollouts)}: " + "; ".join(rollouts) if rollouts else "none recorded")]
+    out = [
+        f"Now: {rec.model}",
+        "-" * 78,
+        f"  {'Aliases':<17} {aliases}",
+        f"  {'Versions':<17} {'; '.join(fates) or 'none'}",
+        f"  {'Training runs':<17} {len(rec.runs) - len(watched) - len(faulty)}, of which {stopped} stopped at "
+        f"data validation"
+        + monitoring
+        + (f"; {len(faulty)} fault-injected candidate run(s) (make demo-bad-canary)" if faulty else ""),
+        f"  {'Rollout runs':<17} "
+        + (f"{len(rollouts)}: " + "; ".join(rollouts) if rollouts else "none recorded"),
+    ]
     if dag_runs:
-        out.append(f"  {'Airflow DAG runs':<17} {len(dag_runs)}: "
-                   + ", ".join(f"{n} {s}" for s, n in sorted(states.items())))
+        out.append(
+            f"  {'Airflow DAG runs':<17} {len(dag_runs)}: "
+            + ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+        )
     out.append(f"  {'Ask about one':<17} make audit MODEL={rec.model} VERSION=<n>")
     return out
 
 
-__all__ = ["KINDS", "AuditError", "collect_events", "dag_run_url", "read_dag_runs", "render_text",
-           "render_verdict", "report", "verdict"]
+__all__ = [
+    "KINDS",
+    "AuditError",
+    "collect_events",
+    "dag_run_url",
+    "read_dag_runs",
+    "render_text",
+    "render_verdict",
+    "report",
+    "verdict",
+]

@@ -46,12 +46,16 @@ def cmd_data(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else get_settings().state_dir / "data" / "fraud_transactions"
     try:
-        info = generate_transactions(out, rows=args.rows, days=args.days, seed=args.seed, variant=args.variant)
+        info = generate_transactions(
+            out, rows=args.rows, days=args.days, seed=args.seed, variant=args.variant
+        )
     except ValueError as exc:  # unknown variant, or --out is a folder that is not a dataset
         _print(f"error: {exc}")
         return 2
-    _print(f"Wrote {info['rows']:,} rows ({info['positive_rate']:.2%} fraud, variant {info['variant']}) "
-           f"in {info['files']} daily partitions to {info['path']}")
+    _print(
+        f"Wrote {info['rows']:,} rows ({info['positive_rate']:.2%} fraud, variant {info['variant']}) "
+        f"in {info['files']} daily partitions to {info['path']}"
+    )
     return 0
 
 
@@ -90,8 +94,13 @@ def cmd_draft_spec(args: argparse.Namespace) -> int:
     from include.modelops.spec_draft import DEFAULT_SAMPLE_ROWS, SpecDraftError, draft_spec, write_spec_draft
 
     try:
-        draft = draft_spec(args.data, args.target, args.name, fmt=args.format,
-                           sample_rows=args.sample_rows or DEFAULT_SAMPLE_ROWS)
+        draft = draft_spec(
+            args.data,
+            args.target,
+            args.name,
+            fmt=args.format,
+            sample_rows=args.sample_rows or DEFAULT_SAMPLE_ROWS,
+        )
         path = write_spec_draft(draft, args.out, force=args.force)
     except SpecDraftError as exc:
         _print(f"error: {exc}")
@@ -126,13 +135,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
             # trained on fresh data and compared with the champion on the latest window.
             days = 60 + 7 * runs_before
             rows = args.rows * days // 60
-            what = "the reference dataset" if not data_dir.exists() else f"new data: {days} days, the latest 7 unseen"
+            what = (
+                "the reference dataset"
+                if not data_dir.exists()
+                else f"new data: {days} days, the latest 7 unseen"
+            )
             _print(f"==> Generating {what} ({rows:,} rows) into {data_dir}")
             generate_transactions(data_dir, rows=rows, days=days, seed=42 + runs_before)
         counter.write_text(str(runs_before + 1))
     else:
-        _print(f"==> {spec.name} reads its data from {spec.data.resolved_path()} as it is "
-               f"(the demo generates data only for the bundled example, in its own folder)")
+        _print(
+            f"==> {spec.name} reads its data from {spec.data.resolved_path()} as it is "
+            f"(the demo generates data only for the bundled example, in its own folder)"
+        )
     return _run_training(spec, {}, t_start=t_start, again=f"make demo MODEL={spec.name}")
 
 
@@ -201,22 +216,37 @@ def _run_training(spec, conf: dict[str, str], *, t_start: float, again: str) -> 
             dag_s = time.perf_counter() - t0
             summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
             rollout = None
-            if summary and spec.rollout is not None and res.returncode == 0 and not summary.get("failed_steps"):
+            if (
+                summary
+                and spec.rollout is not None
+                and res.returncode == 0
+                and not summary.get("failed_steps")
+            ):
                 smoke = summary["steps"].get("smoke_serve_bento") or {}
-                version = ((summary["steps"].get("register_candidate") or {}).get("result") or {}).get("version")
+                version = ((summary["steps"].get("register_candidate") or {}).get("result") or {}).get(
+                    "version"
+                )
                 if smoke.get("state") == "success" and version:
                     rollout = _run_rollout(spec, str(version), env, stamp=stamp)
                     summary["champion_version"] = rollout.get("champion")
         except KeyboardInterrupt:
-            _fail_interrupted_runs([spec.dag_id, *([spec.rollout_dag_id] if spec.rollout else [])], env, since)
+            _fail_interrupted_runs(
+                [spec.dag_id, *([spec.rollout_dag_id] if spec.rollout else [])], env, since
+            )
             _print(f"==> Interrupted; full log: {log_file}")
             return 130
     if summary is None:
         _print(f"No run summary was written; the DAG run failed early. See {log_file}")
         return 1
     failed = res.returncode != 0 or bool(summary.get("failed_steps"))
-    code = _print_summary(summary, dag_s=dag_s, total_s=time.perf_counter() - t_start, log_file=log_file,
-                          rollout=rollout, failed=failed)
+    code = _print_summary(
+        summary,
+        dag_s=dag_s,
+        total_s=time.perf_counter() - t_start,
+        log_file=log_file,
+        rollout=rollout,
+        failed=failed,
+    )
     if code == EXIT_FAILED:
         _print(f"The run failed: fix what the failed step's log says, then run `{again}` again.")
     else:
@@ -235,14 +265,23 @@ def _fail_interrupted_runs(dag_ids: list[str], env: dict[str, str], since: float
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     started = datetime.fromtimestamp(since, UTC).isoformat()
     for dag_id in dag_ids:
-        res = subprocess.run([sys.executable, "-m", "include.modelops.interrupted_runs", dag_id, started], env=env,
-                             capture_output=True, text=True, timeout=120)
+        res = subprocess.run(
+            [sys.executable, "-m", "include.modelops.interrupted_runs", dag_id, started],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         runs = res.stdout.split()
         if res.returncode != 0:
-            _print(f"==> Could not mark the interrupted {dag_id} run failed (mark it failed in the UI): "
-                   f"{res.stderr.strip()[-500:]}")
+            _print(
+                f"==> Could not mark the interrupted {dag_id} run failed (mark it failed in the UI): "
+                f"{res.stderr.strip()[-500:]}"
+            )
         elif runs:
-            _print(f"==> Interrupted: marked {dag_id} run(s) {', '.join(runs)} failed (and their running tasks)")
+            _print(
+                f"==> Interrupted: marked {dag_id} run(s) {', '.join(runs)} failed (and their running tasks)"
+            )
 
 
 def _run_rollout(spec, version: str, env: dict[str, str], *, stamp: str) -> dict:
@@ -262,27 +301,61 @@ def _run_rollout(spec, version: str, env: dict[str, str], *, stamp: str) -> dict
     from include.modelops.rollout.local import LocalBackend
 
     s = get_settings()
-    env = {**env, "MODELOPS_ROLLOUT_PORT": env.get("MODELOPS_ROLLOUT_PORT") or str(local_stack.free_port()),
-           # stable and canary share this machine with Airflow and the traffic generator: one worker each
-           "MODELOPS_SERVE_WORKERS": env.get("MODELOPS_SERVE_WORKERS") or "1"}
+    env = {
+        **env,
+        "MODELOPS_ROLLOUT_PORT": env.get("MODELOPS_ROLLOUT_PORT") or str(local_stack.free_port()),
+        # stable and canary share this machine with Airflow and the traffic generator: one worker each
+        "MODELOPS_SERVE_WORKERS": env.get("MODELOPS_SERVE_WORKERS") or "1",
+    }
     url = f"http://127.0.0.1:{env['MODELOPS_ROLLOUT_PORT']}"
     os.environ["MLFLOW_TRACKING_URI"] = env["MLFLOW_TRACKING_URI"]
     has_champion = tracking.alias_version(spec.name, tracking.CHAMPION) is not None
     log_file = s.state_dir / "logs" / f"run-{spec.rollout_dag_id}-{stamp}.log"
     traffic_log = s.state_dir / "logs" / f"traffic-{spec.name}-{stamp}.log"
-    _print(f"\n==> Rolling out v{version} behind {url}: airflow dags test {spec.rollout_dag_id}   (full log: {log_file})")
+    _print(
+        f"\n==> Rolling out v{version} behind {url}: airflow dags test {spec.rollout_dag_id}   (full log: {log_file})"
+    )
     sender = None
     try:
         if has_champion:
             _print(f"==> Sending the latest holdout to {url} while the stages run (log: {traffic_log})")
             with traffic_log.open("w") as out:
                 sender = subprocess.Popen(
-                    [sys.executable, "-m", "include.modelops.cli", "traffic", "--model", spec.name, "--url", url,
-                     "--rate", "10", "--count", "1000000", "--duration", "3600", "--rows-per-request", "10",
-                     "--label-delay", "5", "--pending", "write", "--ready-timeout", "600"],
-                    env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        local_stack.airflow(["dags", "test", spec.rollout_dag_id, "--conf", json.dumps({"version": version})],
-                            env, log_file=log_file, echo=True)
+                    [
+                        sys.executable,
+                        "-m",
+                        "include.modelops.cli",
+                        "traffic",
+                        "--model",
+                        spec.name,
+                        "--url",
+                        url,
+                        "--rate",
+                        "10",
+                        "--count",
+                        "1000000",
+                        "--duration",
+                        "3600",
+                        "--rows-per-request",
+                        "10",
+                        "--label-delay",
+                        "5",
+                        "--pending",
+                        "write",
+                        "--ready-timeout",
+                        "600",
+                    ],
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+        local_stack.airflow(
+            ["dags", "test", spec.rollout_dag_id, "--conf", json.dumps({"version": version})],
+            env,
+            log_file=log_file,
+            echo=True,
+        )
     finally:
         if sender is not None:
             local_stack.stop_process(sender)
@@ -304,10 +377,14 @@ def _print_rollout(rollout: dict) -> None:
     for stage in rollout.get("stages", []):
         result = stage.get("analysis")
         if result:
-            table = render_table(Analysis([Check(**c) for c in result["checks"]], result["canary_requests"],
-                                          result["stable_requests"]),
-                                 title=f"  stage {stage['name']} ({stage['traffic_percent']}% canary): "
-                                       f"{stage['outcome']}")
+            table = render_table(
+                Analysis(
+                    [Check(**c) for c in result["checks"]],
+                    result["canary_requests"],
+                    result["stable_requests"],
+                ),
+                title=f"  stage {stage['name']} ({stage['traffic_percent']}% canary): {stage['outcome']}",
+            )
             _print("\n".join(f"    {line}" if i else line for i, line in enumerate(table.splitlines())))
         else:
             _print(f"  stage {stage['name']}: {stage['outcome']} {stage.get('reason') or ''}")
@@ -342,11 +419,19 @@ def cmd_demo_bad_canary(args: argparse.Namespace) -> int:
             _print(f"{spec.name} has no champion to protect yet: run `make demo` first")
             return 2
         _print(f"==> Registering a candidate that wraps champion v{champion} with the fault {args.fault!r}")
-        version = register_faulty_candidate(spec, champion, args.fault, experiment_id=tracking.experiment_id(spec.name),
-                                            workdir=tracking.scratch_dir())
+        version = register_faulty_candidate(
+            spec,
+            champion,
+            args.fault,
+            experiment_id=tracking.experiment_id(spec.name),
+            workdir=tracking.scratch_dir(),
+        )
         tag = packaging.build_bento(spec, version, f"models:/{spec.name}/{version}")
-        tracking.set_version_tags(spec.name, version, {"modelops.deployable": "true", "modelops.bento_tag": tag,
-                                                       "modelops.fault": args.fault})
+        tracking.set_version_tags(
+            spec.name,
+            version,
+            {"modelops.deployable": "true", "modelops.bento_tag": tag, "modelops.fault": args.fault},
+        )
         tracking.set_alias(spec.name, tracking.CHALLENGER, version)
         rollout = _run_rollout(spec, version, env, stamp=stamp)
         _print_rollout(rollout)
@@ -355,13 +440,19 @@ def cmd_demo_bad_canary(args: argparse.Namespace) -> int:
     _print("")
     if rolled_back:
         stage = (rollout.get("failure") or {}).get("stage")
-        _print(f"Outcome: not promoted (champion v{aliases['champion']} kept): v{version} was rolled back "
-               f"{f'at {stage}' if stage else 'before its first stage'}: {rollout.get('reason')}")
-        _print(f"Registry: champion v{aliases['champion']}, challenger {aliases['challenger'] or 'none'}; "
-               f"see `make audit MODEL={spec.name} VERSION={version}`")
+        _print(
+            f"Outcome: not promoted (champion v{aliases['champion']} kept): v{version} was rolled back "
+            f"{f'at {stage}' if stage else 'before its first stage'}: {rollout.get('reason')}"
+        )
+        _print(
+            f"Registry: champion v{aliases['champion']}, challenger {aliases['challenger'] or 'none'}; "
+            f"see `make audit MODEL={spec.name} VERSION={version}`"
+        )
     else:
-        _print(f"Outcome: the broken v{version} was NOT rolled back ({rollout.get('status')}); see "
-               f"{rollout.get('log_file')}")
+        _print(
+            f"Outcome: the broken v{version} was NOT rolled back ({rollout.get('status')}); see "
+            f"{rollout.get('log_file')}"
+        )
     return 0 if rolled_back else 1
 
 
@@ -435,24 +526,37 @@ def cmd_up(args: argparse.Namespace) -> int:
         if dag_ids:
             pattern = "^(" + "|".join(dag_ids) + ")$"
             res = local_stack.airflow(["dags", "unpause", "--treat-dag-id-as-regex", "-y", pattern], env)
-            _print("==> Unpaused " + ", ".join(dag_ids) if res.returncode == 0 else
-                   f"==> Could not unpause the DAGs (run `airflow dags unpause <dag_id>` or use the UI): "
-                   f"{res.stderr.strip()[-300:]}")
+            _print(
+                "==> Unpaused " + ", ".join(dag_ids)
+                if res.returncode == 0
+                else f"==> Could not unpause the DAGs (run `airflow dags unpause <dag_id>` or use the UI): "
+                f"{res.stderr.strip()[-300:]}"
+            )
         log_file = s.state_dir / "logs" / "airflow-standalone.log"
         _print(f"==> Starting Airflow standalone (log {log_file})")
-        airflow = subprocess.Popen([sys.executable, "-m", "airflow", "standalone"], env=env,
-                                   start_new_session=True, stdout=open(log_file, "ab"),  # noqa: SIM115
-                                   stderr=subprocess.STDOUT, umask=local_stack.PRIVATE_UMASK)
-        local_stack._wait_http(f"{env['AIRFLOW__API__BASE_URL']}/api/v2/monitor/health", 300, airflow,
-                               "Airflow API server")
+        airflow = subprocess.Popen(
+            [sys.executable, "-m", "airflow", "standalone"],
+            env=env,
+            start_new_session=True,
+            stdout=open(log_file, "ab"),  # noqa: SIM115
+            stderr=subprocess.STDOUT,
+            umask=local_stack.PRIVATE_UMASK,
+        )
+        local_stack._wait_http(
+            f"{env['AIRFLOW__API__BASE_URL']}/api/v2/monitor/health", 300, airflow, "Airflow API server"
+        )
         local_stack.secure_state_dir(s.state_dir, s.inference_log_url)
         pw_file = Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
         login = json.loads(pw_file.read_text()) if pw_file.exists() else {}
-        _print(f"\nAirflow UI   {env['AIRFLOW__API__BASE_URL']}   login: "
-               + ", ".join(f"{u} / {p}" for u, p in login.items()))
+        _print(
+            f"\nAirflow UI   {env['AIRFLOW__API__BASE_URL']}   login: "
+            + ", ".join(f"{u} / {p}" for u, p in login.items())
+        )
         _print(f"MLflow UI    {uri}")
-        _print(f"REST API     POST http://127.0.0.1:{airflow_port}/auth/token, then "
-               f"/api/v2/dags/<dag_id>/dagRuns with a bearer token (see README)")
+        _print(
+            f"REST API     POST http://127.0.0.1:{airflow_port}/auth/token, then "
+            f"/api/v2/dags/<dag_id>/dagRuns with a bearer token (see README)"
+        )
         _print("Ctrl-C stops both, and every rollout deployment and server their DAG runs started.")
         airflow.wait()
     except KeyboardInterrupt:
@@ -494,8 +598,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     s = get_settings()
     host = "127.0.0.1"
     if not _port_is_free(host, args.port):
-        _print(f"Port {args.port} on {host} is taken (another `make serve`?). "
-               f"Pick another one: `make serve PORT={args.port + 1}`.")
+        _print(
+            f"Port {args.port} on {host} is taken (another `make serve`?). "
+            f"Pick another one: `make serve PORT={args.port + 1}`."
+        )
         return 2
     try:
         with contextlib.ExitStack() as running:
@@ -506,23 +612,35 @@ def cmd_serve(args: argparse.Namespace) -> int:
             from include.modelops import tracking
 
             version = tracking.alias_version(args.model, tracking.CHAMPION)
-            tag = tracking.version_info(args.model, version)["tags"].get("modelops.bento_tag") if version else None
+            tag = (
+                tracking.version_info(args.model, version)["tags"].get("modelops.bento_tag")
+                if version
+                else None
+            )
         if not tag:
             _print(f"{args.model} has no champion with a bento yet: run `make demo` first.")
             return 1
         variant = s.serve_variant
         log_url = s.inference_log_url if s.inference_log_enabled else None
         _print(f"==> Starting {tag} (champion v{version}, variant {variant}) on http://{host}:{args.port}")
-        with packaging.serve_bento(tag, host=host, port=args.port, log_dir=s.state_dir / "logs" / "serve") as served:
-            _print(f"\nServing {args.model} v{version}   http://{host}:{args.port}   (ready in {served.startup_s:.0f} s)")
-            _print(f"  predict      curl -s -X POST http://{host}:{args.port}/predict -H 'Content-Type: application/json' "
-                   f"-d '{{\"rows\": [...]}}'   (API docs: http://{host}:{args.port}/docs)")
+        with packaging.serve_bento(
+            tag, host=host, port=args.port, log_dir=s.state_dir / "logs" / "serve"
+        ) as served:
+            _print(
+                f"\nServing {args.model} v{version}   http://{host}:{args.port}   (ready in {served.startup_s:.0f} s)"
+            )
+            _print(
+                f"  predict      curl -s -X POST http://{host}:{args.port}/predict -H 'Content-Type: application/json' "
+                f"-d '{{\"rows\": [...]}}'   (API docs: http://{host}:{args.port}/docs)"
+            )
             _print(f"  metrics      http://{host}:{args.port}/metrics")
             _print(f"  server log   {served.log_path}")
             if log_url:
                 _print(f"  inference log  {log_url}/predictions/model={args.model}/hour=<UTC hour>/*.parquet")
-                _print(f"  read it      .venv/bin/python -c \"from include.modelops.serving.inference_log import "
-                       f"read_window; print(read_window('{args.model}'))\"")
+                _print(
+                    f'  read it      .venv/bin/python -c "from include.modelops.serving.inference_log import '
+                    f"read_window; print(read_window('{args.model}'))\""
+                )
             else:
                 _print("  inference log  off (MODELOPS_INFERENCE_LOG=off)")
             _print("Ctrl-C stops it.")
@@ -587,8 +705,10 @@ def _mlflow_for_reading(running: contextlib.ExitStack) -> str | None:
     if not uri:
         # This checkout's own store, never whatever happens to answer on a well-known port.
         if not db.exists():
-            _print(f"There is no MLflow store at {db} yet: run `make demo` or `make run MODEL=...` first "
-                   f"(or set MLFLOW_TRACKING_URI to read another server).")
+            _print(
+                f"There is no MLflow store at {db} yet: run `make demo` or `make run MODEL=...` first "
+                f"(or set MLFLOW_TRACKING_URI to read another server)."
+            )
             return None
         print(f"(reading this checkout's MLflow store {db} through a temporary server)", file=sys.stderr)
         return running.enter_context(local_stack.mlflow_server(s.state_dir))
@@ -605,7 +725,9 @@ def _mlflow_for_reading(running: contextlib.ExitStack) -> str | None:
         _print(f"MLflow at {uri} does not answer: check MLFLOW_TRACKING_URI and the server.")
         return None
     if not db.exists():
-        _print(f"No MLflow server answers at {uri} and there is no local store at {db}: run `make demo` first.")
+        _print(
+            f"No MLflow server answers at {uri} and there is no local store at {db}: run `make demo` first."
+        )
         return None
     print(f"(no MLflow server at {uri}: reading {db} through a temporary one)", file=sys.stderr)
     return running.enter_context(local_stack.mlflow_server(s.state_dir))
@@ -648,11 +770,20 @@ def cmd_traffic(args: argparse.Namespace) -> int:
     try:
         spec = load_spec_by_name(args.model)
         cfg = traffic.TrafficConfig(
-            url=args.url, rate=args.rate, count=args.count, duration_s=args.duration,
-            rows_per_request=args.rows_per_request, label_delay_s=args.label_delay,
-            label_jitter_s=args.label_jitter, pending=args.pending, timeout_s=args.timeout,
-            max_in_flight=args.max_in_flight, progress_every_s=args.progress_every,
-            send_entity_ids=not args.no_entity_ids, seed=args.seed)
+            url=args.url,
+            rate=args.rate,
+            count=args.count,
+            duration_s=args.duration,
+            rows_per_request=args.rows_per_request,
+            label_delay_s=args.label_delay,
+            label_jitter_s=args.label_jitter,
+            pending=args.pending,
+            timeout_s=args.timeout,
+            max_in_flight=args.max_in_flight,
+            progress_every_s=args.progress_every,
+            send_entity_ids=not args.no_entity_ids,
+            seed=args.seed,
+        )
         cfg.check()
         drift = traffic.parse_drift(args.drift, spec)
         base_url = traffic.check_local_url(cfg.url)
@@ -663,15 +794,21 @@ def cmd_traffic(args: argparse.Namespace) -> int:
         _print(f"error: {exc}")
         return 2
     feed = get_settings().inference_log_url
-    _print(f"==> {spec.name}: {cfg.rate:g} requests/s x {cfg.rows_per_request} row(s) to {base_url}/predict, "
-           f"until {cfg.count:,} requests or {cfg.duration_s:g} s")
+    _print(
+        f"==> {spec.name}: {cfg.rate:g} requests/s x {cfg.rows_per_request} row(s) to {base_url}/predict, "
+        f"until {cfg.count:,} requests or {cfg.duration_s:g} s"
+    )
     _print(f"    rows: {where}; drift: {drift.describe()}")
-    _print(f"    labels: {cfg.label_delay_s:g} s after each answer (+ up to {cfg.label_jitter_s:g} s) into "
-           f"{feed}/labels/model={spec.name}/")
+    _print(
+        f"    labels: {cfg.label_delay_s:g} s after each answer (+ up to {cfg.label_jitter_s:g} s) into "
+        f"{feed}/labels/model={spec.name}/"
+    )
     summary = traffic.run_traffic(spec, frame, cfg, echo=_print)
     _print("\n" + summary.report())
-    _print(f"\nRead them joined: label_feed.join_labels(log_store.read_records('predictions', {spec.name!r}), "
-           f"label_feed.read_labels({spec.name!r}))")
+    _print(
+        f"\nRead them joined: label_feed.join_labels(log_store.read_records('predictions', {spec.name!r}), "
+        f"label_feed.read_labels({spec.name!r}))"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(summary.to_dict(), indent=2))
     return 0 if summary.answered else 1
@@ -724,7 +861,11 @@ def cmd_demo_drift(args: argparse.Namespace) -> int:
                 if cmd_demo(argparse.Namespace(model=spec.name, rows=args.rows)) != 0:
                     return 1
                 version = tracking.alias_version(spec.name, tracking.CHAMPION)
-            tag = tracking.version_info(spec.name, version)["tags"].get("modelops.bento_tag") if version else None
+            tag = (
+                tracking.version_info(spec.name, version)["tags"].get("modelops.bento_tag")
+                if version
+                else None
+            )
             if not tag:
                 _print(f"{spec.name} has no champion with a bento: see `make audit MODEL={spec.name}`.")
                 return 1
@@ -732,43 +873,71 @@ def cmd_demo_drift(args: argparse.Namespace) -> int:
             port = local_stack.free_port()
             windows = []
             _print(f"==> Serving {tag} (champion v{version}) on http://127.0.0.1:{port}; rows from {where}")
-            with packaging.serve_bento(tag, host="127.0.0.1", port=port,
-                                       log_dir=s.state_dir / "logs" / "serve") as served:
+            with packaging.serve_bento(
+                tag, host="127.0.0.1", port=port, log_dir=s.state_dir / "logs" / "serve"
+            ) as served:
                 for name, knobs in (("normal", traffic.Drift()), ("drifted", drift)):
                     rows = traffic.apply_drift(spec, frame, knobs, np.random.default_rng(args.seed))
-                    cfg = traffic.TrafficConfig(url=f"http://127.0.0.1:{port}", rate=args.rate, count=args.requests,
-                                                duration_s=3600, rows_per_request=args.batch, label_delay_s=1.0,
-                                                pending="write", progress_every_s=10, seed=args.seed)
-                    _print(f"\n==> {name} traffic: {args.requests} requests x {args.batch} rows, "
-                           f"drift: {knobs.describe()}")
+                    cfg = traffic.TrafficConfig(
+                        url=f"http://127.0.0.1:{port}",
+                        rate=args.rate,
+                        count=args.requests,
+                        duration_s=3600,
+                        rows_per_request=args.batch,
+                        label_delay_s=1.0,
+                        pending="write",
+                        progress_every_s=10,
+                        seed=args.seed,
+                    )
+                    _print(
+                        f"\n==> {name} traffic: {args.requests} requests x {args.batch} rows, "
+                        f"drift: {knobs.describe()}"
+                    )
                     start = datetime.now(UTC)
                     summary = traffic.run_traffic(spec, rows, cfg, echo=_print)
                     windows.append((name, start, datetime.now(UTC)))
                     _print(summary.report())
-                _print(f"==> Stopping the service (it flushes its inference log; server log {served.log_path})")
+                _print(
+                    f"==> Stopping the service (it flushes its inference log; server log {served.log_path})"
+                )
             env = local_stack.stack_env(s.state_dir, uri)
             env["MODELOPS_MLFLOW_UI_URL"] = os.environ["MODELOPS_MLFLOW_UI_URL"]
             local_stack.migrate_airflow_db(env)
             request = None
             for name, start, end in windows:
                 conf = {"window_start": start.isoformat(), "window_end": end.isoformat()}
-                log_file = s.state_dir / "logs" / f"run-{spec.name}_monitoring-{time.strftime('%Y%m%d-%H%M%S')}.log"
-                _print(f"\n==> airflow dags test {spec.name}_monitoring over the {name} window "
-                       f"{conf['window_start']} .. {conf['window_end']}   (log: {log_file})")
-                res = local_stack.airflow(["dags", "test", f"{spec.name}_monitoring", "--conf", json.dumps(conf)],
-                                          env, log_file=log_file)
+                log_file = (
+                    s.state_dir / "logs" / f"run-{spec.name}_monitoring-{time.strftime('%Y%m%d-%H%M%S')}.log"
+                )
+                _print(
+                    f"\n==> airflow dags test {spec.name}_monitoring over the {name} window "
+                    f"{conf['window_start']} .. {conf['window_end']}   (log: {log_file})"
+                )
+                res = local_stack.airflow(
+                    ["dags", "test", f"{spec.name}_monitoring", "--conf", json.dumps(conf)],
+                    env,
+                    log_file=log_file,
+                )
                 decision = monitoring.recorded_decision(spec.name, f"{start.isoformat()}/{end.isoformat()}")
                 if res.returncode != 0 or decision is None:
                     _print(f"The monitoring run failed; see {log_file}")
                     return 1
-                _print(f"    {decision['rows']} rows, {decision['labelled_rows']} labelled; "
-                       f"outcome: {decision['outcome'].upper()}: {decision['reason']}")
-                _print(f"    report: {decision['report_path'] or 'none'}  ({decision['report'] or decision['run_url']})")
+                _print(
+                    f"    {decision['rows']} rows, {decision['labelled_rows']} labelled; "
+                    f"outcome: {decision['outcome'].upper()}: {decision['reason']}"
+                )
+                _print(
+                    f"    report: {decision['report_path'] or 'none'}  ({decision['report'] or decision['run_url']})"
+                )
                 if decision["outcome"] == "retrain":
                     extra = monitoring.retrain_request(decision)
-                    request = {k: extra[k] for k in ("reason", "drift_report", "labelled_data") if extra.get(k)}
+                    request = {
+                        k: extra[k] for k in ("reason", "drift_report", "labelled_data") if extra.get(k)
+                    }
             if request is None:
-                _print("\nNo retrain was requested (see the reasons above; `make audit` lists every decision).")
+                _print(
+                    "\nNo retrain was requested (see the reasons above; `make audit` lists every decision)."
+                )
                 return 0
             _print("\n==> Retraining, as the scheduler does on the retrain_requested asset event")
             return _run_training(spec, request, t_start=t_start, again="make demo-drift")
@@ -818,16 +987,26 @@ def outcome(summary: dict, rollout: dict | None = None, *, failed: bool = False)
     if rollout is not None:
         status = rollout.get("status") or "not started"
         if status == "promoted":
-            return EXIT_PROMOTED, f"Outcome: {candidate} is the new champion. {evaluated.get('summary', '')}".rstrip()
+            return (
+                EXIT_PROMOTED,
+                f"Outcome: {candidate} is the new champion. {evaluated.get('summary', '')}".rstrip(),
+            )
         if status == "rolled_back":
             stage = (rollout.get("failure") or {}).get("stage")
             where = f"at {stage}" if stage else "before its first stage"
-            return EXIT_NOT_PROMOTED, (f"Outcome: not promoted ({kept}): {candidate} was rolled back {where}: "
-                                       f"{rollout.get('reason') or 'see the rollout log'}")
-        return EXIT_FAILED, (f"Outcome: not promoted ({kept}): the rollout of {candidate} did not complete "
-                             f"({status}); see {rollout.get('log_file')}")
+            return EXIT_NOT_PROMOTED, (
+                f"Outcome: not promoted ({kept}): {candidate} was rolled back {where}: "
+                f"{rollout.get('reason') or 'see the rollout log'}"
+            )
+        return EXIT_FAILED, (
+            f"Outcome: not promoted ({kept}): the rollout of {candidate} did not complete "
+            f"({status}); see {rollout.get('log_file')}"
+        )
     if (steps.get("promote_to_champion") or {}).get("state") == "success":
-        return EXIT_PROMOTED, f"Outcome: {candidate} is the new champion. {evaluated.get('summary', '')}".rstrip()
+        return (
+            EXIT_PROMOTED,
+            f"Outcome: {candidate} is the new champion. {evaluated.get('summary', '')}".rstrip(),
+        )
     if evaluated and not evaluated.get("passed", True):
         return EXIT_NOT_PROMOTED, f"Outcome: not promoted ({kept}). {evaluated.get('summary', 'REJECTED')}"
     approvals = [t for t in steps if t == "approve" or t.startswith("approve_")]
@@ -837,8 +1016,15 @@ def outcome(summary: dict, rollout: dict | None = None, *, failed: bool = False)
     return EXIT_NOT_PROMOTED, f"Outcome: not promoted ({kept}): {candidate} passed the gate; {why}."
 
 
-def _print_summary(summary: dict, *, dag_s: float, total_s: float, log_file: Path,
-                   rollout: dict | None = None, failed: bool = False) -> int:
+def _print_summary(
+    summary: dict,
+    *,
+    dag_s: float,
+    total_s: float,
+    log_file: Path,
+    rollout: dict | None = None,
+    failed: bool = False,
+) -> int:
     """Print every step, the outcome and where to look; return the exit code (see ``outcome``)."""
     s = get_settings()
     steps = summary["steps"]
@@ -852,7 +1038,7 @@ def _print_summary(summary: dict, *, dag_s: float, total_s: float, log_file: Pat
     notes = {
         "validate_dataset": lambda r: r.get("summary", ""),
         "split_dataset": lambda r: f"{r.get('train_rows', 0):,} train / {r.get('holdout_rows', 0):,} holdout, "
-                                   f"{r.get('split', '')}",
+        f"{r.get('split', '')}",
         "train_candidate": lambda r: f"MLflow run {r.get('run_id', '')}",
         "evaluate_candidate": lambda r: r.get("summary", ""),
         "register_candidate": lambda r: f"version {r.get('version', '')}",
@@ -860,9 +1046,11 @@ def _print_summary(summary: dict, *, dag_s: float, total_s: float, log_file: Pat
         "approve": _approval_note,
         "package_bento": lambda r: r.get("bento_tag", ""),
         "smoke_serve_bento": lambda r: f"served predictions match offline (max |diff| {r.get('max_abs_diff')})"
-        if r else "",
+        if r
+        else "",
         "promote_to_champion": lambda r: f"champion -> v{r.get('champion')} (previous: {r.get('previous')})"
-        if r else "",
+        if r
+        else "",
         "update_model_card": lambda r: "regenerated with the approval and alias history" if r else "",
     }
     for task, fn in notes.items():
@@ -881,14 +1069,21 @@ def _print_summary(summary: dict, *, dag_s: float, total_s: float, log_file: Pat
     _print("")
     _print(line)
     _print("\nWhere to look:")
-    _print(f"  MLflow store      {s.state_dir / 'mlflow'}  (UI: `make up`, or `mlflow ui --backend-store-uri "
-           f"sqlite:///{s.state_dir / 'mlflow' / 'mlflow.db'}`)")
+    _print(
+        f"  MLflow store      {s.state_dir / 'mlflow'}  (UI: `make up`, or `mlflow ui --backend-store-uri "
+        f"sqlite:///{s.state_dir / 'mlflow' / 'mlflow.db'}`)"
+    )
     _print(f"  Airflow home      {s.state_dir / 'airflow'}  (UI: `make up`)")
     if result("package_bento"):
-        _print(f"  Bento             {result('package_bento').get('bento_tag')}  (BENTOML_HOME={s.bentoml_home}; "
-               f"serve it: `make serve`)")
-    card = _current_card(summary["model"], result("register_candidate").get("version"),
-                         result("generate_model_card").get("card_html"))
+        _print(
+            f"  Bento             {result('package_bento').get('bento_tag')}  (BENTOML_HOME={s.bentoml_home}; "
+            f"serve it: `make serve`)"
+        )
+    card = _current_card(
+        summary["model"],
+        result("register_candidate").get("version"),
+        result("generate_model_card").get("card_html"),
+    )
     if card:
         _print(f"  Model card        {card}")
     if evaluated:
@@ -909,8 +1104,11 @@ def _current_card(model: str, version: str | None, fallback: str | None) -> str 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    p = argparse.ArgumentParser(prog="python -m include.modelops.cli", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m include.modelops.cli",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("data", help="generate the reference fraud dataset (or a variant)")
     d.add_argument("--out", default=None, help="folder (default: <state>/data/fraud_transactions)")
@@ -924,14 +1122,22 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--rows", type=int, default=100_000, help="rows to generate when the data is missing")
     m.add_argument("--mlflow-port", type=int, default=None, help="default: a free port")
     m.set_defaults(fn=cmd_demo)
-    b = sub.add_parser("demo-bad-canary", help="roll out a broken candidate of the champion; watch it rolled back")
+    b = sub.add_parser(
+        "demo-bad-canary", help="roll out a broken candidate of the champion; watch it rolled back"
+    )
     b.add_argument("--model", default=DEFAULT_MODEL)
-    b.add_argument("--fault", default="error", choices=("error", "shift", "slow"),
-                   help="error: every prediction fails (500); shift: scores +0.5; slow: 300 ms per call")
+    b.add_argument(
+        "--fault",
+        default="error",
+        choices=("error", "shift", "slow"),
+        help="error: every prediction fails (500); shift: scores +0.5; slow: 300 ms per call",
+    )
     b.set_defaults(fn=cmd_demo_bad_canary)
     r = sub.add_parser("run", help="run a model's training DAG once, locally, optionally on other data")
     r.add_argument("--model", default=DEFAULT_MODEL)
-    r.add_argument("--data", default=None, help="train on this file or folder instead of the spec's data.path")
+    r.add_argument(
+        "--data", default=None, help="train on this file or folder instead of the spec's data.path"
+    )
     r.add_argument("--reason", default=None, help="why this run was triggered (recorded on the version)")
     r.set_defaults(fn=cmd_run)
     u = sub.add_parser("up", help="Airflow standalone + MLflow for interactive use (Ctrl-C stops)")
@@ -940,8 +1146,9 @@ def main(argv: list[str] | None = None) -> int:
     u.set_defaults(fn=cmd_up)
     v = sub.add_parser("serve", help="serve the champion's bento")
     v.add_argument("--model", default=DEFAULT_MODEL)
-    v.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 3000),
-                   help="default: $PORT, else 3000")
+    v.add_argument(
+        "--port", type=int, default=int(os.environ.get("PORT") or 3000), help="default: $PORT, else 3000"
+    )
     v.set_defaults(fn=cmd_serve)
     a = sub.add_parser("audit", help="lifecycle of a model or version: evidence, approvals, alias changes")
     a.add_argument("--model", default=DEFAULT_MODEL)
@@ -954,43 +1161,72 @@ def main(argv: list[str] | None = None) -> int:
     ds.add_argument("--name", required=True, help="model name; writes <out>/<name>.yaml")
     ds.add_argument("--out", default=None, help="folder for the spec (default: include/models)")
     ds.add_argument("--format", default=None, choices=("csv", "parquet"), help="default: from the files")
-    ds.add_argument("--sample-rows", type=int, default=None, help="rows read value by value (default 100,000)")
+    ds.add_argument(
+        "--sample-rows", type=int, default=None, help="rows read value by value (default 100,000)"
+    )
     ds.add_argument("--force", action="store_true", help="replace an existing spec")
     ds.set_defaults(fn=cmd_draft_spec)
-    t = sub.add_parser("traffic", help="send rows to a serving endpoint; write their labels after a delay",
-                       description="Send rows of MODEL's data to URL/predict at RATE requests/s until COUNT "
-                                   "requests or DURATION seconds, whichever comes first; write the true labels "
-                                   "of answered rows to the label feed LABEL_DELAY seconds later.")
+    t = sub.add_parser(
+        "traffic",
+        help="send rows to a serving endpoint; write their labels after a delay",
+        description="Send rows of MODEL's data to URL/predict at RATE requests/s until COUNT "
+        "requests or DURATION seconds, whichever comes first; write the true labels "
+        "of answered rows to the label feed LABEL_DELAY seconds later.",
+    )
     t.add_argument("--model", default=DEFAULT_MODEL)
     t.add_argument("--url", default="http://127.0.0.1:3000", help="the service (this machine only)")
     t.add_argument("--rate", type=float, default=10.0, help="requests per second (default 10)")
     t.add_argument("--count", type=int, default=1_000, help="stop after this many requests (default 1000)")
     t.add_argument("--duration", type=float, default=60.0, help="stop after this many seconds (default 60)")
     t.add_argument("--rows-per-request", type=int, default=1, help="rows in each request (default 1)")
-    t.add_argument("--source", default="holdout",
-                   help="holdout (latest training run's), data (the spec's), generated[:variant], or a path")
-    t.add_argument("--generated-rows", type=int, default=20_000, help="rows to generate for --source generated")
-    t.add_argument("--drift", default="", help="e.g. 'scale=amount:3 shift=merchant_category:gaming:0.5 "
-                                               "segment=region:north' (see README)")
-    t.add_argument("--label-delay", type=float, default=30.0, help="seconds from answer to label (default 30)")
-    t.add_argument("--label-jitter", type=float, default=0.0, help="extra random delay, up to this many seconds")
-    t.add_argument("--pending", choices=["wait", "write", "drop"], default="wait",
-                   help="labels not yet due at the end: wait for them (default), write them now, or drop them")
+    t.add_argument(
+        "--source",
+        default="holdout",
+        help="holdout (latest training run's), data (the spec's), generated[:variant], or a path",
+    )
+    t.add_argument(
+        "--generated-rows", type=int, default=20_000, help="rows to generate for --source generated"
+    )
+    t.add_argument(
+        "--drift",
+        default="",
+        help="e.g. 'scale=amount:3 shift=merchant_category:gaming:0.5 segment=region:north' (see README)",
+    )
+    t.add_argument(
+        "--label-delay", type=float, default=30.0, help="seconds from answer to label (default 30)"
+    )
+    t.add_argument(
+        "--label-jitter", type=float, default=0.0, help="extra random delay, up to this many seconds"
+    )
+    t.add_argument(
+        "--pending",
+        choices=["wait", "write", "drop"],
+        default="wait",
+        help="labels not yet due at the end: wait for them (default), write them now, or drop them",
+    )
     t.add_argument("--timeout", type=float, default=10.0, help="per-request timeout in seconds")
     t.add_argument("--max-in-flight", type=int, default=64, help="most requests outstanding at once")
     t.add_argument("--progress-every", type=float, default=5.0, help="seconds between progress lines")
-    t.add_argument("--ready-timeout", type=float, default=10.0, help="how long to wait for the service's /readyz")
+    t.add_argument(
+        "--ready-timeout", type=float, default=10.0, help="how long to wait for the service's /readyz"
+    )
     t.add_argument("--no-entity-ids", action="store_true", help="do not send the spec's entity ids")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--json", default=None, help="also write the summary to this JSON file")
     t.set_defaults(fn=cmd_traffic)
-    dd = sub.add_parser("demo-drift", help="serve the champion, normal then drifted traffic, monitoring, one retrain")
+    dd = sub.add_parser(
+        "demo-drift", help="serve the champion, normal then drifted traffic, monitoring, one retrain"
+    )
     dd.add_argument("--model", default=DEFAULT_MODEL)
-    dd.add_argument("--drift", default=DEMO_DRIFT, help=f"drift knobs of the second window (default: {DEMO_DRIFT!r})")
+    dd.add_argument(
+        "--drift", default=DEMO_DRIFT, help=f"drift knobs of the second window (default: {DEMO_DRIFT!r})"
+    )
     dd.add_argument("--requests", type=int, default=200, help="requests per window (default 200)")
     dd.add_argument("--batch", type=int, default=10, help="rows per request (default 10)")
     dd.add_argument("--rate", type=float, default=20.0, help="requests per second (default 20)")
-    dd.add_argument("--rows", type=int, default=100_000, help="rows to generate when there is no champion yet")
+    dd.add_argument(
+        "--rows", type=int, default=100_000, help="rows to generate when there is no champion yet"
+    )
     dd.add_argument("--seed", type=int, default=0)
     dd.set_defaults(fn=cmd_demo_drift)
     c = sub.add_parser("check-specs", help="validate every model spec and print the problems")

@@ -103,7 +103,9 @@ def choose_threshold(y: Any, scores: Any, *, policy: str, target: float) -> tupl
     s = np.asarray(scores, dtype=float).reshape(-1)
     positives = int(y.sum())
     if positives == 0 or positives == len(y):
-        raise ValueError(f"a threshold needs positive and negative rows; got {positives} of {len(y)} positive")
+        raise ValueError(
+            f"a threshold needs positive and negative rows; got {positives} of {len(y)} positive"
+        )
     if policy == "target_recall":
         pos = np.sort(s[y == 1])[::-1]
         k = max(1, math.ceil(target * positives - 1e-9))  # positives to flag
@@ -139,7 +141,7 @@ def slice_mask(spec: ModelSpec, train: pd.DataFrame, y: np.ndarray) -> tuple[np.
     if spec.time_column and spec.time_column in train.columns:
         order = np.argsort(train[spec.time_column].to_numpy(), kind="stable")
         take = max(1, round(fraction * n))
-        mask[order[n - take:]] = True
+        mask[order[n - take :]] = True
         return mask, f"the latest {fraction:.0%} of the training split by {spec.time_column}"
     rng = np.random.default_rng(spec.split.seed)
     for label in (0, 1):
@@ -154,14 +156,18 @@ def spec_threshold(spec: ModelSpec) -> dict[str, Any]:
     without a recorded threshold (trained before threshold policies) was always served with."""
     t = spec.evaluation.threshold
     value = t.value if t.policy == "fixed" and t.value is not None else 0.5
-    return {"value": _round(value), "policy": "fixed", "target": None, "target_met": None, "slice": None,
-            "source": "spec" if t.policy == "fixed" else "default (no threshold recorded on the version)"}
+    return {
+        "value": _round(value),
+        "policy": "fixed",
+        "target": None,
+        "target_met": None,
+        "slice": None,
+        "source": "spec" if t.policy == "fixed" else "default (no threshold recorded on the version)",
+    }
 
 
 def threshold_info(
-    spec: ModelSpec,
-    train: pd.DataFrame,
-    fit_and_score: Callable[[pd.DataFrame, pd.DataFrame], np.ndarray],
+    spec: ModelSpec, train: pd.DataFrame, fit_and_score: Callable[[pd.DataFrame, pd.DataFrame], np.ndarray]
 ) -> dict[str, Any]:
     """Choose the decision threshold of ``spec``'s policy on the training split ``train``.
 
@@ -191,13 +197,23 @@ def threshold_info(
             raise ThresholdError(
                 f"evaluation.threshold: the training split's {side} ({how if side == 'slice' else 'the rows left'}"
                 f", {len(rows)} rows) holds {int(rows.sum())} positives; a {policy.policy} threshold needs both "
-                "classes there. Use more data, a larger evaluation.threshold.slice_fraction, or policy fixed")
+                "classes there. Use more data, a larger evaluation.threshold.slice_fraction, or policy fixed"
+            )
     if int(y[mask].sum()) < MIN_SLICE_POSITIVES:
-        log.warning("The threshold slice holds only %d positives (fewer than %d): the chosen threshold is noisy; "
-                    "use more data or a larger evaluation.threshold.slice_fraction", int(y[mask].sum()),
-                    MIN_SLICE_POSITIVES)
-    log.info("Choosing the decision threshold (%s %g) on %s: fitting on %d rows, scoring %d", policy.policy,
-             policy.target, how, int((~mask).sum()), int(mask.sum()))
+        log.warning(
+            "The threshold slice holds only %d positives (fewer than %d): the chosen threshold is noisy; "
+            "use more data or a larger evaluation.threshold.slice_fraction",
+            int(y[mask].sum()),
+            MIN_SLICE_POSITIVES,
+        )
+    log.info(
+        "Choosing the decision threshold (%s %g) on %s: fitting on %d rows, scoring %d",
+        policy.policy,
+        policy.target,
+        how,
+        int((~mask).sum()),
+        int(mask.sum()),
+    )
     train = train.reset_index(drop=True)
     scores = np.asarray(fit_and_score(train[~mask], train[mask]), dtype=float).reshape(-1)
     value, met = choose_threshold(y[mask], scores, policy=policy.policy, target=float(policy.target))
@@ -223,10 +239,12 @@ def describe(info: Mapping[str, Any] | None) -> str:
         return f"{value} (fixed, from the {info.get('source') or 'spec'})"
     sl = info.get("slice") or {}
     what = info["policy"].removeprefix("target_")
-    text = (f"{value} ({info['policy']} {info.get('target'):g}, chosen on {sl.get('how', 'the training split')}: "
-            f"{sl.get('rows')} rows, {sl.get('positives')} positives, scored by a model fit on the other "
-            f"{sl.get('fit_rows')} rows; there precision {_pct(sl.get('precision'))}, recall "
-            f"{_pct(sl.get('recall'))}, {_pct(sl.get('flagged_share'))} flagged)")
+    text = (
+        f"{value} ({info['policy']} {info.get('target'):g}, chosen on {sl.get('how', 'the training split')}: "
+        f"{sl.get('rows')} rows, {sl.get('positives')} positives, scored by a model fit on the other "
+        f"{sl.get('fit_rows')} rows; there precision {_pct(sl.get('precision'))}, recall "
+        f"{_pct(sl.get('recall'))}, {_pct(sl.get('flagged_share'))} flagged)"
+    )
     if info.get("target_met") is False:
         text += f"; target {what} {info.get('target'):g} NOT reached on the training slice"
     return text
@@ -252,13 +270,20 @@ def from_tags(tags: Mapping[str, Any] | None) -> dict[str, Any] | None:
         except (TypeError, ValueError):
             log.warning("Unreadable %s tag %r; reading %s", INFO_TAG, tags[INFO_TAG], VALUE_TAG)
     if tags.get(VALUE_TAG) not in (None, ""):
-        return {"value": float(tags[VALUE_TAG]), "policy": None, "target": None, "target_met": None,
-                "slice": None, "source": "version tag"}
+        return {
+            "value": float(tags[VALUE_TAG]),
+            "policy": None,
+            "target": None,
+            "target_met": None,
+            "slice": None,
+            "source": "version tag",
+        }
     return None
 
 
-def version_threshold(spec: ModelSpec, version_tags: Mapping[str, Any] | None,
-                      run_tags: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def version_threshold(
+    spec: ModelSpec, version_tags: Mapping[str, Any] | None, run_tags: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """A model version's threshold: its tags, else its training run's, else :func:`spec_threshold`."""
     return from_tags(version_tags) or from_tags(run_tags) or spec_threshold(spec)
 

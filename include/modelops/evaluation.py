@@ -574,8 +574,14 @@ def chance_level(
     n = len(np.asarray(getattr(y_true, "values", y_true)).reshape(-1))
     s = _as_scores(spec, scores, n)
     y = _encode_labels(spec, y_true, n_classes=s.shape[1] if s.ndim == 2 else None)
-    result: dict[str, Any] = {"metric": metric, "value": None, "mean": None, "sd": None,
-                              "permutations": int(permutations), "valid": 0}
+    result: dict[str, Any] = {
+        "metric": metric,
+        "value": None,
+        "mean": None,
+        "sd": None,
+        "permutations": int(permutations),
+        "valid": 0,
+    }
     if n == 0:
         return result
     fn = _metric_fn(spec, metric, threshold)
@@ -705,11 +711,7 @@ def slice_metrics(
 
 
 def latency_profile(
-    predict_one: Callable[[pd.DataFrame], Any],
-    rows: pd.DataFrame,
-    *,
-    n: int = 100,
-    warmup: int = 5,
+    predict_one: Callable[[pd.DataFrame], Any], rows: pd.DataFrame, *, n: int = 100, warmup: int = 5
 ) -> dict[str, Any]:
     """Single-row prediction latency: ``n`` timed calls, each on one row, after a warm-up.
 
@@ -837,7 +839,9 @@ def evaluate(
     if binary:
         y01 = _encode_labels(spec, y)
         report["operating_point"] = {
-            role: None if info is None else {**operating_point(y01, scores, float(info["value"])), "choice": info}
+            role: None
+            if info is None
+            else {**operating_point(y01, scores, float(info["value"])), "choice": info}
             for role, info, scores in (("candidate", cand_info, cand), ("champion", champ_info, champ))
         }
     report["models"] = {
@@ -877,13 +881,19 @@ def evaluate(
     report["comparison"] = comparison
     report["chance"] = {
         "candidate": chance_level(spec, y, cand, metric=primary, seed=spec.split.seed, threshold=t_cand),
-        "champion": None if champ is None else chance_level(spec, y, champ, metric=primary, seed=spec.split.seed,
-                                                            threshold=t_champ),
+        "champion": None
+        if champ is None
+        else chance_level(spec, y, champ, metric=primary, seed=spec.split.seed, threshold=t_champ),
     }
     slice_scores = {"candidate": cand, **({"champion": champ} if champ is not None else {}), "baseline": base}
     slice_thresholds = {"candidate": t_cand, "champion": t_champ, "baseline": t_cand}
-    report["slices"] = slice_metrics(spec, holdout.reset_index(drop=True), y, slice_scores,
-                                     {k: v for k, v in slice_thresholds.items() if v is not None})
+    report["slices"] = slice_metrics(
+        spec,
+        holdout.reset_index(drop=True),
+        y,
+        slice_scores,
+        {k: v for k, v in slice_thresholds.items() if v is not None},
+    )
     report["latency_ms"] = _latency_summary(latency)
     return report
 
@@ -937,20 +947,27 @@ def _threshold_checks(
     for metric, bound in spec.evaluation.gate.thresholds.items():
         value = metrics.get(metric)
         # f1, precision and recall are the candidate's at its own operating threshold: say which.
-        at = f" at threshold {decision_threshold:.4g}" if decision_threshold is not None and metric in (
-            "f1", "precision", "recall") else ""
+        at = (
+            f" at threshold {decision_threshold:.4g}"
+            if decision_threshold is not None and metric in ("f1", "precision", "recall")
+            else ""
+        )
         for kind, limit, ok_sym, bad_sym in (("min", bound.min, "≥", "<"), ("max", bound.max, "≤", ">")):
             if limit is None:
                 continue
             name = f"{metric} {kind}"
             if value is None:
                 checks.append(
-                    _check(name, None, limit, False, f"{metric}{at} is undefined on the holdout, {kind} {limit}")
+                    _check(
+                        name, None, limit, False, f"{metric}{at} is undefined on the holdout, {kind} {limit}"
+                    )
                 )
                 continue
             passed = value >= limit - _TOL if kind == "min" else value <= limit + _TOL
             sv, sl = _fmt_pair(value, limit)
-            reason = f"{metric}{at} {sv} {ok_sym} {sl}" if passed else f"{metric}{at} {sv} {bad_sym} {kind} {sl}"
+            reason = (
+                f"{metric}{at} {sv} {ok_sym} {sl}" if passed else f"{metric}{at} {sv} {bad_sym} {kind} {sl}"
+            )
             checks.append(_check(name, value, limit, passed, reason))
     return checks
 
@@ -1077,11 +1094,20 @@ def _chance_check(evaluation: Mapping[str, Any], metric: str, high_better: bool)
     chance = (evaluation.get("chance") or {}).get("candidate") or {}
     mean, sd = chance.get("mean"), chance.get("sd")
     if cand is None:
-        return [_check(name, None, CHANCE_MIN_SIGMAS, False, f"candidate {metric} is undefined on the holdout")]
+        return [
+            _check(name, None, CHANCE_MIN_SIGMAS, False, f"candidate {metric} is undefined on the holdout")
+        ]
     if mean is None or sd is None:
-        return [_check(name, None, CHANCE_MIN_SIGMAS, False,
-                       f"the chance level of {metric} was not computed (undefined on every shuffle, or an "
-                       "evaluation report from an older version): evaluate again")]
+        return [
+            _check(
+                name,
+                None,
+                CHANCE_MIN_SIGMAS,
+                False,
+                f"the chance level of {metric} was not computed (undefined on every shuffle, or an "
+                "evaluation report from an older version): evaluate again",
+            )
+        ]
     edge = -_drop(cand, mean, high_better)  # > 0: better than chance
     sigmas = edge / sd if sd > 0 else (math.inf if edge > _TOL else 0.0)
     passed = sigmas >= CHANCE_MIN_SIGMAS - _TOL
@@ -1114,25 +1140,49 @@ def _champion_consistency_check(
     if recorded is None:
         return [_check(name, None, limit, True, f"{who} has no recorded holdout {metric}; not compared")]
     if now is None:
-        return [_check(name, None, limit, False,
-                       f"{who} scored {_fmt(recorded)} {metric} when it was evaluated but its {metric} is "
-                       "undefined on this holdout: the data changed or broke; the candidate is not promoted")]
+        return [
+            _check(
+                name,
+                None,
+                limit,
+                False,
+                f"{who} scored {_fmt(recorded)} {metric} when it was evaluated but its {metric} is "
+                "undefined on this holdout: the data changed or broke; the candidate is not promoted",
+            )
+        ]
     # No skill on this holdout: the better of the naive baseline and the champion's own chance level.
-    levels = [v for v in (evaluation["models"]["baseline"]["metrics"].get(metric),
-                          ((evaluation.get("chance") or {}).get("champion") or {}).get("mean")) if v is not None]
+    levels = [
+        v
+        for v in (
+            evaluation["models"]["baseline"]["metrics"].get(metric),
+            ((evaluation.get("chance") or {}).get("champion") or {}).get("mean"),
+        )
+        if v is not None
+    ]
     if not levels:
-        return [_check(name, None, limit, True, f"no no-skill level of {metric} on this holdout; not compared")]
+        return [
+            _check(name, None, limit, True, f"no no-skill level of {metric} on this holdout; not compared")
+        ]
     no_skill = max(levels) if high_better else min(levels)
     edge_recorded = -_drop(recorded, no_skill, high_better)
     edge_now = -_drop(now, no_skill, high_better)
     if edge_recorded <= _TOL:
-        return [_check(name, None, limit, True,
-                       f"{who}'s recorded {metric} {_fmt(recorded)} is not above the no-skill level "
-                       f"{_fmt(no_skill)} of this holdout; not compared")]
+        return [
+            _check(
+                name,
+                None,
+                limit,
+                True,
+                f"{who}'s recorded {metric} {_fmt(recorded)} is not above the no-skill level "
+                f"{_fmt(no_skill)} of this holdout; not compared",
+            )
+        ]
     lost = (edge_recorded - edge_now) / edge_recorded
     passed = lost <= limit + _TOL
-    facts = (f"{who} scored {_fmt(now)} {metric} on this holdout but {_fmt(recorded)} when it was evaluated "
-             f"(no skill: {_fmt(no_skill)})")
+    facts = (
+        f"{who} scored {_fmt(now)} {metric} on this holdout but {_fmt(recorded)} when it was evaluated "
+        f"(no skill: {_fmt(no_skill)})"
+    )
     if passed:
         reason = f"{facts}: {max(lost, 0.0):.0%} of its edge lost, within {limit:.0%}"
     else:
@@ -1332,7 +1382,7 @@ def decide(spec: ModelSpec, evaluation: Mapping[str, Any]) -> dict[str, Any]:
         failed_first = sorted(failed, key=lambda c: c["name"] != CHAMPION_CONSISTENT)
         lead = f"{failed_first[0]['reason']}; " if failed_first[0]["name"] == CHAMPION_CONSISTENT else ""
         summary = f"REJECTED: {lead}{headline}; {len(failed)} of {len(checks)} checks failed: " + "; ".join(
-            c["reason"] for c in failed_first[1 if lead else 0:]
+            c["reason"] for c in failed_first[1 if lead else 0 :]
         )
     return {
         "passed": passed,
@@ -1357,9 +1407,11 @@ def _operating_point_text(point: Mapping[str, Any]) -> str:
     def pct(x: Any) -> str:
         return "undefined" if x is None else f"{x:.1%}"
 
-    return (f"at threshold {point.get('threshold'):.4g} ({how}): holdout precision "
-            f"{pct(point.get('precision'))}, recall {pct(point.get('recall'))}, {pct(point.get('flagged_share'))} "
-            "flagged")
+    return (
+        f"at threshold {point.get('threshold'):.4g} ({how}): holdout precision "
+        f"{pct(point.get('precision'))}, recall {pct(point.get('recall'))}, {pct(point.get('flagged_share'))} "
+        "flagged"
+    )
 
 
 def _operating_point_notes(evaluation: Mapping[str, Any]) -> list[str]:
@@ -1367,12 +1419,14 @@ def _operating_point_notes(evaluation: Mapping[str, Any]) -> list[str]:
     from include.modelops.decision_threshold import describe
 
     notes = []
-    for role, point in ((evaluation.get("operating_point") or {}).items()):
+    for role, point in (evaluation.get("operating_point") or {}).items():
         if not point:
             continue
         info = point.get("choice") or {}
-        notes.append(f"{role} decision threshold {describe(info)}; on the holdout: "
-                     f"{_operating_point_text(point).split(': ', 1)[1]}")
+        notes.append(
+            f"{role} decision threshold {describe(info)}; on the holdout: "
+            f"{_operating_point_text(point).split(': ', 1)[1]}"
+        )
     return notes
 
 
@@ -1425,9 +1479,11 @@ def _operating_point_html(evaluation: Mapping[str, Any]) -> list[str]:
         return []
     from include.modelops.decision_threshold import describe
 
-    out = ["<h2>Operating threshold (rows scored at or above it are labelled positive)</h2>"
-           "<table><tr><th>model</th><th>threshold</th><th>precision</th><th>recall</th><th>share flagged</th>"
-           "<th>flagged / positives</th><th>how the threshold was set</th></tr>"]
+    out = [
+        "<h2>Operating threshold (rows scored at or above it are labelled positive)</h2>"
+        "<table><tr><th>model</th><th>threshold</th><th>precision</th><th>recall</th><th>share flagged</th>"
+        "<th>flagged / positives</th><th>how the threshold was set</th></tr>"
+    ]
     for role, p in points.items():
         out.append(
             f'<tr><td>{_h(role)}</td><td class="num">{_num(p.get("threshold"))}</td>'

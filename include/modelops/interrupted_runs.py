@@ -28,9 +28,13 @@ def fail_runs(dag_id: str, started_after: datetime) -> list[str]:
 
     failed = []
     with create_session() as session:
-        runs = session.scalars(select(DagRun).where(
-            DagRun.dag_id == dag_id, DagRun.state.in_([DagRunState.QUEUED, DagRunState.RUNNING]),
-            or_(DagRun.start_date >= started_after, DagRun.run_after >= started_after))).all()
+        runs = session.scalars(
+            select(DagRun).where(
+                DagRun.dag_id == dag_id,
+                DagRun.state.in_([DagRunState.QUEUED, DagRunState.RUNNING]),
+                or_(DagRun.start_date >= started_after, DagRun.run_after >= started_after),
+            )
+        ).all()
         bag = DBDagBag()
         for run in runs:
             dag = bag.get_dag_for_run(run, session=session)

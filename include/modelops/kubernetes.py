@@ -177,30 +177,46 @@ def training_pod_operator(
         k8s.V1Volume(
             name="checkpoints",
             persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(claim_name=s.checkpoint_pvc)
-            if s.checkpoint_pvc else None,
+            if s.checkpoint_pvc
+            else None,
             empty_dir=None if s.checkpoint_pvc else k8s.V1EmptyDirVolumeSource(),
         ),
     ]
     mounts = [
         k8s.V1VolumeMount(name="scratch", mount_path="/tmp"),
         k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm"),
-        k8s.V1VolumeMount(name="checkpoints", mount_path=CHECKPOINT_MOUNT,
-                          sub_path=f"{spec.name}/{SAFE_RUN_ID_TEMPLATE}" if s.checkpoint_pvc else None),
+        k8s.V1VolumeMount(
+            name="checkpoints",
+            mount_path=CHECKPOINT_MOUNT,
+            sub_path=f"{spec.name}/{SAFE_RUN_ID_TEMPLATE}" if s.checkpoint_pvc else None,
+        ),
     ]
     if s.data_pvc and s.data_mount_path:
-        volumes.append(k8s.V1Volume(name="training-data", persistent_volume_claim=(
-            k8s.V1PersistentVolumeClaimVolumeSource(claim_name=s.data_pvc, read_only=True))))
+        volumes.append(
+            k8s.V1Volume(
+                name="training-data",
+                persistent_volume_claim=(
+                    k8s.V1PersistentVolumeClaimVolumeSource(claim_name=s.data_pvc, read_only=True)
+                ),
+            )
+        )
         mounts.append(k8s.V1VolumeMount(name="training-data", mount_path=s.data_mount_path, read_only=True))
 
     def from_secret(key: str, *, optional: bool) -> k8s.V1EnvVar:
-        return k8s.V1EnvVar(name=key, value_from=k8s.V1EnvVarSource(
-            secret_key_ref=k8s.V1SecretKeySelector(name=s.mlflow_secret, key=key, optional=optional)))
+        return k8s.V1EnvVar(
+            name=key,
+            value_from=k8s.V1EnvVarSource(
+                secret_key_ref=k8s.V1SecretKeySelector(name=s.mlflow_secret, key=key, optional=optional)
+            ),
+        )
 
     env_vars = [
         # Required: the pod fails to start (CreateContainerConfigError) if the secret lacks it.
         from_secret("MLFLOW_TRACKING_URI", optional=False),
-        *(from_secret(k, optional=True) for k in
-          ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")),
+        *(
+            from_secret(k, optional=True)
+            for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+        ),
         # The root filesystem is read-only: everything that writes a cache or state goes to /tmp.
         k8s.V1EnvVar(name="HOME", value="/tmp"),
         k8s.V1EnvVar(name="XDG_CACHE_HOME", value="/tmp/.cache"),
@@ -217,8 +233,18 @@ def training_pod_operator(
         image=s.image,
         image_pull_policy=s.image_pull_policy,
         cmds=["python", "-m", "include.modelops.training.entrypoint"],
-        arguments=["--model", spec.name, "--train-path", train_path, "--run-id", run_id,
-                   "--checkpoint-dir", CHECKPOINT_MOUNT, "--xcom-file", XCOM_RESULT_FILE],
+        arguments=[
+            "--model",
+            spec.name,
+            "--train-path",
+            train_path,
+            "--run-id",
+            run_id,
+            "--checkpoint-dir",
+            CHECKPOINT_MOUNT,
+            "--xcom-file",
+            XCOM_RESULT_FILE,
+        ],
         labels=labels,
         # The rest of the secret (e.g. object-store keys for artifacts) arrives as environment too.
         env_from=[k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=s.mlflow_secret))],
@@ -258,6 +284,6 @@ def training_pod_operator(
         max_retry_delay=max_retry_delay,
         execution_timeout=execution_timeout,
         doc_md=f"Trains **{spec.name}** ({t.framework}, {t.gpus} GPU) in a Kubernetes pod; "
-               "see `include/modelops/kubernetes.py`.",
+        "see `include/modelops/kubernetes.py`.",
     )
     return KubernetesPodOperator(**{**defaults, **operator_kwargs})

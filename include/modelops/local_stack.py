@@ -34,7 +34,11 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 #: Files of the local stack that hold secrets or state: readable by their owner only.
-PRIVATE_FILES = ("airflow/airflow.db", "airflow/simple_auth_manager_passwords.json.generated", "mlflow/mlflow.db")
+PRIVATE_FILES = (
+    "airflow/airflow.db",
+    "airflow/simple_auth_manager_passwords.json.generated",
+    "mlflow/mlflow.db",
+)
 #: umask of every process the local stack starts: the files they create are their owner's alone.
 PRIVATE_UMASK = 0o077
 _WILDCARD_HOSTS = ("0.0.0.0", "::", "")
@@ -89,13 +93,25 @@ def serve_logs_on_bind_host(port: int | None = None) -> None:
     port = port or conf.getint("logging", "WORKER_LOG_SERVER_PORT")
     host = os.environ.get("MODELOPS_BIND_HOST") or "127.0.0.1"
     log.info("Starting log server on http://%s:%d", host, port)
-    uvicorn.run("airflow.utils.serve_logs.log_server:get_app", factory=True, host=host, port=port,
-                log_level=conf.get("logging", "uvicorn_logging_level", fallback="info").lower(),
-                log_config=None, access_log=False)
+    uvicorn.run(
+        "airflow.utils.serve_logs.log_server:get_app",
+        factory=True,
+        host=host,
+        port=port,
+        log_level=conf.get("logging", "uvicorn_logging_level", fallback="info").lower(),
+        log_config=None,
+        access_log=False,
+    )
 
 
-def stack_env(state_dir: Path, mlflow_uri: str, *, specs_dir: Path | None = None,
-              api_port: int = 8080, bind_host: str | None = None) -> dict[str, str]:
+def stack_env(
+    state_dir: Path,
+    mlflow_uri: str,
+    *,
+    specs_dir: Path | None = None,
+    api_port: int = 8080,
+    bind_host: str | None = None,
+) -> dict[str, str]:
     """Environment for every process of the local stack (Airflow CLI, tasks, training, bentoml).
 
     Airflow's API server and log servers listen on ``bind_host`` (default: the
@@ -107,44 +123,51 @@ def stack_env(state_dir: Path, mlflow_uri: str, *, specs_dir: Path | None = None
     if ":" in reach:
         reach = f"[{reach}]"
     env = dict(os.environ)
-    env.update({
-        # `airflow standalone` starts its components as `airflow ...` from PATH: use this venv's,
-        # also when the venv is not activated (make runs .venv/bin/python directly).
-        "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
-        # local_airflow holds the airflow_local_settings hook that binds the log servers.
-        "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), str(PROJECT_ROOT / "plugins"),
-                                       str(Path(__file__).parent / "local_airflow"),
-                                       *filter(None, [os.environ.get("PYTHONPATH")])]),
-        "MODELOPS_BIND_HOST": bind_host,
-        "AIRFLOW__API__HOST": bind_host,
-        "MODELOPS_STATE_DIR": str(state_dir),
-        "MLFLOW_TRACKING_URI": mlflow_uri,
-        "BENTOML_HOME": str(state_dir / "bentoml"),
-        "AIRFLOW_HOME": str(state_dir / "airflow"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        # Model DAGs are this project's to run: a DAG first seen by `airflow dags test` must not sit
-        # paused, or a later REST trigger would queue forever.
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "AIRFLOW__API__PORT": str(api_port),
-        "AIRFLOW__API__BASE_URL": f"http://{reach}:{api_port}",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://{reach}:{api_port}/execution/",
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-        "MODELOPS_AIRFLOW_UI_URL": f"http://{reach}:{api_port}",
-        # Keep third-party tools from writing outside the project or phoning home.
-        "GX_ANALYTICS_ENABLED": "False",
-        "BENTOML_DO_NOT_TRACK": "True",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "DO_NOT_TRACK": "true",
-        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-        # "🏃 View run ... at: http://127.0.0.1:<port>/...": links to a server that stops with the command
-        "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
-        "XDG_CACHE_HOME": str(state_dir / "cache"),
-        "MPLCONFIGDIR": str(state_dir / "cache" / "matplotlib"),
-        "TQDM_DISABLE": "1",
-    })
+    env.update(
+        {
+            # `airflow standalone` starts its components as `airflow ...` from PATH: use this venv's,
+            # also when the venv is not activated (make runs .venv/bin/python directly).
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
+            # local_airflow holds the airflow_local_settings hook that binds the log servers.
+            "PYTHONPATH": os.pathsep.join(
+                [
+                    str(PROJECT_ROOT),
+                    str(PROJECT_ROOT / "plugins"),
+                    str(Path(__file__).parent / "local_airflow"),
+                    *filter(None, [os.environ.get("PYTHONPATH")]),
+                ]
+            ),
+            "MODELOPS_BIND_HOST": bind_host,
+            "AIRFLOW__API__HOST": bind_host,
+            "MODELOPS_STATE_DIR": str(state_dir),
+            "MLFLOW_TRACKING_URI": mlflow_uri,
+            "BENTOML_HOME": str(state_dir / "bentoml"),
+            "AIRFLOW_HOME": str(state_dir / "airflow"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            # Model DAGs are this project's to run: a DAG first seen by `airflow dags test` must not sit
+            # paused, or a later REST trigger would queue forever.
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+            "AIRFLOW__API__PORT": str(api_port),
+            "AIRFLOW__API__BASE_URL": f"http://{reach}:{api_port}",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://{reach}:{api_port}/execution/",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            "MODELOPS_AIRFLOW_UI_URL": f"http://{reach}:{api_port}",
+            # Keep third-party tools from writing outside the project or phoning home.
+            "GX_ANALYTICS_ENABLED": "False",
+            "BENTOML_DO_NOT_TRACK": "True",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "DO_NOT_TRACK": "true",
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+            # "🏃 View run ... at: http://127.0.0.1:<port>/...": links to a server that stops with the command
+            "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+            "XDG_CACHE_HOME": str(state_dir / "cache"),
+            "MPLCONFIGDIR": str(state_dir / "cache" / "matplotlib"),
+            "TQDM_DISABLE": "1",
+        }
+    )
     if bind_host not in _WILDCARD_HOSTS:
         # Tasks record this as their host; the API server fetches a running task's log from it.
         env["AIRFLOW__CORE__HOSTNAME_CALLABLE"] = "include.modelops.local_stack.bind_hostname"
@@ -153,7 +176,9 @@ def stack_env(state_dir: Path, mlflow_uri: str, *, specs_dir: Path | None = None
     return env
 
 
-def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen | None = None, what: str = "server") -> None:
+def _wait_http(
+    url: str, timeout_s: float, proc: subprocess.Popen | None = None, what: str = "server"
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -201,8 +226,12 @@ def stop_process(proc: subprocess.Popen, timeout_s: float = 15) -> str:
         proc.wait(5)
     strays = [p for p in strays if _alive(p)]
     if strays:
-        log.warning("Stopping %d process(es) that left pid %s's group: %s", len(strays), proc.pid,
-                    ", ".join(f"{p.pid}" for p in strays))
+        log.warning(
+            "Stopping %d process(es) that left pid %s's group: %s",
+            len(strays),
+            proc.pid,
+            ", ".join(f"{p.pid}" for p in strays),
+        )
         for p in strays:
             with contextlib.suppress(psutil.Error):
                 p.terminate()
@@ -231,14 +260,31 @@ def start_mlflow(state_dir: Path, port: int, env: dict[str, str]) -> subprocess.
     logs.mkdir(parents=True, exist_ok=True)
     # MLflow's job runner (GenAI evaluation jobs, trace roll-ups: nothing this project uses) adds seven
     # huey consumers whose idle workers sleep up to 10 s between polls, so a SIGTERM took up to 15 s.
-    env = {**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": env.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")}
-    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-           "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-           "--artifacts-destination", str(root / "artifacts"), "--workers", "1"]
+    env = {
+        **env,
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": env.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false"),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--backend-store-uri",
+        f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(root / "artifacts"),
+        "--workers",
+        "1",
+    ]
     out = open(logs / "mlflow.log", "ab")  # noqa: SIM115 - handed to the child process
     log.info("Starting MLflow on http://127.0.0.1:%d (log %s)", port, logs / "mlflow.log")
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                            umask=PRIVATE_UMASK)
+    proc = subprocess.Popen(
+        cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True, umask=PRIVATE_UMASK
+    )
     try:
         _wait_http(f"http://127.0.0.1:{port}/health", 120, proc, "MLflow server")
     except Exception:
@@ -259,19 +305,40 @@ def mlflow_server(state_dir: Path, port: int | None = None) -> Iterator[str]:
         stop_process(proc)
 
 
-def airflow(args: list[str], env: dict[str, str], *, log_file: Path | None = None,
-            echo: bool = False, timeout_s: float | None = None) -> subprocess.CompletedProcess:
+def airflow(
+    args: list[str],
+    env: dict[str, str],
+    *,
+    log_file: Path | None = None,
+    echo: bool = False,
+    timeout_s: float | None = None,
+) -> subprocess.CompletedProcess:
     """Run an ``airflow`` CLI command in the stack's environment."""
     cmd = [sys.executable, "-m", "airflow", *args]
     if log_file is None:
-        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s, cwd=PROJECT_ROOT,
-                              umask=PRIVATE_UMASK)
+        return subprocess.run(
+            cmd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            cwd=PROJECT_ROOT,
+            umask=PRIVATE_UMASK,
+        )
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "w") as fh:
         # Its own session, so that stopping it (Ctrl-C, SIGTERM, a timeout) reaches every process it
         # started, the tasks' servers included (stop_process), not only the ones still in its group.
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                cwd=PROJECT_ROOT, umask=PRIVATE_UMASK, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=PROJECT_ROOT,
+            umask=PRIVATE_UMASK,
+            start_new_session=True,
+        )
         assert proc.stdout is not None
         try:
             for line in proc.stdout:
@@ -298,10 +365,21 @@ NOISE = ("🏃 View run ", "🧪 View experiment at", "it/s]", "s/it]", "\r")
 
 
 def _is_progress_line(line: str) -> bool:
-    keys = ("include.modelops", "modelops.train", "[train]", "Marking task as", "Task finished",
-            "state=", "Data validation failed", "Gate decision")
-    return (any(k in line for k in keys) and "DEBUG" not in line
-            and not any(n in line.rstrip("\n") for n in NOISE))
+    keys = (
+        "include.modelops",
+        "modelops.train",
+        "[train]",
+        "Marking task as",
+        "Task finished",
+        "state=",
+        "Data validation failed",
+        "Gate decision",
+    )
+    return (
+        any(k in line for k in keys)
+        and "DEBUG" not in line
+        and not any(n in line.rstrip("\n") for n in NOISE)
+    )
 
 
 def _shorten(line: str, width: int = 160) -> str:
@@ -343,7 +421,9 @@ def quiet_output() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     for category in (FutureWarning, UserWarning, DeprecationWarning):
-        warnings.filterwarnings("ignore", category=category, module=r"(mlflow|pydantic|starlette|bentoml)(\.|$)")
+        warnings.filterwarnings(
+            "ignore", category=category, module=r"(mlflow|pydantic|starlette|bentoml)(\.|$)"
+        )
 
 
 def _owner_gone(pid: int) -> bool:
@@ -355,7 +435,9 @@ def _owner_gone(pid: int) -> bool:
     for entry in owner:
         if entry.startswith(f"{OWNER_ENV}=".encode()):
             opid, _, ticks = entry.split(b"=", 1)[1].decode().partition(":")
-            return not (opid.isdigit() and _start_ticks(int(opid)) == (int(ticks) if ticks.isdigit() else None))
+            return not (
+                opid.isdigit() and _start_ticks(int(opid)) == (int(ticks) if ticks.isdigit() else None)
+            )
     return False
 
 
@@ -386,7 +468,10 @@ def stop_started() -> list[str]:
             log.warning("Could not read %s: %s", path, exc)
             continue
         sp = state.splitter
-        pids = [(sp.get("supervisor_pid"), sp.get("supervisor_pid_start")), (sp.get("pid"), sp.get("pid_start"))]
+        pids = [
+            (sp.get("supervisor_pid"), sp.get("supervisor_pid_start")),
+            (sp.get("pid"), sp.get("pid_start")),
+        ]
         pids += [(d.pid, d.pid_start) for d in state.variants.values()]
         alive = [pid for pid, started in pids if process_alive(pid, started)]
         if not alive:
@@ -399,8 +484,11 @@ def stop_started() -> list[str]:
             stopped.append(f"the rollout deployment of {model}")
         except Exception as exc:  # noqa: BLE001 - stop the others, then the sweep below
             log.warning("Stopping %s's deployment failed: %s", model, exc)
-    left = [pid for pid in (set(pids_with_env(OWNER_ENV, token)) if token else set()) - {os.getpid()}
-            if process_alive(pid, None)]
+    left = [
+        pid
+        for pid in (set(pids_with_env(OWNER_ENV, token)) if token else set()) - {os.getpid()}
+        if process_alive(pid, None)
+    ]
     if left:
         stopped.append(f"{len(left)} other process(es)")
         _terminate(left)

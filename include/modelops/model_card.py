@@ -551,19 +551,21 @@ def _operating_points(evaluation: Mapping) -> list[dict]:
             continue
         point = _mapping(point)
         choice = _mapping(point.get("choice"))
-        rows.append({
-            "model": role,
-            "threshold": point.get("threshold"),
-            "policy": choice.get("policy") or "fixed",
-            "target": choice.get("target"),
-            "target_met": choice.get("target_met"),
-            "how": describe(choice),
-            "precision": point.get("precision"),
-            "recall": point.get("recall"),
-            "flagged_share": point.get("flagged_share"),
-            "flagged": point.get("flagged"),
-            "positives": point.get("positives"),
-        })
+        rows.append(
+            {
+                "model": role,
+                "threshold": point.get("threshold"),
+                "policy": choice.get("policy") or "fixed",
+                "target": choice.get("target"),
+                "target_met": choice.get("target_met"),
+                "how": describe(choice),
+                "precision": point.get("precision"),
+                "recall": point.get("recall"),
+                "flagged_share": point.get("flagged_share"),
+                "flagged": point.get("flagged"),
+                "positives": point.get("positives"),
+            }
+        )
     return rows
 
 
@@ -684,21 +686,27 @@ def _deployment(raw: Any) -> dict:
     d = _mapping(raw)
     stages = d.get("stages")
     if stages is None and d.get("stage") is not None:
-        stages = [{"name": d.get("stage"), "traffic_percent": d.get("traffic_percent"), "outcome": d.get("outcome")}]
+        stages = [
+            {"name": d.get("stage"), "traffic_percent": d.get("traffic_percent"), "outcome": d.get("outcome")}
+        ]
     return {
         "at": _timestamp(d.get("at")),
         "event": d.get("event") or d.get("stage"),
         "stages": [
-            {"name": _mapping(s).get("name"), "traffic_percent": _mapping(s).get("traffic_percent"),
-             "outcome": _mapping(s).get("outcome")}
+            {
+                "name": _mapping(s).get("name"),
+                "traffic_percent": _mapping(s).get("traffic_percent"),
+                "outcome": _mapping(s).get("outcome"),
+            }
             for s in stages or []
         ],
         "reason": d.get("reason") or "",
     }
 
 
-def with_deployment_history(card: Mapping, deployments: Iterable[Mapping], *,
-                            generated_at: str | None = None) -> dict:
+def with_deployment_history(
+    card: Mapping, deployments: Iterable[Mapping], *, generated_at: str | None = None
+) -> dict:
     """The card with its deployment history replaced (a rollout ended, a promotion was taken back).
 
     Every other section keeps the evidence it was built with; the compliance status and the
@@ -964,7 +972,7 @@ def _document(card: Mapping) -> tuple[str, list[_Block], list[_Section]]:
                     for key, url in _mapping(card.get("links")).items()
                 ),
             ],
-        ),
+        )
     ]
     missing = card.get("missing_evidence") or []
     if missing:
@@ -1097,7 +1105,7 @@ def _data_blocks(data: dict) -> list[_Block]:
                     else None,
                 ),
             ],
-        ),
+        )
     ]
     features = data.get("features") or []
     if features:
@@ -1128,7 +1136,7 @@ def _validation_blocks(v: dict) -> list[_Block]:
                 ("Rows validated", v.get("rows")),
                 ("Report", _link_or_text(v.get("report"))),
             ],
-        ),
+        )
     ]
     failed = v.get("failed") or []
     if failed:
@@ -1172,7 +1180,7 @@ def _training_blocks(t: dict) -> list[_Block]:
                 ("GPUs requested", hw.get("gpus_requested") if hw.get("backend") == "kubernetes" else None),
                 ("Pod CPU / memory", f"{hw.get('cpu')} / {hw.get('memory')}" if hw.get("cpu") else None),
             ],
-        ),
+        )
     ]
     if hw.get("telemetry_recorded"):
         blocks.append(
@@ -1297,16 +1305,40 @@ def _evaluation_blocks(e: dict) -> list[_Block]:
         blocks.append(_empty("per-slice metrics (spec field 'segment_columns')"))
     points = [_mapping(p) for p in e.get("operating_point") or []]
     if points:
-        blocks.append(_Block("p", text="Operating threshold: rows scoring at or above it are labelled positive; "
-                                       "precision, recall and the share flagged are on the holdout, at each "
-                                       "model's own threshold (spec field 'evaluation.threshold'):"))
-        blocks.append(_Block(
-            "table",
-            headers=["Model", "Threshold", "Precision", "Recall", "Share flagged", "Flagged / positives",
-                     "How it was set"],
-            rows=[[p.get("model"), p.get("threshold"), p.get("precision"), p.get("recall"), p.get("flagged_share"),
-                   f"{p.get('flagged')} / {p.get('positives')}", p.get("how")] for p in points],
-        ))
+        blocks.append(
+            _Block(
+                "p",
+                text="Operating threshold: rows scoring at or above it are labelled positive; "
+                "precision, recall and the share flagged are on the holdout, at each "
+                "model's own threshold (spec field 'evaluation.threshold'):",
+            )
+        )
+        blocks.append(
+            _Block(
+                "table",
+                headers=[
+                    "Model",
+                    "Threshold",
+                    "Precision",
+                    "Recall",
+                    "Share flagged",
+                    "Flagged / positives",
+                    "How it was set",
+                ],
+                rows=[
+                    [
+                        p.get("model"),
+                        p.get("threshold"),
+                        p.get("precision"),
+                        p.get("recall"),
+                        p.get("flagged_share"),
+                        f"{p.get('flagged')} / {p.get('positives')}",
+                        p.get("how"),
+                    ]
+                    for p in points
+                ],
+            )
+        )
     latency = e.get("latency_ms")
     if isinstance(latency, Mapping) and latency:
         if all(isinstance(v, Mapping) for v in latency.values()):
@@ -1334,7 +1366,7 @@ def _gate_blocks(g: dict) -> list[_Block]:
                 ("Summary", g.get("summary")),
                 ("First model (no champion)", g.get("first_model")),
             ],
-        ),
+        )
     ]
     checks = g.get("checks") or []
     if checks:
@@ -1407,10 +1439,13 @@ def _lineage_blocks(lin: dict) -> list[_Block]:
                 ("Data fingerprint", lin.get("data_fingerprint")),
                 ("Spec hash", lin.get("spec_hash")),
                 ("Data path", lin.get("data_path")),
-                ("Why this model was trained", lin.get("trigger_reason") or "not recorded (a manual or scheduled run)"),
+                (
+                    "Why this model was trained",
+                    lin.get("trigger_reason") or "not recorded (a manual or scheduled run)",
+                ),
                 ("Drift report behind it", lin.get("drift_report")),
             ],
-        ),
+        )
     ]
 
 
@@ -1436,8 +1471,16 @@ def _serving_blocks(sv: dict) -> list[_Block]:
         _Block(
             "table",
             headers=["Field", "Type", "Allowed values", "Required", "Description"],
-            rows=[[f.get("name"), f.get("type"), f.get("allowed"), "yes" if f.get("required") else "no (may be null)",
-                   f.get("description")] for f in (_mapping(x) for x in sv.get("fields") or [])],
+            rows=[
+                [
+                    f.get("name"),
+                    f.get("type"),
+                    f.get("allowed"),
+                    "yes" if f.get("required") else "no (may be null)",
+                    f.get("description"),
+                ]
+                for f in (_mapping(x) for x in sv.get("fields") or [])
+            ],
         ),
         _Block(
             "table",
@@ -1462,8 +1505,12 @@ def _deployment_blocks(deployments: Any) -> list[_Block]:
             "table",
             headers=["Date", "Event", "Stages (traffic share: verdict)", "Reason"],
             rows=[
-                [d.get("at"), d.get("event"), "; ".join(_stage_text(_mapping(s)) for s in d.get("stages") or [])
-                 or None, d.get("reason") or None]
+                [
+                    d.get("at"),
+                    d.get("event"),
+                    "; ".join(_stage_text(_mapping(s)) for s in d.get("stages") or []) or None,
+                    d.get("reason") or None,
+                ]
                 for d in deployments
             ],
         )
@@ -1480,7 +1527,7 @@ def _monitoring_blocks(m: dict) -> list[_Block]:
                 ("Retrain cooldown (hours)", m.get("retrain_cooldown_hours")),
                 ("Scheduled retraining", m.get("retrain_schedule") or "on demand"),
             ],
-        ),
+        )
     ]
 
 
@@ -1747,9 +1794,14 @@ def publish_card(card: dict, *, model: str, version: str, run_id: str | None) ->
     if run_id:
         for path in paths.values():
             tracking.log_file(run_id, path, "model_card")
-        tracking.set_version_tags(model, version, {
-            "modelops.model_card": f"runs:/{run_id}/model_card/model_card.html",
-            "modelops.model_card.generated_at": tracking.now_iso()})
+        tracking.set_version_tags(
+            model,
+            version,
+            {
+                "modelops.model_card": f"runs:/{run_id}/model_card/model_card.html",
+                "modelops.model_card.generated_at": tracking.now_iso(),
+            },
+        )
     return paths
 
 

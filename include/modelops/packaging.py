@@ -107,8 +107,9 @@ def _json_kind(value: Any) -> str:
 def _json_number(value: Any) -> Any:
     """numeric: a JSON number (integer or not), never a string or true/false; 3 is read as 3.0."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise PydanticCustomError("float_type", "Input should be a JSON number, not {kind}",
-                                  {"kind": _json_kind(value)})
+        raise PydanticCustomError(
+            "float_type", "Input should be a JSON number, not {kind}", {"kind": _json_kind(value)}
+        )
     if isinstance(value, int) and abs(value) > _FLOAT_MAX:
         return math.inf if value > 0 else -math.inf  # a JSON integer beyond any float: refused as not finite
     return value
@@ -117,10 +118,15 @@ def _json_number(value: Any) -> Any:
 def _json_whole_number(value: Any) -> Any:
     """integer: a JSON integer or a number with no fractional part (3.0 is read as 3); never 3.5."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise PydanticCustomError("int_type", "Input should be a whole number (e.g. 3 or 3.0), not {kind}",
-                                  {"kind": _json_kind(value)})
+        raise PydanticCustomError(
+            "int_type",
+            "Input should be a whole number (e.g. 3 or 3.0), not {kind}",
+            {"kind": _json_kind(value)},
+        )
     if isinstance(value, float) and value.is_integer():
-        value = int(value)  # exact, however large (pydantic's own int refuses a float beyond 2**63 as a "string")
+        value = int(
+            value
+        )  # exact, however large (pydantic's own int refuses a float beyond 2**63 as a "string")
     if isinstance(value, numbers.Integral) and abs(int(value)) > _FLOAT_MAX:
         raise PydanticCustomError("finite_number", "Input should be a finite number (within ±1.8e308)")
     return value  # a fractional part (int_from_float), NaN or infinity is refused by pydantic's int
@@ -129,8 +135,9 @@ def _json_whole_number(value: Any) -> Any:
 def _json_boolean(value: Any) -> Any:
     """boolean: JSON true or false only; not 0/1, "true" or "yes"."""
     if not isinstance(value, bool):
-        raise PydanticCustomError("bool_type", "Input should be true or false, not {kind}",
-                                  {"kind": _json_kind(value)})
+        raise PydanticCustomError(
+            "bool_type", "Input should be true or false, not {kind}", {"kind": _json_kind(value)}
+        )
     return value
 
 
@@ -172,8 +179,10 @@ def request_row_model(spec: ModelSpec) -> type[BaseModel]:
         if feature.type in (FeatureType.numeric, FeatureType.integer):
             bounds: dict[str, Any] = {}
             unbounded: dict[str, float] = {}  # stated in the schema, enforced by the before-validator
-            for key, schema_key, value, default in (("ge", "minimum", feature.min, -_FLOAT_MAX),
-                                                    ("le", "maximum", feature.max, _FLOAT_MAX)):
+            for key, schema_key, value, default in (
+                ("ge", "minimum", feature.min, -_FLOAT_MAX),
+                ("le", "maximum", feature.max, _FLOAT_MAX),
+            ):
                 if value is not None:
                     bounds[key] = _bound(feature.type, value, lower=key == "ge")
                 elif feature.type == FeatureType.numeric:
@@ -181,10 +190,15 @@ def request_row_model(spec: ModelSpec) -> type[BaseModel]:
                 else:  # pydantic's int takes only an int bound
                     unbounded[schema_key] = default
             if feature.type == FeatureType.numeric:
-                annotation = Annotated[float, Field(allow_inf_nan=False, **bounds), BeforeValidator(_json_number)]
+                annotation = Annotated[
+                    float, Field(allow_inf_nan=False, **bounds), BeforeValidator(_json_number)
+                ]
             else:
-                annotation = Annotated[int, Field(json_schema_extra=unbounded or None, **bounds),
-                                       BeforeValidator(_json_whole_number)]
+                annotation = Annotated[
+                    int,
+                    Field(json_schema_extra=unbounded or None, **bounds),
+                    BeforeValidator(_json_whole_number),
+                ]
         elif feature.type == FeatureType.categorical:
             annotation = Literal[tuple(feature.categories or ())]
         else:
@@ -258,8 +272,10 @@ def smoke_rows(spec: ModelSpec, rows: list[dict[str, Any]]) -> list[dict[str, An
     base = dict(rows[0])
     for feature in spec.features:  # fill a null from the first sample row that has the feature
         if base.get(feature.name) is None:
-            base[feature.name] = next((r[feature.name] for r in rows if r.get(feature.name) is not None),
-                                      example_row(spec)[feature.name])
+            base[feature.name] = next(
+                (r[feature.name] for r in rows if r.get(feature.name) is not None),
+                example_row(spec)[feature.name],
+            )
     edges = [base]
     edges += [{**base, f.name: None} for f in spec.features if f.max_null_fraction > 0]
     as_ints, as_floats = dict(base), dict(base)
@@ -364,9 +380,15 @@ def endpoint_contract(spec: ModelSpec, *, threshold: float | None = None) -> dic
                 allowed += " (a JSON number; not a string or true/false, no NaN or infinity)"
             else:
                 allowed += " (a whole number: 3 or 3.0, never 3.5, a string or true/false)"
-        fields.append({"name": feature.name, "type": kind, "allowed": allowed,
-                       "required": feature.max_null_fraction == 0,
-                       "description": feature.description or ""})
+        fields.append(
+            {
+                "name": feature.name,
+                "type": kind,
+                "allowed": allowed,
+                "required": feature.max_null_fraction == 0,
+                "description": feature.description or "",
+            }
+        )
     return {
         "endpoint": "POST /predict",
         "content_type": "application/json",
@@ -374,15 +396,15 @@ def endpoint_contract(spec: ModelSpec, *, threshold: float | None = None) -> dic
         "max_rows": MAX_ROWS,
         "max_body_bytes": MAX_BODY_BYTES,
         "request_id_header": f"{REQUEST_ID_HEADER}: the client's id (1-{MAX_REQUEST_ID_CHARS} characters of "
-                             "A-Z a-z 0-9 . _ : -), else one is generated; every answer carries it",
+        "A-Z a-z 0-9 . _ : -), else one is generated; every answer carries it",
         "fields": fields,
         "unknown_fields": "rejected (a misspelt column is an error, never scored as missing)",
         "response": f"a JSON list, one object per row in request order: {response}",
         "errors": {
             "format": '{"error": "<field>: <problem>", "detail": [{"field", "loc", "type", "msg"}], '
-                      '"request_id"}',
+            '"request_id"}',
             "400": "a field is missing, unknown, of the wrong type, NaN/infinite, out of range or an unknown "
-                   "category; no rows or too many rows; entity_ids of another length; not JSON; bad X-Request-ID",
+            "category; no rows or too many rows; entity_ids of another length; not JSON; bad X-Request-ID",
             "405": "a method other than POST",
             "413": f"a body over {MAX_BODY_BYTES} bytes",
             "415": "a content type other than application/json",
@@ -501,11 +523,7 @@ def import_model(model_name: str, version: str, model_uri: str) -> str:
         model = bentoml.mlflow.import_model(
             tag,
             model_uri,
-            labels={
-                "model": model_name,
-                "model_version": str(version),
-                "mlflow_model_uuid": model_uuid,
-            },
+            labels={"model": model_name, "model_version": str(version), "mlflow_model_uuid": model_uuid},
             metadata={"mlflow_model_uri": model_uri},
         )
     log.info("Imported %s in %.1f s", model.tag, time.perf_counter() - started)
@@ -521,8 +539,11 @@ def _canonical(requirement: str) -> str:
 # requirements.txt from every package imported while it loaded the model in the logging process,
 # so a scikit-learn model logged next to torch (or under pytest) pins torch and pytest too.
 _FLAVOR_PACKAGES: dict[str, tuple[str, ...]] = {
-    "sklearn": ("scikit-learn",), "xgboost": ("xgboost",), "lightgbm": ("lightgbm",),
-    "catboost": ("catboost",), "pytorch": ("torch",),
+    "sklearn": ("scikit-learn",),
+    "xgboost": ("xgboost",),
+    "lightgbm": ("lightgbm",),
+    "catboost": ("catboost",),
+    "pytorch": ("torch",),
 }
 _SERIALIZATION_PACKAGES = {"skops": "skops", "cloudpickle": "cloudpickle"}
 
@@ -594,8 +615,11 @@ def _python_packages(base: Sequence[str], model_dir: Path) -> list[str]:
                 continue
             pins[_canonical(line)] = line
     if dropped:
-        log.info("Left out of the bento (MLflow inferred them from the logging process; the model's flavour "
-                 "does not load them): %s", ", ".join(dropped))
+        log.info(
+            "Left out of the bento (MLflow inferred them from the logging process; the model's flavour "
+            "does not load them): %s",
+            ", ".join(dropped),
+        )
     return sorted(pins.values(), key=str.lower)
 
 
@@ -629,8 +653,14 @@ def _build_hash(ctx: Path, config: dict[str, Any]) -> str:
     return digest.hexdigest()[:16]
 
 
-def build_bento(spec: ModelSpec, version: str, model_uri: str, *, build_root: Path | None = None,
-                threshold: Mapping[str, Any] | None = None) -> str:
+def build_bento(
+    spec: ModelSpec,
+    version: str,
+    model_uri: str,
+    *,
+    build_root: Path | None = None,
+    threshold: Mapping[str, Any] | None = None,
+) -> str:
     """Build the bento that serves one MLflow model version.
 
     Imports the model into the BentoML store, writes a build context (``service.py``,
@@ -891,8 +921,9 @@ def _check_served(
         else:
             refused.append(f"row {i} {json.dumps(row, default=str)[:300]}: HTTP {status} {body[:300]}")
     if refused:
-        report["errors"].append(f"{len(refused)} valid row(s) sent alone were not answered 200 (first: "
-                                f"{refused[0]})")
+        report["errors"].append(
+            f"{len(refused)} valid row(s) sent alone were not answered 200 (first: {refused[0]})"
+        )
     report["latency_ms_p50"] = _percentile_ms(latencies, 50)
     report["latency_ms_p95"] = _percentile_ms(latencies, 95)
 
@@ -927,9 +958,15 @@ class ServedBento:
 
 
 @contextlib.contextmanager
-def serve_bento(bento_tag: str, *, env: Mapping[str, str] | None = None, host: str | None = None,
-                port: int | None = None, timeout_s: float | None = None,
-                log_dir: Path | None = None) -> Iterator[ServedBento]:
+def serve_bento(
+    bento_tag: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    timeout_s: float | None = None,
+    log_dir: Path | None = None,
+) -> Iterator[ServedBento]:
     """Run ``bentoml serve bento_tag`` until the block ends, then stop it and all its processes.
 
     Waits for ``/readyz``. ``env`` adds to the serving environment (e.g.
@@ -954,8 +991,14 @@ def serve_bento(bento_tag: str, *, env: Mapping[str, str] | None = None, host: s
     full_env = {**_serve_env(), "BENTOML_HOME": str(home), **(env or {})}
     log.info("Starting %s (output: %s)", " ".join(cmd[2:]), log_path)
     with log_path.open("wb") as server_log:
-        proc = subprocess.Popen(cmd, stdout=server_log, stderr=subprocess.STDOUT, env=full_env,
-                                cwd=settings.bentoml_home / "tmp", start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=server_log,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            cwd=settings.bentoml_home / "tmp",
+            start_new_session=True,
+        )
     try:
         startup_s = _wait_ready(base_url, proc, timeout_s, log_path, bento_tag)
         yield ServedBento(url=base_url, proc=proc, log_path=log_path, startup_s=startup_s)
@@ -1044,15 +1087,24 @@ def smoke_serve(
         "server_log": None,
     }
     started = datetime.now(UTC)
-    with serve_bento(bento_tag, timeout_s=timeout_s, log_dir=log_dir,
-                     env={"MODELOPS_SERVE_VARIANT": "smoke", "MODELOPS_INFERENCE_LOG_URL": str(smoke_log),
-                          "MODELOPS_INFERENCE_LOG": "on"}) as served:
+    with serve_bento(
+        bento_tag,
+        timeout_s=timeout_s,
+        log_dir=log_dir,
+        env={
+            "MODELOPS_SERVE_VARIANT": "smoke",
+            "MODELOPS_INFERENCE_LOG_URL": str(smoke_log),
+            "MODELOPS_INFERENCE_LOG": "on",
+        },
+    ) as served:
         report.update(url=served.url, server_log=str(served.log_path), startup_s=round(served.startup_s, 3))
         log.info("%s ready in %.1f s", bento_tag, served.startup_s)
         try:
             _check_served(spec, served.url, rows, expected_scores, latency_requests, report)
         except (urllib.error.URLError, OSError) as exc:
-            report["errors"].append(f"the server stopped answering ({exc}); last output:\n{_tail(served.log_path)}")
+            report["errors"].append(
+                f"the server stopped answering ({exc}); last output:\n{_tail(served.log_path)}"
+            )
     log.info("Stopped %s", bento_tag)
     try:
         from include.modelops.serving.inference_log import read_window

@@ -45,8 +45,9 @@ def feature_frame(spec: ModelSpec, df: pd.DataFrame) -> pd.DataFrame:
         column = df[feature.name]
         kind = feature.type.value
         if kind in ("numeric", "integer"):
-            frame[feature.name] = _float_column(pd.to_numeric(column, errors="coerce")
-                                                if column.dtype == object else column)
+            frame[feature.name] = _float_column(
+                pd.to_numeric(column, errors="coerce") if column.dtype == object else column
+            )
         elif kind == "boolean":
             frame[feature.name] = _float_column(column.astype("boolean"))
         else:
@@ -77,8 +78,11 @@ def conform_to_model(frame: pd.DataFrame, model: Any) -> pd.DataFrame:
         return frame
     out = None
     for name, wanted in schema.items():
-        if name not in frame.columns or frame[name].dtype != np.float64 or wanted not in ("long", "integer",
-                                                                                           "boolean"):
+        if (
+            name not in frame.columns
+            or frame[name].dtype != np.float64
+            or wanted not in ("long", "integer", "boolean")
+        ):
             continue
         values = frame[name].to_numpy()
         if np.isnan(values).any():

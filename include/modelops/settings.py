@@ -141,8 +141,11 @@ def get_settings() -> Settings:
         serve_max_batch_rows=int(os.environ.get("MODELOPS_SERVE_MAX_BATCH_ROWS") or 100),
         rollout_port=int(os.environ.get("MODELOPS_ROLLOUT_PORT") or 0) or None,
         bind_host=os.environ.get("MODELOPS_BIND_HOST", "").strip() or "127.0.0.1",
-        data_roots=tuple(Path(p).expanduser().resolve()
-                         for p in os.environ.get("MODELOPS_DATA_ROOTS", "").split(os.pathsep) if p.strip()),
+        data_roots=tuple(
+            Path(p).expanduser().resolve()
+            for p in os.environ.get("MODELOPS_DATA_ROOTS", "").split(os.pathsep)
+            if p.strip()
+        ),
     )
 
 
@@ -263,7 +266,8 @@ def _json_env(var: str, kind: type, default: Any) -> Any:
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise KubernetesSettingsError(
-            f"{var} is not valid JSON ({exc}); expected a JSON {kind.__name__}") from None
+            f"{var} is not valid JSON ({exc}); expected a JSON {kind.__name__}"
+        ) from None
     if not isinstance(value, kind):
         raise KubernetesSettingsError(f"{var} must be a JSON {kind.__name__}, got {type(value).__name__}")
     return value

@@ -240,11 +240,13 @@ class SliceRules(_Strict):
     """Gate rules over the slices of ``segment_columns``."""
 
     max_drop_vs_champion: float | None = Field(
-        default=None, ge=0.0,
+        default=None,
+        ge=0.0,
         description="Largest allowed drop of the primary metric in any slice vs the champion (≥ 0).",
     )
     max_gap: float | None = Field(
-        default=None, ge=0.0,
+        default=None,
+        ge=0.0,
         description="Largest allowed gap of the primary metric between best and worst slice (≥ 0).",
     )
     min_rows: int = Field(default=50, ge=1, description="Slices smaller than this are reported, not gated.")
@@ -309,16 +311,22 @@ class DecisionThreshold(_Strict):
         "and the evaluation report and model card say the target was missed.",
     )
     value: float | None = Field(
-        default=None, ge=0.0, le=1.0,
+        default=None,
+        ge=0.0,
+        le=1.0,
         description="policy fixed: the threshold, from 0 to 1 (default 0.5). Not set with a target policy.",
     )
     target: float | None = Field(
-        default=None, gt=0.0, lt=1.0,
+        default=None,
+        gt=0.0,
+        lt=1.0,
         description="policy target_precision or target_recall: the precision or recall to reach, strictly "
         "between 0 and 1. Not set with policy fixed.",
     )
     slice_fraction: float = Field(
-        default=0.2, ge=0.05, le=0.5,
+        default=0.2,
+        ge=0.05,
+        le=0.5,
         description="Target policies: share of the training split the threshold is chosen on (the latest rows "
         "when the spec has a time_column, else a seeded random share of each class); the rest trains the "
         "model that scores it. Costs one extra fit on the rest; the served model is still fit on all of it.",
@@ -335,18 +343,26 @@ class DecisionThreshold(_Strict):
     def _fields_of_policy(self) -> DecisionThreshold:
         if self.policy == "fixed":
             if self.target is not None:
-                raise SpecFieldError("target", "target is only for policy target_precision or target_recall; "
-                                     "with policy fixed set value")
+                raise SpecFieldError(
+                    "target",
+                    "target is only for policy target_precision or target_recall; "
+                    "with policy fixed set value",
+                )
             # The default is allowed back: a spec dumped and validated again (the bento's copy) carries it.
             if self.slice_fraction != type(self).model_fields["slice_fraction"].default:
                 raise SpecFieldError("slice_fraction", "slice_fraction is only for the target policies")
         else:
             if self.target is None:
-                raise SpecFieldError("target", f"policy {self.policy} needs a target strictly between 0 and 1, "
-                                     f"e.g. target: 0.6")
+                raise SpecFieldError(
+                    "target",
+                    f"policy {self.policy} needs a target strictly between 0 and 1, e.g. target: 0.6",
+                )
             if self.value is not None:
-                raise SpecFieldError("value", f"value is only for policy fixed; policy {self.policy} chooses "
-                                     "the threshold on the training split")
+                raise SpecFieldError(
+                    "value",
+                    f"value is only for policy fixed; policy {self.policy} chooses "
+                    "the threshold on the training split",
+                )
         return self
 
 
@@ -374,11 +390,15 @@ class Evaluation(_Strict):
         data = dict(data)
         value = data.pop("decision_threshold")
         if "threshold" in data:
-            raise SpecFieldError("decision_threshold", "set either decision_threshold or threshold, not both; "
-                                 "write threshold: {policy: fixed, value: ...}")
+            raise SpecFieldError(
+                "decision_threshold",
+                "set either decision_threshold or threshold, not both; "
+                "write threshold: {policy: fixed, value: ...}",
+            )
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
-            raise SpecFieldError("decision_threshold", f"decision_threshold must be a number from 0 to 1, got "
-                                 f"{value!r}")
+            raise SpecFieldError(
+                "decision_threshold", f"decision_threshold must be a number from 0 to 1, got {value!r}"
+            )
         data["threshold"] = {"policy": "fixed", "value": float(value)}
         return data
 
@@ -387,7 +407,8 @@ class Approval(_Strict):
     """Who approves promotion, and how long they have."""
 
     policy: Literal["auto", "manual"] = Field(
-        default="manual", description="auto: promote when every check passes (low risk only); manual: a human."
+        default="manual",
+        description="auto: promote when every check passes (low risk only); manual: a human.",
     )
     approvers: list[str] = Field(default_factory=list, description="Airflow users allowed to answer.")
     timeout_hours: float = Field(default=72, gt=0, description="No answer by then rejects (fail closed).")
@@ -400,8 +421,9 @@ class Approval(_Strict):
 # and reads the verdict from here; a spec may name exactly these methods.
 # Evidently's text-only methods have no such rule and cannot apply to the spec's feature types.
 DRIFT_RULES: dict[str, Callable[[float, float], bool]] = {
-    **dict.fromkeys(["anderson", "chisquare", "empirical_mmd", "es", "mannw", "t_test",
-                     "TVD", "z"], operator.lt),
+    **dict.fromkeys(
+        ["anderson", "chisquare", "empirical_mmd", "es", "mannw", "t_test", "TVD", "z"], operator.lt
+    ),
     **dict.fromkeys(["cramer_von_mises", "ks"], operator.le),
     **dict.fromkeys(["hellinger", "jensenshannon", "kl_div", "psi", "wasserstein"], operator.ge),
     "ed": operator.gt,
@@ -410,10 +432,10 @@ DRIFT_METHODS = frozenset(DRIFT_RULES)
 # Methods Evidently registers that the spec refuses, and why.
 REFUSED_DRIFT_METHODS = {
     "g_test": "Evidently 0.7.23's g_test compares the raw category counts of both windows and fails unless they "
-              "hold exactly as many rows, which a day of traffic and the reference sample never do; use "
-              "chisquare (the same question, on counts scaled to the window) or jensenshannon",
+    "hold exactly as many rows, which a day of traffic and the reference sample never do; use "
+    "chisquare (the same question, on counts scaled to the window) or jensenshannon",
     "fisher_exact": "Evidently 0.7.23's fisher_exact builds its 2x2 table only from windows of exactly as many rows "
-                    "and fails otherwise; use z (the two-proportion test for a boolean feature) or chisquare",
+    "and fails otherwise; use z (the two-proportion test for a boolean feature) or chisquare",
 }
 
 
@@ -429,11 +451,16 @@ class FeatureDrift(_Strict):
     """How drift is tested on one feature (overrides ``monitoring.drift_method``/``drift_threshold``)."""
 
     method: str | None = Field(
-        default=None, description="Evidently drift method for this feature, e.g. ks, psi, wasserstein, "
-        "jensenshannon, chisquare; null: the monitoring default.")
+        default=None,
+        description="Evidently drift method for this feature, e.g. ks, psi, wasserstein, "
+        "jensenshannon, chisquare; null: the monitoring default.",
+    )
     threshold: float | None = Field(
-        default=None, gt=0, description="Drift threshold for this feature (a p-value for tests, a distance "
-        "otherwise); null: the method's default.")
+        default=None,
+        gt=0,
+        description="Drift threshold for this feature (a p-value for tests, a distance "
+        "otherwise); null: the method's default.",
+    )
 
     @field_validator("method")
     @classmethod
@@ -450,74 +477,139 @@ class Monitoring(_Strict):
     # unless a guard (same window, training queued or running, cooldown, budget, too few new labels)
     # suppresses it. include/modelops/monitoring/policy.py holds the rules.
 
-    drift_schedule: str | None = Field(default="@daily", description="When drift detection runs (cron or "
-                                       "preset); null: only when triggered by hand.")
-    window_hours: float = Field(default=24, gt=0, description="Length of the inference-log window a run "
-                                "examines: the hours before the run's time (or conf window_start/window_end).")
-    min_window_rows: int = Field(default=100, ge=1, description="Fewer logged rows than this is reported as "
-                                 "too little traffic: no drift verdict, no retrain decision (empty: no traffic).")
+    drift_schedule: str | None = Field(
+        default="@daily",
+        description="When drift detection runs (cron or preset); null: only when triggered by hand.",
+    )
+    window_hours: float = Field(
+        default=24,
+        gt=0,
+        description="Length of the inference-log window a run "
+        "examines: the hours before the run's time (or conf window_start/window_end).",
+    )
+    min_window_rows: int = Field(
+        default=100,
+        ge=1,
+        description="Fewer logged rows than this is reported as "
+        "too little traffic: no drift verdict, no retrain decision (empty: no traffic).",
+    )
     min_rows_for_drift: int = Field(
-        default=1000, ge=1, description="A window with fewer rows gets its drift report, but its drift cannot "
+        default=1000,
+        ge=1,
+        description="A window with fewer rows gets its drift report, but its drift cannot "
         "trigger a retrain (the decision says so). Evidently's default distances (Wasserstein, Jensen-Shannon) "
         "have no notion of sample size: replaying clean samples of the training distribution (8 features, one "
         "with 40 categories) was judged drifted on 41% of features at 100 rows, 30% at 200, 14% at 300, 9% at "
         "500 and 0% from 1000 rows up. Lower it only with p-value methods (drift_method: ks, chisquare) or "
-        "features with few categories.")
-    reference_sample_rows: int = Field(default=20000, ge=100, description="Rows of the training split kept as "
-                                       "the drift reference (an MLflow artifact of the training run), so "
-                                       "monitoring never re-reads the training data.")
+        "features with few categories.",
+    )
+    reference_sample_rows: int = Field(
+        default=20000,
+        ge=100,
+        description="Rows of the training split kept as "
+        "the drift reference (an MLflow artifact of the training run), so "
+        "monitoring never re-reads the training data.",
+    )
     drift_sample_rows: int | None = Field(
-        default=200_000, ge=1000, description="A window with more rows is compared on a seeded uniform sample of "
+        default=200_000,
+        ge=1000,
+        description="A window with more rows is compared on a seeded uniform sample of "
         "this many (data quality and live metrics still use every row). The sample's empirical distribution is "
         "within sqrt(ln(2/0.05)/(2n)) of the window's (DKW, 95%): 0.003 at 200,000; only features scored that "
-        "close to their threshold can change verdict. null: always every row.")
-    drift_method: str | None = Field(default=None, description="Evidently drift method for every feature, one of "
-                                     + ", ".join(sorted(DRIFT_METHODS, key=str.lower)) + " (not g_test or fisher_exact: "
-                                     "Evidently 0.7.23's fail on windows of unequal size); null: Evidently's choice by type "
-                                     "and size (K-S/chi-square up to 1000 rows, Wasserstein/Jensen-Shannon above).")
-    drift_threshold: float | None = Field(default=None, gt=0, description="Drift threshold for every feature; "
-                                          "null: the method's default.")
-    feature_drift: dict[str, FeatureDrift] = Field(default_factory=dict, description="Per-feature method and "
-                                                   "threshold overrides, keyed by feature name.")
+        "close to their threshold can change verdict. null: always every row.",
+    )
+    drift_method: str | None = Field(
+        default=None,
+        description="Evidently drift method for every feature, one of "
+        + ", ".join(sorted(DRIFT_METHODS, key=str.lower))
+        + " (not g_test or fisher_exact: "
+        "Evidently 0.7.23's fail on windows of unequal size); null: Evidently's choice by type "
+        "and size (K-S/chi-square up to 1000 rows, Wasserstein/Jensen-Shannon above).",
+    )
+    drift_threshold: float | None = Field(
+        default=None, gt=0, description="Drift threshold for every feature; null: the method's default."
+    )
+    feature_drift: dict[str, FeatureDrift] = Field(
+        default_factory=dict, description="Per-feature method and threshold overrides, keyed by feature name."
+    )
     drift_share_threshold: float = Field(
-        default=0.3, gt=0, le=1, description="Trigger: share of drifted features at or above this, in a window "
-        "of at least min_rows_for_drift rows."
+        default=0.3,
+        gt=0,
+        le=1,
+        description="Trigger: share of drifted features at or above this, in a window "
+        "of at least min_rows_for_drift rows.",
     )
     metric_drop_threshold: float | None = Field(
-        default=0.05, ge=0, description="Trigger: the primary metric on labelled live rows is worse than the "
+        default=0.05,
+        ge=0,
+        description="Trigger: the primary metric on labelled live rows is worse than the "
         "champion's offline holdout value by at least this (absolute), over the live metric's whole 95% interval "
-        "(metric_bootstrap_samples) and with min_labelled_positives_for_metric; null: never.")
-    min_labelled_rows_for_metric: int = Field(default=200, ge=1, description="Live metrics are computed (and the "
-                                              "metric trigger considered) only with at least this many labels.")
+        "(metric_bootstrap_samples) and with min_labelled_positives_for_metric; null: never.",
+    )
+    min_labelled_rows_for_metric: int = Field(
+        default=200,
+        ge=1,
+        description="Live metrics are computed (and the "
+        "metric trigger considered) only with at least this many labels.",
+    )
     min_labelled_positives_for_metric: int = Field(
-        default=50, ge=1, description="Classification: the metric trigger needs at least this many labelled rows "
+        default=50,
+        ge=1,
+        description="Classification: the metric trigger needs at least this many labelled rows "
         "of the rarest class (of target.classes; the positives in a fraud-like binary task). Below it the live "
         "metric is reported but cannot trigger, and the decision says so: with about 30 positives in 2,000 rows "
-        "a sound model's roc_auc ranged from 0.75 to 0.92 over 40 clean windows (sd 0.04), noise alone.")
+        "a sound model's roc_auc ranged from 0.75 to 0.92 over 40 clean windows (sd 0.04), noise alone.",
+    )
     metric_bootstrap_samples: int = Field(
-        default=500, ge=0, description="Bootstrap resamples (seeded with split.seed) of the labelled rows for the "
+        default=500,
+        ge=0,
+        description="Bootstrap resamples (seeded with split.seed) of the labelled rows for the "
         "live metric's 95% interval, as the gate's bootstrap does. The metric trigger fires only when the whole "
         "interval is at least metric_drop_threshold worse than the offline value (even its optimistic end); "
-        "0: no interval, the point value decides.")
+        "0: no interval, the point value decides.",
+    )
     max_invalid_fraction: float = Field(
-        default=0.01, ge=0, le=1, description="Data quality: a feature fails when more than this share of rows "
-        "is out of the spec's range or an unseen category, or when its nulls exceed max_null_fraction by more.")
-    retrain_on_quality_failure: bool = Field(default=False, description="Trigger: a data-quality failure. Off by "
-                                             "default: bad input is usually a pipeline bug, not a reason to retrain.")
-    consecutive_windows: int = Field(default=1, ge=1, description="A trigger must hold in this many consecutive "
-                                     "windows before retraining is requested (hysteresis).")
-    retrain_cooldown_hours: float = Field(default=24, ge=0, description="Guard: least time between two "
-                                          "retrain requests.")
-    max_retrains_per_week: int = Field(default=3, ge=0, description="Guard: most retrain requests in any 7 days.")
+        default=0.01,
+        ge=0,
+        le=1,
+        description="Data quality: a feature fails when more than this share of rows "
+        "is out of the spec's range or an unseen category, or when its nulls exceed max_null_fraction by more.",
+    )
+    retrain_on_quality_failure: bool = Field(
+        default=False,
+        description="Trigger: a data-quality failure. Off by "
+        "default: bad input is usually a pipeline bug, not a reason to retrain.",
+    )
+    consecutive_windows: int = Field(
+        default=1,
+        ge=1,
+        description="A trigger must hold in this many consecutive "
+        "windows before retraining is requested (hysteresis).",
+    )
+    retrain_cooldown_hours: float = Field(
+        default=24, ge=0, description="Guard: least time between two retrain requests."
+    )
+    max_retrains_per_week: int = Field(
+        default=3, ge=0, description="Guard: most retrain requests in any 7 days."
+    )
     max_gpu_hours_per_week: float | None = Field(
-        default=None, ge=0, description="Guard (kubernetes backend with GPUs): GPU-hours of training runs in the "
-        "last 7 days (train_seconds x gpus) at or above this suppress retraining; null: no GPU budget.")
-    min_new_labelled_rows: int = Field(default=0, ge=0, description="Guard: labelled rows that arrived since the "
-                                       "last retrain request must reach this (0: drift alone may retrain).")
+        default=None,
+        ge=0,
+        description="Guard (kubernetes backend with GPUs): GPU-hours of training runs in the "
+        "last 7 days (train_seconds x gpus) at or above this suppress retraining; null: no GPU budget.",
+    )
+    min_new_labelled_rows: int = Field(
+        default=0,
+        ge=0,
+        description="Guard: labelled rows that arrived since the "
+        "last retrain request must reach this (0: drift alone may retrain).",
+    )
     retrain_with_labelled_window: bool = Field(
-        default=True, description="A retrain requested by monitoring trains on the spec's data plus the labelled "
+        default=True,
+        description="A retrain requested by monitoring trains on the spec's data plus the labelled "
         "rows of the window that triggered it (added to the training split, never to the holdout, so the gate "
-        "compares candidate and champion on the same kind of data); false: the spec's data alone.")
+        "compares candidate and champion on the same kind of data); false: the spec's data alone.",
+    )
 
     @field_validator("drift_method")
     @classmethod
@@ -529,17 +621,27 @@ class ShadowStage(_Strict):
     """A stage before any canary traffic: the candidate answers copies of live requests, and its answers are
     discarded (clients only ever get stable's)."""
 
-    requests: int = Field(default=200, ge=1, description="Paired requests to compare before the first canary "
-                          "step: requests stable answered that the rollout copied to the candidate's own port "
-                          "(same request id, logged as variant `shadow`) and the candidate answered.")
-    max_wait_s: float = Field(default=600, gt=0, description="Fewer paired requests by then is "
-                              "inconclusive, which fails closed (rollback).")
+    requests: int = Field(
+        default=200,
+        ge=1,
+        description="Paired requests to compare before the first canary "
+        "step: requests stable answered that the rollout copied to the candidate's own port "
+        "(same request id, logged as variant `shadow`) and the candidate answered.",
+    )
+    max_wait_s: float = Field(
+        default=600,
+        gt=0,
+        description="Fewer paired requests by then is inconclusive, which fails closed (rollback).",
+    )
     max_disagreement_rate: float = Field(
-        default=0.05, ge=0, le=1,
+        default=0.05,
+        ge=0,
+        le=1,
         description="Largest share of paired rows whose label (classification) differs, or whose prediction "
-                    "differs by more than 10% of the stable prediction's spread (regression). The pairs' score "
-                    "distance (`analysis.max_score_distance`) and the share of copies the candidate did not "
-                    "answer (`analysis.max_error_rate`) are judged too; latency is left to the canary steps.")
+        "differs by more than 10% of the stable prediction's spread (regression). The pairs' score "
+        "distance (`analysis.max_score_distance`) and the share of copies the candidate did not "
+        "answer (`analysis.max_error_rate`) are judged too; latency is left to the canary steps.",
+    )
 
 
 class CanaryStep(_Strict):
@@ -547,40 +649,64 @@ class CanaryStep(_Strict):
 
     traffic_percent: int = Field(ge=1, le=100, description="Share of requests the candidate answers.")
     min_requests: int | None = Field(
-        default=None, ge=1, description="Requests the candidate must answer in this step before it is "
-                                        "judged; default `rollout.min_requests`.")
+        default=None,
+        ge=1,
+        description="Requests the candidate must answer in this step before it is "
+        "judged; default `rollout.min_requests`.",
+    )
     max_wait_s: float | None = Field(
-        default=None, gt=0, description="Fewer requests than `min_requests` by then is inconclusive, which fails "
-                                        "closed (rollback); default `rollout.max_wait_s`.")
-    pause: bool = Field(default=False, description="After the analysis passes, wait for a person to continue or "
-                                                   "abort (the approval operator and `approval.approvers`, in the "
-                                                   "UI or the REST API); no answer within "
-                                                   "`approval.timeout_hours` aborts (rollback).")
+        default=None,
+        gt=0,
+        description="Fewer requests than `min_requests` by then is inconclusive, which fails "
+        "closed (rollback); default `rollout.max_wait_s`.",
+    )
+    pause: bool = Field(
+        default=False,
+        description="After the analysis passes, wait for a person to continue or "
+        "abort (the approval operator and `approval.approvers`, in the "
+        "UI or the REST API); no answer within "
+        "`approval.timeout_hours` aborts (rollback).",
+    )
 
 
 class RolloutAnalysis(_Strict):
     """Checks that judge the candidate (canary) against the stable version over the same window."""
 
     max_error_rate: float = Field(
-        default=0.01, ge=0, le=1, description="Largest share of 5xx answers of the canary. It fails when even the "
-        "one-sided 95% lower bound (Wilson) of the share is above; above by chance so far, the stage keeps baking.")
+        default=0.01,
+        ge=0,
+        le=1,
+        description="Largest share of 5xx answers of the canary. It fails when even the "
+        "one-sided 95% lower bound (Wilson) of the share is above; above by chance so far, the stage keeps baking.",
+    )
     max_error_rate_increase: float = Field(
-        default=0.005, ge=0, le=1, description="Largest canary 5xx share minus the stable version's.")
+        default=0.005, ge=0, le=1, description="Largest canary 5xx share minus the stable version's."
+    )
     max_latency_p95_ratio: float = Field(
-        default=1.5, gt=0, description="Largest canary p95 latency as a ratio of the stable version's.")
+        default=1.5, gt=0, description="Largest canary p95 latency as a ratio of the stable version's."
+    )
     latency_tolerance_ms: float = Field(
-        default=5.0, ge=0, description="A p95 within this many ms of stable's passes whatever the ratio "
-                                       "(millisecond noise on fast models is not a regression).")
+        default=5.0,
+        ge=0,
+        description="A p95 within this many ms of stable's passes whatever the ratio "
+        "(millisecond noise on fast models is not a regression).",
+    )
     score_distance: Literal["jensen_shannon", "psi"] = Field(
-        default="jensen_shannon", description="How prediction distributions are compared: Jensen-Shannon "
+        default="jensen_shannon",
+        description="How prediction distributions are compared: Jensen-Shannon "
         "distance (base 2, 0..1) or the population stability index, over quantile bins of stable's scores (one "
-        "per 50 rows of the smaller side, 4 to 10). Judged on a stage's whole window (its `min_requests`).")
+        "per 50 rows of the smaller side, 4 to 10). Judged on a stage's whole window (its `min_requests`).",
+    )
     max_score_distance: float = Field(
-        default=0.2, ge=0, description="Largest distance between canary and stable score distributions. "
+        default=0.2,
+        ge=0,
+        description="Largest distance between canary and stable score distributions. "
         "Sampling noise alone gives a Jensen-Shannon distance of about 0.1 at 400 rows a side and 0.05 at 1,000; "
-        "PSI reads 0.1 as a slight and 0.25 as a major shift.")
+        "PSI reads 0.1 as a slight and 0.25 as a major shift.",
+    )
     min_rows_for_distance: int = Field(
-        default=200, ge=10, description="Fewer scored rows on either side leaves the distance inconclusive.")
+        default=200, ge=10, description="Fewer scored rows on either side leaves the distance inconclusive."
+    )
 
 
 class RolloutKubernetes(_Strict):
@@ -588,40 +714,57 @@ class RolloutKubernetes(_Strict):
     variables, see ``include/modelops/settings.py``)."""
 
     replicas: int = Field(default=1, ge=1, description="Pods per version (stable and canary each).")
-    cpu: str = Field(default="1", pattern=r"^[0-9]+(\.[0-9]+)?m?$",
-                     description="CPU request and limit of a pod (`2`, `1.5`, `500m`); the service runs one "
-                                 "worker per whole CPU.")
-    memory: str = Field(default="2Gi", pattern=r"^[0-9]+(\.[0-9]+)?([KMGTPE]i?)?$",
-                        description="Memory request and limit of a pod (`2Gi`, `512Mi`).")
+    cpu: str = Field(
+        default="1",
+        pattern=r"^[0-9]+(\.[0-9]+)?m?$",
+        description="CPU request and limit of a pod (`2`, `1.5`, `500m`); the service runs one "
+        "worker per whole CPU.",
+    )
+    memory: str = Field(
+        default="2Gi",
+        pattern=r"^[0-9]+(\.[0-9]+)?([KMGTPE]i?)?$",
+        description="Memory request and limit of a pod (`2Gi`, `512Mi`).",
+    )
 
 
 class Rollout(_Strict):
     """Progressive rollout of a deployable candidate: shadow, canary steps, analysis, automatic rollback."""
 
     backend: Literal["local", "kubernetes"] = Field(
-        default="local", description="local: `bentoml serve` processes behind a local Caddy splitter; "
-        "kubernetes: Deployments, a Gateway API HTTPRoute and a Prometheus server.")
+        default="local",
+        description="local: `bentoml serve` processes behind a local Caddy splitter; "
+        "kubernetes: Deployments, a Gateway API HTTPRoute and a Prometheus server.",
+    )
     shadow: ShadowStage | None = Field(
-        default=None, description="Optional shadow stage before the first step: the candidate gets copies of "
-        "requests stable answered, replayed from the inference log, with no traffic of its own.")
+        default=None,
+        description="Optional shadow stage before the first step: the candidate gets copies of "
+        "requests stable answered, replayed from the inference log, with no traffic of its own.",
+    )
     steps: list[CanaryStep] = Field(
         default_factory=lambda: [CanaryStep(traffic_percent=p) for p in (5, 25, 50, 100)],
         description="Canary traffic steps in percent, rising, the last 100 (e.g. `[5, 25, 50, 100]`). "
-                    "At 100 the stable values of the previous step are the reference.")
+        "At 100 the stable values of the previous step are the reference.",
+    )
     min_requests: int = Field(default=200, ge=1, description="Default `min_requests` of a step.")
     max_wait_s: float = Field(default=900, gt=0, description="Default `max_wait_s` of a step.")
     check_interval_s: float = Field(
-        default=10, gt=0, description="How often a stage's health is checked while it bakes; a dead or "
-                                      "silent canary is rolled back at the next check.")
+        default=10,
+        gt=0,
+        description="How often a stage's health is checked while it bakes; a dead or "
+        "silent canary is rolled back at the next check.",
+    )
     analysis: RolloutAnalysis = Field(default_factory=RolloutAnalysis, description="Analysis thresholds.")
     kubernetes: RolloutKubernetes = Field(
-        default_factory=RolloutKubernetes, description="Pods of each version (kubernetes backend only).")
+        default_factory=RolloutKubernetes, description="Pods of each version (kubernetes backend only)."
+    )
 
     @field_validator("steps", mode="before")
     @classmethod
     def _bare_percentages(cls, v: Any) -> Any:
         if isinstance(v, list):
-            return [{"traffic_percent": s} if isinstance(s, int) and not isinstance(s, bool) else s for s in v]
+            return [
+                {"traffic_percent": s} if isinstance(s, int) and not isinstance(s, bool) else s for s in v
+            ]
         return v
 
     @field_validator("steps")
@@ -674,9 +817,11 @@ class ModelSpec(_Strict):
     schedule: str | None = Field(default=None, description="Cron or preset for retraining; null: on demand.")
     monitoring: Monitoring = Field(default_factory=Monitoring)
     rollout: Rollout | None = Field(
-        default=None, description="Progressive rollout (`<model>_rollout` DAG). With it, training ends at alias "
+        default=None,
+        description="Progressive rollout (`<model>_rollout` DAG). With it, training ends at alias "
         "`challenger` and the rollout moves `champion`; without it (`null`), training promotes the candidate "
-        "to `champion` right after smoke-serving. `rollout: {}` takes every default.")
+        "to `champion` right after smoke-serving. `rollout: {}` takes every default.",
+    )
     tags: list[str] = Field(default_factory=list, description="Extra Airflow tags for the model's DAGs.")
 
     @field_validator("features")
@@ -692,7 +837,9 @@ class ModelSpec(_Strict):
     def _check_monitoring(self) -> ModelSpec:
         unknown = sorted(set(self.monitoring.feature_drift) - set(self.feature_names))
         if unknown:
-            raise ValueError(f"monitoring.feature_drift names unknown feature(s) {unknown}; use feature names")
+            raise ValueError(
+                f"monitoring.feature_drift names unknown feature(s) {unknown}; use feature names"
+            )
         return self
 
     @model_validator(mode="after")
@@ -722,7 +869,8 @@ class ModelSpec(_Strict):
         for i, col in enumerate(self.segment_columns):
             if col not in known:
                 raise SpecFieldError(
-                    f"segment_columns.{i}", f"segment column {col!r} is not a feature, entity_id or time_column"
+                    f"segment_columns.{i}",
+                    f"segment column {col!r} is not a feature, entity_id or time_column",
                 )
         if self.task == TaskType.binary_classification:
             if self.target.classes is not None and len(self.target.classes) != 2:
@@ -759,8 +907,11 @@ class ModelSpec(_Strict):
         k = len(self.target.classes) if task != "regression" and self.target.classes else None
         for metric, bound in self.evaluation.gate.thresholds.items():
             lo, hi = natural_range(metric)
-            span = f"between {lo:g} and {hi:g}" if lo is not None and hi is not None else (
-                f"above {lo:g}" if lo is not None else f"below {hi:g}")
+            span = (
+                f"between {lo:g} and {hi:g}"
+                if lo is not None and hi is not None
+                else (f"above {lo:g}" if lo is not None else f"below {hi:g}")
+            )
             high_better = higher_is_better(task, metric)
             chance = chance_level(metric, k if task == "multiclass_classification" else None)
             for kind, value in (("min", bound.min), ("max", bound.max)):
@@ -776,14 +927,22 @@ class ModelSpec(_Strict):
                     else:
                         why = "no model can pass it"
                     raise SpecFieldError(
-                        field, f"{metric} {kind} {value:g} is outside the range of {metric} ({span}): {why}; "
-                        f"use a value strictly {span}")
+                        field,
+                        f"{metric} {kind} {value:g} is outside the range of {metric} ({span}): {why}; "
+                        f"use a value strictly {span}",
+                    )
                 quality_side = (kind == "min") == high_better
-                if chance is not None and quality_side and (value <= chance if high_better else value >= chance):
+                if (
+                    chance is not None
+                    and quality_side
+                    and (value <= chance if high_better else value >= chance)
+                ):
                     better = "above" if high_better else "below"
                     raise SpecFieldError(
-                        field, f"{metric} {kind} {value:g} cannot reject a model that learned nothing: chance "
-                        f"scores {metric} {chance:.4g}; use a value {better} {chance:.4g}")
+                        field,
+                        f"{metric} {kind} {value:g} cannot reject a model that learned nothing: chance "
+                        f"scores {metric} {chance:.4g}; use a value {better} {chance:.4g}",
+                    )
         return self
 
     @property

@@ -130,7 +130,8 @@ def _rows(model: type[BaseModel], prefix: str = "") -> list[str]:
         desc = desc.replace("|", "\\|")
         if sub:
             type_name = {"list": f"list of {sub.__name__}", "map": f"map of name to {sub.__name__}"}.get(
-                nesting, sub.__name__)
+                nesting, sub.__name__
+            )
         else:
             type_name = _type_name(field.annotation)
         rows.append(f"| `{path}` | {type_name} | {default} | {desc} |")

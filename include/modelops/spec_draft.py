@@ -408,8 +408,10 @@ def _gate(task: str, target: pd.Series, classes: list[Any] | None) -> tuple[str,
         p = float(values.value_counts(normalize=True).iloc[0])
         baseline = 2 * p / (1 + p) / k
         metric, no_skill = "macro_f1", max(chance_level("macro_f1", k) or 0.0, baseline)
-        why = (f"chance (guessing the {k} classes) scores macro_f1 about {no_skill:.2f}, the naive baseline "
-               f"(majority class) about {baseline:.2f}")
+        why = (
+            f"chance (guessing the {k} classes) scores macro_f1 about {no_skill:.2f}, the naive baseline "
+            f"(majority class) about {baseline:.2f}"
+        )
     else:
         # r2 is free of the target's units (the mean-predicting baseline scores about 0), unlike rmse or mae.
         metric, no_skill = "r2", 0.0
@@ -657,7 +659,9 @@ def _spec_data_path(path: Path) -> str:
     return str(path)
 
 
-def _data_checks(df: pd.DataFrame, draft: SpecDraft, classes: list[Any] | None, holdout: float) -> dict[str, Any]:
+def _data_checks(
+    df: pd.DataFrame, draft: SpecDraft, classes: list[Any] | None, holdout: float
+) -> dict[str, Any]:
     """What validation's duplicate and class-count checks will find on this data, the limits that
     let the drafted spec pass on it, and a warning wherever the data needs a look first."""
     from include.modelops.dataset import split_holdout
@@ -665,7 +669,9 @@ def _data_checks(df: pd.DataFrame, draft: SpecDraft, classes: list[Any] | None, 
     target = draft.by_role("target")[0].name
     time_col = next((c.name for c in draft.by_role("time_column")), None)
     entity = next((c.name for c in draft.by_role("entity_id")), None)
-    spec_columns = [c.name for c in draft.by_role("feature")] + [target] + [c for c in (time_col, entity) if c]
+    spec_columns = (
+        [c.name for c in draft.by_role("feature")] + [target] + [c for c in (time_col, entity) if c]
+    )
     checks: dict[str, Any] = {}
     pairs = [("rows", spec_columns)] + ([("keys", [entity, time_col])] if entity and time_col else [])
     for kind, cols in pairs:
@@ -673,7 +679,11 @@ def _data_checks(df: pd.DataFrame, draft: SpecDraft, classes: list[Any] | None, 
         limit = MAX_DUPLICATE_FRACTION if share <= MAX_DUPLICATE_FRACTION else _null_limit(share)
         checks[kind] = (share, limit)
         if share > MAX_DUPLICATE_FRACTION:
-            what = "are exact duplicates (every spec column)" if kind == "rows" else f"repeat a ({entity}, {time_col}) pair"
+            what = (
+                "are exact duplicates (every spec column)"
+                if kind == "rows"
+                else f"repeat a ({entity}, {time_col}) pair"
+            )
             draft.warnings.append(
                 f"{_pct(share)} of rows {what}: check for double loads or joins that repeat rows; "
                 f"the drafted limit lets them pass"
@@ -683,7 +693,9 @@ def _data_checks(df: pd.DataFrame, draft: SpecDraft, classes: list[Any] | None, 
 
         frame = df
         if time_col and not pd.api.types.is_datetime64_any_dtype(df[time_col].dtype):
-            frame = df.assign(**{time_col: pd.to_datetime(df[time_col])})  # CSV text, parsed as the pipeline does
+            frame = df.assign(
+                **{time_col: pd.to_datetime(df[time_col])}
+            )  # CSV text, parsed as the pipeline does
         mask, how = split_holdout(frame, time_column=time_col, holdout_fraction=holdout, seed=42)
         counts = [
             (side, c, int((df.loc[m, target] == c).sum()))
@@ -795,9 +807,11 @@ def _render(draft: SpecDraft, target: pd.Series, classes: list[Any] | None) -> s
         f"  primary_metric: {metric}",
     ]
     if draft.task == "binary_classification":
-        out += ["  # Label positive at score >= value; for a rare class choose it on the training split instead,",
-                "  # e.g. {policy: target_recall, target: 0.6} (see docs/model-spec.md).",
-                "  threshold: {policy: fixed, value: 0.5}"]
+        out += [
+            "  # Label positive at score >= value; for a rare class choose it on the training split instead,",
+            "  # e.g. {policy: target_recall, target: 0.6} (see docs/model-spec.md).",
+            "  threshold: {policy: fixed, value: 0.5}",
+        ]
     out += [
         "  bootstrap_samples: 200",
         "  gate:",

@@ -70,7 +70,8 @@ def run_data_path(spec: ModelSpec, raw: Any) -> Path:
     if "${" in text or text.startswith("~"):
         raise ModelSpecError(
             f"conf data_path {text!r}: ${{VAR}} and ~ are expanded only in spec files, never in a run's conf; "
-            "pass the absolute path of the data")
+            "pass the absolute path of the data"
+        )
     path = Path(text)
     path = (path if path.is_absolute() else PROJECT_ROOT / path).resolve()
     roots = list(dict.fromkeys(r.resolve() for r in data_roots(spec)))
@@ -78,7 +79,8 @@ def run_data_path(spec: ModelSpec, raw: Any) -> Path:
         raise ModelSpecError(
             f"conf data_path {text!r} resolves to {path}, which is outside the data roots "
             f"({', '.join(str(r) for r in roots)}); put the data under one of them, or add its folder to "
-            "MODELOPS_DATA_ROOTS (separated by ':') in the Airflow workers' environment")
+            "MODELOPS_DATA_ROOTS (separated by ':') in the Airflow workers' environment"
+        )
     return path
 
 
@@ -120,13 +122,27 @@ def validate_dataset(model: str, *, dag_id: str, dag_run_id: str, conf: dict | N
             "modelops.data_path": spec.data.display_path(),
             "modelops.trigger_reason": (conf or {}).get("reason") or "",
             "modelops.drift_report": (conf or {}).get("drift_report") or "",
-            **({"modelops.validation.failed": "; ".join(
-                f"{r.get('expectation')}({r.get('column') or 'table'}): {r.get('observed')}"
-                for r in report["failed"])[:5000]} if not report["success"] else {}),
+            **(
+                {
+                    "modelops.validation.failed": "; ".join(
+                        f"{r.get('expectation')}({r.get('column') or 'table'}): {r.get('observed')}"
+                        for r in report["failed"]
+                    )[:5000]
+                }
+                if not report["success"]
+                else {}
+            ),
             **({"modelops.data_fingerprint": fp["sha256"]} if fp else {}),
-            **({"modelops.validation.warnings": "; ".join(
-                f"{r.get('expectation')}({r.get('column') or 'table'}): {r.get('observed')}"
-                for r in report["warnings"])[:5000]} if report.get("warnings") else {}),
+            **(
+                {
+                    "modelops.validation.warnings": "; ".join(
+                        f"{r.get('expectation')}({r.get('column') or 'table'}): {r.get('observed')}"
+                        for r in report["warnings"]
+                    )[:5000]
+                }
+                if report.get("warnings")
+                else {}
+            ),
         },
     )
     log.info("Validation: %s (report %s)", report["summary"], report["report_html"])
@@ -153,17 +169,21 @@ def split_dataset(model: str, validated: dict, *, dag_run_id: str, conf: dict | 
     from include.modelops.validation import DataSplitError
 
     spec = load_spec_for_run(model, conf)
-    df = read_dataset(validated["data_path"], spec.data.format,
-                      parse_dates=[spec.time_column] if spec.time_column else ())
+    df = read_dataset(
+        validated["data_path"], spec.data.format, parse_dates=[spec.time_column] if spec.time_column else ()
+    )
     if spec.time_column:
         df = df.sort_values(spec.time_column, kind="stable").reset_index(drop=True)
     # The same split validation checked (both sides hold rows, every class on each side).
-    holdout_mask, how = split_holdout(df, time_column=spec.time_column,
-                                      holdout_fraction=spec.split.holdout_fraction, seed=spec.split.seed)
+    holdout_mask, how = split_holdout(
+        df, time_column=spec.time_column, holdout_fraction=spec.split.holdout_fraction, seed=spec.split.seed
+    )
     train, holdout = df[~holdout_mask], df[holdout_mask]
     if train.empty or holdout.empty:  # validation stops this; here only if the data changed since
-        raise DataSplitError(f"split left an empty side (train {len(train)}, holdout {len(holdout)} rows): {how}; "
-                         "use more data or change split.holdout_fraction in the spec")
+        raise DataSplitError(
+            f"split left an empty side (train {len(train)}, holdout {len(holdout)} rows): {how}; "
+            "use more data or change split.holdout_fraction in the spec"
+        )
     out = run_dir(model, dag_run_id)
     labelled = validated.get("labelled_data")
     if labelled and spec.monitoring.retrain_with_labelled_window:
@@ -185,8 +205,13 @@ def split_dataset(model: str, validated: dict, *, dag_run_id: str, conf: dict | 
 
     log_reference_sample(spec, train, validated["run_id"], out)
     log.info("Split %d rows into %d train / %d holdout (%s)", len(df), len(train), len(holdout), how)
-    return {"train_path": str(train_path), "holdout_path": str(holdout_path),
-            "train_rows": len(train), "holdout_rows": len(holdout), "split": how}
+    return {
+        "train_path": str(train_path),
+        "holdout_path": str(holdout_path),
+        "train_rows": len(train),
+        "holdout_rows": len(holdout),
+        "split": how,
+    }
 
 
 def train_candidate(model: str, validated: dict, split: dict, *, dag_run_id: str) -> dict:
@@ -198,18 +223,31 @@ def train_candidate(model: str, validated: dict, split: dict, *, dag_run_id: str
 
     spec = load_spec_by_name(model)
     ckpt = run_dir(model, dag_run_id) / "checkpoints"
-    cmd = [sys.executable, "-m", "include.modelops.training.entrypoint", "--model", model,
-           "--train-path", split["train_path"], "--run-id", validated["run_id"],
-           "--specs-dir", str(get_settings().specs_dir), "--checkpoint-dir", str(ckpt)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "include.modelops.training.entrypoint",
+        "--model",
+        model,
+        "--train-path",
+        split["train_path"],
+        "--run-id",
+        validated["run_id"],
+        "--specs-dir",
+        str(get_settings().specs_dir),
+        "--checkpoint-dir",
+        str(ckpt),
+    ]
     log.info("Training %s with %s: %s", model, spec.training.framework, " ".join(cmd))
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            cwd=get_settings().project_root)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=get_settings().project_root
+    )
     result = None
     assert proc.stdout is not None
     for line in proc.stdout:
         line = line.rstrip()
         if line.startswith(RESULT_PREFIX):
-            result = json.loads(line[len(RESULT_PREFIX):])
+            result = json.loads(line[len(RESULT_PREFIX) :])
         elif line:
             log.info("[train] %s", line)
     if proc.wait() != 0 or result is None:
@@ -217,8 +255,7 @@ def train_candidate(model: str, validated: dict, split: dict, *, dag_run_id: str
     return result
 
 
-def evaluate_candidate(model: str, validated: dict, split: dict, trained: dict, *,
-                       dag_run_id: str) -> dict:
+def evaluate_candidate(model: str, validated: dict, split: dict, trained: dict, *, dag_run_id: str) -> dict:
     """Score candidate, champion (same holdout) and naive baseline; decide the gate; publish the report."""
     import pandas as pd
 
@@ -244,10 +281,14 @@ def evaluate_candidate(model: str, validated: dict, split: dict, trained: dict, 
         try:
             champion = scoring.load_pyfunc(f"models:/{spec.name}/{champion_version}")
             champ_scores = scoring.score(spec, champion, holdout)
-            champ_latency = evaluation.latency_profile(champion.predict,
-                                                       scoring.conform_to_model(sample, champion))
-            latency = {"candidate_p95": cand_latency["p95_ms"], "champion_p95": champ_latency["p95_ms"],
-                       "ratio": cand_latency["p95_ms"] / max(champ_latency["p95_ms"], 1e-9)}
+            champ_latency = evaluation.latency_profile(
+                champion.predict, scoring.conform_to_model(sample, champion)
+            )
+            latency = {
+                "candidate_p95": cand_latency["p95_ms"],
+                "champion_p95": champ_latency["p95_ms"],
+                "ratio": cand_latency["p95_ms"] / max(champ_latency["p95_ms"], 1e-9),
+            }
         except Exception as exc:  # e.g. the spec's features changed since the champion was trained
             champion_error = f"champion v{champion_version} could not be re-scored: {exc}"
             log.warning(champion_error)
@@ -258,17 +299,29 @@ def evaluate_candidate(model: str, validated: dict, split: dict, trained: dict, 
     if latency is None:
         latency = {"candidate_p95": cand_latency["p95_ms"], "champion_p95": None, "ratio": None}
     report = evaluation.evaluate(
-        spec, holdout, candidate_scores=cand_scores,
+        spec,
+        holdout,
+        candidate_scores=cand_scores,
         baseline_scores=evaluation.baseline_scores(spec, y_train, len(holdout)),
-        champion_scores=champ_scores, champion_version=champion_version if champ_scores is not None else None,
-        latency=latency, champion_recorded_metrics=champion_recorded,
-        candidate_threshold=cand_threshold, champion_threshold=champ_threshold,
+        champion_scores=champ_scores,
+        champion_version=champion_version if champ_scores is not None else None,
+        latency=latency,
+        champion_recorded_metrics=champion_recorded,
+        candidate_threshold=cand_threshold,
+        champion_threshold=champ_threshold,
     )
     decision = evaluation.decide(spec, report)
     if champion_error:
         decision["passed"] = False
-        decision["checks"].append({"name": "champion_rescored", "value": None, "threshold": "champion scores",
-                                   "passed": False, "reason": champion_error})
+        decision["checks"].append(
+            {
+                "name": "champion_rescored",
+                "value": None,
+                "threshold": "champion scores",
+                "passed": False,
+                "reason": champion_error,
+            }
+        )
         decision["failed_checks"] = [*decision.get("failed_checks", []), "champion_rescored"]
         decision["summary"] = f"REJECTED: {champion_error}"
     out = run_dir(model, dag_run_id)
@@ -281,13 +334,23 @@ def evaluate_candidate(model: str, validated: dict, split: dict, trained: dict, 
     tracking.log_metrics(run_id, report["models"]["candidate"]["metrics"], prefix="holdout_")
     if report["models"].get("champion"):
         tracking.log_metrics(run_id, report["models"]["champion"]["metrics"], prefix="champion_holdout_")
-    tracking.set_tags(run_id, {"modelops.gate.status": "passed" if decision["passed"] else "rejected",
-                               "modelops.gate.summary": decision["summary"][:5000],
-                               "modelops.gate.at": tracking.now_iso()})
+    tracking.set_tags(
+        run_id,
+        {
+            "modelops.gate.status": "passed" if decision["passed"] else "rejected",
+            "modelops.gate.summary": decision["summary"][:5000],
+            "modelops.gate.at": tracking.now_iso(),
+        },
+    )
     log.info("Gate decision: %s", decision["summary"])
-    return {"passed": bool(decision["passed"]), "summary": decision["summary"],
-            "decision_path": str(out / "decision.json"), "evaluation_path": str(out / "evaluation.json"),
-            "report_html": str(html), "champion_version": champion_version}
+    return {
+        "passed": bool(decision["passed"]),
+        "summary": decision["summary"],
+        "decision_path": str(out / "decision.json"),
+        "evaluation_path": str(out / "evaluation.json"),
+        "report_html": str(html),
+        "champion_version": champion_version,
+    }
 
 
 def _candidate_threshold(spec: ModelSpec, trained: dict) -> dict:
@@ -327,12 +390,15 @@ def _recorded_holdout_metrics(model_name: str, version: str) -> dict[str, float]
     return recorded or None
 
 
-def register_candidate(model: str, validated: dict, trained: dict, evaluated: dict, *,
-                       dag_id: str, dag_run_id: str) -> dict:
+def register_candidate(
+    model: str, validated: dict, trained: dict, evaluated: dict, *, dag_id: str, dag_run_id: str
+) -> dict:
     """Register the candidate as a model version with its evidence tags; alias challenger if it passed."""
     spec = load_spec_by_name(model)
     version = tracking.register_version(
-        spec.name, run_id=trained["run_id"], model_uri=trained["model_uri"],
+        spec.name,
+        run_id=trained["run_id"],
+        model_uri=trained["model_uri"],
         tags={
             "modelops.data_fingerprint": validated.get("fingerprint") or "unknown",
             "modelops.git_commit": git_commit(),
@@ -343,15 +409,22 @@ def register_candidate(model: str, validated: dict, trained: dict, evaluated: di
             "modelops.gate.status": "passed" if evaluated["passed"] else "rejected",
             "modelops.gate.summary": evaluated["summary"][:5000],
             # Why this version was trained (e.g. a drift-monitoring retrain request) and the report behind it.
-            **{f"modelops.{k}": validated[k][:5000] for k in ("trigger_reason", "drift_report") if validated.get(k)},
+            **{
+                f"modelops.{k}": validated[k][:5000]
+                for k in ("trigger_reason", "drift_report")
+                if validated.get(k)
+            },
             # Binary: the decision threshold its bento will label with.
             **(_threshold_tags(spec, trained) if spec.task.value == "binary_classification" else {}),
         },
     )
     if evaluated["passed"]:
         tracking.set_alias(spec.name, tracking.CHALLENGER, version)
-    return {"version": version, "model_uri": f"models:/{spec.name}/{version}",
-            "url": tracking.version_url(spec.name, version)}
+    return {
+        "version": version,
+        "model_uri": f"models:/{spec.name}/{version}",
+        "url": tracking.version_url(spec.name, version),
+    }
 
 
 def _threshold_tags(spec: ModelSpec, trained: dict) -> dict[str, str]:
@@ -360,8 +433,17 @@ def _threshold_tags(spec: ModelSpec, trained: dict) -> dict[str, str]:
     return decision_threshold.to_tags(_candidate_threshold(spec, trained))
 
 
-def generate_model_card(model: str, validated: dict, split: dict, evaluated: dict, registered: dict, *,
-                        dag_id: str, dag_run_id: str, approvals: list[dict] | None = None) -> dict:
+def generate_model_card(
+    model: str,
+    validated: dict,
+    split: dict,
+    evaluated: dict,
+    registered: dict,
+    *,
+    dag_id: str,
+    dag_run_id: str,
+    approvals: list[dict] | None = None,
+) -> dict:
     """Build the model card from the spec, the MLflow run and the evidence files; attach it to the run."""
     from include.modelops import model_card
 
@@ -375,27 +457,45 @@ def generate_model_card(model: str, validated: dict, split: dict, evaluated: dic
 
         approvals = records(spec.name, version, vinfo["tags"])
     card = model_card.build_card(
-        spec, model_name=spec.name, version=version, run=tracking.run_info(run_id),
+        spec,
+        model_name=spec.name,
+        version=version,
+        run=tracking.run_info(run_id),
         validation=json.loads((out / "validation_report.json").read_text()),
         evaluation=json.loads(Path(evaluated["evaluation_path"]).read_text()),
         decision=json.loads(Path(evaluated["decision_path"]).read_text()),
         approvals=approvals,
-        lineage={"git_commit": git_commit(), "dag_id": dag_id, "dag_run_id": dag_run_id,
-                 "mlflow_run_id": run_id, "data_fingerprint": validated.get("fingerprint"),
-                 "spec_hash": spec.spec_hash(), "data_path": validated["data_path"],
-                 "split": split.get("split"), "trigger_reason": validated.get("trigger_reason"),
-                 "drift_report": validated.get("drift_report")},
+        lineage={
+            "git_commit": git_commit(),
+            "dag_id": dag_id,
+            "dag_run_id": dag_run_id,
+            "mlflow_run_id": run_id,
+            "data_fingerprint": validated.get("fingerprint"),
+            "spec_hash": spec.spec_hash(),
+            "data_path": validated["data_path"],
+            "split": split.get("split"),
+            "trigger_reason": validated.get("trigger_reason"),
+            "drift_report": validated.get("drift_report"),
+        },
         telemetry=_telemetry_from_tags(tracking.run_info(run_id)["tags"]),
         deployments=_deployments_from_tags(vinfo["tags"]),
-        links={"mlflow_run": tracking.run_url(run_id), "mlflow_model_version": registered["url"],
-               "airflow_dag_run": f"{get_settings().airflow_ui_url}/dags/{dag_id}/runs/{dag_run_id}",
-               "validation_report": validated.get("report_html"), "evaluation_report": evaluated["report_html"]},
+        links={
+            "mlflow_run": tracking.run_url(run_id),
+            "mlflow_model_version": registered["url"],
+            "airflow_dag_run": f"{get_settings().airflow_ui_url}/dags/{dag_id}/runs/{dag_run_id}",
+            "validation_report": validated.get("report_html"),
+            "evaluation_report": evaluated["report_html"],
+        },
     )
     # The version's one local card (rewritten by every later regeneration) and its MLflow copy.
     paths = model_card.publish_card(card, model=spec.name, version=version, run_id=run_id)
     log.info("Model card for %s v%s: %s", spec.name, version, paths.get("html"))
-    return {"card_html": paths.get("html"), "card_md": paths.get("md"), "card_json": paths.get("json"),
-            "missing_evidence": model_card.missing_evidence(card, spec.risk_tier.value)}
+    return {
+        "card_html": paths.get("html"),
+        "card_md": paths.get("md"),
+        "card_json": paths.get("json"),
+        "missing_evidence": model_card.missing_evidence(card, spec.risk_tier.value),
+    }
 
 
 def check_gate(evaluated: dict) -> bool:
@@ -413,8 +513,11 @@ def package_bento(model: str, registered: dict, trained: dict) -> dict:
 
     spec = load_spec_by_name(model)
     tag = packaging.build_bento(spec, registered["version"], trained["model_uri"])
-    tracking.set_version_tags(spec.name, registered["version"], {"modelops.bento_tag": tag,
-                                                                 "modelops.bento.built_at": tracking.now_iso()})
+    tracking.set_version_tags(
+        spec.name,
+        registered["version"],
+        {"modelops.bento_tag": tag, "modelops.bento.built_at": tracking.now_iso()},
+    )
     return {"bento_tag": tag}
 
 
@@ -435,10 +538,15 @@ def smoke_serve_bento(model: str, registered: dict, trained: dict, split: dict, 
     report = packaging.smoke_serve(spec, packaged["bento_tag"], payload, expected.tolist())
     tracking.log_json(trained["run_id"], report, "serving/smoke_report.json")
     packaging.check_smoke_report(report)
-    tracking.set_version_tags(spec.name, registered["version"], {
-        "modelops.deployable": "true", "modelops.smoke.max_abs_diff": report["max_abs_diff"],
-        "modelops.smoke.at": tracking.now_iso(),
-    })
+    tracking.set_version_tags(
+        spec.name,
+        registered["version"],
+        {
+            "modelops.deployable": "true",
+            "modelops.smoke.max_abs_diff": report["max_abs_diff"],
+            "modelops.smoke.at": tracking.now_iso(),
+        },
+    )
     return {"bento_tag": packaged["bento_tag"], "ok": report["ok"], "max_abs_diff": report["max_abs_diff"]}
 
 
@@ -456,8 +564,12 @@ def summarize_run(model: str, *, dag_id: str, dag_run_id: str, results: dict[str
     s = get_settings()
     champion = tracking.alias_version(spec.name, tracking.CHAMPION)
     summary = {
-        "model": spec.name, "dag_id": dag_id, "dag_run_id": dag_run_id, "finished_at": tracking.now_iso(),
-        "steps": results, "champion_version": champion,
+        "model": spec.name,
+        "dag_id": dag_id,
+        "dag_run_id": dag_run_id,
+        "finished_at": tracking.now_iso(),
+        "steps": results,
+        "champion_version": champion,
         "failed_steps": [t for t, r in results.items() if r.get("state") == "failed"],
         "previous_version": tracking.alias_version(spec.name, tracking.PREVIOUS),
         "mlflow_tracking_uri": s.mlflow_tracking_uri,
@@ -480,6 +592,10 @@ def _deployments_from_tags(tags: dict[str, str]) -> list[dict]:
 def _telemetry_from_tags(tags: dict[str, str]) -> dict | None:
     if "gpu.devices" not in tags:
         return None
-    return {"devices": tags["gpu.devices"].split(","), "gpu_hours": tags.get("gpu.hours"),
-            "energy_wh": tags.get("gpu.energy_wh"), "peak_memory_mb": tags.get("gpu.peak_memory_mb"),
-            "mean_utilization_pct": tags.get("gpu.mean_utilization_pct")}
+    return {
+        "devices": tags["gpu.devices"].split(","),
+        "gpu_hours": tags.get("gpu.hours"),
+        "energy_wh": tags.get("gpu.energy_wh"),
+        "peak_memory_mb": tags.get("gpu.peak_memory_mb"),
+        "mean_utilization_pct": tags.get("gpu.mean_utilization_pct"),
+    }

@@ -56,9 +56,15 @@ class GpuSampler:
         clock: Monotonic clock in seconds (tests inject a fake).
     """
 
-    def __init__(self, interval_s: float = 5.0, *, mlflow_run_id: str | None = None,
-                 flush_interval_s: float = 30.0, nvml: ModuleType | Any | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        interval_s: float = 5.0,
+        *,
+        mlflow_run_id: str | None = None,
+        flush_interval_s: float = 30.0,
+        nvml: ModuleType | Any | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if interval_s <= 0:
             raise ValueError(f"interval_s must be positive, got {interval_s}")
         self.interval_s = interval_s
@@ -107,9 +113,12 @@ class GpuSampler:
             self.run_id = _active_run_id()
         self.enabled = True
         self.started_at = self._last_flush = self._clock()
-        log.info("GPU telemetry on: %s, a sample every %.1f s%s",
-                 ", ".join(f"gpu{d.index} {d.name}" for d in self._devices), self.interval_s,
-                 f" into MLflow run {self.run_id}" if self.run_id else " (no MLflow run: summary only)")
+        log.info(
+            "GPU telemetry on: %s, a sample every %.1f s%s",
+            ", ".join(f"gpu{d.index} {d.name}" for d in self._devices),
+            self.interval_s,
+            f" into MLflow run {self.run_id}" if self.run_id else " (no MLflow run: summary only)",
+        )
         self.sample()
         self._thread = threading.Thread(target=self._loop, name="gpu-telemetry", daemon=True)
         self._thread.start()
@@ -129,8 +138,10 @@ class GpuSampler:
         self.summary = self._summarise()
         self._flush(force=True)
         self._set_tags()
-        log.info("GPU telemetry: %s", ", ".join(f"{k} {v}" for k, v in self.summary.items()
-                                                   if k not in ("enabled", "per_gpu")))
+        log.info(
+            "GPU telemetry: %s",
+            ", ".join(f"{k} {v}" for k, v in self.summary.items() if k not in ("enabled", "per_gpu")),
+        )
         return self.summary
 
     def _off(self, reason: str) -> GpuSampler:
@@ -172,8 +183,9 @@ class GpuSampler:
             "utilization_pct": lambda: float(nvml.nvmlDeviceGetUtilizationRates(device.handle).gpu),
             "memory_used_mb": lambda: nvml.nvmlDeviceGetMemoryInfo(device.handle).used / 2**20,
             "power_w": lambda: nvml.nvmlDeviceGetPowerUsage(device.handle) / 1000.0,  # mW
-            "temperature_c": lambda: float(nvml.nvmlDeviceGetTemperature(
-                device.handle, getattr(nvml, "NVML_TEMPERATURE_GPU", 0))),
+            "temperature_c": lambda: float(
+                nvml.nvmlDeviceGetTemperature(device.handle, getattr(nvml, "NVML_TEMPERATURE_GPU", 0))
+            ),
         }
         for metric, read in readers.items():
             if metric in device.unsupported:
@@ -182,8 +194,9 @@ class GpuSampler:
                 out[metric] = read()
             except Exception as exc:  # e.g. power is not readable on some boards / MIG slices
                 device.unsupported.add(metric)
-                log.info("GPU telemetry: gpu%d %s is not readable (%s); not sampling it", device.index,
-                         metric, exc)
+                log.info(
+                    "GPU telemetry: gpu%d %s is not readable (%s); not sampling it", device.index, metric, exc
+                )
         return out
 
     def sample(self) -> dict[str, Any]:
@@ -226,8 +239,9 @@ class GpuSampler:
             }
         energies = [g["energy_wh"] for g in per_gpu.values() if g["energy_wh"] is not None]
         peaks = [g["peak_memory_mb"] for g in per_gpu.values() if g["peak_memory_mb"] is not None]
-        utils = [v["utilization_pct"] for s in self.samples for v in s["gpus"].values()
-                 if "utilization_pct" in v]
+        utils = [
+            v["utilization_pct"] for s in self.samples for v in s["gpus"].values() if "utilization_pct" in v
+        ]
         return {
             "enabled": True,
             "devices": [d.name for d in self._devices],
@@ -254,7 +268,7 @@ class GpuSampler:
             client = MlflowClient()
             metrics = [Metric(k, v, ts, step) for k, v, ts, step in pending]
             for i in range(0, len(metrics), _MLFLOW_BATCH):
-                client.log_batch(self.run_id, metrics=metrics[i:i + _MLFLOW_BATCH])
+                client.log_batch(self.run_id, metrics=metrics[i : i + _MLFLOW_BATCH])
         except Exception as exc:  # telemetry must never fail training; say so once
             self._log_failed = True
             log.warning("GPU telemetry: logging metrics to MLflow failed (%s); keeping the summary only", exc)
@@ -275,8 +289,9 @@ class GpuSampler:
             from mlflow import MlflowClient
             from mlflow.entities import RunTag
 
-            MlflowClient().log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()
-                                                        if v is not None])
+            MlflowClient().log_batch(
+                self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items() if v is not None]
+            )
         except Exception as exc:
             log.warning("GPU telemetry: setting the summary tags failed (%s)", exc)
 

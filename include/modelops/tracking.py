@@ -40,7 +40,8 @@ def client() -> MlflowClient:
     if not uri:
         raise RuntimeError(
             "MLFLOW_TRACKING_URI is not set. The make commands start this checkout's MLflow server for you; "
-            "elsewhere (Airflow workers, notebooks) set it to your tracking server's URL.")
+            "elsewhere (Airflow workers, notebooks) set it to your tracking server's URL."
+        )
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -65,9 +66,7 @@ def ensure_run(spec: ModelSpec, *, dag_id: str, dag_run_id: str) -> str:
     """The MLflow run for this DAG run: found by tag, or created. Safe to call from every task."""
     c = client()
     exp_id = experiment_id(spec.name)
-    found = c.search_runs(
-        [exp_id], filter_string=f"tags.`{TAG_DAG_RUN}` = '{dag_run_id}'", max_results=1
-    )
+    found = c.search_runs([exp_id], filter_string=f"tags.`{TAG_DAG_RUN}` = '{dag_run_id}'", max_results=1)
     if found:
         return found[0].info.run_id
     from include.modelops.settings import git_commit
@@ -250,7 +249,9 @@ def download_artifacts(run_id: str, artifact_path: str, dst: Path) -> Path:
 
     client()
     dst.mkdir(parents=True, exist_ok=True)
-    return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path, dst_path=str(dst)))
+    return Path(
+        mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path, dst_path=str(dst))
+    )
 
 
 def scratch_dir() -> Path:

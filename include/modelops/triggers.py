@@ -22,8 +22,9 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-def latest_event_extra(triggering_asset_events: Mapping[Any, Iterable[Any]] | None, key: str, *,
-                       asset_name: str | None = None) -> dict[str, Any] | None:
+def latest_event_extra(
+    triggering_asset_events: Mapping[Any, Iterable[Any]] | None, key: str, *, asset_name: str | None = None
+) -> dict[str, Any] | None:
     """The extra of the newest triggering event (of ``asset_name``, if given) that carries ``key``; None if none.
 
     The scheduler hands a run every event since the DAG's previous asset-triggered run: the newest
@@ -54,15 +55,19 @@ def stale_rollout_event(model: str, version: str) -> str | None:
 
     record = stages.read_record(model, version)
     if record.get("status") in ("promoted", "rolled_back"):
-        return (f"the rollout of v{version} already ended ({record['status']}, run {record.get('dag_run_id')}); "
-                "its deployable_bento event was served")
+        return (
+            f"the rollout of v{version} already ended ({record['status']}, run {record.get('dag_run_id')}); "
+            "its deployable_bento event was served"
+        )
     champion = tracking.alias_version(model, tracking.CHAMPION)
     if older_than_champion(version, champion):
         return f"v{version} is not newer than the champion v{champion}"
     challenger = tracking.alias_version(model, tracking.CHALLENGER)
     if challenger != version:
-        return (f"v{version} is no longer the challenger (challenger: "
-                f"{'v' + challenger if challenger else 'none'})")
+        return (
+            f"v{version} is no longer the challenger (challenger: "
+            f"{'v' + challenger if challenger else 'none'})"
+        )
     return None
 
 
@@ -77,7 +82,10 @@ def served_retrain_request(model: str, request: Mapping[str, Any]) -> str | None
     for mv in sorted(versions, key=lambda v: int(v.version)):
         tags = mv.tags or {}
         if (report and tags.get("modelops.drift_report") == str(report)[:5000]) or (
-                not report and reason and tags.get("modelops.trigger_reason") == str(reason)[:5000]):
-            return (f"the retrain request for window {request.get('window') or '?'} was already served: v{mv.version} "
-                    f"was trained for it (run {tags.get('modelops.dag_run_id') or '?'})")
+            not report and reason and tags.get("modelops.trigger_reason") == str(reason)[:5000]
+        ):
+            return (
+                f"the retrain request for window {request.get('window') or '?'} was already served: v{mv.version} "
+                f"was trained for it (run {tags.get('modelops.dag_run_id') or '?'})"
+            )
     return None

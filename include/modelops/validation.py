@@ -167,7 +167,9 @@ def build_suite(spec: ModelSpec, *, time_column_is_text: bool = False) -> Expect
     if spec.entity_id and spec.time_column:
         max_keys = spec.data.max_duplicate_key_fraction
         add(
-            E.ExpectCompoundColumnsToBeUnique(column_list=[spec.entity_id, spec.time_column], mostly=1.0 - max_keys),
+            E.ExpectCompoundColumnsToBeUnique(
+                column_list=[spec.entity_id, spec.time_column], mostly=1.0 - max_keys
+            ),
             "duplicate_keys",
             "data.max_duplicate_key_fraction",
             allowed_fraction=max_keys,
@@ -379,7 +381,8 @@ def _check_split(spec: ModelSpec, df: pd.DataFrame, results: list[dict[str, Any]
     target, time_col = spec.target.name, spec.time_column
     needed = {target, *([time_col] if time_col else [])}
     if any(
-        not r["success"] and (r["column"] in needed or r["expectation"] == "expect_table_row_count_to_be_between")
+        not r["success"]
+        and (r["column"] in needed or r["expectation"] == "expect_table_row_count_to_be_between")
         for r in results
     ):
         return None
@@ -389,7 +392,9 @@ def _check_split(spec: ModelSpec, df: pd.DataFrame, results: list[dict[str, Any]
     sides = {"train": df.loc[~mask, target], "holdout": df.loc[mask, target]}
     classification = spec.task.value != "regression"
     entry: dict[str, Any] = {
-        "expectation": "train_and_holdout_hold_every_class" if classification else "train_and_holdout_hold_rows",
+        "expectation": "train_and_holdout_hold_every_class"
+        if classification
+        else "train_and_holdout_hold_rows",
         "column": target,
         "success": True,
         "spec_field": "split.min_class_count" if classification else "split.holdout_fraction",
@@ -412,10 +417,12 @@ def _check_split(spec: ModelSpec, df: pd.DataFrame, results: list[dict[str, Any]
         return _jsonable(entry)
 
     need = spec.split.min_class_count
-    classes = list(spec.target.classes) if spec.target.classes else sorted(df[target].dropna().unique().tolist(), key=str)
-    counts = [
-        (side, _unwrap(c), int((values == c).sum())) for side, values in sides.items() for c in classes
-    ]
+    classes = (
+        list(spec.target.classes)
+        if spec.target.classes
+        else sorted(df[target].dropna().unique().tolist(), key=str)
+    )
+    counts = [(side, _unwrap(c), int((values == c).sum())) for side, values in sides.items() for c in classes]
     entry["details"]["class_counts"] = {
         side: {str(c): n for sd, c, n in counts if sd == side} for side in sides
     }
@@ -542,7 +549,9 @@ def _observed(check: str | None, success: bool, meta: dict, kwargs: dict, result
     return "passed" if success else "failed"
 
 
-def _time_type_observed(success: bool, meta: dict, result: dict, dtype: str, pct: float, examples: str) -> str:
+def _time_type_observed(
+    success: bool, meta: dict, result: dict, dtype: str, pct: float, examples: str
+) -> str:
     """What the time column holds, and how to store it so that it can be ordered."""
     if success:
         return f"dtype {dtype}"
@@ -828,6 +837,7 @@ def render_html(report: dict[str, Any]) -> str:
         ("Duration", f"{report.get('duration_s', 0)} s"),
         ("Great Expectations", str(report.get("great_expectations_version", ""))),
     ]
+
     def status(r: dict) -> tuple[int, str, str]:
         if r.get("success"):
             return 2, "ok", "passed"

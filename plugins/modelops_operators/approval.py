@@ -27,11 +27,18 @@ def comment_form(inherited: Any) -> ParamsDict:
     form, so the Param objects must be kept as they are, not turned into values.
     """
     inherited = inherited if isinstance(inherited, ParamsDict) else ParamsDict(inherited or {})
-    return ParamsDict({
-        **{key: inherited.get_param(key) for key in inherited},
-        "comment": Param("", type="string", title="Comment", source="task",
-                         description="Why you approve or reject (kept in the audit trail)."),
-    })
+    return ParamsDict(
+        {
+            **{key: inherited.get_param(key) for key in inherited},
+            "comment": Param(
+                "",
+                type="string",
+                title="Comment",
+                source="task",
+                description="Why you approve or reject (kept in the audit trail).",
+            ),
+        }
+    )
 
 
 def answer_of(event: dict[str, Any]) -> tuple[bool, str, str, bool]:
@@ -59,9 +66,19 @@ class ModelApprovalOperator(AnswerStands, ApprovalOperator):
 
     template_fields: Sequence[str] = ("subject", "body", "model_name", "registered", "evaluated", "card")
 
-    def __init__(self, *, model_name: str, registered: Any, evaluated: Any, card: Any, policy: str,
-                 approvers: list[str], response_timeout: timedelta, approval_index: int = 1,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        model_name: str,
+        registered: Any,
+        evaluated: Any,
+        card: Any,
+        policy: str,
+        approvers: list[str],
+        response_timeout: timedelta,
+        approval_index: int = 1,
+        **kwargs: Any,
+    ) -> None:
         if policy not in ("auto", "manual"):
             raise ValueError(f"policy must be 'auto' or 'manual', got {policy!r}")
         params = comment_form(kwargs.pop("params", None))
@@ -100,12 +117,20 @@ class ModelApprovalOperator(AnswerStands, ApprovalOperator):
 
         spec = load_spec_by_name(self.model_name)
         version = self.registered["version"]
-        self.subject = f"Promote {spec.name} v{version} to champion? (approval {self.approval_index} of " \
-                       f"{approvals.required_approvals(spec)})"
-        self.body = approvals.request_markdown(spec, self.registered, self.evaluated, self.card,
-                                               index=self.approval_index)
-        self.log.info("Asking %s to approve %s v%s (timeout %s)", self.approvers or "any DAG user",
-                      spec.name, version, self.response_timeout)
+        self.subject = (
+            f"Promote {spec.name} v{version} to champion? (approval {self.approval_index} of "
+            f"{approvals.required_approvals(spec)})"
+        )
+        self.body = approvals.request_markdown(
+            spec, self.registered, self.evaluated, self.card, index=self.approval_index
+        )
+        self.log.info(
+            "Asking %s to approve %s v%s (timeout %s)",
+            self.approvers or "any DAG user",
+            spec.name,
+            version,
+            self.response_timeout,
+        )
         return super().execute(context)
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
@@ -118,8 +143,15 @@ class ModelApprovalOperator(AnswerStands, ApprovalOperator):
         decision = approvals.APPROVED if approved else approvals.REJECTED
         if decision == approvals.APPROVED:
             approvals.check_distinct(self.model_name, version, self.approval_index, by)
-        approvals.record(self.model_name, version, index=self.approval_index, decision=decision, by=by,
-                         comment=comment, timed_out=timed_out)
+        approvals.record(
+            self.model_name,
+            version,
+            index=self.approval_index,
+            decision=decision,
+            by=by,
+            comment=comment,
+            timed_out=timed_out,
+        )
         if decision == approvals.REJECTED:
             self.log.info("Rejected by %s: %s. The champion is unchanged; skipping the rest.", by, comment)
         return super().execute_complete(context, event)

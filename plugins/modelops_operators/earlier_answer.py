@@ -48,10 +48,17 @@ class EarlierAnswerTrigger(BaseTrigger):
             yield TriggerEvent({"answer": None, "why": "the stored request has no answer"})
             return
         user = detail.responded_by_user
-        yield TriggerEvent({"answer": {
-            "chosen_options": list(detail.chosen_options), "params_input": detail.params_input or {},
-            "responded_at": detail.responded_at, "timedout": user is None,
-            "responded_by_user": {"id": user.id, "name": user.name} if user else None}})
+        yield TriggerEvent(
+            {
+                "answer": {
+                    "chosen_options": list(detail.chosen_options),
+                    "params_input": detail.params_input or {},
+                    "responded_at": detail.responded_at,
+                    "timedout": user is None,
+                    "responded_by_user": {"id": user.id, "name": user.name} if user else None,
+                }
+            }
+        )
 
 
 class AnswerStands:
@@ -71,8 +78,11 @@ class AnswerStands:
         if answer is None:
             self.log.info("Retry: %s; asking", event.get("why"))
             return self.ask(context)
-        self.log.info("Retry: an earlier try was answered (%s by %s); resuming with that answer, not asking again",
-                      answer["chosen_options"], answer["responded_by_user"] or "the timeout")
+        self.log.info(
+            "Retry: an earlier try was answered (%s by %s); resuming with that answer, not asking again",
+            answer["chosen_options"],
+            answer["responded_by_user"] or "the timeout",
+        )
         return self.execute_complete(context, answer)
 
     def ask(self, context: Any) -> Any:

@@ -25,8 +25,9 @@ class ModelCardOperator(BaseOperator):
     template_fields: Sequence[str] = ("model_name", "validated", "split", "evaluated", "registered")
     ui_color = "#e8f4ea"
 
-    def __init__(self, *, model_name: str, validated: Any, split: Any, evaluated: Any, registered: Any,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, *, model_name: str, validated: Any, split: Any, evaluated: Any, registered: Any, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.model_name = model_name
         self.validated = validated
@@ -38,6 +39,11 @@ class ModelCardOperator(BaseOperator):
         from include.modelops import steps
 
         return steps.generate_model_card(
-            self.model_name, self.validated, self.split, self.evaluated, self.registered,
-            dag_id=context["dag"].dag_id, dag_run_id=context["dag_run"].run_id,
+            self.model_name,
+            self.validated,
+            self.split,
+            self.evaluated,
+            self.registered,
+            dag_id=context["dag"].dag_id,
+            dag_run_id=context["dag_run"].run_id,
         )

@@ -36,8 +36,16 @@ class RolloutPauseOperator(AnswerStands, ApprovalOperator):
 
     template_fields: Sequence[str] = ("subject", "body", "model_name", "prepared")
 
-    def __init__(self, *, model_name: str, prepared: Any, stage_index: int, approvers: list[str],
-                 response_timeout: timedelta, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        model_name: str,
+        prepared: Any,
+        stage_index: int,
+        approvers: list[str],
+        response_timeout: timedelta,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(
             subject=f"Continue the rollout of {model_name} past stage {stage_index + 1}?",
             body=None,
@@ -58,8 +66,9 @@ class RolloutPauseOperator(AnswerStands, ApprovalOperator):
 
         version = self.prepared["version"]
         if self.prepared.get("first_deployment"):
-            self.log.info("%s v%s is the first deployment (nothing was compared): not pausing", self.model_name,
-                          version)
+            self.log.info(
+                "%s v%s is the first deployment (nothing was compared): not pausing", self.model_name, version
+            )
             return None
         earlier = pause.earlier_decision(self.model_name, version, self.stage_index)
         if earlier:  # a retry of this task: the person already answered, never ask twice
@@ -75,8 +84,13 @@ class RolloutPauseOperator(AnswerStands, ApprovalOperator):
         version = self.prepared["version"]
         asked = pause.request(self.model_name, version, self.stage_index, timeout=self.response_timeout)
         self.subject, self.body = asked["subject"], asked["body"]
-        self.log.info("Asking %s whether to continue: %s (timeout %s)\n%s", self.approvers or "any DAG user",
-                      self.subject, self.response_timeout, self.body)
+        self.log.info(
+            "Asking %s whether to continue: %s (timeout %s)\n%s",
+            self.approvers or "any DAG user",
+            self.subject,
+            self.response_timeout,
+            self.body,
+        )
         return super().execute(context)
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
@@ -84,6 +98,14 @@ class RolloutPauseOperator(AnswerStands, ApprovalOperator):
 
         approved, by, comment, timed_out = answer_of(event)
         # Raises RolloutFailed on a reject or a timeout: the task fails and the rollback runs.
-        pause.decide(self.model_name, self.prepared["version"], self.stage_index, approved=approved, by=by,
-                     comment=comment, timed_out=timed_out, timeout=self.response_timeout)
+        pause.decide(
+            self.model_name,
+            self.prepared["version"],
+            self.stage_index,
+            approved=approved,
+            by=by,
+            comment=comment,
+            timed_out=timed_out,
+            timeout=self.response_timeout,
+        )
         return super().execute_complete(context, event)

@@ -58,7 +58,9 @@ def frames(rows: int, reference_rows: int, seed: int = 0):
             cols[f"k{j}"] = pd.Categorical.from_codes(rng.choice(len(CATEGORIES), n, p=p), CATEGORIES)
         return pd.DataFrame(cols)
 
-    return one(reference_rows, np.random.default_rng(seed), False), one(rows, np.random.default_rng(seed + 1), True)
+    return one(reference_rows, np.random.default_rng(seed), False), one(
+        rows, np.random.default_rng(seed + 1), True
+    )
 
 
 def bench_spec(sample_rows: int | None):
@@ -68,9 +70,9 @@ def bench_spec(sample_rows: int | None):
     from include.modelops.spec import ModelSpec
 
     raw = yaml.safe_load((PROJECT_ROOT / "include/models/fraud_detection.yaml").read_text())
-    raw["features"] = ([{"name": f"n{i}", "type": "numeric"} for i in range(NUMERIC)]
-                       + [{"name": f"k{j}", "type": "categorical", "categories": CATEGORIES}
-                          for j in range(CATEGORICAL)])
+    raw["features"] = [{"name": f"n{i}", "type": "numeric"} for i in range(NUMERIC)] + [
+        {"name": f"k{j}", "type": "categorical", "categories": CATEGORIES} for j in range(CATEGORICAL)
+    ]
     for key in ("entity_id", "time_column", "segment_columns"):
         raw.pop(key, None)
     raw.setdefault("monitoring", {})["drift_sample_rows"] = sample_rows
@@ -88,15 +90,21 @@ def run_case(case: str, rows: int, reference_rows: int, out: Path) -> dict:
         from evidently import DataDefinition, Dataset, Report
         from evidently.presets import DataDriftPreset
 
-        definition = DataDefinition(numerical_columns=[f"n{i}" for i in range(NUMERIC)],
-                                    categorical_columns=[f"k{j}" for j in range(CATEGORICAL)])
+        definition = DataDefinition(
+            numerical_columns=[f"n{i}" for i in range(NUMERIC)],
+            categorical_columns=[f"k{j}" for j in range(CATEGORICAL)],
+        )
         t0 = time.perf_counter()
-        snap = Report([DataDriftPreset()]).run(Dataset.from_pandas(cur, data_definition=definition),
-                                               Dataset.from_pandas(ref, data_definition=definition))
+        snap = Report([DataDriftPreset()]).run(
+            Dataset.from_pandas(cur, data_definition=definition),
+            Dataset.from_pandas(ref, data_definition=definition),
+        )
         seconds = time.perf_counter() - t0
-        drifted = sorted(m["config"]["column"] for m in snap.dict()["metrics"]
-                         if m["config"].get("type", "").endswith(":ValueDrift")
-                         and _drifted(m["config"], m["value"]))
+        drifted = sorted(
+            m["config"]["column"]
+            for m in snap.dict()["metrics"]
+            if m["config"].get("type", "").endswith(":ValueDrift") and _drifted(m["config"], m["value"])
+        )
     else:
         from include.modelops.monitoring.drift import drift_report
 
@@ -106,9 +114,16 @@ def run_case(case: str, rows: int, reference_rows: int, out: Path) -> dict:
         seconds = time.perf_counter() - t0
         drifted = sorted(report["top"])
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-    return {"case": case, "rows": rows, "reference_rows": reference_rows, "seconds": round(seconds, 1),
-            "peak_gib": round(peak, 2), "frames_gib": round(rss_before, 2), "generate_s": round(gen_s, 1),
-            "drifted": drifted}
+    return {
+        "case": case,
+        "rows": rows,
+        "reference_rows": reference_rows,
+        "seconds": round(seconds, 1),
+        "peak_gib": round(peak, 2),
+        "frames_gib": round(rss_before, 2),
+        "generate_s": round(gen_s, 1),
+        "drifted": drifted,
+    }
 
 
 def _drifted(cfg: dict, score: float) -> bool:
@@ -122,10 +137,14 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, default=356_000)
     p.add_argument("--big-rows", type=int, default=3_560_000)
-    p.add_argument("--cases", default="peer,full,sampled,big",
-                   help="comma-separated subset of peer,full,sampled,big (peer and full are always run)")
-    p.add_argument("--repeats", type=int, default=1,
-                   help="run peer and full this many times in rotation; medians")
+    p.add_argument(
+        "--cases",
+        default="peer,full,sampled,big",
+        help="comma-separated subset of peer,full,sampled,big (peer and full are always run)",
+    )
+    p.add_argument(
+        "--repeats", type=int, default=1, help="run peer and full this many times in rotation; medians"
+    )
     p.add_argument("--case", default=None, help=argparse.SUPPRESS)  # internal: run one case here
     p.add_argument("--case-rows", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--out", default=str(PROJECT_ROOT / ".state" / "bench_drift"))
@@ -137,15 +156,36 @@ def main() -> int:
         print(json.dumps(run_case(args.case, args.case_rows, args.rows, out)))
         return 0
     picked = {"peer", "full", *args.cases.split(",")}
-    plan = [(c, rows) for c, rows in [("peer", args.rows), ("full", args.rows), ("sampled", args.rows),
-                                       ("big", args.big_rows)] if c in picked]
+    plan = [
+        (c, rows)
+        for c, rows in [
+            ("peer", args.rows),
+            ("full", args.rows),
+            ("sampled", args.rows),
+            ("big", args.big_rows),
+        ]
+        if c in picked
+    ]
     runs: dict[tuple[str, int], list[dict]] = {key: [] for key in plan}
     for i in range(args.repeats):
         for case, rows in plan if i == 0 else plan[:2]:
             print(f"run {i + 1}/{args.repeats}: {case} on {rows:,} rows ...", file=sys.stderr, flush=True)
-            res = subprocess.run([sys.executable, __file__, "--case", "sampled" if case == "big" else case,
-                                  "--case-rows", str(rows), "--rows", str(args.rows), "--out", str(out)],
-                                 capture_output=True, text=True)
+            res = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--case",
+                    "sampled" if case == "big" else case,
+                    "--case-rows",
+                    str(rows),
+                    "--rows",
+                    str(args.rows),
+                    "--out",
+                    str(out),
+                ],
+                capture_output=True,
+                text=True,
+            )
             if res.returncode != 0:
                 print(res.stderr[-3000:], file=sys.stderr)
                 return 1
@@ -156,20 +196,38 @@ def main() -> int:
         ordered = sorted(runs[key], key=lambda r: r["seconds"])
         results.append({**ordered[len(ordered) // 2], "all_seconds": [r["seconds"] for r in runs[key]]})
     peer, full = results[0], results[1]
-    names = {"peer": "Evidently DataDriftPreset, direct (peer)", "full": "monitoring step, every row",
-             "sampled": "monitoring step, default sample (200k)"}
-    print(f"\nreference {args.rows:,} rows x {NUMERIC + CATEGORICAL} columns ({NUMERIC} numeric, {CATEGORICAL} "
-          f"categorical); drift in {DRIFTED_NUMERIC} numeric + {DRIFTED_CATEGORICAL} categorical columns\n")
-    print("| case | current rows | time (s) | vs peer | peak RSS (GiB) | drifted features | same verdicts as every row |")
+    names = {
+        "peer": "Evidently DataDriftPreset, direct (peer)",
+        "full": "monitoring step, every row",
+        "sampled": "monitoring step, default sample (200k)",
+    }
+    print(
+        f"\nreference {args.rows:,} rows x {NUMERIC + CATEGORICAL} columns ({NUMERIC} numeric, {CATEGORICAL} "
+        f"categorical); drift in {DRIFTED_NUMERIC} numeric + {DRIFTED_CATEGORICAL} categorical columns\n"
+    )
+    print(
+        "| case | current rows | time (s) | vs peer | peak RSS (GiB) | drifted features | same verdicts as every row |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
     for r in results:
-        same = "-" if r["case"] == "peer" else ("yes" if r["drifted"] == full["drifted"] else
-                                                f"no: {sorted(set(r['drifted']) ^ set(full['drifted']))}")
-        print(f"| {names[r['case']]} | {r['rows']:,} | {r['seconds']:.1f} | {r['seconds'] / peer['seconds']:.2f}x "
-              f"| {r['peak_gib']:.2f} | {len(r['drifted'])} | {same} |")
+        same = (
+            "-"
+            if r["case"] == "peer"
+            else (
+                "yes"
+                if r["drifted"] == full["drifted"]
+                else f"no: {sorted(set(r['drifted']) ^ set(full['drifted']))}"
+            )
+        )
+        print(
+            f"| {names[r['case']]} | {r['rows']:,} | {r['seconds']:.1f} | {r['seconds'] / peer['seconds']:.2f}x "
+            f"| {r['peak_gib']:.2f} | {len(r['drifted'])} | {same} |"
+        )
     if args.repeats > 1:
-        print(f"\nmedian of {args.repeats} runs each; every run's seconds: "
-              + "; ".join(f"{names[r['case']]} {r['all_seconds']}" for r in results))
+        print(
+            f"\nmedian of {args.repeats} runs each; every run's seconds: "
+            + "; ".join(f"{names[r['case']]} {r['all_seconds']}" for r in results)
+        )
     print(f"\npeer and every-row step agree on the drifted features: {peer['drifted'] == full['drifted']}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

@@ -27,7 +27,9 @@ WORK = PROJECT_ROOT / ".state" / "bench" / "inference_log_spool"
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--requests", type=int, default=20_000, help="requests per round (100-row requests: a tenth)")
+    p.add_argument(
+        "--requests", type=int, default=20_000, help="requests per round (100-row requests: a tenth)"
+    )
     args = p.parse_args(argv)
 
     from include.modelops.packaging import example_row
@@ -36,18 +38,32 @@ def main(argv: list[str] | None = None) -> int:
 
     spec = load_spec_by_name("fraud_detection")
     shutil.rmtree(WORK, ignore_errors=True)
-    print("| request | spool off (us/request) | spool on (us/request) | added (us) |\n| --- | ---: | ---: | ---: |")
+    print(
+        "| request | spool off (us/request) | spool on (us/request) | added (us) |\n| --- | ---: | ---: | ---: |"
+    )
     for rows in (1, 100):
-        records = request_records(spec, request_id="r", model_version="1", variant="stable",
-                                  rows=[example_row(spec)] * rows,
-                                  predictions=[{"score": 0.1, "label": 0}] * rows, latency_ms=1.0)
+        records = request_records(
+            spec,
+            request_id="r",
+            model_version="1",
+            variant="stable",
+            rows=[example_row(spec)] * rows,
+            predictions=[{"score": 0.1, "label": 0}] * rows,
+            latency_ms=1.0,
+        )
         n = args.requests if rows == 1 else args.requests // 10
         medians = {}
         for spool in (None, WORK / "spool"):
             rounds = []
             for i in range(5):
-                writer = InferenceLogWriter(spec, root=str(WORK / f"log-{rows}-{i}"), spool_dir=spool,
-                                            max_queue_rows=10 ** 8, batch_rows=10 ** 8, flush_interval_s=3600)
+                writer = InferenceLogWriter(
+                    spec,
+                    root=str(WORK / f"log-{rows}-{i}"),
+                    spool_dir=spool,
+                    max_queue_rows=10**8,
+                    batch_rows=10**8,
+                    flush_interval_s=3600,
+                )
                 writer.flush()  # the spool's recovery look is done before timing
                 started = time.perf_counter()
                 for _ in range(n):
@@ -55,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
                 rounds.append((time.perf_counter() - started) / n * 1e6)
                 writer.close()
             medians[spool is not None] = statistics.median(rounds)
-        print(f"| {rows} row(s) | {medians[False]:.1f} | {medians[True]:.1f} | {medians[True] - medians[False]:+.1f} |")
+        print(
+            f"| {rows} row(s) | {medians[False]:.1f} | {medians[True]:.1f} | {medians[True] - medians[False]:+.1f} |"
+        )
     shutil.rmtree(WORK, ignore_errors=True)
     return 0
 

@@ -88,13 +88,24 @@ def bench_parse(tmp: Path, repeats: int) -> list[dict]:
     minimal = tmp / "minimal_dag.py"
     minimal.write_text(MINIMAL_DAG)
     env0 = {**os.environ, "AIRFLOW_HOME": str(tmp / "airflow"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
-    rows = [{"specs": "peer: minimal 1-task DAG", "n": 1, "fresh_s": parse_fresh_interpreter(env0, repeats, minimal),
-             "warm_s": parse_warm_process(env0, max(repeats, 5), minimal)}]
+    rows = [
+        {
+            "specs": "peer: minimal 1-task DAG",
+            "n": 1,
+            "fresh_s": parse_fresh_interpreter(env0, repeats, minimal),
+            "warm_s": parse_warm_process(env0, max(repeats, 5), minimal),
+        }
+    ]
     for n in (1, 25):
         specs = tmp / f"specs_{n}"
         make_specs(specs, n, tmp / "data")
-        env = {**os.environ, "PYTHONPATH": f"{PROJECT_ROOT}:{PROJECT_ROOT / 'plugins'}", "MODELOPS_SPECS_DIR": str(specs),
-               "AIRFLOW_HOME": str(tmp / "airflow"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+        env = {
+            **os.environ,
+            "PYTHONPATH": f"{PROJECT_ROOT}:{PROJECT_ROOT / 'plugins'}",
+            "MODELOPS_SPECS_DIR": str(specs),
+            "AIRFLOW_HOME": str(tmp / "airflow"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        }
         fresh = parse_fresh_interpreter(env, repeats)
         warm = parse_warm_process(env, max(repeats, 5))
         rows.append({"specs": f"{n} spec(s)", "n": n, "fresh_s": fresh, "warm_s": warm})
@@ -105,7 +116,8 @@ def task_durations(airflow_db: Path, dag_id: str, run_id: str) -> dict[str, floa
     with sqlite3.connect(airflow_db) as db:
         rows = db.execute(
             "select task_id, start_date, end_date from task_instance where dag_id=? and run_id=?",
-            (dag_id, run_id)).fetchall()
+            (dag_id, run_id),
+        ).fetchall()
     from datetime import datetime
 
     out = {}
@@ -117,7 +129,7 @@ def task_durations(airflow_db: Path, dag_id: str, run_id: str) -> dict[str, floa
 
 def run_direct(model: str, env: dict) -> tuple[float, dict[str, float]]:
     """The same steps, in DAG order, in one process: what the DAG would cost without Airflow."""
-    code = r'''
+    code = r"""
 import json, sys, time
 from include.modelops import steps
 m, ids = "MODEL", {"dag_id": "direct", "dag_run_id": "direct-" + str(time.time())}
@@ -142,9 +154,11 @@ if steps.check_gate(e):
     timed("smoke_serve_bento", steps.smoke_serve_bento, m, r, tr, s, p)
     timed("promote_to_champion", steps.promote, m, r)
 print("BENCH " + json.dumps(t))
-'''.replace("MODEL", model)
+""".replace("MODEL", model)
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=PROJECT_ROOT)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=PROJECT_ROOT
+    )
     wall = time.perf_counter() - t0
     if out.returncode != 0:
         raise RuntimeError(out.stdout[-2000:] + out.stderr[-3000:])
@@ -169,14 +183,16 @@ def bench_orchestration(tmp: Path, rows: int, repeats: int) -> dict:
     try:
         for i in range(repeats):
             t0 = time.perf_counter()
-            res = local_stack.airflow(["dags", "test", "fraud_detection_training"], env,
-                                      log_file=state / "logs" / f"bench-{i}.log")
+            res = local_stack.airflow(
+                ["dags", "test", "fraud_detection_training"], env, log_file=state / "logs" / f"bench-{i}.log"
+            )
             wall = time.perf_counter() - t0
             summary = json.loads((state / "runs" / "fraud_detection" / "latest_summary.json").read_text())
             if res.returncode != 0:
                 raise RuntimeError(f"DAG run failed; see {state / 'logs'}")
-            tasks = task_durations(state / "airflow" / "airflow.db", "fraud_detection_training",
-                                   summary["dag_run_id"])
+            tasks = task_durations(
+                state / "airflow" / "airflow.db", "fraud_detection_training", summary["dag_run_id"]
+            )
             result["airflow"].append({"wall_s": wall, "tasks": tasks})
             wall_d, tasks_d = run_direct("fraud_detection", env)
             result["direct"].append({"wall_s": wall_d, "tasks": tasks_d})
@@ -196,13 +212,17 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-", dir=state_root))
     try:
         print(f"# Parse time of dags/{DAG_FILE.name} (median of {args.repeats}+ runs)")
-        print("| file | fresh interpreter (s) | vs peer | warm process (s) | per DAG (s) | vs peer | vs 0.3 s target |")
+        print(
+            "| file | fresh interpreter (s) | vs peer | warm process (s) | per DAG (s) | vs peer | vs 0.3 s target |"
+        )
         print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
         rows = bench_parse(tmp, args.repeats + 1)
         peer = rows[0]
         for r in rows:
-            print(f"| {r['specs']} | {r['fresh_s']:.3f} | {r['fresh_s'] / peer['fresh_s']:.2f}x | {r['warm_s']:.3f} | "
-                  f"{r['warm_s'] / r['n']:.4f} | {r['warm_s'] / peer['warm_s']:.2f}x | {r['warm_s'] / TARGET_S:.2f}x |")
+            print(
+                f"| {r['specs']} | {r['fresh_s']:.3f} | {r['fresh_s'] / peer['fresh_s']:.2f}x | {r['warm_s']:.3f} | "
+                f"{r['warm_s'] / r['n']:.4f} | {r['warm_s'] / peer['warm_s']:.2f}x | {r['warm_s'] / TARGET_S:.2f}x |"
+            )
         if args.skip_run:
             return 0
         res = bench_orchestration(tmp, args.rows, args.repeats)
@@ -210,9 +230,24 @@ def main() -> int:
         print(f"\n# Training DAG on {args.rows:,} rows: per task (median of {args.repeats} runs)")
         print("| task | airflow dags test (s) | direct call (s) |")
         print("| --- | ---: | ---: |")
-        order = [t for t in ["validate_dataset", "split_dataset", "train_candidate", "evaluate_candidate",
-                             "register_candidate", "generate_model_card", "gate", "approve", "package_bento",
-                             "smoke_serve_bento", "promote_to_champion", "summarize"] if t in tasks]
+        order = [
+            t
+            for t in [
+                "validate_dataset",
+                "split_dataset",
+                "train_candidate",
+                "evaluate_candidate",
+                "register_candidate",
+                "generate_model_card",
+                "gate",
+                "approve",
+                "package_bento",
+                "smoke_serve_bento",
+                "promote_to_champion",
+                "summarize",
+            ]
+            if t in tasks
+        ]
         for t in order:
             a = statistics.median(run["tasks"].get(t, 0.0) for run in res["airflow"])
             d = [run["tasks"][t] for run in res["direct"] if t in run["tasks"]]

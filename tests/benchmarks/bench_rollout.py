@@ -74,20 +74,38 @@ def setup_env(args: argparse.Namespace) -> dict[str, str]:
     (WORK / "specs").mkdir()
     (WORK / "specs" / f"{MODEL}.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     uri = f"sqlite:///{WORK / 'mlflow.db'}"
-    env = local_stack.stack_env(WORK / "state", uri, specs_dir=WORK / "specs", api_port=local_stack.free_port())
-    env.update(MODELOPS_ROLLOUT_PORT=str(local_stack.free_port()), MODELOPS_SERVE_WORKERS="1",
-               MODELOPS_GIT_COMMIT="bench", MODELOPS_INFERENCE_LOG_URL=str(WORK / "state" / "inference_log"))
-    for key in ("MODELOPS_STATE_DIR", "MODELOPS_SPECS_DIR", "BENTOML_HOME", "MLFLOW_TRACKING_URI",
-                "MODELOPS_ROLLOUT_PORT", "MODELOPS_SERVE_WORKERS", "MODELOPS_GIT_COMMIT",
-                "MODELOPS_INFERENCE_LOG_URL", "BENTOML_DO_NOT_TRACK", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK",
-                "XDG_CACHE_HOME", "MPLCONFIGDIR"):
+    env = local_stack.stack_env(
+        WORK / "state", uri, specs_dir=WORK / "specs", api_port=local_stack.free_port()
+    )
+    env.update(
+        MODELOPS_ROLLOUT_PORT=str(local_stack.free_port()),
+        MODELOPS_SERVE_WORKERS="1",
+        MODELOPS_GIT_COMMIT="bench",
+        MODELOPS_INFERENCE_LOG_URL=str(WORK / "state" / "inference_log"),
+    )
+    for key in (
+        "MODELOPS_STATE_DIR",
+        "MODELOPS_SPECS_DIR",
+        "BENTOML_HOME",
+        "MLFLOW_TRACKING_URI",
+        "MODELOPS_ROLLOUT_PORT",
+        "MODELOPS_SERVE_WORKERS",
+        "MODELOPS_GIT_COMMIT",
+        "MODELOPS_INFERENCE_LOG_URL",
+        "BENTOML_DO_NOT_TRACK",
+        "MLFLOW_DISABLE_TELEMETRY",
+        "DO_NOT_TRACK",
+        "XDG_CACHE_HOME",
+        "MPLCONFIGDIR",
+    ):
         os.environ[key] = env[key]
     return env
 
 
 def post(url: str, body: bytes) -> tuple[float, str]:
-    request = urllib.request.Request(f"{url}/predict", data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{url}/predict", data=body, method="POST", headers={"Content-Type": "application/json"}
+    )
     started = time.perf_counter()
     with urllib.request.urlopen(request, timeout=10) as r:
         r.read()
@@ -111,15 +129,29 @@ class Traffic:
     def __init__(self, spec, frame, url: str) -> None:
         from include.modelops.serving import traffic
 
-        self.cfg = traffic.TrafficConfig(url=url, rate=DEMO_RATE, count=1_000_000, duration_s=3600,
-                                          rows_per_request=DEMO_ROWS_PER_REQUEST, progress_every_s=0)
+        self.cfg = traffic.TrafficConfig(
+            url=url,
+            rate=DEMO_RATE,
+            count=1_000_000,
+            duration_s=3600,
+            rows_per_request=DEMO_ROWS_PER_REQUEST,
+            progress_every_s=0,
+        )
         self.prepared = traffic.prepare_requests(spec, frame, self.cfg, 10_000)
         self.summary = traffic.TrafficSummary()
         self.records: list = []
         self.loop = asyncio.new_event_loop()
-        self.task = self.loop.create_task(traffic.send_requests(
-            url, self.prepared, self.cfg, self.summary, lambda *_: None, lambda _: None,
-            on_response=self.records.append))
+        self.task = self.loop.create_task(
+            traffic.send_requests(
+                url,
+                self.prepared,
+                self.cfg,
+                self.summary,
+                lambda *_: None,
+                lambda _: None,
+                on_response=self.records.append,
+            )
+        )
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
@@ -147,7 +179,9 @@ class Deployment:
 
         self.env, self.spec, self.frame = env, spec, frame
         self.url = f"http://127.0.0.1:{env['MODELOPS_ROLLOUT_PORT']}"
-        self.experiment = mlflow.create_experiment("bench-rollout", artifact_location=(WORK / "artifacts").as_uri())
+        self.experiment = mlflow.create_experiment(
+            "bench-rollout", artifact_location=(WORK / "artifacts").as_uri()
+        )
 
     def deployable(self, version: str) -> str:
         """Build the version's bento and tag it as the training DAG's smoke test does (challenger)."""
@@ -162,7 +196,9 @@ class Deployment:
     def train(self, seed: int) -> str:
         from tests.integration.rollout_fixtures import train_and_register
 
-        return self.deployable(train_and_register(self.spec, self.frame, seed=seed, experiment_id=self.experiment))
+        return self.deployable(
+            train_and_register(self.spec, self.frame, seed=seed, experiment_id=self.experiment)
+        )
 
     def rollout(self, version: str, *, traffic: bool) -> dict:
         """``airflow dags test fraud_detection_rollout`` for ``version``; its record, wall time and traffic."""
@@ -175,14 +211,24 @@ class Deployment:
             sender.__enter__()
         try:
             started = time.time()
-            res = local_stack.airflow(["dags", "test", self.spec.rollout_dag_id, "--conf",
-                                       json.dumps({"version": version})], self.env, log_file=log_file, timeout_s=1200)
+            res = local_stack.airflow(
+                ["dags", "test", self.spec.rollout_dag_id, "--conf", json.dumps({"version": version})],
+                self.env,
+                log_file=log_file,
+                timeout_s=1200,
+            )
             ended = time.time()
         finally:
             if sender is not None:
                 sender.__exit__()
-        return {"rc": res.returncode, "log_file": str(log_file), "started": started, "ended": ended,
-                "record": stages.read_record(MODEL, version), "traffic": sender}
+        return {
+            "rc": res.returncode,
+            "log_file": str(log_file),
+            "started": started,
+            "ended": ended,
+            "record": stages.read_record(MODEL, version),
+            "traffic": sender,
+        }
 
 
 def bench_overhead(spec, frame, requests: int) -> dict:
@@ -211,9 +257,13 @@ def bench_overhead(spec, frame, requests: int) -> dict:
             proxied.append(post(endpoint, body)[0])
     finally:
         backend.shutdown()
-    o = {"requests": requests,
-         "direct_p50_ms": percentile_ms(direct, 50), "direct_p95_ms": percentile_ms(direct, 95),
-         "splitter_p50_ms": percentile_ms(proxied, 50), "splitter_p95_ms": percentile_ms(proxied, 95)}
+    o = {
+        "requests": requests,
+        "direct_p50_ms": percentile_ms(direct, 50),
+        "direct_p95_ms": percentile_ms(direct, 95),
+        "splitter_p50_ms": percentile_ms(proxied, 50),
+        "splitter_p95_ms": percentile_ms(proxied, 95),
+    }
     o["added_p95_ms"] = round(o["splitter_p95_ms"] - o["direct_p95_ms"], 3)
     o["p95_ratio"] = round(o["splitter_p95_ms"] / o["direct_p95_ms"], 3)
     o["goal_added_p95_ms"], o["goal_met"] = 1.0, o["added_p95_ms"] <= 1.0
@@ -234,19 +284,31 @@ def bench_stages(d: Deployment) -> dict:
     for stage, step in zip(record.get("stages", []), rollout.steps, strict=False):
         floor = rollout.step_min_requests(step) / (DEMO_RATE * step.traffic_percent / 100)
         wall = ts(stage["ended_at"]) - ts(stage["started_at"]) if stage.get("ended_at") else None
-        rows.append({"stage": stage["name"], "traffic_percent": step.traffic_percent, "outcome": stage["outcome"],
-                     "wall_s": None if wall is None else round(wall, 1),
-                     "canary_requests": (stage.get("analysis") or {}).get("canary_requests"),
-                     "min_requests": rollout.step_min_requests(step), "floor_s": round(floor, 1),
-                     "wall_vs_floor": None if wall is None else round(wall / floor, 2)})
+        rows.append(
+            {
+                "stage": stage["name"],
+                "traffic_percent": step.traffic_percent,
+                "outcome": stage["outcome"],
+                "wall_s": None if wall is None else round(wall, 1),
+                "canary_requests": (stage.get("analysis") or {}).get("canary_requests"),
+                "min_requests": rollout.step_min_requests(step),
+                "floor_s": round(floor, 1),
+                "wall_vs_floor": None if wall is None else round(wall / floor, 2),
+            }
+        )
     stages = record.get("stages") or []
     first = ts(stages[0]["started_at"]) if stages else None
     last = ts(stages[-1]["ended_at"]) if stages and stages[-1].get("ended_at") else None
     floor_total = sum(r["floor_s"] for r in rows)
     return {
-        "version": v2, "status": record.get("status"), "rc": run["rc"], "log_file": run["log_file"],
-        "rate_sent_per_s": round(rate, 2), "rows_per_request": DEMO_ROWS_PER_REQUEST,
-        "min_requests": rollout.min_requests, "check_interval_s": rollout.check_interval_s,
+        "version": v2,
+        "status": record.get("status"),
+        "rc": run["rc"],
+        "log_file": run["log_file"],
+        "rate_sent_per_s": round(rate, 2),
+        "rows_per_request": DEMO_ROWS_PER_REQUEST,
+        "min_requests": rollout.min_requests,
+        "check_interval_s": rollout.check_interval_s,
         "stages": rows,
         "before_first_stage_s": round(first - run["started"], 1) if first else None,
         "stages_s": round(last - first, 1) if first and last else None,
@@ -267,8 +329,16 @@ def bench_fault(d: Deployment, fault_after_s: float) -> dict:
 
     rollout = d.spec.rollout
     champion = tracking.alias_version(MODEL, tracking.CHAMPION)
-    bad = d.deployable(register_faulty_candidate(d.spec, champion, "error", experiment_id=d.experiment,
-                                                 workdir=WORK / "faulty", fault_after_s=fault_after_s))
+    bad = d.deployable(
+        register_faulty_candidate(
+            d.spec,
+            champion,
+            "error",
+            experiment_id=d.experiment,
+            workdir=WORK / "faulty",
+            fault_after_s=fault_after_s,
+        )
+    )
     run = d.rollout(bad, traffic=True)
     record, records = run["record"], sorted(run["traffic"].records, key=lambda r: r.answered_at)
     stable_host = LocalBackend(MODEL).state().variants["stable"].url.removeprefix("http://")
@@ -278,12 +348,21 @@ def bench_fault(d: Deployment, fault_after_s: float) -> dict:
 
     canary = [r for r in records if upstream(r) and upstream(r) != stable_host]
     failing = [r for r in canary if r.status is None or r.status >= 500]
-    out = {"version": bad, "status": record.get("status"), "rc": run["rc"], "log_file": run["log_file"],
-           "fault_after_s": fault_after_s, "check_interval_s": rollout.check_interval_s,
-           "min_requests": rollout.min_requests, "reason": record.get("reason"),
-           "failed_stage": (record.get("failure") or {}).get("stage"),
-           "flagger_default_interval_s": FLAGGER_INTERVAL_S, "flagger_default_threshold": FLAGGER_THRESHOLD,
-           "flagger_default_s": FLAGGER_INTERVAL_S * FLAGGER_THRESHOLD, "goal_s": 10.0}
+    out = {
+        "version": bad,
+        "status": record.get("status"),
+        "rc": run["rc"],
+        "log_file": run["log_file"],
+        "fault_after_s": fault_after_s,
+        "check_interval_s": rollout.check_interval_s,
+        "min_requests": rollout.min_requests,
+        "reason": record.get("reason"),
+        "failed_stage": (record.get("failure") or {}).get("stage"),
+        "flagger_default_interval_s": FLAGGER_INTERVAL_S,
+        "flagger_default_threshold": FLAGGER_THRESHOLD,
+        "flagger_default_s": FLAGGER_INTERVAL_S * FLAGGER_THRESHOLD,
+        "goal_s": 10.0,
+    }
     if not failing:
         out["error"] = "the canary never answered a 5xx: the fault did not turn on before the rollout ended"
         return out
@@ -291,24 +370,33 @@ def bench_fault(d: Deployment, fault_after_s: float) -> dict:
     failed_stage = next((s for s in record.get("stages", []) if s.get("outcome") == "failed"), None)
     after = [r for r in records if r.sent_at > last]
     logged = read_window(MODEL, start=datetime.fromtimestamp(onset, UTC))
-    out.update({
-        "onset_stage": next((s["name"] for s in reversed(record.get("stages", [])) if ts(s["started_at"]) <= onset),
-                            None),
-        "canary_ok_before_onset": sum(1 for r in canary if r.answered_at < onset and r.status == 200),
-        "canary_failed": len(failing),
-        "detected_s": round(ts(failed_stage["ended_at"]) - onset, 2) if failed_stage else None,
-        "last_canary_answer_s": round(last - onset, 2),
-        "rollback_done_s": round(ts(record["ended_at"]) - onset, 2) if record.get("ended_at") else None,
-        "canary_gap_s": round(1 / (DEMO_RATE * (failed_stage or {}).get("traffic_percent", 5) / 100), 2),
-        "requests_after": len(after),
-        "on_stable_after": sum(1 for r in after if upstream(r) == stable_host and r.status == 200),
-        "log_canary_rows_after_onset": int((logged["variant"] == "canary").sum()) if len(logged) else 0,
-        "log_stable_rows_after_onset": int((logged["variant"] == "stable").sum()) if len(logged) else 0,
-    })
+    out.update(
+        {
+            "onset_stage": next(
+                (s["name"] for s in reversed(record.get("stages", [])) if ts(s["started_at"]) <= onset), None
+            ),
+            "canary_ok_before_onset": sum(1 for r in canary if r.answered_at < onset and r.status == 200),
+            "canary_failed": len(failing),
+            "detected_s": round(ts(failed_stage["ended_at"]) - onset, 2) if failed_stage else None,
+            "last_canary_answer_s": round(last - onset, 2),
+            "rollback_done_s": round(ts(record["ended_at"]) - onset, 2) if record.get("ended_at") else None,
+            "canary_gap_s": round(1 / (DEMO_RATE * (failed_stage or {}).get("traffic_percent", 5) / 100), 2),
+            "requests_after": len(after),
+            "on_stable_after": sum(1 for r in after if upstream(r) == stable_host and r.status == 200),
+            "log_canary_rows_after_onset": int((logged["variant"] == "canary").sum()) if len(logged) else 0,
+            "log_stable_rows_after_onset": int((logged["variant"] == "stable").sum()) if len(logged) else 0,
+        }
+    )
     # The rollback task logs this line right after it set the share to 0 and stopped the canary:
     # an upper bound for the move (the last canary answer is a lower bound).
-    moved = next((line.split()[0] for line in Path(run["log_file"]).read_text().splitlines()
-                  if f"{MODEL} v{bad} rolled back in" in line), None)
+    moved = next(
+        (
+            line.split()[0]
+            for line in Path(run["log_file"]).read_text().splitlines()
+            if f"{MODEL} v{bad} rolled back in" in line
+        ),
+        None,
+    )
     out["rollback_logged_s"] = round(ts(moved.replace("Z", "+00:00")) - onset, 2) if moved else None
     # 100% on stable: at the latest when the rollback logged the move (the figure held to the goal).
     out["all_stable_s"] = out["rollback_logged_s"] if moved else out["rollback_done_s"]
@@ -324,54 +412,82 @@ def print_table(results: dict) -> None:
         print("| path | p50 (ms) | p95 (ms) | p95 vs peer |")
         print("| --- | ---: | ---: | ---: |")
         print(f"| peer: direct to stable | {o['direct_p50_ms']:.2f} | {o['direct_p95_ms']:.2f} | 1.00x |")
-        print(f"| through Caddy (0% canary) | {o['splitter_p50_ms']:.2f} | {o['splitter_p95_ms']:.2f} | "
-              f"{o['p95_ratio']:.2f}x (+{o['added_p95_ms']:.2f} ms; goal <= +1 ms: "
-              f"{'met' if o['goal_met'] else 'NOT met'}) |")
+        print(
+            f"| through Caddy (0% canary) | {o['splitter_p50_ms']:.2f} | {o['splitter_p95_ms']:.2f} | "
+            f"{o['p95_ratio']:.2f}x (+{o['added_p95_ms']:.2f} ms; goal <= +1 ms: "
+            f"{'met' if o['goal_met'] else 'NOT met'}) |"
+        )
     if "stages" in results:
         s = results["stages"]
-        print(f"\ngood v{s['version']} through {[r['traffic_percent'] for r in s['stages']]}% at "
-              f"{s['rate_sent_per_s']:g} requests/s x {s['rows_per_request']} rows (min_requests {s['min_requests']}, "
-              f"check_interval_s {s['check_interval_s']:g}): {s['status']} (rc {s['rc']})")
-        print("| stage | outcome | wall (s) | canary requests | floor min_requests/(rate x share) (s) | wall vs floor |")
+        print(
+            f"\ngood v{s['version']} through {[r['traffic_percent'] for r in s['stages']]}% at "
+            f"{s['rate_sent_per_s']:g} requests/s x {s['rows_per_request']} rows (min_requests {s['min_requests']}, "
+            f"check_interval_s {s['check_interval_s']:g}): {s['status']} (rc {s['rc']})"
+        )
+        print(
+            "| stage | outcome | wall (s) | canary requests | floor min_requests/(rate x share) (s) | wall vs floor |"
+        )
         print("| --- | --- | ---: | ---: | ---: | ---: |")
         for r in s["stages"]:
-            print(f"| {r['stage']} | {r['outcome']} | {r['wall_s']} | {r['canary_requests']} | {r['floor_s']} | "
-                  f"{r['wall_vs_floor']}x |")
+            print(
+                f"| {r['stage']} | {r['outcome']} | {r['wall_s']} | {r['canary_requests']} | {r['floor_s']} | "
+                f"{r['wall_vs_floor']}x |"
+            )
         print(f"| all stages | | {s['stages_s']} | | {s['floor_s']} | {s['stages_vs_floor']}x |")
         print(f"| DAG run (airflow dags test: parse, prepare, stages, promote) | | {s['dag_run_s']} | | | |")
-        print(f"  before the first stage (parse, start stable and canary): {s['before_first_stage_s']} s; "
-              f"promote (new stable started, old drained): {s['promote_s']} s; traffic p50 "
-              f"{s['traffic']['latency_ms_p50'] or 0:.1f} ms, 5xx {s['traffic']['5xx']}, conn {s['traffic']['connection_errors']}")
+        print(
+            f"  before the first stage (parse, start stable and canary): {s['before_first_stage_s']} s; "
+            f"promote (new stable started, old drained): {s['promote_s']} s; traffic p50 "
+            f"{s['traffic']['latency_ms_p50'] or 0:.1f} ms, 5xx {s['traffic']['5xx']}, conn {s['traffic']['connection_errors']}"
+        )
     if "fault" in results:
         f = results["fault"]
-        print(f"\ncandidate failing {f['fault_after_s']:g} s after its first prediction (check_interval_s "
-              f"{f['check_interval_s']:g}): {f['status']} at {f.get('failed_stage')} (rc {f['rc']})")
+        print(
+            f"\ncandidate failing {f['fault_after_s']:g} s after its first prediction (check_interval_s "
+            f"{f['check_interval_s']:g}): {f['status']} at {f.get('failed_stage')} (rc {f['rc']})"
+        )
         if "error" in f:
             print(f"  {f['error']}")
             return
-        print(f"  onset in {f['onset_stage']} after {f['canary_ok_before_onset']} good canary answers; "
-              f"{f['canary_failed']} failed canary answers; reason: {(f['reason'] or '')[:160]}")
+        print(
+            f"  onset in {f['onset_stage']} after {f['canary_ok_before_onset']} good canary answers; "
+            f"{f['canary_failed']} failed canary answers; reason: {(f['reason'] or '')[:160]}"
+        )
         print("| from onset (canary's first 5xx) to | s | vs Flagger default (60 s x 1 check) |")
         print("| --- | ---: | ---: |")
         print(f"| analysis failed the stage | {f['detected_s']} | |")
-        print(f"| last request answered by the canary (lower bound of 100% stable) | {f['last_canary_answer_s']} | |")
-        print(f"| rollback logged 'rolled back' (share 0 set, canary stopped): 100% stable | {f['all_stable_s']} | "
-              f"{f['vs_flagger_default']:.2f}x (goal <= 10 s: {'met' if f['goal_met'] else 'NOT met'}) |")
+        print(
+            f"| last request answered by the canary (lower bound of 100% stable) | {f['last_canary_answer_s']} | |"
+        )
+        print(
+            f"| rollback logged 'rolled back' (share 0 set, canary stopped): 100% stable | {f['all_stable_s']} | "
+            f"{f['vs_flagger_default']:.2f}x (goal <= 10 s: {'met' if f['goal_met'] else 'NOT met'}) |"
+        )
         print(f"| rollback task done (registry restored, model card updated) | {f['rollback_done_s']} | |")
-        print(f"| peer: Flagger's default analysis (documented, not measured) | <= {f['flagger_default_s']} | 1.00x |")
-        print(f"  then {f['on_stable_after']}/{f['requests_after']} requests answered by stable; inference log after "
-              f"onset: {f['log_canary_rows_after_onset']} canary rows, {f['log_stable_rows_after_onset']} stable rows; "
-              f"the canary got one request every {f['canary_gap_s']:g} s at its share")
+        print(
+            f"| peer: Flagger's default analysis (documented, not measured) | <= {f['flagger_default_s']} | 1.00x |"
+        )
+        print(
+            f"  then {f['on_stable_after']}/{f['requests_after']} requests answered by stable; inference log after "
+            f"onset: {f['log_canary_rows_after_onset']} canary rows, {f['log_stable_rows_after_onset']} stable rows; "
+            f"the canary got one request every {f['canary_gap_s']:g} s at its share"
+        )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts: {','.join(PARTS)}")
-    parser.add_argument("--quick", action="store_true", help="fewer requests, half the min_requests: a smoke run")
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer requests, half the min_requests: a smoke run"
+    )
     parser.add_argument("--requests", type=int, default=None, help="requests per path for the overhead (400)")
-    parser.add_argument("--fault-after-s", type=float, default=None,
-                        help="the faulty candidate fails this long after its first prediction "
-                             "(default: 60%% of canary_5's floor, mid-stage)")
+    parser.add_argument(
+        "--fault-after-s",
+        type=float,
+        default=None,
+        help="the faulty candidate fails this long after its first prediction "
+        "(default: 60%% of canary_5's floor, mid-stage)",
+    )
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     parts = [p.strip() for p in args.only.split(",") if p.strip()]
@@ -393,8 +509,11 @@ def main() -> int:
     mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
     mlflow.set_registry_uri(env["MLFLOW_TRACKING_URI"])
     load = os.getloadavg()
-    results: dict = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "quick": args.quick,
-                     "loadavg_start": [round(x, 2) for x in load]}
+    results: dict = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "loadavg_start": [round(x, 2) for x in load],
+    }
     try:
         if "overhead" in parts:
             results["overhead"] = bench_overhead(spec, frame, args.requests or (100 if args.quick else 400))
@@ -408,13 +527,21 @@ def main() -> int:
                 results["stages"] = bench_stages(d)
             if "fault" in parts:
                 step = spec.rollout.steps[0]
-                after = args.fault_after_s if args.fault_after_s is not None else round(
-                    0.6 * spec.rollout.step_min_requests(step) / (DEMO_RATE * step.traffic_percent / 100), 1)
+                after = (
+                    args.fault_after_s
+                    if args.fault_after_s is not None
+                    else round(
+                        0.6 * spec.rollout.step_min_requests(step) / (DEMO_RATE * step.traffic_percent / 100),
+                        1,
+                    )
+                )
                 results["fault"] = bench_fault(d, after)
     finally:
         LocalBackend(MODEL).shutdown()
     results["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
-    print(f"\n{results['date']}  load average at start {results['loadavg_start']}, at end {results['loadavg_end']}")
+    print(
+        f"\n{results['date']}  load average at start {results['loadavg_start']}, at end {results['loadavg_end']}"
+    )
     print_table(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))

@@ -76,8 +76,9 @@ class Clients:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _one(self) -> None:
-        request = urllib.request.Request(f"{self.url}/predict", data=self.body, method="POST",
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{self.url}/predict", data=self.body, method="POST", headers={"Content-Type": "application/json"}
+        )
         sent = time.time()
         status, upstream = None, ""
         try:
@@ -114,12 +115,31 @@ def setup(args: argparse.Namespace):
     port = local_stack.free_port()
     uri = f"http://127.0.0.1:{port}"
     env = local_stack.stack_env(WORK / "state", uri)
-    env.update(MODELOPS_SERVE_WORKERS="1", MODELOPS_GIT_COMMIT="bench", TMPDIR=str(WORK / "tmp"),
-               MODELOPS_INFERENCE_LOG_URL=str(WORK / "state" / "inference_log"))
-    os.environ.update({k: env[k] for k in (
-        "MODELOPS_STATE_DIR", "BENTOML_HOME", "MLFLOW_TRACKING_URI", "MODELOPS_SERVE_WORKERS", "MODELOPS_GIT_COMMIT",
-        "MODELOPS_INFERENCE_LOG_URL", "BENTOML_DO_NOT_TRACK", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK",
-        "XDG_CACHE_HOME", "MPLCONFIGDIR", "TMPDIR")})
+    env.update(
+        MODELOPS_SERVE_WORKERS="1",
+        MODELOPS_GIT_COMMIT="bench",
+        TMPDIR=str(WORK / "tmp"),
+        MODELOPS_INFERENCE_LOG_URL=str(WORK / "state" / "inference_log"),
+    )
+    os.environ.update(
+        {
+            k: env[k]
+            for k in (
+                "MODELOPS_STATE_DIR",
+                "BENTOML_HOME",
+                "MLFLOW_TRACKING_URI",
+                "MODELOPS_SERVE_WORKERS",
+                "MODELOPS_GIT_COMMIT",
+                "MODELOPS_INFERENCE_LOG_URL",
+                "BENTOML_DO_NOT_TRACK",
+                "MLFLOW_DISABLE_TELEMETRY",
+                "DO_NOT_TRACK",
+                "XDG_CACHE_HOME",
+                "MPLCONFIGDIR",
+                "TMPDIR",
+            )
+        }
+    )
     return port, env
 
 
@@ -138,12 +158,22 @@ def bench_router(backend, url: str, body: bytes, kills: int, rate: float, cap_s:
             back = None
             while time.monotonic() < deadline and back is None:
                 time.sleep(0.05)
-                back = next((r for r in list(clients.records) if r.sent_at >= killed_at and r.status == 200), None)
-            after = [r for r in list(clients.records) if r.sent_at >= killed_at and (back is None or r.sent_at < back.sent_at)]
-            rows.append({"served_again_s": round(back.answered_at - killed_at, 3) if back else None,
-                         "failed_requests": sum(1 for r in after if r.status != 200),
-                         "restarts_recorded": backend.state().splitter.get("restarts"),
-                         "outage_recorded_s": backend.state().splitter.get("last_outage_s")})
+                back = next(
+                    (r for r in list(clients.records) if r.sent_at >= killed_at and r.status == 200), None
+                )
+            after = [
+                r
+                for r in list(clients.records)
+                if r.sent_at >= killed_at and (back is None or r.sent_at < back.sent_at)
+            ]
+            rows.append(
+                {
+                    "served_again_s": round(back.answered_at - killed_at, 3) if back else None,
+                    "failed_requests": sum(1 for r in after if r.status != 200),
+                    "restarts_recorded": backend.state().splitter.get("restarts"),
+                    "outage_recorded_s": backend.state().splitter.get("last_outage_s"),
+                }
+            )
             if back is None:
                 break  # never came back: the old code needs a task to restart it
             time.sleep(5)
@@ -151,10 +181,15 @@ def bench_router(backend, url: str, body: bytes, kills: int, rate: float, cap_s:
                 break
     served = [r["served_again_s"] for r in rows if r["served_again_s"] is not None]
     worst = max(served) if served and len(served) == len(rows) else None
-    return {"kills": rows, "rate_per_s": rate, "cap_s": cap_s,
-            "worst_served_again_s": worst, "goal_s": GOAL_S,
-            "worst_vs_goal": round(worst / GOAL_S, 3) if worst is not None else None,
-            "goal_met": worst is not None and worst <= GOAL_S}
+    return {
+        "kills": rows,
+        "rate_per_s": rate,
+        "cap_s": cap_s,
+        "worst_served_again_s": worst,
+        "goal_s": GOAL_S,
+        "worst_vs_goal": round(worst / GOAL_S, 3) if worst is not None else None,
+        "goal_met": worst is not None and worst <= GOAL_S,
+    }
 
 
 def bench_abort(backend, server, url: str, body: bytes, v2: str, rate: float, cap_s: float) -> dict:
@@ -167,7 +202,9 @@ def bench_abort(backend, server, url: str, body: bytes, v2: str, rate: float, ca
     def abort() -> None:
         t = time.time()
         try:
-            call["result"] = stages.rollback(MODEL, v2, reason="bench: aborted with MLflow down", backend=backend)
+            call["result"] = stages.rollback(
+                MODEL, v2, reason="bench: aborted with MLflow down", backend=backend
+            )
         except Exception as exc:  # the old code raises once MLflow's retries give up
             call["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
         call["took_s"] = round(time.time() - t, 3)
@@ -181,18 +218,26 @@ def bench_abort(backend, server, url: str, body: bytes, v2: str, rate: float, ca
         thread.join(cap_s)
         time.sleep(2)  # a tail of requests after the call, to see where they go
     records = [r for r in clients.records if r.sent_at >= called_at]
-    last_not_stable = max((i for i, r in enumerate(records) if r.upstream != stable_host or r.status != 200),
-                          default=-1)
+    last_not_stable = max(
+        (i for i, r in enumerate(records) if r.upstream != stable_host or r.status != 200), default=-1
+    )
     all_stable_from = records[last_not_stable + 1].sent_at if last_not_stable + 1 < len(records) else None
     moved_s = round(all_stable_from - called_at, 3) if all_stable_from else None
-    out = {"rate_per_s": rate, "cap_s": cap_s, "call_s": call.get("took_s"), "call_returned": "took_s" in call,
-           "error": call.get("error"),
-           "registry_pending": (call.get("result") or {}).get("registry_pending"),
-           "all_on_stable_s": moved_s, "requests_after_call": len(records),
-           "canary_answers_after_call": sum(1 for r in records if r.upstream and r.upstream != stable_host),
-           "failed_after_call": sum(1 for r in records if r.status != 200), "goal_s": GOAL_S,
-           "vs_goal": round(moved_s / GOAL_S, 3) if moved_s is not None else None,
-           "goal_met": moved_s is not None and moved_s <= GOAL_S}
+    out = {
+        "rate_per_s": rate,
+        "cap_s": cap_s,
+        "call_s": call.get("took_s"),
+        "call_returned": "took_s" in call,
+        "error": call.get("error"),
+        "registry_pending": (call.get("result") or {}).get("registry_pending"),
+        "all_on_stable_s": moved_s,
+        "requests_after_call": len(records),
+        "canary_answers_after_call": sum(1 for r in records if r.upstream and r.upstream != stable_host),
+        "failed_after_call": sum(1 for r in records if r.status != 200),
+        "goal_s": GOAL_S,
+        "vs_goal": round(moved_s / GOAL_S, 3) if moved_s is not None else None,
+        "goal_met": moved_s is not None and moved_s <= GOAL_S,
+    }
     server.start()
     pending = list((WORK / "state" / "rollout" / MODEL).glob("registry-pending-v*.json"))
     deadline = time.monotonic() + 120
@@ -227,8 +272,12 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=5, help="how many times caddy is killed (router part)")
     parser.add_argument("--rate", type=float, default=20.0, help="client requests per second")
     parser.add_argument("--cap-s", type=float, default=60.0, help="give up waiting for a recovery after this")
-    parser.add_argument("--router-cap-s", type=float, default=None, help="the same for the router part (--cap-s)")
-    parser.add_argument("--project", default=None, help="the checkout whose include/ runs (default: this one)")
+    parser.add_argument(
+        "--router-cap-s", type=float, default=None, help="the same for the router part (--cap-s)"
+    )
+    parser.add_argument(
+        "--project", default=None, help="the checkout whose include/ runs (default: this one)"
+    )
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     parts = [p.strip() for p in args.only.split(",") if p.strip()]
@@ -243,8 +292,12 @@ def main() -> int:
     from include.modelops.spec import load_spec_by_name
     from tests.integration.rollout_fixtures import build, train_and_register
 
-    results: dict = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "project": str(PROJECT_ROOT),
-                     "loadavg_start": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count()}
+    results: dict = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "project": str(PROJECT_ROOT),
+        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
+        "cpus": os.cpu_count(),
+    }
     server = Server(port, env)
     server.start()
     backend = LocalBackend(MODEL, workers=1)
@@ -258,15 +311,18 @@ def main() -> int:
         v1 = train_and_register(spec, frame, seed=1, experiment_id=experiment)
         v2 = train_and_register(spec, frame, seed=2, experiment_id=experiment)
         for v in (v1, v2):
-            tracking.set_version_tags(MODEL, v, {"modelops.deployable": "true", "modelops.bento_tag": build(spec, v)})
+            tracking.set_version_tags(
+                MODEL, v, {"modelops.deployable": "true", "modelops.bento_tag": build(spec, v)}
+            )
         tracking.set_alias(MODEL, tracking.CHAMPION, v1)
         tracking.set_alias(MODEL, tracking.CHALLENGER, v2)
         body = json.dumps({"rows": packaging.request_rows(spec, frame.head(1))}).encode()
         stages.prepare(MODEL, v2, dag_run_id="bench-router", backend=backend)
         url = backend.endpoint()
         if "router" in parts:
-            results["router"] = bench_router(backend, url, body, args.kills, args.rate,
-                                             args.router_cap_s or args.cap_s)
+            results["router"] = bench_router(
+                backend, url, body, args.kills, args.rate, args.router_cap_s or args.cap_s
+            )
             backend.endpoint()  # the old code restarts the splitter here (a task would)
         if "abort" in parts:
             results["abort"] = bench_abort(backend, server, url, body, v2, args.rate, args.cap_s)

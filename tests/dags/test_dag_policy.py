@@ -48,11 +48,23 @@ def test_training_dag_runs_the_lifecycle_in_order(dagbag):
     dag = dagbag.dags["fraud_detection_training"]
     # fraud_detection has a rollout section: training ends with a deployable challenger, not a champion.
     assert "promote_to_champion" not in dag.task_ids
-    order = ["validate_dataset", "split_dataset", "train_candidate", "evaluate_candidate", "register_candidate",
-             "generate_model_card", "approve", "package_bento", "smoke_serve_bento", "update_model_card",
-             "summarize"]
+    order = [
+        "validate_dataset",
+        "split_dataset",
+        "train_candidate",
+        "evaluate_candidate",
+        "register_candidate",
+        "generate_model_card",
+        "approve",
+        "package_bento",
+        "smoke_serve_bento",
+        "update_model_card",
+        "summarize",
+    ]
     for up, down in zip(order, order[1:]):
-        assert down in {t.task_id for t in dag.get_task(up).get_flat_relatives(upstream=False)}, f"{up} !-> {down}"
+        assert down in {t.task_id for t in dag.get_task(up).get_flat_relatives(upstream=False)}, (
+            f"{up} !-> {down}"
+        )
     assert dag.get_task("summarize").trigger_rule == "all_done"
 
 
@@ -63,8 +75,14 @@ def test_dag_file_parses_without_heavy_imports(dag_file):
         f"runpy.run_path({str(dag_file)!r})\n"
         f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT,
-                         env={**os.environ, "PYTHONPATH": PYTHONPATH}, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "PYTHONPATH": PYTHONPATH},
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     loaded = json.loads(out.stdout.strip().splitlines()[-1])
     assert loaded == [], f"{dag_file.name} imports {loaded} at parse time"
@@ -76,7 +94,8 @@ def _good_and_bad_specs(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "fraud_detection.yaml").write_text(good)
     bad = good.replace("name: fraud_detection", "name: fraud_typo", 1).replace(
-        "primary_metric: roc_auc", "primary_metric: accuracy_score")
+        "primary_metric: roc_auc", "primary_metric: accuracy_score"
+    )
     assert bad.count("fraud_typo") == 1 and "accuracy_score" in bad
     (folder / "fraud_typo.yaml").write_text(bad)
 
@@ -89,9 +108,14 @@ def _dagbag_of(specs_dir: Path) -> dict:
         f"bag = DagBag(dag_folder={str(PROJECT_ROOT / 'dags')!r})\n"
         "print(json.dumps({'dags': sorted(bag.dags), 'import_errors': bag.import_errors}))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT,
-                         env={**os.environ, "PYTHONPATH": PYTHONPATH, "MODELOPS_SPECS_DIR": str(specs_dir)},
-                         timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "PYTHONPATH": PYTHONPATH, "MODELOPS_SPECS_DIR": str(specs_dir)},
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -102,8 +126,12 @@ def test_a_bad_spec_breaks_only_its_own_models_dags(tmp_path):
     bag = _dagbag_of(tmp_path / "specs")
 
     # the good model keeps every DAG; the bad one has none
-    for dag_id in ("fraud_detection_training", "fraud_detection_rollout", "fraud_detection_monitoring",
-                   "fraud_detection_rollback"):
+    for dag_id in (
+        "fraud_detection_training",
+        "fraud_detection_rollout",
+        "fraud_detection_monitoring",
+        "fraud_detection_rollback",
+    ):
         assert dag_id in bag["dags"], bag
     assert not [d for d in bag["dags"] if d.startswith("fraud_typo")], bag["dags"]
     # one import error, in the UI's "DAG Import Errors", naming the spec file and the field
@@ -116,7 +144,9 @@ def test_a_bad_spec_breaks_only_its_own_models_dags(tmp_path):
 def test_valid_specs_give_no_import_error_and_no_dag_from_the_spec_report_file(tmp_path):
     specs = tmp_path / "specs"
     specs.mkdir()
-    (specs / "fraud_detection.yaml").write_text((PROJECT_ROOT / "include/models/fraud_detection.yaml").read_text())
+    (specs / "fraud_detection.yaml").write_text(
+        (PROJECT_ROOT / "include/models/fraud_detection.yaml").read_text()
+    )
 
     bag = _dagbag_of(specs)
 
@@ -139,9 +169,14 @@ def test_kubernetes_backend_trains_in_a_deferrable_pod_and_parses_without_heavy_
         "t = bag.dags['fraud_detection_training'].get_task('train_candidate')\n"
         "print(json.dumps([type(t).__name__, t.deferrable, heavy]))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT,
-                         env={**os.environ, "PYTHONPATH": PYTHONPATH, "MODELOPS_SPECS_DIR": str(tmp_path)},
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "PYTHONPATH": PYTHONPATH, "MODELOPS_SPECS_DIR": str(tmp_path)},
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     kind, deferrable, heavy = json.loads(out.stdout.strip().splitlines()[-1])
     assert kind == "KubernetesPodOperator" and deferrable is True
@@ -159,7 +194,9 @@ def test_data_errors_fail_at_once_and_infrastructure_errors_retry(dagbag, task_i
 
     for user_error in (DataValidationError("bad data", {}), DataSplitError("holdout would be empty")):
         assert policy.evaluate(user_error, try_number=1, max_tries=3).action == RetryAction.FAIL
-    assert policy.evaluate(ConnectionError("mlflow down"), try_number=1, max_tries=3).action != RetryAction.FAIL
+    assert (
+        policy.evaluate(ConnectionError("mlflow down"), try_number=1, max_tries=3).action != RetryAction.FAIL
+    )
     assert task.retries == 2
 
 
@@ -174,13 +211,17 @@ def test_rollout_dag_bakes_stages_without_holding_a_worker_and_rolls_back_on_any
         stages = [f"canary_{s.traffic_percent}" for s in spec.rollout.steps]
         order = ["prepare_rollout", *stages, "promote", "rollback", "summarize"]
         for up, down in zip(order, order[1:]):
-            assert down in {t.task_id for t in dag.get_task(up).get_flat_relatives(upstream=False)}, f"{up} !-> {down}"
+            assert down in {t.task_id for t in dag.get_task(up).get_flat_relatives(upstream=False)}, (
+                f"{up} !-> {down}"
+            )
         assert all(dag.get_task(s).mode == "reschedule" for s in stages)
         # A poke the scheduler wrongly marks failed under load is retried (it resumes from the record).
         assert all(dag.get_task(s).retries >= 3 for s in stages)
         assert dag.get_task("rollback").trigger_rule == "one_failed"
         assert dag.max_active_runs == 1  # a second trigger waits for the running rollout
-        assert [a.name for a in dag.timetable.asset_condition.objects] == [assets.deployable_bento(spec.name).name]
+        assert [a.name for a in dag.timetable.asset_condition.objects] == [
+            assets.deployable_bento(spec.name).name
+        ]
 
 
 def test_a_shadow_stage_bakes_before_the_first_canary_step_and_can_roll_back(tmp_path):
@@ -199,9 +240,14 @@ def test_a_shadow_stage_bakes_before_the_first_canary_step_and_can_roll_back(tmp
         "print(json.dumps([sorted(shadow.upstream_task_ids), sorted(shadow.downstream_task_ids), shadow.mode,\n"
         "                  sorted(dag.get_task('rollback').upstream_task_ids), heavy]))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT,
-                         env={**os.environ, "PYTHONPATH": PYTHONPATH, "MODELOPS_SPECS_DIR": str(tmp_path)},
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "PYTHONPATH": PYTHONPATH, "MODELOPS_SPECS_DIR": str(tmp_path)},
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     upstream, downstream, mode, rollback_upstream, heavy = json.loads(out.stdout.strip().splitlines()[-1])
     first_step = f"canary_{raw['rollout']['steps'][0]}"
@@ -218,16 +264,30 @@ def test_a_paused_step_asks_a_person_between_its_stage_and_the_next(monkeypatch)
     from include.modelops.spec import load_all_specs
 
     spec = next(s for s in load_all_specs() if s.rollout is not None)
-    spec = spec.model_copy(update={"rollout": spec.rollout.model_copy(update={"steps": [
-        s.model_copy(update={"pause": s.traffic_percent == 50}) for s in spec.rollout.steps]})})
+    spec = spec.model_copy(
+        update={
+            "rollout": spec.rollout.model_copy(
+                update={
+                    "steps": [
+                        s.model_copy(update={"pause": s.traffic_percent == 50}) for s in spec.rollout.steps
+                    ]
+                }
+            )
+        }
+    )
     assert any(s.pause for s in spec.rollout.steps), "the reference spec has a 50% step"
-    module = importlib.util.spec_from_file_location("model_rollout_under_test", PROJECT_ROOT / "dags" / "model_rollout.py")
+    module = importlib.util.spec_from_file_location(
+        "model_rollout_under_test", PROJECT_ROOT / "dags" / "model_rollout.py"
+    )
     factory = importlib.util.module_from_spec(module)
     module.loader.exec_module(factory)
     dag = factory.rollout_dag(spec)
 
     pause = dag.get_task("pause_after_canary_50")
-    assert pause.upstream_task_ids >= {"canary_50"} and pause.downstream_task_ids >= {"canary_100", "rollback"}
+    assert pause.upstream_task_ids >= {"canary_50"} and pause.downstream_task_ids >= {
+        "canary_100",
+        "rollback",
+    }
     assert "pause_after_canary_50" not in dag.get_task("canary_50").upstream_task_ids
     assert pause.defaults == ["Reject"]  # no answer aborts: fail closed
     assert pause.assigned_users == [{"id": a, "name": a} for a in spec.approval.approvers]

@@ -54,8 +54,14 @@ def test_training_dag_is_scheduled_on_the_retrain_request_and_its_cron(tmp_path)
         "    t, c = d.timetable, d.timetable.asset_condition\n"
         "    print(json.dumps([type(t).__name__, [a.name for a in getattr(c, 'objects', [c])]]))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT,
-                         env={**os.environ, "PYTHONPATH": PYTHONPATH}, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "PYTHONPATH": PYTHONPATH},
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     with_cron, asset_only = [json.loads(line) for line in out.stdout.splitlines() if line.startswith('["')]
     assert with_cron == ["AssetOrTimeSchedule", ["fraud_detection.retrain_requested"]]

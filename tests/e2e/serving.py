@@ -17,13 +17,24 @@ def serve_and_send_traffic(env: dict[str, str], state: Path, model: str, *, requ
     from include.modelops.local_stack import free_port
 
     def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "include.modelops.cli", *args], env=env, cwd=PROJECT_ROOT,
-                              capture_output=True, text=True, timeout=600)
+        return subprocess.run(
+            [sys.executable, "-m", "include.modelops.cli", *args],
+            env=env,
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
 
     port = free_port("127.0.0.1")
-    serve = subprocess.Popen([sys.executable, "-m", "include.modelops.cli", "serve", "--model", model,
-                              "--port", str(port)], env={**env, "PYTHONUNBUFFERED": "1"},
-                             cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "include.modelops.cli", "serve", "--model", model, "--port", str(port)],
+        env={**env, "PYTHONUNBUFFERED": "1"},
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     out = state / f"traffic-{model}.json"
     try:
         seen: list[str] = []
@@ -34,9 +45,27 @@ def serve_and_send_traffic(env: dict[str, str], state: Path, model: str, *, requ
                 break
             seen.append(line)
         assert any(line.startswith("Serving ") for line in seen), "".join(seen)[-3000:]
-        res = cli("traffic", "--model", model, "--url", f"http://127.0.0.1:{port}", "--count", str(requests),
-                  "--rate", "30", "--rows-per-request", "3", "--label-delay", "0", "--pending", "write",
-                  "--ready-timeout", "240", "--json", str(out))
+        res = cli(
+            "traffic",
+            "--model",
+            model,
+            "--url",
+            f"http://127.0.0.1:{port}",
+            "--count",
+            str(requests),
+            "--rate",
+            "30",
+            "--rows-per-request",
+            "3",
+            "--label-delay",
+            "0",
+            "--pending",
+            "write",
+            "--ready-timeout",
+            "240",
+            "--json",
+            str(out),
+        )
         assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
         sent = json.loads(out.read_text())
         assert sent["sent"] == requests and sent["answered"] == requests, sent

@@ -17,7 +17,11 @@ pytestmark = pytest.mark.e2e
 
 
 def _env(state: Path) -> dict[str, str]:
-    env = {**os.environ, "MODELOPS_STATE_DIR": str(state), "PYTHONPATH": f"{PROJECT_ROOT}:{PROJECT_ROOT / 'plugins'}"}
+    env = {
+        **os.environ,
+        "MODELOPS_STATE_DIR": str(state),
+        "PYTHONPATH": f"{PROJECT_ROOT}:{PROJECT_ROOT / 'plugins'}",
+    }
     for leaked in ("MLFLOW_TRACKING_URI", "MODELOPS_SPECS_DIR", "MODELOPS_OWNER"):
         env.pop(leaked, None)
     return env
@@ -26,8 +30,14 @@ def _env(state: Path) -> dict[str, str]:
 def demo(state: Path, command: str = "demo") -> subprocess.CompletedProcess:
     # The default size, as `make demo` runs it: at 20k rows the slices hold too few frauds for the
     # reference spec's slice-gap rule to be stable.
-    return subprocess.run([sys.executable, "-m", "include.modelops.cli", command], env=_env(state),
-                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=1200)
+    return subprocess.run(
+        [sys.executable, "-m", "include.modelops.cli", command],
+        env=_env(state),
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
 
 
 def _query(db: Path, sql: str, *args) -> list[tuple]:
@@ -37,8 +47,10 @@ def _query(db: Path, sql: str, *args) -> list[tuple]:
 
 def _registry(state: Path) -> tuple[list[tuple], list[tuple]]:
     db = state / "mlflow" / "mlflow.db"
-    return (_query(db, "SELECT name, version, current_stage FROM model_versions ORDER BY name, version"),
-            _query(db, "SELECT name, alias, version FROM registered_model_aliases ORDER BY name, alias"))
+    return (
+        _query(db, "SELECT name, version, current_stage FROM model_versions ORDER BY name, version"),
+        _query(db, "SELECT name, alias, version FROM registered_model_aliases ORDER BY name, alias"),
+    )
 
 
 def _rollout_records(state: Path) -> dict[str, str]:
@@ -54,13 +66,31 @@ def _up_acts_on_no_stale_event(state: Path) -> None:
     registry, records = _registry(state), _rollout_records(state)
     db = state / "airflow" / "airflow.db"
     before = {r[0] for r in _query(db, "SELECT run_id FROM dag_run")}
-    up = subprocess.Popen([sys.executable, "-m", "include.modelops.cli", "up", "--airflow-port", str(free_port()),
-                           "--mlflow-port", str(free_port())], env=_env(state), cwd=PROJECT_ROOT,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    up = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "include.modelops.cli",
+            "up",
+            "--airflow-port",
+            str(free_port()),
+            "--mlflow-port",
+            str(free_port()),
+        ],
+        env=_env(state),
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline, settled_since, new = time.monotonic() + 300, None, []
         while time.monotonic() < deadline and up.poll() is None:
-            new = [r for r in _query(db, "SELECT dag_id, run_id, run_type, state FROM dag_run") if r[1] not in before]
+            new = [
+                r
+                for r in _query(db, "SELECT dag_id, run_id, run_type, state FROM dag_run")
+                if r[1] not in before
+            ]
             if new and all(r[3] in ("success", "failed") for r in new):
                 settled_since = settled_since or time.monotonic()
                 if time.monotonic() - settled_since > 20:  # and nothing new for a while
@@ -78,9 +108,14 @@ def _up_acts_on_no_stale_event(state: Path) -> None:
     assert triggered, "no run started from the queued Asset events: " + out[-3000:]
     assert {r[2] for r in triggered} == {"asset_triggered"} and all(r[3] == "success" for r in new), new
     for dag_id, run_id, _, _ in triggered:
-        tasks = dict(_query(db, "SELECT task_id, state FROM task_instance WHERE dag_id = ? AND run_id = ?",
-                            dag_id, run_id))
-        assert "success" not in {s for t, s in tasks.items() if t not in ("check_trigger", "summarize")}, tasks
+        tasks = dict(
+            _query(
+                db, "SELECT task_id, state FROM task_instance WHERE dag_id = ? AND run_id = ?", dag_id, run_id
+            )
+        )
+        assert "success" not in {s for t, s in tasks.items() if t not in ("check_trigger", "summarize")}, (
+            tasks
+        )
         assert "skipped" in tasks.values(), tasks
     # the registry and every rollout record as the demo sequence left them
     assert _registry(state) == registry
@@ -93,8 +128,14 @@ def test_demo_twice_makes_a_champion_then_rolls_out_a_new_candidate_and_a_bad_on
     first = demo(state)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert "Outcome: v1 is the new champion" in first.stdout
-    for line in ("validate_dataset       success", "smoke_serve_bento      success", "Model card", "Bento",
-                 "fraud_detection_service:v1", "Stopped the MLflow server"):
+    for line in (
+        "validate_dataset       success",
+        "smoke_serve_bento      success",
+        "Model card",
+        "Bento",
+        "fraud_detection_service:v1",
+        "Stopped the MLflow server",
+    ):
         assert line in first.stdout, line
 
     second = demo(state)
@@ -112,8 +153,10 @@ def test_demo_twice_makes_a_champion_then_rolls_out_a_new_candidate_and_a_bad_on
     # make demo-bad-canary: a candidate that answers 500 is rolled back by itself; the champion stays
     bad = demo(state, "demo-bad-canary")
     assert bad.returncode == 0, bad.stdout[-3000:] + bad.stderr[-3000:]
-    assert (f"Outcome: not promoted (champion v{champion} kept): v3 was rolled back at canary_10: error_rate"
-            in bad.stdout)
+    assert (
+        f"Outcome: not promoted (champion v{champion} kept): v3 was rolled back at canary_10: error_rate"
+        in bad.stdout
+    )
     assert f"Registry: champion v{champion}, challenger none" in bad.stdout
     # everything it started, it stopped
     leftovers = subprocess.run(["pgrep", "-f", str(state)], capture_output=True, text=True).stdout.split()

@@ -35,8 +35,15 @@ def team_table(task: str, rows: int, seed: int) -> pd.DataFrame:
         X, y = make_regression(n_samples=rows, n_features=5, n_informative=4, noise=10.0, random_state=seed)
     else:
         n_classes = 2 if task == "binary" else 3
-        X, y = make_classification(n_samples=rows, n_features=5, n_informative=4, n_redundant=0,
-                                   n_classes=n_classes, class_sep=1.2, random_state=seed)
+        X, y = make_classification(
+            n_samples=rows,
+            n_features=5,
+            n_informative=4,
+            n_redundant=0,
+            n_classes=n_classes,
+            class_sep=1.2,
+            random_state=seed,
+        )
         if task == "multiclass":
             y = np.array(["bronze", "gold", "silver"])[y]
     frame = pd.DataFrame(X, columns=[f"signal_{i}" for i in range(5)])
@@ -55,7 +62,9 @@ def team_table(task: str, rows: int, seed: int) -> pd.DataFrame:
 
 
 def checksums(path: Path) -> dict[str, str]:
-    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(path.rglob("*")) if p.is_file()}
+    return {
+        str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(path.rglob("*")) if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -68,16 +77,26 @@ def project(tmp_path_factory):
         part.to_parquet(data / "accounts" / f"event_date={day}" / "part-0000.parquet", index=False)
     team_table("multiclass", 2_000, seed=12).to_csv(data / "tiers.csv", index=False)
     team_table("regression", 2_000, seed=13).to_parquet(data / "spend.parquet", index=False)
-    env = {**os.environ, "MODELOPS_STATE_DIR": str(root / "state"), "MODELOPS_SPECS_DIR": str(root / "specs"),
-           "BENTOML_HOME": str(root / "state" / "bentoml"),
-           "PYTHONPATH": f"{PROJECT_ROOT}:{PROJECT_ROOT / 'plugins'}"}
+    env = {
+        **os.environ,
+        "MODELOPS_STATE_DIR": str(root / "state"),
+        "MODELOPS_SPECS_DIR": str(root / "specs"),
+        "BENTOML_HOME": str(root / "state" / "bentoml"),
+        "PYTHONPATH": f"{PROJECT_ROOT}:{PROJECT_ROOT / 'plugins'}",
+    }
     env.pop("MLFLOW_TRACKING_URI", None)
     return {"root": root, "data": data, "specs": root / "specs", "env": env, "before": checksums(data)}
 
 
 def cli(project: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "include.modelops.cli", *args], env=project["env"],
-                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=1200)
+    return subprocess.run(
+        [sys.executable, "-m", "include.modelops.cli", *args],
+        env=project["env"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
 
 
 def fill_in_todos(spec_file: Path) -> None:
@@ -96,7 +115,9 @@ def fill_in_todos(spec_file: Path) -> None:
     ],
 )
 def test_a_drafted_spec_takes_the_teams_data_to_a_champion(project, model, data, task):
-    drafted = cli(project, "draft-spec", "--data", str(project["data"] / data), "--target", "y", "--name", model)
+    drafted = cli(
+        project, "draft-spec", "--data", str(project["data"] / data), "--target", "y", "--name", model
+    )
     assert drafted.returncode == 0, drafted.stdout + drafted.stderr
     assert f"task          {task}" in drafted.stdout
     spec_file = project["specs"] / f"{model}.yaml"

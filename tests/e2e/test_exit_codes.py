@@ -24,12 +24,22 @@ def test_gate_rejection_of_a_first_model_exits_3_and_says_there_is_no_champion(t
     spec = own_spec("hopeless_churn", "binary", data, "parquet")
     spec["evaluation"]["gate"]["thresholds"] = {"roc_auc": {"min": 0.9999}}  # no model can pass it
     (specs / "hopeless_churn.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    env = {**os.environ, "MODELOPS_STATE_DIR": str(state), "MODELOPS_SPECS_DIR": str(specs),
-           "PYTHONPATH": f"{PROJECT_ROOT}:{PROJECT_ROOT / 'plugins'}"}
+    env = {
+        **os.environ,
+        "MODELOPS_STATE_DIR": str(state),
+        "MODELOPS_SPECS_DIR": str(specs),
+        "PYTHONPATH": f"{PROJECT_ROOT}:{PROJECT_ROOT / 'plugins'}",
+    }
     env.pop("MLFLOW_TRACKING_URI", None)
 
-    res = subprocess.run([sys.executable, "-m", "include.modelops.cli", "run", "--model", "hopeless_churn"],
-                         env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=1200)
+    res = subprocess.run(
+        [sys.executable, "-m", "include.modelops.cli", "run", "--model", "hopeless_churn"],
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
 
     assert res.returncode == 3, res.stdout[-4000:] + res.stderr[-3000:]
     assert "Outcome: not promoted (no champion yet). REJECTED:" in res.stdout, res.stdout[-3000:]

@@ -47,14 +47,23 @@ def own_frame(task: str, n: int, seed: int) -> pd.DataFrame:
         target = y.round(3)
     else:
         classes = 2 if task == "binary" else 3
-        X, y = make_classification(n_samples=n, n_features=5, n_informative=4, n_redundant=0,
-                                   n_classes=classes, class_sep=1.2, random_state=seed)
+        X, y = make_classification(
+            n_samples=n,
+            n_features=5,
+            n_informative=4,
+            n_redundant=0,
+            n_classes=classes,
+            class_sep=1.2,
+            random_state=seed,
+        )
         target = y if task == "binary" else np.array(["bronze", "gold", "silver"])[y]
     frame = pd.DataFrame(X, columns=[f"signal_{i}" for i in range(5)])
     frame["segment"] = rng.choice(SEGMENTS, n)
     frame["has_contract"] = rng.random(n) < 0.4
     frame["tenure_months"] = rng.integers(0, 120, n)
-    frame["event_time"] = pd.Timestamp("2026-03-01") + pd.to_timedelta(rng.integers(0, 30 * 24 * 3600, n), "s")
+    frame["event_time"] = pd.Timestamp("2026-03-01") + pd.to_timedelta(
+        rng.integers(0, 30 * 24 * 3600, n), "s"
+    )
     frame["customer_id"] = [f"c{i:06d}" for i in rng.integers(0, 10**6, n)]
     frame["y"] = target
     return frame.sort_values("event_time").reset_index(drop=True)
@@ -71,24 +80,41 @@ def with_gaps(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
     return out
 
 
-def own_spec(name: str, task: str, data: Path, fmt: str, *, framework: str = "sklearn",
-             categoricals: bool = True, nulls: bool = False) -> dict:
+def own_spec(
+    name: str,
+    task: str,
+    data: Path,
+    fmt: str,
+    *,
+    framework: str = "sklearn",
+    categoricals: bool = True,
+    nulls: bool = False,
+) -> dict:
     task_name, metric, thresholds, classes = {
         "binary": ("binary_classification", "roc_auc", {"roc_auc": {"min": 0.7}}, [0, 1]),
-        "multiclass": ("multiclass_classification", "macro_f1", {"macro_f1": {"min": 0.5}},
-                       ["bronze", "gold", "silver"]),
+        "multiclass": (
+            "multiclass_classification",
+            "macro_f1",
+            {"macro_f1": {"min": 0.5}},
+            ["bronze", "gold", "silver"],
+        ),
         "regression": ("regression", "rmse", {"r2": {"min": 0.5}}, None),
     }[task]
     gaps = {"max_null_fraction": 0.2} if nulls else {}
-    features = [{"name": f"signal_{i}", "type": "numeric", "min": -50, "max": 50, **(gaps if i == 0 else {})}
-                for i in range(5)]
+    features = [
+        {"name": f"signal_{i}", "type": "numeric", "min": -50, "max": 50, **(gaps if i == 0 else {})}
+        for i in range(5)
+    ]
     features += [{"name": "segment", "type": "categorical", "categories": SEGMENTS}] if categoricals else []
     features += [
         {"name": "has_contract", "type": "boolean", **gaps},
         {"name": "tenure_months", "type": "integer", "min": 0, "max": 200, **gaps},
     ]
-    training = ({"framework": "sklearn", "params": {"max_iter": 60}} if framework == "sklearn" else
-                {"framework": "torch", "params": {"epochs": 40, "hidden_sizes": [64, 32], "patience": 6}})
+    training = (
+        {"framework": "sklearn", "params": {"max_iter": 60}}
+        if framework == "sklearn"
+        else {"framework": "torch", "params": {"epochs": 40, "hidden_sizes": [64, 32], "patience": 6}}
+    )
     return {
         "name": name,
         "description": f"A {task} model on a team's own table.",
@@ -102,9 +128,11 @@ def own_spec(name: str, task: str, data: Path, fmt: str, *, framework: str = "sk
         "segment_columns": ["segment"] if categoricals else [],
         "features": features,
         "training": training,
-        "evaluation": {"primary_metric": metric, "bootstrap_samples": 50,
-                       "gate": {"thresholds": thresholds, "max_drop_vs_champion": 0.5,
-                                "min_margin_over_baseline": 0.05}},
+        "evaluation": {
+            "primary_metric": metric,
+            "bootstrap_samples": 50,
+            "gate": {"thresholds": thresholds, "max_drop_vs_champion": 0.5, "min_margin_over_baseline": 0.05},
+        },
         "approval": {"policy": "auto", "approvers": ["admin"]},
     }
 
@@ -133,23 +161,44 @@ def project(tmp_path_factory):
         ("churn_risk", "binary", partitions, "parquet", {}),
         ("monthly_spend", "regression", user_data / "spend.parquet", "parquet", {}),
         # PyTorch, one table shape each: categoricals with nulls; neither.
-        ("tier_torch", "multiclass", user_data / "tiers_gaps.csv", "csv",
-         {"framework": "torch", "categoricals": True, "nulls": True}),
-        ("spend_torch", "regression", user_data / "spend_torch.parquet", "parquet",
-         {"framework": "torch", "categoricals": False, "nulls": False}),
+        (
+            "tier_torch",
+            "multiclass",
+            user_data / "tiers_gaps.csv",
+            "csv",
+            {"framework": "torch", "categoricals": True, "nulls": True},
+        ),
+        (
+            "spend_torch",
+            "regression",
+            user_data / "spend_torch.parquet",
+            "parquet",
+            {"framework": "torch", "categoricals": False, "nulls": False},
+        ),
     ]:
-        (specs / f"{name}.yaml").write_text(yaml.safe_dump(own_spec(name, task, data, fmt, **shape),
-                                                           sort_keys=False))
-    env = {**os.environ, "MODELOPS_STATE_DIR": str(state), "MODELOPS_SPECS_DIR": str(specs),
-           "BENTOML_HOME": str(state / "bentoml"),  # the store the training DAG builds into (local_stack)
-           "PYTHONPATH": f"{PROJECT_ROOT}:{PROJECT_ROOT / 'plugins'}"}
+        (specs / f"{name}.yaml").write_text(
+            yaml.safe_dump(own_spec(name, task, data, fmt, **shape), sort_keys=False)
+        )
+    env = {
+        **os.environ,
+        "MODELOPS_STATE_DIR": str(state),
+        "MODELOPS_SPECS_DIR": str(specs),
+        "BENTOML_HOME": str(state / "bentoml"),  # the store the training DAG builds into (local_stack)
+        "PYTHONPATH": f"{PROJECT_ROOT}:{PROJECT_ROOT / 'plugins'}",
+    }
     env.pop("MLFLOW_TRACKING_URI", None)
     return {"state": state, "data": user_data, "env": env, "before": checksums(user_data)}
 
 
 def cli(project: dict, *args: str) -> subprocess.CompletedProcess:
-    res = subprocess.run([sys.executable, "-m", "include.modelops.cli", *args], env=project["env"],
-                         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=1200)
+    res = subprocess.run(
+        [sys.executable, "-m", "include.modelops.cli", *args],
+        env=project["env"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     return res
 
 
@@ -172,7 +221,11 @@ def test_demo_twice_on_a_users_partitions_never_writes_them(project):
     second = cli(project, "demo", "--model", "churn_risk")
     # 0: v2 is the new champion; 3: not promoted (e.g. the gate found it no better), v1 kept
     assert second.returncode in (0, 3), second.stdout[-4000:]
-    expected = "Outcome: v2 is the new champion" if second.returncode == 0 else "Outcome: not promoted (champion v1 kept)"
+    expected = (
+        "Outcome: v2 is the new champion"
+        if second.returncode == 0
+        else "Outcome: not promoted (champion v1 kept)"
+    )
     assert expected in second.stdout, second.stdout[-3000:]
     assert "Generating" not in second.stdout
     assert "vs champion" in second.stdout  # a real comparison with v1 on the same data

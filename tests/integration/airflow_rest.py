@@ -16,24 +16,30 @@ class Api:
         self.tokens = {u: self._token(u, p) for u, p in users.items()}
 
     def _token(self, user: str, password: str) -> str:
-        req = urllib.request.Request(f"{self.base}/auth/token", method="POST",
-                                     data=json.dumps({"username": user, "password": password}).encode(),
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            f"{self.base}/auth/token",
+            method="POST",
+            data=json.dumps({"username": user, "password": password}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(req, timeout=30) as r:
             return json.loads(r.read())["access_token"]
 
-    def call(self, method: str, path: str, body: dict | None = None, *, user: str = "admin",
-             attempts: int = 5) -> tuple[int, dict]:
+    def call(
+        self, method: str, path: str, body: dict | None = None, *, user: str = "admin", attempts: int = 5
+    ) -> tuple[int, dict]:
         """One request; a 5xx is retried (up to ``attempts`` in all), as a well-behaved client does.
 
         The test Airflow keeps its metadata in SQLite, where the API server's write can meet the
         scheduler's and fail with "Database error" (the transaction is rolled back, so a retry is safe).
         """
         for attempt in range(1, attempts + 1):
-            req = urllib.request.Request(f"{self.base}/api/v2{path}", method=method,
-                                         data=json.dumps(body).encode() if body is not None else None,
-                                         headers={"Content-Type": "application/json",
-                                                  "Authorization": f"Bearer {self.tokens[user]}"})
+            req = urllib.request.Request(
+                f"{self.base}/api/v2{path}",
+                method=method,
+                data=json.dumps(body).encode() if body is not None else None,
+                headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.tokens[user]}"},
+            )
             try:
                 with urllib.request.urlopen(req, timeout=30) as r:
                     return r.status, json.loads(r.read() or b"{}")
@@ -87,7 +93,9 @@ def task_states(api: Api, dag_id: str, run_id: str) -> str:
     if status != 200:
         return f"task instances: HTTP {status} {body}"
     return "task instances: " + ", ".join(
-        f"{t.get('task_id')}: {t.get('state')} (try {t.get('try_number')})" for t in body.get("task_instances", []))
+        f"{t.get('task_id')}: {t.get('state')} (try {t.get('try_number')})"
+        for t in body.get("task_instances", [])
+    )
 
 
 def hitl_path(dag_id: str, run_id: str, task_id: str) -> str:

@@ -51,7 +51,9 @@ class Stack:
         return mlflow.MlflowClient(tracking_uri=self.mlflow_uri, registry_uri=self.mlflow_uri)
 
     def versions(self, model: str = "fraud_detection") -> list[str]:
-        return sorted((mv.version for mv in self.client().search_model_versions(f"name = '{model}'")), key=int)
+        return sorted(
+            (mv.version for mv in self.client().search_model_versions(f"name = '{model}'")), key=int
+        )
 
     def alias(self, alias: str, model: str = "fraud_detection") -> str | None:
         try:
@@ -105,10 +107,18 @@ def stack(tmp_path_factory, monkeypatch_session):
 # two manual-approval training specs (test_approval) and one with a paused rollout step
 # (test_rollout_api). Short stages: 25% (paused) then 100%, 30 requests each.
 STANDALONE_ROLLOUT = {
-    "steps": [{"traffic_percent": 25, "pause": True}, 100], "min_requests": 30, "max_wait_s": 300,
+    "steps": [{"traffic_percent": 25, "pause": True}, 100],
+    "min_requests": 30,
+    "max_wait_s": 300,
     "check_interval_s": 2,
-    "analysis": {"min_rows_for_distance": 100, "max_score_distance": 0.35, "latency_tolerance_ms": 200,
-                 "max_latency_p95_ratio": 3, "max_error_rate": 0.1, "max_error_rate_increase": 0.1},
+    "analysis": {
+        "min_rows_for_distance": 100,
+        "max_score_distance": 0.35,
+        "latency_tolerance_ms": 200,
+        "max_latency_p95_ratio": 3,
+        "max_error_rate": 0.1,
+        "max_error_rate_increase": 0.1,
+    },
 }
 
 
@@ -126,31 +136,55 @@ def standalone(stack):
 
     state = stack.state_dir / "standalone"
     specs = state / "specs"
-    manual = {"risk_tier": "medium", "approval": {"policy": "manual", "approvers": ["risk_lead"], "timeout_hours": 1}}
+    manual = {
+        "risk_tier": "medium",
+        "approval": {"policy": "manual", "approvers": ["risk_lead"], "timeout_hours": 1},
+    }
     write_test_spec(specs, stack.data_dir, name="fraud_manual", **manual)
-    write_test_spec(specs, stack.data_dir, name="fraud_timeout", risk_tier="medium",
-                    approval={"policy": "manual", "approvers": ["risk_lead"], "timeout_hours": 0.01})
+    write_test_spec(
+        specs,
+        stack.data_dir,
+        name="fraud_timeout",
+        risk_tier="medium",
+        approval={"policy": "manual", "approvers": ["risk_lead"], "timeout_hours": 0.01},
+    )
     monitoring = yaml.safe_load(REFERENCE_SPEC.read_text())["monitoring"]
-    write_test_spec(specs, stack.data_dir, name="fraud_paused", **manual, rollout=STANDALONE_ROLLOUT,
-                    monitoring={**monitoring, "drift_schedule": None})
+    write_test_spec(
+        specs,
+        stack.data_dir,
+        name="fraud_paused",
+        **manual,
+        rollout=STANDALONE_ROLLOUT,
+        monitoring={**monitoring, "drift_schedule": None},
+    )
     port = local_stack.free_port()
     env = local_stack.stack_env(state, stack.mlflow_uri, specs_dir=specs, api_port=port)
-    env.update({
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,risk_lead:admin",
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
-        "MODELOPS_ROLLOUT_PORT": str(local_stack.free_port()),
-        "MODELOPS_SERVE_WORKERS": "1",
-        "MODELOPS_GIT_COMMIT": "test",
-    })
+    env.update(
+        {
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,risk_lead:admin",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+            "MODELOPS_ROLLOUT_PORT": str(local_stack.free_port()),
+            "MODELOPS_SERVE_WORKERS": "1",
+            "MODELOPS_GIT_COMMIT": "test",
+        }
+    )
     local_stack.migrate_airflow_db(env)
     (state / "logs").mkdir(parents=True, exist_ok=True)
     log = open(state / "logs" / "standalone.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "airflow", "standalone"], env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True, cwd=local_stack.PROJECT_ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "airflow", "standalone"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=local_stack.PROJECT_ROOT,
+    )
     try:
-        local_stack._wait_http(f"http://127.0.0.1:{port}/api/v2/monitor/health", 240, proc, "Airflow API server")
+        local_stack._wait_http(
+            f"http://127.0.0.1:{port}/api/v2/monitor/health", 240, proc, "Airflow API server"
+        )
         pw_file = Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
         api = Api(f"http://127.0.0.1:{port}", json.loads(pw_file.read_text()))
         dags = ("fraud_manual_training", "fraud_timeout_training", "fraud_paused_rollout")
@@ -297,5 +331,3 @@ def built(spec: ModelSpec, registered: dict, state: Path):
     started = time.perf_counter()
     tag = build_bento(spec, registered["version"], registered["model_uri"])
     return {"tag": tag, "build_s": time.perf_counter() - started}
-
-

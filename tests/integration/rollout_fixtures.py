@@ -31,7 +31,9 @@ def train_and_register(spec: ModelSpec, frame: pd.DataFrame, *, seed: int, exper
     return str(mlflow.register_model(uri, spec.name).version)
 
 
-def register_faulty(spec: ModelSpec, inner_version: str, fault: str, *, experiment_id: str, workdir: Path) -> str:
+def register_faulty(
+    spec: ModelSpec, inner_version: str, fault: str, *, experiment_id: str, workdir: Path
+) -> str:
     """Register a candidate that wraps version ``inner_version`` with ``fault``; returns its version."""
     from include.modelops.rollout.faults import register_faulty_candidate
 
@@ -51,10 +53,38 @@ def traffic(url: str, model: str, source: Path, env: dict[str, str], *, rate: fl
     from include.modelops.settings import PROJECT_ROOT
 
     sender = subprocess.Popen(
-        [sys.executable, "-m", "include.modelops.cli", "traffic", "--model", model, "--url", url,
-         "--rate", str(rate), "--count", "100000", "--duration", "900", "--rows-per-request", "8",
-         "--source", str(source), "--label-delay", "0", "--pending", "drop", "--ready-timeout", "60"],
-        env=env, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "include.modelops.cli",
+            "traffic",
+            "--model",
+            model,
+            "--url",
+            url,
+            "--rate",
+            str(rate),
+            "--count",
+            "100000",
+            "--duration",
+            "900",
+            "--rows-per-request",
+            "8",
+            "--source",
+            str(source),
+            "--label-delay",
+            "0",
+            "--pending",
+            "drop",
+            "--ready-timeout",
+            "60",
+        ],
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         yield
     finally:
@@ -69,8 +99,12 @@ def variants_answering(url: str, spec: ModelSpec, frame: pd.DataFrame, n: int = 
     started, probe = datetime.now(UTC), f"probe-{uuid.uuid4().hex[:8]}"
     body = json.dumps({"rows": packaging.request_rows(spec, frame.head(2))}).encode()
     for i in range(n):
-        request = urllib.request.Request(f"{url}/predict", data=body, method="POST",
-                                         headers={"Content-Type": "application/json", "X-Request-ID": f"{probe}-{i}"})
+        request = urllib.request.Request(
+            f"{url}/predict",
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json", "X-Request-ID": f"{probe}-{i}"},
+        )
         with urllib.request.urlopen(request, timeout=10) as r:
             assert r.status == 200
     deadline = time.monotonic() + 15

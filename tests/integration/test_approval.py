@@ -29,7 +29,9 @@ def airflow_api(standalone) -> Api:
 @pytest.fixture(scope="module")
 def runs(airflow_api) -> dict[str, str]:
     """Both DAGs triggered together, as another system would, through the REST API."""
-    return {dag: trigger(airflow_api, dag, {"reason": "approval test"}) for dag in (APPROVED_DAG, TIMEOUT_DAG)}
+    return {
+        dag: trigger(airflow_api, dag, {"reason": "approval test"}) for dag in (APPROVED_DAG, TIMEOUT_DAG)
+    }
 
 
 def lose_the_resume_as_airflow_332_can(standalone, dag_id: str, run_id: str, task_id: str) -> None:
@@ -47,7 +49,8 @@ def lose_the_resume_as_airflow_332_can(standalone, dag_id: str, run_id: str, tas
             "UPDATE task_instance SET state = 'up_for_retry', next_method = NULL, next_kwargs = NULL, "
             "end_date = strftime('%Y-%m-%d %H:%M:%f000', 'now') "
             "WHERE dag_id = ? AND run_id = ? AND task_id = ? AND state = 'awaiting_input'",
-            (dag_id, run_id, task_id)).rowcount
+            (dag_id, run_id, task_id),
+        ).rowcount
     assert changed == 1
 
 
@@ -56,7 +59,10 @@ def test_manual_approval_over_rest_moves_alias_and_records_responder(stack, stan
     api = airflow_api
     run_id = runs[APPROVED_DAG]
 
-    api.wait("the approval request", lambda: ti(api, APPROVED_DAG, run_id, "approve").get("state") == "awaiting_input")
+    api.wait(
+        "the approval request",
+        lambda: ti(api, APPROVED_DAG, run_id, "approve").get("state") == "awaiting_input",
+    )
     lose_the_resume_as_airflow_332_can(standalone, APPROVED_DAG, run_id, "approve")
     hitl_path = hitl(APPROVED_DAG, run_id, "approve")
     status, detail = api.call("GET", hitl_path)
@@ -65,15 +71,26 @@ def test_manual_approval_over_rest_moves_alias_and_records_responder(stack, stan
     assert "Gate:" in body and "PASSED" in body and "model_card.html" in body
     assert "| roc_auc |" in body
 
-    status, _ = api.call("PATCH", hitl_path, {"chosen_options": ["Approve"], "params_input": {"comment": "x"}},
-                         user="admin")
+    status, _ = api.call(
+        "PATCH", hitl_path, {"chosen_options": ["Approve"], "params_input": {"comment": "x"}}, user="admin"
+    )
     assert status == 403  # admin is not an assigned approver of this model
-    status, resp = api.call("PATCH", hitl_path, {"chosen_options": ["Approve"],
-                                                 "params_input": {"comment": "evidence reviewed"}}, user="risk_lead")
+    status, resp = api.call(
+        "PATCH",
+        hitl_path,
+        {"chosen_options": ["Approve"], "params_input": {"comment": "evidence reviewed"}},
+        user="risk_lead",
+    )
     assert status == 200, resp
 
-    assert api.wait("the run to finish", lambda: run_state(api, APPROVED_DAG, run_id),
-                    describe=lambda: task_states(api, APPROVED_DAG, run_id)) == "success"
+    assert (
+        api.wait(
+            "the run to finish",
+            lambda: run_state(api, APPROVED_DAG, run_id),
+            describe=lambda: task_states(api, APPROVED_DAG, run_id),
+        )
+        == "success"
+    )
     assert ti(api, APPROVED_DAG, run_id, "approve")["try_number"] == 2  # the retry resumed with the answer
     status, detail = api.call("GET", hitl_path)
     assert status == 200 and detail["chosen_options"] == ["Approve"], detail  # not erased by a new request
@@ -84,16 +101,25 @@ def test_manual_approval_over_rest_moves_alias_and_records_responder(stack, stan
     assert tags["modelops.approval.1.by"] == "risk_lead"
     assert tags["modelops.approval.1.comment"] == "evidence reviewed"
     assert tags["modelops.dag_run_id"] == run_id
-    card = stack.client().download_artifacts(tags["modelops.model_card"].split("/")[1], "model_card/model_card.md",
-                                             str(stack.state_dir / "card_check"))
+    card = stack.client().download_artifacts(
+        tags["modelops.model_card"].split("/")[1],
+        "model_card/model_card.md",
+        str(stack.state_dir / "card_check"),
+    )
     assert "risk_lead" in Path(card).read_text()  # the regenerated card carries the approval
 
 
 def test_unanswered_approval_times_out_and_rejects(stack, airflow_api, runs):
     api = airflow_api
     run_id = runs[TIMEOUT_DAG]
-    assert api.wait("the run to finish", lambda: run_state(api, TIMEOUT_DAG, run_id),
-                    describe=lambda: task_states(api, TIMEOUT_DAG, run_id)) == "success"
+    assert (
+        api.wait(
+            "the run to finish",
+            lambda: run_state(api, TIMEOUT_DAG, run_id),
+            describe=lambda: task_states(api, TIMEOUT_DAG, run_id),
+        )
+        == "success"
+    )
     assert ti(api, TIMEOUT_DAG, run_id, "approve")["state"] == "success"
     for task in ("package_bento", "smoke_serve_bento", "promote_to_champion"):
         assert ti(api, TIMEOUT_DAG, run_id, task)["state"] == "skipped", task
@@ -104,7 +130,10 @@ def test_unanswered_approval_times_out_and_rejects(stack, airflow_api, runs):
     assert tags["modelops.approval.1.by"] == "timeout"
     assert tags["modelops.approval.1.timed_out"] == "True"
     assert ti(api, TIMEOUT_DAG, run_id, "update_model_card")["state"] == "success"
-    card = stack.client().download_artifacts(tags["modelops.model_card"].split("/")[1], "model_card/model_card.json",
-                                             str(stack.state_dir / "card_check_timeout"))
+    card = stack.client().download_artifacts(
+        tags["modelops.model_card"].split("/")[1],
+        "model_card/model_card.json",
+        str(stack.state_dir / "card_check_timeout"),
+    )
     approvals = json.loads(Path(card).read_text())["approvals"]
     assert "timeout" in json.dumps(approvals)  # the rejection is in the regenerated card

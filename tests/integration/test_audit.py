@@ -29,7 +29,9 @@ def audited(stack):
 def line_of(lines: list[str], kind: str, *needles: str) -> int:
     """Index of the first timeline line of ``kind`` that contains every needle."""
     for i, line in enumerate(lines):
-        if re.match(rf"^\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d  {kind}\s", line) and all(n in line for n in needles):
+        if re.match(rf"^\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d  {kind}\s", line) and all(
+            n in line for n in needles
+        ):
             return i
     raise AssertionError(f"no {kind} line with {needles} in:\n" + "\n".join(lines))
 
@@ -39,9 +41,14 @@ def test_champion_audit_shows_its_evidence_in_order(stack, audited):
     assert champion is not None
     dag_run_id = stack.client().get_model_version(MODEL, champion).tags["modelops.dag_run_id"]
 
-    res = subprocess.run([sys.executable, "-m", "include.modelops.cli", "audit", "--model", MODEL,
-                          "--version", champion], env=stack.env, cwd=PROJECT_ROOT, capture_output=True, text=True,
-                         timeout=300)
+    res = subprocess.run(
+        [sys.executable, "-m", "include.modelops.cli", "audit", "--model", MODEL, "--version", champion],
+        env=stack.env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
     assert res.returncode == 0, res.stdout + res.stderr
     lines = res.stdout.splitlines()
@@ -58,8 +65,23 @@ def test_champion_audit_shows_its_evidence_in_order(stack, audited):
 
 
 def test_unknown_version_is_one_line_and_exit_code_1(stack, audited):
-    res = subprocess.run([sys.executable, "-m", "include.modelops.cli", "audit", "--model", MODEL,
-                          "--version", "999", "--no-airflow"], env=stack.env, cwd=PROJECT_ROOT,
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "include.modelops.cli",
+            "audit",
+            "--model",
+            MODEL,
+            "--version",
+            "999",
+            "--no-airflow",
+        ],
+        env=stack.env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 1
     assert res.stdout.strip().startswith(f"{MODEL} has no version 999. Versions: ")

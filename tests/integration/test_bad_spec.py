@@ -17,8 +17,12 @@ def test_bad_spec_is_an_import_error_naming_file_and_field(stack, tmp_path):
 
     specs = tmp_path / "specs"
     write_test_spec(specs, stack.data_dir)  # a good spec next to the bad one: its DAGs must survive
-    write_test_spec(specs, stack.data_dir, name="fraud_typo",
-                    evaluation={"primary_metric": "roc_auc", "gate": {"max_drop_vs_champion": "a lot"}})
+    write_test_spec(
+        specs,
+        stack.data_dir,
+        name="fraud_typo",
+        evaluation={"primary_metric": "roc_auc", "gate": {"max_drop_vs_champion": "a lot"}},
+    )
     env = local_stack.stack_env(tmp_path / "state", stack.mlflow_uri, specs_dir=specs)
     local_stack.migrate_airflow_db(env)
 
@@ -32,7 +36,9 @@ def test_bad_spec_is_an_import_error_naming_file_and_field(stack, tmp_path):
     assert "fraud_typo.yaml" in errors[0]["error"], errors
     assert "evaluation.gate.max_drop_vs_champion" in errors[0]["error"], errors
     listed = local_stack.airflow(["dags", "list", "-o", "json"], env)
-    dag_ids = {d["dag_id"] for d in json.loads(next(line for line in listed.stdout.splitlines()
-                                                    if line.startswith("[{")))}
+    dag_ids = {
+        d["dag_id"]
+        for d in json.loads(next(line for line in listed.stdout.splitlines() if line.startswith("[{")))
+    }
     assert {"fraud_detection_training", "fraud_detection_monitoring"} <= dag_ids, dag_ids
     assert not {d for d in dag_ids if d.startswith("fraud_typo")}, dag_ids

@@ -40,8 +40,15 @@ def table(task: str, *, categoricals: bool, nulls: bool, n: int = 1200, seed: in
     if task == "regression":
         X, y = make_regression(n_samples=n, n_features=3, n_informative=3, noise=5.0, random_state=seed)
     else:
-        X, y = make_classification(n_samples=n, n_features=3, n_informative=3, n_redundant=0,
-                                   n_classes=2 if task == "binary" else 3, class_sep=1.5, random_state=seed)
+        X, y = make_classification(
+            n_samples=n,
+            n_features=3,
+            n_informative=3,
+            n_redundant=0,
+            n_classes=2 if task == "binary" else 3,
+            class_sep=1.5,
+            random_state=seed,
+        )
         y = y if task == "binary" else np.array(["amber", "green", "red"])[y]
     frame = pd.DataFrame(X, columns=["x0", "x1", "x2"])
     frame["visits"] = np.clip(np.round(X[:, 0] * 10 + 50), 0, 100).astype("float64")  # whole floats
@@ -59,28 +66,43 @@ def spec_for(task: str, framework: str, *, categoricals: bool, nulls: bool) -> M
     task_name, metric, thresholds = TASKS[task]
     gaps = {"max_null_fraction": 0.2} if nulls else {}
     features = [{"name": f"x{i}", "type": "numeric", "min": -20, "max": 20, **gaps} for i in range(3)]
-    features += [{"name": "visits", "type": "integer", "min": 0, "max": 100, **gaps},
-                 {"name": "member", "type": "boolean", **gaps}]
+    features += [
+        {"name": "visits", "type": "integer", "min": 0, "max": 100, **gaps},
+        {"name": "member", "type": "boolean", **gaps},
+    ]
     if categoricals:
         features.append({"name": "level", "type": "categorical", "categories": LEVELS, **gaps})
-    params = ({"max_iter": 40} if framework == "sklearn" else
-              {"epochs": 12, "hidden_sizes": [32], "patience": 4, "batch_size": 256})
-    return ModelSpec.model_validate({
-        "name": "shapes", "description": "Every table shape.", "owner": {"team": "t", "email": "t@example.com"},
-        "task": task_name, "data": {"path": "unused.parquet", "min_rows": 100},
-        "target": {"name": "y", **({"classes": [0, 1]} if task == "binary" else {})},
-        "features": features, "training": {"framework": framework, "params": params},
-        "evaluation": {"primary_metric": metric, "bootstrap_samples": 50,
-                       "gate": {"thresholds": thresholds, "min_margin_over_baseline": 0.05}},
-    })
+    params = (
+        {"max_iter": 40}
+        if framework == "sklearn"
+        else {"epochs": 12, "hidden_sizes": [32], "patience": 4, "batch_size": 256}
+    )
+    return ModelSpec.model_validate(
+        {
+            "name": "shapes",
+            "description": "Every table shape.",
+            "owner": {"team": "t", "email": "t@example.com"},
+            "task": task_name,
+            "data": {"path": "unused.parquet", "min_rows": 100},
+            "target": {"name": "y", **({"classes": [0, 1]} if task == "binary" else {})},
+            "features": features,
+            "training": {"framework": framework, "params": params},
+            "evaluation": {
+                "primary_metric": metric,
+                "bootstrap_samples": 50,
+                "gate": {"thresholds": thresholds, "min_margin_over_baseline": 0.05},
+            },
+        }
+    )
 
 
 @pytest.mark.parametrize("nulls", [False, True], ids=["no-nulls", "nulls"])
 @pytest.mark.parametrize("categoricals", [False, True], ids=["no-categoricals", "categoricals"])
 @pytest.mark.parametrize("task", list(TASKS))
 @pytest.mark.parametrize("framework", ["sklearn", "torch"])
-def test_every_trainer_trains_gates_and_serves_every_table(sqlite_mlflow_store, framework, task, categoricals,
-                                                           nulls):
+def test_every_trainer_trains_gates_and_serves_every_table(
+    sqlite_mlflow_store, framework, task, categoricals, nulls
+):
     import mlflow
 
     from include.modelops.training import get_trainer
@@ -96,8 +118,12 @@ def test_every_trainer_trains_gates_and_serves_every_table(sqlite_mlflow_store, 
 
     scores = scoring.score(spec, model, holdout)
     assert np.all(np.isfinite(scores))
-    report = evaluation.evaluate(spec, holdout, candidate_scores=scores,
-                                 baseline_scores=evaluation.baseline_scores(spec, train["y"], len(holdout)))
+    report = evaluation.evaluate(
+        spec,
+        holdout,
+        candidate_scores=scores,
+        baseline_scores=evaluation.baseline_scores(spec, train["y"], len(holdout)),
+    )
     decision = evaluation.decide(spec, report)
     assert decision["passed"], decision["summary"]
 
@@ -105,8 +131,9 @@ def test_every_trainer_trains_gates_and_serves_every_table(sqlite_mlflow_store, 
     rows = packaging.smoke_rows(spec, sample)
     validator = packaging.request_row_model(spec)
     rows = [validator.model_validate(r).model_dump() for r in rows]  # what the service hands the model
-    served = scoring.to_scores(spec, model.predict(scoring.conform_to_model(packaging.rows_to_frame(spec, rows),
-                                                                            model)))
+    served = scoring.to_scores(
+        spec, model.predict(scoring.conform_to_model(packaging.rows_to_frame(spec, rows), model))
+    )
     offline = scoring.score(spec, model, pd.DataFrame.from_records(rows, columns=spec.feature_names))
     np.testing.assert_allclose(served, offline, atol=1e-6)
     if nulls:

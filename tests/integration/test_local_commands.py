@@ -56,17 +56,25 @@ def other_checkout():
 
 
 def _env(state: Path) -> dict[str, str]:
-    env = {**os.environ, "MODELOPS_STATE_DIR": str(state),
-           "PYTHONPATH": f"{PROJECT_ROOT}:{PROJECT_ROOT / 'plugins'}"}
+    env = {
+        **os.environ,
+        "MODELOPS_STATE_DIR": str(state),
+        "PYTHONPATH": f"{PROJECT_ROOT}:{PROJECT_ROOT / 'plugins'}",
+    }
     for leaked in ("MLFLOW_TRACKING_URI", "MODELOPS_SPECS_DIR"):  # set session-wide by the shared stack
         env.pop(leaked, None)
     return env
 
 
 def test_audit_reads_this_checkouts_store_not_whatever_answers_on_5000(tmp_path, other_checkout):
-    res = subprocess.run([sys.executable, "-m", "include.modelops.cli", "audit", "--model", "fraud_detection"],
-                         env=_env(tmp_path / "state"), cwd=PROJECT_ROOT, capture_output=True, text=True,
-                         timeout=300)
+    res = subprocess.run(
+        [sys.executable, "-m", "include.modelops.cli", "audit", "--model", "fraud_detection"],
+        env=_env(tmp_path / "state"),
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 1
     assert f"no MLflow store at {tmp_path / 'state' / 'mlflow' / 'mlflow.db'}" in res.stdout
     assert other_checkout == []  # never asked the other checkout's servers
@@ -89,12 +97,14 @@ def _dag_is_unpaused(up_output: str, dag_id: str, timeout_s: float = 180) -> boo
     m = re.search(r"Airflow UI\s+(http://127.0.0.1:\d+)\s+login: (\S+) / (\S+)", up_output)
     assert m, up_output[-2000:]
     base, user, password = m.groups()
-    token = requests.post(f"{base}/auth/token", json={"username": user, "password": password},
-                          timeout=30).json()["access_token"]
+    token = requests.post(
+        f"{base}/auth/token", json={"username": user, "password": password}, timeout=30
+    ).json()["access_token"]
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:  # the DAG processor may not have parsed the file yet
-        res = requests.get(f"{base}/api/v2/dags/{dag_id}", headers={"Authorization": f"Bearer {token}"},
-                           timeout=30)
+        res = requests.get(
+            f"{base}/api/v2/dags/{dag_id}", headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
         if res.status_code == 200:
             return res.json()["is_paused"] is False
         time.sleep(3)
@@ -103,8 +113,14 @@ def _dag_is_unpaused(up_output: str, dag_id: str, timeout_s: float = 180) -> boo
 
 def test_up_moves_off_taken_ports_unpauses_and_leaves_nothing_on_sigterm(tmp_path, other_checkout):
     state = tmp_path / "state"
-    proc = subprocess.Popen([sys.executable, "-m", "include.modelops.cli", "up"], env=_env(state),
-                            cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "include.modelops.cli", "up"],
+        env=_env(state),
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines: list[str] = []
     deadline = time.monotonic() + 420
     assert proc.stdout is not None

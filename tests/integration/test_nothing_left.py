@@ -24,7 +24,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
 
 # The cheapest service `bentoml serve` runs: no model, no MLflow; the backend does not care what it serves.
-SERVICE = textwrap.dedent('''
+SERVICE = textwrap.dedent("""
     import bentoml
 
 
@@ -33,9 +33,9 @@ SERVICE = textwrap.dedent('''
         @bentoml.api
         def predict(self, x: int = 0) -> int:
             return x
-''')
+""")
 
-DEPLOY = textwrap.dedent('''
+DEPLOY = textwrap.dedent("""
     import sys
     from include.modelops.rollout.local import LocalBackend
 
@@ -44,13 +44,18 @@ DEPLOY = textwrap.dedent('''
     backend.deploy("canary", "2", sys.argv[1])
     backend.set_canary_percent(10)
     print(backend.endpoint(), flush=True)
-''')
+""")
 
 
 def _env(state: Path) -> dict[str, str]:
-    env = {**os.environ, "MODELOPS_STATE_DIR": str(state), "PYTHONPATH": f"{PROJECT_ROOT}:{PROJECT_ROOT / 'plugins'}",
-           "BENTOML_HOME": str(state / "bentoml"), "AIRFLOW_HOME": str(state / "airflow"),
-           "MODELOPS_SERVE_WORKERS": "1"}
+    env = {
+        **os.environ,
+        "MODELOPS_STATE_DIR": str(state),
+        "PYTHONPATH": f"{PROJECT_ROOT}:{PROJECT_ROOT / 'plugins'}",
+        "BENTOML_HOME": str(state / "bentoml"),
+        "AIRFLOW_HOME": str(state / "airflow"),
+        "MODELOPS_SERVE_WORKERS": "1",
+    }
     for leaked in ("MLFLOW_TRACKING_URI", "MODELOPS_SPECS_DIR", "MODELOPS_OWNER"):
         env.pop(leaked, None)
     return env
@@ -94,9 +99,23 @@ def test_up_stops_airflow_mlflow_and_every_deployment_on_ctrl_c(tmp_path):
     (service / "bentofile.yaml").write_text('service: "service:Echo"\n')
     from include.modelops.local_stack import free_port
 
-    proc = subprocess.Popen([sys.executable, "-m", "include.modelops.cli", "up", "--airflow-port", str(free_port()),
-                             "--mlflow-port", str(free_port())], env=_env(state), cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "include.modelops.cli",
+            "up",
+            "--airflow-port",
+            str(free_port()),
+            "--mlflow-port",
+            str(free_port()),
+        ],
+        env=_env(state),
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines: list[str] = []
     deployer = None
     try:
@@ -110,8 +129,14 @@ def test_up_stops_airflow_mlflow_and_every_deployment_on_ctrl_c(tmp_path):
         airflow = next(c for c in psutil.Process(proc.pid).children() if "standalone" in c.cmdline())
         task_env = airflow.environ()
         assert "MODELOPS_OWNER" in task_env
-        deployer = subprocess.run([sys.executable, "-c", DEPLOY, str(service)], env=task_env, cwd=PROJECT_ROOT,
-                                  capture_output=True, text=True, timeout=240)
+        deployer = subprocess.run(
+            [sys.executable, "-c", DEPLOY, str(service)],
+            env=task_env,
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
         assert deployer.returncode == 0, deployer.stdout[-2000:] + deployer.stderr[-3000:]
         tree = psutil.Process(proc.pid).children(recursive=True)
         # They outlive the "task" that started them: none is in `up`'s tree any more.

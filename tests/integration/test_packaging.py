@@ -54,7 +54,9 @@ def test_bento_is_tagged_and_labelled_with_the_model_version(spec, registered, b
 def test_bento_of_a_sklearn_model_carries_no_torch_or_pytest(built):
     import bentoml
 
-    requirements = (Path(bentoml.bentos.get(built["tag"]).path) / "env" / "python" / "requirements.txt").read_text()
+    requirements = (
+        Path(bentoml.bentos.get(built["tag"]).path) / "env" / "python" / "requirements.txt"
+    ).read_text()
     names = {line.split("==", 1)[0].strip().lower() for line in requirements.splitlines() if line.strip()}
     assert "scikit-learn" in names
     assert "torch" not in names and "pytest" not in names, requirements

@@ -18,11 +18,21 @@ def _label_noise(df, mask, seed):
 
 
 def test_candidate_better_overall_but_worse_on_one_slice_is_rejected_naming_it(stack):
-    write_test_spec(stack.specs_dir, stack.data_dir, name="fraud_slices", evaluation={
-        "primary_metric": "roc_auc", "bootstrap_samples": 100,
-        "gate": {"thresholds": {"roc_auc": {"min": 0.7}}, "max_drop_vs_champion": 0.005,
-                 "min_margin_over_baseline": 0.1,
-                 "slices": {"max_drop_vs_champion": 0.05, "max_gap": None, "min_rows": 200}}})
+    write_test_spec(
+        stack.specs_dir,
+        stack.data_dir,
+        name="fraud_slices",
+        evaluation={
+            "primary_metric": "roc_auc",
+            "bootstrap_samples": 100,
+            "gate": {
+                "thresholds": {"roc_auc": {"min": 0.7}},
+                "max_drop_vs_champion": 0.005,
+                "min_margin_over_baseline": 0.1,
+                "slices": {"max_drop_vs_champion": 0.05, "max_gap": None, "min_rows": 200},
+            },
+        },
+    )
     df = read_dataset(stack.data_dir).sort_values("event_time").reset_index(drop=True)
     train = (df["event_time"] <= df["event_time"].quantile(0.8)).to_numpy()  # the holdout stays clean
     south = (df["region"] == "south").to_numpy()
@@ -35,14 +45,20 @@ def test_candidate_better_overall_but_worse_on_one_slice_is_rejected_naming_it(s
         (stack.state_dir / "data" / f"slices_{name}").mkdir(parents=True, exist_ok=True)
         frame.to_parquet(stack.state_dir / "data" / f"slices_{name}" / "part-0000.parquet", index=False)
 
-    first = stack.run_dag("fraud_slices_training", {"data_path": str(stack.state_dir / "data" / "slices_champion")},
-                          model="fraud_slices")
+    first = stack.run_dag(
+        "fraud_slices_training",
+        {"data_path": str(stack.state_dir / "data" / "slices_champion")},
+        model="fraud_slices",
+    )
     assert first["rc"] == 0, first["log"][-3000:]
     champion = stack.alias("champion", model="fraud_slices")
     assert champion is not None
 
-    second = stack.run_dag("fraud_slices_training", {"data_path": str(stack.state_dir / "data" / "slices_candidate")},
-                           model="fraud_slices")
+    second = stack.run_dag(
+        "fraud_slices_training",
+        {"data_path": str(stack.state_dir / "data" / "slices_candidate")},
+        model="fraud_slices",
+    )
 
     assert second["rc"] == 0, second["log"][-3000:]
     evaluated = second["steps"]["evaluate_candidate"]["result"]
@@ -61,8 +77,14 @@ def test_candidate_better_overall_but_worse_on_one_slice_is_rejected_naming_it(s
 
 
 def test_high_risk_model_without_intended_use_is_blocked_naming_the_section(stack):
-    write_test_spec(stack.specs_dir, stack.data_dir, name="fraud_high_risk", risk_tier="high", intended_use="",
-                    approval={"policy": "manual", "approvers": ["risk_lead", "cro"], "timeout_hours": 1})
+    write_test_spec(
+        stack.specs_dir,
+        stack.data_dir,
+        name="fraud_high_risk",
+        risk_tier="high",
+        intended_use="",
+        approval={"policy": "manual", "approvers": ["risk_lead", "cro"], "timeout_hours": 1},
+    )
 
     run = stack.run_dag("fraud_high_risk_training", model="fraud_high_risk")
 

@@ -35,19 +35,31 @@ def airflow(stack):
     """`airflow standalone` on the session stack's metadata DB and MLflow; stopped after the module."""
     from include.modelops import local_stack
 
-    write_test_spec(stack.specs_dir, stack.data_dir, name=MODEL,
-                    monitoring={"min_window_rows": 200, "min_labelled_rows_for_metric": 200})
+    write_test_spec(
+        stack.specs_dir,
+        stack.data_dir,
+        name=MODEL,
+        monitoring={"min_window_rows": 200, "min_labelled_rows_for_metric": 200},
+    )
     env = dict(stack.env)
     base = env["AIRFLOW__API__BASE_URL"]
     # Only this module's DAGs run: other modules' DAGs (and asset events they left) stay out of the scheduler.
-    local_stack.airflow(["dags", "pause", "--treat-dag-id-as-regex", "-y", f"^(?!{MODEL}_)"], env)  # none yet: fine
+    local_stack.airflow(
+        ["dags", "pause", "--treat-dag-id-as-regex", "-y", f"^(?!{MODEL}_)"], env
+    )  # none yet: fine
     log_file = stack.state_dir / "logs" / "airflow-standalone.log"
-    proc = subprocess.Popen([sys.executable, "-m", "airflow", "standalone"], env=env, cwd=PROJECT_ROOT,
-                            start_new_session=True, stdout=open(log_file, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "airflow", "standalone"],
+        env=env,
+        cwd=PROJECT_ROOT,
+        start_new_session=True,
+        stdout=open(log_file, "ab"),
+        stderr=subprocess.STDOUT,
+    )  # noqa: SIM115
     try:
         local_stack._wait_http(f"{base}/api/v2/monitor/health", 300, proc, "Airflow API server")
         pw_file = Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
-        (user, password), = json.loads(pw_file.read_text()).items()
+        ((user, password),) = json.loads(pw_file.read_text()).items()
         yield {"base": base, "user": user, "password": password, "log": log_file}
     finally:
         local_stack.stop_process(proc, timeout_s=30)
@@ -58,9 +70,11 @@ def api(airflow):
     """The official client, authenticated with a token from /auth/token."""
     import airflow_client.client as client
 
-    token = requests.post(f"{airflow['base']}/auth/token", json={"username": airflow["user"],
-                                                                 "password": airflow["password"]},
-                          timeout=30).json()["access_token"]
+    token = requests.post(
+        f"{airflow['base']}/auth/token",
+        json={"username": airflow["user"], "password": airflow["password"]},
+        timeout=30,
+    ).json()["access_token"]
     with client.ApiClient(client.Configuration(host=airflow["base"], access_token=token)) as c:
         yield c
 
@@ -112,14 +126,22 @@ def readme_rest_example() -> str:
 
 
 def test_readme_example_triggers_training_with_data_and_reason_and_the_client_polls_it(stack, airflow, api):
-
     wait_for_dag(api, TRAINING)
-    script = (readme_rest_example()
-              .replace("http://127.0.0.1:8080", airflow["base"]).replace("<from make up>", airflow["password"])
-              .replace('"username": "admin"', f'"username": "{airflow["user"]}"')
-              .replace("fraud_detection_training", TRAINING).replace("/data/fraud/2026-03", str(stack.data_dir)))
-    out = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True,
-                         timeout=120, env={**stack.env, "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"})
+    script = (
+        readme_rest_example()
+        .replace("http://127.0.0.1:8080", airflow["base"])
+        .replace("<from make up>", airflow["password"])
+        .replace('"username": "admin"', f'"username": "{airflow["user"]}"')
+        .replace("fraud_detection_training", TRAINING)
+        .replace("/data/fraud/2026-03", str(stack.data_dir))
+    )
+    out = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**stack.env, "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"},
+    )
     assert out.returncode == 0, out.stderr
     triggered = json.loads(out.stdout)
     assert triggered["conf"] == {"data_path": str(stack.data_dir), "reason": "monthly refresh"}
@@ -137,10 +159,16 @@ def test_readme_example_triggers_training_with_data_and_reason_and_the_client_po
 def test_request_without_a_token_gets_401(airflow):
     import airflow_client.client as client
 
-    with client.ApiClient(client.Configuration(host=airflow["base"])) as anonymous, \
-            pytest.raises(client.ApiException) as exc:
-        client.DagRunApi(anonymous).trigger_dag_run(TRAINING, client.TriggerDAGRunPostBody(
-            logical_date=None, conf={"data_path": "/tmp/x", "reason": "no token"}))
+    with (
+        client.ApiClient(client.Configuration(host=airflow["base"])) as anonymous,
+        pytest.raises(client.ApiException) as exc,
+    ):
+        client.DagRunApi(anonymous).trigger_dag_run(
+            TRAINING,
+            client.TriggerDAGRunPostBody(
+                logical_date=None, conf={"data_path": "/tmp/x", "reason": "no token"}
+            ),
+        )
     assert exc.value.status == 401
 
 
@@ -149,17 +177,25 @@ def test_missing_data_path_fails_at_validation_and_registers_nothing(stack, api)
 
     before = stack.versions(MODEL)
     missing = str(stack.state_dir / "data" / "no_such_month")
-    run = client.DagRunApi(api).trigger_dag_run(TRAINING, client.TriggerDAGRunPostBody(
-        logical_date=None, conf={"data_path": missing, "reason": "typo in the path"}))
+    run = client.DagRunApi(api).trigger_dag_run(
+        TRAINING,
+        client.TriggerDAGRunPostBody(
+            logical_date=None, conf={"data_path": missing, "reason": "typo in the path"}
+        ),
+    )
     run = wait_for_run(api, TRAINING, run.dag_run_id)
     assert run.state == "failed"
     ti = client.TaskInstanceApi(api).get_task_instance(TRAINING, run.dag_run_id, "validate_dataset")
     assert ti.state == "failed" and ti.try_number == 1, "a user's mistake is not retried"
-    log = client.TaskInstanceApi(api).get_log(TRAINING, run.dag_run_id, "validate_dataset", 1, full_content=True)
+    log = client.TaskInstanceApi(api).get_log(
+        TRAINING, run.dag_run_id, "validate_dataset", 1, full_content=True
+    )
     text = "\n".join(str(getattr(line, "event", line)) for line in log.content)
     assert missing in text and "does not exist" in text, text[-3000:]
-    assert client.TaskInstanceApi(api).get_task_instance(TRAINING, run.dag_run_id,
-                                                         "register_candidate").state != "success"
+    assert (
+        client.TaskInstanceApi(api).get_task_instance(TRAINING, run.dag_run_id, "register_candidate").state
+        != "success"
+    )
     assert stack.versions(MODEL) == before
 
 
@@ -169,15 +205,25 @@ def test_drifted_traffic_starts_one_training_run_through_the_asset_event(stack, 
     champion = stack.alias("champion", model=MODEL)
     assert champion is not None
     start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
-    log_scored_traffic(MODEL, champion, start + timedelta(minutes=10), rows=2000, seed=3,
-                       drift="scale=amount:4 shift=channel:online:0.8 scale=distance_from_home_km:6 "
-                             "shift=merchant_category:gaming:0.6")
+    log_scored_traffic(
+        MODEL,
+        champion,
+        start + timedelta(minutes=10),
+        rows=2000,
+        seed=3,
+        drift="scale=amount:4 shift=channel:online:0.8 scale=distance_from_home_km:6 "
+        "shift=merchant_category:gaming:0.6",
+    )
     runs = client.DagRunApi(api)
     training_before = {r.dag_run_id for r in runs.get_dag_runs(TRAINING).dag_runs}
     wait_for_dag(api, MONITORING)
-    run = runs.trigger_dag_run(MONITORING, client.TriggerDAGRunPostBody(
-        logical_date=None, conf={"window_start": start.isoformat(),
-                                 "window_end": (start + timedelta(hours=2)).isoformat()}))
+    run = runs.trigger_dag_run(
+        MONITORING,
+        client.TriggerDAGRunPostBody(
+            logical_date=None,
+            conf={"window_start": start.isoformat(), "window_end": (start + timedelta(hours=2)).isoformat()},
+        ),
+    )
     assert wait_for_run(api, MONITORING, run.dag_run_id).state == "success"
     decision = xcom(api, MONITORING, run.dag_run_id, "decide_retraining")
     assert decision["outcome"] == "retrain", decision["reason"]

@@ -73,16 +73,24 @@ def registry(tmp_path_factory: pytest.TempPathFactory, bentoml_store):
             versions = {}
             for seed in (1, 2):
                 version = train_and_register(spec, frame, seed=seed, experiment_id=experiment)
-                tracking.set_version_tags(spec.name, version, {"modelops.deployable": "true",
-                                                               "modelops.bento_tag": build(spec, version)})
+                tracking.set_version_tags(
+                    spec.name,
+                    version,
+                    {"modelops.deployable": "true", "modelops.bento_tag": build(spec, version)},
+                )
                 versions[seed] = version
             tracking.set_alias(spec.name, tracking.CHAMPION, versions[1])
             tracking.set_alias(spec.name, tracking.CHALLENGER, versions[2])
             payload = packaging.request_rows(spec, frame.head(3))
             import json
 
-            yield {"spec": spec, "server": server, "v1": versions[1], "v2": versions[2],
-                   "payload": json.dumps({"rows": payload}).encode()}
+            yield {
+                "spec": spec,
+                "server": server,
+                "v1": versions[1],
+                "v2": versions[2],
+                "payload": json.dumps({"rows": payload}).encode(),
+            }
     finally:
         server.stop()
 
@@ -116,9 +124,14 @@ def test_a_rollback_with_mlflow_down_moves_traffic_at_once_and_lands_the_registr
         deadline = time.monotonic() + 120
         while pending.pending_files(model) and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert not pending.pending_files(model), (backend.dir / "logs" / "registry-retry.log").read_text()[-3000:]
+        assert not pending.pending_files(model), (backend.dir / "logs" / "registry-retry.log").read_text()[
+            -3000:
+        ]
         tags = dict(tracking.client().get_model_version(model, v2).tags)
-        assert tags[stages.TAG_STATUS] == "rolled_back" and "aborted by the operator" in tags[stages.TAG_ROLLED_BACK]
+        assert (
+            tags[stages.TAG_STATUS] == "rolled_back"
+            and "aborted by the operator" in tags[stages.TAG_ROLLED_BACK]
+        )
         assert stages.TAG_ROLLED_BACK_AT in tags
         events = [k for k in tags if k.startswith("modelops.deployment.")]
         assert len(events) == 1 and '"rolled back (automatic)"' in tags[events[0]]

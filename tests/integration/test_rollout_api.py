@@ -99,14 +99,20 @@ class Rollouts:
 
         def entered() -> dict | None:
             record = stages.read_record(MODEL, version)
-            ok = record.get("dag_run_id") == run_id and [s["outcome"] for s in record.get("stages", [])] == ["running"]
+            ok = record.get("dag_run_id") == run_id and [s["outcome"] for s in record.get("stages", [])] == [
+                "running"
+            ]
             return record if ok else None
 
         return self.api.wait(f"{run_id} to bake canary_25", entered, 600, every_s=1)
 
     def answer(self, run_id: str, option: str, comment: str, *, user: str = "risk_lead") -> tuple[int, dict]:
-        return self.api.call("PATCH", hitl_path(DAG, run_id, PAUSE),
-                             {"chosen_options": [option], "params_input": {"comment": comment}}, user=user)
+        return self.api.call(
+            "PATCH",
+            hitl_path(DAG, run_id, PAUSE),
+            {"chosen_options": [option], "params_input": {"comment": comment}},
+            user=user,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -116,8 +122,14 @@ def rollouts(stack, standalone):
     from include.modelops.spec import load_spec
 
     env = standalone.env
-    res = subprocess.run([sys.executable, "-c", BUILD, MODEL, str(stack.data_dir)], env=env, cwd=PROJECT_ROOT,
-                         capture_output=True, text=True, timeout=900)
+    res = subprocess.run(
+        [sys.executable, "-c", BUILD, MODEL, str(stack.data_dir)],
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     versions = json.loads(res.stdout.strip().splitlines()[-1])
     with pytest.MonkeyPatch.context() as mp:
@@ -127,9 +139,16 @@ def rollouts(stack, standalone):
             mp.setenv(key, env[key])
         mp.delenv("MODELOPS_INFERENCE_LOG_URL", raising=False)
         try:
-            yield Rollouts(api=standalone.api, env=env, url=f"http://127.0.0.1:{env['MODELOPS_ROLLOUT_PORT']}",
-                           spec=load_spec(standalone.specs_dir / f"{MODEL}.yaml"), frame=read_dataset(stack.data_dir),
-                           data_dir=stack.data_dir, versions=versions, stack=stack)
+            yield Rollouts(
+                api=standalone.api,
+                env=env,
+                url=f"http://127.0.0.1:{env['MODELOPS_ROLLOUT_PORT']}",
+                spec=load_spec(standalone.specs_dir / f"{MODEL}.yaml"),
+                frame=read_dataset(stack.data_dir),
+                data_dir=stack.data_dir,
+                versions=versions,
+                stack=stack,
+            )
         finally:
             LocalBackend(MODEL).shutdown()
 
@@ -169,7 +188,11 @@ def test_a_paused_stage_approved_through_the_rest_api_is_promoted(rollouts):
 
     assert rollouts.aliases() == (v2, v1, None)
     pause = json.loads(rollouts.tags(v2)["modelops.rollout.pause.00"])
-    assert (pause["decision"], pause["by"], pause["comment"]) == ("continue", "risk_lead", "analysis reviewed")
+    assert (pause["decision"], pause["by"], pause["comment"]) == (
+        "continue",
+        "risk_lead",
+        "analysis reviewed",
+    )
     assert variants_answering(rollouts.url, rollouts.spec, rollouts.frame) == {("stable", v2)}
 
 
@@ -186,13 +209,23 @@ def test_a_paused_stage_aborted_through_the_rest_api_is_rolled_back(rollouts):
         assert status == 200, resp
         assert rollouts.finished(run_id) == "failed"  # the run shows the rollback, it is not green
 
-    assert rollouts.task_state(run_id, PAUSE) == "failed" and rollouts.task_state(run_id, "rollback") == "success"
+    assert (
+        rollouts.task_state(run_id, PAUSE) == "failed"
+        and rollouts.task_state(run_id, "rollback") == "success"
+    )
     assert rollouts.task_state(run_id, "canary_100") == "upstream_failed"
     reason = "aborted by risk_lead: scores look off on the fraud desk's cases"
     record = stages.read_record(MODEL, v3)
-    assert (record["status"], record["reason"], record["failure"]["stage"]) == ("rolled_back", reason, "canary_25")
+    assert (record["status"], record["reason"], record["failure"]["stage"]) == (
+        "rolled_back",
+        reason,
+        "canary_25",
+    )
     tags = rollouts.tags(v3)
-    assert tags["modelops.rollout.status"] == "rolled_back" and tags["modelops.rolled_back"] == f"canary_25: {reason}"
+    assert (
+        tags["modelops.rollout.status"] == "rolled_back"
+        and tags["modelops.rolled_back"] == f"canary_25: {reason}"
+    )
     summaries = [e["summary"] for e in audit.collect_events(MODEL, v3)]
     assert any("ABORT by risk_lead: scores look off" in s for s in summaries), summaries
     assert any(s.startswith("Rolled back") and reason in s for s in summaries), summaries
@@ -207,14 +240,20 @@ def test_a_running_stage_marked_failed_is_rolled_back_and_a_second_trigger_waits
     api, (v1, v2, v3) = rollouts.api, rollouts.versions
     first = trigger(api, DAG, {"version": v3})
     rollouts.baking(v3, first)
-    second = trigger(api, DAG, {"version": v1, "allow_older": True})  # v1 is older than champion v2: on purpose
+    second = trigger(
+        api, DAG, {"version": v1, "allow_older": True}
+    )  # v1 is older than champion v2: on purpose
     for _ in range(4):  # max_active_runs=1: the second run stays queued while the first runs
-        assert (dag_run(api, DAG, first)["state"], dag_run(api, DAG, second)["state"]) == ("running", "queued")
+        assert (dag_run(api, DAG, first)["state"], dag_run(api, DAG, second)["state"]) == (
+            "running",
+            "queued",
+        )
         time.sleep(2)
 
     def abort(run_id: str) -> None:
-        status, resp = api.call("PATCH", f"/dags/{DAG}/dagRuns/{run_id}/taskInstances/canary_25",
-                                {"new_state": "failed"})
+        status, resp = api.call(
+            "PATCH", f"/dags/{DAG}/dagRuns/{run_id}/taskInstances/canary_25", {"new_state": "failed"}
+        )
         assert status == 200, resp
 
     abort(first)

@@ -53,8 +53,13 @@ def versions(tmp_path_factory: pytest.TempPathFactory, bentoml_store):
         v1 = train_and_register(spec, frame, seed=1, experiment_id=experiment)
         v2 = train_and_register(spec, frame, seed=2, experiment_id=experiment)
         payload = json.dumps({"rows": packaging.request_rows(spec, frame.head(3))}).encode()
-        yield {"spec": spec, "root": root, "v1": (v1, build(spec, v1)), "v2": (v2, build(spec, v2)),
-               "payload": payload}
+        yield {
+            "spec": spec,
+            "root": root,
+            "v1": (v1, build(spec, v1)),
+            "v2": (v2, build(spec, v2)),
+            "payload": payload,
+        }
 
 
 @pytest.fixture
@@ -69,8 +74,9 @@ def backend(versions):
 
 
 def post(url: str, payload: bytes) -> tuple[int, str]:
-    request = urllib.request.Request(f"{url}/predict", data=payload, method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{url}/predict", data=payload, method="POST", headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as r:
             return r.status, r.headers.get("X-ModelOps-Upstream", "")
@@ -158,8 +164,9 @@ def test_clients_never_see_a_dead_canary_between_checks(versions, backend):
     # A killed process drops its environment (so pids_with_env no longer lists it) a moment before
     # it has exited and closed its socket; wait for the backend's own verdict, not for /proc.
     deadline = time.monotonic() + 10
-    while (pids_with_env("BENTOML_HOME", canary.home) or backend.health("canary").alive) \
-            and time.monotonic() < deadline:
+    while (
+        pids_with_env("BENTOML_HOME", canary.home) or backend.health("canary").alive
+    ) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not backend.health("canary").alive and backend.state().canary_percent == 50
 
@@ -174,7 +181,8 @@ def _endpoint_answers(url: str, payload: bytes) -> bool:
 
 
 def test_a_killed_splitter_is_restarted_by_its_supervisor_and_a_stage_check_fails_while_it_is_down(
-        versions, backend, monkeypatch):
+    versions, backend, monkeypatch
+):
     """Caddy killed with SIGKILL while clients send requests: its supervisor starts it again from the
     deployment state (same port, same weights), no Airflow task involved; a stage poke while the
     endpoint does not answer fails with the router as its reason."""
@@ -217,18 +225,35 @@ def test_a_killed_splitter_is_restarted_by_its_supervisor_and_a_stage_check_fail
     assert results[-1], "the endpoint did not answer again after its splitter was killed"
     assert after["restarts"] == r0 + 1 and after["pid"] != before["pid"] and after["port"] == before["port"]
     assert after["supervisor_pid"] == before["supervisor_pid"] and after["last_outage_s"] is not None
-    assert backend.endpoint() == url and backend.state().splitter["restarts"] == r0 + 1  # nothing else restarted it
+    assert (
+        backend.endpoint() == url and backend.state().splitter["restarts"] == r0 + 1
+    )  # nothing else restarted it
     assert answered_by(backend, url, versions["payload"], 40) == {"stable": 30, "canary": 10}  # same weights
     log_text = (backend.dir / "logs" / "caddy.log").read_text()
     assert f"caddy pid {before['pid']} exited (signal 9)" in log_text and "caddy restarted as pid" in log_text
 
     # A stage of a rollout: its first poke enters it (and sees the endpoint answer)...
     monkeypatch.setenv("MODELOPS_SPECS_DIR", str(SPEC_PATH.parent))  # the bundled spec, with its rollout
-    monkeypatch.setenv("MODELOPS_STATE_DIR", str(backend.dir.parent.parent))  # the record next to the backend's
-    stages._write_record(model, v2, {"model": model, "version": v2, "stable_version": v1,  # noqa: SLF001
-                                     "first_deployment": False, "status": "running", "stages": []})
+    monkeypatch.setenv(
+        "MODELOPS_STATE_DIR", str(backend.dir.parent.parent)
+    )  # the record next to the backend's
+    stages._write_record(
+        model,
+        v2,
+        {
+            "model": model,
+            "version": v2,
+            "stable_version": v1,  # noqa: SLF001
+            "first_deployment": False,
+            "status": "running",
+            "stages": [],
+        },
+    )
     assert stages.check_stage(model, v2, 0, backend=backend)["done"] is False
-    assert stages.read_record(model, v2)["stages"][0]["router"] == {"restarts_at_start": r0 + 1, "restarts": 0}
+    assert stages.read_record(model, v2)["stages"][0]["router"] == {
+        "restarts_at_start": r0 + 1,
+        "restarts": 0,
+    }
     # ...then the splitter dies while its supervisor cannot restart it (stopped): the next poke fails.
     supervisor = after["supervisor_pid"]
     os.kill(supervisor, signal.SIGSTOP)
@@ -250,7 +275,9 @@ def test_a_killed_splitter_is_restarted_by_its_supervisor_and_a_stage_check_fail
     state = backend.state().splitter
     backend.shutdown()
     assert not process_alive(state["supervisor_pid"], state["supervisor_pid_start"])
-    assert not process_alive(state["pid"], state["pid_start"]) and not _endpoint_answers(url, versions["payload"])
+    assert not process_alive(state["pid"], state["pid_start"]) and not _endpoint_answers(
+        url, versions["payload"]
+    )
 
 
 def test_the_splitters_admin_api_is_an_owner_only_unix_socket_and_listens_on_no_tcp_port(versions, backend):
@@ -264,7 +291,10 @@ def test_the_splitters_admin_api_is_an_owner_only_unix_socket_and_listens_on_no_
     mode = os.stat(sp["admin"]).st_mode
     assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
     assert stat.S_IMODE(os.stat(backend.dir).st_mode) == 0o700
-    listening = {c.laddr.port for c in psutil.Process(sp["pid"]).net_connections(kind="inet")
-                 if c.status == psutil.CONN_LISTEN}
+    listening = {
+        c.laddr.port
+        for c in psutil.Process(sp["pid"]).net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN
+    }
     assert listening == {sp["port"]}  # the endpoint only: no TCP admin port
     backend.set_canary_percent(0)  # weights still move, over the socket

@@ -35,9 +35,20 @@ pytestmark = pytest.mark.integration
 MODEL = "fraud_detection"
 # Short stages; error and latency limits wide enough for a busy 2-core test machine, where an
 # overloaded service answers the odd 503 (the faulty candidates answer 100% 5xx or shift every score).
-ROLLOUT = {"steps": [25, 100], "min_requests": 30, "max_wait_s": 120, "check_interval_s": 2,
-           "analysis": {"min_rows_for_distance": 100, "max_score_distance": 0.35, "latency_tolerance_ms": 200,
-                        "max_latency_p95_ratio": 3, "max_error_rate": 0.1, "max_error_rate_increase": 0.1}}
+ROLLOUT = {
+    "steps": [25, 100],
+    "min_requests": 30,
+    "max_wait_s": 120,
+    "check_interval_s": 2,
+    "analysis": {
+        "min_rows_for_distance": 100,
+        "max_score_distance": 0.35,
+        "latency_tolerance_ms": 200,
+        "max_latency_p95_ratio": 3,
+        "max_error_rate": 0.1,
+        "max_error_rate_increase": 0.1,
+    },
+}
 
 
 class Deployment:
@@ -76,8 +87,11 @@ class Deployment:
         from include.modelops import local_stack
         from include.modelops.rollout import stages
 
-        sending = (rollout_traffic(self.url, MODEL, self.root / "data", self.env) if traffic
-                   else contextlib.nullcontext())
+        sending = (
+            rollout_traffic(self.url, MODEL, self.root / "data", self.env)
+            if traffic
+            else contextlib.nullcontext()
+        )
         with sending:
             args = ["dags", "test", f"{MODEL}_rollout"] + (["--conf", json.dumps(conf)] if conf else [])
             log_file = self.root / "logs" / f"rollout-{time.monotonic_ns()}.log"
@@ -106,19 +120,32 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, bentoml_store):
     uri = f"sqlite:///{root}/mlflow.db"
     env = local_stack.stack_env(root / "state", uri, specs_dir=specs, api_port=local_stack.free_port())
     env["BENTOML_HOME"] = str(bentoml_store)  # one store per process (see conftest)
-    env.update(MODELOPS_ROLLOUT_PORT=str(local_stack.free_port()), MODELOPS_SERVE_WORKERS="1",
-               MODELOPS_GIT_COMMIT="test", MODELOPS_INFERENCE_LOG_URL=str(root / "state" / "inference_log"))
+    env.update(
+        MODELOPS_ROLLOUT_PORT=str(local_stack.free_port()),
+        MODELOPS_SERVE_WORKERS="1",
+        MODELOPS_GIT_COMMIT="test",
+        MODELOPS_INFERENCE_LOG_URL=str(root / "state" / "inference_log"),
+    )
     with mlflow_uris_restored(), pytest.MonkeyPatch.context() as mp:
-        for key in ("MODELOPS_STATE_DIR", "MODELOPS_SPECS_DIR", "BENTOML_HOME", "MLFLOW_TRACKING_URI",
-                    "MODELOPS_ROLLOUT_PORT", "MODELOPS_GIT_COMMIT", "MODELOPS_INFERENCE_LOG_URL",
-                    "MODELOPS_SERVE_WORKERS"):
+        for key in (
+            "MODELOPS_STATE_DIR",
+            "MODELOPS_SPECS_DIR",
+            "BENTOML_HOME",
+            "MLFLOW_TRACKING_URI",
+            "MODELOPS_ROLLOUT_PORT",
+            "MODELOPS_GIT_COMMIT",
+            "MODELOPS_INFERENCE_LOG_URL",
+            "MODELOPS_SERVE_WORKERS",
+        ):
             mp.setenv(key, env[key])
         spec = load_spec(specs / f"{MODEL}.yaml")
         mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(uri)
         local_stack.migrate_airflow_db(env)
         d = Deployment(root, env, read_dataset(root / "data"), spec)
-        d.experiment = mlflow.create_experiment("rollout-dag", artifact_location=(root / "artifacts").as_uri())
+        d.experiment = mlflow.create_experiment(
+            "rollout-dag", artifact_location=(root / "artifacts").as_uri()
+        )
         try:
             yield d
         finally:
@@ -126,8 +153,9 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, bentoml_store):
 
 
 def test_first_version_is_deployed_at_100_percent_with_nothing_to_compare(deployment):
-    v1 = deployment.deployable(train_and_register(deployment.spec, deployment.frame, seed=1,
-                                                  experiment_id=deployment.experiment))
+    v1 = deployment.deployable(
+        train_and_register(deployment.spec, deployment.frame, seed=1, experiment_id=deployment.experiment)
+    )
     deployment.last_version = v1
     run = deployment.rollout({"version": v1}, traffic=False)
     assert run["rc"] == 0, run["log"][-3000:]
@@ -139,18 +167,24 @@ def test_first_version_is_deployed_at_100_percent_with_nothing_to_compare(deploy
 
 def test_good_candidate_is_promoted_through_every_stage(deployment):
     v1 = deployment.alias("champion")
-    v2 = deployment.deployable(train_and_register(deployment.spec, deployment.frame, seed=2,
-                                                  experiment_id=deployment.experiment))
+    v2 = deployment.deployable(
+        train_and_register(deployment.spec, deployment.frame, seed=2, experiment_id=deployment.experiment)
+    )
     deployment.last_version = v2
     run = deployment.rollout()  # no version: the challenger
     record = run["record"]
     assert run["rc"] == 0, run["log"][-3000:]
-    assert [(s["name"], s["outcome"]) for s in record["stages"]] == [("canary_25", "passed"),
-                                                                    ("canary_100", "passed")]
+    assert [(s["name"], s["outcome"]) for s in record["stages"]] == [
+        ("canary_25", "passed"),
+        ("canary_100", "passed"),
+    ]
     assert all(s["analysis"]["verdict"] == "pass" for s in record["stages"])
     assert "verdict: PASS" in run["log"]  # each stage's analysis table is in the task log
     assert (deployment.alias("champion"), deployment.alias("previous"), deployment.alias("challenger")) == (
-        v2, v1, None)
+        v2,
+        v1,
+        None,
+    )
     assert deployment.tags(v2)["modelops.rollout.status"] == "promoted"
     assert deployment.variants_answering() == {("stable", v2)}  # the old stable was drained and stopped
 
@@ -168,8 +202,10 @@ def test_the_promoted_versions_model_card_shows_its_deployment_history(deploymen
     promoted = [e for e in card["deployment_history"] if e["event"] == "promoted"]
     assert promoted and promoted[-1]["reason"] == record["summary"]
     # Each stage it went through, with its traffic share and verdict (none for a first deployment).
-    assert promoted[-1]["stages"] == [{"name": s["name"], "traffic_percent": s["traffic_percent"],
-                                       "outcome": "passed"} for s in record["stages"]]
+    assert promoted[-1]["stages"] == [
+        {"name": s["name"], "traffic_percent": s["traffic_percent"], "outcome": "passed"}
+        for s in record["stages"]
+    ]
     assert bool(record["stages"]) != bool(record["first_deployment"])
     markdown = mlflow.artifacts.load_text(f"runs:/{run_id}/model_card/model_card.md")
     history = markdown.split("## Deployment history", 2)[-1].split("\n## ", 1)[0]
@@ -178,11 +214,16 @@ def test_the_promoted_versions_model_card_shows_its_deployment_history(deploymen
 
 # A candidate answering 500s (error_rate) is rolled back through the same DAG by `make demo-bad-canary`,
 # in tests/e2e/test_demo.py; here the two faults only the stage analysis can see.
-@pytest.mark.parametrize("fault, failed_check", [("shift", "score_jensen_shannon"), ("slow", "latency_p95_ratio")])
+@pytest.mark.parametrize(
+    "fault, failed_check", [("shift", "score_jensen_shannon"), ("slow", "latency_p95_ratio")]
+)
 def test_faulty_candidate_is_rolled_back_and_stable_keeps_every_request(deployment, fault, failed_check):
     champion = deployment.alias("champion")
-    bad = deployment.deployable(register_faulty(deployment.spec, champion, fault,
-                                                experiment_id=deployment.experiment, workdir=deployment.root))
+    bad = deployment.deployable(
+        register_faulty(
+            deployment.spec, champion, fault, experiment_id=deployment.experiment, workdir=deployment.root
+        )
+    )
     deployment.last_version = bad
     run = deployment.rollout({"version": bad})
     record = run["record"]
@@ -220,12 +261,20 @@ def test_a_canary_killed_mid_stage_is_rolled_back_within_a_couple_of_checks(depl
     record = run["record"]
     assert run["rc"] != 0 and record["status"] == "rolled_back", run["log"][-3000:]
     assert record["failure"]["stage"] == "canary_25"
-    assert f"the canary process died or stopped answering (process {canary.pid} is not running" in record["reason"]
+    assert (
+        f"the canary process died or stopped answering (process {canary.pid} is not running"
+        in record["reason"]
+    )
     noticed_s = (datetime.fromisoformat(record["stages"][0]["ended_at"]) - killed).total_seconds()
-    assert noticed_s <= 3 * ROLLOUT["check_interval_s"] + 2, f"the dead canary was noticed after {noticed_s:.1f} s"
+    assert noticed_s <= 3 * ROLLOUT["check_interval_s"] + 2, (
+        f"the dead canary was noticed after {noticed_s:.1f} s"
+    )
     assert deployment.tags(candidate)["modelops.rolled_back"].startswith("canary_25: the canary process died")
     assert (deployment.alias("champion"), deployment.alias("previous"), deployment.alias("challenger")) == (
-        champion, previous, None)
+        champion,
+        previous,
+        None,
+    )
     assert deployment.variants_answering() == {("stable", champion)}
 
 
@@ -261,11 +310,19 @@ def test_a_retried_stage_resumes_without_moving_traffic_twice(deployment):
     champion, previous = deployment.alias("champion"), deployment.alias("previous")
     candidate = previous
     tracking.set_alias(MODEL, tracking.CHALLENGER, candidate)
-    stages.prepare(MODEL, candidate, dag_run_id="retry-test", allow_older=True)  # the previous version, on purpose
+    stages.prepare(
+        MODEL, candidate, dag_run_id="retry-test", allow_older=True
+    )  # the previous version, on purpose
 
     def poke() -> dict:
-        res = subprocess.run([sys.executable, "-c", POKE, MODEL, candidate], env=deployment.env, cwd=PROJECT_ROOT,
-                             capture_output=True, text=True, timeout=300)
+        res = subprocess.run(
+            [sys.executable, "-c", POKE, MODEL, candidate],
+            env=deployment.env,
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert res.returncode == 0, res.stderr[-3000:]
         return json.loads(res.stdout.strip().splitlines()[-1])
 
@@ -276,14 +333,20 @@ def test_a_retried_stage_resumes_without_moving_traffic_twice(deployment):
         record = stages.read_record(MODEL, candidate)
         assert (first["done"], retried["done"]) == (False, False)  # no traffic: still baking
         assert (first["shares"], first["caddy_loads"]) == ([25], 1)  # the stage moved the share once...
-        assert (retried["shares"], retried["caddy_loads"]) == ([], 0)  # ...and the retry did not move it again
+        assert (retried["shares"], retried["caddy_loads"]) == (
+            [],
+            0,
+        )  # ...and the retry did not move it again
         assert [s["name"] for s in record["stages"]] == ["canary_25"]
         assert record["stages"] == entered  # same start, same baseline window: the retry resumed the stage
         assert LocalBackend(MODEL).state().canary_percent == 25
     finally:
         stages.rollback(MODEL, candidate, reason="end of the retry test")
     assert (deployment.alias("champion"), deployment.alias("previous"), deployment.alias("challenger")) == (
-        champion, previous, None)
+        champion,
+        previous,
+        None,
+    )
     assert deployment.variants_answering() == {("stable", champion)}
 
 
@@ -291,15 +354,23 @@ def test_a_completed_promotion_is_taken_back_by_the_rollback_dag(deployment):
     champion, previous = deployment.alias("champion"), deployment.alias("previous")
     from include.modelops import local_stack
 
-    res = local_stack.airflow(["dags", "test", f"{MODEL}_rollback", "--conf",
-                               json.dumps({"reason": "complaints from the fraud desk"})], deployment.env,
-                              log_file=deployment.root / "logs" / "rollback.log", timeout_s=600)
+    res = local_stack.airflow(
+        [
+            "dags",
+            "test",
+            f"{MODEL}_rollback",
+            "--conf",
+            json.dumps({"reason": "complaints from the fraud desk"}),
+        ],
+        deployment.env,
+        log_file=deployment.root / "logs" / "rollback.log",
+        timeout_s=600,
+    )
     assert res.returncode == 0, res.stdout[-3000:]
     assert (deployment.alias("champion"), deployment.alias("previous")) == (previous, champion)
     tags = deployment.tags(champion)
     assert tags["modelops.rollout.status"] == "rolled_back" and "fraud desk" in tags["modelops.rolled_back"]
     assert deployment.variants_answering() == {("stable", previous)}
-
 
 
 def test_the_rollback_dag_is_in_both_versions_deployment_history(deployment):
@@ -316,7 +387,11 @@ def test_the_rollback_dag_is_in_both_versions_deployment_history(deployment):
     assert last["event"] == "rolled back (rollback DAG)" and "fraud desk" in last["reason"]
     assert [e["event"] for e in history(taken_back)][-2] == "promoted"
     last = history(restored)[-1]
-    assert last["event"] == "restored to champion (rollback DAG)" and f"v{taken_back} was taken back" in last["reason"]
+    assert (
+        last["event"] == "restored to champion (rollback DAG)"
+        and f"v{taken_back} was taken back" in last["reason"]
+    )
+
 
 # --- the shadow stage (one case, kept short) -------------------------------------------------------
 
@@ -331,12 +406,16 @@ def test_shadow_stage_rolls_back_a_shifted_candidate_while_clients_get_only_stab
 
     champion = deployment.alias("champion")
     if champion is None:  # run on its own: deploy a first version to shadow against
-        champion = deployment.deployable(train_and_register(deployment.spec, deployment.frame, seed=1,
-                                                            experiment_id=deployment.experiment))
+        champion = deployment.deployable(
+            train_and_register(deployment.spec, deployment.frame, seed=1, experiment_id=deployment.experiment)
+        )
         deployment.last_version = champion
         assert deployment.rollout({"version": champion}, traffic=False)["rc"] == 0
-    bad = deployment.deployable(register_faulty(deployment.spec, champion, "shift",
-                                                experiment_id=deployment.experiment, workdir=deployment.root))
+    bad = deployment.deployable(
+        register_faulty(
+            deployment.spec, champion, "shift", experiment_id=deployment.experiment, workdir=deployment.root
+        )
+    )
     deployment.last_version = bad
     spec_file = Path(deployment.env["MODELOPS_SPECS_DIR"]) / f"{MODEL}.yaml"
     shared_spec = spec_file.read_text()
@@ -350,7 +429,9 @@ def test_shadow_stage_rolls_back_a_shifted_candidate_while_clients_get_only_stab
     assert run["rc"] != 0 and "rolled back at shadow" in run["log"], run["log"][-3000:]
     assert record["failure"]["stage"] == "shadow" and record["stages"] == []  # no canary step was entered
     assert "paired_disagreement_rate fail" in record["reason"], record["reason"]
-    assert "paired_disagreement_rate" in run["log"] and "verdict: FAIL" in run["log"]  # the table, in the task log
+    assert (
+        "paired_disagreement_rate" in run["log"] and "verdict: FAIL" in run["log"]
+    )  # the table, in the task log
     assert "paired_disagreement_rate" in deployment.tags(bad)["modelops.rolled_back"]
     assert (deployment.alias("champion"), deployment.alias("challenger")) == (champion, None)
 
@@ -372,14 +453,21 @@ def test_shadow_stage_rolls_back_a_shifted_candidate_while_clients_get_only_stab
     assert [e["details"]["stage"] for e in stage_events] == ["shadow"]
     card = mlflow.artifacts.load_dict(f"runs:/{run_id}/model_card/model_card.json")
     assert card["deployment_history"][-1]["event"] == "rolled back (automatic)"
-    assert card["deployment_history"][-1]["stages"] == [{"name": "shadow", "traffic_percent": 0, "outcome": "failed"}]
+    assert card["deployment_history"][-1]["stages"] == [
+        {"name": "shadow", "traffic_percent": 0, "outcome": "failed"}
+    ]
 
     # A client cannot mark its own request as a shadow copy: the endpoint strips the header.
     marked = urllib.request.Request(
-        f"{deployment.url}/predict", method="POST",
+        f"{deployment.url}/predict",
+        method="POST",
         data=json.dumps({"rows": packaging_rows(deployment)}).encode(),
-        headers={"Content-Type": "application/json", "X-Request-ID": "marked-by-a-client",
-                 "X-ModelOps-Shadow": "1"})
+        headers={
+            "Content-Type": "application/json",
+            "X-Request-ID": "marked-by-a-client",
+            "X-ModelOps-Shadow": "1",
+        },
+    )
     with urllib.request.urlopen(marked, timeout=10) as r:
         assert r.status == 200
     assert deployment.variants_answering() == {("stable", champion)}

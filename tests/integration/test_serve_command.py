@@ -45,8 +45,14 @@ def serve_command(state: Path, port: int, log_root: Path) -> subprocess.Popen:
         "MODELOPS_INFERENCE_LOG_URL": str(log_root),
         "PYTHONUNBUFFERED": "1",
     }
-    return subprocess.Popen([sys.executable, "-m", "include.modelops.cli", "serve", "--model", "fraud_detection"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=PROJECT_ROOT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "include.modelops.cli", "serve", "--model", "fraud_detection"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=PROJECT_ROOT,
+    )
 
 
 def wait_for_line(proc: subprocess.Popen, needle: str, timeout_s: float = 180) -> list[str]:
@@ -80,8 +86,12 @@ def test_serve_answers_logs_and_leaves_no_process_after_a_signal(spec, champion,
         assert children, "bentoml serve was not started"
 
         body = json.dumps({"rows": [example_row(spec)]}).encode()
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/predict", data=body, method="POST",
-                                         headers={"Content-Type": "application/json", "X-Request-ID": "via-make"})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/predict",
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json", "X-Request-ID": "via-make"},
+        )
         with urllib.request.urlopen(request, timeout=30) as response:
             assert response.status == 200
 

@@ -30,9 +30,15 @@ pytestmark = pytest.mark.integration
 NO_BODY = object()
 
 
-def post(url: str, body: object = NO_BODY, *, path: str = "/predict",
-         headers: dict[str, str] | None = None, method: str = "POST",
-         timeout: float = 30) -> tuple[int, dict[str, str], bytes]:
+def post(
+    url: str,
+    body: object = NO_BODY,
+    *,
+    path: str = "/predict",
+    headers: dict[str, str] | None = None,
+    method: str = "POST",
+    timeout: float = 30,
+) -> tuple[int, dict[str, str], bytes]:
     """One raw HTTP request (any body, any headers): (status, lower-cased headers, body)."""
     if body is NO_BODY:
         body = None
@@ -66,8 +72,12 @@ def served(built: dict, state: Path):
     from include.modelops.packaging import serve_bento
 
     log_root = state / "served_log"
-    with serve_bento(built["tag"], timeout_s=180, log_dir=state / "serve",
-                     env={"MODELOPS_SERVE_VARIANT": "canary", "MODELOPS_INFERENCE_LOG_URL": str(log_root)}) as s:
+    with serve_bento(
+        built["tag"],
+        timeout_s=180,
+        log_dir=state / "serve",
+        env={"MODELOPS_SERVE_VARIANT": "canary", "MODELOPS_INFERENCE_LOG_URL": str(log_root)},
+    ) as s:
         s.log_root = str(log_root)  # type: ignore[attr-defined]
         yield s
 
@@ -99,8 +109,11 @@ def test_client_request_id_is_returned_and_every_row_is_logged(spec, registered,
     from include.modelops.serving.inference_log import read_window
 
     request_id = f"client-{uuid.uuid4().hex[:8]}"
-    status, headers, body = post(served.url, {"rows": rows[:3], "entity_ids": ["card-1", "card-2", 7]},
-                                 headers={"X-Request-ID": request_id})
+    status, headers, body = post(
+        served.url,
+        {"rows": rows[:3], "entity_ids": ["card-1", "card-2", 7]},
+        headers={"X-Request-ID": request_id},
+    )
     assert status == 200, body
     assert headers["x-request-id"] == request_id
     answer = json.loads(body)
@@ -142,8 +155,12 @@ def test_sigterm_under_load_loses_no_answered_request(spec, built, state, rows):
             rid = f"w{worker}-{i}"
             i += 1
             try:
-                status, _, _ = post(served.url, {"rows": rows[i % 50: i % 50 + 1 + i % 3]},
-                                    headers={"X-Request-ID": rid}, timeout=10)
+                status, _, _ = post(
+                    served.url,
+                    {"rows": rows[i % 50 : i % 50 + 1 + i % 3]},
+                    headers={"X-Request-ID": rid},
+                    timeout=10,
+                )
             except (OSError, http.client.HTTPException):  # cut off mid-answer: not answered
                 if served.proc.poll() is not None:
                     return
@@ -151,8 +168,9 @@ def test_sigterm_under_load_loses_no_answered_request(spec, built, state, rows):
             if status == 200:
                 answered.append(rid)
 
-    with serve_bento(built["tag"], timeout_s=180, log_dir=state / "serve",
-                     env={"MODELOPS_INFERENCE_LOG_URL": log_root}) as served:
+    with serve_bento(
+        built["tag"], timeout_s=180, log_dir=state / "serve", env={"MODELOPS_INFERENCE_LOG_URL": log_root}
+    ) as served:
         with ThreadPoolExecutor(8) as pool:
             futures = [pool.submit(client, w) for w in range(8)]
             time.sleep(3)
@@ -186,8 +204,12 @@ def test_kill_9_under_load_loses_no_answered_request_once_the_server_is_back(spe
             rid = f"k{worker}-{i}"
             i += 1
             try:
-                status, _, _ = post(url, {"rows": rows[i % 50: i % 50 + 1 + i % 3]}, headers={"X-Request-ID": rid},
-                                    timeout=10)
+                status, _, _ = post(
+                    url,
+                    {"rows": rows[i % 50 : i % 50 + 1 + i % 3]},
+                    headers={"X-Request-ID": rid},
+                    timeout=10,
+                )
             except (OSError, http.client.HTTPException):  # cut off mid-answer: not answered
                 continue
             if status == 200:
@@ -212,7 +234,9 @@ def test_kill_9_under_load_loses_no_answered_request_once_the_server_is_back(spe
                 f.result()
     assert len(answered) > 50, "the load did not get going"
     before = set(read_window(spec.name, root=log_root).request_id)
-    print(f"\n{len(answered)} requests answered before kill -9; {len(set(answered) - before)} not in the log yet")
+    print(
+        f"\n{len(answered)} requests answered before kill -9; {len(set(answered) - before)} not in the log yet"
+    )
 
     with serve_bento(built["tag"], timeout_s=180, log_dir=state / "serve", env=env) as again:
         deadline = time.monotonic() + 60  # the restarted workers write the spool in the background
@@ -253,7 +277,9 @@ def test_metrics_are_labelled_by_model_version_and_variant(spec, registered, row
     assert delta("modelops_request_latency_seconds_count") == 1
     assert delta("modelops_prediction_score_count") == 5
     assert metric_value(after, "modelops_request_errors_total", **labels) == 0
-    assert "modelops_inference_log_dropped_rows_total" in after or "modelops_inference_log_dropped_rows" in after
+    assert (
+        "modelops_inference_log_dropped_rows_total" in after or "modelops_inference_log_dropped_rows" in after
+    )
     assert "bentoml_service_request_total" in after  # BentoML's own metrics are still there
 
 
@@ -269,8 +295,16 @@ def bad_requests(spec: ModelSpec, row: dict) -> list[tuple[str, dict, int, str]]
     return [
         ("wrong type", {"body": body(amount="12 euros")}, 400, "rows[0].amount"),
         ("bool for a number", {"body": body(hour_of_day=[1])}, 400, "rows[0].hour_of_day"),
-        ("NaN", {"body": '{"rows": [' + json.dumps(row)[:-1] + ', "amount": NaN}]}'.replace(
-            f'"amount": {json.dumps(row["amount"])}, ', "", 1)}, 400, "rows[0].amount"),
+        (
+            "NaN",
+            {
+                "body": '{"rows": ['
+                + json.dumps(row)[:-1]
+                + ', "amount": NaN}]}'.replace(f'"amount": {json.dumps(row["amount"])}, ', "", 1)
+            },
+            400,
+            "rows[0].amount",
+        ),
         ("infinity", {"body": json.dumps(body(amount=float("inf")))}, 400, "rows[0].amount"),
         ("out of range", {"body": body(customer_age=130)}, 400, "rows[0].customer_age"),
         ("unknown category", {"body": body(merchant_category="casino")}, 400, "rows[0].merchant_category"),
@@ -279,18 +313,36 @@ def bad_requests(spec: ModelSpec, row: dict) -> list[tuple[str, dict, int, str]]
         ("empty list", {"body": {"rows": []}}, 400, "rows"),
         ("no rows at all", {"body": {}}, 400, "rows"),
         ("more rows than the limit", {"body": {"rows": [row] * 10_001}}, 400, "rows"),
-        ("entity ids of another length", {"body": {"rows": [row], "entity_ids": ["a", "b"]}}, 400, "entity_ids"),
+        (
+            "entity ids of another length",
+            {"body": {"rows": [row], "entity_ids": ["a", "b"]}},
+            400,
+            "entity_ids",
+        ),
         ("10 MB body", {"body": b'{"rows": [' + b" " * 10_000_000 + b"]}"}, 413, "body"),
         ("not JSON", {"body": b"amount=12&channel=pos"}, 400, "body"),
-        ("wrong content type", {"body": body(), "headers": {"Content-Type": "text/csv"}}, 415,
-         "header Content-Type"),
-        ("form content type", {"body": b"rows=1", "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
-         415, "header Content-Type"),
+        (
+            "wrong content type",
+            {"body": body(), "headers": {"Content-Type": "text/csv"}},
+            415,
+            "header Content-Type",
+        ),
+        (
+            "form content type",
+            {"body": b"rows=1", "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
+            415,
+            "header Content-Type",
+        ),
         ("unicode junk", {"body": body(channel="\u202e\ufffd\U0001f4a9\x00")}, 400, "rows[0].channel"),
         ("unicode field name", {"body": body(**{"amoünt\u200b": 1})}, 400, "rows[0].amoünt\u200b"),
         ("invalid UTF-8", {"body": b'{"rows": [{"channel": "\xff\xfe"}]}'}, 400, "body"),
         ("a list, not an object", {"body": [row]}, 400, "body"),
-        ("bad request id", {"body": body(), "headers": {"X-Request-ID": "x" * 500}}, 400, "header X-Request-ID"),
+        (
+            "bad request id",
+            {"body": body(), "headers": {"X-Request-ID": "x" * 500}},
+            400,
+            "header X-Request-ID",
+        ),
         ("GET", {"method": "GET"}, 405, ""),
     ]
 
@@ -321,7 +373,9 @@ def test_error_message_names_the_field_and_the_problem(rows, served):
     assert answer["error"].startswith("rows[1].amount: Input should be greater than or equal to 0")
     assert "(and 1 more problem)" in answer["error"]
     assert {d["field"]: d["type"] for d in answer["detail"]} == {
-        "rows[1].amount": "greater_than_equal", "rows[1].channel": "literal_error"}
+        "rows[1].amount": "greater_than_equal",
+        "rows[1].channel": "literal_error",
+    }
 
 
 def wrong_types(row: dict) -> list[tuple[str, dict, str, str]]:
@@ -337,9 +391,18 @@ def wrong_types(row: dict) -> list[tuple[str, dict, str, str]]:
         ("boolean as 1", body(is_international=1), "rows[0].is_international", "bool_type"),
         ('boolean as "yes"', body(is_international="yes"), "rows[0].is_international", "bool_type"),
         ('boolean as "true"', body(is_international="true"), "rows[0].is_international", "bool_type"),
-        ("category in another case", body(channel=row["channel"].upper()), "rows[0].channel", "literal_error"),
-        ("nullable numeric as a string", body(distance_from_home_km="12"), "rows[0].distance_from_home_km",
-         "float_type"),
+        (
+            "category in another case",
+            body(channel=row["channel"].upper()),
+            "rows[0].channel",
+            "literal_error",
+        ),
+        (
+            "nullable numeric as a string",
+            body(distance_from_home_km="12"),
+            "rows[0].distance_from_home_km",
+            "float_type",
+        ),
         ("null for a required feature", body(customer_age=None), "rows[0].customer_age", "int_type"),
         ("entity_ids null", {"rows": [row], "entity_ids": None}, "entity_ids", "list_type"),
         ("entity id true", {"rows": [row], "entity_ids": [True]}, "entity_ids[0]", "entity_id_type"),
@@ -359,9 +422,17 @@ def test_a_wrong_json_type_gets_a_400_naming_the_field(rows, served):
 
 def test_whole_numbers_in_either_json_form_are_scored_alike(rows, served):
     row = next(r for r in rows if r["distance_from_home_km"] is not None)
-    as_ints = {**row, "amount": round(row["amount"]), "distance_from_home_km": round(row["distance_from_home_km"])}
-    as_floats = {**as_ints, "amount": float(as_ints["amount"]), "hour_of_day": float(row["hour_of_day"]),
-                 "customer_age": float(row["customer_age"])}
+    as_ints = {
+        **row,
+        "amount": round(row["amount"]),
+        "distance_from_home_km": round(row["distance_from_home_km"]),
+    }
+    as_floats = {
+        **as_ints,
+        "amount": float(as_ints["amount"]),
+        "hour_of_day": float(row["hour_of_day"]),
+        "customer_age": float(row["customer_age"]),
+    }
     status, _, raw = post(served.url, {"rows": [as_ints, as_floats], "entity_ids": [7, 7.0]})
     assert status == 200, raw
     first, second = json.loads(raw)
@@ -405,17 +476,44 @@ def test_published_request_schema_accepts_what_the_service_accepts(rows, served)
         "fractional entity id": {"rows": [row], "entity_ids": [1.5]},
     }
     mismatches = []
-    for case, body, expected in [(c, b, True) for c, b in good.items()] + [(c, b, False) for c, b in bad.items()]:
+    for case, body, expected in [(c, b, True) for c, b in good.items()] + [
+        (c, b, False) for c, b in bad.items()
+    ]:
         status = post(served.url, body)[0]
         in_schema = schema.is_valid(body)
         if in_schema != expected or (status == 200) != expected:
-            mismatches.append(f"{case}: published schema says {'valid' if in_schema else 'invalid'}, "
-                              f"service answered {status}")
+            mismatches.append(
+                f"{case}: published schema says {'valid' if in_schema else 'invalid'}, "
+                f"service answered {status}"
+            )
     assert not mismatches, "\n".join(mismatches)
 
 
-JUNK_VALUES = [None, "", "x" * 5000, "\u0000", "\ud7ff\ue000\uffff", "💥" * 100, -1, -1e308, 1e308, 10 ** 40, 0.5,
-               True, False, [], {}, [[[[]]]], {"a": {"b": None}}, "NaN", "1e309", "0x10", " 3 ", 3, 2.0]
+JUNK_VALUES = [
+    None,
+    "",
+    "x" * 5000,
+    "\u0000",
+    "\ud7ff\ue000\uffff",
+    "💥" * 100,
+    -1,
+    -1e308,
+    1e308,
+    10**40,
+    0.5,
+    True,
+    False,
+    [],
+    {},
+    [[[[]]]],
+    {"a": {"b": None}},
+    "NaN",
+    "1e309",
+    "0x10",
+    " 3 ",
+    3,
+    2.0,
+]
 
 
 def fuzz_cases(spec: ModelSpec, row: dict, n: int, seed: int = 11) -> list[dict]:
@@ -450,26 +548,68 @@ def fuzz_cases(spec: ModelSpec, row: dict, n: int, seed: int = 11) -> list[dict]
         elif kind < 0.7:
             text = json.dumps({"rows": [mutated_row()]})
             cut = rng.randint(0, len(text))
-            cases.append({"body": text[:cut] + rng.choice(["", "}", "]]", "\\", "\ud800", "NaN", ","]) + text[cut:]})
+            cases.append(
+                {"body": text[:cut] + rng.choice(["", "}", "]]", "\\", "\ud800", "NaN", ","]) + text[cut:]}
+            )
         elif kind < 0.8:
             cases.append({"body": bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 400)))})
         elif kind < 0.88:
-            cases.append({"body": rng.choice([[], "rows", 42, None, {"rows": None}, {"rows": {}}, {"rows": "x"},
-                                              {"rows": [[]]}, {"rows": [None]}, {"rows": [1, 2]},
-                                              {"rows": [row], "extra": 1}, "[" * 5000 + "]" * 5000])})
+            cases.append(
+                {
+                    "body": rng.choice(
+                        [
+                            [],
+                            "rows",
+                            42,
+                            None,
+                            {"rows": None},
+                            {"rows": {}},
+                            {"rows": "x"},
+                            {"rows": [[]]},
+                            {"rows": [None]},
+                            {"rows": [1, 2]},
+                            {"rows": [row], "extra": 1},
+                            "[" * 5000 + "]" * 5000,
+                        ]
+                    )
+                }
+            )
         elif kind < 0.94:
-            cases.append({"body": {"rows": [row]},
-                          "headers": {"Content-Type": rng.choice(["text/plain", "multipart/form-data; boundary=x",
-                                                                   "application/octet-stream", "application/xml",
-                                                                   "application/vnd.bentoml+pickle", "", "json"])}})
+            cases.append(
+                {
+                    "body": {"rows": [row]},
+                    "headers": {
+                        "Content-Type": rng.choice(
+                            [
+                                "text/plain",
+                                "multipart/form-data; boundary=x",
+                                "application/octet-stream",
+                                "application/xml",
+                                "application/vnd.bentoml+pickle",
+                                "",
+                                "json",
+                            ]
+                        )
+                    },
+                }
+            )
         else:
-            cases.append({"body": {"rows": [row]},
-                          "headers": {"X-Request-ID": rng.choice(["ok-1", "", " ", "a b", "é" * 3, "x" * 129,
-                                                                  "..", "A:B-c_d.e"])}})
+            cases.append(
+                {
+                    "body": {"rows": [row]},
+                    "headers": {
+                        "X-Request-ID": rng.choice(
+                            ["ok-1", "", " ", "a b", "é" * 3, "x" * 129, "..", "A:B-c_d.e"]
+                        )
+                    },
+                }
+            )
     return cases
 
 
-def test_fuzzed_requests_never_get_a_5xx_and_the_next_valid_request_is_answered(spec, registered, rows, served):
+def test_fuzzed_requests_never_get_a_5xx_and_the_next_valid_request_is_answered(
+    spec, registered, rows, served
+):
     cases = fuzz_cases(spec, rows[0], 1_200)
     statuses: dict[int, int] = {}
     server_errors = []
@@ -486,8 +626,12 @@ def test_fuzzed_requests_never_get_a_5xx_and_the_next_valid_request_is_answered(
                 server_errors.append((case, raw[:300]))
             elif status >= 400:
                 answer = json.loads(raw)
-                assert answer["error"] and answer["detail"] and all(d["field"] for d in answer["detail"]), answer
-    print(f"\n{len(cases)} fuzzed requests in {time.perf_counter() - started:.1f} s: {dict(sorted(statuses.items()))}")
+                assert answer["error"] and answer["detail"] and all(d["field"] for d in answer["detail"]), (
+                    answer
+                )
+    print(
+        f"\n{len(cases)} fuzzed requests in {time.perf_counter() - started:.1f} s: {dict(sorted(statuses.items()))}"
+    )
     assert not server_errors, server_errors[:5]
     assert sum(v for k, v in statuses.items() if k >= 400) > len(cases) / 2  # the fuzzing did break requests
     status, _, raw = post(served.url, {"rows": rows[:10]})

@@ -57,8 +57,15 @@ def served(tmp_path_factory: pytest.TempPathFactory, bentoml_store: Path):
         tag = packaging.build_bento(spec, str(version), f"models:/{spec.name}/{version}")
 
         with packaging.serve_bento(tag, log_dir=root / "serve") as served:
-            yield {"url": served.url, "root": root, "holdout": holdout, "spec": spec, "version": str(version),
-                   "proc": served.proc, "log": served.log_path}
+            yield {
+                "url": served.url,
+                "root": root,
+                "holdout": holdout,
+                "spec": spec,
+                "version": str(version),
+                "proc": served.proc,
+                "log": served.log_path,
+            }
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +74,27 @@ def traffic_run(served):
     from include.modelops import cli
 
     summary_file = served["root"] / "summary.json"
-    rc = cli.main(["traffic", "--url", served["url"], "--rate", "15", "--duration", "4", "--count", "1000",
-                   "--rows-per-request", "2", "--label-delay", "1", "--progress-every", "1",
-                   "--json", str(summary_file)])
+    rc = cli.main(
+        [
+            "traffic",
+            "--url",
+            served["url"],
+            "--rate",
+            "15",
+            "--duration",
+            "4",
+            "--count",
+            "1000",
+            "--rows-per-request",
+            "2",
+            "--label-delay",
+            "1",
+            "--progress-every",
+            "1",
+            "--json",
+            str(summary_file),
+        ]
+    )
     return {"rc": rc, "summary": json.loads(summary_file.read_text())}
 
 

@@ -26,16 +26,27 @@ def test_first_run_registers_a_carded_packaged_champion(stack):
     assert stack.alias("champion") == version
     assert stack.alias("challenger") is None  # moved on to champion
     mv = stack.client().get_model_version("fraud_detection", version)
-    for tag in ("modelops.data_fingerprint", "modelops.git_commit", "modelops.dag_run_id", "modelops.spec_hash"):
+    for tag in (
+        "modelops.data_fingerprint",
+        "modelops.git_commit",
+        "modelops.dag_run_id",
+        "modelops.spec_hash",
+    ):
         assert mv.tags.get(tag) and mv.tags[tag] != "unknown" or tag == "modelops.git_commit", tag
     assert mv.tags["modelops.dag_run_id"] == run["dag_run_id"]
     assert mv.tags["modelops.deployable"] == "true"
     assert mv.tags["modelops.approval.by"] == "policy:auto"
     assert mv.tags["modelops.bento_tag"] == f"fraud_detection_service:v{version}"
     artifacts = {a.path for a in stack.client().list_artifacts(mv.run_id, "model_card")}
-    assert {"model_card/model_card.md", "model_card/model_card.json", "model_card/model_card.html"} <= artifacts
+    assert {
+        "model_card/model_card.md",
+        "model_card/model_card.json",
+        "model_card/model_card.html",
+    } <= artifacts
     assert {a.path for a in stack.client().list_artifacts(mv.run_id, "validation")} >= {
-        "validation/validation_report.html", "validation/validation_report.json"}
+        "validation/validation_report.html",
+        "validation/validation_report.json",
+    }
     decision = steps["evaluate_candidate"]["result"]["summary"]
     assert decision.startswith("PASSED") and "first model" in decision.lower()
     assert steps["smoke_serve_bento"]["result"]["max_abs_diff"] <= 1e-6
@@ -82,17 +93,20 @@ def test_worse_candidate_keeps_champion(stack):
     assert stack.client().get_model_version("fraud_detection", new).tags["modelops.gate.status"] == "rejected"
 
 
-@pytest.mark.parametrize("variant,expected", [
-    ("missing_column", "merchant_category"),
-    ("wrong_type", "amount"),
-    ("nulls", "amount"),
-    ("out_of_range", "hour_of_day"),
-    ("empty", "expect_table_row_count_to_be_between"),
-    # used to pass validation and crash the split with a numpy TypeError after 3 tries
-    ("time_as_text", "column 'event_time': expect_column_values_to_be_in_type_list"),
-    # used to pass the gate with a holdout of one class
-    ("class_sorted", "holdout: class 1 has 0 rows"),
-])
+@pytest.mark.parametrize(
+    "variant,expected",
+    [
+        ("missing_column", "merchant_category"),
+        ("wrong_type", "amount"),
+        ("nulls", "amount"),
+        ("out_of_range", "hour_of_day"),
+        ("empty", "expect_table_row_count_to_be_between"),
+        # used to pass validation and crash the split with a numpy TypeError after 3 tries
+        ("time_as_text", "column 'event_time': expect_column_values_to_be_in_type_list"),
+        # used to pass the gate with a holdout of one class
+        ("class_sorted", "holdout: class 1 has 0 rows"),
+    ],
+)
 def test_broken_data_stops_at_validation_and_registers_nothing(stack, variant, expected):
     assert variant in BROKEN_VARIANTS
     data = stack.state_dir / "data" / variant
@@ -111,7 +125,8 @@ def test_broken_data_stops_at_validation_and_registers_nothing(stack, variant, e
     # the report that names the failure is attached to the run for people to read
     runs = stack.client().search_runs(
         [stack.client().get_experiment_by_name("fraud_detection").experiment_id],
-        filter_string=f"tags.`modelops.dag_run_id` = '{run['dag_run_id']}'")
+        filter_string=f"tags.`modelops.dag_run_id` = '{run['dag_run_id']}'",
+    )
     assert runs and runs[0].data.tags["modelops.validation.status"] == "failed"
     assert runs[0].info.status == "FAILED"
 
@@ -122,9 +137,10 @@ def test_validation_failure_is_not_retried(stack):
         generate_transactions(data, rows=5_000, days=5, variant="nulls")
     run = stack.run_dag(DAG_ID, {"data_path": str(data)})
     with sqlite3.connect(stack.state_dir / "airflow" / "airflow.db") as db:
-        (tries, state), = db.execute(
+        ((tries, state),) = db.execute(
             "select try_number, state from task_instance where dag_id=? and run_id=? and task_id=?",
-            (DAG_ID, run["dag_run_id"], "validate_dataset")).fetchall()
+            (DAG_ID, run["dag_run_id"], "validate_dataset"),
+        ).fetchall()
     assert (tries, state) == (1, "failed")  # retries: 2, but a data error fails at once
 
 

@@ -19,23 +19,41 @@ def registry(tmp_path, monkeypatch):
     mlflow.set_registry_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp = mlflow.create_experiment("m", artifact_location=str(tmp_path / "artifacts"))
     with mlflow.start_run(experiment_id=exp) as run:
-        info = mlflow.sklearn.log_model(DummyClassifier().fit([[0], [1]], [0, 1]), name="model",
-                                        serialization_format="cloudpickle")
+        info = mlflow.sklearn.log_model(
+            DummyClassifier().fit([[0], [1]], [0, 1]), name="model", serialization_format="cloudpickle"
+        )
     mlflow.register_model(info.model_uri, "m")
     return run.info.run_id
 
 
 def evidence(tmp_path, passed=True):
-    evaluation = {"primary_metric": "roc_auc", "models": {
-        "candidate": {"metrics": {"roc_auc": 0.91}}, "champion": {"metrics": {"roc_auc": 0.90}},
-        "baseline": {"metrics": {"roc_auc": 0.5}}},
+    evaluation = {
+        "primary_metric": "roc_auc",
+        "models": {
+            "candidate": {"metrics": {"roc_auc": 0.91}},
+            "champion": {"metrics": {"roc_auc": 0.90}},
+            "baseline": {"metrics": {"roc_auc": 0.5}},
+        },
         "comparison": {"metric": "roc_auc", "diff": 0.01, "ci_low": -0.002, "ci_high": 0.021, "samples": 200},
-        "slices": [{"column": "region", "value": "south", "rows": 700, "metrics": {"candidate": 0.8, "champion": 0.82}}]}
+        "slices": [
+            {
+                "column": "region",
+                "value": "south",
+                "rows": 700,
+                "metrics": {"candidate": 0.8, "champion": 0.82},
+            }
+        ],
+    }
     decision = {"summary": "PASSED: …" if passed else "REJECTED: …", "checks": [{"passed": passed}]}
     (tmp_path / "evaluation.json").write_text(json.dumps(evaluation))
     (tmp_path / "decision.json").write_text(json.dumps(decision))
-    return {"passed": passed, "summary": decision["summary"], "evaluation_path": str(tmp_path / "evaluation.json"),
-            "decision_path": str(tmp_path / "decision.json"), "report_html": "/r/evaluation_report.html"}
+    return {
+        "passed": passed,
+        "summary": decision["summary"],
+        "evaluation_path": str(tmp_path / "evaluation.json"),
+        "decision_path": str(tmp_path / "decision.json"),
+        "report_html": "/r/evaluation_report.html",
+    }
 
 
 def test_high_risk_needs_two_approvals(reference_spec):
@@ -52,8 +70,9 @@ def test_auto_policy_approves_low_risk_without_a_human(reference_spec, tmp_path)
 
 
 def test_manual_policy_asks_a_human(reference_spec, tmp_path):
-    manual = reference_spec.model_copy(update={"approval": reference_spec.approval.model_copy(
-        update={"policy": "manual"})})
+    manual = reference_spec.model_copy(
+        update={"approval": reference_spec.approval.model_copy(update={"policy": "manual"})}
+    )
     assert approvals.policy_decision(manual, evidence(tmp_path)) is None
 
 
@@ -61,8 +80,12 @@ def test_missing_evidence_blocks_the_request_naming_the_section(reference_spec, 
     from include.modelops.model_card import MissingEvidenceError
 
     with pytest.raises(MissingEvidenceError, match="intended_use"):
-        approvals.check_ready(reference_spec, "3", evidence(tmp_path),
-                              {"missing_evidence": ["intended_use: spec field 'intended_use' is empty"]})
+        approvals.check_ready(
+            reference_spec,
+            "3",
+            evidence(tmp_path),
+            {"missing_evidence": ["intended_use: spec field 'intended_use' is empty"]},
+        )
 
 
 def test_rejected_candidate_cannot_be_put_to_approval(reference_spec, tmp_path):
@@ -71,8 +94,12 @@ def test_rejected_candidate_cannot_be_put_to_approval(reference_spec, tmp_path):
 
 
 def test_request_shows_deltas_interval_slices_and_links(reference_spec, tmp_path):
-    body = approvals.request_markdown(reference_spec, {"version": "3", "url": "http://mlflow/v3"},
-                                      evidence(tmp_path), {"card_html": "/cards/model_card.html"})
+    body = approvals.request_markdown(
+        reference_spec,
+        {"version": "3", "url": "http://mlflow/v3"},
+        evidence(tmp_path),
+        {"card_html": "/cards/model_card.html"},
+    )
     assert "| roc_auc | 0.9100 | 0.9000 | +0.0100 | 0.5000 |" in body
     assert "95% CI [-0.0020, +0.0210]" in body
     assert "region=south" in body and "/cards/model_card.html" in body and "http://mlflow/v3" in body
@@ -81,10 +108,14 @@ def test_request_shows_deltas_interval_slices_and_links(reference_spec, tmp_path
 
 def test_records_round_trip_through_version_tags(registry):
     approvals.record("m", "1", index=1, decision="approved", by="risk_lead", comment="ok")
-    approvals.record("m", "1", index=2, decision="rejected", by="timeout", comment="no answer", timed_out=True)
+    approvals.record(
+        "m", "1", index=2, decision="rejected", by="timeout", comment="no answer", timed_out=True
+    )
     got = approvals.records("m", "1")
     assert [(r["index"], r["decision"], r["by"], r["timed_out"]) for r in got] == [
-        (1, "approved", "risk_lead", False), (2, "rejected", "timeout", True)]
+        (1, "approved", "risk_lead", False),
+        (2, "rejected", "timeout", True),
+    ]
 
 
 def test_second_approval_from_the_same_person_is_refused(registry):

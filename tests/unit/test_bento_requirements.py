@@ -11,8 +11,18 @@ from include.modelops.packaging import _python_packages
 
 BASE = ["mlflow", "numpy", "pandas", "pydantic", "PyYAML"]
 # What MLflow infers for a scikit-learn model logged in a process that had torch and pytest loaded.
-INFERRED = ["mlflow==3.17.2", "dill==0.4.1", "numpy==2.4.6", "psutil==7.2.2", "pytest==9.0.2",
-            "scikit-learn==1.9.1", "scipy==1.17.1", "skops==0.16.0", "torch==2.13.0", "tqdm==4.70.1"]
+INFERRED = [
+    "mlflow==3.17.2",
+    "dill==0.4.1",
+    "numpy==2.4.6",
+    "psutil==7.2.2",
+    "pytest==9.0.2",
+    "scikit-learn==1.9.1",
+    "scipy==1.17.1",
+    "skops==0.16.0",
+    "torch==2.13.0",
+    "tqdm==4.70.1",
+]
 
 
 def model_dir(tmp_path: Path, flavors: dict, requirements: list[str]) -> Path:
@@ -28,8 +38,10 @@ def names(pins: list[str]) -> set[str]:
 
 
 def test_sklearn_bento_has_no_torch_or_pytest(tmp_path):
-    flavors = {"python_function": {"loader_module": "mlflow.sklearn"},
-               "sklearn": {"serialization_format": "skops", "pickled_model": "model.skops"}}
+    flavors = {
+        "python_function": {"loader_module": "mlflow.sklearn"},
+        "sklearn": {"serialization_format": "skops", "pickled_model": "model.skops"},
+    }
 
     pins = _python_packages(BASE, model_dir(tmp_path, flavors, INFERRED))
 
@@ -50,7 +62,9 @@ def test_pickled_sklearn_model_keeps_cloudpickle(tmp_path):
 
 def test_python_function_model_keeps_its_logged_pins(tmp_path):
     # The PyTorch trainer logs a pyfunc with explicit pins: only the model knows what it needs.
-    flavors = {"python_function": {"loader_module": "mlflow.pyfunc.model", "python_model": "python_model.pkl"}}
+    flavors = {
+        "python_function": {"loader_module": "mlflow.pyfunc.model", "python_model": "python_model.pkl"}
+    }
 
     pins = _python_packages(BASE, model_dir(tmp_path, flavors, ["torch==2.13.0", "pandas==2.3.3"]))
 

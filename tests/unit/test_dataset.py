@@ -217,7 +217,13 @@ def broken(data_root) -> dict[str, pd.DataFrame]:
 
 def test_broken_variants_are_the_last_eight():
     assert BROKEN_VARIANTS == (
-        "missing_column", "wrong_type", "nulls", "out_of_range", "empty", "duplicate_rows", "time_as_text",
+        "missing_column",
+        "wrong_type",
+        "nulls",
+        "out_of_range",
+        "empty",
+        "duplicate_rows",
+        "time_as_text",
         "class_sorted",
     )
 
@@ -268,7 +274,7 @@ def test_time_as_text_variant_stores_event_times_as_iso_text(broken, reference_2
 def test_class_sorted_variant_puts_every_fraud_before_the_latest_fifth(broken, reference_2000):
     frame = broken["class_sorted"].sort_values("event_time", kind="stable")
     assert frame["is_fraud"].sum() == reference_2000["is_fraud"].sum() > 0
-    assert frame["is_fraud"].iloc[-len(frame) // 5:].sum() == 0
+    assert frame["is_fraud"].iloc[-len(frame) // 5 :].sum() == 0
     assert sorted(frame["event_time"]) == sorted(reference_2000["event_time"])
 
 

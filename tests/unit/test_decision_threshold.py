@@ -160,8 +160,14 @@ def test_training_entrypoint_chooses_the_threshold_with_a_second_real_fit():
 
 
 def test_the_choice_round_trips_through_mlflow_tags():
-    info = {"value": 0.0312, "policy": "target_recall", "target": 0.6, "target_met": True,
-            "source": "training split", "slice": {"rows": 10, "recall": 0.7}}
+    info = {
+        "value": 0.0312,
+        "policy": "target_recall",
+        "target": 0.6,
+        "target_met": True,
+        "source": "training split",
+        "slice": {"rows": 10, "recall": 0.7},
+    }
     tags = dt.to_tags(info)
     assert tags[dt.VALUE_TAG] == "0.0312"
     assert dt.from_tags(tags) == info
@@ -200,19 +206,38 @@ def test_default_threshold_is_fixed_at_one_half():
 @pytest.mark.parametrize(
     ("evaluation", "field", "words"),
     [
-        ({"decision_threshold": 0.3, "threshold": {"policy": "fixed", "value": 0.3}},
-         "evaluation.decision_threshold", "not both"),
+        (
+            {"decision_threshold": 0.3, "threshold": {"policy": "fixed", "value": 0.3}},
+            "evaluation.decision_threshold",
+            "not both",
+        ),
         ({"decision_threshold": 1.5}, "evaluation.decision_threshold", "from 0 to 1"),
         ({"threshold": {"policy": "target_recall"}}, "evaluation.threshold.target", "needs a target"),
-        ({"threshold": {"policy": "target_recall", "target": 1.0}}, "evaluation.threshold.target", "less than 1"),
-        ({"threshold": {"policy": "target_precision", "target": 0.0}}, "evaluation.threshold.target",
-         "greater than 0"),
-        ({"threshold": {"policy": "target_recall", "target": 0.6, "value": 0.2}}, "evaluation.threshold.value",
-         "only for policy fixed"),
-        ({"threshold": {"policy": "fixed", "value": 0.5, "target": 0.6}}, "evaluation.threshold.target",
-         "only for policy target"),
-        ({"threshold": {"policy": "fixed", "slice_fraction": 0.3}}, "evaluation.threshold.slice_fraction",
-         "only for the target policies"),
+        (
+            {"threshold": {"policy": "target_recall", "target": 1.0}},
+            "evaluation.threshold.target",
+            "less than 1",
+        ),
+        (
+            {"threshold": {"policy": "target_precision", "target": 0.0}},
+            "evaluation.threshold.target",
+            "greater than 0",
+        ),
+        (
+            {"threshold": {"policy": "target_recall", "target": 0.6, "value": 0.2}},
+            "evaluation.threshold.value",
+            "only for policy fixed",
+        ),
+        (
+            {"threshold": {"policy": "fixed", "value": 0.5, "target": 0.6}},
+            "evaluation.threshold.target",
+            "only for policy target",
+        ),
+        (
+            {"threshold": {"policy": "fixed", "slice_fraction": 0.3}},
+            "evaluation.threshold.slice_fraction",
+            "only for the target policies",
+        ),
         ({"threshold": {"policy": "top_k"}}, "evaluation.threshold.policy", "fixed"),
     ],
 )
@@ -225,7 +250,11 @@ def test_bad_threshold_settings_name_the_field(tmp_path, evaluation, field, word
 
 def test_a_threshold_policy_is_only_for_binary_classification(tmp_path):
     raw = spec_dict(threshold={"policy": "target_recall", "target": 0.6})
-    raw.update(task="regression", target={"name": "event"}, evaluation={**raw["evaluation"], "primary_metric": "rmse"})
+    raw.update(
+        task="regression",
+        target={"name": "event"},
+        evaluation={**raw["evaluation"], "primary_metric": "rmse"},
+    )
     with pytest.raises(ModelSpecError, match=r"field 'evaluation\.threshold\.policy'.*only for binary"):
         _load(tmp_path, raw)
 
@@ -239,15 +268,41 @@ def evaluated():
     spec = make_spec(threshold={"policy": "target_recall", "target": 0.6})
     holdout = rare_positive_rows(8_000, seed=5)
     scores = true_probability(holdout)
-    cand_info = {"value": 0.05, "policy": "target_recall", "target": 0.6, "target_met": True,
-                 "source": "training split", "slice": {"rows": 2000, "positives": 40, "fit_rows": 8000,
-                                                        "how": "a seeded random 20% of each class",
-                                                        "precision": 0.2, "recall": 0.62, "flagged_share": 0.06}}
-    champ_info = {"value": 0.5, "policy": "fixed", "target": None, "target_met": None, "slice": None,
-                  "source": "spec"}
-    report = ev.evaluate(spec, holdout, candidate_scores=scores, baseline_scores=np.full(len(holdout), PREVALENCE),
-                         champion_scores=scores, champion_version="1", candidate_version="2",
-                         candidate_threshold=cand_info, champion_threshold=champ_info)
+    cand_info = {
+        "value": 0.05,
+        "policy": "target_recall",
+        "target": 0.6,
+        "target_met": True,
+        "source": "training split",
+        "slice": {
+            "rows": 2000,
+            "positives": 40,
+            "fit_rows": 8000,
+            "how": "a seeded random 20% of each class",
+            "precision": 0.2,
+            "recall": 0.62,
+            "flagged_share": 0.06,
+        },
+    }
+    champ_info = {
+        "value": 0.5,
+        "policy": "fixed",
+        "target": None,
+        "target_met": None,
+        "slice": None,
+        "source": "spec",
+    }
+    report = ev.evaluate(
+        spec,
+        holdout,
+        candidate_scores=scores,
+        baseline_scores=np.full(len(holdout), PREVALENCE),
+        champion_scores=scores,
+        champion_version="1",
+        candidate_version="2",
+        candidate_threshold=cand_info,
+        champion_threshold=champ_info,
+    )
     return spec, holdout, scores, report
 
 
@@ -281,8 +336,9 @@ def test_gate_summary_and_notes_state_the_operating_point(evaluated):
 
 def test_gate_bound_on_recall_says_it_is_at_the_threshold(evaluated):
     spec, holdout, scores, report = evaluated
-    raw = spec_dict(threshold={"policy": "target_recall", "target": 0.6},
-                    gate={"thresholds": {"recall": {"min": 0.9}}})
+    raw = spec_dict(
+        threshold={"policy": "target_recall", "target": 0.6}, gate={"thresholds": {"recall": {"min": 0.9}}}
+    )
     decision = ev.decide(ModelSpec.model_validate(raw), report)
     check = next(c for c in decision["checks"] if c["name"] == "recall min")
     assert not check["passed"]
@@ -300,8 +356,15 @@ def test_model_card_shows_the_operating_point_and_serves_the_versions_threshold(
     from include.modelops import model_card
 
     spec, _, _, report = evaluated
-    card = model_card.build_card(spec, model_name=spec.name, version="2", run={}, validation=None,
-                                 evaluation=report, decision=ev.decide(spec, report))
+    card = model_card.build_card(
+        spec,
+        model_name=spec.name,
+        version="2",
+        run={},
+        validation=None,
+        evaluation=report,
+        decision=ev.decide(spec, report),
+    )
     rows = card["evaluation"]["operating_point"]
     cand = next(r for r in rows if r["model"] == "candidate")
     assert cand["threshold"] == 0.05 and cand["recall"] == report["operating_point"]["candidate"]["recall"]
@@ -312,8 +375,11 @@ def test_model_card_shows_the_operating_point_and_serves_the_versions_threshold(
 
 def test_multiclass_report_has_no_operating_point():
     raw = spec_dict()
-    raw.update(task="multiclass_classification", target={"name": "event", "classes": ["a", "b", "c"]},
-               evaluation={"primary_metric": "macro_f1"})
+    raw.update(
+        task="multiclass_classification",
+        target={"name": "event", "classes": ["a", "b", "c"]},
+        evaluation={"primary_metric": "macro_f1"},
+    )
     spec = ModelSpec.model_validate(raw)
     holdout = pd.DataFrame({"x1": [0.0] * 6, "x2": [0.0] * 6, "event": list("abcabc")})
     probs = np.tile([0.5, 0.3, 0.2], (6, 1))
@@ -330,7 +396,9 @@ def test_service_labels_rows_with_the_versions_threshold_not_the_specs():
     spec = make_spec(threshold={"policy": "target_recall", "target": 0.6})
     bento_model = {"model_version": "3", "decision_threshold": 0.04, "threshold": {"value": 0.04}}
     threshold = served_threshold(spec, bento_model)
-    labels = [p["label"] for p in predictions_from_scores(spec, np.array([0.039, 0.04, 0.3]), threshold=threshold)]
+    labels = [
+        p["label"] for p in predictions_from_scores(spec, np.array([0.039, 0.04, 0.3]), threshold=threshold)
+    ]
     assert threshold == 0.04
     assert labels == [0, 1, 1]
 
@@ -369,8 +437,13 @@ def test_torch_threshold_fit_checkpoints_apart_from_the_final_fit(tmp_path):
     raw = spec_dict(threshold={"policy": "target_recall", "target": 0.6})
     raw["training"] = {"framework": "torch"}
     spec = ModelSpec.model_validate(raw)
-    info = _choose_threshold(spec, get_trainer("torch"), rare_positive_rows(3_000, seed=8),
-                             {"epochs": 2, "device": "cpu"}, str(tmp_path))
+    info = _choose_threshold(
+        spec,
+        get_trainer("torch"),
+        rare_positive_rows(3_000, seed=8),
+        {"epochs": 2, "device": "cpu"},
+        str(tmp_path),
+    )
     assert info["slice"]["recall"] >= 0.6
     assert (tmp_path / "threshold_fit" / CHECKPOINT_FILE).exists()
     assert not (tmp_path / CHECKPOINT_FILE).exists()  # the final fit's resume point stays its own
@@ -387,11 +460,17 @@ def test_a_drafted_binary_spec_writes_the_threshold_policy(tmp_path):
     assert load_spec(path).evaluation.threshold.policy == "fixed"
 
 
-@pytest.mark.parametrize("evaluation", [
-    {}, {"decision_threshold": 0.3}, {"threshold": {"policy": "fixed", "value": 0.4}},
-    {"threshold": {"policy": "target_recall", "target": 0.6}},
-    {"threshold": {"policy": "target_precision", "target": 0.8, "slice_fraction": 0.3}},
-], ids=["default", "legacy-fixed", "fixed", "target-recall", "target-precision"])
+@pytest.mark.parametrize(
+    "evaluation",
+    [
+        {},
+        {"decision_threshold": 0.3},
+        {"threshold": {"policy": "fixed", "value": 0.4}},
+        {"threshold": {"policy": "target_recall", "target": 0.6}},
+        {"threshold": {"policy": "target_precision", "target": 0.8, "slice_fraction": 0.3}},
+    ],
+    ids=["default", "legacy-fixed", "fixed", "target-recall", "target-precision"],
+)
 def test_a_spec_dumped_and_read_again_is_the_same_spec(evaluation):
     # The bento carries the spec as its JSON dump and validates it again when the service starts.
     spec = make_spec(**evaluation)

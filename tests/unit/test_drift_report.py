@@ -46,14 +46,28 @@ def test_window_without_drift_has_no_drifted_feature(reference_spec, tmp_path):
 
 
 def test_drifted_window_names_the_drifted_features_most_drifted_first(reference_spec, tmp_path):
-    write_predictions("fraud_detection", fraud_rows(3000, seed=4, drift=True), START + timedelta(hours=2),
-                      scores=np.random.default_rng(1).beta(5, 2, 3000))
+    write_predictions(
+        "fraud_detection",
+        fraud_rows(3000, seed=4, drift=True),
+        START + timedelta(hours=2),
+        scores=np.random.default_rng(1).beta(5, 2, 3000),
+    )
     w = load_window("fraud_detection", START, END)
     ref = fraud_rows(5000, seed=3)
-    report = drift_report(reference_spec, ref, w.rows, out_dir=tmp_path / "r",
-                          reference_predictions=np.random.default_rng(2).random(len(ref)))
-    assert set(report["top"]) == {"amount", "channel", "distance_from_home_km", "card_age_days",
-                                  "is_international"}
+    report = drift_report(
+        reference_spec,
+        ref,
+        w.rows,
+        out_dir=tmp_path / "r",
+        reference_predictions=np.random.default_rng(2).random(len(ref)),
+    )
+    assert set(report["top"]) == {
+        "amount",
+        "channel",
+        "distance_from_home_km",
+        "card_age_days",
+        "is_international",
+    }
     assert report["share"] == pytest.approx(0.5)
     sev = [report["columns"][c]["severity"] for c in report["top"]]
     assert sev == sorted(sev, reverse=True) and sev[-1] > 1
@@ -63,15 +77,23 @@ def test_drifted_window_names_the_drifted_features_most_drifted_first(reference_
 def test_per_feature_method_and_threshold_come_from_the_spec(reference_spec, tmp_path):
     from include.modelops.spec import FeatureDrift
 
-    mon = reference_spec.monitoring.model_copy(update={"feature_drift": {
-        "amount": FeatureDrift(method="psi", threshold=50.0), "channel": FeatureDrift(method="chisquare")}})
+    mon = reference_spec.monitoring.model_copy(
+        update={
+            "feature_drift": {
+                "amount": FeatureDrift(method="psi", threshold=50.0),
+                "channel": FeatureDrift(method="chisquare"),
+            }
+        }
+    )
     spec = reference_spec.model_copy(update={"monitoring": mon})
     cur = fraud_rows(3000, seed=4, drift=True)
     report = drift_report(spec, fraud_rows(5000, seed=3), cur, out_dir=tmp_path / "r")
     assert report["columns"]["amount"]["method"] == "psi" and report["columns"]["amount"]["threshold"] == 50.0
     assert report["columns"]["amount"]["drifted"] is False, "a very tolerant threshold keeps amount in bounds"
     assert report["columns"]["channel"]["method"] == "chisquare"
-    assert report["columns"]["merchant_category"]["method"] == "jensenshannon", "Evidently's choice above 1000 rows"
+    assert report["columns"]["merchant_category"]["method"] == "jensenshannon", (
+        "Evidently's choice above 1000 rows"
+    )
     assert "amount" not in report["top"] and "channel" in report["top"]
 
 
@@ -123,15 +145,18 @@ def test_labelled_window_becomes_training_rows_in_the_datas_shape(reference_spec
     assert train_rows["is_fraud"].astype(int).tolist() == rows["is_fraud"].head(250).tolist()
     train_rows.to_parquet(tmp_path / "labelled.parquet", index=False)
     like = rows.assign(**{reference_spec.time_column: START.replace(tzinfo=None)}).head(3)
-    back = read_labelled_window(reference_spec, str(tmp_path / "labelled.parquet"), tmp_path / "dl", like=like)
+    back = read_labelled_window(
+        reference_spec, str(tmp_path / "labelled.parquet"), tmp_path / "dl", like=like
+    )
     assert back.dtypes.to_dict() == like[list(back.columns)].dtypes.to_dict()
     with pytest.raises(FileNotFoundError, match="does not exist"):
         read_labelled_window(reference_spec, str(tmp_path / "nope.parquet"), tmp_path / "dl", like=like)
 
 
 def test_large_window_is_compared_on_a_sample_with_the_same_verdicts(reference_spec, tmp_path):
-    sampled = reference_spec.model_copy(update={"monitoring": reference_spec.monitoring.model_copy(
-        update={"drift_sample_rows": 1500})})
+    sampled = reference_spec.model_copy(
+        update={"monitoring": reference_spec.monitoring.model_copy(update={"drift_sample_rows": 1500})}
+    )
     ref, cur = fraud_rows(5000, seed=3), fraud_rows(6000, seed=5, drift=True)
     full = drift_report(reference_spec, ref, cur, out_dir=tmp_path / "full")
     part = drift_report(sampled, ref, cur, out_dir=tmp_path / "part")
@@ -142,8 +167,21 @@ def test_large_window_is_compared_on_a_sample_with_the_same_verdicts(reference_s
 
 # Every method the spec accepts, by the feature types it applies to (z: two categories).
 # empirical_mmd (seconds per column) falls in one round only.
-NUMERIC_METHODS = ["anderson", "cramer_von_mises", "ed", "es", "hellinger", "jensenshannon", "empirical_mmd",
-                   "kl_div", "ks", "mannw", "psi", "t_test", "wasserstein"]
+NUMERIC_METHODS = [
+    "anderson",
+    "cramer_von_mises",
+    "ed",
+    "es",
+    "hellinger",
+    "jensenshannon",
+    "empirical_mmd",
+    "kl_div",
+    "ks",
+    "mannw",
+    "psi",
+    "t_test",
+    "wasserstein",
+]
 CATEGORY_METHODS = ["chisquare", "hellinger", "jensenshannon", "kl_div", "psi", "TVD"]
 BINARY_METHODS = ["z", "jensenshannon", "chisquare"]
 
@@ -158,7 +196,10 @@ def evidently_test_verdicts(spec, reference, current, *, predictions=None):
     numeric = [f.name for f in spec.features if f.type.value in ("numeric", "integer")]
     categorical = [f.name for f in spec.features if f.name not in numeric]
     frames = []
-    for df, scores in ((reference, predictions and predictions[0]), (current, predictions and predictions[1])):
+    for df, scores in (
+        (reference, predictions and predictions[0]),
+        (current, predictions and predictions[1]),
+    ):
         out = df[spec.feature_names].copy()
         out[numeric] = out[numeric].astype("float64")
         out[categorical] = out[categorical].astype(str)
@@ -166,26 +207,40 @@ def evidently_test_verdicts(spec, reference, current, *, predictions=None):
             out["score"] = scores
         frames.append(out)
     m = spec.monitoring
-    metrics = [DataDriftPreset(
-        columns=spec.feature_names, method=m.drift_method, threshold=m.drift_threshold,
-        per_column_method={f: o.method for f, o in m.feature_drift.items() if o.method} or None,
-        per_column_threshold={f: o.threshold for f, o in m.feature_drift.items() if o.threshold} or None)]
+    metrics = [
+        DataDriftPreset(
+            columns=spec.feature_names,
+            method=m.drift_method,
+            threshold=m.drift_threshold,
+            per_column_method={f: o.method for f, o in m.feature_drift.items() if o.method} or None,
+            per_column_threshold={f: o.threshold for f, o in m.feature_drift.items() if o.threshold} or None,
+        )
+    ]
     if predictions is not None:
         metrics.append(ValueDrift(column="score"))
-    definition = DataDefinition(numerical_columns=numeric + (["score"] if predictions is not None else []),
-                                categorical_columns=categorical)
+    definition = DataDefinition(
+        numerical_columns=numeric + (["score"] if predictions is not None else []),
+        categorical_columns=categorical,
+    )
     np.random.seed(0)  # empirical_mmd permutes with numpy's global generator
-    snap = Report(metrics, include_tests=True).run(Dataset.from_pandas(frames[1], data_definition=definition),
-                                                   Dataset.from_pandas(frames[0], data_definition=definition))
-    return {t["metric_config"]["params"]["column"]: t["status"] == "FAIL"
-            for t in snap.dict()["tests"] if t.get("id") == "drift"}
+    snap = Report(metrics, include_tests=True).run(
+        Dataset.from_pandas(frames[1], data_definition=definition),
+        Dataset.from_pandas(frames[0], data_definition=definition),
+    )
+    return {
+        t["metric_config"]["params"]["column"]: t["status"] == "FAIL"
+        for t in snap.dict()["tests"]
+        if t.get("id") == "drift"
+    }
 
 
 def _with_methods(spec, methods: dict[str, str], thresholds: dict[str, float] | None = None):
     from include.modelops.spec import FeatureDrift
 
     thresholds = thresholds or {}
-    drift = {f: FeatureDrift(method=methods.get(f), threshold=thresholds.get(f)) for f in {*methods, *thresholds}}
+    drift = {
+        f: FeatureDrift(method=methods.get(f), threshold=thresholds.get(f)) for f in {*methods, *thresholds}
+    }
     return spec.model_copy(update={"monitoring": spec.monitoring.model_copy(update={"feature_drift": drift})})
 
 
@@ -207,9 +262,13 @@ def test_verdicts_without_evidently_tests_match_its_tests_for_every_method(refer
     feats = reference_spec.features
     numeric = [f.name for f in feats if f.type.value in ("numeric", "integer")]
     categorical = [f.name for f in feats if f.type.value == "categorical"]
-    methods = {f: NUMERIC_METHODS[(len(numeric) * round_ + j) % len(NUMERIC_METHODS)] for j, f in enumerate(numeric)}
-    methods |= {f: CATEGORY_METHODS[(len(categorical) * round_ + j) % len(CATEGORY_METHODS)]
-                for j, f in enumerate(categorical)}
+    methods = {
+        f: NUMERIC_METHODS[(len(numeric) * round_ + j) % len(NUMERIC_METHODS)] for j, f in enumerate(numeric)
+    }
+    methods |= {
+        f: CATEGORY_METHODS[(len(categorical) * round_ + j) % len(CATEGORY_METHODS)]
+        for j, f in enumerate(categorical)
+    }
     methods["is_international"] = BINARY_METHODS[round_]
     ref, cur = fraud_rows(500, seed=3), fraud_rows(400, seed=4, drift=True)
 
@@ -229,15 +288,21 @@ def test_verdicts_without_evidently_tests_match_its_tests_for_every_method(refer
     verdicts = {c: e["drifted"] for c, e in report["columns"].items()}
     assert verdicts == evidently_test_verdicts(spec, ref, cur)
     for c in at_score:
-        assert verdicts[c] == (methods[c] in {"ks", "cramer_von_mises", "hellinger", "jensenshannon", "kl_div",
-                                              "psi", "wasserstein"}), (c, methods[c])
+        assert verdicts[c] == (
+            methods[c]
+            in {"ks", "cramer_von_mises", "hellinger", "jensenshannon", "kl_div", "psi", "wasserstein"}
+        ), (c, methods[c])
 
 
 def test_verdicts_with_evidentlys_own_method_choice_match_its_tests(reference_spec, tmp_path):
     ref, cur = fraud_rows(5000, seed=3), fraud_rows(3000, seed=4, drift=True)
     preds = (np.random.default_rng(2).random(len(ref)), np.random.default_rng(1).beta(5, 2, len(cur)))
-    report = _step(reference_spec, ref, cur.assign(score=preds[1]), tmp_path / "r", reference_predictions=preds[0])
-    verdicts = {c: e["drifted"] for c, e in report["columns"].items()} | {"score": report["prediction"]["drifted"]}
+    report = _step(
+        reference_spec, ref, cur.assign(score=preds[1]), tmp_path / "r", reference_predictions=preds[0]
+    )
+    verdicts = {c: e["drifted"] for c, e in report["columns"].items()} | {
+        "score": report["prediction"]["drifted"]
+    }
     assert verdicts == evidently_test_verdicts(reference_spec, ref, cur, predictions=preds)
     assert {e["method"] for e in report["columns"].values()} == {"wasserstein", "jensenshannon"}
     assert report["top"] and len(report["top"]) < len(reference_spec.feature_names)

@@ -29,8 +29,9 @@ def load_faulty(tmp_path, inner: str, config: dict):
     import mlflow.pyfunc
 
     path = tmp_path / "faulty"
-    mlflow.pyfunc.save_model(str(path), python_model=str(MODEL_CODE), artifacts={"inner": inner},
-                             model_config=config)
+    mlflow.pyfunc.save_model(
+        str(path), python_model=str(MODEL_CODE), artifacts={"inner": inner}, model_config=config
+    )
     return mlflow.pyfunc.load_model(str(path))
 
 

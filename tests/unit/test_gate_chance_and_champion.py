@@ -16,13 +16,18 @@ ROWS = 3000
 
 
 def spec(**gate) -> ModelSpec:
-    return ModelSpec.model_validate({
-        "name": "churn_gate", "description": "Test.", "owner": {"team": "t", "email": "t@example.com"},
-        "task": "binary_classification", "data": {"path": "unused.parquet"},
-        "target": {"name": "churned", "classes": [0, 1]},
-        "features": [{"name": "tenure", "type": "numeric"}],
-        "evaluation": {"primary_metric": "roc_auc", "bootstrap_samples": 100, "gate": gate},
-    })
+    return ModelSpec.model_validate(
+        {
+            "name": "churn_gate",
+            "description": "Test.",
+            "owner": {"team": "t", "email": "t@example.com"},
+            "task": "binary_classification",
+            "data": {"path": "unused.parquet"},
+            "target": {"name": "churned", "classes": [0, 1]},
+            "features": [{"name": "tenure", "type": "numeric"}],
+            "evaluation": {"primary_metric": "roc_auc", "bootstrap_samples": 100, "gate": gate},
+        }
+    )
 
 
 class Holdout:
@@ -41,9 +46,13 @@ class Holdout:
 
 def run(s: ModelSpec, data: Holdout, candidate, champion=None, recorded=None) -> tuple[dict, dict]:
     report = ev.evaluate(
-        s, data.df, candidate_scores=candidate,
+        s,
+        data.df,
+        candidate_scores=candidate,
         baseline_scores=ev.baseline_scores(s, data.y, ROWS),
-        champion_scores=champion, champion_version=None if champion is None else "3", candidate_version="4",
+        champion_scores=champion,
+        champion_version=None if champion is None else "3",
+        candidate_version="4",
         champion_recorded_metrics=recorded,
     )
     return report, ev.decide(s, report)
@@ -156,10 +165,14 @@ def test_the_model_card_and_the_report_show_why_a_collapsed_champion_blocked_the
     champion = data.scores(4.0, y=data.rng.permutation(data.y))
     report, decision = run(s, data, data.scores(3.0), champion=champion, recorded={"roc_auc": 0.988})
 
-    card = model_card.build_card(s, model_name=s.name, version="4", run={}, validation=None,
-                                 evaluation=report, decision=decision)
-    for text in (model_card.render_markdown(card), model_card.render_html(card),
-                 ev.render_html(report, decision)):
+    card = model_card.build_card(
+        s, model_name=s.name, version="4", run={}, validation=None, evaluation=report, decision=decision
+    )
+    for text in (
+        model_card.render_markdown(card),
+        model_card.render_html(card),
+        ev.render_html(report, decision),
+    ):
         assert "champion_consistent" in text
         assert "when it was evaluated" in text and "the data changed or broke" in text
 
@@ -168,15 +181,25 @@ def test_the_model_card_and_the_report_show_why_a_collapsed_champion_blocked_the
 def test_chance_level_works_for_every_task(task):
     rng = np.random.default_rng(0)
     if task == "regression":
-        s = ModelSpec.model_validate({
-            **spec().model_dump(mode="json"), "task": task, "target": {"name": "churned"},
-            "evaluation": {"primary_metric": "rmse"}})
+        s = ModelSpec.model_validate(
+            {
+                **spec().model_dump(mode="json"),
+                "task": task,
+                "target": {"name": "churned"},
+                "evaluation": {"primary_metric": "rmse"},
+            }
+        )
         y = rng.normal(size=ROWS)
         good, noise = y + 0.3 * rng.normal(size=ROWS), rng.normal(size=ROWS)
     else:
-        s = ModelSpec.model_validate({
-            **spec().model_dump(mode="json"), "task": task,
-            "target": {"name": "churned", "classes": ["a", "b", "c"]}, "evaluation": {"primary_metric": "macro_f1"}})
+        s = ModelSpec.model_validate(
+            {
+                **spec().model_dump(mode="json"),
+                "task": task,
+                "target": {"name": "churned", "classes": ["a", "b", "c"]},
+                "evaluation": {"primary_metric": "macro_f1"},
+            }
+        )
         codes = rng.integers(0, 3, ROWS)
         y = np.asarray(["a", "b", "c"])[codes]
         good = np.eye(3)[codes] * 0.8 + 0.2 / 3
@@ -204,8 +227,9 @@ def test_the_champion_record_is_read_from_the_run_it_was_registered_from(tmp_pat
     tracking.log_metrics(run_id, {"roc_auc": 0.988, "brier": 0.02}, prefix="holdout_")
     tracking.log_metrics(run_id, {"roc_auc": 0.7}, prefix="champion_holdout_")
     with mlflow.start_run(run_id=run_id):
-        uri = mlflow.sklearn.log_model(DummyClassifier().fit([[0], [1]], [0, 1]), name="model",
-                                       serialization_format="cloudpickle").model_uri
+        uri = mlflow.sklearn.log_model(
+            DummyClassifier().fit([[0], [1]], [0, 1]), name="model", serialization_format="cloudpickle"
+        ).model_uri
     version = tracking.register_version(s.name, run_id=run_id, model_uri=uri, tags={})
 
     assert steps._recorded_holdout_metrics(s.name, version) == {"roc_auc": 0.988, "brier": 0.02}

@@ -37,8 +37,9 @@ def table(task: str, rows: int = 1500, seed: int = 7) -> pd.DataFrame:
         X, y = make_regression(n_samples=rows, n_features=5, n_informative=4, noise=20.0, random_state=seed)
     else:
         k = 3 if task == "multiclass_classification" else 2
-        X, y = make_classification(n_samples=rows, n_features=5, n_informative=4, n_redundant=0,
-                                   n_classes=k, random_state=seed)
+        X, y = make_classification(
+            n_samples=rows, n_features=5, n_informative=4, n_redundant=0, n_classes=k, random_state=seed
+        )
         if k == 3:
             y = np.asarray(CLASSES, dtype=object)[y]
     df = pd.DataFrame(X, columns=FEATURES)
@@ -48,14 +49,22 @@ def table(task: str, rows: int = 1500, seed: int = 7) -> pd.DataFrame:
 
 def spec_for(task: str, gate: dict[str, Any]) -> ModelSpec:
     metric, classes, weakest = TASKS[task]
-    return ModelSpec.model_validate({
-        "name": "shuffled", "description": "Test.", "owner": {"team": "t", "email": "t@example.com"},
-        "task": task, "data": {"path": "unused.parquet"},
-        "target": {"name": "label", **({"classes": classes} if classes else {})},
-        "features": [{"name": f, "type": "numeric"} for f in FEATURES],
-        "evaluation": {"primary_metric": metric, "bootstrap_samples": 100,
-                       "gate": {"thresholds": {metric: {"min": weakest}}, **gate}},
-    })
+    return ModelSpec.model_validate(
+        {
+            "name": "shuffled",
+            "description": "Test.",
+            "owner": {"team": "t", "email": "t@example.com"},
+            "task": task,
+            "data": {"path": "unused.parquet"},
+            "target": {"name": "label", **({"classes": classes} if classes else {})},
+            "features": [{"name": f, "type": "numeric"} for f in FEATURES],
+            "evaluation": {
+                "primary_metric": metric,
+                "bootstrap_samples": 100,
+                "gate": {"thresholds": {metric: {"min": weakest}}, **gate},
+            },
+        }
+    )
 
 
 class Pyfunc:
@@ -80,11 +89,18 @@ def shuffled(df: pd.DataFrame, seed: int = 1) -> pd.DataFrame:
     return out
 
 
-def gate(spec: ModelSpec, train_rows: pd.DataFrame, holdout: pd.DataFrame, *, champion: Pyfunc | None = None,
-         champion_recorded: dict | None = None) -> dict:
+def gate(
+    spec: ModelSpec,
+    train_rows: pd.DataFrame,
+    holdout: pd.DataFrame,
+    *,
+    champion: Pyfunc | None = None,
+    champion_recorded: dict | None = None,
+) -> dict:
     candidate = train(spec, train_rows)
     report = ev.evaluate(
-        spec, holdout,
+        spec,
+        holdout,
         candidate_scores=scoring.score(spec, candidate, holdout),
         baseline_scores=ev.baseline_scores(spec, train_rows["label"], len(holdout)),
         champion_scores=None if champion is None else scoring.score(spec, champion, holdout),

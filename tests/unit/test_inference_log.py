@@ -29,21 +29,47 @@ def root(tmp_path) -> str:
     return str(tmp_path / "inference_log")
 
 
-def records(spec, request_id: str, n: int = 1, *, at: datetime | None = None, version: str = "3",
-            variant: str = "stable", entity_ids=None) -> dict:
+def records(
+    spec,
+    request_id: str,
+    n: int = 1,
+    *,
+    at: datetime | None = None,
+    version: str = "3",
+    variant: str = "stable",
+    entity_ids=None,
+) -> dict:
     rows = [{**example_row(spec), "amount": float(i)} for i in range(n)]
     predictions = [{"score": 0.1 * (i % 10), "label": int(i % 10 >= 5)} for i in range(n)]
-    return request_records(spec, request_id=request_id, model_version=version, variant=variant, rows=rows,
-                           predictions=predictions, latency_ms=2.5, entity_ids=entity_ids, answered_at=at)
+    return request_records(
+        spec,
+        request_id=request_id,
+        model_version=version,
+        variant=variant,
+        rows=rows,
+        predictions=predictions,
+        latency_ms=2.5,
+        entity_ids=entity_ids,
+        answered_at=at,
+    )
 
 
 def test_records_follow_the_schema_with_one_column_per_feature(reference_spec):
     schema = record_schema(reference_spec)
-    assert schema.names[:8] == ["request_id", "row_index", "timestamp", "model", "model_version", "variant",
-                                "entity_id", "latency_ms"]
+    assert schema.names[:8] == [
+        "request_id",
+        "row_index",
+        "timestamp",
+        "model",
+        "model_version",
+        "variant",
+        "entity_id",
+        "latency_ms",
+    ]
     assert {"score", "label"} <= set(schema.names)
     assert [n for n in schema.names if n.startswith("feature.")] == [
-        f"feature.{name}" for name in reference_spec.feature_names]
+        f"feature.{name}" for name in reference_spec.feature_names
+    ]
     assert str(schema.field("timestamp").type) == "timestamp[us, tz=UTC]"
     assert str(schema.field("row_index").type) == "int32"
     assert str(schema.field("feature.hour_of_day").type) == "int64"
@@ -99,8 +125,15 @@ def test_full_queue_drops_and_counts_rows_without_blocking_the_request(reference
         return log_store.write_batch(*args, **kwargs)
 
     dropped: list[int] = []
-    writer = InferenceLogWriter(reference_spec, root=root, max_queue_rows=10, batch_rows=1, flush_interval_s=0.01,
-                                write_batch=slow_store, on_drop=dropped.append)
+    writer = InferenceLogWriter(
+        reference_spec,
+        root=root,
+        max_queue_rows=10,
+        batch_rows=1,
+        flush_interval_s=0.01,
+        write_batch=slow_store,
+        on_drop=dropped.append,
+    )
     try:
         assert writer.submit(records(reference_spec, "first", n=2))  # taken by the writer, which now blocks
         deadline = time.monotonic() + 5
@@ -158,8 +191,12 @@ def test_rows_land_in_the_partition_of_their_own_hour(reference_spec, root):
     writer.submit(records(reference_spec, "after", at=after))
     writer.close()
     assert len(writer.files) == 2
-    ten = read_window(reference_spec.name, start=datetime(2026, 3, 1, 10, tzinfo=UTC),
-                      end=datetime(2026, 3, 1, 11, tzinfo=UTC), root=root)
+    ten = read_window(
+        reference_spec.name,
+        start=datetime(2026, 3, 1, 10, tzinfo=UTC),
+        end=datetime(2026, 3, 1, 11, tzinfo=UTC),
+        root=root,
+    )
     assert ten.request_id.tolist() == ["before"]
 
 
@@ -168,14 +205,26 @@ def test_reader_filters_on_exact_time_version_and_variant(reference_spec, root):
     writer = InferenceLogWriter(reference_spec, root=root, flush_interval_s=3600)
     for minute in range(6):
         variant = "canary" if minute % 2 else "stable"
-        writer.submit(records(reference_spec, f"m{minute}", at=t0 + timedelta(minutes=minute),
-                              version="4" if minute >= 3 else "3", variant=variant))
+        writer.submit(
+            records(
+                reference_spec,
+                f"m{minute}",
+                at=t0 + timedelta(minutes=minute),
+                version="4" if minute >= 3 else "3",
+                variant=variant,
+            )
+        )
     writer.close()
-    window = read_window(reference_spec.name, start=t0 + timedelta(minutes=1), end=t0 + timedelta(minutes=4),
-                         root=root)
+    window = read_window(
+        reference_spec.name, start=t0 + timedelta(minutes=1), end=t0 + timedelta(minutes=4), root=root
+    )
     assert window.request_id.tolist() == ["m1", "m2", "m3"]
     assert read_window(reference_spec.name, version="4", root=root).request_id.tolist() == ["m3", "m4", "m5"]
-    assert read_window(reference_spec.name, variant="canary", root=root).request_id.tolist() == ["m1", "m3", "m5"]
+    assert read_window(reference_spec.name, variant="canary", root=root).request_id.tolist() == [
+        "m1",
+        "m3",
+        "m5",
+    ]
     naive = read_window(reference_spec.name, start=datetime(2026, 3, 1, 12, 5), root=root)
     assert naive.request_id.tolist() == ["m5"]  # naive datetimes are UTC
     assert pd.api.types.is_datetime64_any_dtype(window["timestamp"])
@@ -196,7 +245,9 @@ def test_a_window_with_nothing_logged_yet_still_has_the_columns(reference_spec, 
         assert pd.api.types.is_datetime64_any_dtype(empty["timestamp"])
 
 
-def test_reader_skips_truncated_and_garbage_files_with_a_warning_and_counts_them(reference_spec, root, caplog):
+def test_reader_skips_truncated_and_garbage_files_with_a_warning_and_counts_them(
+    reference_spec, root, caplog
+):
     at = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
     writer = InferenceLogWriter(reference_spec, root=root, flush_interval_s=3600)
     writer.submit(records(reference_spec, "good-1", n=2, at=at))
@@ -249,8 +300,13 @@ def test_rows_a_killed_worker_answered_are_written_by_the_next_writer(reference_
     from tests.conftest import PROJECT_ROOT, REFERENCE_SPEC
 
     spool = tmp_path / "spool"
-    killed = subprocess.run([sys.executable, "-c", _KILLED_WORKER, str(REFERENCE_SPEC), root, str(spool), "25"],
-                            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_WORKER, str(REFERENCE_SPEC), root, str(spool), "25"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert killed.returncode == -9, killed.stderr
     assert read_window(reference_spec.name, root=root).empty  # nothing reached the log before the kill
 

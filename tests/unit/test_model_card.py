@@ -102,7 +102,7 @@ APPROVALS = [
         "at": "2025-01-02T09:30:00Z",
         "comment": "Reviewed slices; ATM slice is small.",
         "policy": "manual",
-    },
+    }
 ]
 LINEAGE = {
     "git_commit": "deadbeef",
@@ -438,7 +438,9 @@ def test_serving_section_states_the_endpoint_contract(spec):
     assert serving["max_rows"] == MAX_ROWS and serving["max_body_bytes"] == MAX_BODY_BYTES
     assert [f["name"] for f in serving["fields"]] == spec.feature_names
     fields = {f["name"]: f for f in serving["fields"]}
-    assert fields["amount"]["allowed"].startswith("0 ≤ value ≤ 50000") and "NaN" in fields["amount"]["allowed"]
+    assert (
+        fields["amount"]["allowed"].startswith("0 ≤ value ≤ 50000") and "NaN" in fields["amount"]["allowed"]
+    )
     assert fields["channel"]["allowed"] == "one of: pos, online, atm"
     assert fields["distance_from_home_km"]["required"] is False and fields["amount"]["required"] is True
     assert "X-Request-ID" in serving["request_id_header"]
@@ -453,14 +455,23 @@ def test_serving_section_states_the_endpoint_contract(spec):
 
 @pytest.mark.parametrize("render", [render_markdown, render_html], ids=["markdown", "html"])
 def test_validation_warnings_the_spec_allowed_are_shown_on_the_card(spec, render):
-    warning = {"expectation": "train_and_holdout_hold_every_class", "column": "is_fraud", "success": False,
-               "severity": "warning", "observed": "holdout: class 1 has 2 rows (need ≥ 5 of each class on both sides)"}
+    warning = {
+        "expectation": "train_and_holdout_hold_every_class",
+        "column": "is_fraud",
+        "success": False,
+        "severity": "warning",
+        "observed": "holdout: class 1 has 2 rows (need ≥ 5 of each class on both sides)",
+    }
     card = full_card(spec, validation={**VALIDATION, "warnings": [warning]})
 
     text = render(card)
 
     assert card["data_validation"]["warnings"] == [
-        {"expectation": "train_and_holdout_hold_every_class", "column": "is_fraud", "observed": warning["observed"]}
+        {
+            "expectation": "train_and_holdout_hold_every_class",
+            "column": "is_fraud",
+            "observed": warning["observed"],
+        }
     ]
     assert "train_and_holdout_hold_every_class" in text and "holdout: class 1 has 2 rows" in text
     assert "train_and_holdout_hold_every_class" not in render(full_card(spec))
@@ -469,9 +480,13 @@ def test_validation_warnings_the_spec_allowed_are_shown_on_the_card(spec, render
 def test_card_says_why_a_retrained_model_was_trained(spec):
     from include.modelops.model_card import render_markdown
 
-    reason = "drift monitoring: retrain requested: 50% of features drifted (threshold 30%); most drifted: amount"
-    card = full_card(spec, lineage={**LINEAGE, "trigger_reason": reason,
-                                    "drift_report": "runs:/monrun/drift/drift_report.html"})
+    reason = (
+        "drift monitoring: retrain requested: 50% of features drifted (threshold 30%); most drifted: amount"
+    )
+    card = full_card(
+        spec,
+        lineage={**LINEAGE, "trigger_reason": reason, "drift_report": "runs:/monrun/drift/drift_report.html"},
+    )
     md = render_markdown(card)
     assert "Why this model was trained" in md and "most drifted: amount" in md
     assert "runs:/monrun/drift/drift_report.html" in md
@@ -486,26 +501,47 @@ def test_deployment_history_shows_each_event_with_its_stages_verdicts_and_reason
     from include.modelops.rollout.history import deployment_history
 
     tags = {  # what promote and rollback record on a version, oldest first
-        "modelops.deployment.000": json.dumps({
-            "at": "2026-03-01T10:00:00+00:00", "event": "promoted", "reason": "every stage passed",
-            "stages": [["shadow", 0, "passed"], ["canary_25", 25, "passed"], ["canary_100", 100, "passed"]]}),
-        "modelops.deployment.001": json.dumps({
-            "at": "2026-03-02T09:00:00+00:00", "event": "rolled back (rollback DAG)",
-            "reason": "complaints from the fraud desk", "stages": []}),
+        "modelops.deployment.000": json.dumps(
+            {
+                "at": "2026-03-01T10:00:00+00:00",
+                "event": "promoted",
+                "reason": "every stage passed",
+                "stages": [
+                    ["shadow", 0, "passed"],
+                    ["canary_25", 25, "passed"],
+                    ["canary_100", 100, "passed"],
+                ],
+            }
+        ),
+        "modelops.deployment.001": json.dumps(
+            {
+                "at": "2026-03-02T09:00:00+00:00",
+                "event": "rolled back (rollback DAG)",
+                "reason": "complaints from the fraud desk",
+                "stages": [],
+            }
+        ),
         "modelops.alias.champion.set_at": "2026-03-01T10:00:00+00:00",
     }
     history = deployment_history(tags)
     assert [e["event"] for e in history] == ["promoted", "rolled back (rollback DAG)"]
-    card = with_deployment_history(full_card(spec, deployments=[]), history, generated_at="2026-03-02T09:00:01+00:00")
-    assert card["deployment_history"][0]["stages"][1] == {"name": "canary_25", "traffic_percent": 25,
-                                                          "outcome": "passed"}
+    card = with_deployment_history(
+        full_card(spec, deployments=[]), history, generated_at="2026-03-02T09:00:01+00:00"
+    )
+    assert card["deployment_history"][0]["stages"][1] == {
+        "name": "canary_25",
+        "traffic_percent": 25,
+        "outcome": "passed",
+    }
     assert card["generated_at"] == "2026-03-02T09:00:01+00:00"
     assert {e["section"]: e["status"] for e in card["compliance"]}["deployment_history"] == "present"
     md = render_markdown(card)
     section = md.split("## Deployment history", 1)[1].split("\n## ", 1)[0]
     assert "| Date | Event | Stages (traffic share: verdict) | Reason |" in section
-    assert ("shadow (copies of live requests, no traffic): passed; canary_25 (25% of traffic): passed; "
-            "canary_100 (100% of traffic): passed") in section
+    assert (
+        "shadow (copies of live requests, no traffic): passed; canary_25 (25% of traffic): passed; "
+        "canary_100 (100% of traffic): passed"
+    ) in section
     assert "rolled back (rollback DAG)" in section and "complaints from the fraud desk" in section
     assert "complaints from the fraud desk" in render_html(card)
 
@@ -513,14 +549,21 @@ def test_deployment_history_shows_each_event_with_its_stages_verdicts_and_reason
 def test_a_version_promoted_without_a_rollout_has_its_alias_moves_as_history():
     from include.modelops.rollout.history import deployment_history
 
-    history = deployment_history({"modelops.alias.challenger.set_at": "2026-03-01T09:00:00+00:00",
-                                  "modelops.alias.champion.set_at": "2026-03-01T10:00:00+00:00"})
+    history = deployment_history(
+        {
+            "modelops.alias.challenger.set_at": "2026-03-01T09:00:00+00:00",
+            "modelops.alias.champion.set_at": "2026-03-01T10:00:00+00:00",
+        }
+    )
     assert [(e["event"], e["reason"]) for e in history] == [
-        ("alias challenger set", ""), ("alias champion set", "promoted by the training DAG (no rollout section)")]
+        ("alias challenger set", ""),
+        ("alias champion set", "promoted by the training DAG (no rollout section)"),
+    ]
 
 
-def test_the_card_make_demo_prints_is_the_one_the_last_deployment_event_wrote(spec, sqlite_mlflow_store, tmp_path,
-                                                                               monkeypatch, capsys):
+def test_the_card_make_demo_prints_is_the_one_the_last_deployment_event_wrote(
+    spec, sqlite_mlflow_store, tmp_path, monkeypatch, capsys
+):
     """After a promotion and then a rollback, the local card the run summary names is the MLflow artifact."""
     import mlflow
 
@@ -536,22 +579,43 @@ def test_the_card_make_demo_prints_is_the_one_the_last_deployment_event_wrote(sp
         run_id = run.info.run_id
     c.create_registered_model(spec.name)
     version = str(c.create_model_version(spec.name, source=str(tmp_path / "model"), run_id=run_id).version)
-    tracking.set_version_tags(spec.name, version, {"modelops.alias.challenger.set_at": "2026-03-01T09:00:00+00:00"})
+    tracking.set_version_tags(
+        spec.name, version, {"modelops.alias.challenger.set_at": "2026-03-01T09:00:00+00:00"}
+    )
     # What the training DAG's generate_model_card / update_model_card write.
-    trained = publish_card(full_card(spec, version=version, deployments=history.deployment_history(
-        tracking.version_info(spec.name, version)["tags"])), model=spec.name, version=version, run_id=run_id)
-    summary = {"model": spec.name, "dag_run_id": "manual__1", "run_dir": str(tmp_path / "run"), "failed_steps": [],
-               "champion_version": None,
-               "steps": {"register_candidate": {"state": "success", "result": {"version": version}},
-                         "generate_model_card": {"state": "success", "result": {"card_html": trained["html"]}}}}
+    trained = publish_card(
+        full_card(
+            spec,
+            version=version,
+            deployments=history.deployment_history(tracking.version_info(spec.name, version)["tags"]),
+        ),
+        model=spec.name,
+        version=version,
+        run_id=run_id,
+    )
+    summary = {
+        "model": spec.name,
+        "dag_run_id": "manual__1",
+        "run_dir": str(tmp_path / "run"),
+        "failed_steps": [],
+        "champion_version": None,
+        "steps": {
+            "register_candidate": {"state": "success", "result": {"version": version}},
+            "generate_model_card": {"state": "success", "result": {"card_html": trained["html"]}},
+        },
+    }
 
     def printed_card() -> str:
-        _print_summary(summary, dag_s=1, total_s=1, log_file=tmp_path / "run.log", rollout={"version": version})
+        _print_summary(
+            summary, dag_s=1, total_s=1, log_file=tmp_path / "run.log", rollout={"version": version}
+        )
         line = next(x for x in capsys.readouterr().out.splitlines() if x.strip().startswith("Model card "))
         return Path(line.split("Model card", 1)[1].strip()).read_text()
 
-    for event, reason in ((history.PROMOTED, "every stage passed (canary_25)"),
-                          (history.TAKEN_BACK, "complaints from the fraud desk")):
+    for event, reason in (
+        (history.PROMOTED, "every stage passed (canary_25)"),
+        (history.TAKEN_BACK, "complaints from the fraud desk"),
+    ):
         history.record_event(spec.name, version, event, stages=[], reason=reason, dag_run_id=f"run-{event}")
         assert history.refresh_model_card(spec.name, version) == f"runs:/{run_id}/model_card/model_card.html"
         local = printed_card()

@@ -19,34 +19,38 @@ from include.modelops.spec import ModelSpec
 
 
 def spec_for(task: str = "binary_classification") -> ModelSpec:
-    return ModelSpec.model_validate({
-        "name": "visits",
-        "description": "Whole numbers stored as floats, as many warehouse tables do.",
-        "owner": {"team": "t", "email": "t@example.com"},
-        "task": task,
-        "data": {"path": "unused.parquet"},
-        "target": {"name": "y", **({"classes": [0, 1]} if task == "binary_classification" else {})},
-        "features": [
-            {"name": "visits", "type": "integer", "min": 0, "max": 500, "max_null_fraction": 0.2},
-            {"name": "age", "type": "integer", "min": 18, "max": 99},
-            {"name": "spend", "type": "numeric", "min": 0, "max": 1000, "max_null_fraction": 0.2},
-            {"name": "member", "type": "boolean", "max_null_fraction": 0.2},
-            {"name": "plan", "type": "categorical", "categories": ["a", "b"], "max_null_fraction": 0.2},
-        ],
-        "evaluation": {"primary_metric": "roc_auc" if task == "binary_classification" else "rmse"},
-    })
+    return ModelSpec.model_validate(
+        {
+            "name": "visits",
+            "description": "Whole numbers stored as floats, as many warehouse tables do.",
+            "owner": {"team": "t", "email": "t@example.com"},
+            "task": task,
+            "data": {"path": "unused.parquet"},
+            "target": {"name": "y", **({"classes": [0, 1]} if task == "binary_classification" else {})},
+            "features": [
+                {"name": "visits", "type": "integer", "min": 0, "max": 500, "max_null_fraction": 0.2},
+                {"name": "age", "type": "integer", "min": 18, "max": 99},
+                {"name": "spend", "type": "numeric", "min": 0, "max": 1000, "max_null_fraction": 0.2},
+                {"name": "member", "type": "boolean", "max_null_fraction": 0.2},
+                {"name": "plan", "type": "categorical", "categories": ["a", "b"], "max_null_fraction": 0.2},
+            ],
+            "evaluation": {"primary_metric": "roc_auc" if task == "binary_classification" else "rmse"},
+        }
+    )
 
 
 def float_table(n: int = 400, seed: int = 0) -> pd.DataFrame:
     """A table whose integer features are float64 whole numbers, with nulls in the nullable ones."""
     rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({
-        "visits": rng.integers(0, 400, n).astype("float64"),
-        "age": rng.integers(18, 99, n).astype("float64"),
-        "spend": rng.uniform(0, 900, n),
-        "member": pd.array(rng.random(n) < 0.5, dtype="boolean"),
-        "plan": rng.choice(["a", "b"], n).astype(object),
-    })
+    frame = pd.DataFrame(
+        {
+            "visits": rng.integers(0, 400, n).astype("float64"),
+            "age": rng.integers(18, 99, n).astype("float64"),
+            "spend": rng.uniform(0, 900, n),
+            "member": pd.array(rng.random(n) < 0.5, dtype="boolean"),
+            "plan": rng.choice(["a", "b"], n).astype(object),
+        }
+    )
     for col in ("visits", "spend", "member", "plan"):
         frame.loc[rng.random(n) < 0.1, col] = None
     frame["y"] = ((frame["visits"].fillna(200) + frame["spend"].fillna(450) / 3) > 330).astype(int)
@@ -65,27 +69,46 @@ def saved_model(tmp_path, spec: ModelSpec, frame: pd.DataFrame, *, example: pd.D
     example = scoring.feature_frame(spec, frame) if example is None else example
     output = pipe.predict_proba(example) if spec.task.value != "regression" else pipe.predict(example)
     path = tmp_path / "model"
-    mlflow.sklearn.save_model(pipe, str(path), signature=infer_signature(example, output),
-                              pyfunc_predict_fn="predict_proba" if spec.task.value != "regression" else "predict",
-                              skops_trusted_types=sklearn_trainer._library_types(pipe))
+    mlflow.sklearn.save_model(
+        pipe,
+        str(path),
+        signature=infer_signature(example, output),
+        pyfunc_predict_fn="predict_proba" if spec.task.value != "regression" else "predict",
+        skops_trusted_types=sklearn_trainer._library_types(pipe),
+    )
     return mlflow.pyfunc.load_model(str(path))
 
 
 def test_one_dtype_per_feature_type_whatever_the_values():
     spec = spec_for()
     with_nulls = scoring.feature_frame(spec, float_table())
-    ints_no_null = scoring.feature_frame(spec, pd.DataFrame({
-        "visits": [3], "age": [40], "spend": [10], "member": [True], "plan": ["a"]}))
+    ints_no_null = scoring.feature_frame(
+        spec, pd.DataFrame({"visits": [3], "age": [40], "spend": [10], "member": [True], "plan": ["a"]})
+    )
     for frame in (with_nulls, ints_no_null):
         assert frame.dtypes.astype(str).to_dict() == {
-            "visits": "float64", "age": "float64", "spend": "float64", "member": "float64", "plan": "object"}
+            "visits": "float64",
+            "age": "float64",
+            "spend": "float64",
+            "member": "float64",
+            "plan": "object",
+        }
 
 
 def test_a_null_boolean_is_missing_not_true():
     spec = spec_for()
-    frame = scoring.feature_frame(spec, pd.DataFrame({
-        "visits": [1, 1, 1], "age": [20, 20, 20], "spend": [1, 1, 1],
-        "member": [True, False, None], "plan": ["a", None, "b"]}))
+    frame = scoring.feature_frame(
+        spec,
+        pd.DataFrame(
+            {
+                "visits": [1, 1, 1],
+                "age": [20, 20, 20],
+                "spend": [1, 1, 1],
+                "member": [True, False, None],
+                "plan": ["a", None, "b"],
+            }
+        ),
+    )
     assert frame["member"].iloc[:2].tolist() == [1.0, 0.0] and np.isnan(frame["member"].iloc[2])
     assert frame["plan"].tolist() == ["a", None, "b"]
 
@@ -99,8 +122,9 @@ def test_request_rows_without_nulls_score_like_the_training_data(tmp_path, task)
     rows = packaging.request_rows(spec, clean)
     rows = [{**r, "visits": int(r["visits"]), "age": int(r["age"])} for r in rows]  # a client's JSON ints
     for batch in ([rows[0]], rows, packaging.smoke_rows(spec, rows)):
-        served = scoring.to_scores(spec, model.predict(scoring.conform_to_model(
-            packaging.rows_to_frame(spec, batch), model)))
+        served = scoring.to_scores(
+            spec, model.predict(scoring.conform_to_model(packaging.rows_to_frame(spec, batch), model))
+        )
         offline = scoring.score(spec, model, pd.DataFrame.from_records(batch, columns=spec.feature_names))
         assert served.shape[0] == len(batch) and np.all(np.isfinite(served))
         np.testing.assert_allclose(served, offline, atol=1e-12)
@@ -136,11 +160,24 @@ def test_smoke_rows_cover_nulls_and_type_edges():
 
 def test_category_codes_stored_as_floats_match_their_categories():
     # A categorical of numeric codes with a null is stored as float64 (1.0, NaN) by pandas and Parquet.
-    spec = ModelSpec.model_validate({
-        "name": "codes", "description": "d", "owner": {"team": "t", "email": "t@example.com"},
-        "task": "regression", "data": {"path": "x.parquet"}, "target": {"name": "y"},
-        "features": [{"name": "store", "type": "categorical", "categories": ["1", "2", "2.5"],
-                      "max_null_fraction": 0.5}],
-        "evaluation": {"primary_metric": "rmse"}})
+    spec = ModelSpec.model_validate(
+        {
+            "name": "codes",
+            "description": "d",
+            "owner": {"team": "t", "email": "t@example.com"},
+            "task": "regression",
+            "data": {"path": "x.parquet"},
+            "target": {"name": "y"},
+            "features": [
+                {
+                    "name": "store",
+                    "type": "categorical",
+                    "categories": ["1", "2", "2.5"],
+                    "max_null_fraction": 0.5,
+                }
+            ],
+            "evaluation": {"primary_metric": "rmse"},
+        }
+    )
     frame = scoring.feature_frame(spec, pd.DataFrame({"store": [1.0, None, 2.0, 2.5]}))
     assert frame["store"].tolist() == ["1", None, "2", "2.5"]

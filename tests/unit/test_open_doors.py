@@ -48,8 +48,12 @@ def _listening(pid: int, port: int, timeout_s: float = 60) -> set[str]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
-        addrs = {c.laddr.ip for p in procs for c in p.net_connections("inet")
-                 if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
+        addrs = {
+            c.laddr.ip
+            for p in procs
+            for c in p.net_connections("inet")
+            if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+        }
         if addrs:
             return addrs
         time.sleep(0.3)
@@ -62,11 +66,18 @@ def test_the_log_servers_of_make_up_listen_on_loopback_only(tmp_path, monkeypatc
     env = local_stack.stack_env(tmp_path, "http://127.0.0.1:5000")
     port = local_stack.free_port()
     # What `airflow scheduler` / `airflow triggerer` do once Airflow has started (and run its local settings).
-    code = (f"import sys; sys.argv = ['airflow', {component!r}]\n"
-            "import airflow.settings as s; s.import_local_settings()\n"
-            f"from airflow.utils.serve_logs import serve_logs; serve_logs(port={port})\n")
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    code = (
+        f"import sys; sys.argv = ['airflow', {component!r}]\n"
+        "import airflow.settings as s; s.import_local_settings()\n"
+        f"from airflow.utils.serve_logs import serve_logs; serve_logs(port={port})\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         assert _listening(proc.pid, port) == {"127.0.0.1"}
     finally:
@@ -88,7 +99,8 @@ def test_the_state_folder_and_its_secrets_are_their_owners_alone(tmp_path):
     assert _mode(state) == 0o700
     assert _mode(log_folder) == 0o700
     assert {name: _mode(state / name) for name in local_stack.PRIVATE_FILES} == {
-        name: 0o600 for name in local_stack.PRIVATE_FILES}
+        name: 0o600 for name in local_stack.PRIVATE_FILES
+    }
 
 
 def test_airflow_db_made_by_the_stack_is_readable_by_its_owner_only(tmp_path):
@@ -121,12 +133,15 @@ def spec_with_own_data(reference_spec, tmp_path, monkeypatch):
     monkeypatch.delenv("MODELOPS_DATA_ROOTS", raising=False)
     own = tmp_path / "own"
     own.mkdir()
-    return reference_spec.model_copy(update={"data": reference_spec.data.model_copy(
-        update={"path": str(own / "train.parquet")})})
+    return reference_spec.model_copy(
+        update={"data": reference_spec.data.model_copy(update={"path": str(own / "train.parquet")})}
+    )
 
 
 def test_a_run_may_read_data_next_to_the_specs_or_under_the_state_data_folder(spec_with_own_data, tmp_path):
-    assert steps.run_data_path(spec_with_own_data, str(tmp_path / "own" / "april")) == tmp_path / "own" / "april"
+    assert (
+        steps.run_data_path(spec_with_own_data, str(tmp_path / "own" / "april")) == tmp_path / "own" / "april"
+    )
     under_state = tmp_path / "state" / "data" / "may.parquet"
     assert steps.run_data_path(spec_with_own_data, str(under_state)) == under_state
 
@@ -183,9 +198,13 @@ def guarded_client():
     async def echo_size(request: Request) -> JSONResponse:
         return JSONResponse({"bytes": len(await request.body())})
 
-    app = Starlette(routes=[Route("/predict", echo_size, methods=["POST"]),
-                            Route("/model_info", echo_size, methods=["POST"]),
-                            Route("/metrics", echo_size, methods=["GET"])])
+    app = Starlette(
+        routes=[
+            Route("/predict", echo_size, methods=["POST"]),
+            Route("/model_info", echo_size, methods=["POST"]),
+            Route("/metrics", echo_size, methods=["GET"]),
+        ]
+    )
     app.add_middleware(RequestGuard, path="/predict", max_body_bytes=10_000, max_other_body_bytes=1_000)
     return TestClient(app)
 
@@ -193,8 +212,11 @@ def guarded_client():
 def test_a_large_body_to_any_route_is_refused_before_the_route_reads_it(guarded_client):
     big = b"{" + b" " * 5_000 + b"}"
     for path in ("/model_info", "/metrics"):
-        method = guarded_client.post if path != "/metrics" else (
-            lambda p, **kw: guarded_client.request("GET", p, **kw))
+        method = (
+            guarded_client.post
+            if path != "/metrics"
+            else (lambda p, **kw: guarded_client.request("GET", p, **kw))
+        )
         res = method(path, content=big, headers={"Content-Type": "application/json"})
         assert res.status_code == 413, path
         assert res.json()["detail"][0]["type"] == "body_too_large" and res.headers["x-request-id"]
@@ -212,8 +234,9 @@ def test_a_chunked_body_over_the_limit_is_cut_off_on_any_route(guarded_client):
 def test_small_bodies_still_reach_every_route(guarded_client):
     assert guarded_client.post("/model_info", content=b"{}").json() == {"bytes": 2}
     assert guarded_client.get("/metrics").json() == {"bytes": 0}
-    assert guarded_client.post("/predict", content=b" " * 5_000,
-                               headers={"Content-Type": "application/json"}).json() == {"bytes": 5_000}
+    assert guarded_client.post(
+        "/predict", content=b" " * 5_000, headers={"Content-Type": "application/json"}
+    ).json() == {"bytes": 5_000}
 
 
 # --- who may mark shadow traffic --------------------------------------------------------------

@@ -10,14 +10,26 @@ from modelops_operators import ModelApprovalOperator, ModelCardOperator
 
 
 def approval(**overrides):
-    args = dict(task_id="approve", model_name="m", registered={"version": "1"}, evaluated={}, card={},
-                policy="manual", approvers=["risk_lead"], response_timeout=timedelta(hours=2))
+    args = dict(
+        task_id="approve",
+        model_name="m",
+        registered={"version": "1"},
+        evaluated={},
+        card={},
+        policy="manual",
+        approvers=["risk_lead"],
+        response_timeout=timedelta(hours=2),
+    )
     return ModelApprovalOperator(**{**args, **overrides})
 
 
 def test_approval_form_asks_only_for_a_comment_even_in_a_dag_with_params():
-    with DAG("d", schedule=None, start_date=datetime(2026, 1, 1),
-             params={"data_path": Param(None, type=["null", "string"])}):
+    with DAG(
+        "d",
+        schedule=None,
+        start_date=datetime(2026, 1, 1),
+        params={"data_path": Param(None, type=["null", "string"])},
+    ):
         op = approval()
     assert list(op.serialized_params) == ["comment"]
 
@@ -36,7 +48,9 @@ def test_approval_rejects_an_unknown_policy():
 
 
 def test_model_card_operator_templates_its_inputs():
-    op = ModelCardOperator(task_id="card", model_name="m", validated={}, split={}, evaluated={}, registered={})
+    op = ModelCardOperator(
+        task_id="card", model_name="m", validated={}, split={}, evaluated={}, registered={}
+    )
     assert tuple(op.template_fields) == ("model_name", "validated", "split", "evaluated", "registered")
 
 
@@ -59,11 +73,15 @@ def _stub_approval_evidence(monkeypatch, spec):
     monkeypatch.setattr(approvals, "check_distinct", lambda *a, **k: None)
     monkeypatch.setattr(approvals, "request_markdown", lambda *a, **k: "evidence")
     recorded: list[dict] = []
-    monkeypatch.setattr(approvals, "record", lambda model, version, **kw: recorded.append(
-        {"model": model, "version": version, **kw}))
+    monkeypatch.setattr(
+        approvals,
+        "record",
+        lambda model, version, **kw: recorded.append({"model": model, "version": version, **kw}),
+    )
     asked: list[str] = []
-    monkeypatch.setattr("airflow.providers.standard.operators.hitl.upsert_hitl_detail",
-                        lambda **kw: asked.append(kw["ti_id"]))
+    monkeypatch.setattr(
+        "airflow.providers.standard.operators.hitl.upsert_hitl_detail", lambda **kw: asked.append(kw["ti_id"])
+    )
     return recorded, asked
 
 
@@ -83,9 +101,18 @@ def test_a_retried_approval_resumes_with_the_answer_its_request_already_has(monk
     recorded, asked = _stub_approval_evidence(monkeypatch, reference_spec)
     answered_at = datetime(2026, 11, 23, 15, 59, 25)
     read: list[str] = []
-    monkeypatch.setattr(hitl, "get_hitl_detail_content_detail", lambda ti_id: read.append(str(ti_id)) or SimpleNamespace(
-        response_received=True, chosen_options=["Approve"], params_input={"comment": "evidence reviewed"},
-        responded_at=answered_at, responded_by_user=SimpleNamespace(id="risk_lead", name="risk_lead")))
+    monkeypatch.setattr(
+        hitl,
+        "get_hitl_detail_content_detail",
+        lambda ti_id: read.append(str(ti_id))
+        or SimpleNamespace(
+            response_received=True,
+            chosen_options=["Approve"],
+            params_input={"comment": "evidence reviewed"},
+            responded_at=answered_at,
+            responded_by_user=SimpleNamespace(id="risk_lead", name="risk_lead"),
+        ),
+    )
     ti_id = "01a20a85-335d-7de3-a866-e69e240ade50"
     context = {"task_instance": SimpleNamespace(id=ti_id, try_number=2)}
     op = approval(model_name=reference_spec.name)
@@ -99,8 +126,17 @@ def test_a_retried_approval_resumes_with_the_answer_its_request_already_has(monk
     result = getattr(op, deferred.value.method_name)(context, event)
 
     assert read == [ti_id] and asked == []
-    assert recorded == [{"model": reference_spec.name, "version": "1", "index": 1, "decision": approvals.APPROVED,
-                         "by": "risk_lead", "comment": "evidence reviewed", "timed_out": False}]
+    assert recorded == [
+        {
+            "model": reference_spec.name,
+            "version": "1",
+            "index": 1,
+            "decision": approvals.APPROVED,
+            "by": "risk_lead",
+            "comment": "evidence reviewed",
+            "timed_out": False,
+        }
+    ]
     assert result["chosen_options"] == ["Approve"] and result["responded_by_user"]["id"] == "risk_lead"
 
 
@@ -119,8 +155,17 @@ def test_a_retry_without_a_stored_answer_asks_and_a_first_try_asks_at_once(monke
 
     monkeypatch.setattr(hitl, "get_hitl_detail_content_detail", not_found)
     assert _fire(EarlierAnswerTrigger(TI_1))[0]["answer"] is None
-    monkeypatch.setattr(hitl, "get_hitl_detail_content_detail", lambda ti_id: SimpleNamespace(
-        response_received=False, chosen_options=None, params_input=None, responded_at=None, responded_by_user=None))
+    monkeypatch.setattr(
+        hitl,
+        "get_hitl_detail_content_detail",
+        lambda ti_id: SimpleNamespace(
+            response_received=False,
+            chosen_options=None,
+            params_input=None,
+            responded_at=None,
+            responded_by_user=None,
+        ),
+    )
     [event] = _fire(EarlierAnswerTrigger(TI_1))
     assert event == {"answer": None, "why": "the stored request has no answer"}
 

@@ -9,14 +9,21 @@ from include.modelops.monitoring.policy import Decision, PastDecision, PolicyCon
 from include.modelops.spec import Monitoring
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
-POLICY = Monitoring(drift_share_threshold=0.3, metric_drop_threshold=0.05, retrain_cooldown_hours=24,
-                    max_retrains_per_week=3)
+POLICY = Monitoring(
+    drift_share_threshold=0.3, metric_drop_threshold=0.05, retrain_cooldown_hours=24, max_retrains_per_week=3
+)
 
 
 def window(i: int, **kw) -> WindowFigures:
     start, end = T0 + timedelta(days=i), T0 + timedelta(days=i + 1)
-    base = dict(window=f"{start.isoformat()}/{end.isoformat()}", window_end=end, rows=5000, drift_share=0.0,
-                drifted_features=[], labelled_rows=0)
+    base = dict(
+        window=f"{start.isoformat()}/{end.isoformat()}",
+        window_end=end,
+        rows=5000,
+        drift_share=0.0,
+        drifted_features=[],
+        labelled_rows=0,
+    )
     return WindowFigures(**{**base, **kw})
 
 
@@ -25,8 +32,14 @@ def drifted(i: int, **kw) -> WindowFigures:
 
 
 def record(fig: WindowFigures, d: Decision, at: datetime) -> PastDecision:
-    return PastDecision(window=fig.window, window_end=fig.window_end, at=at, outcome=d.outcome,
-                        triggered=d.triggered, labelled_rows=fig.labelled_rows)
+    return PastDecision(
+        window=fig.window,
+        window_end=fig.window_end,
+        at=at,
+        outcome=d.outcome,
+        triggered=d.triggered,
+        labelled_rows=fig.labelled_rows,
+    )
 
 
 def test_window_without_drift_triggers_nothing():
@@ -95,15 +108,24 @@ def test_gpu_hour_budget_suppresses():
 
 
 def test_performance_drop_triggers_without_feature_drift():
-    fig = window(0, drift_share=0.0, metric="roc_auc", live_metric=0.71, offline_metric=0.86, metric_drop=0.15,
-                 labelled_rows=800)
+    fig = window(
+        0,
+        drift_share=0.0,
+        metric="roc_auc",
+        live_metric=0.71,
+        offline_metric=0.86,
+        metric_drop=0.15,
+        labelled_rows=800,
+    )
     d = decide(POLICY, fig, PolicyContext(now=T0))
     assert d.outcome == "retrain" and d.triggers == ["performance"]
     assert "live roc_auc 0.7100 on 800 labelled rows is 0.1500 below the offline 0.8600" in d.reason
 
 
 def test_small_metric_drop_does_not_trigger():
-    fig = window(0, metric="roc_auc", live_metric=0.85, offline_metric=0.86, metric_drop=0.01, labelled_rows=800)
+    fig = window(
+        0, metric="roc_auc", live_metric=0.85, offline_metric=0.86, metric_drop=0.01, labelled_rows=800
+    )
     assert decide(POLICY, fig, PolicyContext(now=T0)).outcome == "no_action"
 
 
@@ -137,7 +159,9 @@ def test_too_few_new_labels_suppresses():
     assert d.guard == "labels" and "120 newly labelled rows since the last retrain, 500 needed" in d.reason
     calm = window(0, labelled_rows=300)
     history = [PastDecision(calm.window, calm.window_end, T0, "no_action", False, 300)]
-    d = decide(policy, drifted(1, labelled_rows=250), PolicyContext(now=T0 + timedelta(days=1), history=history))
+    d = decide(
+        policy, drifted(1, labelled_rows=250), PolicyContext(now=T0 + timedelta(days=1), history=history)
+    )
     assert d.outcome == "retrain", "labels of earlier windows since the last request count"
 
 
@@ -153,15 +177,37 @@ def test_drift_on_a_window_below_min_rows_for_drift_is_reported_but_cannot_trigg
     d = decide(POLICY, small, PolicyContext(now=T0))
     assert d.outcome == "no_action" and not d.triggered
     assert "drift (50% of features) is reported but cannot trigger: 400 rows" in d.reason
-    assert decide(POLICY.model_copy(update={"min_rows_for_drift": 300}), small, PolicyContext(now=T0)).outcome \
+    assert (
+        decide(POLICY.model_copy(update={"min_rows_for_drift": 300}), small, PolicyContext(now=T0)).outcome
         == "retrain"
+    )
 
 
 def test_metric_drop_whose_interval_reaches_the_threshold_does_not_trigger():
-    fig = window(0, metric="roc_auc", live_metric=0.80, offline_metric=0.86, metric_drop=0.06, labelled_rows=2000,
-                 live_ci_low=0.72, live_ci_high=0.87, metric_drop_least=-0.01, labelled_rarest_class=60)
+    fig = window(
+        0,
+        metric="roc_auc",
+        live_metric=0.80,
+        offline_metric=0.86,
+        metric_drop=0.06,
+        labelled_rows=2000,
+        live_ci_low=0.72,
+        live_ci_high=0.87,
+        metric_drop_least=-0.01,
+        labelled_rarest_class=60,
+    )
     d = decide(POLICY, fig, PolicyContext(now=T0))
     assert d.outcome == "no_action" and "95% interval [0.7200, 0.8700]" in d.reason
-    sure = window(0, metric="roc_auc", live_metric=0.70, offline_metric=0.86, metric_drop=0.16, labelled_rows=2000,
-                  live_ci_low=0.66, live_ci_high=0.74, metric_drop_least=0.12, labelled_rarest_class=60)
+    sure = window(
+        0,
+        metric="roc_auc",
+        live_metric=0.70,
+        offline_metric=0.86,
+        metric_drop=0.16,
+        labelled_rows=2000,
+        live_ci_low=0.66,
+        live_ci_high=0.74,
+        metric_drop_least=0.12,
+        labelled_rarest_class=60,
+    )
     assert decide(POLICY, sure, PolicyContext(now=T0)).outcome == "retrain"

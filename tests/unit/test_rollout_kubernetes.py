@@ -80,10 +80,17 @@ def validate(manifest: dict) -> None:
 
 @pytest.fixture
 def settings() -> ServingClusterSettings:
-    return ServingClusterSettings(namespace="models", image_registry="registry.example.com/ml",
-                                  gateway="public", gateway_namespace="gateways",
-                                  gateway_url="http://gateway.example.com", serving_secret="inference-log-s3",
-                                  drain_s=5, ready_timeout_s=60, inference_log_url="s3://logs/inference")
+    return ServingClusterSettings(
+        namespace="models",
+        image_registry="registry.example.com/ml",
+        gateway="public",
+        gateway_namespace="gateways",
+        gateway_url="http://gateway.example.com",
+        serving_secret="inference-log-s3",
+        drain_s=5,
+        ready_timeout_s=60,
+        inference_log_url="s3://logs/inference",
+    )
 
 
 @pytest.fixture
@@ -104,9 +111,15 @@ def backend(tmp_path, settings, client, sleeps) -> KubernetesBackend:
         sleeps.append(seconds)
         clock[0] += seconds
 
-    return KubernetesBackend(MODEL, client=client, settings=settings, resources=PodResources(2, "1500m", "1Gi"),
-                             state_file=StateFile(MODEL, tmp_path / "deployment.json"), sleep=sleep,
-                             clock=lambda: clock[0])
+    return KubernetesBackend(
+        MODEL,
+        client=client,
+        settings=settings,
+        resources=PodResources(2, "1500m", "1Gi"),
+        state_file=StateFile(MODEL, tmp_path / "deployment.json"),
+        sleep=sleep,
+        clock=lambda: clock[0],
+    )
 
 
 def weights(client: RecordingClient) -> dict[str, int]:
@@ -131,8 +144,14 @@ def assert_route_only_names_existing_versions(client: RecordingClient) -> None:
             for ref in call.body["spec"]["rules"][0]["backendRefs"]:
                 assert {(DEPLOYMENT, ref["name"]), (SERVICE, ref["name"])} <= live, (call, live)
         if call.kind in (DEPLOYMENT, SERVICE) and call.verb == "delete":
-            route = next((c.body for c in reversed(client.calls[:client.calls.index(call)])
-                          if c.kind == HTTPROUTE and c.verb == "apply"), None)
+            route = next(
+                (
+                    c.body
+                    for c in reversed(client.calls[: client.calls.index(call)])
+                    if c.kind == HTTPROUTE and c.verb == "apply"
+                ),
+                None,
+            )
             named = {b["name"] for b in route["spec"]["rules"][0]["backendRefs"]} if route else set()
             assert call.name not in named, f"{call.name} deleted while the route still sends it requests"
 
@@ -141,9 +160,17 @@ def assert_route_only_names_existing_versions(client: RecordingClient) -> None:
 
 
 @pytest.mark.parametrize("variant", [STABLE, CANARY])
-def test_each_version_runs_the_containerized_bento_with_probes_variant_and_scrape_annotations(settings, variant):
-    deployment = render_deployment(MODEL, "3", variant, "fraud_detection_service:v3", settings=settings,
-                                   resources=PodResources(2, "1500m", "1Gi"))
+def test_each_version_runs_the_containerized_bento_with_probes_variant_and_scrape_annotations(
+    settings, variant
+):
+    deployment = render_deployment(
+        MODEL,
+        "3",
+        variant,
+        "fraud_detection_service:v3",
+        settings=settings,
+        resources=PodResources(2, "1500m", "1Gi"),
+    )
     service = render_service(MODEL, "3", variant, settings=settings)
     validate(deployment)
     validate(service)
@@ -162,14 +189,22 @@ def test_each_version_runs_the_containerized_bento_with_probes_variant_and_scrap
     assert env["MODELOPS_INFERENCE_LOG_URL"] == "s3://logs/inference"
     # The inference log's spool outlives a killed container: the restarted one writes what it left.
     assert {"name": "inference-log-spool", "mountPath": env["MODELOPS_INFERENCE_LOG_SPOOL"]} in container[
-        "volumeMounts"]
+        "volumeMounts"
+    ]
     assert {"name": "inference-log-spool", "emptyDir": {"sizeLimit": "1Gi"}} in pod["spec"]["volumes"]
     assert container["envFrom"] == [{"secretRef": {"name": "inference-log-s3"}}]
     assert container["resources"]["limits"] == {"cpu": "1500m", "memory": "1Gi"}
     assert deployment["spec"]["replicas"] == 2
-    for labels in (deployment["metadata"]["labels"], pod["metadata"]["labels"], service["metadata"]["labels"]):
-        assert (labels["modelops.io/model"], labels["modelops.io/version"], labels["modelops.io/variant"]) == (
-            MODEL, "3", variant)
+    for labels in (
+        deployment["metadata"]["labels"],
+        pod["metadata"]["labels"],
+        service["metadata"]["labels"],
+    ):
+        assert (
+            labels["modelops.io/model"],
+            labels["modelops.io/version"],
+            labels["modelops.io/variant"],
+        ) == (MODEL, "3", variant)
     assert pod["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
     assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(container["ports"][0]["containerPort"])
     # The Service reaches exactly this version's pods, whatever their variant label says.
@@ -183,14 +218,19 @@ def test_the_route_splits_requests_by_weight_and_is_valid_gateway_api_v1(setting
     route = render_route(MODEL, [("2", 75), ("3", 25)], settings=settings)
     validate(route)
     assert route["spec"]["parentRefs"] == [
-        {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "public", "namespace": "gateways"}]
+        {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "public", "namespace": "gateways"}
+    ]
     rule = route["spec"]["rules"][0]
     assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": "/fraud-detection"}}]
     assert [(b["name"], b["port"], b["weight"]) for b in rule["backendRefs"]] == [
-        ("fraud-detection-v2", 80, 75), ("fraud-detection-v3", 80, 25)]
+        ("fraud-detection-v2", 80, 75),
+        ("fraud-detection-v3", 80, 25),
+    ]
     # A client cannot mark its own requests as the shadow stage's copies (kept out of canary windows).
-    assert {"type": "RequestHeaderModifier", "requestHeaderModifier": {"remove": ["X-ModelOps-Shadow"]}} in rule[
-        "filters"]
+    assert {
+        "type": "RequestHeaderModifier",
+        "requestHeaderModifier": {"remove": ["X-ModelOps-Shadow"]},
+    } in rule["filters"]
 
 
 def test_the_schema_checks_can_fail(settings):
@@ -202,8 +242,9 @@ def test_the_schema_checks_can_fail(settings):
     route["spec"]["rules"][0]["backendRef"] = route["spec"]["rules"][0].pop("backendRefs")
     with pytest.raises(jsonschema.ValidationError, match="backendRef"):
         validate(route)
-    deployment = render_deployment(MODEL, "3", STABLE, "fraud_detection_service:v3", settings=settings,
-                                   resources=PodResources())
+    deployment = render_deployment(
+        MODEL, "3", STABLE, "fraud_detection_service:v3", settings=settings, resources=PodResources()
+    )
     deployment["spec"]["template"]["spec"]["containers"][0]["readinessprobe"] = {}
     with pytest.raises(kubernetes_validate.ValidationError, match="readinessprobe"):
         validate(deployment)
@@ -227,27 +268,39 @@ def test_every_version_reads_the_shadow_token_from_the_models_secret(settings):
     secret = render_shadow_secret(MODEL, "s3cr3t-token", settings=settings)
     validate(secret)
     assert (secret["metadata"]["name"], secret["metadata"]["namespace"], secret["type"]) == (
-        SHADOW_SECRET, "models", "Opaque")
+        SHADOW_SECRET,
+        "models",
+        "Opaque",
+    )
     assert base64.b64decode(secret["data"]["token"]).decode() == "s3cr3t-token"
     for variant in (STABLE, CANARY):
-        deployment = render_deployment(MODEL, "3", variant, "fraud_detection_service:v3", settings=settings,
-                                       resources=PodResources())
+        deployment = render_deployment(
+            MODEL, "3", variant, "fraud_detection_service:v3", settings=settings, resources=PodResources()
+        )
         validate(deployment)
         env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
-        assert env["MODELOPS_SHADOW_TOKEN"] == {"name": "MODELOPS_SHADOW_TOKEN", "valueFrom": {
-            "secretKeyRef": {"name": SHADOW_SECRET, "key": "token"}}}
+        assert env["MODELOPS_SHADOW_TOKEN"] == {
+            "name": "MODELOPS_SHADOW_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": SHADOW_SECRET, "key": "token"}},
+        }
 
 
-def test_the_shadow_secret_exists_before_the_first_pod_and_an_existing_one_is_kept(backend, client, monkeypatch):
+def test_the_shadow_secret_exists_before_the_first_pod_and_an_existing_one_is_kept(
+    backend, client, monkeypatch
+):
     monkeypatch.delenv("MODELOPS_SHADOW_TOKEN", raising=False)
     backend.deploy(STABLE, "1", "fraud_detection_service:v1")
-    assert client.changes()[:2] == [("apply", SECRET, SHADOW_SECRET), ("apply", DEPLOYMENT, "fraud-detection-v1")]
+    assert client.changes()[:2] == [
+        ("apply", SECRET, SHADOW_SECRET),
+        ("apply", DEPLOYMENT, "fraud-detection-v1"),
+    ]
     token = backend.shadow_token()
     assert len(token) >= 32
     # Another worker (its own state folder, its own MODELOPS_SHADOW_TOKEN) sends what the pods read.
     monkeypatch.setenv("MODELOPS_SHADOW_TOKEN", "another-workers-token")
-    other = KubernetesBackend(MODEL, client=client, settings=backend.settings, resources=backend.resources,
-                              state_file=backend.file)
+    other = KubernetesBackend(
+        MODEL, client=client, settings=backend.settings, resources=backend.resources, state_file=backend.file
+    )
     mark = len(client.calls)
     other.deploy(CANARY, "2", "fraud_detection_service:v2")
     assert other.shadow_token() == token
@@ -263,7 +316,9 @@ def test_the_shadow_replayer_sends_the_token_of_the_kubernetes_secret(backend, c
 
     monkeypatch.setenv("MODELOPS_SHADOW_TOKEN", "this-workers-own-token")
     spec = load_spec(REFERENCE_SPEC)
-    client.apply(SECRET, SHADOW_SECRET, render_shadow_secret(MODEL, "the-pods-token", settings=backend.settings))
+    client.apply(
+        SECRET, SHADOW_SECRET, render_shadow_secret(MODEL, "the-pods-token", settings=backend.settings)
+    )
     backend.deploy(STABLE, "1", "fraud_detection_service:v1")
     backend.deploy(CANARY, "2", "fraud_detection_service:v2")
     seen: list[str | None] = []
@@ -284,11 +339,20 @@ def test_the_shadow_replayer_sends_the_token_of_the_kubernetes_secret(backend, c
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         with backend.file.locked() as state:  # the canary's Service, reached here on localhost
-            state.variants[CANARY] = dataclasses.replace(state.variants[CANARY],
-                                                         url=f"http://127.0.0.1:{server.server_port}")
-        rows = pd.DataFrame(request_records(spec, request_id="r1", model_version="1", variant=STABLE,
-                                            rows=[example_row(spec)], predictions=[{"score": 0.1, "label": 0}],
-                                            latency_ms=1.0))
+            state.variants[CANARY] = dataclasses.replace(
+                state.variants[CANARY], url=f"http://127.0.0.1:{server.server_port}"
+            )
+        rows = pd.DataFrame(
+            request_records(
+                spec,
+                request_id="r1",
+                model_version="1",
+                variant=STABLE,
+                rows=[example_row(spec)],
+                predictions=[{"score": 0.1, "label": 0}],
+                latency_ms=1.0,
+            )
+        )
         copies: dict = {}
         assert shadow._send(spec, backend, rows, ["r1"], copies) == 1
     finally:
@@ -304,7 +368,9 @@ def test_weights_move_on_the_route_alone_and_an_applied_share_makes_no_call(back
     before = len(client.calls)
 
     backend.set_canary_percent(25)
-    assert client.calls[before:] and all(c.kind == HTTPROUTE and c.verb == "apply" for c in client.calls[before:])
+    assert client.calls[before:] and all(
+        c.kind == HTTPROUTE and c.verb == "apply" for c in client.calls[before:]
+    )
     assert weights(client) == {"fraud-detection-v1": 75, "fraud-detection-v2": 25}
 
     after = len(client.calls)
@@ -312,8 +378,9 @@ def test_weights_move_on_the_route_alone_and_an_applied_share_makes_no_call(back
     assert client.calls[after:] == []
     assert backend.state().canary_percent == 25
     # Another backend object (a new task process) reads the same state file: still no call.
-    KubernetesBackend(MODEL, client=client, settings=backend.settings, resources=backend.resources,
-                      state_file=backend.file).set_canary_percent(25)
+    KubernetesBackend(
+        MODEL, client=client, settings=backend.settings, resources=backend.resources, state_file=backend.file
+    ).set_canary_percent(25)
     assert client.calls[after:] == []
 
 
@@ -324,7 +391,9 @@ def test_a_canary_that_is_not_ready_is_never_routed_and_is_cleaned_up(backend, c
         backend.deploy(CANARY, "2", "fraud_detection_service:v2")
     assert sum(sleeps) >= backend.settings.ready_timeout_s
     assert [c for c in client.changes() if c[2] == "fraud-detection-v2"][-2:] == [
-        ("delete", DEPLOYMENT, "fraud-detection-v2"), ("delete", SERVICE, "fraud-detection-v2")]
+        ("delete", DEPLOYMENT, "fraud-detection-v2"),
+        ("delete", SERVICE, "fraud-detection-v2"),
+    ]
     assert weights(client) == {"fraud-detection-v1": 100}
     assert CANARY not in backend.state().variants
     with pytest.raises(RuntimeError, match="no canary"):
@@ -336,8 +405,10 @@ def test_stopping_the_only_version_removes_the_route_before_the_version(backend,
     mark = len(client.calls)
     backend.stop(STABLE)
     assert changes_since(client, mark) == [
-        ("delete", HTTPROUTE, ROUTE), ("delete", DEPLOYMENT, "fraud-detection-v1"),
-        ("delete", SERVICE, "fraud-detection-v1")]
+        ("delete", HTTPROUTE, ROUTE),
+        ("delete", DEPLOYMENT, "fraud-detection-v1"),
+        ("delete", SERVICE, "fraud-detection-v1"),
+    ]
     assert set(client.objects) == {(SECRET, SHADOW_SECRET)} and backend.state().variants == {}
     backend.stop(STABLE)  # a retried task
     assert changes_since(client, mark)[3:] == []
@@ -427,8 +498,17 @@ class FakePrometheus:
         result = [{"metric": {by: k}, "value": [1700000000.0, str(v)]} for k, v in sums.items()]
         return 200, {"status": "success", "data": {"resultType": "vector", "result": result}}
 
-    def add_pod(self, *, model: str, version: str, variant: str, pod: str, ok: float, errors: float,
-                buckets: dict[str, float]) -> None:
+    def add_pod(
+        self,
+        *,
+        model: str,
+        version: str,
+        variant: str,
+        pod: str,
+        ok: float,
+        errors: float,
+        buckets: dict[str, float],
+    ) -> None:
         """Add to the counters one pod of the variant exposes (as if it answered more requests)."""
         base = {"model": model, "version": version, "variant": variant, "pod": pod, "namespace": "models"}
 
@@ -456,10 +536,24 @@ def prometheus():
 
 def test_prometheus_sums_a_variants_pods_into_the_window_analysis_reads(prometheus):
     for pod, ok in (("a", 60.0), ("b", 40.0)):
-        prometheus.add_pod(model=MODEL, version="3", variant=CANARY, pod=pod, ok=ok, errors=1.0,
-                           buckets={"0.01": ok / 2, "0.05": ok, "+Inf": ok})
-    prometheus.add_pod(model=MODEL, version="2", variant=STABLE, pod="c", ok=500.0, errors=0.0,
-                       buckets={"0.01": 500.0, "0.05": 500.0, "+Inf": 500.0})
+        prometheus.add_pod(
+            model=MODEL,
+            version="3",
+            variant=CANARY,
+            pod=pod,
+            ok=ok,
+            errors=1.0,
+            buckets={"0.01": ok / 2, "0.05": ok, "+Inf": ok},
+        )
+    prometheus.add_pod(
+        model=MODEL,
+        version="2",
+        variant=STABLE,
+        pod="c",
+        ok=500.0,
+        errors=0.0,
+        buckets={"0.01": 500.0, "0.05": 500.0, "+Inf": 500.0},
+    )
     query = PrometheusQuery(prometheus.url)
 
     window = query.window(MODEL, "3", CANARY)
@@ -468,7 +562,8 @@ def test_prometheus_sums_a_variants_pods_into_the_window_analysis_reads(promethe
     assert (window.requests, window.errors) == (102, 2)
     assert prometheus.queries == [
         'sum by (status) (modelops_requests_total{model="fraud_detection",version="3",variant="canary"})',
-        'sum by (le) (modelops_request_latency_seconds_bucket{model="fraud_detection",version="3",variant="canary"})']
+        'sum by (le) (modelops_request_latency_seconds_bucket{model="fraud_detection",version="3",variant="canary"})',
+    ]
     # The same numbers through the service's metrics text, as the stages read every backend.
     text = query.exposition(MODEL, "3", CANARY)
     assert analysis.parse_service_metrics(text, variant=CANARY, version="3") == window
@@ -499,9 +594,13 @@ def registry(tmp_path, monkeypatch):
     specs = tmp_path / "specs"
     specs.mkdir()
     raw = yaml.safe_load(REFERENCE_SPEC.read_text())
-    raw["rollout"] = {"backend": "kubernetes", "steps": [5, 25, 50, 100], "min_requests": 50,
-                      "analysis": {"min_rows_for_distance": 40},
-                      "kubernetes": {"replicas": 2, "cpu": "1500m", "memory": "1Gi"}}
+    raw["rollout"] = {
+        "backend": "kubernetes",
+        "steps": [5, 25, 50, 100],
+        "min_requests": 50,
+        "analysis": {"min_rows_for_distance": 40},
+        "kubernetes": {"replicas": 2, "cpu": "1500m", "memory": "1Gi"},
+    }
     (specs / f"{MODEL}.yaml").write_text(yaml.safe_dump(raw))
     monkeypatch.setenv("MODELOPS_SPECS_DIR", str(specs))
     monkeypatch.setenv("MODELOPS_STATE_DIR", str(tmp_path / "state"))
@@ -512,8 +611,11 @@ def registry(tmp_path, monkeypatch):
     for version in ("1", "2", "3"):
         source = tmp_path / "models" / version
         source.mkdir(parents=True)
-        mv = mlflow.create_model_version(MODEL, source=str(source), tags={
-            "modelops.deployable": "true", "modelops.bento_tag": f"fraud_detection_service:v{version}"})
+        mv = mlflow.create_model_version(
+            MODEL,
+            source=str(source),
+            tags={"modelops.deployable": "true", "modelops.bento_tag": f"fraud_detection_service:v{version}"},
+        )
         assert str(mv.version) == version
     tracking.set_alias(MODEL, tracking.CHAMPION, "1")
     return tmp_path
@@ -522,14 +624,28 @@ def registry(tmp_path, monkeypatch):
 @pytest.fixture
 def cluster(registry, client, prometheus, sleeps):
     """The backend the stages drive: the recording client, the fake Prometheus, the spec's resources."""
-    prometheus.add_pod(model=MODEL, version="1", variant=STABLE, pod="s", ok=10.0, errors=0.0,
-                       buckets={"0.01": 10.0, "+Inf": 10.0})
-    settings = ServingClusterSettings(namespace="models", gateway="public", drain_s=5,
-                                      prometheus_url=prometheus.url, inference_log_url=str(registry / "inference_log"))
+    prometheus.add_pod(
+        model=MODEL,
+        version="1",
+        variant=STABLE,
+        pod="s",
+        ok=10.0,
+        errors=0.0,
+        buckets={"0.01": 10.0, "+Inf": 10.0},
+    )
+    settings = ServingClusterSettings(
+        namespace="models",
+        gateway="public",
+        drain_s=5,
+        prometheus_url=prometheus.url,
+        inference_log_url=str(registry / "inference_log"),
+    )
     return KubernetesBackend(MODEL, client=client, settings=settings, sleep=sleeps.append)
 
 
-def serve_requests(prometheus: FakePrometheus, backend: KubernetesBackend, *, stable: int, canary: int) -> None:
+def serve_requests(
+    prometheus: FakePrometheus, backend: KubernetesBackend, *, stable: int, canary: int
+) -> None:
     """Requests answered by each variant since the last call: its pods' counters in Prometheus and its
     rows in the inference log (the same score distribution for both: a healthy candidate)."""
     from include.modelops.packaging import example_row
@@ -543,19 +659,34 @@ def serve_requests(prometheus: FakePrometheus, backend: KubernetesBackend, *, st
         if not n:
             continue
         version = state.variants[variant].version
-        prometheus.add_pod(model=MODEL, version=version, variant=variant, pod=f"{variant}-0", ok=float(n),
-                           errors=0.0, buckets={"0.005": n * 0.6, "0.01": float(n), "+Inf": float(n)})
+        prometheus.add_pod(
+            model=MODEL,
+            version=version,
+            variant=variant,
+            pod=f"{variant}-0",
+            ok=float(n),
+            errors=0.0,
+            buckets={"0.005": n * 0.6, "0.01": float(n), "+Inf": float(n)},
+        )
         for i in range(n):
             score = (i % 20) / 20
-            writer.submit(request_records(spec, request_id=f"{variant}-{version}-{i}", model_version=version,
-                                          variant=variant, rows=[example_row(spec)],
-                                          predictions=[{"score": score, "label": int(score >= 0.5)}],
-                                          latency_ms=4.0))
+            writer.submit(
+                request_records(
+                    spec,
+                    request_id=f"{variant}-{version}-{i}",
+                    model_version=version,
+                    variant=variant,
+                    rows=[example_row(spec)],
+                    predictions=[{"score": score, "label": int(score >= 0.5)}],
+                    latency_ms=4.0,
+                )
+            )
     writer.close()
 
 
-def test_a_rollout_moves_the_route_in_stages_then_promotes_and_deletes_the_old_stable(cluster, client, sleeps,
-                                                                                      prometheus):
+def test_a_rollout_moves_the_route_in_stages_then_promotes_and_deletes_the_old_stable(
+    cluster, client, sleeps, prometheus
+):
     assert cluster.resources == PodResources(2, "1500m", "1Gi")  # from the spec's rollout.kubernetes
     # The stable version was deployed before (the previous rollout).
     cluster.deploy(STABLE, "1", "fraud_detection_service:v1")
@@ -563,8 +694,10 @@ def test_a_rollout_moves_the_route_in_stages_then_promotes_and_deletes_the_old_s
 
     prepared = stages.prepare(MODEL, "2", dag_run_id="manual__1", backend=cluster)
     assert prepared["endpoint"] == "http://public.models.svc.cluster.local/fraud-detection"
-    assert changes_since(client, mark) == [("apply", DEPLOYMENT, "fraud-detection-v2"),
-                                           ("apply", SERVICE, "fraud-detection-v2")]
+    assert changes_since(client, mark) == [
+        ("apply", DEPLOYMENT, "fraud-detection-v2"),
+        ("apply", SERVICE, "fraud-detection-v2"),
+    ]
 
     seen = []
     for index in range(4):
@@ -619,9 +752,12 @@ def test_promotion_from_a_partial_share_moves_the_route_before_deleting(cluster,
     mark = len(client.calls)
     cluster.promote_canary()
     assert changes_since(client, mark) == [
-        ("apply", DEPLOYMENT, "fraud-detection-v2"), ("apply", SERVICE, "fraud-detection-v2"),
+        ("apply", DEPLOYMENT, "fraud-detection-v2"),
+        ("apply", SERVICE, "fraud-detection-v2"),
         ("apply", HTTPROUTE, ROUTE),
-        ("delete", DEPLOYMENT, "fraud-detection-v1"), ("delete", SERVICE, "fraud-detection-v1")]
+        ("delete", DEPLOYMENT, "fraud-detection-v1"),
+        ("delete", SERVICE, "fraud-detection-v1"),
+    ]
     assert_route_only_names_existing_versions(client)
     mark = len(client.calls)
     cluster.promote_canary()  # a retried task: nothing left to do
@@ -672,8 +808,12 @@ def test_every_manifest_of_a_rollout_and_a_rollback_is_valid(cluster, client, pr
     assert weights(client) == {"fraud-detection-v1": 100}
     assert {name for kind, name in client.objects} == {"fraud-detection-v1", ROUTE, SHADOW_SECRET}
     cluster.shutdown()
-    assert client.changes()[-4:] == [("delete", HTTPROUTE, ROUTE), ("delete", DEPLOYMENT, "fraud-detection-v1"),
-                                     ("delete", SERVICE, "fraud-detection-v1"), ("delete", SECRET, SHADOW_SECRET)]
+    assert client.changes()[-4:] == [
+        ("delete", HTTPROUTE, ROUTE),
+        ("delete", DEPLOYMENT, "fraud-detection-v1"),
+        ("delete", SERVICE, "fraud-detection-v1"),
+        ("delete", SECRET, SHADOW_SECRET),
+    ]
     assert client.objects == {}
 
 
@@ -698,7 +838,9 @@ def test_the_real_client_server_side_applies_and_treats_missing_objects_as_absen
             url = urlparse(self.path)
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length)) if length else None
-            requests.append((self.command, url.path, parse_qs(url.query), self.headers.get("Content-Type"), body))
+            requests.append(
+                (self.command, url.path, parse_qs(url.query), self.headers.get("Content-Type"), body)
+            )
             return body
 
         def do_PATCH(self) -> None:  # noqa: N802
@@ -706,8 +848,16 @@ def test_the_real_client_server_side_applies_and_treats_missing_objects_as_absen
 
         def do_GET(self) -> None:  # noqa: N802
             self._record()
-            self._answer(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404,
-                               "reason": "NotFound"})
+            self._answer(
+                404,
+                {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "status": "Failure",
+                    "code": 404,
+                    "reason": "NotFound",
+                },
+            )
 
         do_DELETE = do_GET  # noqa: N815
 
@@ -720,8 +870,9 @@ def test_the_real_client_server_side_applies_and_treats_missing_objects_as_absen
     try:
         config = k8s.Configuration(host=f"http://127.0.0.1:{server.server_port}")
         real = KubernetesApiClient("models", api_client=k8s.ApiClient(config))
-        deployment = render_deployment(MODEL, "3", CANARY, "fraud_detection_service:v3", settings=settings,
-                                       resources=PodResources())
+        deployment = render_deployment(
+            MODEL, "3", CANARY, "fraud_detection_service:v3", settings=settings, resources=PodResources()
+        )
         route = render_route(MODEL, [("3", 100)], settings=settings)
         applied = real.apply(DEPLOYMENT, workload_name(MODEL, "3"), deployment)
         real.apply(HTTPROUTE, ROUTE, route)
@@ -732,15 +883,26 @@ def test_the_real_client_server_side_applies_and_treats_missing_objects_as_absen
         server.server_close()
         thread.join(5)
 
-    assert applied["spec"]["template"]["spec"]["containers"][0]["image"].endswith("fraud_detection_service:v3")
+    assert applied["spec"]["template"]["spec"]["containers"][0]["image"].endswith(
+        "fraud_detection_service:v3"
+    )
     # The client writes Python's True; the API server reads any case of true.
     ssa = {"fieldManager": ["modelops"], "force": ["True"], "fieldValidation": ["Strict"]}
-    assert requests[0][:4] == ("PATCH", "/apis/apps/v1/namespaces/models/deployments/fraud-detection-v3", ssa,
-                               "application/apply-patch+yaml")
+    assert requests[0][:4] == (
+        "PATCH",
+        "/apis/apps/v1/namespaces/models/deployments/fraud-detection-v3",
+        ssa,
+        "application/apply-patch+yaml",
+    )
     assert requests[0][4] == deployment
-    assert requests[1][:4] == ("PATCH", "/apis/gateway.networking.k8s.io/v1/namespaces/models/httproutes/"
-                               "fraud-detection", ssa, "application/apply-patch+yaml")
+    assert requests[1][:4] == (
+        "PATCH",
+        "/apis/gateway.networking.k8s.io/v1/namespaces/models/httproutes/fraud-detection",
+        ssa,
+        "application/apply-patch+yaml",
+    )
     assert requests[1][4] == route
     assert [r[:2] for r in requests[2:]] == [
         ("GET", "/api/v1/namespaces/models/services/fraud-detection-v9"),
-        ("DELETE", "/apis/apps/v1/namespaces/models/deployments/fraud-detection-v9")]
+        ("DELETE", "/apis/apps/v1/namespaces/models/deployments/fraud-detection-v9"),
+    ]

@@ -14,12 +14,27 @@ MODEL = "fraud_detection"  # the reference spec: steps 10, 50, 100
 HOUR = timedelta(hours=1)
 
 ANALYSIS = {
-    "verdict": "pass", "canary_requests": 41, "stable_requests": 370, "reason": "every check passed",
+    "verdict": "pass",
+    "canary_requests": 41,
+    "stable_requests": 370,
+    "reason": "every check passed",
     "checks": [
-        {"name": "error_rate", "canary": 0.0, "stable": 0.0, "threshold": "<= 0.01", "outcome": "pass",
-         "reason": "0 of 41 canary answers were 5xx"},
-        {"name": "score_jensen_shannon", "canary": 0.0612, "stable": 0.0, "threshold": "<= 0.3", "outcome": "pass",
-         "reason": "mean score 0.0161 vs stable 0.0168, distance 0.0612"},
+        {
+            "name": "error_rate",
+            "canary": 0.0,
+            "stable": 0.0,
+            "threshold": "<= 0.01",
+            "outcome": "pass",
+            "reason": "0 of 41 canary answers were 5xx",
+        },
+        {
+            "name": "score_jensen_shannon",
+            "canary": 0.0612,
+            "stable": 0.0,
+            "threshold": "<= 0.3",
+            "outcome": "pass",
+            "reason": "mean score 0.0161 vs stable 0.0168, distance 0.0612",
+        },
     ],
 }
 
@@ -37,10 +52,27 @@ def rollout(tmp_path, monkeypatch):
     c.create_registered_model(MODEL)
     for n in (1, 2):
         c.create_model_version(MODEL, source=str(tmp_path / f"model{n}"))
-    stages._write_record(MODEL, "2", {  # noqa: SLF001 - set up as check_stage leaves it
-        "model": MODEL, "version": "2", "stable_version": "1", "status": "running", "dag_run_id": "r1",
-        "stages": [{"name": "canary_10", "traffic_percent": 10, "outcome": "passed", "analysis": ANALYSIS,
-                    "started_at": "2026-11-23T10:00:00+00:00", "ended_at": "2026-11-23T10:01:00+00:00"}]})
+    stages._write_record(
+        MODEL,
+        "2",
+        {  # noqa: SLF001 - set up as check_stage leaves it
+            "model": MODEL,
+            "version": "2",
+            "stable_version": "1",
+            "status": "running",
+            "dag_run_id": "r1",
+            "stages": [
+                {
+                    "name": "canary_10",
+                    "traffic_percent": 10,
+                    "outcome": "passed",
+                    "analysis": ANALYSIS,
+                    "started_at": "2026-11-23T10:00:00+00:00",
+                    "ended_at": "2026-11-23T10:01:00+00:00",
+                }
+            ],
+        },
+    )
     return c
 
 
@@ -61,8 +93,12 @@ def test_a_reject_aborts_with_who_and_why_in_the_record_and_the_tags(rollout):
     assert record["failure"] == {"stage": "canary_10", "reason": "aborted by risk_lead: scores look off"}
     assert record["stages"][0]["pause"]["decision"] == pause.ABORT
     tag = json.loads(rollout.get_model_version(MODEL, "2").tags["modelops.rollout.pause.00"])
-    assert (tag["stage"], tag["decision"], tag["by"], tag["comment"]) == ("canary_10", "abort", "risk_lead",
-                                                                         "scores look off")
+    assert (tag["stage"], tag["decision"], tag["by"], tag["comment"]) == (
+        "canary_10",
+        "abort",
+        "risk_lead",
+        "scores look off",
+    )
 
 
 def test_no_answer_aborts_fail_closed(rollout):
@@ -89,14 +125,23 @@ def test_a_stage_or_shadow_stage_stopped_from_outside_is_recorded_as_aborted_wit
     shadow_running = {"shadow": {"name": "shadow", "outcome": "running"}, "stages": []}
     _note_abort_of_running_stage(shadow_running)
     assert shadow_running["shadow"]["outcome"] == "aborted"
-    assert shadow_running["failure"]["stage"] == "shadow" and "marked failed" in shadow_running["failure"]["reason"]
+    assert (
+        shadow_running["failure"]["stage"] == "shadow"
+        and "marked failed" in shadow_running["failure"]["reason"]
+    )
 
-    canary_running = {"shadow": {"name": "shadow", "outcome": "passed"},
-                      "stages": [{"name": "canary_25", "outcome": "running"}]}
+    canary_running = {
+        "shadow": {"name": "shadow", "outcome": "passed"},
+        "stages": [{"name": "canary_25", "outcome": "running"}],
+    }
     _note_abort_of_running_stage(canary_running)
-    assert canary_running["failure"]["stage"] == "canary_25" and canary_running["shadow"]["outcome"] == "passed"
+    assert (
+        canary_running["failure"]["stage"] == "canary_25" and canary_running["shadow"]["outcome"] == "passed"
+    )
 
-    failed = {"stages": [{"name": "canary_25", "outcome": "running"}],
-              "failure": {"stage": "canary_25", "reason": "error_rate fail"}}
+    failed = {
+        "stages": [{"name": "canary_25", "outcome": "running"}],
+        "failure": {"stage": "canary_25", "reason": "error_rate fail"},
+    }
     _note_abort_of_running_stage(failed)  # a verdict already recorded is kept
     assert failed["failure"]["reason"] == "error_rate fail" and failed["stages"][0]["outcome"] == "running"

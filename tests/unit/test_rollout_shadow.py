@@ -20,16 +20,33 @@ from include.modelops.settings import PROJECT_ROOT, shadow_token
 from include.modelops.spec import load_spec
 
 SPEC = load_spec(PROJECT_ROOT / "include" / "models" / "fraud_detection.yaml")
-ROW = {"amount": 12.5, "merchant_category": "fuel", "channel": "pos", "region": "north", "hour_of_day": 7,
-       "distance_from_home_km": None, "card_age_days": 400, "txn_count_24h": 2, "customer_age": 41,
-       "is_international": False}
+ROW = {
+    "amount": 12.5,
+    "merchant_category": "fuel",
+    "channel": "pos",
+    "region": "north",
+    "hour_of_day": 7,
+    "distance_from_home_km": None,
+    "card_age_days": 400,
+    "txn_count_24h": 2,
+    "customer_age": 41,
+    "is_international": False,
+}
 
 
 def log_rows(request_id: str, rows: list[dict], entity_ids: list | None = None):
     """One request's rows as the inference log gives them back (Arrow types, then pandas)."""
     predictions = [{"score": 0.1, "label": 0} for _ in rows]
-    columns = request_records(SPEC, request_id=request_id, model_version="1", variant="stable", rows=rows,
-                              predictions=predictions, latency_ms=3.0, entity_ids=entity_ids)
+    columns = request_records(
+        SPEC,
+        request_id=request_id,
+        model_version="1",
+        variant="stable",
+        rows=rows,
+        predictions=predictions,
+        latency_ms=3.0,
+        entity_ids=entity_ids,
+    )
     return pa.Table.from_pydict(columns, schema=record_schema(SPEC)).to_pandas()
 
 
@@ -43,7 +60,10 @@ def test_a_logged_request_is_rebuilt_as_the_body_the_client_sent():
     assert bodies["a"] == {"rows": [ROW, second], "entity_ids": ["c1", "7"]}
     assert bodies["b"] == {"rows": [ROW]}  # no entity ids were sent
     # Integers stay integers although a null-able integer column reads back as float.
-    assert type(bodies["a"]["rows"][1]["hour_of_day"]) is int and bodies["a"]["rows"][0]["distance_from_home_km"] is None
+    assert (
+        type(bodies["a"]["rows"][1]["hour_of_day"]) is int
+        and bodies["a"]["rows"][0]["distance_from_home_km"] is None
+    )
     json.dumps(bodies)  # plain JSON types only
 
 
@@ -56,12 +76,19 @@ def copy(status: int, seconds_ago: float) -> dict:
 
 def test_copies_are_sent_for_the_pairs_still_missing_and_never_twice():
     stable_ids = [f"r{i}" for i in range(10)]
-    assert shadow.copies_to_send(stable_ids, {}, set(), wanted=4, now=NOW, max_copies=12) == ["r0", "r1", "r2", "r3"]
+    assert shadow.copies_to_send(stable_ids, {}, set(), wanted=4, now=NOW, max_copies=12) == [
+        "r0",
+        "r1",
+        "r2",
+        "r3",
+    ]
     copies = {"r0": copy(200, 1), "r1": copy(200, 1), "r2": copy(200, 30), "r3": copy(500, 1)}
     # r0 paired; r1 answered a second ago (its log rows are on their way); r2 lost; r3 failed.
     assert shadow.copies_to_send(stable_ids, copies, {"r0"}, wanted=4, now=NOW, max_copies=12) == ["r4", "r5"]
-    assert shadow.copies_to_send(stable_ids, copies, {"r0", "r1", "r2", "r4"}, wanted=4, now=NOW,
-                                 max_copies=12) == []
+    assert (
+        shadow.copies_to_send(stable_ids, copies, {"r0", "r1", "r2", "r4"}, wanted=4, now=NOW, max_copies=12)
+        == []
+    )
     # The cap: a candidate whose answers never reach its log is not copied without end.
     assert shadow.copies_to_send(stable_ids, copies, set(), wanted=4, now=NOW, max_copies=5) == ["r4"]
 
@@ -108,13 +135,22 @@ def test_a_copy_carries_the_request_id_and_the_shadow_mark_and_its_answer_is_dis
 
 
 def test_a_copy_nobody_answers_has_status_0():
-    assert shadow.replay(f"http://127.0.0.1:{local_stack.free_port()}", "req-1", {"rows": [ROW]}, timeout_s=2) == 0
+    assert (
+        shadow.replay(f"http://127.0.0.1:{local_stack.free_port()}", "req-1", {"rows": [ROW]}, timeout_s=2)
+        == 0
+    )
 
 
 def test_the_endpoint_strips_the_shadow_mark_from_client_requests():
-    state = DeploymentState(model="m", canary_percent=0, variants={
-        STABLE: Deployed(version="1", bento_tag="s:1", url="http://127.0.0.1:9001"),
-        CANARY: Deployed(version="2", bento_tag="s:2", url="http://127.0.0.1:9002")})
-    handler = splitter_config(state, listen="127.0.0.1:9000", admin="127.0.0.1:9003")[
-        "apps"]["http"]["servers"]["rollout"]["routes"][0]["handle"][0]
+    state = DeploymentState(
+        model="m",
+        canary_percent=0,
+        variants={
+            STABLE: Deployed(version="1", bento_tag="s:1", url="http://127.0.0.1:9001"),
+            CANARY: Deployed(version="2", bento_tag="s:2", url="http://127.0.0.1:9002"),
+        },
+    )
+    handler = splitter_config(state, listen="127.0.0.1:9000", admin="127.0.0.1:9003")["apps"]["http"][
+        "servers"
+    ]["rollout"]["routes"][0]["handle"][0]
     assert handler["headers"]["request"]["delete"] == [SHADOW_HEADER]

@@ -7,8 +7,15 @@ import pytest
 from include.modelops.cli import EXIT_FAILED, EXIT_NOT_PROMOTED, EXIT_PROMOTED, _print_summary, outcome
 
 
-def run_summary(*, champion: str | None, version: str = "2", passed: bool = True, promoted: bool = False,
-                failed_steps: tuple[str, ...] = (), approval: dict | None = None) -> dict:
+def run_summary(
+    *,
+    champion: str | None,
+    version: str = "2",
+    passed: bool = True,
+    promoted: bool = False,
+    failed_steps: tuple[str, ...] = (),
+    approval: dict | None = None,
+) -> dict:
     verdict = "PASSED: auc 0.91 vs champion 0.90" if passed else "REJECTED: auc 0.80 < min 0.85"
     steps = {
         "validate_dataset": {"state": "success", "result": {"summary": "12 expectations passed"}},
@@ -18,11 +25,20 @@ def run_summary(*, champion: str | None, version: str = "2", passed: bool = True
         "package_bento": {"state": "success" if promoted else "skipped", "result": None},
     }
     if promoted:
-        steps["promote_to_champion"] = {"state": "success", "result": {"champion": version, "previous": champion}}
+        steps["promote_to_champion"] = {
+            "state": "success",
+            "result": {"champion": version, "previous": champion},
+        }
     for step in failed_steps:
         steps[step] = {"state": "failed", "result": None}
-    return {"model": "tiny", "dag_run_id": "manual__1", "steps": steps, "champion_version": champion,
-            "failed_steps": list(failed_steps), "run_dir": "/tmp/run"}
+    return {
+        "model": "tiny",
+        "dag_run_id": "manual__1",
+        "steps": steps,
+        "champion_version": champion,
+        "failed_steps": list(failed_steps),
+        "run_dir": "/tmp/run",
+    }
 
 
 def test_gate_rejection_without_a_champion_says_not_promoted_and_exits_3():
@@ -44,21 +60,34 @@ def test_promotion_without_rollout_exits_0():
 
 
 def test_rollback_names_version_stage_and_kept_champion_and_exits_3():
-    rollout = {"version": "2", "status": "rolled_back", "failure": {"stage": "canary_10", "reason": "error_rate"},
-               "reason": "error_rate 0.5 > 0.01"}
+    rollout = {
+        "version": "2",
+        "status": "rolled_back",
+        "failure": {"stage": "canary_10", "reason": "error_rate"},
+        "reason": "error_rate 0.5 > 0.01",
+    }
     code, line = outcome(run_summary(champion="1"), rollout)
     assert code == EXIT_NOT_PROMOTED
-    assert line == "Outcome: not promoted (champion v1 kept): v2 was rolled back at canary_10: error_rate 0.5 > 0.01"
+    assert (
+        line
+        == "Outcome: not promoted (champion v1 kept): v2 was rolled back at canary_10: error_rate 0.5 > 0.01"
+    )
 
 
 def test_rollback_of_a_first_version_before_any_stage_never_prints_none():
-    rollout = {"version": "1", "status": "rolled_back", "failure": None,
-               "reason": "the rollout could not start (see prepare_rollout's log)"}
+    rollout = {
+        "version": "1",
+        "status": "rolled_back",
+        "failure": None,
+        "reason": "the rollout could not start (see prepare_rollout's log)",
+    }
     code, line = outcome(run_summary(champion=None, version="1"), rollout)
     assert code == EXIT_NOT_PROMOTED
     assert "None" not in line
-    assert line == ("Outcome: not promoted (no champion yet): v1 was rolled back before its first stage: "
-                    "the rollout could not start (see prepare_rollout's log)")
+    assert line == (
+        "Outcome: not promoted (no champion yet): v1 was rolled back before its first stage: "
+        "the rollout could not start (see prepare_rollout's log)"
+    )
 
 
 def test_rollout_that_promoted_exits_0():
@@ -68,7 +97,9 @@ def test_rollout_that_promoted_exits_0():
 
 
 def test_rollout_that_did_not_complete_is_a_failed_run():
-    code, line = outcome(run_summary(champion="1"), {"version": "2", "status": "running", "log_file": "/x.log"})
+    code, line = outcome(
+        run_summary(champion="1"), {"version": "2", "status": "running", "log_file": "/x.log"}
+    )
     assert code == EXIT_FAILED == 1
     assert "the rollout of v2 did not complete (running); see /x.log" in line
 

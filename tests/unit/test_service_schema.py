@@ -189,30 +189,71 @@ def test_importing_packaging_does_not_import_bentoml_or_mlflow():
 @pytest.fixture(scope="module")
 def every_type_spec() -> ModelSpec:
     """Each feature type, required and nullable, with bounds and without."""
-    return ModelSpec.model_validate({
-        "name": "every_type", "description": "d", "owner": {"team": "t", "email": "t@example.com"},
-        "task": "regression", "data": {"path": "unused.parquet"}, "target": {"name": "y"},
-        "evaluation": {"primary_metric": "rmse"},
-        "features": [
-            {"name": "amount", "type": "numeric", "min": 0, "max": 100},
-            {"name": "score", "type": "numeric"},
-            {"name": "spend", "type": "numeric", "min": -5.5, "max_null_fraction": 0.1},
-            {"name": "count", "type": "integer", "min": 0, "max": 50},
-            {"name": "offset", "type": "integer"},
-            {"name": "visits", "type": "integer", "max": 9, "max_null_fraction": 0.1},
-            {"name": "member", "type": "boolean"},
-            {"name": "opted_in", "type": "boolean", "max_null_fraction": 0.1},
-            {"name": "plan", "type": "categorical", "categories": ["basic", "Pro", "1"]},
-            {"name": "tier", "type": "categorical", "categories": ["gold"], "max_null_fraction": 0.1},
-        ],
-    })
+    return ModelSpec.model_validate(
+        {
+            "name": "every_type",
+            "description": "d",
+            "owner": {"team": "t", "email": "t@example.com"},
+            "task": "regression",
+            "data": {"path": "unused.parquet"},
+            "target": {"name": "y"},
+            "evaluation": {"primary_metric": "rmse"},
+            "features": [
+                {"name": "amount", "type": "numeric", "min": 0, "max": 100},
+                {"name": "score", "type": "numeric"},
+                {"name": "spend", "type": "numeric", "min": -5.5, "max_null_fraction": 0.1},
+                {"name": "count", "type": "integer", "min": 0, "max": 50},
+                {"name": "offset", "type": "integer"},
+                {"name": "visits", "type": "integer", "max": 9, "max_null_fraction": 0.1},
+                {"name": "member", "type": "boolean"},
+                {"name": "opted_in", "type": "boolean", "max_null_fraction": 0.1},
+                {"name": "plan", "type": "categorical", "categories": ["basic", "Pro", "1"]},
+                {"name": "tier", "type": "categorical", "categories": ["gold"], "max_null_fraction": 0.1},
+            ],
+        }
+    )
 
 
 # JSON values a client may send for any field: right and wrong types, edges of the bounds.
 JSON_VALUES: list[Any] = [
-    None, True, False, 0, 1, 3, -1, 9, 10, 50, 51, 100, -5.5, -6, 3.0, 50.0, 3.5, 0.25, 100.5, -0.0,
-    1e300, -1e300, 10 ** 400, "23", "3.0", "yes", "true", "false", "", "basic", "BASIC", "Pro", "1", "gold",
-    [], [3], {}, {"value": 3},
+    None,
+    True,
+    False,
+    0,
+    1,
+    3,
+    -1,
+    9,
+    10,
+    50,
+    51,
+    100,
+    -5.5,
+    -6,
+    3.0,
+    50.0,
+    3.5,
+    0.25,
+    100.5,
+    -0.0,
+    1e300,
+    -1e300,
+    10**400,
+    "23",
+    "3.0",
+    "yes",
+    "true",
+    "false",
+    "",
+    "basic",
+    "BASIC",
+    "Pro",
+    "1",
+    "gold",
+    [],
+    [3],
+    {},
+    {"value": 3},
 ]
 
 
@@ -237,7 +278,10 @@ def service_verdict(row_model, row: dict) -> tuple[bool, set[str]]:
     """(accepted, fields named) as the service validates a JSON body; the same from decoded JSON."""
     text = json.dumps(row)
     verdicts = []
-    for validate in (lambda: row_model.model_validate_json(text), lambda: row_model.model_validate(json.loads(text))):
+    for validate in (
+        lambda: row_model.model_validate_json(text),
+        lambda: row_model.model_validate(json.loads(text)),
+    ):
         try:
             validate()
             verdicts.append((True, set()))
@@ -261,8 +305,10 @@ def test_every_json_value_is_accepted_exactly_when_contract_and_schema_say_so(ev
             in_schema = schema.is_valid(row)
             checked += 1
             if not (accepted == expected == in_schema) or (not accepted and named != {feature.name}):
-                mismatches.append(f"{feature.name} ({feature.type.value}) = {value!r}: contract {expected}, "
-                                  f"service {accepted} (naming {sorted(named)}), schema {in_schema}")
+                mismatches.append(
+                    f"{feature.name} ({feature.type.value}) = {value!r}: contract {expected}, "
+                    f"service {accepted} (naming {sorted(named)}), schema {in_schema}"
+                )
     assert not mismatches, f"{len(mismatches)} of {checked}:\n" + "\n".join(mismatches)
 
 
@@ -303,7 +349,9 @@ def test_a_wrong_json_type_is_refused_naming_the_field(every_type_spec, field, v
 @pytest.mark.parametrize("field", ["amount", "score", "count", "offset"])
 def test_nan_and_infinity_are_refused_for_numbers(every_type_spec, field, token):
     # Not JSON, so no JSON schema can say it; pydantic's parser reads them, and the service refuses them.
-    row = json.dumps({**example_row(every_type_spec), field: 0}).replace(f'"{field}": 0', f'"{field}": {token}')
+    row = json.dumps({**example_row(every_type_spec), field: 0}).replace(
+        f'"{field}": 0', f'"{field}": {token}'
+    )
     with pytest.raises(ValidationError) as info:
         request_row_model(every_type_spec).model_validate_json(row)
     assert [(e["loc"], e["type"]) for e in info.value.errors()] == [((field,), "finite_number")]
@@ -311,7 +359,9 @@ def test_nan_and_infinity_are_refused_for_numbers(every_type_spec, field, token)
 
 def test_whole_numbers_are_read_as_the_feature_type(every_type_spec):
     row_model = request_row_model(every_type_spec)
-    parsed = row_model.model_validate_json(json.dumps({**example_row(every_type_spec), "amount": 3, "count": 3.0}))
+    parsed = row_model.model_validate_json(
+        json.dumps({**example_row(every_type_spec), "amount": 3, "count": 3.0})
+    )
     assert type(parsed.amount) is float and parsed.amount == 3.0
     assert type(parsed.count) is int and parsed.count == 3
 
@@ -321,27 +371,51 @@ def test_schema_states_types_enums_nullability_and_bounds(every_type_spec):
     props = schema["properties"]
     assert schema["additionalProperties"] is False
     assert set(schema["required"]) == {"amount", "score", "count", "offset", "member", "plan"}
-    assert {k: props["amount"][k] for k in ("type", "minimum", "maximum")} == {"type": "number", "minimum": 0,
-                                                                              "maximum": 100}
-    assert {k: props["count"][k] for k in ("type", "minimum", "maximum")} == {"type": "integer", "minimum": 0,
-                                                                             "maximum": 50}
+    assert {k: props["amount"][k] for k in ("type", "minimum", "maximum")} == {
+        "type": "number",
+        "minimum": 0,
+        "maximum": 100,
+    }
+    assert {k: props["count"][k] for k in ("type", "minimum", "maximum")} == {
+        "type": "integer",
+        "minimum": 0,
+        "maximum": 50,
+    }
     assert props["offset"]["type"] == "integer" and props["offset"]["maximum"] == sys.float_info.max
     assert props["member"]["type"] == "boolean"
     assert props["plan"]["enum"] == ["basic", "Pro", "1"] and props["plan"]["type"] == "string"
-    for name, kind in {"spend": "number", "visits": "integer", "opted_in": "boolean", "tier": "string"}.items():
+    for name, kind in {
+        "spend": "number",
+        "visits": "integer",
+        "opted_in": "boolean",
+        "tier": "string",
+    }.items():
         assert props[name]["anyOf"][1] == {"type": "null"} and props[name]["anyOf"][0]["type"] == kind, name
         assert props[name]["default"] is None
 
 
 def test_example_row_is_valid_for_every_range():
     def spec_with(feature: dict) -> ModelSpec:
-        return ModelSpec.model_validate({
-            "name": "one", "description": "d", "owner": {"team": "t", "email": "t@example.com"},
-            "task": "regression", "data": {"path": "unused.parquet"}, "target": {"name": "y"},
-            "evaluation": {"primary_metric": "rmse"}, "features": [feature]})
+        return ModelSpec.model_validate(
+            {
+                "name": "one",
+                "description": "d",
+                "owner": {"team": "t", "email": "t@example.com"},
+                "task": "regression",
+                "data": {"path": "unused.parquet"},
+                "target": {"name": "y"},
+                "evaluation": {"primary_metric": "rmse"},
+                "features": [feature],
+            }
+        )
 
-    for feature in ({"type": "integer", "max": -5}, {"type": "numeric", "max": -5}, {"type": "integer", "min": 7.5},
-                    {"type": "integer", "min": 0.2, "max": 1.8}, {"type": "integer", "min": -3, "max": -2}):
+    for feature in (
+        {"type": "integer", "max": -5},
+        {"type": "numeric", "max": -5},
+        {"type": "integer", "min": 7.5},
+        {"type": "integer", "min": 0.2, "max": 1.8},
+        {"type": "integer", "min": -3, "max": -2},
+    ):
         spec = spec_with({"name": "x", **feature})
         row = example_row(spec)
         request_row_model(spec).model_validate_json(json.dumps(row))

@@ -91,7 +91,9 @@ def test_data_path_expands_state_dir(reference_spec, monkeypatch, tmp_path):
 
 
 def test_data_path_with_unset_variable_names_it(reference_spec):
-    spec = reference_spec.model_copy(update={"data": reference_spec.data.model_copy(update={"path": "${NOPE_X}/d"})})
+    spec = reference_spec.model_copy(
+        update={"data": reference_spec.data.model_copy(update={"path": "${NOPE_X}/d"})}
+    )
     with pytest.raises(ModelSpecError, match="NOPE_X"):
         spec.data.resolved_path()
 
@@ -109,14 +111,27 @@ def test_spec_reference_doc_is_up_to_date():
 @pytest.mark.parametrize(
     "mutate,field,message",
     [
-        (lambda r: r["evaluation"].update(primary_metric="rmse"), "evaluation.primary_metric",
-         "metric 'rmse' is not known for binary_classification; use one of brier (lower is better), "
-         "calibration_error (lower is better), f1, pr_auc, precision, recall, roc_auc"),
-        (lambda r: r["evaluation"]["gate"]["thresholds"].update(mae={"max": 3}), "evaluation.gate.thresholds.mae",
-         "metric 'mae' is not known for binary_classification"),
-        (lambda r: r.update(risk_tier="high"), "approval.policy", "'auto' is only allowed for risk_tier 'low'"),
-        (lambda r: r.update(segment_columns=["region", "postcode"]), "segment_columns.1",
-         "segment column 'postcode' is not a feature"),
+        (
+            lambda r: r["evaluation"].update(primary_metric="rmse"),
+            "evaluation.primary_metric",
+            "metric 'rmse' is not known for binary_classification; use one of brier (lower is better), "
+            "calibration_error (lower is better), f1, pr_auc, precision, recall, roc_auc",
+        ),
+        (
+            lambda r: r["evaluation"]["gate"]["thresholds"].update(mae={"max": 3}),
+            "evaluation.gate.thresholds.mae",
+            "metric 'mae' is not known for binary_classification",
+        ),
+        (
+            lambda r: r.update(risk_tier="high"),
+            "approval.policy",
+            "'auto' is only allowed for risk_tier 'low'",
+        ),
+        (
+            lambda r: r.update(segment_columns=["region", "postcode"]),
+            "segment_columns.1",
+            "segment column 'postcode' is not a feature",
+        ),
         (lambda r: r["target"].update(classes=[0, 1, 2]), "target.classes", "exactly two values"),
         (lambda r: r.update(entity_id="amount"), "entity_id", "entity_id 'amount' must not be a feature"),
         (lambda r: r["target"].update(name="amount"), "target.name", "is also listed as a feature"),
@@ -137,7 +152,9 @@ def test_validation_fields_have_defaults_and_are_checked(tmp_path, reference_spe
     assert reference_spec.split.min_class_count == 5
     assert reference_spec.split.on_missing_class == "fail"
 
-    with pytest.raises(ModelSpecError, match=r"field 'split\.on_missing_class': Input should be 'fail' or 'warn'"):
+    with pytest.raises(
+        ModelSpecError, match=r"field 'split\.on_missing_class': Input should be 'fail' or 'warn'"
+    ):
         load_spec(write_spec(tmp_path, lambda r: r.update(split={"on_missing_class": "ignore"})))
     with pytest.raises(ModelSpecError, match=r"field 'data\.max_duplicate_row_fraction'"):
         load_spec(write_spec(tmp_path, lambda r: r["data"].update(max_duplicate_row_fraction=1.5)))
@@ -158,8 +175,12 @@ def test_reference_doc_lists_metrics_per_task_explains_error_metrics_and_draft_s
     assert "lets rmse *rise* by at most" in doc
     assert "for rmse, mae and log_loss it is the\nbaseline's value minus the candidate's" in doc
     assert "make draft-spec DATA=" in doc
-    for field in ("data.max_duplicate_row_fraction", "data.max_duplicate_key_fraction",
-                  "split.min_class_count", "split.on_missing_class"):
+    for field in (
+        "data.max_duplicate_row_fraction",
+        "data.max_duplicate_key_fraction",
+        "split.min_class_count",
+        "split.on_missing_class",
+    ):
         assert f"| `{field}` |" in doc
 
 
@@ -176,21 +197,32 @@ def test_an_empty_rollout_section_takes_four_canary_steps(tmp_path):
 
 def test_rollout_steps_mix_bare_percentages_and_paused_steps_with_their_own_budget(tmp_path):
     def mutate(r):
-        r["rollout"] = {"steps": [10, {"traffic_percent": 50, "pause": True, "min_requests": 40}, 100],
-                        "min_requests": 7, "max_wait_s": 30, "shadow": {"requests": 50}}
+        r["rollout"] = {
+            "steps": [10, {"traffic_percent": 50, "pause": True, "min_requests": 40}, 100],
+            "min_requests": 7,
+            "max_wait_s": 30,
+            "shadow": {"requests": 50},
+        }
 
     rollout = load_spec(write_spec(tmp_path, mutate)).rollout
     first, paused, last = rollout.steps
     assert (first.traffic_percent, first.pause, rollout.step_min_requests(first)) == (10, False, 7)
-    assert (paused.pause, rollout.step_min_requests(paused), rollout.step_max_wait_s(paused)) == (True, 40, 30)
+    assert (paused.pause, rollout.step_min_requests(paused), rollout.step_max_wait_s(paused)) == (
+        True,
+        40,
+        30,
+    )
     assert last.traffic_percent == 100 and rollout.shadow.requests == 50
 
 
-@pytest.mark.parametrize("steps, message", [
-    ([5, 25, 50], "the last step must be 100"),
-    ([25, 5, 100], "steps must rise strictly"),
-    ([0, 100], "rollout.steps.0.traffic_percent"),
-])
+@pytest.mark.parametrize(
+    "steps, message",
+    [
+        ([5, 25, 50], "the last step must be 100"),
+        ([25, 5, 100], "steps must rise strictly"),
+        ([0, 100], "rollout.steps.0.traffic_percent"),
+    ],
+)
 def test_bad_rollout_steps_are_named(tmp_path, steps, message):
     path = write_spec(tmp_path, lambda r: r.setdefault("rollout", {}).update(steps=steps))
     with pytest.raises(ModelSpecError) as err:
@@ -198,16 +230,31 @@ def test_bad_rollout_steps_are_named(tmp_path, steps, message):
     assert "rollout.steps" in str(err.value) and message in str(err.value)
 
 
-@pytest.mark.parametrize("mutate, field, message", [
-    (lambda r: r["monitoring"].update(drift_method="g_test"), r"monitoring\.drift_method",
-     r"'g_test' is not supported: .*fails unless they hold exactly as many rows.*use chisquare"),
-    (lambda r: r["monitoring"].update(feature_drift={"channel": {"method": "g_test"}}),
-     r"monitoring\.feature_drift\.channel\.method", "'g_test' is not supported"),
-    (lambda r: r["monitoring"].update(feature_drift={"is_international": {"method": "fisher_exact"}}),
-     r"monitoring\.feature_drift\.is_international\.method", "'fisher_exact' is not supported: .*use z"),
-    (lambda r: r["monitoring"].update(feature_drift={"amount": {"method": "kss"}}),
-     r"monitoring\.feature_drift\.amount\.method", r"unknown drift method 'kss'; use one of \[.*'ks'.*\]"),
-])
+@pytest.mark.parametrize(
+    "mutate, field, message",
+    [
+        (
+            lambda r: r["monitoring"].update(drift_method="g_test"),
+            r"monitoring\.drift_method",
+            r"'g_test' is not supported: .*fails unless they hold exactly as many rows.*use chisquare",
+        ),
+        (
+            lambda r: r["monitoring"].update(feature_drift={"channel": {"method": "g_test"}}),
+            r"monitoring\.feature_drift\.channel\.method",
+            "'g_test' is not supported",
+        ),
+        (
+            lambda r: r["monitoring"].update(feature_drift={"is_international": {"method": "fisher_exact"}}),
+            r"monitoring\.feature_drift\.is_international\.method",
+            "'fisher_exact' is not supported: .*use z",
+        ),
+        (
+            lambda r: r["monitoring"].update(feature_drift={"amount": {"method": "kss"}}),
+            r"monitoring\.feature_drift\.amount\.method",
+            r"unknown drift method 'kss'; use one of \[.*'ks'.*\]",
+        ),
+    ],
+)
 def test_drift_methods_are_checked_when_the_spec_loads(tmp_path, mutate, field, message):
     """A method the drift step cannot run fails `make check-specs` and DAG parsing, naming the field,
     not the monitoring run a day after deployment."""

@@ -356,7 +356,10 @@ def test_duplicated_rows_are_flagged_and_the_drafted_limit_still_holds_on_the_da
     spec = load_spec(write_spec_draft(draft, tmp_path / "specs"))
     report = validate_dataset(spec, tmp_path / "report")
 
-    assert "# WARNING: 9.5% of rows are exact duplicates (every spec column): check for double loads" in draft.text
+    assert (
+        "# WARNING: 9.5% of rows are exact duplicates (every spec column): check for double loads"
+        in draft.text
+    )
     assert spec.data.max_duplicate_row_fraction == 0.15  # half as much again, rounded up
     assert report["success"], report["failed"]
 

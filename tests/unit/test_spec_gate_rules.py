@@ -99,8 +99,12 @@ def test_thresholds_just_better_than_chance_and_zero_limits_load(tmp_path):
     # The weakest gate the spec allows: it still loads (the gate's chance check does the rest).
     for task, (_, metric) in TASKS.items():
         spec = load(
-            tmp_path, task, thresholds={metric: {"min": {"roc_auc": 0.501, "macro_f1": 0.334, "r2": 0.001}[metric]}},
-            min_margin_over_baseline=0.0, max_drop_vs_champion=None, slices={"max_gap": 0.0},
+            tmp_path,
+            task,
+            thresholds={metric: {"min": {"roc_auc": 0.501, "macro_f1": 0.334, "r2": 0.001}[metric]}},
+            min_margin_over_baseline=0.0,
+            max_drop_vs_champion=None,
+            slices={"max_gap": 0.0},
         )
         assert spec.evaluation.gate.min_margin_over_baseline == 0.0
     spec = load(tmp_path, "regression", thresholds={"rmse": {"max": 3.5}, "mae": {"max": 2}})

@@ -14,19 +14,25 @@ STALE_AFTER = timedelta(hours=12)
 
 
 def test_a_training_run_running_for_days_is_ignored_as_stale_and_logged():
-    runs = [TrainingRun("manual__killed", "running", T0 - timedelta(days=3)),
-            TrainingRun("asset_triggered__fresh", "queued", T0 - timedelta(minutes=5))]
+    runs = [
+        TrainingRun("manual__killed", "running", T0 - timedelta(days=3)),
+        TrainingRun("asset_triggered__fresh", "queued", T0 - timedelta(minutes=5)),
+    ]
     live, ignored = live_training_runs(runs, T0, STALE_AFTER)
     assert [r.run_id for r in live] == ["asset_triggered__fresh"]
     assert len(ignored) == 1
-    assert "ignoring stale training run manual__killed (running, started 2026-02-27T00:00:00+00:00" in ignored[0]
+    assert (
+        "ignoring stale training run manual__killed (running, started 2026-02-27T00:00:00+00:00" in ignored[0]
+    )
     assert "MODELOPS_TRAINING_RUN_STALE_AFTER_S is 43200 s" in ignored[0]
 
 
 def test_a_stale_run_no_longer_suppresses_a_retrain_but_a_live_one_does():
     killed = [TrainingRun("manual__killed", "running", T0 - timedelta(days=3))]
     live, _ = live_training_runs(killed, T0, STALE_AFTER)
-    assert decide(POLICY, drifted(0), PolicyContext(now=T0, training_runs_active=len(live))).outcome == "retrain"
+    assert (
+        decide(POLICY, drifted(0), PolicyContext(now=T0, training_runs_active=len(live))).outcome == "retrain"
+    )
     recent = [TrainingRun("manual__busy", "running", T0 - timedelta(hours=1))]
     live, ignored = live_training_runs(recent, T0, STALE_AFTER)
     d = decide(POLICY, drifted(0), PolicyContext(now=T0, training_runs_active=len(live)))
@@ -34,7 +40,9 @@ def test_a_stale_run_no_longer_suppresses_a_retrain_but_a_live_one_does():
 
 
 def _event(version, minutes):
-    return SimpleNamespace(extra={"version": version} if version else {}, timestamp=T0 + timedelta(minutes=minutes))
+    return SimpleNamespace(
+        extra={"version": version} if version else {}, timestamp=T0 + timedelta(minutes=minutes)
+    )
 
 
 def test_the_newest_triggering_event_is_the_one_asked_for():

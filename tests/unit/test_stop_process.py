@@ -14,9 +14,11 @@ from include.modelops.local_stack import stop_process
 
 # A parent in its own session (as every server the project starts) whose child moves to a process
 # group of its own, as Airflow's task supervisors do: a signal to the parent's group misses it.
-PARENT = ("import subprocess, sys, time\n"
-          "subprocess.Popen([sys.executable, '-c', 'import os, time; os.setpgid(0, 0); time.sleep(300)'])\n"
-          "time.sleep(300)\n")
+PARENT = (
+    "import subprocess, sys, time\n"
+    "subprocess.Popen([sys.executable, '-c', 'import os, time; os.setpgid(0, 0); time.sleep(300)'])\n"
+    "time.sleep(300)\n"
+)
 
 
 def test_a_descendant_in_its_own_process_group_is_stopped_too():

@@ -22,8 +22,9 @@ class FakeNVML:
     NVML_TEMPERATURE_GPU = 0
     NVMLError = NVMLError
 
-    def __init__(self, names=("NVIDIA H100 80GB HBM3", "NVIDIA H100 80GB HBM3"), *, init_error=None,
-                 no_power=False):
+    def __init__(
+        self, names=("NVIDIA H100 80GB HBM3", "NVIDIA H100 80GB HBM3"), *, init_error=None, no_power=False
+    ):
         self.names = list(names)
         self.init_error = init_error
         self.no_power = no_power
@@ -133,11 +134,17 @@ def test_samples_become_mlflow_metrics_and_the_summary_run_tags(mlflow_run):
     run_two_samples_an_hour(FakeNVML())
     client = MlflowClient()
     names = set(client.get_run(mlflow_run).data.metrics)
-    assert names == {f"gpu{i}_{m}" for i in (0, 1)
-                     for m in ("utilization_pct", "memory_used_mb", "power_w", "temperature_c")}
+    assert names == {
+        f"gpu{i}_{m}"
+        for i in (0, 1)
+        for m in ("utilization_pct", "memory_used_mb", "power_w", "temperature_c")
+    }
     history = client.get_metric_history(mlflow_run, "gpu0_power_w")
     assert [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)] == [
-        (0, 100.0), (1, 300.0), (2, 300.0)]
+        (0, 100.0),
+        (1, 300.0),
+        (2, 300.0),
+    ]
     tags = client.get_run(mlflow_run).data.tags
     assert tags["gpu.devices"] == "NVIDIA H100 80GB HBM3,NVIDIA H100 80GB HBM3"
     assert float(tags["gpu.hours"]) == pytest.approx(2.0)
@@ -190,7 +197,8 @@ def test_without_a_driver_it_logs_one_line_and_does_nothing(caplog):
         pass
     assert sampler.summary["enabled"] is False
     assert [r.getMessage() for r in caplog.records] == [
-        "GPU telemetry off: NVML is not available (NVML Shared Library Not Found)"]
+        "GPU telemetry off: NVML is not available (NVML Shared Library Not Found)"
+    ]
 
 
 def test_real_pynvml_on_this_machine_never_raises(caplog):

@@ -69,8 +69,9 @@ class Preempted(RuntimeError):
     """Stands in for the node going away."""
 
 
-def test_run_killed_after_epoch_k_resumes_at_k_plus_1_with_the_same_result(spec, data, tmp_path, monkeypatch,
-                                                                          caplog):
+def test_run_killed_after_epoch_k_resumes_at_k_plus_1_with_the_same_result(
+    spec, data, tmp_path, monkeypatch, caplog
+):
     train = data[0].iloc[:2000]
     params = {**SMALL, "epochs": 4}
     uninterrupted = torch_trainer.fit(spec, train, params=params, checkpoint_dir=tmp_path / "straight")
@@ -115,14 +116,14 @@ def test_training_stops_after_patience_epochs_without_improvement(spec, data, mo
 
     monkeypatch.setattr(torch_trainer, "train_one_epoch", counting_epoch)
     # A learning rate this small cannot move the validation metric by the minimum improvement.
-    model = torch_trainer.fit(spec, data[0].iloc[:1500], params={**SMALL, "epochs": 10, "patience": 2,
-                                                                  "lr": 1e-12})
+    model = torch_trainer.fit(
+        spec, data[0].iloc[:1500], params={**SMALL, "epochs": 10, "patience": 2, "lr": 1e-12}
+    )
     assert len(epochs_trained) == 3  # the first epoch sets the best, two more without improvement
     assert [h["epoch"] for h in model.history] == [1, 2, 3]
 
 
-def test_retry_after_training_finished_reuses_the_weights_without_training(spec, data, tmp_path,
-                                                                         monkeypatch):
+def test_retry_after_training_finished_reuses_the_weights_without_training(spec, data, tmp_path, monkeypatch):
     train = data[0].iloc[:1500]
     params = {**SMALL, "epochs": 2}
     first = torch_trainer.fit(spec, train, params=params, checkpoint_dir=tmp_path)
@@ -161,8 +162,11 @@ def test_validation_queues_its_work_without_waiting_for_the_gpu(spec, data):
     model = torch_trainer.fit(spec, train, params={**SMALL, "epochs": 1})
     device = torch_trainer.resolve_device("auto")
     dense, cat = model.encoder.transform(train)
-    val = {"dense": torch.from_numpy(dense).to(device), "cat": torch.from_numpy(cat).to(device),
-           "y": torch.from_numpy(model.target.encode(train["is_fraud"])).to(device)}
+    val = {
+        "dense": torch.from_numpy(dense).to(device),
+        "cat": torch.from_numpy(cat).to(device),
+        "y": torch.from_numpy(model.target.encode(train["is_fraud"])).to(device),
+    }
     net, loss_fn = model.net.to(device), model.target.loss_fn(device)
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")  # any wait for the GPU raises
@@ -238,8 +242,9 @@ def test_category_codes_are_the_same_however_the_text_column_is_held():
     pool = np.array(["grocery", "fuel", "travel", None, np.nan, "1", 1, "None", "Fuel"], dtype=object)
     values = pool[np.random.default_rng(7).integers(0, len(pool), 120_000)]  # shared objects
     # What the codes mean: the position of the value's text in ``categories``, -1 if missing or unknown.
-    expected = np.array([-1 if pd.isna(v) else (categories.index(str(v)) if str(v) in categories else -1)
-                         for v in values])
+    expected = np.array(
+        [-1 if pd.isna(v) else (categories.index(str(v)) if str(v) in categories else -1) for v in values]
+    )
     held = {
         "object, shared": pd.Series(values),
         "object, one per row": pd.Series([v if not isinstance(v, str) else "".join(v) for v in values]),
@@ -249,7 +254,7 @@ def test_category_codes_are_the_same_however_the_text_column_is_held():
     }
     for how, column in held.items():
         got = torch_trainer._category_codes(column, categories)
-        np.testing.assert_array_equal(got, expected[:len(column)], err_msg=how)
+        np.testing.assert_array_equal(got, expected[: len(column)], err_msg=how)
 
 
 def test_entrypoint_trains_with_torch_and_returns_telemetry(spec, data, tmp_path, monkeypatch, capsys):
@@ -273,12 +278,28 @@ def test_entrypoint_trains_with_torch_and_returns_telemetry(spec, data, tmp_path
     exp = mlflow.create_experiment("fraud_detection", artifact_location=(tmp_path / "artifacts").as_uri())
     run_id = mlflow.MlflowClient().create_run(exp).info.run_id
 
-    assert entrypoint.main(["--model", "fraud_detection", "--train-path", str(train_path), "--run-id", run_id,
-                            "--specs-dir", str(specs), "--checkpoint-dir", str(tmp_path / "ckpt"),
-                            "--xcom-file", str(tmp_path / "xcom" / "return.json")]) == 0
+    assert (
+        entrypoint.main(
+            [
+                "--model",
+                "fraud_detection",
+                "--train-path",
+                str(train_path),
+                "--run-id",
+                run_id,
+                "--specs-dir",
+                str(specs),
+                "--checkpoint-dir",
+                str(tmp_path / "ckpt"),
+                "--xcom-file",
+                str(tmp_path / "xcom" / "return.json"),
+            ]
+        )
+        == 0
+    )
 
     line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(entrypoint.RESULT_PREFIX))
-    result = json.loads(line[len(entrypoint.RESULT_PREFIX):])
+    result = json.loads(line[len(entrypoint.RESULT_PREFIX) :])
     assert result == json.loads((tmp_path / "xcom" / "return.json").read_text())
     assert result["run_id"] == run_id and result["model_uri"].startswith("models:/")
     if torch.cuda.is_available():  # NVML samples the GPU the run trained on
@@ -297,8 +318,11 @@ def test_entrypoint_trains_with_torch_and_returns_telemetry(spec, data, tmp_path
 # with and without nulls, as training reads them from Parquet; the model is then scored the way
 # the service scores request rows.
 
-TASK_TYPES = {"binary": "binary_classification", "multiclass": "multiclass_classification",
-              "regression": "regression"}
+TASK_TYPES = {
+    "binary": "binary_classification",
+    "multiclass": "multiclass_classification",
+    "regression": "regression",
+}
 FEATURE_SETS = {  # which feature kinds the table has
     "categoricals": ("numeric", "integer", "boolean", "categorical"),
     "no-categoricals": ("numeric", "integer", "boolean"),
@@ -318,16 +342,21 @@ def shape_spec(task: str, kinds: tuple[str, ...], *, nulls: bool) -> ModelSpec:
         "boolean": {"name": "member", "type": "boolean"},
         "categorical": {"name": "level", "type": "categorical", "categories": LEVELS},
     }
-    return ModelSpec.model_validate({
-        "name": "shapes", "description": "One feature of each kind.",
-        "owner": {"team": "t", "email": "t@example.com"},
-        "task": TASK_TYPES[task], "data": {"path": "unused.parquet", "min_rows": 100},
-        "target": {"name": "y", **({"classes": [0, 1]} if task == "binary" else {})},
-        "features": [{**by_kind[k], **gaps} for k in kinds],
-        "training": {"framework": "torch", "params": TINY},
-        "evaluation": {"primary_metric": {"binary": "roc_auc", "multiclass": "macro_f1",
-                                          "regression": "rmse"}[task]},
-    })
+    return ModelSpec.model_validate(
+        {
+            "name": "shapes",
+            "description": "One feature of each kind.",
+            "owner": {"team": "t", "email": "t@example.com"},
+            "task": TASK_TYPES[task],
+            "data": {"path": "unused.parquet", "min_rows": 100},
+            "target": {"name": "y", **({"classes": [0, 1]} if task == "binary" else {})},
+            "features": [{**by_kind[k], **gaps} for k in kinds],
+            "training": {"framework": "torch", "params": TINY},
+            "evaluation": {
+                "primary_metric": {"binary": "roc_auc", "multiclass": "macro_f1", "regression": "rmse"}[task]
+            },
+        }
+    )
 
 
 def shape_table(task: str, kinds: tuple[str, ...], *, nulls: bool, tmp_path, n: int = 400) -> pd.DataFrame:
@@ -352,9 +381,11 @@ def shape_table(task: str, kinds: tuple[str, ...], *, nulls: bool, tmp_path, n: 
     if nulls:
         for col in list(frame.columns):
             frame.loc[rng.random(n) < 0.15, col] = None
-    frame["y"] = {"binary": (signal > 0).astype(int),
-                  "multiclass": COLORS[np.digitize(signal, [-0.7, 0.7])],  # string labels
-                  "regression": 3 * signal + rng.normal(0, 0.1, n)}[task]
+    frame["y"] = {
+        "binary": (signal > 0).astype(int),
+        "multiclass": COLORS[np.digitize(signal, [-0.7, 0.7])],  # string labels
+        "regression": 3 * signal + rng.normal(0, 0.1, n),
+    }[task]
     path = tmp_path / "table.parquet"
     frame.to_parquet(path)
     return pd.read_parquet(path)
@@ -397,8 +428,9 @@ def test_every_task_and_table_shape_trains_and_serves(sqlite_mlflow_store, task,
     rows = [validator.model_validate(r).model_dump() for r in rows]
     assert any(all(v is not None for v in r.values()) for r in rows)
     assert any(v is None for r in rows for v in r.values()) == nulls
-    served = scoring.to_scores(spec, loaded.predict(scoring.conform_to_model(packaging.rows_to_frame(spec, rows),
-                                                                             loaded)))
+    served = scoring.to_scores(
+        spec, loaded.predict(scoring.conform_to_model(packaging.rows_to_frame(spec, rows), loaded))
+    )
     assert_valid_scores(spec, served, len(rows))
     assert np.ptp(served, axis=0).max() > 0, "every row got the same score: the features were not read"
     # The rows as training read them (Parquet dtypes: bool, nullable boolean, NaN) score the same.
@@ -445,7 +477,8 @@ def test_a_null_boolean_is_encoded_as_false_however_the_column_is_held():
     held = {
         "nullable boolean": pd.Series([True, False, None], dtype="boolean"),
         "float64 from feature_frame": scoring.feature_frame(
-            spec, pd.DataFrame({"member": pd.array([True, False, None], dtype="boolean")}))["member"],
+            spec, pd.DataFrame({"member": pd.array([True, False, None], dtype="boolean")})
+        )["member"],
         "object": pd.Series([True, False, None], dtype=object),
     }
     assert held["float64 from feature_frame"].dtype == np.float64

@@ -22,8 +22,9 @@ def logged_model(spec, run_id: str) -> str:
 
     tracking.client()
     with mlflow.start_run(run_id=run_id):
-        return mlflow.sklearn.log_model(DummyClassifier().fit([[0], [1]], [0, 1]), name="model",
-                                        serialization_format="cloudpickle").model_uri
+        return mlflow.sklearn.log_model(
+            DummyClassifier().fit([[0], [1]], [0, 1]), name="model", serialization_format="cloudpickle"
+        ).model_uri
 
 
 def test_one_mlflow_run_per_dag_run(reference_spec, mlflow_store):
@@ -45,8 +46,11 @@ def test_promotion_keeps_the_old_champion_as_previous_and_is_idempotent(referenc
     versions = []
     for i in (1, 2):
         run_id = tracking.ensure_run(reference_spec, dag_id="d", dag_run_id=f"r{i}")
-        versions.append(tracking.register_version("fraud_detection", run_id=run_id,
-                                                  model_uri=logged_model(reference_spec, run_id), tags={}))
+        versions.append(
+            tracking.register_version(
+                "fraud_detection", run_id=run_id, model_uri=logged_model(reference_spec, run_id), tags={}
+            )
+        )
     tracking.promote_to_champion("fraud_detection", versions[0])
     tracking.set_alias("fraud_detection", tracking.CHALLENGER, versions[1])
     result = tracking.promote_to_champion("fraud_detection", versions[1])

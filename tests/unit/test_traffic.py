@@ -75,8 +75,12 @@ def test_shifting_a_category_moves_the_share_inside_the_segment_only(reference_s
 
 
 def test_nulls_stay_null_under_scaling(reference_spec, transactions):
-    out = apply_drift(reference_spec, transactions, parse_drift("scale=distance_from_home_km:2", reference_spec),
-                      np.random.default_rng(0))
+    out = apply_drift(
+        reference_spec,
+        transactions,
+        parse_drift("scale=distance_from_home_km:2", reference_spec),
+        np.random.default_rng(0),
+    )
     nulls = transactions["distance_from_home_km"].isna()
     assert nulls.any() and out.loc[nulls, "distance_from_home_km"].isna().all()
     assert out["distance_from_home_km"].max() <= 20_000
@@ -123,7 +127,7 @@ def test_latest_holdout_is_used(reference_spec, transactions, tmp_path, monkeypa
     runs = tmp_path / "runs" / reference_spec.name
     for i, run in enumerate(("old", "new")):
         (runs / run).mkdir(parents=True)
-        transactions.iloc[i * 100:(i + 1) * 100].to_parquet(runs / run / "holdout.parquet")
+        transactions.iloc[i * 100 : (i + 1) * 100].to_parquet(runs / run / "holdout.parquet")
         time.sleep(0.01)
     frame, what = load_rows(reference_spec, "holdout")
     assert "new" in what and frame["card_id"].tolist() == transactions.iloc[100:200]["card_id"].tolist()
@@ -187,19 +191,27 @@ def _cfg(server, **kw) -> TrafficConfig:
 
 
 def test_count_bounds_the_run(reference_spec, transactions, endpoint, feed):
-    summary = run_traffic(reference_spec, transactions, _cfg(endpoint, rate=500, count=25, duration_s=30,
-                                                              rows_per_request=3, label_delay_s=0),
-                          echo=lambda _: None)
+    summary = run_traffic(
+        reference_spec,
+        transactions,
+        _cfg(endpoint, rate=500, count=25, duration_s=30, rows_per_request=3, label_delay_s=0),
+        echo=lambda _: None,
+    )
     assert summary.sent == summary.answered == len(endpoint.bodies) == 25
-    assert summary.rows_answered == 75 and all(len(b["rows"]) == len(b["entity_ids"]) == 3 for b in endpoint.bodies)
+    assert summary.rows_answered == 75 and all(
+        len(b["rows"]) == len(b["entity_ids"]) == 3 for b in endpoint.bodies
+    )
     assert summary.labels_written == 75
 
 
 def test_duration_bounds_the_run_and_the_rate_holds(reference_spec, transactions, endpoint, feed):
     started = time.monotonic()
-    summary = run_traffic(reference_spec, transactions, _cfg(endpoint, rate=40, count=10_000, duration_s=1.5,
-                                                              label_delay_s=0, pending="drop"),
-                          echo=lambda _: None)
+    summary = run_traffic(
+        reference_spec,
+        transactions,
+        _cfg(endpoint, rate=40, count=10_000, duration_s=1.5, label_delay_s=0, pending="drop"),
+        echo=lambda _: None,
+    )
     assert 55 <= summary.sent <= 61  # 40/s for 1.5 s
     assert time.monotonic() - started < 5
     assert summary.connection_errors == summary.server_errors == summary.client_errors == 0
@@ -208,7 +220,9 @@ def test_duration_bounds_the_run_and_the_rate_holds(reference_spec, transactions
 def test_an_unreachable_service_is_counted_not_raised(reference_spec, transactions, feed):
     from include.modelops.local_stack import free_port
 
-    cfg = TrafficConfig(url=f"http://127.0.0.1:{free_port()}", rate=50, count=5, progress_every_s=0, timeout_s=2)
+    cfg = TrafficConfig(
+        url=f"http://127.0.0.1:{free_port()}", rate=50, count=5, progress_every_s=0, timeout_s=2
+    )
     summary = run_traffic(reference_spec, transactions, cfg, echo=lambda _: None)
     assert summary.sent == summary.connection_errors == 5 and summary.answered == summary.labels_written == 0
 
@@ -219,11 +233,23 @@ def test_on_response_sees_every_request_with_its_status_and_headers(reference_sp
     from include.modelops.local_stack import free_port
     from include.modelops.serving.traffic import TrafficSummary, prepare_requests, send_requests
 
-    for url, answered in ((f"http://127.0.0.1:{endpoint.server_port}", True), (f"http://127.0.0.1:{free_port()}", False)):
+    for url, answered in (
+        (f"http://127.0.0.1:{endpoint.server_port}", True),
+        (f"http://127.0.0.1:{free_port()}", False),
+    ):
         cfg = TrafficConfig(url=url, rate=200, count=6, progress_every_s=0, timeout_s=2)
         seen, summary = [], TrafficSummary()
-        asyncio.run(send_requests(url, prepare_requests(reference_spec, transactions, cfg, 6), cfg, summary,
-                                  lambda *_: None, lambda _: None, on_response=seen.append))
+        asyncio.run(
+            send_requests(
+                url,
+                prepare_requests(reference_spec, transactions, cfg, 6),
+                cfg,
+                summary,
+                lambda *_: None,
+                lambda _: None,
+                on_response=seen.append,
+            )
+        )
         assert len(seen) == summary.sent == 6
         assert all(r.sent_at <= r.answered_at for r in seen)
         if answered:  # the service's status and headers (here the echoed request id)
@@ -244,8 +270,11 @@ def test_labels_arrive_after_the_delay(reference_spec, feed):
     assert label_feed.read_labels(reference_spec.name).empty and writer.pending == 3
     writer.close("wait")
     labels = label_feed.read_labels(reference_spec.name)
-    assert labels[["request_id", "row_index", "label"]].values.tolist() == [["req-1", 0, 0], ["req-1", 1, 1],
-                                                                          ["req-1", 2, 0]]
+    assert labels[["request_id", "row_index", "label"]].values.tolist() == [
+        ["req-1", 0, 0],
+        ["req-1", 1, 1],
+        ["req-1", 2, 0],
+    ]
     assert (labels["labelled_at"] >= pd.Timestamp(submitted + timedelta(seconds=1))).all()
     assert writer.written == 3 and writer.dropped == 0
 
@@ -283,19 +312,21 @@ def _predictions_table(request_ids: list[str], rows: int) -> pa.Table:
     """Prediction records as the contract defines them (binary model)."""
     n = len(request_ids) * rows
     now = datetime.now(UTC)
-    return pa.table({
-        "request_id": pa.array([r for r in request_ids for _ in range(rows)], pa.string()),
-        "row_index": pa.array([i for _ in request_ids for i in range(rows)], pa.int32()),
-        "timestamp": pa.array([now] * n, pa.timestamp("us", tz="UTC")),
-        "model": pa.array(["m"] * n, pa.string()),
-        "model_version": pa.array(["1"] * n, pa.string()),
-        "variant": pa.array(["stable"] * n, pa.string()),
-        "entity_id": pa.array([None] * n, pa.string()),
-        "latency_ms": pa.array([1.0] * n, pa.float64()),
-        "score": pa.array(np.linspace(0, 1, n), pa.float64()),
-        "label": pa.array([0] * n, pa.int64()),
-        "feature.amount": pa.array([10.0] * n, pa.float64()),
-    })
+    return pa.table(
+        {
+            "request_id": pa.array([r for r in request_ids for _ in range(rows)], pa.string()),
+            "row_index": pa.array([i for _ in request_ids for i in range(rows)], pa.int32()),
+            "timestamp": pa.array([now] * n, pa.timestamp("us", tz="UTC")),
+            "model": pa.array(["m"] * n, pa.string()),
+            "model_version": pa.array(["1"] * n, pa.string()),
+            "variant": pa.array(["stable"] * n, pa.string()),
+            "entity_id": pa.array([None] * n, pa.string()),
+            "latency_ms": pa.array([1.0] * n, pa.float64()),
+            "score": pa.array(np.linspace(0, 1, n), pa.float64()),
+            "label": pa.array([0] * n, pa.int64()),
+            "feature.amount": pa.array([10.0] * n, pa.float64()),
+        }
+    )
 
 
 def test_join_pairs_each_prediction_with_its_label(feed):
@@ -306,8 +337,11 @@ def test_join_pairs_each_prediction_with_its_label(feed):
     labels = label_feed.read_labels("m")
 
     joined = label_feed.join_labels(preds, labels)
-    assert joined[["request_id", "row_index", "true_label"]].values.tolist() == [["r1", 0, 1], ["r1", 1, 0],
-                                                                               ["r2", 1, 0]]
+    assert joined[["request_id", "row_index", "true_label"]].values.tolist() == [
+        ["r1", 0, 1],
+        ["r1", 1, 0],
+        ["r2", 1, 0],
+    ]
     assert {"score", "label", "feature.amount", "labelled_at"} <= set(joined.columns)
     everything = label_feed.join_labels(preds, labels, how="left")
     assert len(everything) == 6 and everything["true_label"].isna().sum() == 3

@@ -54,7 +54,11 @@ class FakeTaskInstance:
 def gpu_spec(**training) -> ModelSpec:
     spec = load_spec_by_name("fraud_detection")
     defaults = dict(
-        backend="kubernetes", framework="torch", gpus=2, cpu="12", memory="48Gi",
+        backend="kubernetes",
+        framework="torch",
+        gpus=2,
+        cpu="12",
+        memory="48Gi",
         node_selector={"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"},
         tolerations=[{"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}],
         kueue_queue="gpu-training",
@@ -117,10 +121,19 @@ def test_scheduling_follows_the_spec_plus_a_gpu_toleration(gpu_pod):
 
 
 def test_cluster_wide_scheduling_settings_merge_under_the_spec(monkeypatch):
-    affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-        {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["gpu-spot"]}]}]}}}
-    monkeypatch.setenv("MODELOPS_K8S_NODE_SELECTOR", json.dumps(
-        {"pool": "gpu", "cloud.google.com/gke-accelerator": "overridden-by-spec"}))
+    affinity = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["gpu-spot"]}]}
+                ]
+            }
+        }
+    }
+    monkeypatch.setenv(
+        "MODELOPS_K8S_NODE_SELECTOR",
+        json.dumps({"pool": "gpu", "cloud.google.com/gke-accelerator": "overridden-by-spec"}),
+    )
     monkeypatch.setenv("MODELOPS_K8S_TOLERATIONS", json.dumps([{"key": "spot", "operator": "Exists"}]))
     monkeypatch.setenv("MODELOPS_K8S_AFFINITY", json.dumps(affinity))
     monkeypatch.setenv("MODELOPS_K8S_NAMESPACE", "ml-training")
@@ -192,8 +205,11 @@ def test_mlflow_uri_and_credentials_come_from_the_secret_only(gpu_pod):
     env = {e["name"]: e for e in container["env"]}
     uri = env["MLFLOW_TRACKING_URI"]
     assert "value" not in uri
-    assert uri["valueFrom"]["secretKeyRef"] == {"name": "mlflow-credentials", "key": "MLFLOW_TRACKING_URI",
-                                                "optional": False}
+    assert uri["valueFrom"]["secretKeyRef"] == {
+        "name": "mlflow-credentials",
+        "key": "MLFLOW_TRACKING_URI",
+        "optional": False,
+    }
     for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"):
         assert env[key]["valueFrom"]["secretKeyRef"]["optional"] is True
     assert container["envFrom"] == [{"secretRef": {"name": "mlflow-credentials"}}]
@@ -237,8 +253,16 @@ def test_command_runs_the_training_entrypoint_with_xcom_inputs(gpu_pod):
     assert container["image"] == "modelops-trainer:latest"
     assert container["command"] == ["python", "-m", "include.modelops.training.entrypoint"]
     assert container["args"] == [
-        "--model", "fraud_detection", "--train-path", TRAIN_PATH, "--run-id", MLFLOW_RUN_ID,
-        "--checkpoint-dir", "/checkpoints", "--xcom-file", "/airflow/xcom/return.json",
+        "--model",
+        "fraud_detection",
+        "--train-path",
+        TRAIN_PATH,
+        "--run-id",
+        MLFLOW_RUN_ID,
+        "--checkpoint-dir",
+        "/checkpoints",
+        "--xcom-file",
+        "/airflow/xcom/return.json",
     ]
     assert pod["metadata"]["namespace"] == "ml-training"
     assert pod["metadata"]["name"].startswith("train-fraud-detection-")
@@ -269,8 +293,15 @@ def test_operator_serialises_with_the_dag():
 
 
 def test_importing_the_module_does_not_import_the_provider():
-    code = ("import sys, include.modelops.kubernetes; "
-            "sys.exit('airflow.providers.cncf.kubernetes' in sys.modules or 'kubernetes' in sys.modules)")
-    result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                            env={"PYTHONPATH": str(PROJECT_ROOT), "PATH": "/usr/bin:/bin"})
+    code = (
+        "import sys, include.modelops.kubernetes; "
+        "sys.exit('airflow.providers.cncf.kubernetes' in sys.modules or 'kubernetes' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(PROJECT_ROOT), "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 0, result.stderr

@@ -148,8 +148,12 @@ def test_expectations_on_a_missing_column_are_failed_results_not_errors(spec, fr
     assert len(on_missing) == 4  # exists, type, nulls, categories
     assert all(not r["success"] and r["observed"] == "column is missing" for r in on_missing)
     # and the duplicate-row check, which spans every spec column, could not run either
-    [dupes] = [r for r in report["results"] if r["expectation"] == "expect_compound_columns_to_be_unique"
-               and "merchant_category" in r["details"]["kwargs"]["column_list"]]
+    [dupes] = [
+        r
+        for r in report["results"]
+        if r["expectation"] == "expect_compound_columns_to_be_unique"
+        and "merchant_category" in r["details"]["kwargs"]["column_list"]
+    ]
     assert not dupes["success"] and dupes["details"]["missing_columns"] == ["merchant_category"]
     assert report["statistics"]["unsuccessful"] == 5
 
@@ -384,12 +388,17 @@ def compound_result(report: dict, columns: list[str]) -> dict:
 
 def test_exact_duplicate_rows_above_the_limit_fail_with_count_share_limit_and_example(spec, frame):
     df = pd.concat([frame, frame.iloc[[10, 20, 30]]], ignore_index=True)  # 6 of 1,503 rows: 0.4%
-    strict = spec.model_copy(update={"data": spec.data.model_copy(update={"max_duplicate_row_fraction": 0.001})})
+    strict = spec.model_copy(
+        update={"data": spec.data.model_copy(update={"max_duplicate_row_fraction": 0.001})}
+    )
 
     message = rejected(strict, df, "expect_compound_columns_to_be_unique", None)
 
     line = next(x for x in message.splitlines() if "exact duplicates" in x)
-    assert "6 rows (0.4%) are exact duplicates of another row in every column the spec names (allowed 0.1%)" in line
+    assert (
+        "6 rows (0.4%) are exact duplicates of another row in every column the spec names (allowed 0.1%)"
+        in line
+    )
     first = frame.iloc[10]
     assert f"e.g. rows 10, 1500 hold event_time='{first['event_time'].isoformat()}'" in line
     assert f"card_id='{first['card_id']}'" in line
@@ -424,7 +433,8 @@ def test_key_duplicates_are_only_checked_with_both_entity_id_and_time_column(spe
     no_entity = spec.model_copy(update={"entity_id": None})
 
     compound = [
-        e.column_list for e in build_suite(no_entity).expectations
+        e.column_list
+        for e in build_suite(no_entity).expectations
         if e.expectation_type == "expect_compound_columns_to_be_unique"
     ]
 
@@ -442,7 +452,9 @@ def test_time_column_stored_as_text_fails_at_validation_naming_the_column_and_th
     assert "100% of values are text, not timestamps (e.g. '2026-01-01T00:00:00'" in message
     assert "store the column as a timestamp or date" in message
     report = validate_dataframe(spec, df)
-    parseable = next(r for r in report["results"] if r["expectation"] == "expect_column_values_to_be_dateutil_parseable")
+    parseable = next(
+        r for r in report["results"] if r["expectation"] == "expect_column_values_to_be_dateutil_parseable"
+    )
     assert parseable["success"] and parseable["observed"] == "every value parses as a date"
     assert not any(r["expectation"] == "train_and_holdout_hold_every_class" for r in report["results"])
 
@@ -457,7 +469,9 @@ def test_time_column_of_numbers_fails_with_how_to_store_it(spec, frame):
 
 @pytest.mark.parametrize("unit", ["us", "s"])
 def test_time_zone_aware_and_coarser_timestamps_are_time(spec, frame, unit):
-    df = frame.assign(event_time=frame["event_time"].astype(f"datetime64[{unit}]").dt.tz_localize("Europe/Paris"))
+    df = frame.assign(
+        event_time=frame["event_time"].astype(f"datetime64[{unit}]").dt.tz_localize("Europe/Paris")
+    )
 
     report = validate_dataframe(spec, df)
 
@@ -468,9 +482,9 @@ def test_csv_time_text_is_parsed_and_unparseable_values_are_listed(spec, frame, 
     csv_spec = spec.model_copy(update={"data": spec.data.model_copy(update={"format": "csv"})})
     good, bad = tmp_path / "good.csv", tmp_path / "bad.csv"
     # ISO 8601 with and without a time of day in one column is read as one format
-    frame.assign(event_time=frame["event_time"].dt.strftime("%Y-%m-%d %H:%M").str.replace(" 00:00", "")).to_csv(
-        good, index=False
-    )
+    frame.assign(
+        event_time=frame["event_time"].dt.strftime("%Y-%m-%d %H:%M").str.replace(" 00:00", "")
+    ).to_csv(good, index=False)
     broken = frame["event_time"].dt.strftime("%Y-%m-%d %H:%M:%S").astype(object)
     broken.iloc[[7, 9]] = ["not a date", "2026-31-12 10:00:00"]
     frame.assign(event_time=broken).to_csv(bad, index=False)
@@ -522,7 +536,9 @@ def test_a_class_below_min_class_count_fails_on_the_side_that_lacks_it(spec, fra
 
 def test_min_class_count_is_read_from_the_spec(spec, frame):
     holdout_frauds = int(frame["is_fraud"].iloc[-300:].sum())
-    needy = spec.model_copy(update={"split": spec.split.model_copy(update={"min_class_count": holdout_frauds + 1})})
+    needy = spec.model_copy(
+        update={"split": spec.split.model_copy(update={"min_class_count": holdout_frauds + 1})}
+    )
 
     message = rejected(needy, frame, "train_and_holdout_hold_every_class", "is_fraud")
 
@@ -584,7 +600,10 @@ def test_a_missing_column_names_its_likely_renamed_counterpart(spec, frame):
         "column 'merchant_category': expect_column_to_exist: column is missing; the data has 'MerchantCategory': "
         "if the column was renamed, rename it back in the data or change features[merchant_category] in the spec"
     ) in message
-    assert "column 'card_age_days': expect_column_to_exist: column is missing; the data has 'card_age_day'" in message
+    assert (
+        "column 'card_age_days': expect_column_to_exist: column is missing; the data has 'card_age_day'"
+        in message
+    )
 
 
 def test_a_missing_column_without_a_look_alike_gets_no_guess(spec, frame):

@@ -58,17 +58,26 @@ def _method_names() -> dict[str, str]:
     from evidently.legacy.calculations.stattests.registry import _registered_stat_tests
 
     names = {name: name for name in _registered_stat_tests}
-    names |= {t.display_name: name for name, by_type in _registered_stat_tests.items() for t in by_type.values()}
+    names |= {
+        t.display_name: name for name, by_type in _registered_stat_tests.items() for t in by_type.values()
+    }
     return names
 
 
 def _as_text(col: pd.Series, boolean: bool) -> pd.Series:
     """Category labels as strings (booleans as 'True'/'False'); missing stays missing."""
-    return col.map(lambda v: None if v is None or (isinstance(v, float) and math.isnan(v))
-                   else str(bool(v)) if boolean else str(v))
+    return col.map(
+        lambda v: None
+        if v is None or (isinstance(v, float) and math.isnan(v))
+        else str(bool(v))
+        if boolean
+        else str(v)
+    )
 
 
-def _typed(spec: ModelSpec, reference: pd.DataFrame, current: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _typed(
+    spec: ModelSpec, reference: pd.DataFrame, current: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The spec's features of both frames with one dtype per type, identical on reference and current.
 
     Categorical and boolean features become pandas ``category`` columns whose categories are the
@@ -86,7 +95,9 @@ def _typed(spec: ModelSpec, reference: pd.DataFrame, current: pd.DataFrame) -> t
             for out, df in ((ref, reference), (cur, current)):
                 out[f.name] = pd.to_numeric(column(df, f.name), errors="coerce").astype("float64")
         else:
-            r, c = (_as_text(column(df, f.name), f.type == FeatureType.boolean) for df in (reference, current))
+            r, c = (
+                _as_text(column(df, f.name), f.type == FeatureType.boolean) for df in (reference, current)
+            )
             ref[f.name], cur[f.name] = _as_categories(r, c)
     return ref, cur
 
@@ -96,7 +107,9 @@ def _as_categories(reference: pd.Series, current: pd.Series) -> tuple[pd.Series,
     import pandas as pd
 
     categories = sorted(set(reference.dropna()) | set(current.dropna()))
-    ref, cur = (pd.Series(pd.Categorical(s, categories=categories), index=s.index) for s in (reference, current))
+    ref, cur = (
+        pd.Series(pd.Categorical(s, categories=categories), index=s.index) for s in (reference, current)
+    )
     return ref, cur
 
 
@@ -118,16 +131,24 @@ def data_quality(spec: ModelSpec, current: pd.DataFrame) -> dict[str, Any]:
         invalid, what = 0, ""
         if f.type in (FeatureType.numeric, FeatureType.integer):
             num = pd.to_numeric(present, errors="coerce")
-            bad = num.isna() | ((num < f.min) if f.min is not None else False) | (
-                (num > f.max) if f.max is not None else False)
+            bad = (
+                num.isna()
+                | ((num < f.min) if f.min is not None else False)
+                | ((num > f.max) if f.max is not None else False)
+            )
             invalid, what = int(bad.sum()), f"outside [{f.min}, {f.max}]"
         elif f.type == FeatureType.categorical:
             unseen = present.astype(str)[~present.astype(str).isin([str(c) for c in f.categories or []])]
             invalid = len(unseen)
             what = "unseen categories " + ", ".join(repr(v) for v in unseen.value_counts().index[:5])
         null_share, invalid_share = (nulls / n, invalid / n) if n else (0.0, 0.0)
-        entry = {"nulls": nulls, "null_share": round(null_share, 6), "invalid": invalid,
-                 "invalid_share": round(invalid_share, 6), "failed": False}
+        entry = {
+            "nulls": nulls,
+            "null_share": round(null_share, 6),
+            "invalid": invalid,
+            "invalid_share": round(invalid_share, 6),
+            "failed": False,
+        }
         if null_share > f.max_null_fraction + tol:
             entry["failed"] = True
             failures.append(f"{f.name}: {null_share:.1%} missing (allowed {f.max_null_fraction:.1%})")
@@ -153,8 +174,14 @@ def _scores_of(spec: ModelSpec, rows: pd.DataFrame) -> Any:
     return rows[prediction_column(spec)].astype("float64").to_numpy()
 
 
-def live_performance(spec: ModelSpec, rows: pd.DataFrame, *, label_column: str,
-                     offline: float | None, threshold: float | None = None) -> dict[str, Any] | None:
+def live_performance(
+    spec: ModelSpec,
+    rows: pd.DataFrame,
+    *,
+    label_column: str,
+    offline: float | None,
+    threshold: float | None = None,
+) -> dict[str, Any] | None:
     """The primary metric on the labelled rows, its 95% bootstrap interval, and its drop from the offline value.
 
     ``threshold``: binary, the monitored version's own decision threshold (f1, precision and recall
@@ -197,17 +224,34 @@ def live_performance(spec: ModelSpec, rows: pd.DataFrame, *, label_column: str,
         # interval of live - oracle, plus that constant, is the live metric's interval.
         oracle = _oracle_scores(spec, y)
         best = compute_metrics(spec, y.to_numpy(), oracle)[metric]
-        boot = paired_bootstrap(spec, y.to_numpy(), scores, oracle, metric=metric, samples=samples,
-                                seed=spec.split.seed, candidate_threshold=threshold)
+        boot = paired_bootstrap(
+            spec,
+            y.to_numpy(),
+            scores,
+            oracle,
+            metric=metric,
+            samples=samples,
+            seed=spec.split.seed,
+            candidate_threshold=threshold,
+        )
         if best is not None and boot["ci_low"] is not None:
             low_ci, high_ci = boot["ci_low"] + best, boot["ci_high"] + best
     optimistic = high_ci if high else low_ci
     drop_least = drop_of(optimistic) if optimistic is not None else None
     if drop_least is not None:
         drop_least = float(np.round(drop_least, 6))
-    return {"metric": metric, "live": live, "offline": offline, "drop": drop_of(live), "ci_low": low_ci,
-            "ci_high": high_ci, "drop_least": drop_least, "bootstrap_samples": samples,
-            "labelled_rows": len(labelled), "rarest_class": rarest}
+    return {
+        "metric": metric,
+        "live": live,
+        "offline": offline,
+        "drop": drop_of(live),
+        "ci_low": low_ci,
+        "ci_high": high_ci,
+        "drop_least": drop_least,
+        "bootstrap_samples": samples,
+        "labelled_rows": len(labelled),
+        "rarest_class": rarest,
+    }
 
 
 def _oracle_scores(spec: ModelSpec, y: pd.Series) -> Any:
@@ -225,7 +269,8 @@ def _oracle_scores(spec: ModelSpec, y: pd.Series) -> Any:
 def _drift_options(spec: ModelSpec) -> dict[str, Any]:
     m = spec.monitoring
     return {
-        "method": m.drift_method, "threshold": m.drift_threshold,
+        "method": m.drift_method,
+        "threshold": m.drift_threshold,
         "per_column_method": {f: o.method for f, o in m.feature_drift.items() if o.method} or None,
         "per_column_threshold": {f: o.threshold for f, o in m.feature_drift.items() if o.threshold} or None,
     }
@@ -243,8 +288,12 @@ def _parse_snapshot(snapshot: Any, features: list[str], pred_col: str | None) ->
         cfg = m.get("config") or {}
         if cfg.get("type", "").endswith(":ValueDrift"):
             method = names.get(cfg.get("method"), cfg.get("method"))
-            scores[cfg["column"]] = {"method": method, "threshold": cfg.get("threshold"), "score": m.get("value"),
-                                     "drifted": is_drifted(method, m.get("value"), cfg.get("threshold"))}
+            scores[cfg["column"]] = {
+                "method": method,
+                "threshold": cfg.get("threshold"),
+                "score": m.get("value"),
+                "drifted": is_drifted(method, m.get("value"), cfg.get("threshold")),
+            }
     return {c: scores[c] for c in [*features, *([pred_col] if pred_col else [])] if c in scores}
 
 
@@ -258,8 +307,15 @@ def _severity(entry: dict[str, Any]) -> float:
     return score / thr
 
 
-def drift_report(spec: ModelSpec, reference: pd.DataFrame, current: pd.DataFrame, *, out_dir: Path,
-                 reference_predictions: pd.Series | None = None, title: str = "") -> dict[str, Any]:
+def drift_report(
+    spec: ModelSpec,
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    *,
+    out_dir: Path,
+    reference_predictions: pd.Series | None = None,
+    title: str = "",
+) -> dict[str, Any]:
     """Run Evidently over the window against the reference; write ``drift_report.html``.
 
     Args:
@@ -284,7 +340,11 @@ def drift_report(spec: ModelSpec, reference: pd.DataFrame, current: pd.DataFrame
     if limit is not None and rows > limit:
         # Evidently's time and memory grow with the rows; a large sample keeps the verdicts (see the spec doc).
         current = current.sample(n=limit, random_state=spec.split.seed)
-        log.info("Drift on a seeded sample of %d of the window's %d rows (monitoring.drift_sample_rows)", limit, rows)
+        log.info(
+            "Drift on a seeded sample of %d of the window's %d rows (monitoring.drift_sample_rows)",
+            limit,
+            rows,
+        )
     ref, cur = _typed(spec, reference, current)
     pred_col = prediction_column(spec)
     with_pred = reference_predictions is not None and pred_col in current
@@ -295,15 +355,24 @@ def drift_report(spec: ModelSpec, reference: pd.DataFrame, current: pd.DataFrame
         cur[pred_col] = current[pred_col].to_numpy()
         (categorical if pred_col == "label" else numerical).append(pred_col)
         if pred_col == "label":
-            ref[pred_col], cur[pred_col] = _as_categories(ref[pred_col].astype(str), cur[pred_col].astype(str))
+            ref[pred_col], cur[pred_col] = _as_categories(
+                ref[pred_col].astype(str), cur[pred_col].astype(str)
+            )
     definition = DataDefinition(numerical_columns=numerical, categorical_columns=categorical)
-    metrics: list[Any] = [DataDriftPreset(columns=spec.feature_names, drift_share=spec.monitoring.drift_share_threshold,
-                                          **_drift_options(spec))]
+    metrics: list[Any] = [
+        DataDriftPreset(
+            columns=spec.feature_names,
+            drift_share=spec.monitoring.drift_share_threshold,
+            **_drift_options(spec),
+        )
+    ]
     if with_pred:
         metrics.append(ValueDrift(column=pred_col))
     # Without Evidently's tests (about 10% of its time): the verdicts come from each ValueDrift's score.
-    snapshot = Report(metrics).run(Dataset.from_pandas(cur, data_definition=definition),
-                                                       Dataset.from_pandas(ref, data_definition=definition))
+    snapshot = Report(metrics).run(
+        Dataset.from_pandas(cur, data_definition=definition),
+        Dataset.from_pandas(ref, data_definition=definition),
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     html = out_dir / "drift_report.html"
     snapshot.save_html(str(html))
@@ -313,6 +382,15 @@ def drift_report(spec: ModelSpec, reference: pd.DataFrame, current: pd.DataFrame
         entry["severity"] = round(_severity(entry), 4)
     drifted = sorted((c for c, e in cols.items() if e.get("drifted")), key=lambda c: -cols[c]["severity"])
     n = len(spec.feature_names)
-    return {"share": len(drifted) / n if n else 0.0, "count": len(drifted), "features": n, "columns": cols,
-            "top": drifted, "prediction": prediction and {"column": pred_col, **prediction},
-            "report_html": str(html), "title": title, "rows": rows, "rows_compared": len(current)}
+    return {
+        "share": len(drifted) / n if n else 0.0,
+        "count": len(drifted),
+        "features": n,
+        "columns": cols,
+        "top": drifted,
+        "prediction": prediction and {"column": pred_col, **prediction},
+        "report_html": str(html),
+        "title": title,
+        "rows": rows,
+        "rows_compared": len(current),
+    }

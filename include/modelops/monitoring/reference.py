@@ -55,5 +55,6 @@ def load_reference_sample(model: str, version: str, dst: Path) -> pd.DataFrame:
     except Exception as exc:
         raise ReferenceMissingError(
             f"{model} v{version} (MLflow run {run_id}) has no {ARTIFACT_DIR}/{FILE_NAME}: it was trained before "
-            f"reference samples were stored. Retrain it (trigger {model}_training) to monitor drift.") from exc
+            f"reference samples were stored. Retrain it (trigger {model}_training) to monitor drift."
+        ) from exc
     return pd.read_parquet(path)

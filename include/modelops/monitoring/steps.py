@@ -38,8 +38,11 @@ def window_bounds(spec: ModelSpec, *, end: datetime, conf: dict | None = None) -
 
     end = parse(conf["window_end"]) if conf.get("window_end") else end
     end = end if end.tzinfo else end.replace(tzinfo=UTC)
-    start = parse(conf["window_start"]) if conf.get("window_start") else end - timedelta(
-        hours=spec.monitoring.window_hours)
+    start = (
+        parse(conf["window_start"])
+        if conf.get("window_start")
+        else end - timedelta(hours=spec.monitoring.window_hours)
+    )
     if start >= end:
         raise ValueError(f"window_start {start.isoformat()} is not before window_end {end.isoformat()}")
     return start.astimezone(UTC), end.astimezone(UTC)
@@ -82,15 +85,31 @@ def monitor_window(model: str, *, start: datetime, end: datetime, dag_id: str, d
         version = max(window.versions, key=window.versions.get)
         window = load_window(model, start, end, version=version)
     n = len(window.rows)
-    log.info("Window %s of %s v%s: %d rows (%d labelled) from %d files, %d unreadable file(s) skipped",
-             window.key, model, version or "?", n, window.labelled_rows, window.files, len(window.skipped_files))
+    log.info(
+        "Window %s of %s v%s: %d rows (%d labelled) from %d files, %d unreadable file(s) skipped",
+        window.key,
+        model,
+        version or "?",
+        n,
+        window.labelled_rows,
+        window.files,
+        len(window.skipped_files),
+    )
     for s in window.skipped_files:
         log.warning("Skipped unreadable inference-log file: %s", s)
     summary: dict[str, Any] = {
-        "model": model, "version": version, "window": {"start": start.isoformat(), "end": end.isoformat()},
-        "window_key": window.key, "rows": n, "labelled_rows": window.labelled_rows, "files": window.files,
-        "skipped_files": window.skipped_files, "rows_by_version": window.versions,
-        "drift": None, "quality": None, "performance": None,
+        "model": model,
+        "version": version,
+        "window": {"start": start.isoformat(), "end": end.isoformat()},
+        "window_key": window.key,
+        "rows": n,
+        "labelled_rows": window.labelled_rows,
+        "files": window.files,
+        "skipped_files": window.skipped_files,
+        "rows_by_version": window.versions,
+        "drift": None,
+        "quality": None,
+        "performance": None,
     }
     if n == 0:
         summary["status"] = "no_traffic"
@@ -104,18 +123,30 @@ def monitor_window(model: str, *, start: datetime, end: datetime, dag_id: str, d
         except Exception as exc:  # prediction drift is one figure among many: report, don't fail the window
             log.warning("No prediction drift: v%s could not score its reference sample: %s", version, exc)
             ref_pred = None
-        log.info("Drift: %d live rows vs %d reference rows, %d features", n, len(reference), len(spec.features))
-        summary["drift"] = drift.drift_report(spec, reference, window.rows, out_dir=out,
-                                              reference_predictions=ref_pred,
-                                              title=f"{model} v{version}: {window.key}")
+        log.info(
+            "Drift: %d live rows vs %d reference rows, %d features", n, len(reference), len(spec.features)
+        )
+        summary["drift"] = drift.drift_report(
+            spec,
+            reference,
+            window.rows,
+            out_dir=out,
+            reference_predictions=ref_pred,
+            title=f"{model} v{version}: {window.key}",
+        )
         summary["quality"] = drift.data_quality(spec, window.rows)
-        offline = drift.offline_metric(spec, tracking.run_info(tracking.version_info(model, str(version))["run_id"])
-                                       ["metrics"])
+        offline = drift.offline_metric(
+            spec, tracking.run_info(tracking.version_info(model, str(version))["run_id"])["metrics"]
+        )
         # Binary: at the version's own threshold, the one its offline f1/precision/recall were measured at.
-        threshold = (tracking.version_threshold(spec, str(version))["value"]
-                     if spec.task.value == "binary_classification" else None)
-        summary["performance"] = drift.live_performance(spec, window.rows, label_column=LABEL_COLUMN, offline=offline,
-                                                        threshold=threshold)
+        threshold = (
+            tracking.version_threshold(spec, str(version))["value"]
+            if spec.task.value == "binary_classification"
+            else None
+        )
+        summary["performance"] = drift.live_performance(
+            spec, window.rows, label_column=LABEL_COLUMN, offline=offline, threshold=threshold
+        )
     figures = _figures(summary)
     summary["figures"] = figures
     (out / "drift_summary.json").write_text(json.dumps(summary, indent=2, default=str))
@@ -130,26 +161,48 @@ def monitor_window(model: str, *, start: datetime, end: datetime, dag_id: str, d
 
         labelled_training_rows(spec, window.rows).to_parquet(out / LABELLED_FILE, index=False)
         labelled_uri = tracking.log_file(run_id, out / LABELLED_FILE, "drift")
-    tracking.log_metrics(run_id, {k: v for k, v in figures.items() if isinstance(v, int | float)
-                                  and not isinstance(v, bool)})
-    tracking.set_tags(run_id, {
-        KIND_TAG: KIND, f"{P}model_version": version or "", f"{P}window": window.key,
-        f"{P}window_start": start.isoformat(), f"{P}window_end": end.isoformat(), f"{P}status": summary["status"],
-        f"{P}report": report_uri or "", f"{P}summary": summary_uri, f"{P}rows": n,
-        f"{P}labelled_rows": window.labelled_rows, f"{P}skipped_files": len(window.skipped_files),
-        f"{P}top_drifted": ", ".join((summary["drift"] or {}).get("top", [])[:10]),
-        f"{P}metric": figures.get("metric", ""), f"{P}labelled_data": labelled_uri or "",
-        f"{P}report_path": (summary["drift"] or {}).get("report_html") or "",
-    })
+    tracking.log_metrics(
+        run_id, {k: v for k, v in figures.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    )
+    tracking.set_tags(
+        run_id,
+        {
+            KIND_TAG: KIND,
+            f"{P}model_version": version or "",
+            f"{P}window": window.key,
+            f"{P}window_start": start.isoformat(),
+            f"{P}window_end": end.isoformat(),
+            f"{P}status": summary["status"],
+            f"{P}report": report_uri or "",
+            f"{P}summary": summary_uri,
+            f"{P}rows": n,
+            f"{P}labelled_rows": window.labelled_rows,
+            f"{P}skipped_files": len(window.skipped_files),
+            f"{P}top_drifted": ", ".join((summary["drift"] or {}).get("top", [])[:10]),
+            f"{P}metric": figures.get("metric", ""),
+            f"{P}labelled_data": labelled_uri or "",
+            f"{P}report_path": (summary["drift"] or {}).get("report_html") or "",
+        },
+    )
     if version:
-        tracking.set_version_tags(model, str(version), {f"{P}last_report": report_uri or summary_uri,
-                                                        f"{P}last_window": window.key})
+        tracking.set_version_tags(
+            model, str(version), {f"{P}last_report": report_uri or summary_uri, f"{P}last_window": window.key}
+        )
     link = tracking.run_url(run_id)
     log.info("Drift report: %s (MLflow run %s); figures %s", report_uri or "none (no verdict)", link, figures)
-    return {"run_id": run_id, "run_url": link, "status": summary["status"], "window": window.key,
-            "window_end": end.isoformat(), "version": version, "report": report_uri, "summary": summary_uri,
-            "report_path": (summary["drift"] or {}).get("report_html"), "labelled_data": labelled_uri,
-            "figures": figures}
+    return {
+        "run_id": run_id,
+        "run_url": link,
+        "status": summary["status"],
+        "window": window.key,
+        "window_end": end.isoformat(),
+        "version": version,
+        "report": report_uri,
+        "summary": summary_uri,
+        "report_path": (summary["drift"] or {}).get("report_html"),
+        "labelled_data": labelled_uri,
+        "figures": figures,
+    }
 
 
 def _plain(v: Any) -> Any:
@@ -165,20 +218,36 @@ def _figures(summary: dict[str, Any]) -> dict[str, Any]:
 def _headline(summary: dict[str, Any]) -> dict[str, Any]:
     d, q, p = summary["drift"] or {}, summary["quality"] or {}, summary["performance"] or {}
     pred = d.get("prediction") or {}
-    fig: dict[str, Any] = {"rows": summary["rows"], "labelled_rows": summary["labelled_rows"],
-                           "skipped_files": len(summary["skipped_files"]), "status": summary["status"]}
+    fig: dict[str, Any] = {
+        "rows": summary["rows"],
+        "labelled_rows": summary["labelled_rows"],
+        "skipped_files": len(summary["skipped_files"]),
+        "status": summary["status"],
+    }
     if d:
-        fig |= {"drift_share": round(d["share"], 4), "drifted_features": d["count"], "top_drifted": d["top"][:10]}
+        fig |= {
+            "drift_share": round(d["share"], 4),
+            "drifted_features": d["count"],
+            "top_drifted": d["top"][:10],
+        }
     if pred:
         fig |= {"prediction_drift_score": pred.get("score"), "prediction_drifted": bool(pred.get("drifted"))}
     if q:
         fig |= {"quality_failures": len(q["failures"]), "quality_failed": q["failures"][:10]}
     if p:
-        fig |= {f"live_{p['metric']}": p["live"], f"offline_{p['metric']}": p["offline"], "metric_drop": p["drop"],
-                "metric": p["metric"]}
+        fig |= {
+            f"live_{p['metric']}": p["live"],
+            f"offline_{p['metric']}": p["offline"],
+            "metric_drop": p["drop"],
+            "metric": p["metric"],
+        }
         # The interval and the rarest class's labels: whether the live metric may trigger (the policy).
-        extra = {f"live_{p['metric']}_ci_low": p.get("ci_low"), f"live_{p['metric']}_ci_high": p.get("ci_high"),
-                 "metric_drop_least": p.get("drop_least"), "labelled_rarest_class": p.get("rarest_class")}
+        extra = {
+            f"live_{p['metric']}_ci_low": p.get("ci_low"),
+            f"live_{p['metric']}_ci_high": p.get("ci_high"),
+            "metric_drop_least": p.get("drop_least"),
+            "labelled_rarest_class": p.get("rarest_class"),
+        }
         fig |= {k: v for k, v in extra.items() if v is not None}
     return fig
 
@@ -191,16 +260,26 @@ def _history(model: str, exclude_run: str) -> list[PastDecision]:
         return []
     out, token = [], None
     while True:
-        page = c.search_runs([exp.experiment_id], filter_string=f"tags.`{KIND_TAG}` = '{KIND}'",
-                             max_results=1000, page_token=token)
+        page = c.search_runs(
+            [exp.experiment_id],
+            filter_string=f"tags.`{KIND_TAG}` = '{KIND}'",
+            max_results=1000,
+            page_token=token,
+        )
         for r in page:
             t = r.data.tags
             if r.info.run_id == exclude_run or not t.get(f"{P}outcome"):
                 continue
-            out.append(PastDecision(window=t[f"{P}window"], window_end=datetime.fromisoformat(t[f"{P}window_end"]),
-                                    at=datetime.fromisoformat(t[f"{P}decided_at"]), outcome=t[f"{P}outcome"],
-                                    triggered=t.get(f"{P}triggers", "") != "",
-                                    labelled_rows=int(t.get(f"{P}labelled_rows") or 0)))
+            out.append(
+                PastDecision(
+                    window=t[f"{P}window"],
+                    window_end=datetime.fromisoformat(t[f"{P}window_end"]),
+                    at=datetime.fromisoformat(t[f"{P}decided_at"]),
+                    outcome=t[f"{P}outcome"],
+                    triggered=t.get(f"{P}triggers", "") != "",
+                    labelled_rows=int(t.get(f"{P}labelled_rows") or 0),
+                )
+            )
         token = page.token
         if not token:
             return out
@@ -215,12 +294,15 @@ def _gpu_hours_last_week(spec: ModelSpec, now: datetime) -> float:
     if exp is None:
         return 0.0
     since = int((now - timedelta(days=7)).timestamp() * 1000)
-    runs = c.search_runs([exp.experiment_id], filter_string=f"attributes.start_time >= {since}", max_results=1000)
+    runs = c.search_runs(
+        [exp.experiment_id], filter_string=f"attributes.start_time >= {since}", max_results=1000
+    )
     return sum(r.data.metrics.get("train_seconds", 0.0) for r in runs) / 3600 * spec.training.gpus
 
 
-def decide_retraining(model: str, monitored: dict, *, training_runs_active: int,
-                      now: datetime | None = None) -> dict:
+def decide_retraining(
+    model: str, monitored: dict, *, training_runs_active: int, now: datetime | None = None
+) -> dict:
     """Apply the spec's retraining policy to the window and record the decision (an audit event).
 
     Idempotent: a retry returns the decision already recorded on the run instead of deciding again.
@@ -231,32 +313,62 @@ def decide_retraining(model: str, monitored: dict, *, training_runs_active: int,
     tags = tracking.run_info(run_id)["tags"]
     if tags.get(f"{P}outcome"):
         log.info("Decision already recorded for this run (retry): %s", tags.get(f"{P}reason"))
-        decision = Decision(tags[f"{P}outcome"], tags.get(f"{P}reason", ""),  # type: ignore[arg-type]
-                            [t for t in tags.get(f"{P}triggers", "").split(",") if t], tags.get(f"{P}guard") or None)
+        decision = Decision(
+            tags[f"{P}outcome"],
+            tags.get(f"{P}reason", ""),  # type: ignore[arg-type]
+            [t for t in tags.get(f"{P}triggers", "").split(",") if t],
+            tags.get(f"{P}guard") or None,
+        )
     else:
         now = now or datetime.now(UTC)
-        figures = WindowFigures.from_figures(monitored["window"], datetime.fromisoformat(monitored["window_end"]),
-                                             monitored["figures"])
-        ctx = PolicyContext(now=now, history=_history(model, run_id), training_runs_active=training_runs_active,
-                            gpu_hours_last_week=_gpu_hours_last_week(spec, now))
+        figures = WindowFigures.from_figures(
+            monitored["window"], datetime.fromisoformat(monitored["window_end"]), monitored["figures"]
+        )
+        ctx = PolicyContext(
+            now=now,
+            history=_history(model, run_id),
+            training_runs_active=training_runs_active,
+            gpu_hours_last_week=_gpu_hours_last_week(spec, now),
+        )
         decision = decide(spec.monitoring, figures, ctx)
-        tracking.set_tags(run_id, {f"{P}outcome": decision.outcome, f"{P}reason": decision.reason[:5000],
-                                   f"{P}triggers": ",".join(decision.triggers), f"{P}guard": decision.guard or "",
-                                   f"{P}decided_at": now.isoformat(timespec="seconds")})
+        tracking.set_tags(
+            run_id,
+            {
+                f"{P}outcome": decision.outcome,
+                f"{P}reason": decision.reason[:5000],
+                f"{P}triggers": ",".join(decision.triggers),
+                f"{P}guard": decision.guard or "",
+                f"{P}decided_at": now.isoformat(timespec="seconds"),
+            },
+        )
         tracking.end_run(run_id, "FINISHED")
     log.info("Retraining decision for %s, window %s: %s", model, monitored["window"], decision.reason)
-    return {"outcome": decision.outcome, "reason": decision.reason, "retrain": decision.outcome == "retrain",
-            "triggers": decision.triggers, "guard": decision.guard, "window": monitored["window"],
-            "figures": monitored["figures"], "report": monitored.get("report"), "run_url": monitored.get("run_url"),
-            "version": monitored.get("version"), "labelled_data": monitored.get("labelled_data")}
+    return {
+        "outcome": decision.outcome,
+        "reason": decision.reason,
+        "retrain": decision.outcome == "retrain",
+        "triggers": decision.triggers,
+        "guard": decision.guard,
+        "window": monitored["window"],
+        "figures": monitored["figures"],
+        "report": monitored.get("report"),
+        "run_url": monitored.get("run_url"),
+        "version": monitored.get("version"),
+        "labelled_data": monitored.get("labelled_data"),
+    }
 
 
 def retrain_request(decision: dict) -> dict:
     """The ``<model>.retrain_requested`` event's extra for a decision to retrain: what the training
     DAG takes as its conf (reason, drift report, labelled window) when the event starts it."""
-    return {"reason": f"drift monitoring: {decision['reason']}", "window": decision["window"],
-            "figures": decision.get("figures") or {}, "drift_report": decision.get("report"),
-            "monitoring_run": decision.get("run_url"), "labelled_data": decision.get("labelled_data")}
+    return {
+        "reason": f"drift monitoring: {decision['reason']}",
+        "window": decision["window"],
+        "figures": decision.get("figures") or {},
+        "drift_report": decision.get("report"),
+        "monitoring_run": decision.get("run_url"),
+        "labelled_data": decision.get("labelled_data"),
+    }
 
 
 def recorded_decision(model: str, window: str) -> dict | None:
@@ -266,13 +378,27 @@ def recorded_decision(model: str, window: str) -> dict | None:
     exp = c.get_experiment_by_name(model)
     if exp is None:
         return None
-    runs = c.search_runs([exp.experiment_id], filter_string=f"tags.`{P}window` = '{window}'",
-                         order_by=["attributes.start_time DESC"], max_results=1)
+    runs = c.search_runs(
+        [exp.experiment_id],
+        filter_string=f"tags.`{P}window` = '{window}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
     if not runs or not runs[0].data.tags.get(f"{P}outcome"):
         return None
     t, m = runs[0].data.tags, runs[0].data.metrics
-    return {"outcome": t[f"{P}outcome"], "reason": t.get(f"{P}reason", ""), "retrain": t[f"{P}outcome"] == "retrain",
-            "guard": t.get(f"{P}guard") or None, "window": window, "figures": m, "report": t.get(f"{P}report") or None,
-            "run_url": tracking.run_url(runs[0].info.run_id), "version": t.get(f"{P}model_version") or None,
-            "labelled_data": t.get(f"{P}labelled_data") or None, "report_path": t.get(f"{P}report_path") or None,
-            "rows": int(m.get("rows", 0)), "labelled_rows": int(m.get("labelled_rows", 0))}
+    return {
+        "outcome": t[f"{P}outcome"],
+        "reason": t.get(f"{P}reason", ""),
+        "retrain": t[f"{P}outcome"] == "retrain",
+        "guard": t.get(f"{P}guard") or None,
+        "window": window,
+        "figures": m,
+        "report": t.get(f"{P}report") or None,
+        "run_url": tracking.run_url(runs[0].info.run_id),
+        "version": t.get(f"{P}model_version") or None,
+        "labelled_data": t.get(f"{P}labelled_data") or None,
+        "report_path": t.get(f"{P}report_path") or None,
+        "rows": int(m.get("rows", 0)),
+        "labelled_rows": int(m.get("labelled_rows", 0)),
+    }

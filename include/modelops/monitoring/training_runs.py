@@ -25,8 +25,11 @@ def active_training_runs(ti, dag_id: str) -> list[TrainingRun]:
     from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
 
     states = ti.get_task_states(dag_id=dag_id)
-    unfinished = [run_id for run_id, tasks in states.items()
-                  if not tasks or any(s not in FINISHED_TI for s in tasks.values())]
+    unfinished = [
+        run_id
+        for run_id, tasks in states.items()
+        if not tasks or any(s not in FINISHED_TI for s in tasks.values())
+    ]
     runs = []
     for run_id in unfinished:
         dr = SUPERVISOR_COMMS.send(GetDagRun(dag_id=dag_id, run_id=run_id))

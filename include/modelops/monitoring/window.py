@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from include.modelops.spec import ModelSpec
 
 FEATURE_PREFIX = "feature."
-LABEL_COLUMN = "true_label"  # the joined ground truth (label_feed.join_labels); the prediction's ``label`` stays
+LABEL_COLUMN = (
+    "true_label"  # the joined ground truth (label_feed.join_labels); the prediction's ``label`` stays
+)
 
 
 @dataclass
@@ -32,7 +34,9 @@ class Window:
     start: datetime
     end: datetime
     rows: pd.DataFrame  # features (unprefixed), prediction columns, model_version, variant, true_label
-    versions: dict[str, int] = field(default_factory=dict)  # rows per model_version of the variant, before filtering by version
+    versions: dict[str, int] = field(
+        default_factory=dict
+    )  # rows per model_version of the variant, before filtering by version
     skipped_files: list[str] = field(default_factory=list)
     files: int = 0
 
@@ -46,8 +50,15 @@ class Window:
         return int(self.rows[LABEL_COLUMN].notna().sum()) if LABEL_COLUMN in self.rows else 0
 
 
-def load_window(model: str, start: datetime, end: datetime, *, version: str | None = None,
-                variant: str | None = "stable", root: str | None = None) -> Window:
+def load_window(
+    model: str,
+    start: datetime,
+    end: datetime,
+    *,
+    version: str | None = None,
+    variant: str | None = "stable",
+    root: str | None = None,
+) -> Window:
     """Predictions of ``model`` answered in ``[start, end)``, with their labels when they arrived.
 
     Args:
@@ -60,21 +71,32 @@ def load_window(model: str, start: datetime, end: datetime, *, version: str | No
     """
     preds = inference_log.read_window(model, start=start, end=end, variant=variant, root=root)
     skipped, files = list(preds.attrs.get("skipped", [])), int(preds.attrs.get("files", 0))
-    versions = ({str(k): int(v) for k, v in preds["model_version"].astype(str).value_counts().items()}
-                if "model_version" in preds else {})
+    versions = (
+        {str(k): int(v) for k, v in preds["model_version"].astype(str).value_counts().items()}
+        if "model_version" in preds
+        else {}
+    )
     if version is not None and not preds.empty:
         preds = preds[preds["model_version"].astype(str) == str(version)]
     if preds.empty:
         import pandas as pd
 
         return Window(start, end, pd.DataFrame(), versions=versions, skipped_files=skipped, files=files)
-    preds = preds.rename(columns={c: c[len(FEATURE_PREFIX):] for c in preds.columns if c.startswith(FEATURE_PREFIX)})
+    preds = preds.rename(
+        columns={c: c[len(FEATURE_PREFIX) :] for c in preds.columns if c.startswith(FEATURE_PREFIX)}
+    )
     # Labels arrive after the prediction: any label written since the window opened may belong to it.
     stats = log_store.ReadStats()
     labels = label_feed.read_labels(model, start=start, root=root, stats=stats)
     rows = label_feed.join_labels(preds, labels, how="left")
-    return Window(start, end, rows.reset_index(drop=True), versions=versions,
-                  skipped_files=[*skipped, *stats.skipped], files=files + stats.files)
+    return Window(
+        start,
+        end,
+        rows.reset_index(drop=True),
+        versions=versions,
+        skipped_files=[*skipped, *stats.skipped],
+        files=files + stats.files,
+    )
 
 
 # --- the labelled window as training data --------------------------------------------------------
@@ -90,7 +112,9 @@ def labelled_training_rows(spec: ModelSpec, rows: pd.DataFrame) -> pd.DataFrame:
     if rows.empty or LABEL_COLUMN not in rows:
         return pd.DataFrame(columns=[*spec.feature_names, spec.target.name])
     labelled = rows[rows[LABEL_COLUMN].notna()]
-    out = pd.DataFrame({f: labelled[f] if f in labelled else None for f in spec.feature_names}, index=labelled.index)
+    out = pd.DataFrame(
+        {f: labelled[f] if f in labelled else None for f in spec.feature_names}, index=labelled.index
+    )
     out[spec.target.name] = labelled[LABEL_COLUMN]
     if spec.time_column:
         out[spec.time_column] = pd.to_datetime(labelled["timestamp"], utc=True).dt.tz_localize(None)

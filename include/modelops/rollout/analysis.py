@@ -121,15 +121,21 @@ class Analysis:
         return "; ".join(f"{c.name} {c.outcome}: {c.reason}" for c in bad)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"verdict": self.verdict, "canary_requests": self.canary_requests,
-                "stable_requests": self.stable_requests, "reason": self.reason(),
-                "checks": [asdict(c) for c in self.checks]}
+        return {
+            "verdict": self.verdict,
+            "canary_requests": self.canary_requests,
+            "stable_requests": self.stable_requests,
+            "reason": self.reason(),
+            "checks": [asdict(c) for c in self.checks],
+        }
 
 
 # --- Prometheus text ------------------------------------------------------------------------
 
 
-def parse_service_metrics(text: str, *, variant: str | None = None, version: str | None = None) -> MetricsWindow:
+def parse_service_metrics(
+    text: str, *, variant: str | None = None, version: str | None = None
+) -> MetricsWindow:
     """The cumulative ``/predict`` counters of one service's ``/metrics`` text (optionally one variant/version)."""
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -163,8 +169,10 @@ def metrics_window(before: MetricsWindow | None, after: MetricsWindow) -> Metric
     """What happened between two scrapes of the same service."""
     if before is None:
         return after
-    return MetricsWindow(_delta(after.requests_by_status, before.requests_by_status),
-                         _delta(after.latency_buckets, before.latency_buckets))
+    return MetricsWindow(
+        _delta(after.requests_by_status, before.requests_by_status),
+        _delta(after.latency_buckets, before.latency_buckets),
+    )
 
 
 def histogram_quantile(q: float, buckets: Mapping[float, float]) -> float | None:
@@ -218,7 +226,9 @@ def score_bins(n_stable: int, n_canary: int) -> int:
     return max(4, min(SCORE_BINS, min(n_stable, n_canary) // 50))
 
 
-def jensen_shannon_distance(stable: Sequence[float], canary: Sequence[float], bins: int = SCORE_BINS) -> float:
+def jensen_shannon_distance(
+    stable: Sequence[float], canary: Sequence[float], bins: int = SCORE_BINS
+) -> float:
     """Jensen-Shannon distance (base 2: 0 identical, 1 disjoint) over quantile bins of stable's scores."""
     from scipy.spatial.distance import jensenshannon
 
@@ -226,7 +236,9 @@ def jensen_shannon_distance(stable: Sequence[float], canary: Sequence[float], bi
     return float(jensenshannon(p, q, base=2))
 
 
-def population_stability_index(stable: Sequence[float], canary: Sequence[float], bins: int = SCORE_BINS) -> float:
+def population_stability_index(
+    stable: Sequence[float], canary: Sequence[float], bins: int = SCORE_BINS
+) -> float:
     """PSI over quantile bins of stable's scores (< 0.1 stable, 0.1-0.25 slight, > 0.25 major shift)."""
     p, q = _bin_shares(np.asarray(stable, dtype=float), np.asarray(canary, dtype=float), bins)
     p, q = np.clip(p, _PSI_FLOOR, None), np.clip(q, _PSI_FLOOR, None)
@@ -246,11 +258,15 @@ def paired_rows(stable: pd.DataFrame, shadow: pd.DataFrame) -> tuple[pd.DataFram
     s = stable.drop_duplicates(PAIR_KEYS, keep="last")
     c = shadow.drop_duplicates(PAIR_KEYS, keep="last")
     keys = s[PAIR_KEYS].merge(c[PAIR_KEYS], on=PAIR_KEYS)
-    return (keys.merge(s, on=PAIR_KEYS, how="left").reset_index(drop=True),
-            keys.merge(c, on=PAIR_KEYS, how="left").reset_index(drop=True))
+    return (
+        keys.merge(s, on=PAIR_KEYS, how="left").reset_index(drop=True),
+        keys.merge(c, on=PAIR_KEYS, how="left").reset_index(drop=True),
+    )
 
 
-def paired_disagreement_rate(task: str, stable: pd.DataFrame, shadow: pd.DataFrame) -> tuple[float | None, int]:
+def paired_disagreement_rate(
+    task: str, stable: pd.DataFrame, shadow: pd.DataFrame
+) -> tuple[float | None, int]:
     """Share of rows (joined on request id and row index) where the two versions disagree, and the pairs.
 
     Classification: the labels differ. Regression: the predictions differ by more than 10% of the
@@ -294,60 +310,114 @@ def _error_checks(canary: MetricsWindow, stable: MetricsWindow, cfg: RolloutAnal
     c_rate, s_rate = canary.error_rate, stable.error_rate
     if canary.requests < MIN_REQUESTS_PER_CHECK:
         why = f"canary answered {canary.requests} requests, fewer than {MIN_REQUESTS_PER_CHECK}"
-        return [Check("error_rate", c_rate, s_rate, f"<= {cfg.max_error_rate:g}", INCONCLUSIVE, why),
-                Check("error_rate_vs_stable", c_rate, s_rate, f"<= stable + {cfg.max_error_rate_increase:g}",
-                      INCONCLUSIVE, why)]
+        return [
+            Check("error_rate", c_rate, s_rate, f"<= {cfg.max_error_rate:g}", INCONCLUSIVE, why),
+            Check(
+                "error_rate_vs_stable",
+                c_rate,
+                s_rate,
+                f"<= stable + {cfg.max_error_rate_increase:g}",
+                INCONCLUSIVE,
+                why,
+            ),
+        ]
     assert c_rate is not None
     lower = wilson_lower_bound(canary.errors, canary.requests)
     absolute = Check(
-        "error_rate", c_rate, s_rate, f"<= {cfg.max_error_rate:g}", _judge_rate(c_rate, lower, cfg.max_error_rate),
+        "error_rate",
+        c_rate,
+        s_rate,
+        f"<= {cfg.max_error_rate:g}",
+        _judge_rate(c_rate, lower, cfg.max_error_rate),
         f"{canary.errors} of {canary.requests} canary answers were 5xx ({c_rate:.2%}, 95% lower bound "
-        f"{lower:.2%})")
+        f"{lower:.2%})",
+    )
     if stable.requests < MIN_REQUESTS_PER_CHECK or s_rate is None:
-        relative = Check("error_rate_vs_stable", c_rate, s_rate, f"<= stable + {cfg.max_error_rate_increase:g}",
-                         INCONCLUSIVE, f"stable answered {stable.requests} requests, fewer than "
-                                       f"{MIN_REQUESTS_PER_CHECK}")
+        relative = Check(
+            "error_rate_vs_stable",
+            c_rate,
+            s_rate,
+            f"<= stable + {cfg.max_error_rate_increase:g}",
+            INCONCLUSIVE,
+            f"stable answered {stable.requests} requests, fewer than {MIN_REQUESTS_PER_CHECK}",
+        )
     else:
         increase = c_rate - s_rate
         relative = Check(
-            "error_rate_vs_stable", c_rate, s_rate, f"<= stable + {cfg.max_error_rate_increase:g}",
+            "error_rate_vs_stable",
+            c_rate,
+            s_rate,
+            f"<= stable + {cfg.max_error_rate_increase:g}",
             _judge_rate(increase, lower - s_rate, cfg.max_error_rate_increase),
-            f"canary 5xx share {c_rate:.2%} vs stable {s_rate:.2%} ({increase:+.2%})")
+            f"canary 5xx share {c_rate:.2%} vs stable {s_rate:.2%} ({increase:+.2%})",
+        )
     return [absolute, relative]
 
 
 def _latency_check(canary: MetricsWindow, stable: MetricsWindow, cfg: RolloutAnalysis) -> Check:
     threshold = f"ratio <= {cfg.max_latency_p95_ratio:g} or within {cfg.latency_tolerance_ms:g} ms"
     if min(canary.latency_count, stable.latency_count) < MIN_REQUESTS_PER_CHECK:
-        return Check("latency_p95_ratio", None, None, threshold, INCONCLUSIVE,
-                     f"latency of {canary.latency_count} canary and {stable.latency_count} stable answers, "
-                     f"fewer than {MIN_REQUESTS_PER_CHECK} on a side")
+        return Check(
+            "latency_p95_ratio",
+            None,
+            None,
+            threshold,
+            INCONCLUSIVE,
+            f"latency of {canary.latency_count} canary and {stable.latency_count} stable answers, "
+            f"fewer than {MIN_REQUESTS_PER_CHECK} on a side",
+        )
     c_p95, s_p95 = canary.latency_quantile(0.95), stable.latency_quantile(0.95)
     assert c_p95 is not None and s_p95 is not None
     c_ms, s_ms = c_p95 * 1000, s_p95 * 1000
     ratio = c_ms / s_ms if s_ms > 0 else math.inf
     ok = ratio <= cfg.max_latency_p95_ratio or c_ms - s_ms <= cfg.latency_tolerance_ms
-    return Check("latency_p95_ratio", round(c_ms, 3), round(s_ms, 3), threshold, PASS if ok else FAIL,
-                 f"p95 {c_ms:.1f} ms vs stable {s_ms:.1f} ms (ratio {ratio:.2f})")
+    return Check(
+        "latency_p95_ratio",
+        round(c_ms, 3),
+        round(s_ms, 3),
+        threshold,
+        PASS if ok else FAIL,
+        f"p95 {c_ms:.1f} ms vs stable {s_ms:.1f} ms (ratio {ratio:.2f})",
+    )
 
 
 def _distance_check(canary_scores: np.ndarray, stable_scores: np.ndarray, cfg: RolloutAnalysis) -> Check:
     name = f"score_{cfg.score_distance}"
     threshold = f"<= {cfg.max_score_distance:g}"
     if min(len(canary_scores), len(stable_scores)) < cfg.min_rows_for_distance:
-        return Check(name, None, None, threshold, INCONCLUSIVE,
-                     f"{len(canary_scores)} canary and {len(stable_scores)} stable scored rows, fewer than "
-                     f"{cfg.min_rows_for_distance} on a side")
-    measure = jensen_shannon_distance if cfg.score_distance == "jensen_shannon" else population_stability_index
+        return Check(
+            name,
+            None,
+            None,
+            threshold,
+            INCONCLUSIVE,
+            f"{len(canary_scores)} canary and {len(stable_scores)} stable scored rows, fewer than "
+            f"{cfg.min_rows_for_distance} on a side",
+        )
+    measure = (
+        jensen_shannon_distance if cfg.score_distance == "jensen_shannon" else population_stability_index
+    )
     distance = measure(stable_scores, canary_scores, score_bins(len(stable_scores), len(canary_scores)))
-    return Check(name, round(distance, 4), 0.0, threshold, PASS if distance <= cfg.max_score_distance else FAIL,
-                 f"mean score {np.mean(canary_scores):.4f} vs stable {np.mean(stable_scores):.4f}, "
-                 f"distance {distance:.4f}")
+    return Check(
+        name,
+        round(distance, 4),
+        0.0,
+        threshold,
+        PASS if distance <= cfg.max_score_distance else FAIL,
+        f"mean score {np.mean(canary_scores):.4f} vs stable {np.mean(stable_scores):.4f}, "
+        f"distance {distance:.4f}",
+    )
 
 
-def analyse(cfg: RolloutAnalysis, *, canary: MetricsWindow, stable: MetricsWindow,
-            canary_scores: Iterable[float], stable_scores: Iterable[float],
-            min_requests: int | None = None) -> Analysis:
+def analyse(
+    cfg: RolloutAnalysis,
+    *,
+    canary: MetricsWindow,
+    stable: MetricsWindow,
+    canary_scores: Iterable[float],
+    stable_scores: Iterable[float],
+    min_requests: int | None = None,
+) -> Analysis:
     """Judge the canary against stable over one window with the spec's thresholds.
 
     Args:
@@ -364,37 +434,74 @@ def analyse(cfg: RolloutAnalysis, *, canary: MetricsWindow, stable: MetricsWindo
     checks = []
     if min_requests is not None:
         enough = canary.requests >= min_requests
-        checks.append(Check("min_requests", float(canary.requests), float(stable.requests), f">= {min_requests}",
-                            PASS if enough else INCONCLUSIVE,
-                            f"canary answered {canary.requests} of the {min_requests} requests the stage needs"))
+        checks.append(
+            Check(
+                "min_requests",
+                float(canary.requests),
+                float(stable.requests),
+                f">= {min_requests}",
+                PASS if enough else INCONCLUSIVE,
+                f"canary answered {canary.requests} of the {min_requests} requests the stage needs",
+            )
+        )
     checks += _error_checks(canary, stable, cfg)
     soft = [_latency_check(canary, stable, cfg), _distance_check(c_scores, s_scores, cfg)]
     if min_requests is not None and canary.requests < min_requests:
         # Errors fail at once (a broken canary goes out fast); latency and score distributions are
         # noisy on a partial window, so they are judged only on the stage's whole window.
-        soft = [Check(c.name, c.canary, c.stable, c.threshold, INCONCLUSIVE,
-                      f"{c.reason} (judged once the stage has its {min_requests} requests)")
-                if c.outcome == FAIL else c for c in soft]
+        soft = [
+            Check(
+                c.name,
+                c.canary,
+                c.stable,
+                c.threshold,
+                INCONCLUSIVE,
+                f"{c.reason} (judged once the stage has its {min_requests} requests)",
+            )
+            if c.outcome == FAIL
+            else c
+            for c in soft
+        ]
     checks += soft
     return Analysis(checks, canary_requests=canary.requests, stable_requests=stable.requests)
 
 
-def shadow_check(task: str, stable: pd.DataFrame, shadow: pd.DataFrame, *, max_disagreement_rate: float,
-                 min_pairs: int) -> Check:
+def shadow_check(
+    task: str, stable: pd.DataFrame, shadow: pd.DataFrame, *, max_disagreement_rate: float, min_pairs: int
+) -> Check:
     """The shadow stage's paired check: same requests, both versions, how often do they disagree?"""
     rate, pairs = paired_disagreement_rate(task, stable, shadow)
     threshold = f"<= {max_disagreement_rate:g}"
     if rate is None or pairs < min_pairs:
-        return Check("paired_disagreement_rate", rate, None, threshold, INCONCLUSIVE,
-                     f"{pairs} paired rows, fewer than {min_pairs}")
-    return Check("paired_disagreement_rate", round(rate, 4), 0.0, threshold,
-                 PASS if rate <= max_disagreement_rate else FAIL,
-                 f"the versions disagree on {rate:.2%} of {pairs} paired rows")
+        return Check(
+            "paired_disagreement_rate",
+            rate,
+            None,
+            threshold,
+            INCONCLUSIVE,
+            f"{pairs} paired rows, fewer than {min_pairs}",
+        )
+    return Check(
+        "paired_disagreement_rate",
+        round(rate, 4),
+        0.0,
+        threshold,
+        PASS if rate <= max_disagreement_rate else FAIL,
+        f"the versions disagree on {rate:.2%} of {pairs} paired rows",
+    )
 
 
-def analyse_shadow(task: str, cfg: RolloutAnalysis, *, stable: pd.DataFrame, shadow: pd.DataFrame,
-                   replayed: int, not_answered: int, min_requests: int,
-                   max_disagreement_rate: float) -> Analysis:
+def analyse_shadow(
+    task: str,
+    cfg: RolloutAnalysis,
+    *,
+    stable: pd.DataFrame,
+    shadow: pd.DataFrame,
+    replayed: int,
+    not_answered: int,
+    min_requests: int,
+    max_disagreement_rate: float,
+) -> Analysis:
     """Judge a shadow stage: the candidate's answers to copies of requests stable answered.
 
     Args:
@@ -417,27 +524,67 @@ def analyse_shadow(task: str, cfg: RolloutAnalysis, *, stable: pd.DataFrame, sha
     paired_requests = int(s_pairs["request_id"].nunique()) if not s_pairs.empty else 0
     stable_requests = int(stable["request_id"].nunique()) if not stable.empty else 0
     enough = paired_requests >= min_requests
-    checks = [Check("paired_requests", float(paired_requests), float(stable_requests), f">= {min_requests}",
-                    PASS if enough else INCONCLUSIVE,
-                    f"{paired_requests} requests answered by both versions, of {stable_requests} stable answered "
-                    f"in the window ({replayed} copies sent to the candidate)")]
+    checks = [
+        Check(
+            "paired_requests",
+            float(paired_requests),
+            float(stable_requests),
+            f">= {min_requests}",
+            PASS if enough else INCONCLUSIVE,
+            f"{paired_requests} requests answered by both versions, of {stable_requests} stable answered "
+            f"in the window ({replayed} copies sent to the candidate)",
+        )
+    ]
     threshold = f"<= {cfg.max_error_rate:g}"
     if replayed < MIN_REQUESTS_PER_CHECK:
-        checks.append(Check("error_rate", not_answered / replayed if replayed else None, 0.0, threshold,
-                            INCONCLUSIVE, f"{replayed} copies sent, fewer than {MIN_REQUESTS_PER_CHECK}"))
+        checks.append(
+            Check(
+                "error_rate",
+                not_answered / replayed if replayed else None,
+                0.0,
+                threshold,
+                INCONCLUSIVE,
+                f"{replayed} copies sent, fewer than {MIN_REQUESTS_PER_CHECK}",
+            )
+        )
     else:
         rate, lower = not_answered / replayed, wilson_lower_bound(not_answered, replayed)
-        checks.append(Check("error_rate", rate, 0.0, threshold, _judge_rate(rate, lower, cfg.max_error_rate),
-                            f"{not_answered} of {replayed} copies of requests stable answered got no 200 from "
-                            f"the candidate ({rate:.2%}, 95% lower bound {lower:.2%})"))
-    soft = [shadow_check(task, s_pairs, c_pairs, max_disagreement_rate=max_disagreement_rate,
-                         min_pairs=MIN_REQUESTS_PER_CHECK),
-            _distance_check(scores_of(task, c_pairs), scores_of(task, s_pairs), cfg)]
+        checks.append(
+            Check(
+                "error_rate",
+                rate,
+                0.0,
+                threshold,
+                _judge_rate(rate, lower, cfg.max_error_rate),
+                f"{not_answered} of {replayed} copies of requests stable answered got no 200 from "
+                f"the candidate ({rate:.2%}, 95% lower bound {lower:.2%})",
+            )
+        )
+    soft = [
+        shadow_check(
+            task,
+            s_pairs,
+            c_pairs,
+            max_disagreement_rate=max_disagreement_rate,
+            min_pairs=MIN_REQUESTS_PER_CHECK,
+        ),
+        _distance_check(scores_of(task, c_pairs), scores_of(task, s_pairs), cfg),
+    ]
     if not enough:
         # As in a canary stage: a partial window is noise; judged once the stage has its pairs.
-        soft = [Check(c.name, c.canary, c.stable, c.threshold, INCONCLUSIVE,
-                      f"{c.reason} (judged once {min_requests} requests are paired)")
-                if c.outcome == FAIL else c for c in soft]
+        soft = [
+            Check(
+                c.name,
+                c.canary,
+                c.stable,
+                c.threshold,
+                INCONCLUSIVE,
+                f"{c.reason} (judged once {min_requests} requests are paired)",
+            )
+            if c.outcome == FAIL
+            else c
+            for c in soft
+        ]
     checks += soft
     return Analysis(checks, canary_requests=paired_requests, stable_requests=stable_requests)
 
@@ -453,8 +600,10 @@ def _fmt(value: float | None) -> str:
 def render_table(analysis: Analysis, *, title: str = "") -> str:
     """The analysis as a fixed-width text table (task log, audit trail)."""
     header = ("check", "canary", "stable", "threshold", "result", "reason")
-    rows = [(c.name, _fmt(c.canary), _fmt(c.stable), c.threshold, c.outcome.upper(), c.reason)
-            for c in analysis.checks]
+    rows = [
+        (c.name, _fmt(c.canary), _fmt(c.stable), c.threshold, c.outcome.upper(), c.reason)
+        for c in analysis.checks
+    ]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(5)]
     lines = [title] if title else []
     lines.append("  ".join(h.ljust(w) for h, w in zip(header[:5], widths, strict=True)) + "  " + header[5])

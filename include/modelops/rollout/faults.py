@@ -22,9 +22,16 @@ MODEL_CODE = Path(__file__).with_name("faulty_model.py")
 TAG_WRAPS, TAG_REGISTERED_BY = "modelops.fault.wraps", "modelops.registered_by"
 
 
-def register_faulty_candidate(spec: ModelSpec, inner_version: str, fault: str, *, experiment_id: str,
-                              workdir: Path, fault_after_s: float | None = None,
-                              registered_by: str = "make demo-bad-canary") -> str:
+def register_faulty_candidate(
+    spec: ModelSpec,
+    inner_version: str,
+    fault: str,
+    *,
+    experiment_id: str,
+    workdir: Path,
+    fault_after_s: float | None = None,
+    registered_by: str = "make demo-bad-canary",
+) -> str:
     """Register a version that wraps ``inner_version`` with ``fault``; returns the new version.
 
     ``fault_after_s``: the fault turns on this many seconds after the version's first prediction
@@ -42,10 +49,18 @@ def register_faulty_candidate(spec: ModelSpec, inner_version: str, fault: str, *
     mlflow.artifacts.download_artifacts(f"models:/{spec.name}/{inner_version}", dst_path=str(inner_dir))
     inner = mlflow.pyfunc.load_model(str(inner_dir))
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{spec.name}-faulty-{fault}"):
-        mlflow.set_tags({"modelops.model": spec.name, "modelops.fault": fault, TAG_WRAPS: str(inner_version),
-                         **({"modelops.fault_after_s": str(fault_after_s)} if fault_after_s else {})})
+        mlflow.set_tags(
+            {
+                "modelops.model": spec.name,
+                "modelops.fault": fault,
+                TAG_WRAPS: str(inner_version),
+                **({"modelops.fault_after_s": str(fault_after_s)} if fault_after_s else {}),
+            }
+        )
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=str(MODEL_CODE), artifacts={"inner": str(inner_dir)},
+            name="model",
+            python_model=str(MODEL_CODE),
+            artifacts={"inner": str(inner_dir)},
             model_config={"fault": fault, **({"fault_after_s": fault_after_s} if fault_after_s else {})},
             signature=inner.metadata.signature,
         )

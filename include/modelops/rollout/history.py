@@ -21,27 +21,52 @@ log = logging.getLogger(__name__)
 
 TAG_PREFIX = "modelops.deployment."
 PROMOTED, ROLLED_BACK, TAKEN_BACK, RESTORED = (
-    "promoted", "rolled back (automatic)", "rolled back (rollback DAG)", "restored to champion (rollback DAG)")
+    "promoted",
+    "rolled back (automatic)",
+    "rolled back (rollback DAG)",
+    "restored to champion (rollback DAG)",
+)
 _REASON_CHARS = 1500  # a version tag value holds at most 5,000 characters
 
 
 def stages_of(record: dict[str, Any]) -> list[dict[str, Any]]:
     """The stages of a rollout record, in the order they ran: shadow first, then the canary steps."""
     ran = ([record["shadow"]] if record.get("shadow") else []) + list(record.get("stages") or [])
-    return [{"name": s.get("name"), "traffic_percent": s.get("traffic_percent"), "outcome": s.get("outcome")}
-            for s in ran]
+    return [
+        {"name": s.get("name"), "traffic_percent": s.get("traffic_percent"), "outcome": s.get("outcome")}
+        for s in ran
+    ]
 
 
-def record_event(model: str, version: str, event: str, *, stages: list[dict[str, Any]], reason: str,
-                 dag_run_id: str | None = None) -> dict[str, Any]:
+def record_event(
+    model: str,
+    version: str,
+    event: str,
+    *,
+    stages: list[dict[str, Any]],
+    reason: str,
+    dag_run_id: str | None = None,
+) -> dict[str, Any]:
     """Add an event to the version's history; a retried task (same event, same DAG run) replaces its own."""
     tags = tracking.version_info(model, version)["tags"]
-    entry = {"at": tracking.now_iso(), "event": event,
-             "stages": [[s["name"], s["traffic_percent"], s["outcome"]] for s in stages],
-             "reason": reason[:_REASON_CHARS], "dag_run_id": dag_run_id}
-    existing = sorted(k for k in tags if k.startswith(TAG_PREFIX) and k[len(TAG_PREFIX):].isdigit())
-    key = next((k for k in existing if dag_run_id and _load(tags[k]).get("dag_run_id") == dag_run_id
-                and _load(tags[k]).get("event") == event), None)
+    entry = {
+        "at": tracking.now_iso(),
+        "event": event,
+        "stages": [[s["name"], s["traffic_percent"], s["outcome"]] for s in stages],
+        "reason": reason[:_REASON_CHARS],
+        "dag_run_id": dag_run_id,
+    }
+    existing = sorted(k for k in tags if k.startswith(TAG_PREFIX) and k[len(TAG_PREFIX) :].isdigit())
+    key = next(
+        (
+            k
+            for k in existing
+            if dag_run_id
+            and _load(tags[k]).get("dag_run_id") == dag_run_id
+            and _load(tags[k]).get("event") == event
+        ),
+        None,
+    )
     key = key or f"{TAG_PREFIX}{len(existing):03d}"
     tracking.set_version_tags(model, version, {key: json.dumps(entry, separators=(",", ":"))})
     return entry
@@ -62,18 +87,33 @@ def deployment_history(tags: dict[str, str]) -> list[dict[str, Any]]:
     events; its ``champion`` alias is its history.
     """
     events = []
-    for key in sorted(k for k in tags if k.startswith(TAG_PREFIX) and k[len(TAG_PREFIX):].isdigit()):
+    for key in sorted(k for k in tags if k.startswith(TAG_PREFIX) and k[len(TAG_PREFIX) :].isdigit()):
         raw = _load(tags[key])
         if not raw:
             continue
-        events.append({"at": raw.get("at"), "event": raw.get("event"), "reason": raw.get("reason") or "",
-                       "stages": [{"name": n, "traffic_percent": p, "outcome": o}
-                                  for n, p, o in raw.get("stages") or []]})
+        events.append(
+            {
+                "at": raw.get("at"),
+                "event": raw.get("event"),
+                "reason": raw.get("reason") or "",
+                "stages": [
+                    {"name": n, "traffic_percent": p, "outcome": o} for n, p, o in raw.get("stages") or []
+                ],
+            }
+        )
     if not events:
-        events = [{"at": v, "event": f"alias {k.split('.')[2]} set", "stages": [],
-                   "reason": "promoted by the training DAG (no rollout section)" if k.split(".")[2] == "champion"
-                   else ""}
-                  for k, v in tags.items() if k.startswith("modelops.alias.") and k.endswith(".set_at")]
+        events = [
+            {
+                "at": v,
+                "event": f"alias {k.split('.')[2]} set",
+                "stages": [],
+                "reason": "promoted by the training DAG (no rollout section)"
+                if k.split(".")[2] == "champion"
+                else "",
+            }
+            for k, v in tags.items()
+            if k.startswith("modelops.alias.") and k.endswith(".set_at")
+        ]
     return sorted(events, key=lambda e: e["at"] or "")
 
 
@@ -105,23 +145,48 @@ def refresh_model_card(model: str, version: str) -> str | None:
             card = model_card.with_deployment_history(card, history)
         else:
             card = model_card.build_card(
-                spec, model_name=model, version=version, run=tracking.run_info(run_id) if run_id else {},
-                validation=None, evaluation=None, decision=None, approvals=records(model, version, tags),
-                lineage={"git_commit": tags.get("modelops.git_commit"), "dag_id": tags.get("modelops.dag_id"),
-                         "dag_run_id": tags.get("modelops.dag_run_id"), "mlflow_run_id": run_id,
-                         "data_fingerprint": tags.get("modelops.data_fingerprint")},
-                deployments=history, links={"mlflow_model_version": tracking.version_url(model, version)})
+                spec,
+                model_name=model,
+                version=version,
+                run=tracking.run_info(run_id) if run_id else {},
+                validation=None,
+                evaluation=None,
+                decision=None,
+                approvals=records(model, version, tags),
+                lineage={
+                    "git_commit": tags.get("modelops.git_commit"),
+                    "dag_id": tags.get("modelops.dag_id"),
+                    "dag_run_id": tags.get("modelops.dag_run_id"),
+                    "mlflow_run_id": run_id,
+                    "data_fingerprint": tags.get("modelops.data_fingerprint"),
+                },
+                deployments=history,
+                links={"mlflow_model_version": tracking.version_url(model, version)},
+            )
         # One writer: the local copy (the one `make demo` prints) and the MLflow artifact stay the same.
         paths = model_card.publish_card(card, model=model, version=version, run_id=run_id)
         if not run_id:
-            log.warning("%s v%s has no MLflow run to log its model card to; it is at %s", model, version,
-                        paths["html"])
+            log.warning(
+                "%s v%s has no MLflow run to log its model card to; it is at %s",
+                model,
+                version,
+                paths["html"],
+            )
             return None
         uri = f"runs:/{run_id}/model_card/model_card.html"
-        log.info("Model card of %s v%s regenerated with its deployment history (%d events): %s", model, version,
-                 len(history), uri)
+        log.info(
+            "Model card of %s v%s regenerated with its deployment history (%d events): %s",
+            model,
+            version,
+            len(history),
+            uri,
+        )
         return uri
     except Exception:
-        log.exception("Could not regenerate the model card of %s v%s; the deployment history is in its "
-                      "modelops.deployment.* tags", model, version)
+        log.exception(
+            "Could not regenerate the model card of %s v%s; the deployment history is in its "
+            "modelops.deployment.* tags",
+            model,
+            version,
+        )
         return None

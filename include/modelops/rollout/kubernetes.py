@@ -152,8 +152,15 @@ def object_labels(model: str, version: str, variant: str) -> dict[str, str]:
     }
 
 
-def render_deployment(model: str, version: str, variant: str, bento_tag: str, *,
-                      settings: ServingClusterSettings, resources: PodResources) -> dict[str, Any]:
+def render_deployment(
+    model: str,
+    version: str,
+    variant: str,
+    bento_tag: str,
+    *,
+    settings: ServingClusterSettings,
+    resources: PodResources,
+) -> dict[str, Any]:
     """A version's Deployment: the bento image, probes, variant, metrics annotations, restricted security."""
     labels = object_labels(model, version, variant)
     env = [
@@ -161,8 +168,10 @@ def render_deployment(model: str, version: str, variant: str, bento_tag: str, *,
         {"name": "MODELOPS_SERVE_WORKERS", "value": str(_workers_for(resources.cpu))},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
         # Only the shadow replayer knows it: a request is logged as shadow only when its header matches.
-        {"name": "MODELOPS_SHADOW_TOKEN", "valueFrom": {"secretKeyRef": {"name": shadow_secret_name(model),
-                                                                          "key": SHADOW_TOKEN_KEY}}},
+        {
+            "name": "MODELOPS_SHADOW_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": shadow_secret_name(model), "key": SHADOW_TOKEN_KEY}},
+        },
         {"name": "MODELOPS_INFERENCE_LOG_SPOOL", "value": SPOOL_PATH},
     ]
     if settings.inference_log_url:
@@ -174,27 +183,49 @@ def render_deployment(model: str, version: str, variant: str, bento_tag: str, *,
         "ports": [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
         "env": env,
         "volumeMounts": [{"name": SPOOL_VOLUME, "mountPath": SPOOL_PATH}],
-        "resources": {"requests": {"cpu": resources.cpu, "memory": resources.memory},
-                      "limits": {"cpu": resources.cpu, "memory": resources.memory}},
+        "resources": {
+            "requests": {"cpu": resources.cpu, "memory": resources.memory},
+            "limits": {"cpu": resources.cpu, "memory": resources.memory},
+        },
         # Loading a model can take minutes: the startup probe holds liveness off until /livez answers.
-        "startupProbe": {"httpGet": {"path": "/livez", "port": "http"}, "periodSeconds": 5,
-                         "failureThreshold": 60},
-        "livenessProbe": {"httpGet": {"path": "/livez", "port": "http"}, "periodSeconds": 10,
-                          "timeoutSeconds": 2, "failureThreshold": 3},
-        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5,
-                           "timeoutSeconds": 2, "failureThreshold": 2},
+        "startupProbe": {
+            "httpGet": {"path": "/livez", "port": "http"},
+            "periodSeconds": 5,
+            "failureThreshold": 60,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/livez", "port": "http"},
+            "periodSeconds": 10,
+            "timeoutSeconds": 2,
+            "failureThreshold": 3,
+        },
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": "http"},
+            "periodSeconds": 5,
+            "timeoutSeconds": 2,
+            "failureThreshold": 2,
+        },
         # The "restricted" Pod Security Standard. The root filesystem stays writable: BentoML writes
         # its Prometheus multi-process files and temporary files under its home in the image.
-        "securityContext": {"runAsNonRoot": True, "runAsUser": BENTO_UID, "allowPrivilegeEscalation": False,
-                            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": BENTO_UID,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
     }
     if settings.serving_secret:
         container["envFrom"] = [{"secretRef": {"name": settings.serving_secret}}]
     return {
         "apiVersion": "apps/v1",
         "kind": DEPLOYMENT,
-        "metadata": {"name": workload_name(model, version), "namespace": settings.namespace, "labels": labels,
-                     "annotations": {f"{LABEL_PREFIX}/bento-tag": bento_tag}},
+        "metadata": {
+            "name": workload_name(model, version),
+            "namespace": settings.namespace,
+            "labels": labels,
+            "annotations": {f"{LABEL_PREFIX}/bento-tag": bento_tag},
+        },
         "spec": {
             "replicas": resources.replicas,
             "revisionHistoryLimit": 2,
@@ -202,14 +233,25 @@ def render_deployment(model: str, version: str, variant: str, bento_tag: str, *,
             # Never a pod less than asked for: promotion restarts the pods while they answer every request.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
             "template": {
-                "metadata": {"labels": labels, "annotations": {
-                    "prometheus.io/scrape": "true", "prometheus.io/port": str(CONTAINER_PORT),
-                    "prometheus.io/path": "/metrics", f"{LABEL_PREFIX}/bento-tag": bento_tag}},
+                "metadata": {
+                    "labels": labels,
+                    "annotations": {
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(CONTAINER_PORT),
+                        "prometheus.io/path": "/metrics",
+                        f"{LABEL_PREFIX}/bento-tag": bento_tag,
+                    },
+                },
                 "spec": {
                     "containers": [container],
                     "volumes": [{"name": SPOOL_VOLUME, "emptyDir": {"sizeLimit": "1Gi"}}],
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": BENTO_UID, "runAsGroup": BENTO_UID,
-                                        "fsGroup": BENTO_UID, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": BENTO_UID,
+                        "runAsGroup": BENTO_UID,
+                        "fsGroup": BENTO_UID,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
                     "automountServiceAccountToken": False,  # the model server never calls the Kubernetes API
                     "terminationGracePeriodSeconds": 30,
                 },
@@ -226,22 +268,37 @@ def render_shadow_secret(model: str, token: str, *, settings: ServingClusterSett
         "apiVersion": "v1",
         "kind": SECRET,
         "type": "Opaque",
-        "metadata": {"name": shadow_secret_name(model), "namespace": settings.namespace,
-                     "labels": {"app.kubernetes.io/name": dns_name(model), "app.kubernetes.io/part-of": "modelops",
-                                "app.kubernetes.io/managed-by": "modelops", f"{LABEL_PREFIX}/model": model}},
+        "metadata": {
+            "name": shadow_secret_name(model),
+            "namespace": settings.namespace,
+            "labels": {
+                "app.kubernetes.io/name": dns_name(model),
+                "app.kubernetes.io/part-of": "modelops",
+                "app.kubernetes.io/managed-by": "modelops",
+                f"{LABEL_PREFIX}/model": model,
+            },
+        },
         "data": {SHADOW_TOKEN_KEY: base64.b64encode(token.encode()).decode()},
     }
 
 
-def render_service(model: str, version: str, variant: str, *, settings: ServingClusterSettings) -> dict[str, Any]:
+def render_service(
+    model: str, version: str, variant: str, *, settings: ServingClusterSettings
+) -> dict[str, Any]:
     """A version's ClusterIP Service (port 80 to the pods' ``http`` port); the route's backend."""
     return {
         "apiVersion": "v1",
         "kind": SERVICE,
-        "metadata": {"name": workload_name(model, version), "namespace": settings.namespace,
-                     "labels": object_labels(model, version, variant)},
-        "spec": {"type": "ClusterIP", "selector": selector_labels(model, version),
-                 "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}]},
+        "metadata": {
+            "name": workload_name(model, version),
+            "namespace": settings.namespace,
+            "labels": object_labels(model, version, variant),
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(model, version),
+            "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
     }
 
 
@@ -258,31 +315,54 @@ def route_backends(state: DeploymentState) -> list[tuple[str, int]]:
     return [(v, w) for v, w in pairs if w > 0]
 
 
-def render_route(model: str, backends: list[tuple[str, int]], *, settings: ServingClusterSettings) -> dict[str, Any]:
+def render_route(
+    model: str, backends: list[tuple[str, int]], *, settings: ServingClusterSettings
+) -> dict[str, Any]:
     """The model's HTTPRoute: ``/<model>/...`` on the Gateway, prefix stripped, split over the versions' Services."""
     parent: dict[str, Any] = {"group": GATEWAY_GROUP, "kind": "Gateway", "name": settings.gateway}
     if settings.gateway_namespace and settings.gateway_namespace != settings.namespace:
         parent["namespace"] = settings.gateway_namespace
     spec: dict[str, Any] = {
         "parentRefs": [parent],
-        "rules": [{
-            "matches": [{"path": {"type": "PathPrefix", "value": f"/{dns_name(model)}"}}],
-            "filters": [{"type": "URLRewrite",
-                         "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}}},
-                        # Only the shadow stage marks its copies; a client cannot mark its own requests.
-                        {"type": "RequestHeaderModifier", "requestHeaderModifier": {"remove": [SHADOW_HEADER]}}],
-            "backendRefs": [{"group": "", "kind": "Service", "name": workload_name(model, version),
-                             "port": SERVICE_PORT, "weight": weight} for version, weight in backends],
-        }],
+        "rules": [
+            {
+                "matches": [{"path": {"type": "PathPrefix", "value": f"/{dns_name(model)}"}}],
+                "filters": [
+                    {
+                        "type": "URLRewrite",
+                        "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}},
+                    },
+                    # Only the shadow stage marks its copies; a client cannot mark its own requests.
+                    {"type": "RequestHeaderModifier", "requestHeaderModifier": {"remove": [SHADOW_HEADER]}},
+                ],
+                "backendRefs": [
+                    {
+                        "group": "",
+                        "kind": "Service",
+                        "name": workload_name(model, version),
+                        "port": SERVICE_PORT,
+                        "weight": weight,
+                    }
+                    for version, weight in backends
+                ],
+            }
+        ],
     }
     if settings.hostname:
         spec["hostnames"] = [settings.hostname]
     return {
         "apiVersion": f"{GATEWAY_GROUP}/{GATEWAY_VERSION}",
         "kind": HTTPROUTE,
-        "metadata": {"name": dns_name(model), "namespace": settings.namespace,
-                     "labels": {"app.kubernetes.io/name": dns_name(model), "app.kubernetes.io/part-of": "modelops",
-                                "app.kubernetes.io/managed-by": "modelops", f"{LABEL_PREFIX}/model": model}},
+        "metadata": {
+            "name": dns_name(model),
+            "namespace": settings.namespace,
+            "labels": {
+                "app.kubernetes.io/name": dns_name(model),
+                "app.kubernetes.io/part-of": "modelops",
+                "app.kubernetes.io/managed-by": "modelops",
+                f"{LABEL_PREFIX}/model": model,
+            },
+        },
         "spec": spec,
     }
 
@@ -294,7 +374,9 @@ def deployment_health(obj: dict[str, Any] | None, name: str) -> Health:
     want = int((obj.get("spec") or {}).get("replicas", 1))
     status = obj.get("status") or {}
     ready, updated = int(status.get("readyReplicas") or 0), int(status.get("updatedReplicas") or 0)
-    current = int(status.get("observedGeneration") or 0) >= int((obj.get("metadata") or {}).get("generation") or 0)
+    current = int(status.get("observedGeneration") or 0) >= int(
+        (obj.get("metadata") or {}).get("generation") or 0
+    )
     detail = f"Deployment {name}: {ready}/{want} ready, {updated} updated"
     stuck = [c for c in status.get("conditions") or [] if c.get("reason") == "ProgressDeadlineExceeded"]
     if stuck:
@@ -347,8 +429,13 @@ class RecordingClient:
         if kind == DEPLOYMENT:
             replicas = obj["spec"].get("replicas", 1)
             ready = 0 if name in self.unready else replicas
-            obj["status"] = {"observedGeneration": obj["metadata"]["generation"], "replicas": replicas,
-                             "readyReplicas": ready, "updatedReplicas": replicas, "availableReplicas": ready}
+            obj["status"] = {
+                "observedGeneration": obj["metadata"]["generation"],
+                "replicas": replicas,
+                "readyReplicas": ready,
+                "updatedReplicas": replicas,
+                "availableReplicas": ready,
+            }
         return obj
 
     def apply(self, kind: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -400,8 +487,12 @@ class KubernetesApiClient:
         from kubernetes import client
 
         ns = self.namespace
-        opts = {"field_manager": FIELD_MANAGER, "force": True, "field_validation": "Strict",
-                "_content_type": "application/apply-patch+yaml"}  # server-side apply; JSON is YAML
+        opts = {
+            "field_manager": FIELD_MANAGER,
+            "force": True,
+            "field_validation": "Strict",
+            "_content_type": "application/apply-patch+yaml",
+        }  # server-side apply; JSON is YAML
         if kind == HTTPROUTE:
             api = client.CustomObjectsApi(self.api_client)
             args = (GATEWAY_GROUP, GATEWAY_VERSION, ns, "httproutes", name)
@@ -447,7 +538,9 @@ class KubernetesApiClient:
 
 
 def _label(value: str) -> str:
-    return json.dumps(str(value))  # a double-quoted string with escapes, as PromQL and the text format read it
+    return json.dumps(
+        str(value)
+    )  # a double-quoted string with escapes, as PromQL and the text format read it
 
 
 def _le(bound: float) -> str:
@@ -481,11 +574,15 @@ class PrometheusQuery:
         except ValueError as exc:
             raise OSError(f"Prometheus {self.url} did not answer JSON for {promql!r}: {exc}") from exc
         if answer.get("status") != "success":
-            raise OSError(f"Prometheus {self.url} refused {promql!r} (HTTP {code}): {answer.get('errorType')}: "
-                          f"{answer.get('error')}")
+            raise OSError(
+                f"Prometheus {self.url} refused {promql!r} (HTTP {code}): {answer.get('errorType')}: "
+                f"{answer.get('error')}"
+            )
         data = answer.get("data") or {}
         if data.get("resultType") != "vector":
-            raise OSError(f"Prometheus {self.url}: expected a vector for {promql!r}, got {data.get('resultType')}")
+            raise OSError(
+                f"Prometheus {self.url}: expected a vector for {promql!r}, got {data.get('resultType')}"
+            )
         return data.get("result") or []
 
     @staticmethod
@@ -495,26 +592,36 @@ class PrometheusQuery:
     def window(self, model: str, version: str, variant: str) -> MetricsWindow:
         """The cumulative counters of every pod of the variant (what one service's ``/metrics`` would say)."""
         sel = self.selector(model, version, variant)
-        by_status = {r["metric"].get("status", ""): float(r["value"][1])
-                     for r in self.query(f"sum by (status) (modelops_requests_total{{{sel}}})")}
-        buckets = {float(r["metric"]["le"]): float(r["value"][1])
-                   for r in self.query(f"sum by (le) (modelops_request_latency_seconds_bucket{{{sel}}})")}
+        by_status = {
+            r["metric"].get("status", ""): float(r["value"][1])
+            for r in self.query(f"sum by (status) (modelops_requests_total{{{sel}}})")
+        }
+        buckets = {
+            float(r["metric"]["le"]): float(r["value"][1])
+            for r in self.query(f"sum by (le) (modelops_request_latency_seconds_bucket{{{sel}}})")
+        }
         return MetricsWindow(by_status, buckets)
 
     def exposition(self, model: str, version: str, variant: str) -> str:
         """The window as Prometheus text, which :func:`analysis.parse_service_metrics` reads."""
-        return render_exposition(self.window(model, version, variant), model=model, version=version, variant=variant)
+        return render_exposition(
+            self.window(model, version, variant), model=model, version=version, variant=variant
+        )
 
 
 def render_exposition(window: MetricsWindow, *, model: str, version: str, variant: str) -> str:
     """A :class:`MetricsWindow` as the service's own metrics text (``modelops_requests_total``, latency buckets)."""
     base = f"model={_label(model)},version={_label(version)},variant={_label(variant)}"
     lines = ["# TYPE modelops_requests_total counter"]  # as prometheus_client writes it
-    lines += [f"modelops_requests_total{{{base},status={_label(status)}}} {value!r}"
-              for status, value in sorted(window.requests_by_status.items())]
+    lines += [
+        f"modelops_requests_total{{{base},status={_label(status)}}} {value!r}"
+        for status, value in sorted(window.requests_by_status.items())
+    ]
     lines.append("# TYPE modelops_request_latency_seconds histogram")
-    lines += [f"modelops_request_latency_seconds_bucket{{{base},le=\"{_le(le)}\"}} {value!r}"
-              for le, value in sorted(window.latency_buckets.items())]
+    lines += [
+        f'modelops_request_latency_seconds_bucket{{{base},le="{_le(le)}"}} {value!r}'
+        for le, value in sorted(window.latency_buckets.items())
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -524,13 +631,23 @@ def render_exposition(window: MetricsWindow, *, model: str, version: str, varian
 class KubernetesBackend:
     """Stable and canary versions of one model as Deployments behind one weighted HTTPRoute."""
 
-    def __init__(self, model: str, *, client: KubeClient | None = None,
-                 settings: ServingClusterSettings | None = None, resources: PodResources | None = None,
-                 state_file: StateFile | None = None, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic, poll_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        model: str,
+        *,
+        client: KubeClient | None = None,
+        settings: ServingClusterSettings | None = None,
+        resources: PodResources | None = None,
+        state_file: StateFile | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        poll_s: float = 2.0,
+    ) -> None:
         self.model = model
         self.settings = settings or ServingClusterSettings.from_env()
-        self.client: KubeClient = client or KubernetesApiClient(self.settings.namespace, context=self.settings.context)
+        self.client: KubeClient = client or KubernetesApiClient(
+            self.settings.namespace, context=self.settings.context
+        )
         self.resources = resources or _resources_of(model)
         self.file = state_file or StateFile(model)
         self._sleep, self._clock, self.poll_s = sleep, clock, poll_s
@@ -541,14 +658,23 @@ class KubernetesBackend:
     def _deployed(self, version: str, bento_tag: str) -> Deployed:
         from include.modelops.tracking import now_iso
 
-        return Deployed(version=str(version), bento_tag=bento_tag,
-                        url=service_url(self.model, version, self.settings.namespace), started_at=now_iso())
+        return Deployed(
+            version=str(version),
+            bento_tag=bento_tag,
+            url=service_url(self.model, version, self.settings.namespace),
+            started_at=now_iso(),
+        )
 
     def _apply_version(self, version: str, variant: str, bento_tag: str) -> None:
         name = workload_name(self.model, version)
         self.shadow_token()  # the pods read it from the Secret: it exists before they start
-        self.client.apply(DEPLOYMENT, name, render_deployment(self.model, version, variant, bento_tag,
-                                                              settings=self.settings, resources=self.resources))
+        self.client.apply(
+            DEPLOYMENT,
+            name,
+            render_deployment(
+                self.model, version, variant, bento_tag, settings=self.settings, resources=self.resources
+            ),
+        )
         self.client.apply(SERVICE, name, render_service(self.model, version, variant, settings=self.settings))
 
     def _delete_version(self, version: str) -> None:
@@ -565,9 +691,11 @@ class KubernetesBackend:
             if health.ok:
                 return
             if self._clock() >= deadline:
-                raise RuntimeError(f"{health.detail} after {self.settings.ready_timeout_s:g} s "
-                                   f"(MODELOPS_K8S_READY_TIMEOUT_S); see `kubectl -n {self.settings.namespace} "
-                                   f"describe deployment {name}` and its pods' events")
+                raise RuntimeError(
+                    f"{health.detail} after {self.settings.ready_timeout_s:g} s "
+                    f"(MODELOPS_K8S_READY_TIMEOUT_S); see `kubectl -n {self.settings.namespace} "
+                    f"describe deployment {name}` and its pods' events"
+                )
             log.info("Waiting for %s", health.detail)
             self._sleep(self.poll_s)
 
@@ -585,8 +713,12 @@ class KubernetesBackend:
         else:
             self.client.apply(HTTPROUTE, name, route)
         state.splitter.update(kind=HTTPROUTE, name=name, namespace=self.settings.namespace, route=wanted)
-        log.info("%s: route %s -> %s", self.model, name,
-                 ", ".join(f"v{v} {w}%" for v, w in backends) or "deleted (nothing deployed)")
+        log.info(
+            "%s: route %s -> %s",
+            self.model,
+            name,
+            ", ".join(f"v{v} {w}%" for v, w in backends) or "deleted (nothing deployed)",
+        )
         return True
 
     def _drain(self) -> None:
@@ -604,7 +736,9 @@ class KubernetesBackend:
         for version in retiring:
             self._delete_version(version)
         with self.file.locked() as state:
-            state.splitter["retiring"] = [v for v in state.splitter.get("retiring") or [] if v not in retiring]
+            state.splitter["retiring"] = [
+                v for v in state.splitter.get("retiring") or [] if v not in retiring
+            ]
 
     # --- the interface ----------------------------------------------------------------------
 
@@ -643,15 +777,22 @@ class KubernetesBackend:
         with self.file.locked() as state:
             current = state.variants.get(variant)
             if current is not None and current.version == version and self._health(version).ok:
-                log.info("%s v%s already runs as %s (%s)", self.model, version, variant,
-                         workload_name(self.model, version))
+                log.info(
+                    "%s v%s already runs as %s (%s)",
+                    self.model,
+                    version,
+                    variant,
+                    workload_name(self.model, version),
+                )
                 self._sync_route(state)
                 return current
             other = state.variants.get(CANARY if variant == STABLE else STABLE)
             if other is not None and other.version == version:
-                raise RuntimeError(f"{self.model} v{version} already runs as "
-                                   f"{CANARY if variant == STABLE else STABLE}; stop it before deploying it "
-                                   f"as {variant}")
+                raise RuntimeError(
+                    f"{self.model} v{version} already runs as "
+                    f"{CANARY if variant == STABLE else STABLE}; stop it before deploying it "
+                    f"as {variant}"
+                )
             self._apply_version(version, variant, bento_tag)
             try:
                 self._wait_ready(version)
@@ -698,14 +839,17 @@ class KubernetesBackend:
         route = self.state().splitter.get("route")
         if route is None:
             return RouterHealth(False, f"no HTTPRoute {dns_name(self.model)} was applied for {self.model}")
-        return RouterHealth(True, f"HTTPRoute {dns_name(self.model)} applied (the Gateway itself is not probed)")
+        return RouterHealth(
+            True, f"HTTPRoute {dns_name(self.model)} applied (the Gateway itself is not probed)"
+        )
 
     def prometheus(self) -> PrometheusQuery:
         if not self.settings.prometheus_url:
             raise KubernetesSettingsError(
                 "MODELOPS_PROMETHEUS_URL is not set: the kubernetes rollout backend reads the canary's and "
                 "stable's metrics from a Prometheus server that scrapes the model pods (e.g. "
-                "http://prometheus-operated.monitoring.svc:9090)")
+                "http://prometheus-operated.monitoring.svc:9090)"
+            )
         return PrometheusQuery(self.settings.prometheus_url)
 
     def metrics_window(self, variant: str) -> MetricsWindow:
@@ -751,7 +895,9 @@ class KubernetesBackend:
 
     def shutdown(self) -> None:
         with self.file.locked() as state:
-            versions = [d.version for d in state.variants.values()] + list(state.splitter.get("retiring") or [])
+            versions = [d.version for d in state.variants.values()] + list(
+                state.splitter.get("retiring") or []
+            )
             state.variants, state.canary_percent = {}, 0
             self._sync_route(state)
             state.splitter["retiring"] = versions

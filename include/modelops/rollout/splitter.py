@@ -47,8 +47,12 @@ def _on_signal(signum: int, _frame: object) -> None:
 def _start_caddy(caddy: str, config_path: Path, state_dir: Path) -> subprocess.Popen:
     home = state_dir / "caddy"
     home.mkdir(exist_ok=True)
-    env = {**os.environ, "XDG_CONFIG_HOME": str(home / "config"), "XDG_DATA_HOME": str(home / "data"),
-           "HOME": str(home)}
+    env = {
+        **os.environ,
+        "XDG_CONFIG_HOME": str(home / "config"),
+        "XDG_DATA_HOME": str(home / "data"),
+        "HOME": str(home),
+    }
     # Caddy inherits the supervisor's output (the splitter log) and process group, so stopping the
     # supervisor's group stops it too.
     return subprocess.Popen([caddy, "run", "--config", str(config_path)], env=env, cwd=state_dir)
@@ -68,14 +72,22 @@ def _restart(caddy: str, file: StateFile, model: str) -> tuple[subprocess.Popen,
 def _record(file: StateFile, child: subprocess.Popen, config: dict, down_at: float, outage_s: float) -> None:
     with file.locked() as state:
         sp = state.splitter
-        sp.update(restarts=int(sp.get("restarts") or 0) + 1, last_restart_at=time.time(),
-                  last_down_at=down_at, last_outage_s=round(outage_s, 3),
-                  pid=child.pid, pid_start=start_ticks(child.pid))
+        sp.update(
+            restarts=int(sp.get("restarts") or 0) + 1,
+            last_restart_at=time.time(),
+            last_down_at=down_at,
+            last_outage_s=round(outage_s, 3),
+            pid=child.pid,
+            pid_start=start_ticks(child.pid),
+        )
         wanted = caddy_config(state)
         if wanted != config:  # a writer moved the weights while caddy was down: send them again
             status, body = admin_request(sp["admin"], "POST", "/load", json.dumps(wanted).encode())
-            log.info("routing changed during the restart; sent the locked state's routing: HTTP %s %s",
-                     status, body[:200])
+            log.info(
+                "routing changed during the restart; sent the locked state's routing: HTTP %s %s",
+                status,
+                body[:200],
+            )
 
 
 def supervise(model: str, state_file: Path, caddy: str) -> int:
@@ -92,8 +104,13 @@ def supervise(model: str, state_file: Path, caddy: str) -> int:
             rc = child.wait()
             down_at, down = time.time(), time.monotonic()
             backoff = min(backoff * 2, _MAX_BACKOFF_S) if down - started < _QUICK_EXIT_S else 0.1
-            log.warning("caddy pid %s exited (%s); restarting it in %.1f s from %s", child.pid,
-                        f"signal {-rc}" if rc < 0 else f"exit code {rc}", backoff, state_file)
+            log.warning(
+                "caddy pid %s exited (%s); restarting it in %.1f s from %s",
+                child.pid,
+                f"signal {-rc}" if rc < 0 else f"exit code {rc}",
+                backoff,
+                state_file,
+            )
             while True:
                 time.sleep(backoff)
                 try:
@@ -105,7 +122,9 @@ def supervise(model: str, state_file: Path, caddy: str) -> int:
             started = time.monotonic()
             sock = config["admin"]["listen"].removeprefix("unix/").split("|")[0]
             deadline = time.monotonic() + 10
-            while not admin_answers(sock, timeout=0.5) and child.poll() is None and time.monotonic() < deadline:
+            while (
+                not admin_answers(sock, timeout=0.5) and child.poll() is None and time.monotonic() < deadline
+            ):
                 time.sleep(0.05)
             outage = time.monotonic() - down
             log.warning("caddy restarted as pid %s after %.2f s down", child.pid, outage)
@@ -134,8 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-file", type=Path, required=True, help="the model's deployment.json")
     parser.add_argument("--caddy", required=True, help="the caddy executable")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s modelops-splitter[%(process)d] %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s modelops-splitter[%(process)d] %(levelname)s %(message)s",
+    )
     return supervise(args.model, args.state_file, args.caddy)
 
 

@@ -29,8 +29,14 @@ from typing import Any
 class GreedyBatcher:
     """Score queued requests together, one model call at a time, without waiting for a batch to fill."""
 
-    def __init__(self, score: Callable[[Sequence[list[Any]]], Sequence[Any]], max_rows: int, *,
-                 max_wait_s: float, overloaded: Callable[[], Exception]) -> None:
+    def __init__(
+        self,
+        score: Callable[[Sequence[list[Any]]], Sequence[Any]],
+        max_rows: int,
+        *,
+        max_wait_s: float,
+        overloaded: Callable[[], Exception],
+    ) -> None:
         self.score, self.max_rows, self.max_wait_s, self.overloaded = score, max_rows, max_wait_s, overloaded
         self._queue: deque[tuple[float, list[Any], asyncio.Future[Any]]] = deque()
         self._running = False

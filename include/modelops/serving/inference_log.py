@@ -140,7 +140,9 @@ def request_records(
         "model": [spec.name] * n,
         "model_version": [str(model_version)] * n,
         "variant": [variant] * n,
-        "entity_id": [None if e is None else str(e) for e in entity_ids] if entity_ids is not None else [None] * n,
+        "entity_id": [None if e is None else str(e) for e in entity_ids]
+        if entity_ids is not None
+        else [None] * n,
         "latency_ms": [None if latency_ms is None else float(latency_ms)] * n,
     }
     if spec.task == TaskType.binary_classification:
@@ -219,8 +221,11 @@ class InferenceLogWriter:
 
                 self._spool = _Spool(Path(spool_dir), spec.name, root or get_settings().inference_log_url)
             except OSError as exc:  # serve anyway: the log still works, only the crash guarantee is gone
-                log.error("inference log: no write-ahead spool in %s (%s); rows queued when a worker dies "
-                          "are lost", spool_dir, exc)
+                log.error(
+                    "inference log: no write-ahead spool in %s (%s); rows queued when a worker dies are lost",
+                    spool_dir,
+                    exc,
+                )
         self._thread = threading.Thread(target=self._run, name="inference-log-writer", daemon=True)
         self._thread.start()
         # Also flush when the interpreter exits without the service's shutdown hook running.
@@ -283,8 +288,11 @@ class InferenceLogWriter:
 
     def _spool_failed(self, exc: OSError) -> None:
         """Stop spooling (called with the lock held); the current segment stays for the next start."""
-        log.error("inference log: the write-ahead spool failed (%s); from now on rows queued when this worker "
-                  "dies are lost", exc)
+        log.error(
+            "inference log: the write-ahead spool failed (%s); from now on rows queued when this worker "
+            "dies are lost",
+            exc,
+        )
         self._spool = None
 
     def _run(self) -> None:
@@ -367,9 +375,14 @@ class InferenceLogWriter:
             if torn_rows:
                 self._dropped(torn_rows)
             claimed.discard()
-            log.warning("inference log: recovered %d rows of %d requests that a worker answered and did not "
-                        "write before it stopped (%s)%s", rows, len(records), path,
-                        f"; {torn_rows} rows of a record cut off mid-write are dropped" if torn_rows else "")
+            log.warning(
+                "inference log: recovered %d rows of %d requests that a worker answered and did not "
+                "write before it stopped (%s)%s",
+                rows,
+                len(records),
+                path,
+                f"; {torn_rows} rows of a record cut off mid-write are dropped" if torn_rows else "",
+            )
 
     # -- shutdown ---------------------------------------------------------------------------
     def flush(self, timeout_s: float = 30.0) -> bool:
@@ -397,13 +410,20 @@ class InferenceLogWriter:
             self._cond.notify_all()
         self._thread.join(timeout_s)
         if self._thread.is_alive():
-            log.error("inference log: writer did not finish within %.0f s; %d rows are left %s",
-                      timeout_s, self._queued_rows, "in the spool for the next start to write"
-                      if self._spool is not None else "unwritten and may be lost")
+            log.error(
+                "inference log: writer did not finish within %.0f s; %d rows are left %s",
+                timeout_s,
+                self._queued_rows,
+                "in the spool for the next start to write"
+                if self._spool is not None
+                else "unwritten and may be lost",
+            )
         else:
             if self._spool is not None:
                 self._spool.close()  # every row was written: its segment is empty
-            log.info("inference log: closed; %d rows written, %d dropped", self.written_rows, self.dropped_rows)
+            log.info(
+                "inference log: closed; %d rows written, %d dropped", self.written_rows, self.dropped_rows
+            )
         atexit.unregister(self.close)
 
 
@@ -447,7 +467,7 @@ class _Segment:
     def append(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
-            view = view[os.write(self.fd, view):]
+            view = view[os.write(self.fd, view) :]
 
     def read(self) -> tuple[list[dict[str, list[Any]]], int]:
         """The records in the file, and the rows of a last record cut off mid-write (0: none)."""
@@ -457,7 +477,7 @@ class _Segment:
             size, rows = _FRAME.unpack_from(data, at)
             if at + _FRAME.size + size > len(data):
                 return records, rows
-            records.append(pickle.loads(data[at + _FRAME.size:at + _FRAME.size + size]))
+            records.append(pickle.loads(data[at + _FRAME.size : at + _FRAME.size + size]))
             at += _FRAME.size + size
         return records, 0
 
@@ -521,8 +541,9 @@ def read_window(
     import pyarrow as pa
 
     stats = log_store.ReadStats()
-    frame = log_store.read_records(KIND, model, start=start, end=end, root=root, stats=stats,
-                                   empty_schema=pa.schema(_base_fields()))
+    frame = log_store.read_records(
+        KIND, model, start=start, end=end, root=root, stats=stats, empty_schema=pa.schema(_base_fields())
+    )
     keep = pd.Series(True, index=frame.index)
     if start is not None:
         keep &= frame["timestamp"] >= pd.Timestamp(_utc(start))

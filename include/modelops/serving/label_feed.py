@@ -38,13 +38,20 @@ def label_type(values: Sequence[Any]) -> pa.DataType:
     present = [v for v in values if v is not None]
     if present and all(isinstance(v, bool | np.bool_ | int | np.integer) for v in present):
         return pa.int64()
-    if present and all(isinstance(v, bool | np.bool_ | int | np.integer | float | np.floating) for v in present):
+    if present and all(
+        isinstance(v, bool | np.bool_ | int | np.integer | float | np.floating) for v in present
+    ):
         return pa.float64()
     return pa.string()
 
 
-def labels_table(model: str, records: Sequence[tuple[str, int, Any]], *, labelled_at: datetime | None = None,
-                 dtype: pa.DataType | None = None) -> pa.Table:
+def labels_table(
+    model: str,
+    records: Sequence[tuple[str, int, Any]],
+    *,
+    labelled_at: datetime | None = None,
+    dtype: pa.DataType | None = None,
+) -> pa.Table:
     """Label records ``(request_id, row_index, label)`` as a table with the feed's schema."""
     import pyarrow as pa
 
@@ -74,17 +81,25 @@ def label_schema(dtype: pa.DataType | None = None) -> pa.Schema:
     """The feed's schema (see the module docstring); ``dtype`` is the label's type (string when unknown)."""
     import pyarrow as pa
 
-    return pa.schema([
-        pa.field("request_id", pa.string()),
-        pa.field("row_index", pa.int32()),
-        pa.field("model", pa.string()),
-        pa.field("label", dtype or pa.string()),
-        pa.field("labelled_at", pa.timestamp("us", tz="UTC")),
-    ])
+    return pa.schema(
+        [
+            pa.field("request_id", pa.string()),
+            pa.field("row_index", pa.int32()),
+            pa.field("model", pa.string()),
+            pa.field("label", dtype or pa.string()),
+            pa.field("labelled_at", pa.timestamp("us", tz="UTC")),
+        ]
+    )
 
 
-def write_labels(model: str, records: Sequence[tuple[str, int, Any]], *, labelled_at: datetime | None = None,
-                 dtype: pa.DataType | None = None, root: str | None = None) -> str | None:
+def write_labels(
+    model: str,
+    records: Sequence[tuple[str, int, Any]],
+    *,
+    labelled_at: datetime | None = None,
+    dtype: pa.DataType | None = None,
+    root: str | None = None,
+) -> str | None:
     """Write label records ``(request_id, row_index, label)`` as one file of the feed; None when empty."""
     if not records:
         return None
@@ -93,15 +108,22 @@ def write_labels(model: str, records: Sequence[tuple[str, int, Any]], *, labelle
     return log_store.write_batch("labels", model, table, at=labelled_at, root=root)
 
 
-def read_labels(model: str, start: datetime | None = None, end: datetime | None = None, *,
-                root: str | None = None, stats: log_store.ReadStats | None = None) -> pd.DataFrame:
+def read_labels(
+    model: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    *,
+    root: str | None = None,
+    stats: log_store.ReadStats | None = None,
+) -> pd.DataFrame:
     """Labels of ``model`` whose ``labelled_at`` lies in ``[start, end)`` (either bound optional).
 
     Always has the feed's columns, even when empty. Unreadable files are skipped and counted
     in ``stats`` (see ``log_store.read_records``).
     """
-    frame = log_store.read_records("labels", model, start=start, end=end, root=root, stats=stats,
-                                   empty_schema=label_schema())
+    frame = log_store.read_records(
+        "labels", model, start=start, end=end, root=root, stats=stats, empty_schema=label_schema()
+    )
     if start is not None:
         frame = frame[frame["labelled_at"] >= _utc(start)]
     if end is not None:
@@ -133,11 +155,23 @@ def join_labels(predictions: pd.DataFrame, labels: pd.DataFrame, *, how: str = "
     missing = [c for c in KEY if c not in predictions.columns]
     if missing:
         raise ValueError(f"predictions have no {missing} column(s); expected inference-log records")
-    truth = labels[[*KEY, "label", "labelled_at"]] if not labels.empty else pd.DataFrame(
-        {"request_id": pd.Series(dtype="object"), "row_index": pd.Series(dtype="int32"),
-         "label": pd.Series(dtype="object"), "labelled_at": pd.Series(dtype="datetime64[us, UTC]")})
-    truth = (truth.sort_values("labelled_at", kind="stable").drop_duplicates(KEY, keep="last")
-             .rename(columns={"label": "true_label"}))
+    truth = (
+        labels[[*KEY, "label", "labelled_at"]]
+        if not labels.empty
+        else pd.DataFrame(
+            {
+                "request_id": pd.Series(dtype="object"),
+                "row_index": pd.Series(dtype="int32"),
+                "label": pd.Series(dtype="object"),
+                "labelled_at": pd.Series(dtype="datetime64[us, UTC]"),
+            }
+        )
+    )
+    truth = (
+        truth.sort_values("labelled_at", kind="stable")
+        .drop_duplicates(KEY, keep="last")
+        .rename(columns={"label": "true_label"})
+    )
     left = predictions.astype({"row_index": "int64"})
     truth = truth.astype({"row_index": "int64"})
     return left.merge(truth, on=KEY, how=how, validate="many_to_one")

@@ -66,8 +66,9 @@ def partition_dir(kind: str, model: str, hour: str, root: str | None = None) -> 
     return fs.sep.join([base.rstrip(fs.sep), kind, f"model={model}", f"hour={hour}"])
 
 
-def write_batch(kind: str, model: str, table: pa.Table, *, at: datetime | None = None,
-                root: str | None = None) -> str:
+def write_batch(
+    kind: str, model: str, table: pa.Table, *, at: datetime | None = None, root: str | None = None
+) -> str:
     """Write one batch of records as a new Parquet file in the hour of ``at`` (default: now).
 
     Returns the file's path or URL. Never overwrites: every batch gets a new name.
@@ -93,9 +94,16 @@ def _hours(start: datetime | None, end: datetime | None, available: Iterable[str
     return sorted(h for h in available if (lo is None or h >= lo) and (hi is None or h <= hi))
 
 
-def read_records(kind: str, model: str, *, start: datetime | None = None, end: datetime | None = None,
-                 root: str | None = None, stats: ReadStats | None = None,
-                 empty_schema: pa.Schema | None = None) -> pd.DataFrame:
+def read_records(
+    kind: str,
+    model: str,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    root: str | None = None,
+    stats: ReadStats | None = None,
+    empty_schema: pa.Schema | None = None,
+) -> pd.DataFrame:
     """Records of one kind for ``model`` in the hours that overlap ``[start, end)``.
 
     Row-level filtering on the exact time is the caller's (each kind has its own time
@@ -114,8 +122,11 @@ def read_records(kind: str, model: str, *, start: datetime | None = None, end: d
     empty = empty_schema.empty_table().to_pandas() if empty_schema is not None else pd.DataFrame()
     if not fs.exists(model_dir):
         return empty
-    available = {p.rstrip(fs.sep).rsplit(fs.sep, 1)[-1].removeprefix("hour="): p
-                 for p in fs.ls(model_dir, detail=False) if p.rstrip(fs.sep).rsplit(fs.sep, 1)[-1].startswith("hour=")}
+    available = {
+        p.rstrip(fs.sep).rsplit(fs.sep, 1)[-1].removeprefix("hour="): p
+        for p in fs.ls(model_dir, detail=False)
+        if p.rstrip(fs.sep).rsplit(fs.sep, 1)[-1].startswith("hour=")
+    }
     tables = []
     for hour in _hours(start, end, available):
         for path in sorted(fs.ls(available[hour], detail=False)):

@@ -26,14 +26,44 @@ from functools import lru_cache
 from typing import Any
 
 LABELS = ("model", "version", "variant")
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                   10.0)
+LATENCY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.0075,
+    0.01,
+    0.015,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
 PROBABILITY_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 20)) + (1.0,)
 # The reasons a /predict request is rejected with a 4xx (the ``reason`` label).
 REJECTION_REASONS = (
-    "invalid_json", "wrong_content_type", "body_too_large", "bad_request_id", "missing_field", "unknown_field",
-    "wrong_type", "not_finite", "out_of_range", "unknown_category", "too_few_rows", "too_many_rows",
-    "entity_ids_mismatch", "invalid_value", "method_not_allowed", "not_found", "other",
+    "invalid_json",
+    "wrong_content_type",
+    "body_too_large",
+    "bad_request_id",
+    "missing_field",
+    "unknown_field",
+    "wrong_type",
+    "not_finite",
+    "out_of_range",
+    "unknown_category",
+    "too_few_rows",
+    "too_many_rows",
+    "entity_ids_mismatch",
+    "invalid_value",
+    "method_not_allowed",
+    "not_found",
+    "other",
 )
 
 
@@ -68,16 +98,27 @@ def _families() -> dict[str, Any]:
 
     return {
         "predictions": Counter("modelops_predictions", "Rows scored by the service.", LABELS),
-        "requests": Counter("modelops_requests", "Requests to /predict answered, by HTTP status.",
-                            (*LABELS, "status")),
-        "rejections": Counter("modelops_request_rejections",
-                              "Requests to /predict answered with a 4xx, by reason.", (*LABELS, "status", "reason")),
+        "requests": Counter(
+            "modelops_requests", "Requests to /predict answered, by HTTP status.", (*LABELS, "status")
+        ),
+        "rejections": Counter(
+            "modelops_request_rejections",
+            "Requests to /predict answered with a 4xx, by reason.",
+            (*LABELS, "status", "reason"),
+        ),
         "errors": Counter("modelops_request_errors", "Requests to /predict answered with a 5xx.", LABELS),
-        "latency": Histogram("modelops_request_latency_seconds", "Latency of answered /predict requests.",
-                             LABELS, buckets=LATENCY_BUCKETS),
+        "latency": Histogram(
+            "modelops_request_latency_seconds",
+            "Latency of answered /predict requests.",
+            LABELS,
+            buckets=LATENCY_BUCKETS,
+        ),
         "log_rows": Counter("modelops_inference_log_rows", "Rows written to the inference log.", LABELS),
-        "log_dropped": Counter("modelops_inference_log_dropped_rows",
-                               "Rows not written to the inference log (queue full or a failed write).", LABELS),
+        "log_dropped": Counter(
+            "modelops_inference_log_dropped_rows",
+            "Rows not written to the inference log (queue full or a failed write).",
+            LABELS,
+        ),
     }
 
 
@@ -87,11 +128,15 @@ def _score_family(regression: bool) -> Any:
 
     if regression:
         buckets = (-1000.0, -100.0, -10.0, -1.0, 0.0, 1.0, 10.0, 100.0, 1000.0, 10_000.0, 100_000.0)
-        return Histogram("modelops_prediction_score", "Predicted value per row (regression).", LABELS,
-                         buckets=buckets)
-    return Histogram("modelops_prediction_score",
-                     "Score per row: P(positive) for binary, the top class's probability for multiclass.",
-                     LABELS, buckets=PROBABILITY_BUCKETS)
+        return Histogram(
+            "modelops_prediction_score", "Predicted value per row (regression).", LABELS, buckets=buckets
+        )
+    return Histogram(
+        "modelops_prediction_score",
+        "Score per row: P(positive) for binary, the top class's probability for multiclass.",
+        LABELS,
+        buckets=PROBABILITY_BUCKETS,
+    )
 
 
 def service_metrics(model: str, version: str, variant: str, *, regression: bool = False) -> ServiceMetrics:

@@ -83,10 +83,13 @@ def error_body(detail: list[dict[str, Any]], request_id: str) -> dict[str, Any]:
     entries = []
     for d in detail:
         loc = list(d.get("loc") or [])
-        entries.append({"field": field_name(loc), "loc": loc, "type": d.get("type", "invalid"),
-                        "msg": d.get("msg", "")})
+        entries.append(
+            {"field": field_name(loc), "loc": loc, "type": d.get("type", "invalid"), "msg": d.get("msg", "")}
+        )
     first = f"{entries[0]['field']}: {entries[0]['msg']}" if entries else "invalid request"
-    more = f" (and {len(entries) - 1} more problem{'s' if len(entries) > 2 else ''})" if len(entries) > 1 else ""
+    more = (
+        f" (and {len(entries) - 1} more problem{'s' if len(entries) > 2 else ''})" if len(entries) > 1 else ""
+    )
     return {"error": first + more, "detail": entries, "request_id": request_id}
 
 
@@ -102,8 +105,15 @@ class RequestGuard:
         max_other_body_bytes: Largest body accepted by any other route.
     """
 
-    def __init__(self, app: Any, *, metrics: Callable[[], Any] | None = None, path: str = "/predict",
-                 max_body_bytes: int = MAX_BODY_BYTES, max_other_body_bytes: int = MAX_OTHER_BODY_BYTES) -> None:
+    def __init__(
+        self,
+        app: Any,
+        *,
+        metrics: Callable[[], Any] | None = None,
+        path: str = "/predict",
+        max_body_bytes: int = MAX_BODY_BYTES,
+        max_other_body_bytes: int = MAX_OTHER_BODY_BYTES,
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.path = path
@@ -134,8 +144,12 @@ class RequestGuard:
             self._count(status, started, reason)
 
         if given is not None and not _REQUEST_ID.match(request_id):
-            await reject(400, "header X-Request-ID", "bad_request_id",
-                         "must be 1-128 characters of A-Z a-z 0-9 . _ : - (or leave it out and one is generated)")
+            await reject(
+                400,
+                "header X-Request-ID",
+                "bad_request_id",
+                "must be 1-128 characters of A-Z a-z 0-9 . _ : - (or leave it out and one is generated)",
+            )
             return
         if scope.get("method") != "POST":
             await _drain(receive)
@@ -145,22 +159,34 @@ class RequestGuard:
         media_type = content_type.split(";")[0].strip().lower() if content_type else ""
         if media_type and media_type not in _JSON_TYPES:
             await _drain(receive, self.max_body_bytes)
-            await reject(415, "header Content-Type", "wrong_content_type",
-                         f"must be application/json, got {content_type[:100]!r}")
+            await reject(
+                415,
+                "header Content-Type",
+                "wrong_content_type",
+                f"must be application/json, got {content_type[:100]!r}",
+            )
             return
         length = _header(headers, b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
-            await reject(413, "body", "body_too_large",
-                         f"the body is {length[:20]} bytes; the limit is {self.max_body_bytes} bytes "
-                         "(send fewer rows per request)")
+            await reject(
+                413,
+                "body",
+                "body_too_large",
+                f"the body is {length[:20]} bytes; the limit is {self.max_body_bytes} bytes "
+                "(send fewer rows per request)",
+            )
             return
         # Read the body here, so a chunked body over the limit is cut off too, then replay it.
         body = await _read_capped(receive, self.max_body_bytes)
         if body is _DISCONNECTED:
             return
         if body is None:
-            await reject(413, "body", "body_too_large",
-                         f"the body is over the limit of {self.max_body_bytes} bytes (send fewer rows per request)")
+            await reject(
+                413,
+                "body",
+                "body_too_large",
+                f"the body is over the limit of {self.max_body_bytes} bytes (send fewer rows per request)",
+            )
             return
         replay = _replaying(body, receive)
 
@@ -194,8 +220,16 @@ class RequestGuard:
         """Any other route: a body over ``max_other_body_bytes`` is answered 413 before the app sees it."""
         limit = self.max_other_body_bytes
         rid = request_id if _REQUEST_ID.match(request_id) else uuid.uuid4().hex
-        too_large = error_body([{"loc": ["body"], "type": "body_too_large",
-                                 "msg": f"{scope.get('path')} takes a body of at most {limit} bytes"}], rid)
+        too_large = error_body(
+            [
+                {
+                    "loc": ["body"],
+                    "type": "body_too_large",
+                    "msg": f"{scope.get('path')} takes a body of at most {limit} bytes",
+                }
+            ],
+            rid,
+        )
         length = _header(list(scope.get("headers") or []), b"content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
             await _send_json(send, 413, too_large, rid)
@@ -219,8 +253,11 @@ class RequestGuard:
             body = {"error": "the service is overloaded; retry later", "detail": [], "request_id": request_id}
             reason = None
         elif status >= 500:
-            body = {"error": "the service failed to score this request; it has been logged", "detail": [],
-                    "request_id": request_id}
+            body = {
+                "error": "the service failed to score this request; it has been logged",
+                "detail": [],
+                "request_id": request_id,
+            }
             reason = None
         elif isinstance(parsed, dict) and isinstance(parsed.get("detail"), list) and parsed["detail"]:
             body = error_body(parsed["detail"], request_id)
@@ -228,9 +265,15 @@ class RequestGuard:
             reason = reason_of(str(first.get("type", "")), list(first.get("loc") or []))
         else:
             message = parsed.get("error") if isinstance(parsed, dict) else raw[:500].decode(errors="replace")
-            body = error_body([{"loc": [], "type": "invalid", "msg": str(message or "invalid request")}], request_id)
-            reason = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large",
-                      415: "wrong_content_type"}.get(status, "other")
+            body = error_body(
+                [{"loc": [], "type": "invalid", "msg": str(message or "invalid request")}], request_id
+            )
+            reason = {
+                404: "not_found",
+                405: "method_not_allowed",
+                413: "body_too_large",
+                415: "wrong_content_type",
+            }.get(status, "other")
         await _send_json(send, status, body, request_id)
         self._count(status, started, reason)
 
@@ -293,9 +336,17 @@ def _with_request_id(send: Send, request_id: str) -> Send:
 
 async def _send_json(send: Send, status: int, body: dict[str, Any], request_id: str) -> None:
     payload = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
-                            (_HEADER, request_id.encode("latin-1"))]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                (_HEADER, request_id.encode("latin-1")),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": payload, "more_body": False})
 
 

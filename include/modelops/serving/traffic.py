@@ -118,9 +118,13 @@ def parse_drift(text: str | None, spec: ModelSpec) -> Drift:
             name = parts[0]
             feature = features.get(name)
             if feature is None or feature.type not in (FeatureType.numeric, FeatureType.integer):
-                numeric = [f.name for f in spec.features if f.type in (FeatureType.numeric, FeatureType.integer)]
-                raise TrafficError(f"drift {token!r}: {name!r} is not a numeric feature of {spec.name}; "
-                                   f"choose one of {numeric}")
+                numeric = [
+                    f.name for f in spec.features if f.type in (FeatureType.numeric, FeatureType.integer)
+                ]
+                raise TrafficError(
+                    f"drift {token!r}: {name!r} is not a numeric feature of {spec.name}; "
+                    f"choose one of {numeric}"
+                )
             try:
                 factor = float(parts[1])
             except ValueError:
@@ -133,21 +137,29 @@ def parse_drift(text: str | None, spec: ModelSpec) -> Drift:
             feature = features.get(name)
             if feature is None or feature.type != FeatureType.categorical:
                 cats = [f.name for f in spec.features if f.type == FeatureType.categorical]
-                raise TrafficError(f"drift {token!r}: {name!r} is not a categorical feature of {spec.name}; "
-                                   f"choose one of {cats}")
+                raise TrafficError(
+                    f"drift {token!r}: {name!r} is not a categorical feature of {spec.name}; "
+                    f"choose one of {cats}"
+                )
             if category not in [str(c) for c in feature.categories or ()]:
-                raise TrafficError(f"drift {token!r}: {category!r} is not a category of {name}; "
-                                   f"choose one of {list(feature.categories or ())}")
+                raise TrafficError(
+                    f"drift {token!r}: {category!r} is not a category of {name}; "
+                    f"choose one of {list(feature.categories or ())}"
+                )
             try:
                 share = float(parts[2])
             except ValueError:
                 share = math.nan
             if not 0 <= share <= 1:
-                raise TrafficError(f"drift {token!r}: the share must be between 0 and 1, e.g. shift={name}:{category}:0.5")
+                raise TrafficError(
+                    f"drift {token!r}: the share must be between 0 and 1, e.g. shift={name}:{category}:0.5"
+                )
             shift[name] = (category, share)
         elif knob == "segment" and len(parts) == 2 and parts[0] and parts[1]:
             if segment is not None:
-                raise TrafficError(f"drift {token!r}: only one segment may be given (already {segment[0]}:{segment[1]})")
+                raise TrafficError(
+                    f"drift {token!r}: only one segment may be given (already {segment[0]}:{segment[1]})"
+                )
             segment = (parts[0], parts[1])
         else:
             raise TrafficError(
@@ -174,7 +186,9 @@ def apply_drift(spec: ModelSpec, frame: pd.DataFrame, drift: Drift, rng: np.rand
     if drift.segment is not None:
         column, value = drift.segment
         if column not in out.columns:
-            raise TrafficError(f"drift segment column {column!r} is not in the rows (columns: {list(out.columns)})")
+            raise TrafficError(
+                f"drift segment column {column!r} is not in the rows (columns: {list(out.columns)})"
+            )
         mask = (out[column].astype(str) == value).to_numpy()
         if not mask.any():
             seen = sorted(out[column].astype(str).unique().tolist())[:20]
@@ -213,12 +227,16 @@ def latest_holdout(model: str) -> Path:
     runs = get_settings().runs_dir / model
     found = sorted(runs.glob("*/holdout.parquet"), key=lambda p: p.stat().st_mtime)
     if not found:
-        raise TrafficError(f"no holdout of {model} under {runs}: run `make demo` first, "
-                           f"or use SOURCE=data or SOURCE=generated")
+        raise TrafficError(
+            f"no holdout of {model} under {runs}: run `make demo` first, "
+            f"or use SOURCE=data or SOURCE=generated"
+        )
     return found[-1]
 
 
-def load_rows(spec: ModelSpec, source: str = "holdout", *, rows: int = 10_000, seed: int = 0) -> tuple[pd.DataFrame, str]:
+def load_rows(
+    spec: ModelSpec, source: str = "holdout", *, rows: int = 10_000, seed: int = 0
+) -> tuple[pd.DataFrame, str]:
     """The rows to send (features and target), and a description of where they came from.
 
     Args:
@@ -235,7 +253,9 @@ def load_rows(spec: ModelSpec, source: str = "holdout", *, rows: int = 10_000, s
     elif source == "data":
         path = spec.data.resolved_path()
         if not Path(path).exists():
-            raise TrafficError(f"the data of {spec.name} is not at {path}: run `make data`, or use SOURCE=generated")
+            raise TrafficError(
+                f"the data of {spec.name} is not at {path}: run `make data`, or use SOURCE=generated"
+            )
         frame, what = read_dataset(path, spec.data.format), f"data {path}"
     elif source == "generated" or source.startswith("generated:"):
         from include.modelops.dataset import VARIANTS, generate_transactions
@@ -253,13 +273,21 @@ def load_rows(spec: ModelSpec, source: str = "holdout", *, rows: int = 10_000, s
     else:
         path = Path(source).expanduser()
         if not path.exists():
-            raise TrafficError(f"source {source!r} is neither holdout, data, generated[:variant] nor an existing path")
-        fmt = "csv" if path.suffix == ".csv" or (path.is_dir() and not any(path.rglob("*.parquet"))) else "parquet"
+            raise TrafficError(
+                f"source {source!r} is neither holdout, data, generated[:variant] nor an existing path"
+            )
+        fmt = (
+            "csv"
+            if path.suffix == ".csv" or (path.is_dir() and not any(path.rglob("*.parquet")))
+            else "parquet"
+        )
         frame, what = read_dataset(path, fmt), f"file {path}"
     needed = [*spec.feature_names, spec.target.name]
     missing = [c for c in needed if c not in frame.columns]
     if missing:
-        hint = " (generated rows fit the bundled fraud example only)" if source.startswith("generated") else ""
+        hint = (
+            " (generated rows fit the bundled fraud example only)" if source.startswith("generated") else ""
+        )
         raise TrafficError(f"the rows from {what} lack columns {missing} that {spec.name} needs{hint}")
     if frame.empty:
         raise TrafficError(f"{what} has no rows")
@@ -283,8 +311,17 @@ class LabelWriter:
     ``flush_interval_s``. ``close`` ends it and decides the fate of labels not yet due.
     """
 
-    def __init__(self, model: str, *, delay_s: float, jitter_s: float = 0.0, label_dtype: Any = None,
-                 flush_interval_s: float = 1.0, seed: int = 0, root: str | None = None) -> None:
+    def __init__(
+        self,
+        model: str,
+        *,
+        delay_s: float,
+        jitter_s: float = 0.0,
+        label_dtype: Any = None,
+        flush_interval_s: float = 1.0,
+        seed: int = 0,
+        root: str | None = None,
+    ) -> None:
         if delay_s < 0 or jitter_s < 0:
             raise TrafficError(f"label delay and jitter must be >= 0 (got {delay_s}, {jitter_s})")
         self.model, self.delay_s, self.jitter_s = model, delay_s, jitter_s
@@ -368,7 +405,9 @@ class LabelWriter:
                     done = True
                 else:
                     done = False
-                    next_write = max(last_write + self.flush_interval_s, self._heap[0][0]) if self._heap else None
+                    next_write = (
+                        max(last_write + self.flush_interval_s, self._heap[0][0]) if self._heap else None
+                    )
                     if next_write is None or next_write > now:
                         timeout = None if next_write is None else next_write - now
                         self._cond.wait(timeout)
@@ -413,7 +452,9 @@ class TrafficConfig:
         if not 0 < self.duration_s <= MAX_DURATION_S:
             raise TrafficError(f"duration must be in (0, {MAX_DURATION_S:g}] s, got {self.duration_s}")
         if not 0 < self.rows_per_request <= MAX_ROWS_PER_REQUEST:
-            raise TrafficError(f"rows per request must be in [1, {MAX_ROWS_PER_REQUEST}], got {self.rows_per_request}")
+            raise TrafficError(
+                f"rows per request must be in [1, {MAX_ROWS_PER_REQUEST}], got {self.rows_per_request}"
+            )
         if self.pending not in PENDING_POLICIES:
             raise TrafficError(f"pending must be one of {PENDING_POLICIES}, got {self.pending!r}")
         if self.label_delay_s < 0 or self.label_jitter_s < 0:
@@ -426,8 +467,9 @@ def check_local_url(url: str) -> str:
     """The base URL (no trailing slash) if it points at this machine over HTTP; else ``TrafficError``."""
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or parsed.hostname not in LOCAL_HOSTS:
-        raise TrafficError(f"traffic goes to this machine only ({', '.join(LOCAL_HOSTS)}) over http(s); "
-                           f"got {url!r}")
+        raise TrafficError(
+            f"traffic goes to this machine only ({', '.join(LOCAL_HOSTS)}) over http(s); got {url!r}"
+        )
     return url.rstrip("/")
 
 
@@ -461,22 +503,32 @@ class TrafficSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "sent": self.sent, "answered": self.answered, "rows_answered": self.rows_answered,
-            "4xx": self.client_errors, "5xx": self.server_errors, "connection_errors": self.connection_errors,
-            "behind_schedule": self.behind_schedule, "duration_s": round(self.duration_s, 3),
+            "sent": self.sent,
+            "answered": self.answered,
+            "rows_answered": self.rows_answered,
+            "4xx": self.client_errors,
+            "5xx": self.server_errors,
+            "connection_errors": self.connection_errors,
+            "behind_schedule": self.behind_schedule,
+            "duration_s": round(self.duration_s, 3),
             "rate_per_s": round(self.sent / self.duration_s, 2) if self.duration_s else None,
-            "latency_ms_p50": self.percentile(50), "latency_ms_p95": self.percentile(95),
-            "latency_ms_p99": self.percentile(99), "labels_written": self.labels_written,
-            "labels_dropped": self.labels_dropped, "labels_failed": self.labels_failed,
+            "latency_ms_p50": self.percentile(50),
+            "latency_ms_p95": self.percentile(95),
+            "latency_ms_p99": self.percentile(99),
+            "labels_written": self.labels_written,
+            "labels_dropped": self.labels_dropped,
+            "labels_failed": self.labels_failed,
             "errors": dict(self.errors),
         }
 
     def progress_line(self, elapsed_s: float, labels_pending: int) -> str:
         p95 = self.percentile(95)
-        return (f"[{elapsed_s:7.1f} s] sent {self.sent:,}  answered {self.answered:,}  4xx {self.client_errors}  "
-                f"5xx {self.server_errors}  conn {self.connection_errors}  "
-                f"p95 {'-' if p95 is None else f'{p95:.1f} ms'}  labels written {self.labels_written:,} "
-                f"pending {labels_pending:,}")
+        return (
+            f"[{elapsed_s:7.1f} s] sent {self.sent:,}  answered {self.answered:,}  4xx {self.client_errors}  "
+            f"5xx {self.server_errors}  conn {self.connection_errors}  "
+            f"p95 {'-' if p95 is None else f'{p95:.1f} ms'}  labels written {self.labels_written:,} "
+            f"pending {labels_pending:,}"
+        )
 
     def report(self) -> str:
         def ms(v: float | None) -> str:
@@ -496,8 +548,10 @@ class TrafficSummary:
             + (f"; {self.labels_failed:,} failed to write" if self.labels_failed else ""),
         ]
         if self.behind_schedule:
-            lines.append(f"behind schedule    {self.behind_schedule:,} requests started late "
-                         f"(max in flight reached: the service is slower than the rate)")
+            lines.append(
+                f"behind schedule    {self.behind_schedule:,} requests started late "
+                f"(max in flight reached: the service is slower than the rate)"
+            )
         for what, n in list(self.errors.items())[:10]:
             lines.append(f"  {n:>6} x {what}")
         return "\n".join(lines)
@@ -510,7 +564,9 @@ class PreparedRequests:
     rows_per_body: list[int]
 
 
-def prepare_requests(spec: ModelSpec, frame: pd.DataFrame, cfg: TrafficConfig, n_requests: int) -> PreparedRequests:
+def prepare_requests(
+    spec: ModelSpec, frame: pd.DataFrame, cfg: TrafficConfig, n_requests: int
+) -> PreparedRequests:
     """Request bodies (JSON) and their rows' true labels, cycling through ``frame`` in a shuffled order."""
     import numpy as np
 
@@ -524,15 +580,19 @@ def prepare_requests(spec: ModelSpec, frame: pd.DataFrame, cfg: TrafficConfig, n
     chosen = frame.iloc[take].reset_index(drop=True)
     rows = request_rows(spec, chosen)
     targets = chosen[spec.target.name].tolist()
-    entity = spec.entity_id if cfg.send_entity_ids and spec.entity_id and spec.entity_id in chosen.columns else None
+    entity = (
+        spec.entity_id
+        if cfg.send_entity_ids and spec.entity_id and spec.entity_id in chosen.columns
+        else None
+    )
     entities = chosen[entity].astype(str).tolist() if entity else None
     bodies, labels = [], []
     for b in range(n_bodies):
-        payload: dict[str, Any] = {"rows": rows[b * k:(b + 1) * k]}
+        payload: dict[str, Any] = {"rows": rows[b * k : (b + 1) * k]}
         if entities is not None:
-            payload["entity_ids"] = entities[b * k:(b + 1) * k]
+            payload["entity_ids"] = entities[b * k : (b + 1) * k]
         bodies.append(json.dumps(payload).encode())
-        labels.append(targets[b * k:(b + 1) * k])
+        labels.append(targets[b * k : (b + 1) * k])
     return PreparedRequests(bodies=bodies, labels=labels, rows_per_body=[k] * n_bodies)
 
 
@@ -547,9 +607,16 @@ class Response:
     headers: dict[str, str]
 
 
-async def send_requests(base_url: str, prepared: PreparedRequests, cfg: TrafficConfig, summary: TrafficSummary,
-                        on_answer: Callable[[str, list[Any]], None], progress: Callable[[float], None], *,
-                        on_response: Callable[[Response], None] | None = None) -> None:
+async def send_requests(
+    base_url: str,
+    prepared: PreparedRequests,
+    cfg: TrafficConfig,
+    summary: TrafficSummary,
+    on_answer: Callable[[str, list[Any]], None],
+    progress: Callable[[float], None],
+    *,
+    on_response: Callable[[Response], None] | None = None,
+) -> None:
     """Send ``prepared`` bodies to ``<base_url>/predict`` on ``cfg``'s open-loop schedule, counting in ``summary``.
 
     ``on_answer(request_id, labels)`` is called for every 2xx answer, ``progress(elapsed_s)``
@@ -571,8 +638,11 @@ async def send_requests(base_url: str, prepared: PreparedRequests, cfg: TrafficC
         started, sent_at = time.perf_counter(), time.time()
         status, headers = None, {}
         try:
-            async with session.post(url, data=prepared.bodies[body_i],
-                                    headers={"Content-Type": "application/json", "X-Request-ID": request_id}) as r:
+            async with session.post(
+                url,
+                data=prepared.bodies[body_i],
+                headers={"Content-Type": "application/json", "X-Request-ID": request_id},
+            ) as r:
                 payload = await r.read()
                 elapsed_ms = (time.perf_counter() - started) * 1000
                 status, headers = r.status, dict(r.headers)
@@ -653,12 +723,20 @@ def wait_until_ready(base_url: str, timeout_s: float = 10.0) -> None:
         except OSError as exc:
             last = str(exc)
         time.sleep(0.5)
-    raise TrafficError(f"no service is ready at {base_url} ({last}): start one with `make serve`, "
-                       f"or give its address with URL=")
+    raise TrafficError(
+        f"no service is ready at {base_url} ({last}): start one with `make serve`, "
+        f"or give its address with URL="
+    )
 
 
-def run_traffic(spec: ModelSpec, frame: pd.DataFrame, cfg: TrafficConfig, *,
-                echo: Callable[[str], None] = print, label_root: str | None = None) -> TrafficSummary:
+def run_traffic(
+    spec: ModelSpec,
+    frame: pd.DataFrame,
+    cfg: TrafficConfig,
+    *,
+    echo: Callable[[str], None] = print,
+    label_root: str | None = None,
+) -> TrafficSummary:
     """Send ``frame``'s rows to ``cfg.url`` as configured; write their labels with a delay.
 
     Blocks until the traffic is sent, every request is answered or timed out, and the label
@@ -678,9 +756,14 @@ def run_traffic(spec: ModelSpec, frame: pd.DataFrame, cfg: TrafficConfig, *,
     base_url = check_local_url(cfg.url)
     n_requests = min(cfg.count, math.ceil(cfg.rate * cfg.duration_s))
     prepared = prepare_requests(spec, frame, cfg, n_requests)
-    writer = LabelWriter(spec.name, delay_s=cfg.label_delay_s, jitter_s=cfg.label_jitter_s,
-                         label_dtype=label_type(frame[spec.target.name].head(1000).tolist()),
-                         seed=cfg.seed, root=label_root)
+    writer = LabelWriter(
+        spec.name,
+        delay_s=cfg.label_delay_s,
+        jitter_s=cfg.label_jitter_s,
+        label_dtype=label_type(frame[spec.target.name].head(1000).tolist()),
+        seed=cfg.seed,
+        root=label_root,
+    )
     summary = TrafficSummary()
 
     def progress(elapsed: float) -> None:
@@ -694,8 +777,10 @@ def run_traffic(spec: ModelSpec, frame: pd.DataFrame, cfg: TrafficConfig, *,
     finally:
         pending = writer.pending
         if pending and cfg.pending == "wait":
-            echo(f"Waiting up to {cfg.label_delay_s + cfg.label_jitter_s:.0f} s for {pending:,} labels to fall due "
-                 f"(PENDING=write writes them now, PENDING=drop leaves them out)")
+            echo(
+                f"Waiting up to {cfg.label_delay_s + cfg.label_jitter_s:.0f} s for {pending:,} labels to fall due "
+                f"(PENDING=write writes them now, PENDING=drop leaves them out)"
+            )
         try:
             writer.close(cfg.pending, timeout_s=cfg.label_delay_s + cfg.label_jitter_s + 30)
         except KeyboardInterrupt:

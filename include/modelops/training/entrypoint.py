@@ -26,8 +26,14 @@ RESULT_PREFIX = "MODELOPS_RESULT "
 log = logging.getLogger("modelops.train")
 
 
-def train(model: str, train_path: str, run_id: str, *, specs_dir: str | None = None,
-          checkpoint_dir: str | None = None) -> dict:
+def train(
+    model: str,
+    train_path: str,
+    run_id: str,
+    *,
+    specs_dir: str | None = None,
+    checkpoint_dir: str | None = None,
+) -> dict:
     """Train ``model`` on ``train_path`` inside MLflow run ``run_id``; returns run id and model URI."""
     import mlflow
     import pandas as pd
@@ -42,8 +48,10 @@ def train(model: str, train_path: str, run_id: str, *, specs_dir: str | None = N
     if expected and expected != spec.spec_hash():
         # The pod carries the hash of the spec the DAG was built from; a stale training image
         # would otherwise train silently on an older spec.
-        raise SystemExit(f"spec {model} in this image has hash {spec.spec_hash()}, the DAG expects {expected}: "
-                         "rebuild and push the training image (Dockerfile target `trainer`)")
+        raise SystemExit(
+            f"spec {model} in this image has hash {spec.spec_hash()}, the DAG expects {expected}: "
+            "rebuild and push the training image (Dockerfile target `trainer`)"
+        )
     trainer = get_trainer(spec.training.framework)
     t0 = time.perf_counter()
     train_df = pd.read_parquet(train_path)
@@ -54,16 +62,23 @@ def train(model: str, train_path: str, run_id: str, *, specs_dir: str | None = N
     # nothing into it (its epochs, train_seconds) and the run's metrics stay the final model's.
     threshold = _choose_threshold(spec, trainer, train_df, params, checkpoint_dir)
     with mlflow.start_run(run_id=run_id):
-        mlflow.log_params({"framework": spec.training.framework, "backend": spec.training.backend,
-                           "train_rows": len(train_df), **{f"param.{k}": v for k, v in params.items()}})
+        mlflow.log_params(
+            {
+                "framework": spec.training.framework,
+                "backend": spec.training.backend,
+                "train_rows": len(train_df),
+                **{f"param.{k}": v for k, v in params.items()},
+            }
+        )
         if spec.task.value == "binary_classification":
             from include.modelops import decision_threshold
 
             mlflow.set_tags(decision_threshold.to_tags(threshold))  # tags: a retry may choose again
         # GPU utilisation, memory and power go to the run as metrics, the summary as tags (no-op on CPU).
         with GpuSampler() as sampler:
-            fitted = trainer.fit(spec, train_df, params=params,
-                                 checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else None)
+            fitted = trainer.fit(
+                spec, train_df, params=params, checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else None
+            )
         model_uri = trainer.log_model(fitted, spec, train_df.head(50))
         mlflow.set_tag("modelops.model_uri", model_uri)
     log.info("Training finished in %.1f s; model %s", time.perf_counter() - t0, model_uri)
@@ -73,7 +88,9 @@ def train(model: str, train_path: str, run_id: str, *, specs_dir: str | None = N
     return result
 
 
-def _choose_threshold(spec: Any, trainer: Any, train_df: Any, params: dict, checkpoint_dir: str | None) -> dict:
+def _choose_threshold(
+    spec: Any, trainer: Any, train_df: Any, params: dict, checkpoint_dir: str | None
+) -> dict:
     """The spec's decision threshold (binary): fixed, or chosen on a slice of the training split.
 
     See ``include.modelops.decision_threshold``: a second model, fit on the rest of the split,
@@ -106,10 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint-dir", default=None, help="where to checkpoint/resume (torch)")
     p.add_argument("--xcom-file", default=None, help="also write the result JSON here")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stdout)
-    result = train(args.model, args.train_path, args.run_id, specs_dir=args.specs_dir,
-                   checkpoint_dir=args.checkpoint_dir)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout
+    )
+    result = train(
+        args.model, args.train_path, args.run_id, specs_dir=args.specs_dir, checkpoint_dir=args.checkpoint_dir
+    )
     if args.xcom_file:
         Path(args.xcom_file).parent.mkdir(parents=True, exist_ok=True)
         Path(args.xcom_file).write_text(json.dumps(result))

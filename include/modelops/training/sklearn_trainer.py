@@ -55,7 +55,9 @@ def build_pipeline(spec: ModelSpec, params: dict[str, Any]) -> Any:
     return Pipeline([("preprocess", pre), ("model", estimator)])
 
 
-def fit(spec: ModelSpec, train: pd.DataFrame, *, params: dict[str, Any], checkpoint_dir: Path | None = None) -> Any:
+def fit(
+    spec: ModelSpec, train: pd.DataFrame, *, params: dict[str, Any], checkpoint_dir: Path | None = None
+) -> Any:
     """Fit the pipeline on ``train`` (features + target). ``checkpoint_dir`` is unused: fits are seconds."""
     pipe = build_pipeline(spec, params)
     X, y = feature_frame(spec, train), train[spec.target.name]

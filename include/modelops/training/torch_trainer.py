@@ -125,15 +125,22 @@ class TorchParams:
                 f"use any of {sorted(known)} (see include/modelops/training/torch_trainer.py)"
             )
         values: dict[str, Any] = {"seed": spec.split.seed, **params}
-        casts = {"int": int, "float": float, "str": str,
-                 "tuple[int, ...]": lambda v: tuple(int(h) for h in ([v] if isinstance(v, int) else v)),
-                 "int | str": lambda v: "auto" if v == "auto" else int(v)}
+        casts = {
+            "int": int,
+            "float": float,
+            "str": str,
+            "tuple[int, ...]": lambda v: tuple(int(h) for h in ([v] if isinstance(v, int) else v)),
+            "int | str": lambda v: "auto" if v == "auto" else int(v),
+        }
         for name, value in values.items():
             try:
                 values[name] = casts[cls.__dataclass_fields__[name].type](value)
             except (TypeError, ValueError):
-                kind = cls.__dataclass_fields__[name].type.replace("tuple[int, ...]", "list of whole numbers") \
+                kind = (
+                    cls.__dataclass_fields__[name]
+                    .type.replace("tuple[int, ...]", "list of whole numbers")
                     .replace("int | str", "whole number or 'auto'")
+                )
                 raise ValueError(f"training.params.{name} = {value!r} is not a valid {kind}") from None
         p = cls(**values)
         checks = [
@@ -169,8 +176,9 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device("cpu")
 
 
-def resolve_precision(requested: str, device: torch.device, hidden_sizes: tuple[int, ...] = (),
-                      batch_size: int = 0) -> torch.dtype | None:
+def resolve_precision(
+    requested: str, device: torch.device, hidden_sizes: tuple[int, ...] = (), batch_size: int = 0
+) -> torch.dtype | None:
     """The autocast dtype (None: plain fp32, TF32 matmuls on a GPU).
 
     ``auto``: fp32 on CPU; on a GPU, bf16 (fp16 where bf16 is missing) for networks with a layer at
@@ -218,13 +226,15 @@ class TabularEncoder:
 
     @classmethod
     def fit(cls, spec: ModelSpec, frame: pd.DataFrame) -> TabularEncoder:
-        stats = _map_columns(lambda name: _numeric_stats(_numeric_column(frame[name])),
-                             list(spec.numeric_features), len(frame))
+        stats = _map_columns(
+            lambda name: _numeric_stats(_numeric_column(frame[name])), list(spec.numeric_features), len(frame)
+        )
         return cls._from_stats(spec, stats)
 
     @classmethod
-    def fit_transform(cls, spec: ModelSpec, frame: pd.DataFrame
-                      ) -> tuple[TabularEncoder, tuple[np.ndarray, np.ndarray]]:
+    def fit_transform(
+        cls, spec: ModelSpec, frame: pd.DataFrame
+    ) -> tuple[TabularEncoder, tuple[np.ndarray, np.ndarray]]:
         """``fit`` then ``transform``, reading each column once, all columns in one parallel pass."""
         names = list(spec.numeric_features)
         dense = np.empty((len(frame), len(names) + len(spec.boolean_features)), dtype=np.float32)
@@ -260,8 +270,9 @@ class TabularEncoder:
     def cardinalities(self) -> list[int]:
         return [len(c) for c in self.categories]
 
-    def transform(self, frame: pd.DataFrame, *, _dense: np.ndarray | None = None,
-                  _numeric: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    def transform(
+        self, frame: pd.DataFrame, *, _dense: np.ndarray | None = None, _numeric: Any = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``(dense float32 [n, n_dense], categorical int64 [n, n_cat])``; unknown categories map to 0.
 
         Column-wise numpy and pandas work, no per-row Python, one column per thread on large
@@ -278,14 +289,22 @@ class TabularEncoder:
             if kind == "numeric" and _numeric is not None:
                 _numeric(j)
             elif kind == "numeric":
-                _encode_numeric(_numeric_column(frame[self.numeric[j]]), self.medians[j], self.means[j],
-                                self.stds[j], out=dense[:, j])
+                _encode_numeric(
+                    _numeric_column(frame[self.numeric[j]]),
+                    self.medians[j],
+                    self.means[j],
+                    self.stds[j],
+                    out=dense[:, j],
+                )
             elif kind == "boolean":
                 col = frame[self.boolean[j]]
                 # bool from Parquet, nullable boolean, or float64 1/0/NaN from ``feature_frame``:
                 # a null is 0 in each (``astype(bool)`` would make NaN true).
-                dense[:, offset + j] = (col.to_numpy() if col.dtype == bool else
-                                        col.astype("boolean").fillna(False).to_numpy(dtype="float32"))
+                dense[:, offset + j] = (
+                    col.to_numpy()
+                    if col.dtype == bool
+                    else col.astype("boolean").fillna(False).to_numpy(dtype="float32")
+                )
             else:  # rows [a, b) of a categorical column; -1 (unknown or missing) becomes 0
                 a, b = task[2], task[3]
                 col = frame[self.categorical[j]].iloc[a:b]
@@ -295,8 +314,11 @@ class TabularEncoder:
         # start while the numeric columns fill the rest of the pool.
         chunks = max(1, min(4, n // _PARALLEL_MIN_ROWS))
         bounds = [n * i // chunks for i in range(chunks + 1)]
-        tasks: list[tuple[Any, ...]] = [("categorical", j, a, b) for j in range(len(self.categorical))
-                                        for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        tasks: list[tuple[Any, ...]] = [
+            ("categorical", j, a, b)
+            for j in range(len(self.categorical))
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+        ]
         tasks += [("numeric", j) for j in range(len(self.numeric))]
         tasks += [("boolean", j) for j in range(len(self.boolean))]
         _map_columns(encode, tasks, n)
@@ -314,8 +336,9 @@ def _map_columns(fn: Any, items: Any, n_rows: int) -> list[Any]:
     if n_rows < _PARALLEL_MIN_ROWS or len(items) < 2:
         return [fn(item) for item in items]
     if _column_pool is None:
-        _column_pool = ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1),
-                                          thread_name_prefix="encode")
+        _column_pool = ThreadPoolExecutor(
+            max_workers=min(16, os.cpu_count() or 1), thread_name_prefix="encode"
+        )
     return list(_column_pool.map(fn, items))
 
 
@@ -387,8 +410,7 @@ def _factorize_objects(values: np.ndarray) -> tuple[np.ndarray, pd.Series] | Non
         return None
     values = np.ascontiguousarray(values)
     # A view of the pointers, valid while ``values`` (which holds the references) lives.
-    pointers = np.frombuffer((ctypes.c_size_t * len(values)).from_address(values.ctypes.data),
-                             dtype=np.uintp)
+    pointers = np.frombuffer((ctypes.c_size_t * len(values)).from_address(values.ctypes.data), dtype=np.uintp)
     codes, distinct = pd.factorize(pointers)
     if len(distinct) > max(1024, _MAX_DISTINCT_OBJECTS * len(values)):
         return None
@@ -420,7 +442,9 @@ class TargetEncoding:
         return cls.fit_encode(spec, y, class_weight)[0]
 
     @classmethod
-    def fit_encode(cls, spec: ModelSpec, y: pd.Series, class_weight: str) -> tuple[TargetEncoding, np.ndarray]:
+    def fit_encode(
+        cls, spec: ModelSpec, y: pd.Series, class_weight: str
+    ) -> tuple[TargetEncoding, np.ndarray]:
         """``fit``, and ``encode(y)`` of the same labels (encoded once)."""
         task = spec.task.value
         if task == "regression":
@@ -486,8 +510,15 @@ class TargetEncoding:
 class TabularNet(nn.Module):
     """Categorical embeddings (one shared table, offset per feature) + dense inputs -> MLP."""
 
-    def __init__(self, n_dense: int, cardinalities: list[int], embedding_dim: int,
-                 hidden_sizes: tuple[int, ...] | list[int], dropout: float, n_outputs: int) -> None:
+    def __init__(
+        self,
+        n_dense: int,
+        cardinalities: list[int],
+        embedding_dim: int,
+        hidden_sizes: tuple[int, ...] | list[int],
+        dropout: float,
+        n_outputs: int,
+    ) -> None:
         super().__init__()
         sizes = [c + 1 for c in cardinalities]  # +1: index 0 is "unknown or missing"
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]) if sizes else np.zeros(0)
@@ -511,8 +542,14 @@ class TabularNet(nn.Module):
 
 
 def build_network(encoder: TabularEncoder, target: TargetEncoding, params: TorchParams) -> TabularNet:
-    return TabularNet(encoder.n_dense, encoder.cardinalities, params.embedding_dim, params.hidden_sizes,
-                      params.dropout, target.n_outputs)
+    return TabularNet(
+        encoder.n_dense,
+        encoder.cardinalities,
+        params.embedding_dim,
+        params.hidden_sizes,
+        params.dropout,
+        target.n_outputs,
+    )
 
 
 # --- the fitted model -----------------------------------------------------------------------
@@ -521,15 +558,24 @@ def build_network(encoder: TabularEncoder, target: TargetEncoding, params: Torch
 class TorchTabularModel:
     """What ``fit`` returns: the best network (on CPU, eval mode) with its encoders."""
 
-    def __init__(self, net: TabularNet, encoder: TabularEncoder, target: TargetEncoding,
-                 params: TorchParams, feature_names: list[str], history: list[dict[str, float]]) -> None:
+    def __init__(
+        self,
+        net: TabularNet,
+        encoder: TabularEncoder,
+        target: TargetEncoding,
+        params: TorchParams,
+        feature_names: list[str],
+        history: list[dict[str, float]],
+    ) -> None:
         self.net = net.cpu().eval()
         self.encoder = encoder
         self.target = target
         self.params = params
         self.feature_names = feature_names
         self.history = history
-        self.timings: dict[str, float] = {}  # seconds per phase of ``fit``: encode, stage, setup, epochs, finish
+        self.timings: dict[
+            str, float
+        ] = {}  # seconds per phase of ``fit``: encode, stage, setup, epochs, finish
 
     @torch.no_grad()
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
@@ -537,8 +583,9 @@ class TorchTabularModel:
         dense, cat = self.encoder.transform(frame)
         out = []
         for i in range(0, len(frame), _PREDICT_BATCH):
-            logits = self.net(torch.from_numpy(dense[i:i + _PREDICT_BATCH]),
-                              torch.from_numpy(cat[i:i + _PREDICT_BATCH]))
+            logits = self.net(
+                torch.from_numpy(dense[i : i + _PREDICT_BATCH]), torch.from_numpy(cat[i : i + _PREDICT_BATCH])
+            )
             out.append(self.target.scores(logits))
         if not out:
             return np.zeros((0, self.target.n_outputs) if self.target.n_outputs > 1 else 0)
@@ -547,8 +594,13 @@ class TorchTabularModel:
     def config(self) -> dict[str, Any]:
         params = asdict(self.params)
         params["hidden_sizes"] = list(self.params.hidden_sizes)
-        return {"format": CHECKPOINT_FORMAT, "feature_names": self.feature_names,
-                "encoder": asdict(self.encoder), "target": asdict(self.target), "params": params}
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "feature_names": self.feature_names,
+            "encoder": asdict(self.encoder),
+            "target": asdict(self.target),
+            "params": params,
+        }
 
     def save(self, folder: Path) -> dict[str, str]:
         """Write ``weights.pt`` and ``config.json`` under ``folder``; returns MLflow artifact paths."""
@@ -584,8 +636,9 @@ class TorchTabularPyfunc(mlflow.pyfunc.PythonModel):
 # --- training -------------------------------------------------------------------------------
 
 
-def stage(arrays: dict[str, np.ndarray], device: torch.device, max_fraction: float,
-          splits: dict[str, np.ndarray]) -> tuple[dict[str, dict[str, torch.Tensor]], bool]:
+def stage(
+    arrays: dict[str, np.ndarray], device: torch.device, max_fraction: float, splits: dict[str, np.ndarray]
+) -> tuple[dict[str, dict[str, torch.Tensor]], bool]:
     """Put the arrays on ``device`` and cut them into ``splits`` (name -> row indices) there.
 
     On a GPU the whole arrays go over once, and the train/validation rows are gathered on the
@@ -594,8 +647,9 @@ def stage(arrays: dict[str, np.ndarray], device: torch.device, max_fraction: flo
     memory it stays in pinned host memory and each batch is copied over; the log says so.
     """
     if device.type != "cuda":
-        return {name: {k: torch.from_numpy(a[idx]) for k, a in arrays.items()}
-                for name, idx in splits.items()}, True
+        return {
+            name: {k: torch.from_numpy(a[idx]) for k, a in arrays.items()} for name, idx in splits.items()
+        }, True
     nbytes = sum(a.nbytes for a in arrays.values())
     free, _total = torch.cuda.mem_get_info(device)
     if 2 * nbytes <= max_fraction * free:  # the whole arrays plus their split copies
@@ -607,15 +661,22 @@ def stage(arrays: dict[str, np.ndarray], device: torch.device, max_fraction: flo
             idx_d = torch.from_numpy(idx).to(device)
             out[name] = {k: t.index_select(0, idx_d) for k, t in whole.items()}
         return out, True
-    log.warning("Training data (%.1f GiB) does not fit in %.0f%% of free GPU memory (%.1f GiB): "
-                "copying batches from pinned host memory (slower)", nbytes / 2**30, 100 * max_fraction,
-                free / 2**30)
-    return {name: {k: torch.from_numpy(a[idx]).pin_memory() for k, a in arrays.items()}
-            for name, idx in splits.items()}, False
+    log.warning(
+        "Training data (%.1f GiB) does not fit in %.0f%% of free GPU memory (%.1f GiB): "
+        "copying batches from pinned host memory (slower)",
+        nbytes / 2**30,
+        100 * max_fraction,
+        free / 2**30,
+    )
+    return {
+        name: {k: torch.from_numpy(a[idx]).pin_memory() for k, a in arrays.items()}
+        for name, idx in splits.items()
+    }, False
 
 
-def resolve_batch_size(requested: int | str, n_train: int, device: torch.device, n_inputs: int,
-                       hidden_sizes: tuple[int, ...]) -> int:
+def resolve_batch_size(
+    requested: int | str, n_train: int, device: torch.device, n_inputs: int, hidden_sizes: tuple[int, ...]
+) -> int:
     """``auto``: 2,048 rows on CPU; on a GPU a power of two near ``n_train / 128`` (about 128
     optimizer steps per epoch), between 1,024 and 16,384, and no more than a tenth of free GPU
     memory holds in activations. See docs/benchmarks.md for the measurements behind it."""
@@ -633,26 +694,40 @@ def resolve_batch_size(requested: int | str, n_train: int, device: torch.device,
     return batch
 
 
-def resolve_cuda_graphs(requested: str, device: torch.device, amp_dtype: torch.dtype | None,
-                        staged: bool) -> bool:
+def resolve_cuda_graphs(
+    requested: str, device: torch.device, amp_dtype: torch.dtype | None, staged: bool
+) -> bool:
     """``auto``: capture each optimizer step as a CUDA graph on a GPU when the data is on the device
     (fp16's gradient scaler is left out: it syncs with the host). The small networks this trainer
     builds are bound by kernel launches, which a graph replay removes."""
     possible = device.type == "cuda" and staged and amp_dtype != torch.float16
     if requested == "on" and not possible:
-        log.warning("training.params.cuda_graphs is 'on' but needs a GPU, data staged on it and no "
-                    "fp16; training without CUDA graphs")
+        log.warning(
+            "training.params.cuda_graphs is 'on' but needs a GPU, data staged on it and no "
+            "fp16; training without CUDA graphs"
+        )
     return possible and requested != "off"
 
 
 def _autocast(device: torch.device, amp_dtype: torch.dtype | None, *, cache: bool = True) -> Any:
-    return torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None,
-                          cache_enabled=cache)
+    return torch.autocast(
+        device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None, cache_enabled=cache
+    )
 
 
-def _step(net: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, loss_fn: nn.Module,
-          dense: torch.Tensor, cat: torch.Tensor, y: torch.Tensor, device: torch.device,
-          amp_dtype: torch.dtype | None, *, graph_safe: bool = False) -> torch.Tensor:
+def _step(
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    loss_fn: nn.Module,
+    dense: torch.Tensor,
+    cat: torch.Tensor,
+    y: torch.Tensor,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    *,
+    graph_safe: bool = False,
+) -> torch.Tensor:
     """One optimizer step on one batch; returns the batch's summed loss (on the device)."""
     with _autocast(device, amp_dtype, cache=not graph_safe):
         out = net(dense, cat)
@@ -680,21 +755,41 @@ class StepGraph:
         self.idx: torch.Tensor | None = None
         self.total: torch.Tensor | None = None
 
-    def capture(self, net: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-                loss_fn: nn.Module, data: dict[str, torch.Tensor], device: torch.device,
-                amp_dtype: torch.dtype | None) -> None:
+    def capture(
+        self,
+        net: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scaler: torch.amp.GradScaler,
+        loss_fn: nn.Module,
+        data: dict[str, torch.Tensor],
+        device: torch.device,
+        amp_dtype: torch.dtype | None,
+    ) -> None:
         params = [q for g in optimizer.param_groups for q in g["params"]]
         saved_params = [q.detach().clone() for q in net.parameters()]
         saved_buffers = [b.detach().clone() for b in net.buffers()]
-        saved_state = {q: {k: (v.clone() if torch.is_tensor(v) else v) for k, v in optimizer.state[q].items()}
-                       for q in params if q in optimizer.state}
+        saved_state = {
+            q: {k: (v.clone() if torch.is_tensor(v) else v) for k, v in optimizer.state[q].items()}
+            for q in params
+            if q in optimizer.state
+        }
         rng = torch.cuda.get_rng_state(device)
         self.idx = torch.arange(self.batch_size, device=device)
         self.total = torch.zeros((), device=device)
 
         def step() -> None:
-            self.total += _step(net, optimizer, scaler, loss_fn, data["dense"][self.idx], data["cat"][self.idx],
-                                data["y"][self.idx], device, amp_dtype, graph_safe=True)
+            self.total += _step(
+                net,
+                optimizer,
+                scaler,
+                loss_fn,
+                data["dense"][self.idx],
+                data["cat"][self.idx],
+                data["y"][self.idx],
+                device,
+                amp_dtype,
+                graph_safe=True,
+            )
 
         side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
@@ -731,11 +826,20 @@ def draw_permutation(n: int, generator: torch.Generator, device: torch.device) -
     return perm
 
 
-def train_one_epoch(net: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-                    loss_fn: nn.Module, data: dict[str, torch.Tensor], *, batch_size: int,
-                    generator: torch.Generator, device: torch.device,
-                    amp_dtype: torch.dtype | None, graph: StepGraph | None = None,
-                    perm: torch.Tensor | None = None) -> torch.Tensor:
+def train_one_epoch(
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    loss_fn: nn.Module,
+    data: dict[str, torch.Tensor],
+    *,
+    batch_size: int,
+    generator: torch.Generator,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    graph: StepGraph | None = None,
+    perm: torch.Tensor | None = None,
+) -> torch.Tensor:
     """One pass over ``data`` (keys ``dense``, ``cat``, ``y``) in shuffled index batches.
 
     The row order is ``perm`` when given (``draw_permutation`` on ``generator``, drawn ahead while
@@ -759,12 +863,12 @@ def train_one_epoch(net: nn.Module, optimizer: torch.optim.Optimizer, scaler: to
         graph.total.zero_()
         b = graph.batch_size
         for start in range(0, n - b + 1, b):
-            graph.idx.copy_(perm[start:start + b])
+            graph.idx.copy_(perm[start : start + b])
             graph.graph.replay()
         start += b
         total += graph.total
     for start in range(start, n, batch_size):
-        idx = perm[start:start + batch_size]
+        idx = perm[start : start + batch_size]
         dense, cat, y = data["dense"][idx], data["cat"][idx], data["y"][idx]
         if not on_device:
             dense, cat, y = (t.to(device, non_blocking=True) for t in (dense, cat, y))
@@ -773,13 +877,14 @@ def train_one_epoch(net: nn.Module, optimizer: torch.optim.Optimizer, scaler: to
 
 
 @torch.no_grad()
-def _predict_logits(net: nn.Module, data: dict[str, torch.Tensor], device: torch.device,
-                    amp_dtype: torch.dtype | None) -> torch.Tensor:
+def _predict_logits(
+    net: nn.Module, data: dict[str, torch.Tensor], device: torch.device, amp_dtype: torch.dtype | None
+) -> torch.Tensor:
     net.eval()
     out = []
     for start in range(0, data["y"].shape[0], _PREDICT_BATCH):
-        dense = data["dense"][start:start + _PREDICT_BATCH].to(device, non_blocking=True)
-        cat = data["cat"][start:start + _PREDICT_BATCH].to(device, non_blocking=True)
+        dense = data["dense"][start : start + _PREDICT_BATCH].to(device, non_blocking=True)
+        cat = data["cat"][start : start + _PREDICT_BATCH].to(device, non_blocking=True)
         with _autocast(device, amp_dtype):
             out.append(net(dense, cat).float())
     return torch.cat(out)
@@ -808,8 +913,14 @@ def roc_auc_tensor(y: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
     return torch.where((n_pos > 0) & (n_neg > 0), auc, torch.full_like(auc, float("nan")))
 
 
-def validate(net: nn.Module, val: dict[str, torch.Tensor], loss_fn: nn.Module, target: TargetEncoding,
-             device: torch.device, amp_dtype: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor]:
+def validate(
+    net: nn.Module,
+    val: dict[str, torch.Tensor],
+    loss_fn: nn.Module,
+    target: TargetEncoding,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Validation loss and ROC-AUC (NaN unless binary) as 0-d tensors on the device: no host sync."""
     logits = _predict_logits(net, val, device, amp_dtype)
     y = val["y"].to(device, non_blocking=True)
@@ -857,8 +968,9 @@ def validation_split(y: np.ndarray, task: str, fraction: float, seed: int) -> tu
     return np.flatnonzero(train_mask), val_idx
 
 
-def _fingerprint(spec: ModelSpec, params: TorchParams, encoder: TabularEncoder,
-                 arrays: dict[str, np.ndarray]) -> str:
+def _fingerprint(
+    spec: ModelSpec, params: TorchParams, encoder: TabularEncoder, arrays: dict[str, np.ndarray]
+) -> str:
     """Identifies (spec, params, data): a checkpoint is resumed only by the run that wrote it.
 
     The data is identified by what training sees: the fitted encoder and the encoded arrays
@@ -873,8 +985,9 @@ def _fingerprint(spec: ModelSpec, params: TorchParams, encoder: TabularEncoder,
         # A flat byte view: ``memoryview.cast`` refuses a shape with a zero in it, as the category
         # matrix of a table without categorical features has ([n, 0]). Same bytes otherwise.
         h.update(a.reshape(-1).view(np.uint8))
-    blob = json.dumps([spec.spec_hash(), p, asdict(encoder), h.hexdigest(), _SPLIT_METHOD], sort_keys=True,
-                      default=str)
+    blob = json.dumps(
+        [spec.spec_hash(), p, asdict(encoder), h.hexdigest(), _SPLIT_METHOD], sort_keys=True, default=str
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -1001,7 +1114,7 @@ class MetricBatcher:
         pending, self._pending = self._pending, []
         client = mlflow.MlflowClient()
         for i in range(0, len(pending), 1000):  # MLflow's limit per batch
-            client.log_batch(self.run_id, metrics=pending[i:i + 1000])
+            client.log_batch(self.run_id, metrics=pending[i : i + 1000])
 
 
 def _log_choices(choices: dict[str, Any]) -> None:
@@ -1014,8 +1127,9 @@ def _log_choices(choices: dict[str, Any]) -> None:
         log.warning("Could not record the resolved training settings %s as run params (%s)", choices, exc)
 
 
-def fit(spec: ModelSpec, train: pd.DataFrame, *, params: dict[str, Any],
-        checkpoint_dir: Path | None = None) -> TorchTabularModel:
+def fit(
+    spec: ModelSpec, train: pd.DataFrame, *, params: dict[str, Any], checkpoint_dir: Path | None = None
+) -> TorchTabularModel:
     """Train the network on ``train`` (features + target); resume from ``checkpoint_dir`` if it holds one.
 
     Raises:
@@ -1050,26 +1164,48 @@ def fit(spec: ModelSpec, train: pd.DataFrame, *, params: dict[str, Any],
     data, val = splits["train"], splits["val"]
     timings["stage_s"] = time.perf_counter() - t_start - sum(timings.values())
     n_train = len(tr_idx)
-    batch_size = resolve_batch_size(p.batch_size, n_train, device, encoder.n_dense + len(encoder.categorical)
-                                    * p.embedding_dim, p.hidden_sizes)
+    batch_size = resolve_batch_size(
+        p.batch_size,
+        n_train,
+        device,
+        encoder.n_dense + len(encoder.categorical) * p.embedding_dim,
+        p.hidden_sizes,
+    )
     amp_dtype = resolve_precision(p.precision, device, p.hidden_sizes, batch_size)
     precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp_dtype]
     graphs = resolve_cuda_graphs(p.cuda_graphs, device, amp_dtype, staged)
 
     net = build_network(encoder, target, p).to(device)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=p.lr, weight_decay=p.weight_decay,
-                                  fused=device.type == "cuda", capturable=graphs)
+    optimizer = torch.optim.AdamW(
+        net.parameters(), lr=p.lr, weight_decay=p.weight_decay, fused=device.type == "cuda", capturable=graphs
+    )
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     loss_fn = target.loss_fn(device)
     shuffle = torch.Generator().manual_seed(p.seed)
     step_graph = StepGraph(batch_size) if graphs else None
-    log.info("Torch trainer: %d train / %d validation rows, %d dense + %d categorical inputs, "
-             "%d parameters, device %s (%s), precision %s, batch %d, CUDA graphs %s, data %s", n_train,
-             len(va_idx), encoder.n_dense, len(encoder.categorical), sum(x.numel() for x in net.parameters()),
-             device, torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", precision,
-             batch_size, "on" if graphs else "off", "staged on the device" if staged else "in pinned host memory")
-    _log_choices({"torch.batch_size": batch_size, "torch.precision": precision,
-                  "torch.cuda_graphs": str(graphs).lower(), "torch.device": str(device)})
+    log.info(
+        "Torch trainer: %d train / %d validation rows, %d dense + %d categorical inputs, "
+        "%d parameters, device %s (%s), precision %s, batch %d, CUDA graphs %s, data %s",
+        n_train,
+        len(va_idx),
+        encoder.n_dense,
+        len(encoder.categorical),
+        sum(x.numel() for x in net.parameters()),
+        device,
+        torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        precision,
+        batch_size,
+        "on" if graphs else "off",
+        "staged on the device" if staged else "in pinned host memory",
+    )
+    _log_choices(
+        {
+            "torch.batch_size": batch_size,
+            "torch.precision": precision,
+            "torch.cuda_graphs": str(graphs).lower(),
+            "torch.device": str(device),
+        }
+    )
 
     higher_is_better = target.task == "binary_classification"
     best_metric = -math.inf if higher_is_better else math.inf
@@ -1091,11 +1227,18 @@ def fit(spec: ModelSpec, train: pd.DataFrame, *, params: dict[str, Any],
             best_state, history, finished = ckpt["best_state"], list(ckpt["history"]), ckpt["finished"]
             start_epoch = ckpt["epoch"] + 1
             if finished:
-                log.info("Checkpoint %s: training already finished at epoch %d; reusing its best weights",
-                         ckpt_path, ckpt["epoch"])
+                log.info(
+                    "Checkpoint %s: training already finished at epoch %d; reusing its best weights",
+                    ckpt_path,
+                    ckpt["epoch"],
+                )
             else:
-                log.info("Checkpoint %s: epoch %d done; resuming from epoch %d", ckpt_path, ckpt["epoch"],
-                         start_epoch)
+                log.info(
+                    "Checkpoint %s: epoch %d done; resuming from epoch %d",
+                    ckpt_path,
+                    ckpt["epoch"],
+                    start_epoch,
+                )
 
     writer = CheckpointWriter(ckpt_path) if ckpt_path is not None else None
     metrics = MetricBatcher()
@@ -1108,9 +1251,19 @@ def fit(spec: ModelSpec, train: pd.DataFrame, *, params: dict[str, Any],
             timer = [torch.cuda.Event(enable_timing=True) for _ in range(2)] if device.type == "cuda" else []
             if timer:
                 timer[0].record()
-            train_loss_t = train_one_epoch(net, optimizer, scaler, loss_fn, data, batch_size=batch_size,
-                                           generator=shuffle, device=device, amp_dtype=amp_dtype, graph=step_graph,
-                                           perm=next_perm)
+            train_loss_t = train_one_epoch(
+                net,
+                optimizer,
+                scaler,
+                loss_fn,
+                data,
+                batch_size=batch_size,
+                generator=shuffle,
+                device=device,
+                amp_dtype=amp_dtype,
+                graph=step_graph,
+                perm=next_perm,
+            )
             if timer:
                 timer[1].record()
             train_s = time.perf_counter() - t0
@@ -1119,46 +1272,80 @@ def fit(spec: ModelSpec, train: pd.DataFrame, *, params: dict[str, Any],
             shuffle_state = shuffle.get_state()
             # On a GPU, the next epoch's order is drawn now, while the GPU still works through this
             # one, not after the wait below (when it would sit idle). Same order, same generator.
-            next_perm = (draw_permutation(n_train, shuffle, device if staged else torch.device("cpu"))
-                         if device.type == "cuda" and epoch < p.epochs else None)
+            next_perm = (
+                draw_permutation(n_train, shuffle, device if staged else torch.device("cpu"))
+                if device.type == "cuda" and epoch < p.epochs
+                else None
+            )
             # The one wait for the GPU in an epoch: three numbers for early stopping and the log.
-            train_loss, val_loss, val_auc = torch.stack([train_loss_t.double(), val_loss_t.double(),
-                                                         val_auc_t.double()]).tolist()
+            train_loss, val_loss, val_auc = torch.stack(
+                [train_loss_t.double(), val_loss_t.double(), val_auc_t.double()]
+            ).tolist()
             if timer:
                 train_s = timer[0].elapsed_time(timer[1]) / 1000
             if higher_is_better:  # no positive in the validation split: fall back to the loss
                 metric = -val_loss if math.isnan(val_auc) else val_auc
             else:
                 metric = val_loss
-            improved = (metric > best_metric + _MIN_DELTA) if higher_is_better else (
-                metric < best_metric - _MIN_DELTA)
+            improved = (
+                (metric > best_metric + _MIN_DELTA)
+                if higher_is_better
+                else (metric < best_metric - _MIN_DELTA)
+            )
             if improved:
                 best_metric, best_epoch, bad_epochs = metric, epoch, 0
                 best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
             else:
                 bad_epochs += 1
             epoch_s = time.perf_counter() - t0
-            row = {"train_loss": train_loss, "val_loss": val_loss, "val_roc_auc": val_auc,
-                   "rows_per_s": n_train / max(train_s, 1e-9), "epoch_seconds": epoch_s}
+            row = {
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "val_roc_auc": val_auc,
+                "rows_per_s": n_train / max(train_s, 1e-9),
+                "epoch_seconds": epoch_s,
+            }
             history.append({"epoch": float(epoch), **row})
             metrics.add(row, epoch)
-            log.info("epoch %d/%d: train_loss %.4f, val_loss %.4f%s, %.0f rows/s, %.2f s%s", epoch, p.epochs,
-                     train_loss, val_loss, "" if math.isnan(val_auc) else f", val_roc_auc {val_auc:.4f}",
-                     row["rows_per_s"], epoch_s, " (best)" if improved else "")
+            log.info(
+                "epoch %d/%d: train_loss %.4f, val_loss %.4f%s, %.0f rows/s, %.2f s%s",
+                epoch,
+                p.epochs,
+                train_loss,
+                val_loss,
+                "" if math.isnan(val_auc) else f", val_roc_auc {val_auc:.4f}",
+                row["rows_per_s"],
+                epoch_s,
+                " (best)" if improved else "",
+            )
             finished = bad_epochs >= p.patience or epoch == p.epochs
             if finished and bad_epochs >= p.patience:
-                log.info("Early stopping: no improvement for %d epochs; best epoch %d", p.patience, best_epoch)
+                log.info(
+                    "Early stopping: no improvement for %d epochs; best epoch %d", p.patience, best_epoch
+                )
             if writer is not None:
                 assert fingerprint is not None
-                writer.submit({
-                    "format": CHECKPOINT_FORMAT, "fingerprint": fingerprint.result(), "epoch": epoch,
-                    "best_metric": best_metric, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
-                    "finished": finished, "history": list(history), "best_state": best_state,
-                    "model": net.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "rng": {"torch": torch.get_rng_state(), "shuffle": shuffle_state,
-                            "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else []},
-                })
+                writer.submit(
+                    {
+                        "format": CHECKPOINT_FORMAT,
+                        "fingerprint": fingerprint.result(),
+                        "epoch": epoch,
+                        "best_metric": best_metric,
+                        "best_epoch": best_epoch,
+                        "bad_epochs": bad_epochs,
+                        "finished": finished,
+                        "history": list(history),
+                        "best_state": best_state,
+                        "model": net.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scaler": scaler.state_dict(),
+                        "rng": {
+                            "torch": torch.get_rng_state(),
+                            "shuffle": shuffle_state,
+                            "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
+                        },
+                    }
+                )
             if finished:
                 break
     except BaseException:
@@ -1174,14 +1361,25 @@ def fit(spec: ModelSpec, train: pd.DataFrame, *, params: dict[str, Any],
     metrics.add({"best_epoch": float(best_epoch), "epochs_run": float(epoch)}, 0)
     metrics.flush()
     if metrics.run_id is not None:
-        mlflow.set_tags({"torch.device": str(device), "torch.precision": precision,
-                         "torch.data_on_device": str(staged).lower(), "torch.version": torch.__version__})
+        mlflow.set_tags(
+            {
+                "torch.device": str(device),
+                "torch.precision": precision,
+                "torch.data_on_device": str(staged).lower(),
+                "torch.version": torch.__version__,
+            }
+        )
     total_s = time.perf_counter() - t_start
     timings["finish_s"] = total_s - sum(timings.values())
     model.timings = {k: round(v, 4) for k, v in timings.items()}
-    log.info("Trained in %.1f s (%s); best epoch %d (%s %.4f)", total_s,
-             ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in timings.items()), best_epoch,
-             "val_roc_auc" if higher_is_better else "val_loss", abs(best_metric))
+    log.info(
+        "Trained in %.1f s (%s); best epoch %d (%s %.4f)",
+        total_s,
+        ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in timings.items()),
+        best_epoch,
+        "val_roc_auc" if higher_is_better else "val_loss",
+        abs(best_metric),
+    )
     if metrics.run_id is not None:
         mlflow.log_metric("train_seconds", total_s)
     return model
@@ -1201,7 +1399,11 @@ def log_model(model: TorchTabularModel, spec: ModelSpec, input_example: pd.DataF
             signature=infer_signature(example, model.predict(example)),
             input_example=example.head(5),
             # Pinned here: inferring them would load the model in a subprocess for nothing.
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"pandas=={pd.__version__}",
-                              f"numpy=={np.__version__}", f"mlflow=={mlflow.__version__}"],
+            pip_requirements=[
+                f"torch=={torch.__version__.split('+')[0]}",
+                f"pandas=={pd.__version__}",
+                f"numpy=={np.__version__}",
+                f"mlflow=={mlflow.__version__}",
+            ],
         )
     return info.model_uri
