@@ -1,6 +1,6 @@
 """The BentoML service that serves one packaged model version (any model spec).
 
-It is generic: ``include.modelops.packaging.build_bento`` copies this file into a build
+It is generic: ``include.modelops.serving.packaging.build_bento`` copies this file into a build
 context next to ``bento_model.json`` (the BentoML model tag, the MLflow version and the
 model's whole spec). The request schema is built from the spec's features, so a bad
 request gets HTTP 400 naming the field before the model sees it. The model is the MLflow
@@ -38,7 +38,7 @@ import bentoml
 from pydantic import BeforeValidator, Field, ValidationError
 from pydantic_core import PydanticCustomError
 
-from include.modelops.packaging import (
+from include.modelops.serving.packaging import (
     BENTO_MODEL_FILE,
     MAX_ROWS,
     REQUEST_ID_HEADER,
@@ -64,7 +64,7 @@ _BENTO_MODEL_PATH = Path(__file__).with_name(BENTO_MODEL_FILE)
 if not _BENTO_MODEL_PATH.exists():
     raise RuntimeError(
         f"{_BENTO_MODEL_PATH} not found: this service is built per model version by "
-        "include.modelops.packaging.build_bento, which writes it into the build context."
+        "include.modelops.serving.packaging.build_bento, which writes it into the build context."
     )
 BENTO_MODEL: dict[str, Any] = json.loads(_BENTO_MODEL_PATH.read_text())
 SPEC = ModelSpec.model_validate(BENTO_MODEL["spec"])

@@ -18,7 +18,7 @@ On the spec's `monitoring.drift_schedule` (and by hand), for the window of
    `<model>.retrain_requested` with {reason, window, figures}; the training DAG is scheduled
    on that asset. `max_active_runs=1` serialises decisions, so a burst of runs requests once.
 
-This file only wires: the steps live in `include/modelops/monitoring/steps.py`.
+This file only wires: the steps live in `include/modelops/pipelines/monitoring.py`.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def monitoring_dag(spec: ModelSpec):
     def pipeline():
         @task(outlets=[assets.drift_report(model)])
         def monitor_window() -> dict:
-            from include.modelops.monitoring import steps
+            from include.modelops.pipelines import monitoring as steps
 
             ctx = get_current_context()
             run_time = ctx.get("data_interval_end") or ctx["dag_run"].run_after
@@ -96,7 +96,7 @@ def monitoring_dag(spec: ModelSpec):
 
         @task
         def decide_retraining(monitored: dict) -> dict:
-            from include.modelops.monitoring import steps
+            from include.modelops.pipelines import monitoring as steps
             from include.modelops.monitoring.training_runs import live_training_run_count
             from include.modelops.settings import get_settings
 
@@ -115,7 +115,7 @@ def monitoring_dag(spec: ModelSpec):
 
         @task(outlets=[assets.retrain_requested(model)])
         def request_retraining(decision: dict) -> dict:
-            from include.modelops.monitoring import steps
+            from include.modelops.pipelines import monitoring as steps
 
             extra = steps.retrain_request(decision)
             get_current_context()["outlet_events"][assets.retrain_requested(model)].extra = extra

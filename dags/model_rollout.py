@@ -91,7 +91,7 @@ SENSOR_RETRIES = 3
 
 def _version_from_context() -> str | None:
     """The version asked for: the run's param, else the newest triggering Asset event's, else None (challenger)."""
-    from include.modelops.triggers import latest_event_extra
+    from include.modelops.pipelines.triggers import latest_event_extra
 
     ctx = get_current_context()
     version = (ctx["params"] or {}).get("version")
@@ -148,7 +148,7 @@ def rollout_dag(spec: ModelSpec):
 
         @task
         def prepare_rollout() -> dict:
-            from include.modelops.triggers import stale_rollout_event
+            from include.modelops.pipelines.triggers import stale_rollout_event
 
             ctx = get_current_context()
             params = ctx["params"] or {}
@@ -199,8 +199,8 @@ def rollout_dag(spec: ModelSpec):
 
         @task(trigger_rule="one_failed")
         def rollback() -> dict:
-            from include.modelops import tracking
-            from include.modelops.triggers import older_than_champion
+            from include.modelops.platform import tracking
+            from include.modelops.pipelines.triggers import older_than_champion
 
             ctx = get_current_context()
             prepared = ctx["ti"].xcom_pull(task_ids="prepare_rollout")

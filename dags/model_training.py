@@ -19,7 +19,7 @@ retrain on new data. A run started by a retrain request acts on it once: when a 
 already trained for that request (e.g. `make demo-drift` ran the retrain itself with `airflow dags
 test`, and `make up`'s scheduler starts the queued run later), `validate_dataset` is skipped with
 the reason in its log and the run ends with every task skipped. Adding a spec file is all it
-takes for its DAG to appear. This file only wires: the steps live in `include/modelops/steps.py`.
+takes for its DAG to appear. This file only wires: the steps live in `include/modelops/pipelines/training.py`.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from modelops_operators import ModelApprovalOperator, ModelCardOperator
 
 from include.modelops import assets
-from include.modelops.approvals import required_approvals
+from include.modelops.governance.approvals import required_approvals
 from include.modelops.spec import ModelSpec, load_specs
 
 # A user's mistake (bad data, bad spec, missing evidence) fails at once; infrastructure errors retry.
@@ -48,12 +48,12 @@ NO_RETRY_ON_USER_ERRORS = ExceptionRetryPolicy(
     rules=[
         RetryRule(
             exception=[
-                "include.modelops.validation.DataValidationError",
-                "include.modelops.validation.DataSplitError",
+                "include.modelops.data.validation.DataValidationError",
+                "include.modelops.data.validation.DataSplitError",
                 "include.modelops.spec.ModelSpecError",
-                "include.modelops.model_card.MissingEvidenceError",
-                "include.modelops.approvals.ApprovalNotAllowed",
-                "include.modelops.packaging.TrainServeSkewError",
+                "include.modelops.governance.model_card.MissingEvidenceError",
+                "include.modelops.governance.approvals.ApprovalNotAllowed",
+                "include.modelops.serving.packaging.TrainServeSkewError",
             ],
             action=RetryAction.FAIL,
             reason="the input is wrong, retrying cannot fix it",
@@ -134,11 +134,13 @@ def training_dag(spec: ModelSpec):
         },
     )
     def pipeline():
-        from include.modelops import steps  # light: heavy libraries load inside each step
+        from include.modelops.pipelines import (
+            training as steps,
+        )  # light: heavy libraries load inside each step
 
         @task(outlets=[assets.validated_dataset(model)])
         def validate_dataset() -> dict:
-            from include.modelops.triggers import latest_event_extra, served_retrain_request
+            from include.modelops.pipelines.triggers import latest_event_extra, served_retrain_request
 
             ctx = get_current_context()
             request = latest_event_extra(
@@ -218,7 +220,7 @@ def training_dag(spec: ModelSpec):
         split = split_dataset(validated)
         if spec.training.backend == "kubernetes":
             # The same entrypoint in the training image, as a deferrable pod; its result comes back via XCom.
-            from include.modelops.kubernetes import training_pod_operator
+            from include.modelops.training.pod import training_pod_operator
 
             pod = training_pod_operator(spec, task_id="train_candidate")
             [validated, split] >> pod

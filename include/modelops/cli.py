@@ -42,7 +42,7 @@ def _print(msg: str = "") -> None:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from include.modelops.dataset import generate_transactions
+    from include.modelops.data.dataset import generate_transactions
 
     out = Path(args.out) if args.out else get_settings().state_dir / "data" / "fraud_transactions"
     try:
@@ -78,7 +78,7 @@ def _bundled_example_data(spec, state_dir: Path) -> Path | None:
     Only the reference fraud model gets generated data, and only where the generator owns the
     folder; every other model's data is the user's and is read, never written.
     """
-    from include.modelops.dataset import is_generated_dataset
+    from include.modelops.data.dataset import is_generated_dataset
 
     if spec.name != DEFAULT_MODEL:
         return None
@@ -91,7 +91,12 @@ def _bundled_example_data(spec, state_dir: Path) -> Path | None:
 
 def cmd_draft_spec(args: argparse.Namespace) -> int:
     """Draft include/models/<name>.yaml from a dataset; reads the data, never writes next to it."""
-    from include.modelops.spec_draft import DEFAULT_SAMPLE_ROWS, SpecDraftError, draft_spec, write_spec_draft
+    from include.modelops.data.spec_draft import (
+        DEFAULT_SAMPLE_ROWS,
+        SpecDraftError,
+        draft_spec,
+        write_spec_draft,
+    )
 
     try:
         draft = draft_spec(
@@ -125,7 +130,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     data_dir = _bundled_example_data(spec, s.state_dir)
     if data_dir is not None:
-        from include.modelops.dataset import generate_transactions
+        from include.modelops.data.dataset import generate_transactions
 
         counter = s.state_dir / "demo" / f"{spec.name}.runs"
         counter.parent.mkdir(parents=True, exist_ok=True)
@@ -187,7 +192,7 @@ def _run_training(spec, conf: dict[str, str], *, t_start: float, again: str) -> 
     import contextlib
     import os
 
-    from include.modelops import local_stack
+    from include.modelops.platform import local_stack
 
     s = get_settings()
     summary_path = s.runs_dir / spec.name / "latest_summary.json"
@@ -266,7 +271,7 @@ def _fail_interrupted_runs(dag_ids: list[str], env: dict[str, str], since: float
     started = datetime.fromtimestamp(since, UTC).isoformat()
     for dag_id in dag_ids:
         res = subprocess.run(
-            [sys.executable, "-m", "include.modelops.interrupted_runs", dag_id, started],
+            [sys.executable, "-m", "include.modelops.platform.interrupted_runs", dag_id, started],
             env=env,
             capture_output=True,
             text=True,
@@ -296,7 +301,8 @@ def _run_rollout(spec, version: str, env: dict[str, str], *, stamp: str) -> dict
     import subprocess
     import sys
 
-    from include.modelops import local_stack, tracking
+    from include.modelops.platform import local_stack
+    from include.modelops.platform import tracking
     from include.modelops.rollout import stages
     from include.modelops.rollout.local import LocalBackend
 
@@ -393,7 +399,9 @@ def _print_rollout(rollout: dict) -> None:
 
 def cmd_demo_bad_canary(args: argparse.Namespace) -> int:
     """Roll out a deliberately broken candidate of the champion and show it rolled back by itself."""
-    from include.modelops import local_stack, packaging, tracking
+    from include.modelops.platform import local_stack
+    from include.modelops.serving import packaging
+    from include.modelops.platform import tracking
     from include.modelops.rollout.faults import register_faulty_candidate
     from include.modelops.spec import ModelSpecError, load_spec_by_name
 
@@ -460,7 +468,7 @@ def _port_or_free(port: int, what: str) -> int:
     """``port`` when it is free, else a free one (another checkout's `make up` may hold the default)."""
     import socket
 
-    from include.modelops import local_stack
+    from include.modelops.platform import local_stack
 
     with socket.socket() as sock:
         try:
@@ -500,7 +508,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     """Airflow standalone (API server + UI, scheduler, triggerer, dag processor) and MLflow, until Ctrl-C."""
     import subprocess
 
-    from include.modelops import local_stack
+    from include.modelops.platform import local_stack
     from include.modelops.spec import ModelSpecError, load_all_specs
 
     _stop_on_signals()
@@ -591,7 +599,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import contextlib
     import os
 
-    from include.modelops import local_stack, packaging
+    from include.modelops.platform import local_stack
+    from include.modelops.serving import packaging
 
     _stop_on_signals()
     local_stack.claim_processes()
@@ -609,7 +618,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             if uri is None:
                 return 1
             os.environ["MLFLOW_TRACKING_URI"] = uri
-            from include.modelops import tracking
+            from include.modelops.platform import tracking
 
             version = tracking.alias_version(args.model, tracking.CHAMPION)
             tag = (
@@ -664,7 +673,7 @@ def _mlflow_server_for_run(running: contextlib.ExitStack, *, say_stopped: bool =
     The command's first call also makes ``running`` stop, last, everything the command started
     that is still running (rollout deployments, servers its tasks started: local_stack.stop_started).
     """
-    from include.modelops import local_stack
+    from include.modelops.platform import local_stack
 
     if local_stack.claim_processes():
         _stop_on_signals()  # SIGTERM too unwinds ``running``
@@ -697,7 +706,7 @@ def _mlflow_for_reading(running: contextlib.ExitStack) -> str | None:
     import urllib.parse
     import urllib.request
 
-    from include.modelops import local_stack
+    from include.modelops.platform import local_stack
 
     s = get_settings()
     uri = s.mlflow_tracking_uri
@@ -738,7 +747,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     import contextlib
     import os
 
-    from include.modelops import audit, local_stack
+    from include.modelops.governance import audit
+    from include.modelops.platform import local_stack
 
     s = get_settings()
 
@@ -832,7 +842,8 @@ def cmd_demo_drift(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from include.modelops import local_stack, packaging
+    from include.modelops.platform import local_stack
+    from include.modelops.serving import packaging
     from include.modelops.serving import traffic
     from include.modelops.spec import ModelSpecError, load_spec_by_name
 
@@ -852,8 +863,8 @@ def cmd_demo_drift(args: argparse.Namespace) -> int:
                 os.environ["MLFLOW_TRACKING_URI"] = started  # every step below (and the training run) uses it
             uri = os.environ["MLFLOW_TRACKING_URI"]
             os.environ.setdefault("MODELOPS_MLFLOW_UI_URL", f"http://127.0.0.1:{UI_MLFLOW_PORT}")
-            from include.modelops import tracking
-            from include.modelops.monitoring import steps as monitoring
+            from include.modelops.platform import tracking
+            from include.modelops.pipelines import monitoring as monitoring
 
             version = tracking.alias_version(spec.name, tracking.CHAMPION)
             if version is None:
@@ -1096,7 +1107,7 @@ def _print_summary(
 
 def _current_card(model: str, version: str | None, fallback: str | None) -> str | None:
     """The version's current card: the local copy every regeneration (training, rollout, rollback) rewrites."""
-    from include.modelops.model_card import card_dir
+    from include.modelops.governance.model_card import card_dir
 
     current = card_dir(model, str(version)) / "model_card.html" if version else None
     return str(current) if current is not None and current.exists() else fallback
@@ -1232,7 +1243,7 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("check-specs", help="validate every model spec and print the problems")
     c.set_defaults(fn=cmd_check_specs)
     args = p.parse_args(argv)
-    from include.modelops import local_stack
+    from include.modelops.platform import local_stack
 
     local_stack.quiet_output()
     return args.fn(args)

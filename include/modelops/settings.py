@@ -27,7 +27,7 @@ Every setting has a default for the embedded, one-laptop mode, with all state un
 | ``MODELOPS_INFERENCE_LOG_SPOOL`` | ``<state>/inference_log_spool`` | the inference log's write-ahead spool, a folder on local disk: each answered request's rows are appended there before the answer goes out, and rows a killed worker left are written by the next one to start (``off``: no spool; see ``include/modelops/serving/inference_log.py``) |
 | ``MODELOPS_INFERENCE_LOG_URL`` | ``<state>/inference_log`` | inference log and label feed: a folder, or an fsspec URL such as ``s3://bucket/prefix`` (needs ``s3fs``) |
 
-Training pods (``training.backend: kubernetes``; see ``include/modelops/kubernetes.py``):
+Training pods (``training.backend: kubernetes``; see ``include/modelops/training/pod.py``):
 
 | variable | default | meaning |
 | --- | --- | --- |

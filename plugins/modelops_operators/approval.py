@@ -100,7 +100,7 @@ class ModelApprovalOperator(AnswerStands, ApprovalOperator):
         self.approval_index = approval_index
 
     def execute(self, context: Any) -> Any:
-        from include.modelops import approvals
+        from include.modelops.governance import approvals
         from include.modelops.spec import load_spec_by_name
 
         spec = load_spec_by_name(self.model_name)
@@ -112,7 +112,7 @@ class ModelApprovalOperator(AnswerStands, ApprovalOperator):
         return self.ask_unless_answered(context)
 
     def ask(self, context: Any) -> Any:
-        from include.modelops import approvals
+        from include.modelops.governance import approvals
         from include.modelops.spec import load_spec_by_name
 
         spec = load_spec_by_name(self.model_name)
@@ -134,7 +134,7 @@ class ModelApprovalOperator(AnswerStands, ApprovalOperator):
         return super().execute(context)
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
-        from include.modelops import approvals
+        from include.modelops.governance import approvals
 
         version = self.registered["version"]
         approved, by, comment, timed_out = answer_of(event)

@@ -36,7 +36,7 @@ class ModelCardOperator(BaseOperator):
         self.registered = registered
 
     def execute(self, context: Any) -> dict:
-        from include.modelops import steps
+        from include.modelops.pipelines import training as steps
 
         return steps.generate_model_card(
             self.model_name,

@@ -31,7 +31,7 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from include.modelops import local_stack  # noqa: E402
+from include.modelops.platform import local_stack  # noqa: E402
 
 DAG_FILE = PROJECT_ROOT / "dags" / "model_training.py"
 TARGET_S = 0.30  # per file: twice as fast as the 0.62 s example in Airflow's best-practices guide
@@ -131,7 +131,7 @@ def run_direct(model: str, env: dict) -> tuple[float, dict[str, float]]:
     """The same steps, in DAG order, in one process: what the DAG would cost without Airflow."""
     code = r"""
 import json, sys, time
-from include.modelops import steps
+from include.modelops.pipelines import training as steps
 m, ids = "MODEL", {"dag_id": "direct", "dag_run_id": "direct-" + str(time.time())}
 t = {}
 def timed(name, fn, *a, **k):
@@ -143,7 +143,7 @@ e = timed("evaluate_candidate", steps.evaluate_candidate, m, v, s, tr, dag_run_i
 r = timed("register_candidate", steps.register_candidate, m, v, tr, e, **ids)
 c = timed("generate_model_card", steps.generate_model_card, m, v, s, e, r, **ids)
 if steps.check_gate(e):
-    from include.modelops import approvals
+    from include.modelops.governance import approvals
     from include.modelops.spec import load_spec_by_name
     def approve():
         spec = load_spec_by_name(m)
@@ -167,7 +167,7 @@ print("BENCH " + json.dumps(t))
 
 
 def bench_orchestration(tmp: Path, rows: int, repeats: int) -> dict:
-    from include.modelops.dataset import generate_transactions
+    from include.modelops.data.dataset import generate_transactions
 
     state = tmp / "stack"
     data = state / "data"

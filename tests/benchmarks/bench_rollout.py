@@ -61,7 +61,7 @@ def setup_env(args: argparse.Namespace) -> dict[str, str]:
     """Wipe the work folder, write the bench spec, and return the stack's environment (also set here)."""
     import yaml
 
-    from include.modelops import local_stack
+    from include.modelops.platform import local_stack
 
     shutil.rmtree(WORK, ignore_errors=True)
     (WORK / "tmp").mkdir(parents=True)
@@ -185,7 +185,7 @@ class Deployment:
 
     def deployable(self, version: str) -> str:
         """Build the version's bento and tag it as the training DAG's smoke test does (challenger)."""
-        from include.modelops import tracking
+        from include.modelops.platform import tracking
         from tests.integration.rollout_fixtures import build
 
         tag = build(self.spec, version)
@@ -202,7 +202,7 @@ class Deployment:
 
     def rollout(self, version: str, *, traffic: bool) -> dict:
         """``airflow dags test fraud_detection_rollout`` for ``version``; its record, wall time and traffic."""
-        from include.modelops import local_stack
+        from include.modelops.platform import local_stack
         from include.modelops.rollout import stages
 
         log_file = WORK / "logs" / f"rollout-v{version}.log"
@@ -235,7 +235,7 @@ def bench_overhead(spec, frame, requests: int) -> dict:
     """The splitter's added latency: the same version as stable and canary, 0% canary, direct vs Caddy."""
     import mlflow
 
-    from include.modelops import packaging
+    from include.modelops.serving import packaging
     from include.modelops.rollout.local import LocalBackend
     from tests.integration.rollout_fixtures import build, train_and_register
 
@@ -322,7 +322,7 @@ def bench_stages(d: Deployment) -> dict:
 
 def bench_fault(d: Deployment, fault_after_s: float) -> dict:
     """A candidate that starts failing mid-stage, rolled out by the DAG; onset to the last canary answer."""
-    from include.modelops import tracking
+    from include.modelops.platform import tracking
     from include.modelops.rollout.faults import register_faulty_candidate
     from include.modelops.rollout.local import UPSTREAM_HEADER, LocalBackend
     from include.modelops.serving.inference_log import read_window
@@ -498,8 +498,8 @@ def main() -> int:
 
     import mlflow
 
-    from include.modelops import local_stack
-    from include.modelops.dataset import generate_transactions, read_dataset
+    from include.modelops.platform import local_stack
+    from include.modelops.data.dataset import generate_transactions, read_dataset
     from include.modelops.rollout.local import LocalBackend
     from include.modelops.spec import load_spec_by_name
 

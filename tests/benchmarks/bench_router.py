@@ -108,7 +108,7 @@ class Clients:
 
 
 def setup(args: argparse.Namespace):
-    from include.modelops import local_stack
+    from include.modelops.platform import local_stack
 
     shutil.rmtree(WORK, ignore_errors=True)
     (WORK / "tmp").mkdir(parents=True)
@@ -253,13 +253,13 @@ class Server:
         self.port, self.env, self.proc = port, env, None
 
     def start(self) -> None:
-        from include.modelops import local_stack
+        from include.modelops.platform import local_stack
 
         if self.proc is None:
             self.proc = local_stack.start_mlflow(WORK / "mlflow", self.port, self.env)
 
     def stop(self) -> None:
-        from include.modelops import local_stack
+        from include.modelops.platform import local_stack
 
         if self.proc is not None:
             local_stack.stop_process(self.proc)
@@ -285,8 +285,9 @@ def main() -> int:
 
     import mlflow
 
-    from include.modelops import packaging, tracking
-    from include.modelops.dataset import generate_transactions, read_dataset
+    from include.modelops.serving import packaging
+    from include.modelops.platform import tracking
+    from include.modelops.data.dataset import generate_transactions, read_dataset
     from include.modelops.rollout import stages
     from include.modelops.rollout.local import LocalBackend
     from include.modelops.spec import load_spec_by_name

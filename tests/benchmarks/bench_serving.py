@@ -74,8 +74,8 @@ def train_and_package(spec: Any, tracking_uri: str, rows: int) -> dict[str, Any]
     """Train the spec's model on generated rows, register it, build its bento; return tag, URI, holdout."""
     import mlflow
 
-    from include.modelops.dataset import generate_transactions, read_dataset
-    from include.modelops.packaging import build_bento
+    from include.modelops.data.dataset import generate_transactions, read_dataset
+    from include.modelops.serving.packaging import build_bento
     from include.modelops.training import sklearn_trainer
 
     data = WORK / "data"
@@ -121,7 +121,7 @@ class Server:
         )
 
     def __enter__(self) -> Server:
-        from include.modelops import local_stack
+        from include.modelops.platform import local_stack
 
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self.gc_log.unlink(missing_ok=True)
@@ -172,14 +172,15 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def __exit__(self, *exc: object) -> None:
-        from include.modelops import local_stack
+        from include.modelops.platform import local_stack
 
         if self.proc is not None:
             local_stack.stop_process(self.proc, timeout_s=30)
 
 
 def bento_server(name: str, tag: str, log_on: bool, extra_env: dict[str, str] | None = None) -> Server:
-    from include.modelops import local_stack, packaging
+    from include.modelops.platform import local_stack
+    from include.modelops.serving import packaging
 
     env = packaging._serve_env()
     env["MODELOPS_INFERENCE_LOG"] = "on" if log_on else "off"
@@ -201,7 +202,7 @@ def bento_server(name: str, tag: str, log_on: bool, extra_env: dict[str, str] | 
 
 
 def fastapi_server(model_uri: str, workers: int) -> Server:
-    from include.modelops import local_stack
+    from include.modelops.platform import local_stack
 
     env = dict(
         os.environ,
@@ -641,7 +642,7 @@ def main(argv: list[str] | None = None) -> int:
 
         workers = get_settings().serve_workers
         args.peer_workers = (os.cpu_count() or 1) if workers == "cpu_count" else int(workers)
-    from include.modelops import local_stack
+    from include.modelops.platform import local_stack
     from include.modelops.spec import load_spec_by_name
 
     spec = load_spec_by_name("fraud_detection")

@@ -187,7 +187,7 @@ def test_kubernetes_backend_trains_in_a_deferrable_pod_and_parses_without_heavy_
 def test_data_errors_fail_at_once_and_infrastructure_errors_retry(dagbag, task_id):
     from airflow.sdk.definitions.retry_policy import RetryAction
 
-    from include.modelops.validation import DataSplitError, DataValidationError
+    from include.modelops.data.validation import DataSplitError, DataValidationError
 
     task = dagbag.dags["fraud_detection_training"].get_task(task_id)
     policy = task.retry_policy

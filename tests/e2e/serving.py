@@ -14,7 +14,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 def serve_and_send_traffic(env: dict[str, str], state: Path, model: str, *, requests: int = 60) -> dict:
     """Serve ``model``'s champion (`cli serve`), send it ``requests`` requests of its holdout rows (`cli traffic`),
     stop the server with Ctrl-C; returns the traffic summary after checking every request got a 200."""
-    from include.modelops.local_stack import free_port
+    from include.modelops.platform.local_stack import free_port
 
     def cli(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(

@@ -61,7 +61,7 @@ def _up_acts_on_no_stale_event(state: Path) -> None:
     """`make up` after the demo sequence: its scheduler starts the runs the Asset events of those
     `airflow dags test` runs queued; each is recognised as stale and skipped with its reason, and
     nothing is trained, registered or rolled out. Ctrl-C then stops everything `make up` started."""
-    from include.modelops.local_stack import free_port
+    from include.modelops.platform.local_stack import free_port
 
     registry, records = _registry(state), _rollout_records(state)
     db = state / "airflow" / "airflow.db"

@@ -33,7 +33,7 @@ class Stack:
 
     def run_dag(self, dag_id: str, conf: dict | None = None, *, model: str = "fraud_detection") -> dict:
         """Run a DAG once with `airflow dags test`; returns the run summary plus rc and log."""
-        from include.modelops import local_stack
+        from include.modelops.platform import local_stack
 
         summary_path = self.state_dir / "runs" / model / "latest_summary.json"
         summary_path.unlink(missing_ok=True)
@@ -78,8 +78,8 @@ def write_test_spec(specs_dir: Path, data_dir: Path, **overrides) -> dict:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory, monkeypatch_session):
-    from include.modelops import local_stack
-    from include.modelops.dataset import generate_transactions
+    from include.modelops.platform import local_stack
+    from include.modelops.data.dataset import generate_transactions
 
     state = tmp_path_factory.mktemp("stack")
     specs_dir, data_dir = state / "specs", state / "data" / "reference"
@@ -132,7 +132,7 @@ class Standalone:
 
 @pytest.fixture(scope="session")
 def standalone(stack):
-    from include.modelops import local_stack
+    from include.modelops.platform import local_stack
 
     state = stack.state_dir / "standalone"
     specs = state / "specs"
@@ -326,7 +326,7 @@ def registered(spec: ModelSpec, state: Path):
 
 @pytest.fixture(scope="module")
 def built(spec: ModelSpec, registered: dict, state: Path):
-    from include.modelops.packaging import build_bento
+    from include.modelops.serving.packaging import build_bento
 
     started = time.perf_counter()
     tag = build_bento(spec, registered["version"], registered["model_uri"])

@@ -41,7 +41,7 @@ def register_faulty(
 
 
 def build(spec: ModelSpec, version: str) -> str:
-    from include.modelops.packaging import build_bento
+    from include.modelops.serving.packaging import build_bento
 
     return build_bento(spec, version, f"models:/{spec.name}/{version}")
 
@@ -49,7 +49,7 @@ def build(spec: ModelSpec, version: str) -> str:
 @contextlib.contextmanager
 def traffic(url: str, model: str, source: Path, env: dict[str, str], *, rate: float = 15) -> Iterator[None]:
     """The traffic generator sending rows of ``source`` to ``url`` until the block ends."""
-    from include.modelops import local_stack
+    from include.modelops.platform import local_stack
     from include.modelops.settings import PROJECT_ROOT
 
     sender = subprocess.Popen(
@@ -93,7 +93,7 @@ def traffic(url: str, model: str, source: Path, env: dict[str, str], *, rate: fl
 
 def variants_answering(url: str, spec: ModelSpec, frame: pd.DataFrame, n: int = 20) -> set[tuple[str, str]]:
     """Send n requests through the endpoint; (variant, version) of every row the inference log holds for them."""
-    from include.modelops import packaging
+    from include.modelops.serving import packaging
     from include.modelops.serving.inference_log import read_window
 
     started, probe = datetime.now(UTC), f"probe-{uuid.uuid4().hex[:8]}"

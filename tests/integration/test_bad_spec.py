@@ -13,7 +13,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_bad_spec_is_an_import_error_naming_file_and_field(stack, tmp_path):
-    from include.modelops import local_stack
+    from include.modelops.platform import local_stack
 
     specs = tmp_path / "specs"
     write_test_spec(specs, stack.data_dir)  # a good spec next to the bad one: its DAGs must survive

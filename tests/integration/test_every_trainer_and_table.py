@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from include.modelops import evaluation, packaging, scoring
+from include.modelops import evaluation, scoring
+from include.modelops.serving import packaging
 from include.modelops.spec import ModelSpec
 
 pytestmark = pytest.mark.integration

@@ -81,7 +81,7 @@ def test_audit_reads_this_checkouts_store_not_whatever_answers_on_5000(tmp_path,
 
 
 def test_tracking_without_a_configured_server_says_what_to_set(monkeypatch):
-    from include.modelops import tracking
+    from include.modelops.platform import tracking
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     with pytest.raises(RuntimeError, match="MLFLOW_TRACKING_URI is not set"):

@@ -97,7 +97,7 @@ def test_up_stops_airflow_mlflow_and_every_deployment_on_ctrl_c(tmp_path):
     service.mkdir()
     (service / "service.py").write_text(SERVICE)
     (service / "bentofile.yaml").write_text('service: "service:Echo"\n')
-    from include.modelops.local_stack import free_port
+    from include.modelops.platform.local_stack import free_port
 
     proc = subprocess.Popen(
         [
@@ -166,7 +166,7 @@ def test_up_stops_airflow_mlflow_and_every_deployment_on_ctrl_c(tmp_path):
 
 def test_mlflow_server_stops_on_sigterm_alone(tmp_path, caplog):
     """No SIGKILL: MLflow's job runner (seven huey consumers, idle ones poll every 10 s) is not started."""
-    from include.modelops import local_stack
+    from include.modelops.platform import local_stack
 
     state = tmp_path / "state"
     port = local_stack.free_port()
@@ -176,7 +176,7 @@ def test_mlflow_server_stops_on_sigterm_alone(tmp_path, caplog):
         tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
         commands = [" ".join(p.cmdline()) for p in tree]
         assert not [c for c in commands if "huey" in c or "_job_runner" in c], commands
-        with caplog.at_level(logging.WARNING, logger="include.modelops.local_stack"):
+        with caplog.at_level(logging.WARNING, logger="include.modelops.platform.local_stack"):
             ended = local_stack.stop_process(proc, timeout_s=10)
     finally:
         if proc.poll() is None:

@@ -33,7 +33,7 @@ DONE = ("success", "failed")
 @pytest.fixture(scope="module")
 def airflow(stack):
     """`airflow standalone` on the session stack's metadata DB and MLflow; stopped after the module."""
-    from include.modelops import local_stack
+    from include.modelops.platform import local_stack
 
     write_test_spec(
         stack.specs_dir,

@@ -33,12 +33,12 @@ class Server:
         self.state, self.port, self.env, self.proc = state, port, env, None
 
     def start(self) -> None:
-        from include.modelops import local_stack
+        from include.modelops.platform import local_stack
 
         self.proc = local_stack.start_mlflow(self.state, self.port, self.env)
 
     def stop(self) -> None:
-        from include.modelops import local_stack
+        from include.modelops.platform import local_stack
 
         if self.proc is not None:
             local_stack.stop_process(self.proc)
@@ -49,8 +49,10 @@ class Server:
 def registry(tmp_path_factory: pytest.TempPathFactory, bentoml_store):
     import mlflow
 
-    from include.modelops import local_stack, packaging, tracking
-    from include.modelops.dataset import generate_transactions, read_dataset
+    from include.modelops.platform import local_stack
+    from include.modelops.serving import packaging
+    from include.modelops.platform import tracking
+    from include.modelops.data.dataset import generate_transactions, read_dataset
 
     root = tmp_path_factory.mktemp("rollout_abort")
     spec = load_spec(SPEC_PATH)
@@ -96,7 +98,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory, bentoml_store):
 
 
 def test_a_rollback_with_mlflow_down_moves_traffic_at_once_and_lands_the_registry_writes_later(registry):
-    from include.modelops import tracking
+    from include.modelops.platform import tracking
     from include.modelops.rollout import pending, stages
     from include.modelops.rollout.local import LocalBackend, process_alive
 

@@ -36,8 +36,8 @@ PAUSE = "pause_after_canary_25"
 BUILD = """
 import json, sys
 import mlflow
-from include.modelops import tracking
-from include.modelops.dataset import read_dataset
+from include.modelops.platform import tracking
+from include.modelops.data.dataset import read_dataset
 from include.modelops.spec import load_spec_by_name
 from tests.integration.rollout_fixtures import build, train_and_register
 spec = load_spec_by_name(sys.argv[1])
@@ -117,7 +117,7 @@ class Rollouts:
 
 @pytest.fixture(scope="module")
 def rollouts(stack, standalone):
-    from include.modelops.dataset import read_dataset
+    from include.modelops.data.dataset import read_dataset
     from include.modelops.rollout.local import LocalBackend
     from include.modelops.spec import load_spec
 
@@ -197,7 +197,7 @@ def test_a_paused_stage_approved_through_the_rest_api_is_promoted(rollouts):
 
 
 def test_a_paused_stage_aborted_through_the_rest_api_is_rolled_back(rollouts):
-    from include.modelops import audit
+    from include.modelops.governance import audit
     from include.modelops.rollout import stages
 
     api, (v1, v2, v3) = rollouts.api, rollouts.versions

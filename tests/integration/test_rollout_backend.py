@@ -34,8 +34,8 @@ def versions(tmp_path_factory: pytest.TempPathFactory, bentoml_store):
     """Two trained, registered and built versions of the model, and the rows to send."""
     import mlflow
 
-    from include.modelops import packaging
-    from include.modelops.dataset import generate_transactions, read_dataset
+    from include.modelops.serving import packaging
+    from include.modelops.data.dataset import generate_transactions, read_dataset
 
     root = tmp_path_factory.mktemp("rollout_backend")
     spec = load_spec(SPEC_PATH)

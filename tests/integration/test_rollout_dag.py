@@ -74,7 +74,7 @@ class Deployment:
 
     def deployable(self, version: str, *, challenger: bool = True) -> str:
         """Build the version's bento and tag it as the training DAG's smoke test does."""
-        from include.modelops import tracking
+        from include.modelops.platform import tracking
 
         tag = build(self.spec, version)
         tracking.set_version_tags(MODEL, version, {"modelops.deployable": "true", "modelops.bento_tag": tag})
@@ -84,7 +84,7 @@ class Deployment:
 
     def rollout(self, conf: dict | None = None, *, traffic: bool = True) -> dict:
         """One run of the rollout DAG (while the traffic generator sends requests); its record and rc."""
-        from include.modelops import local_stack
+        from include.modelops.platform import local_stack
         from include.modelops.rollout import stages
 
         sending = (
@@ -108,8 +108,8 @@ class Deployment:
 def deployment(tmp_path_factory: pytest.TempPathFactory, bentoml_store):
     import mlflow
 
-    from include.modelops import local_stack
-    from include.modelops.dataset import generate_transactions, read_dataset
+    from include.modelops.platform import local_stack
+    from include.modelops.data.dataset import generate_transactions, read_dataset
     from include.modelops.rollout.local import LocalBackend
     from include.modelops.spec import load_spec
 
@@ -238,7 +238,7 @@ def test_faulty_candidate_is_rolled_back_and_stable_keeps_every_request(deployme
 
 def test_a_canary_killed_mid_stage_is_rolled_back_within_a_couple_of_checks(deployment):
     """No traffic: canary_25 bakes (too few requests) until its process is killed; the next check sees it."""
-    from include.modelops import tracking
+    from include.modelops.platform import tracking
     from include.modelops.rollout import stages
     from include.modelops.rollout.local import LocalBackend
 
@@ -303,7 +303,7 @@ print(json.dumps({"done": result["done"], "shares": backend.shares, "caddy_loads
 
 
 def test_a_retried_stage_resumes_without_moving_traffic_twice(deployment):
-    from include.modelops import tracking
+    from include.modelops.platform import tracking
     from include.modelops.rollout import stages
     from include.modelops.rollout.local import LocalBackend
 
@@ -352,7 +352,7 @@ def test_a_retried_stage_resumes_without_moving_traffic_twice(deployment):
 
 def test_a_completed_promotion_is_taken_back_by_the_rollback_dag(deployment):
     champion, previous = deployment.alias("champion"), deployment.alias("previous")
-    from include.modelops import local_stack
+    from include.modelops.platform import local_stack
 
     res = local_stack.airflow(
         [
@@ -401,7 +401,7 @@ SHADOW = {"requests": 30, "max_wait_s": 90, "max_disagreement_rate": 0.1}
 def test_shadow_stage_rolls_back_a_shifted_candidate_while_clients_get_only_stable_answers(deployment):
     import mlflow
 
-    from include.modelops import audit
+    from include.modelops.governance import audit
     from include.modelops.serving.inference_log import read_window
 
     champion = deployment.alias("champion")
@@ -476,6 +476,6 @@ def test_shadow_stage_rolls_back_a_shifted_candidate_while_clients_get_only_stab
 
 
 def packaging_rows(deployment) -> list[dict]:
-    from include.modelops import packaging
+    from include.modelops.serving import packaging
 
     return packaging.request_rows(deployment.spec, deployment.frame.head(2))

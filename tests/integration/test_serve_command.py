@@ -21,7 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from include.modelops.local_stack import free_port
+from include.modelops.platform.local_stack import free_port
 from include.modelops.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.integration
@@ -71,7 +71,7 @@ def wait_for_line(proc: subprocess.Popen, needle: str, timeout_s: float = 180) -
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_serve_answers_logs_and_leaves_no_process_after_a_signal(spec, champion, state, stop_signal):
-    from include.modelops.packaging import example_row
+    from include.modelops.serving.packaging import example_row
     from include.modelops.serving.inference_log import read_window
 
     port = free_port()

@@ -25,8 +25,9 @@ def _post(url: str, payload: object) -> object:
 def test_bento_labels_with_the_threshold_recorded_on_its_version(
     spec: ModelSpec, registered: dict, state: Path
 ):
-    from include.modelops import decision_threshold, tracking
-    from include.modelops.packaging import build_bento, request_rows, serve_bento
+    from include.modelops import decision_threshold
+    from include.modelops.platform import tracking
+    from include.modelops.serving.packaging import build_bento, request_rows, serve_bento
 
     scores = np.asarray(registered["expected"], dtype=float)
     value = float(np.quantile(scores, 0.5))  # a threshold that labels differently from 0.5 on these rows

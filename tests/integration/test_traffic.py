@@ -27,8 +27,8 @@ def served(tmp_path_factory: pytest.TempPathFactory, bentoml_store: Path):
     """A served bento of a freshly trained model; yields its URL, state folder, holdout and spec."""
     import mlflow
 
-    from include.modelops import packaging
-    from include.modelops.dataset import generate_transactions, read_dataset
+    from include.modelops.serving import packaging
+    from include.modelops.data.dataset import generate_transactions, read_dataset
     from include.modelops.training import sklearn_trainer
 
     root = tmp_path_factory.mktemp("traffic")

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from include.modelops import audit
+from include.modelops.governance import audit
 
 MODEL = "fraud_audit"
 DAG_ID = f"{MODEL}_training"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from include.modelops import audit
+from include.modelops.governance import audit
 
 MODEL = "fraud_watch"
 P = "modelops.monitoring."

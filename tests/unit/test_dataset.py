@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from include.modelops.dataset import (
+from include.modelops.data.dataset import (
     BROKEN_VARIANTS,
     VARIANTS,
     DataLoadError,
@@ -120,7 +120,7 @@ def test_summary_describes_what_was_written(tmp_path):
 
 
 def test_progress_is_logged(tmp_path, caplog):
-    with caplog.at_level(logging.INFO, logger="include.modelops.dataset"):
+    with caplog.at_level(logging.INFO, logger="include.modelops.data.dataset"):
         generate_transactions(tmp_path / "d", rows=1000, days=12)
     assert any("10/12 daily partitions" in r.getMessage() for r in caplog.records)
 

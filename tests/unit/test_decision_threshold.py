@@ -353,7 +353,7 @@ def test_html_report_has_the_operating_threshold_table(evaluated):
 
 
 def test_model_card_shows_the_operating_point_and_serves_the_versions_threshold(evaluated):
-    from include.modelops import model_card
+    from include.modelops.governance import model_card
 
     spec, _, _, report = evaluated
     card = model_card.build_card(
@@ -391,7 +391,7 @@ def test_multiclass_report_has_no_operating_point():
 
 
 def test_service_labels_rows_with_the_versions_threshold_not_the_specs():
-    from include.modelops.packaging import predictions_from_scores, served_threshold
+    from include.modelops.serving.packaging import predictions_from_scores, served_threshold
 
     spec = make_spec(threshold={"policy": "target_recall", "target": 0.6})
     bento_model = {"model_version": "3", "decision_threshold": 0.04, "threshold": {"value": 0.04}}
@@ -404,7 +404,7 @@ def test_service_labels_rows_with_the_versions_threshold_not_the_specs():
 
 
 def test_a_bento_without_a_recorded_threshold_labels_with_the_specs_fixed_value():
-    from include.modelops.packaging import predictions_from_scores, served_threshold
+    from include.modelops.serving.packaging import predictions_from_scores, served_threshold
 
     spec = make_spec(threshold={"policy": "fixed", "value": 0.3})
     threshold = served_threshold(spec, {"model_version": "1"})
@@ -450,7 +450,7 @@ def test_torch_threshold_fit_checkpoints_apart_from_the_final_fit(tmp_path):
 
 
 def test_a_drafted_binary_spec_writes_the_threshold_policy(tmp_path):
-    from include.modelops.spec_draft import draft_spec, write_spec_draft
+    from include.modelops.data.spec_draft import draft_spec, write_spec_draft
 
     data = tmp_path / "data"
     data.mkdir()

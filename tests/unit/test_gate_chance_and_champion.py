@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from include.modelops import evaluation as ev
-from include.modelops import model_card
+from include.modelops.governance import model_card
 from include.modelops.spec import ModelSpec
 
 ROWS = 3000
@@ -218,7 +218,8 @@ def test_the_champion_record_is_read_from_the_run_it_was_registered_from(tmp_pat
     import mlflow
     from sklearn.dummy import DummyClassifier
 
-    from include.modelops import steps, tracking
+    from include.modelops.pipelines import training as steps
+    from include.modelops.platform import tracking
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     s = spec()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from include.modelops.model_card import (
+from include.modelops.governance.model_card import (
     ANNEX_IV_ITEMS,
     COMPLIANCE_MAP,
     REQUIRED_SECTIONS,
@@ -429,8 +429,8 @@ def test_non_finite_metrics_become_null_so_the_card_stays_strict_json(spec):
 
 
 def test_serving_section_states_the_endpoint_contract(spec):
-    from include.modelops.model_card import render_html, render_markdown
-    from include.modelops.packaging import MAX_BODY_BYTES, MAX_ROWS
+    from include.modelops.governance.model_card import render_html, render_markdown
+    from include.modelops.serving.packaging import MAX_BODY_BYTES, MAX_ROWS
 
     card = bare_card(spec)
     serving = card["serving"]
@@ -478,7 +478,7 @@ def test_validation_warnings_the_spec_allowed_are_shown_on_the_card(spec, render
 
 
 def test_card_says_why_a_retrained_model_was_trained(spec):
-    from include.modelops.model_card import render_markdown
+    from include.modelops.governance.model_card import render_markdown
 
     reason = (
         "drift monitoring: retrain requested: 50% of features drifted (threshold 30%); most drifted: amount"
@@ -497,7 +497,7 @@ def test_card_says_why_a_retrained_model_was_trained(spec):
 
 
 def test_deployment_history_shows_each_event_with_its_stages_verdicts_and_reason(spec):
-    from include.modelops.model_card import with_deployment_history
+    from include.modelops.governance.model_card import with_deployment_history
     from include.modelops.rollout.history import deployment_history
 
     tags = {  # what promote and rollback record on a version, oldest first
@@ -567,9 +567,9 @@ def test_the_card_make_demo_prints_is_the_one_the_last_deployment_event_wrote(
     """After a promotion and then a rollback, the local card the run summary names is the MLflow artifact."""
     import mlflow
 
-    from include.modelops import tracking
+    from include.modelops.platform import tracking
     from include.modelops.cli import _print_summary
-    from include.modelops.model_card import publish_card
+    from include.modelops.governance.model_card import publish_card
     from include.modelops.rollout import history
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow.get_tracking_uri())

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from include.modelops import packaging, scoring
+from include.modelops import scoring
+from include.modelops.serving import packaging
 from include.modelops.spec import ModelSpec
 
 

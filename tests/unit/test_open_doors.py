@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from include.modelops import local_stack, settings, steps
+from include.modelops import settings
+from include.modelops.platform import local_stack
+from include.modelops.pipelines import training as steps
 from include.modelops.spec import ModelSpecError
 
 
@@ -29,7 +31,7 @@ def test_make_up_binds_the_airflow_api_server_to_loopback_by_default(tmp_path, m
     assert env["AIRFLOW__API__HOST"] == "127.0.0.1"
     assert env["MODELOPS_BIND_HOST"] == "127.0.0.1"
     # tasks report the host the log servers listen on, so the UI can still read a running task's log
-    assert env["AIRFLOW__CORE__HOSTNAME_CALLABLE"] == "include.modelops.local_stack.bind_hostname"
+    assert env["AIRFLOW__CORE__HOSTNAME_CALLABLE"] == "include.modelops.platform.local_stack.bind_hostname"
     assert str(Path(local_stack.__file__).parent / "local_airflow") in env["PYTHONPATH"].split(os.pathsep)
 
 

@@ -65,7 +65,7 @@ def _fire(trigger):
 
 
 def _stub_approval_evidence(monkeypatch, spec):
-    from include.modelops import approvals
+    from include.modelops.governance import approvals
 
     monkeypatch.setattr("include.modelops.spec.load_spec_by_name", lambda name: spec)
     monkeypatch.setattr(approvals, "check_ready", lambda *a, **k: None)
@@ -96,7 +96,7 @@ def test_a_retried_approval_resumes_with_the_answer_its_request_already_has(monk
     from airflow.sdk.exceptions import TaskDeferred
     from modelops_operators.earlier_answer import EarlierAnswerTrigger
 
-    from include.modelops import approvals
+    from include.modelops.governance import approvals
 
     recorded, asked = _stub_approval_evidence(monkeypatch, reference_spec)
     answered_at = datetime(2026, 11, 23, 15, 59, 25)

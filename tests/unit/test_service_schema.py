@@ -1,7 +1,7 @@
 """The service's request contract, built from the fraud spec: what a client may send.
 
 These run without BentoML or a server: the schema is built by
-``include.modelops.packaging.request_row_model``, the same function ``bentos/service.py``
+``include.modelops.serving.packaging.request_row_model``, the same function ``bentos/service.py``
 uses, so a row rejected here is a 400 from the service (checked end to end in
 ``tests/integration/test_packaging.py``).
 """
@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from include.modelops.packaging import (
+from include.modelops.serving.packaging import (
     example_row,
     predictions_from_scores,
     request_row_model,
@@ -159,7 +159,7 @@ def test_data_rows_become_json_request_rows(spec, row_model, valid_row):
 
 
 def test_binary_response_labels_by_the_decision_threshold(spec):
-    from include.modelops.packaging import served_threshold
+    from include.modelops.serving.packaging import served_threshold
 
     threshold = served_threshold(spec)  # no version threshold given: the spec's fixed value (0.5)
     predictions = predictions_from_scores(spec, np.array([threshold - 1e-9, threshold, 0.93]))
@@ -173,7 +173,7 @@ def test_binary_response_labels_by_the_decision_threshold(spec):
 
 def test_importing_packaging_does_not_import_bentoml_or_mlflow():
     code = (
-        "import sys, include.modelops.packaging\n"
+        "import sys, include.modelops.serving.packaging\n"
         "heavy = [m for m in ('bentoml', 'mlflow', 'sklearn', 'pandas') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )

@@ -19,8 +19,8 @@ import yaml
 
 from include.modelops import cli
 from include.modelops.spec import load_spec
-from include.modelops.spec_draft import SpecDraftError, draft_spec, write_spec_draft
-from include.modelops.validation import validate_dataset
+from include.modelops.data.spec_draft import SpecDraftError, draft_spec, write_spec_draft
+from include.modelops.data.validation import validate_dataset
 
 ROWS = 1_200
 TASKS = ("binary_classification", "multiclass_classification", "regression")

@@ -7,7 +7,7 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 from include.modelops.monitoring.policy import PolicyContext, TrainingRun, decide, live_training_runs
-from include.modelops.triggers import latest_event_extra, older_than_champion
+from include.modelops.pipelines.triggers import latest_event_extra, older_than_champion
 from tests.unit.test_retraining_policy import POLICY, T0, drifted
 
 STALE_AFTER = timedelta(hours=12)

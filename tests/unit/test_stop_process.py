@@ -10,7 +10,7 @@ import time
 
 import psutil
 
-from include.modelops.local_stack import stop_process
+from include.modelops.platform.local_stack import stop_process
 
 # A parent in its own session (as every server the project starts) whose child moves to a process
 # group of its own, as Airflow's task supervisors do: a signal to the parent's group misses it.

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from include.modelops.telemetry import GpuSampler
+from include.modelops.training.telemetry import GpuSampler
 
 
 class NVMLError(Exception):
@@ -170,7 +170,7 @@ def test_only_gpus_in_cuda_visible_devices_are_sampled(monkeypatch):
 
 
 def test_unreadable_power_is_skipped_and_energy_left_unknown(caplog):
-    caplog.set_level(logging.INFO, logger="include.modelops.telemetry")
+    caplog.set_level(logging.INFO, logger="include.modelops.training.telemetry")
     summary = run_two_samples_an_hour(FakeNVML(no_power=True)).summary
     assert summary["energy_wh"] is None
     assert summary["peak_memory_mb"] == pytest.approx(30_000)
@@ -179,7 +179,7 @@ def test_unreadable_power_is_skipped_and_energy_left_unknown(caplog):
 
 
 def test_without_nvml_package_it_logs_one_line_and_does_nothing(monkeypatch, caplog):
-    caplog.set_level(logging.DEBUG, logger="include.modelops.telemetry")
+    caplog.set_level(logging.DEBUG, logger="include.modelops.training.telemetry")
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import pynvml -> ImportError
     ran = False
     with GpuSampler(interval_s=0.01) as sampler:
@@ -192,7 +192,7 @@ def test_without_nvml_package_it_logs_one_line_and_does_nothing(monkeypatch, cap
 
 
 def test_without_a_driver_it_logs_one_line_and_does_nothing(caplog):
-    caplog.set_level(logging.DEBUG, logger="include.modelops.telemetry")
+    caplog.set_level(logging.DEBUG, logger="include.modelops.training.telemetry")
     with GpuSampler(nvml=FakeNVML(init_error="NVML Shared Library Not Found")) as sampler:
         pass
     assert sampler.summary["enabled"] is False
@@ -202,7 +202,7 @@ def test_without_a_driver_it_logs_one_line_and_does_nothing(caplog):
 
 
 def test_real_pynvml_on_this_machine_never_raises(caplog):
-    caplog.set_level(logging.INFO, logger="include.modelops.telemetry")
+    caplog.set_level(logging.INFO, logger="include.modelops.training.telemetry")
     with GpuSampler(interval_s=0.05) as sampler:
         time.sleep(0.1)
     assert sampler.summary["enabled"] in (True, False)

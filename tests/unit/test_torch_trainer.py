@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from include.modelops import scoring
-from include.modelops.dataset import generate_transactions, read_dataset
+from include.modelops.data.dataset import generate_transactions, read_dataset
 from include.modelops.spec import ModelSpec, load_spec_by_name
 from include.modelops.training import get_trainer, torch_trainer
 
@@ -408,7 +408,7 @@ def assert_valid_scores(spec: ModelSpec, scores: np.ndarray, n: int) -> None:
 def test_every_task_and_table_shape_trains_and_serves(sqlite_mlflow_store, task, features, nulls, tmp_path):
     import mlflow
 
-    from include.modelops import packaging
+    from include.modelops.serving import packaging
 
     kinds = FEATURE_SETS[features]
     spec = shape_spec(task, kinds, nulls=nulls)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from include.modelops import tracking
+from include.modelops.platform import tracking
 
 
 @pytest.fixture

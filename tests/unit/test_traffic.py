@@ -13,8 +13,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from include.modelops.dataset import generate_transactions, read_dataset
-from include.modelops.packaging import request_row_model, request_rows
+from include.modelops.data.dataset import generate_transactions, read_dataset
+from include.modelops.serving.packaging import request_row_model, request_rows
 from include.modelops.serving import label_feed, log_store
 from include.modelops.serving.traffic import (
     LabelWriter,
@@ -218,7 +218,7 @@ def test_duration_bounds_the_run_and_the_rate_holds(reference_spec, transactions
 
 
 def test_an_unreachable_service_is_counted_not_raised(reference_spec, transactions, feed):
-    from include.modelops.local_stack import free_port
+    from include.modelops.platform.local_stack import free_port
 
     cfg = TrafficConfig(
         url=f"http://127.0.0.1:{free_port()}", rate=50, count=5, progress_every_s=0, timeout_s=2
@@ -230,7 +230,7 @@ def test_an_unreachable_service_is_counted_not_raised(reference_spec, transactio
 def test_on_response_sees_every_request_with_its_status_and_headers(reference_spec, transactions, endpoint):
     import asyncio
 
-    from include.modelops.local_stack import free_port
+    from include.modelops.platform.local_stack import free_port
     from include.modelops.serving.traffic import TrafficSummary, prepare_requests, send_requests
 
     for url, answered in (

@@ -20,7 +20,7 @@ pytest.importorskip("airflow.providers.cncf.kubernetes")
 from airflow.sdk import DAG  # noqa: E402
 from kubernetes.client import ApiClient  # noqa: E402
 
-from include.modelops.kubernetes import (  # noqa: E402
+from include.modelops.training.pod import (  # noqa: E402
     KubernetesSettingsError,
     PodSettings,
     training_pod_operator,
@@ -294,7 +294,7 @@ def test_operator_serialises_with_the_dag():
 
 def test_importing_the_module_does_not_import_the_provider():
     code = (
-        "import sys, include.modelops.kubernetes; "
+        "import sys, include.modelops.training.pod; "
         "sys.exit('airflow.providers.cncf.kubernetes' in sys.modules or 'kubernetes' in sys.modules)"
     )
     result = subprocess.run(

@@ -1,7 +1,7 @@
 """Data validation: the fraud spec's data contract, checked with Great Expectations.
 
 Frames are built from the spec itself, so the tests follow the spec when it changes;
-``validate_dataset`` is exercised on data written by ``include.modelops.dataset``.
+``validate_dataset`` is exercised on data written by ``include.modelops.data.dataset``.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from include.modelops.dataset import BROKEN_VARIANTS, generate_transactions
+from include.modelops.data.dataset import BROKEN_VARIANTS, generate_transactions
 from include.modelops.settings import PROJECT_ROOT
 from include.modelops.spec import FeatureType, ModelSpec, TaskType, load_spec
-from include.modelops.validation import (
+from include.modelops.data.validation import (
     DataValidationError,
     build_suite,
     likely_renames,
@@ -79,7 +79,7 @@ def rejected(spec: ModelSpec, df: pd.DataFrame, expectation: str, column: str | 
 
 
 def test_importing_validation_does_not_import_great_expectations():
-    code = "import sys, include.modelops.validation; print('great_expectations' in sys.modules)"
+    code = "import sys, include.modelops.data.validation; print('great_expectations' in sys.modules)"
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, check=False
     )
@@ -551,7 +551,7 @@ def test_on_missing_class_warn_passes_with_the_warning_in_the_report_and_log(spe
     data = tmp_path / "sorted.parquet"
     sorted_by_class(frame).to_parquet(data, index=False)
 
-    with caplog.at_level("WARNING", logger="include.modelops.validation"):
+    with caplog.at_level("WARNING", logger="include.modelops.data.validation"):
         report = validate_dataset(dataset_spec(lenient, data), tmp_path / "reports")
 
     assert report["success"] is True and report["failed"] == []

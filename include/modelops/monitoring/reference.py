@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from include.modelops import tracking
+from include.modelops.platform import tracking
 
 if TYPE_CHECKING:
     import pandas as pd

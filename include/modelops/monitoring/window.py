@@ -133,7 +133,7 @@ def read_labelled_window(spec: ModelSpec, location: str, dst: Path, like: pd.Dat
     if location.startswith("runs:/"):
         import mlflow.artifacts
 
-        from include.modelops import tracking
+        from include.modelops.platform import tracking
 
         tracking.client()
         dst.mkdir(parents=True, exist_ok=True)

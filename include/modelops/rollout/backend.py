@@ -116,7 +116,7 @@ class StateFile:
         return DeploymentState.from_json(self.path.read_text())
 
     def write(self, state: DeploymentState) -> None:
-        from include.modelops.tracking import now_iso
+        from include.modelops.platform.tracking import now_iso
 
         state.updated_at = now_iso()
         tmp = self.path.with_suffix(f".tmp{os.getpid()}")

@@ -15,7 +15,7 @@ import json
 import logging
 from typing import Any
 
-from include.modelops import tracking
+from include.modelops.platform import tracking
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +126,8 @@ def refresh_model_card(model: str, version: str) -> str | None:
     ``runs:/`` URI (the version tag ``modelops.model_card``), or None when it could not be made:
     the rollout's decision stands either way, so a card failure is logged, never raised.
     """
-    from include.modelops import model_card
-    from include.modelops.approvals import records
+    from include.modelops.governance import model_card
+    from include.modelops.governance.approvals import records
     from include.modelops.spec import load_spec_by_name
 
     try:

@@ -59,7 +59,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Protocol
 
-from include.modelops.packaging import SHADOW_HEADER
+from include.modelops.serving.packaging import SHADOW_HEADER
 from include.modelops.rollout.analysis import MetricsWindow
 from include.modelops.rollout.backend import (
     CANARY,
@@ -656,7 +656,7 @@ class KubernetesBackend:
     # --- helpers --------------------------------------------------------------------------
 
     def _deployed(self, version: str, bento_tag: str) -> Deployed:
-        from include.modelops.tracking import now_iso
+        from include.modelops.platform.tracking import now_iso
 
         return Deployed(
             version=str(version),

@@ -41,8 +41,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from include.modelops import local_stack
-from include.modelops.packaging import MAX_BODY_BYTES, SHADOW_HEADER
+from include.modelops.platform import local_stack
+from include.modelops.serving.packaging import MAX_BODY_BYTES, SHADOW_HEADER
 from include.modelops.rollout.backend import (
     CANARY,
     STABLE,
@@ -459,7 +459,8 @@ class LocalBackend:
         return None
 
     def _start(self, variant: str, version: str, bento_tag: str) -> Deployed:
-        from include.modelops import packaging, tracking
+        from include.modelops.serving import packaging
+        from include.modelops.platform import tracking
 
         port = local_stack.free_port(self.host)
         url = f"http://{self.host}:{port}"

@@ -19,7 +19,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from include.modelops import tracking
+from include.modelops.platform import tracking
 from include.modelops.rollout import stages
 from include.modelops.rollout.stages import RolloutFailed
 from include.modelops.spec import load_spec_by_name

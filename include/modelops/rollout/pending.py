@@ -84,7 +84,7 @@ def quick_mlflow() -> Iterator[None]:
 
 
 def _apply(model: str, version: str, write: dict[str, Any]) -> dict[str, Any]:
-    from include.modelops import tracking
+    from include.modelops.platform import tracking
     from include.modelops.rollout import history
 
     op = write["op"]

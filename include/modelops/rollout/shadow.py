@@ -38,8 +38,8 @@ import urllib.request
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from include.modelops import tracking
-from include.modelops.packaging import REQUEST_ID_HEADER, SHADOW_HEADER
+from include.modelops.platform import tracking
+from include.modelops.serving.packaging import REQUEST_ID_HEADER, SHADOW_HEADER
 from include.modelops.rollout import analysis as a
 from include.modelops.rollout import stages
 from include.modelops.rollout.backend import CANARY, STABLE, TrafficBackend, backend_for

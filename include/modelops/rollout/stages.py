@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from include.modelops import tracking
+from include.modelops.platform import tracking
 from include.modelops.rollout import analysis as a
 from include.modelops.rollout import history
 from include.modelops.rollout.backend import CANARY, STABLE, TrafficBackend, backend_for, state_dir
@@ -86,7 +86,7 @@ def resolve_version(model: str, version: str | None, *, allow_older: bool = Fals
     A version older than the champion is refused (RolloutFailed) unless ``allow_older``: rolling
     one out by hand is a deliberate downgrade, never an accident of a stale trigger.
     """
-    from include.modelops.triggers import older_than_champion
+    from include.modelops.pipelines.triggers import older_than_champion
 
     if not version:
         version = tracking.alias_version(model, tracking.CHALLENGER)
@@ -115,7 +115,7 @@ def bento_of(model: str, version: str) -> str:
 
 def health_check(spec: ModelSpec, url: str) -> dict[str, Any]:
     """One example request through the endpoint; raises RolloutFailed unless it is answered."""
-    from include.modelops.packaging import example_row
+    from include.modelops.serving.packaging import example_row
 
     body = json.dumps({"rows": [example_row(spec)]}).encode()
     request = urllib.request.Request(

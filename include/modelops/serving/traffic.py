@@ -245,7 +245,7 @@ def load_rows(
         rows: How many rows to generate for ``generated``.
         seed: Seed of the generated rows.
     """
-    from include.modelops.dataset import read_dataset
+    from include.modelops.data.dataset import read_dataset
 
     if source == "holdout":
         path = latest_holdout(spec.name)
@@ -258,7 +258,7 @@ def load_rows(
             )
         frame, what = read_dataset(path, spec.data.format), f"data {path}"
     elif source == "generated" or source.startswith("generated:"):
-        from include.modelops.dataset import VARIANTS, generate_transactions
+        from include.modelops.data.dataset import VARIANTS, generate_transactions
 
         variant = source.partition(":")[2] or "reference"
         if variant not in VARIANTS[:4]:
@@ -570,7 +570,7 @@ def prepare_requests(
     """Request bodies (JSON) and their rows' true labels, cycling through ``frame`` in a shuffled order."""
     import numpy as np
 
-    from include.modelops.packaging import request_rows
+    from include.modelops.serving.packaging import request_rows
 
     order = np.random.default_rng(cfg.seed).permutation(len(frame))
     k = cfg.rows_per_request

@@ -38,9 +38,9 @@ def train(
     import mlflow
     import pandas as pd
 
-    from include.modelops import tracking
+    from include.modelops.platform import tracking
     from include.modelops.spec import load_spec_by_name
-    from include.modelops.telemetry import GpuSampler
+    from include.modelops.training.telemetry import GpuSampler
     from include.modelops.training import get_trainer
 
     spec = load_spec_by_name(model, Path(specs_dir) if specs_dir else None)

@@ -5,7 +5,7 @@ servers bind every interface, with no setting to change it; this binds them to
 ``MODELOPS_BIND_HOST`` instead (see ``local_stack.bind_log_servers``).
 """
 
-from include.modelops.local_stack import bind_log_servers
+from include.modelops.platform.local_stack import bind_log_servers
 
 __all__: list[str] = []  # no cluster policy or setting of Airflow's is overridden here
 

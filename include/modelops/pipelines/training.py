@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from include.modelops import tracking
+from include.modelops.platform import tracking
 from include.modelops.settings import PROJECT_ROOT, get_settings, git_commit
 from include.modelops.spec import ModelSpec, ModelSpecError, load_spec_by_name
 
@@ -100,9 +100,9 @@ def validate_dataset(model: str, *, dag_id: str, dag_run_id: str, conf: dict | N
 
     The report (JSON and HTML) is attached to the DAG run's MLflow run either way.
     """
-    from include.modelops.dataset import fingerprint_dataset
-    from include.modelops.validation import raise_for_report
-    from include.modelops.validation import validate_dataset as run_validation
+    from include.modelops.data.dataset import fingerprint_dataset
+    from include.modelops.data.validation import raise_for_report
+    from include.modelops.data.validation import validate_dataset as run_validation
 
     spec = load_spec_for_run(model, conf)
     run_id = tracking.ensure_run(spec, dag_id=dag_id, dag_run_id=dag_run_id)
@@ -165,8 +165,8 @@ def validate_dataset(model: str, *, dag_id: str, dag_run_id: str, conf: dict | N
 
 def split_dataset(model: str, validated: dict, *, dag_run_id: str, conf: dict | None = None) -> dict:
     """Split into train and holdout: the latest time window when the spec has a time column."""
-    from include.modelops.dataset import read_dataset, split_holdout
-    from include.modelops.validation import DataSplitError
+    from include.modelops.data.dataset import read_dataset, split_holdout
+    from include.modelops.data.validation import DataSplitError
 
     spec = load_spec_for_run(model, conf)
     df = read_dataset(
@@ -445,7 +445,7 @@ def generate_model_card(
     approvals: list[dict] | None = None,
 ) -> dict:
     """Build the model card from the spec, the MLflow run and the evidence files; attach it to the run."""
-    from include.modelops import model_card
+    from include.modelops.governance import model_card
 
     spec = load_spec_by_name(model)
     run_id = validated["run_id"]
@@ -453,7 +453,7 @@ def generate_model_card(
     out = run_dir(model, dag_run_id)
     vinfo = tracking.version_info(spec.name, version)
     if approvals is None:
-        from include.modelops.approvals import records
+        from include.modelops.governance.approvals import records
 
         approvals = records(spec.name, version, vinfo["tags"])
     card = model_card.build_card(
@@ -509,7 +509,7 @@ def check_gate(evaluated: dict) -> bool:
 
 def package_bento(model: str, registered: dict, trained: dict) -> dict:
     """Build the bento for this version from ``bentos/``."""
-    from include.modelops import packaging
+    from include.modelops.serving import packaging
 
     spec = load_spec_by_name(model)
     tag = packaging.build_bento(spec, registered["version"], trained["model_uri"])
@@ -525,7 +525,8 @@ def smoke_serve_bento(model: str, registered: dict, trained: dict, split: dict, 
     """Serve the bento, send holdout rows, and require the offline predictions back (skew check)."""
     import pandas as pd
 
-    from include.modelops import packaging, scoring
+    from include.modelops import scoring
+    from include.modelops.serving import packaging
 
     spec = load_spec_by_name(model)
     sample = pd.read_parquet(split["holdout_path"]).head(20)

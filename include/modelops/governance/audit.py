@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from include.modelops import tracking
+from include.modelops.platform import tracking
 from include.modelops.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -243,7 +243,7 @@ def _json_after_noise(text: str) -> Any:
 
 def _dag_run_conf(dag_id: str, run_id: str, env: dict[str, str]) -> dict | None:
     """The conf of one DAG run (``airflow dags state`` prints ``<state>, <conf JSON>``)."""
-    from include.modelops import local_stack
+    from include.modelops.platform import local_stack
 
     res = local_stack.airflow(["dags", "state", dag_id, run_id], env, timeout_s=120)
     if res.returncode != 0:
@@ -271,7 +271,7 @@ def read_dag_runs(
         ``{run_id: {"dag_id", "run_id", "state", "start_date", "end_date", "conf"}}`` and notes
         (one line each) on what could not be read; Airflow being absent is a note, not an error.
     """
-    from include.modelops import local_stack
+    from include.modelops.platform import local_stack
 
     note = _airflow_db_missing(env)
     if note:
@@ -350,7 +350,7 @@ def _event(
 
 def _monitoring_events(run: Any) -> list[dict]:
     """The drift report and the retraining decision of one monitoring run (one window)."""
-    from include.modelops.monitoring.steps import P
+    from include.modelops.pipelines.monitoring import P
 
     tags, info = run.data.tags, run.info
     link = _run_url(info.experiment_id, info.run_id)
@@ -541,7 +541,7 @@ def _replaced(sets: list[tuple[str, str, str]], alias: str, version: str, at: st
 
 def _version_events(rec: _Records, version: str, sets: list[tuple[str, str, str]]) -> list[dict]:
     """Registration, model card, approvals, alias moves, packaging and promotion of one version."""
-    from include.modelops.approvals import records as approval_records
+    from include.modelops.governance.approvals import records as approval_records
 
     model = rec.model
     mv = rec.versions[version]
@@ -785,7 +785,7 @@ def _smoke_sentence(tags: dict[str, str], deployable: bool, origin: str | None) 
 
 def _skipped_steps(rec: _Records, version: str, tags: dict[str, str], origin: str | None) -> str | None:
     """``Gate and approval skipped: why`` for a version that went on without them; None when it did not."""
-    from include.modelops.approvals import records as approval_records
+    from include.modelops.governance.approvals import records as approval_records
 
     run = rec.runs.get(rec.versions[version].run_id)
     gate = tags.get("modelops.gate.status") or (run.data.tags.get("modelops.gate.status") if run else None)
@@ -1043,8 +1043,8 @@ def verdict(model: str, version: str, *, dag_runs: dict[str, dict] | None = None
 
 
 def _verdict(rec: _Records, version: str, dag_runs: dict[str, dict]) -> dict:
-    from include.modelops.approvals import APPROVED
-    from include.modelops.approvals import records as approval_records
+    from include.modelops.governance.approvals import APPROVED
+    from include.modelops.governance.approvals import records as approval_records
 
     mv = rec.version(version)
     tags = dict(mv.tags or {})
@@ -1334,7 +1334,7 @@ def report(model: str, version: str | None = None, *, airflow_env: dict[str, str
 
 def _model_footer(rec: _Records, dag_runs: dict[str, dict]) -> list[str]:
     """Where the model stands now: aliases, what became of each version, DAG-run outcomes."""
-    from include.modelops.approvals import records as approval_records
+    from include.modelops.governance.approvals import records as approval_records
 
     aliases = ", ".join(f"{a}=v{v}" for a, v in sorted(rec.aliases.items())) or "none"
     fates = []

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from include.modelops import tracking
+from include.modelops.platform import tracking
 from include.modelops.spec import ModelSpec, RiskTier
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ def check_ready(spec: ModelSpec, version: str, evaluated: dict, card: dict) -> N
         MissingEvidenceError: the model card lacks sections the risk tier requires (named).
         ApprovalNotAllowed: the gate did not pass.
     """
-    from include.modelops.model_card import MissingEvidenceError
+    from include.modelops.governance.model_card import MissingEvidenceError
 
     if card.get("missing_evidence"):
         raise MissingEvidenceError(

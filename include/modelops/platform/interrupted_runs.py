@@ -8,7 +8,7 @@ stack's environment, so it opens the same metadata DB) to set those runs failed,
 task instances failed and their pending ones skipped, through the same call the REST API's
 ``PATCH dagRuns/<run> {"state": "failed"}`` makes.
 
-    python -m include.modelops.interrupted_runs <dag_id> <started_after_iso>
+    python -m include.modelops.platform.interrupted_runs <dag_id> <started_after_iso>
 """
 
 from __future__ import annotations

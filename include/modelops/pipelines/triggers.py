@@ -50,7 +50,7 @@ def older_than_champion(version: str, champion: str | None) -> bool:
 
 def stale_rollout_event(model: str, version: str) -> str | None:
     """Why a ``deployable_bento`` event for ``version`` asks for no rollout now, or None when it does."""
-    from include.modelops import tracking
+    from include.modelops.platform import tracking
     from include.modelops.rollout import stages
 
     record = stages.read_record(model, version)
@@ -73,7 +73,7 @@ def stale_rollout_event(model: str, version: str) -> str | None:
 
 def served_retrain_request(model: str, request: Mapping[str, Any]) -> str | None:
     """Why a ``retrain_requested`` event was already served (the version trained for it), or None."""
-    from include.modelops import tracking
+    from include.modelops.platform import tracking
 
     report, reason = request.get("drift_report"), request.get("reason")
     if not report and not reason:

@@ -170,7 +170,7 @@ def stack_env(
     )
     if bind_host not in _WILDCARD_HOSTS:
         # Tasks record this as their host; the API server fetches a running task's log from it.
-        env["AIRFLOW__CORE__HOSTNAME_CALLABLE"] = "include.modelops.local_stack.bind_hostname"
+        env["AIRFLOW__CORE__HOSTNAME_CALLABLE"] = "include.modelops.platform.local_stack.bind_hostname"
     if specs_dir:
         env["MODELOPS_SPECS_DIR"] = str(Path(specs_dir).resolve())
     return env

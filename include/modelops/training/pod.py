@@ -284,6 +284,6 @@ def training_pod_operator(
         max_retry_delay=max_retry_delay,
         execution_timeout=execution_timeout,
         doc_md=f"Trains **{spec.name}** ({t.framework}, {t.gpus} GPU) in a Kubernetes pod; "
-        "see `include/modelops/kubernetes.py`.",
+        "see `include/modelops/training/pod.py`.",
     )
     return KubernetesPodOperator(**{**defaults, **operator_kwargs})

@@ -1,6 +1,6 @@
 """The monitoring DAG's steps: examine one window, then decide about retraining.
 
-Like ``include.modelops.steps``: each takes ids and times, records what it did in MLflow
+Like ``include.modelops.pipelines.training``: each takes ids and times, records what it did in MLflow
 (one run per monitoring DAG run in the model's experiment, tagged ``modelops.kind=monitoring``
 and linked to the monitored version), and returns a small JSON-serialisable dict. The MLflow
 runs are also the policy's memory: past decisions, their windows and times are read back
@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from include.modelops import tracking
+from include.modelops.platform import tracking
 from include.modelops.monitoring.policy import Decision, PastDecision, PolicyContext, WindowFigures, decide
 from include.modelops.settings import get_settings
 from include.modelops.spec import ModelSpec, load_spec_by_name
@@ -58,7 +58,7 @@ def _reference_predictions(spec: ModelSpec, version: str, reference: Any) -> Any
     """The monitored version's predictions on the reference sample (for prediction drift)."""
     from include.modelops import scoring
     from include.modelops.monitoring.drift import prediction_column
-    from include.modelops.packaging import predictions_from_scores
+    from include.modelops.serving.packaging import predictions_from_scores
 
     model = scoring.load_pyfunc(f"models:/{spec.name}/{version}")
     rows = predictions_from_scores(spec, scoring.score(spec, model, reference))

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 from pydantic_core import PydanticCustomError
 
-from include.modelops import local_stack
+from include.modelops.platform import local_stack
 from include.modelops.settings import PROJECT_ROOT, get_settings, git_commit
 from include.modelops.spec import FeatureType, ModelSpec, TaskType
 
@@ -495,7 +495,7 @@ def import_model(model_name: str, version: str, model_uri: str) -> str:
     import mlflow
     from bentoml.exceptions import NotFound
 
-    from include.modelops import tracking
+    from include.modelops.platform import tracking
 
     settings = get_settings()
     tracking.client()  # sets the tracking URI, or says clearly that none is configured
@@ -709,7 +709,7 @@ def build_bento(
     if spec.task == TaskType.binary_classification:
         # The version's own threshold (chosen when it was trained), not the spec's: the service labels with it.
         if threshold is None:
-            from include.modelops import tracking
+            from include.modelops.platform import tracking
 
             threshold = tracking.version_threshold(spec, str(version))
         bento_model["decision_threshold"] = float(threshold["value"])

@@ -671,7 +671,7 @@ def _approval(raw: Any) -> dict:
 
 
 def _serving_section(spec: ModelSpec, evaluation: dict | None = None) -> dict:
-    from include.modelops.packaging import endpoint_contract
+    from include.modelops.serving.packaging import endpoint_contract
 
     # The version's own threshold (the evaluation's candidate), which its bento labels with.
     point = _mapping(_mapping(_mapping(evaluation).get("operating_point")).get("candidate"))
@@ -1788,7 +1788,7 @@ def publish_card(card: dict, *, model: str, version: str, run_id: str | None) ->
     Returns:
         The local paths (as :func:`write_card`).
     """
-    from include.modelops import tracking
+    from include.modelops.platform import tracking
 
     paths = write_card(card, card_dir(model, version))
     if run_id:
