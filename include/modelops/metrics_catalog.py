@@ -1,7 +1,7 @@
 """Names of the evaluation metrics per task type and which direction is better.
 
 Kept free of heavy imports: the spec schema uses it at DAG parse time. The metric
-functions themselves live in ``include.modelops.evaluation``.
+functions themselves live in ``include.modelops.evaluation.metrics``.
 """
 
 from __future__ import annotations

@@ -20,7 +20,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from include.modelops import evaluation, scoring
+from include.modelops import scoring
+
+from include.modelops.evaluation.gate import decide
+
+from include.modelops.evaluation.metrics import baseline_scores
+
+from include.modelops.evaluation.report import evaluate
 from include.modelops.serving import packaging
 from include.modelops.spec import ModelSpec
 
@@ -119,13 +125,13 @@ def test_every_trainer_trains_gates_and_serves_every_table(
 
     scores = scoring.score(spec, model, holdout)
     assert np.all(np.isfinite(scores))
-    report = evaluation.evaluate(
+    report = evaluate(
         spec,
         holdout,
         candidate_scores=scores,
-        baseline_scores=evaluation.baseline_scores(spec, train["y"], len(holdout)),
+        baseline_scores=baseline_scores(spec, train["y"], len(holdout)),
     )
-    decision = evaluation.decide(spec, report)
+    decision = decide(spec, report)
     assert decision["passed"], decision["summary"]
 
     sample = packaging.request_rows(spec, holdout.head(10))

@@ -25,7 +25,7 @@ def _post(url: str, payload: object) -> object:
 def test_bento_labels_with_the_threshold_recorded_on_its_version(
     spec: ModelSpec, registered: dict, state: Path
 ):
-    from include.modelops import decision_threshold
+    from include.modelops.evaluation import threshold as decision_threshold
     from include.modelops.platform import tracking
     from include.modelops.serving.packaging import build_bento, request_rows, serve_bento
 

@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from include.modelops import decision_threshold as dt
-from include.modelops import evaluation as ev
+from include.modelops.evaluation import threshold as dt
+from include.modelops.evaluation.gate import decide
+from include.modelops.evaluation.report import evaluate, render_html
 from include.modelops.spec import ModelSpec, ModelSpecError, load_spec
 
 PREVALENCE = 0.02
@@ -292,7 +293,7 @@ def evaluated():
         "slice": None,
         "source": "spec",
     }
-    report = ev.evaluate(
+    report = evaluate(
         spec,
         holdout,
         candidate_scores=scores,
@@ -325,7 +326,7 @@ def test_report_states_precision_recall_and_share_flagged_at_each_models_own_thr
 
 def test_gate_summary_and_notes_state_the_operating_point(evaluated):
     spec, _, _, report = evaluated
-    decision = ev.decide(spec, report)
+    decision = decide(spec, report)
     point = report["operating_point"]["candidate"]
     assert "at threshold 0.05 (target_recall 0.6)" in decision["summary"]
     assert f"recall {point['recall']:.1%}" in decision["summary"]
@@ -339,7 +340,7 @@ def test_gate_bound_on_recall_says_it_is_at_the_threshold(evaluated):
     raw = spec_dict(
         threshold={"policy": "target_recall", "target": 0.6}, gate={"thresholds": {"recall": {"min": 0.9}}}
     )
-    decision = ev.decide(ModelSpec.model_validate(raw), report)
+    decision = decide(ModelSpec.model_validate(raw), report)
     check = next(c for c in decision["checks"] if c["name"] == "recall min")
     assert not check["passed"]
     assert "recall at threshold 0.05" in check["reason"]
@@ -347,7 +348,7 @@ def test_gate_bound_on_recall_says_it_is_at_the_threshold(evaluated):
 
 def test_html_report_has_the_operating_threshold_table(evaluated):
     spec, _, _, report = evaluated
-    page = ev.render_html(report, ev.decide(spec, report))
+    page = render_html(report, decide(spec, report))
     assert "Operating threshold" in page
     assert "target_recall 0.6, chosen on a seeded random 20% of each class" in page
 
@@ -363,7 +364,7 @@ def test_model_card_shows_the_operating_point_and_serves_the_versions_threshold(
         run={},
         validation=None,
         evaluation=report,
-        decision=ev.decide(spec, report),
+        decision=decide(spec, report),
     )
     rows = card["evaluation"]["operating_point"]
     cand = next(r for r in rows if r["model"] == "candidate")
@@ -383,7 +384,7 @@ def test_multiclass_report_has_no_operating_point():
     spec = ModelSpec.model_validate(raw)
     holdout = pd.DataFrame({"x1": [0.0] * 6, "x2": [0.0] * 6, "event": list("abcabc")})
     probs = np.tile([0.5, 0.3, 0.2], (6, 1))
-    report = ev.evaluate(spec, holdout, candidate_scores=probs, baseline_scores=probs)
+    report = evaluate(spec, holdout, candidate_scores=probs, baseline_scores=probs)
     assert report["operating_point"] is None and report["decision_threshold"] is None
 
 

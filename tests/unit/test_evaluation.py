@@ -16,7 +16,19 @@ import pandas as pd
 import pytest
 import yaml
 
-from include.modelops import evaluation as ev
+from include.modelops.evaluation.gate import decide
+from include.modelops.evaluation.metrics import (
+    BASELINE_DESCRIPTION,
+    NUMERIC_SLICE_BINS,
+    _pr_auc,
+    _roc_auc,
+    baseline_scores,
+    compute_metrics,
+    latency_profile,
+    paired_bootstrap,
+    slice_metrics,
+)
+from include.modelops.evaluation.report import evaluate, render_html
 from include.modelops.spec import ModelSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,11 +94,11 @@ class FraudHoldout:
         return _sigmoid(prior + separation * x - separation**2 / 2)
 
     def baseline(self, spec: ModelSpec) -> np.ndarray:
-        return ev.baseline_scores(spec, self.y, len(self.y))
+        return baseline_scores(spec, self.y, len(self.y))
 
 
 def run_gate(spec: ModelSpec, data: FraudHoldout, candidate, champion=None, **kwargs) -> tuple[dict, dict]:
-    report = ev.evaluate(
+    report = evaluate(
         spec,
         data.df,
         candidate_scores=candidate,
@@ -96,7 +108,7 @@ def run_gate(spec: ModelSpec, data: FraudHoldout, candidate, champion=None, **kw
         candidate_version="4",
         **kwargs,
     )
-    return report, ev.decide(spec, report)
+    return report, decide(spec, report)
 
 
 def check(decision: dict, name: str) -> dict:
@@ -268,17 +280,17 @@ def test_significance_rule_flips_sign_for_lower_is_better_metrics():
     rng = np.random.default_rng(3)
     y = rng.normal(100, 20, 3000)
     df = pd.DataFrame({"region": "north", "channel": "pos", "is_fraud": y})
-    base = ev.baseline_scores(spec, y, len(y))
+    base = baseline_scores(spec, y, len(y))
     champion = y + rng.normal(0, 10, len(y))
     better = y + rng.normal(0, 5, len(y))
 
-    report = ev.evaluate(spec, df, candidate_scores=better, baseline_scores=base, champion_scores=champion)
-    decision = ev.decide(spec, report)
+    report = evaluate(spec, df, candidate_scores=better, baseline_scores=base, champion_scores=champion)
+    decision = decide(spec, report)
     assert report["comparison"]["ci_high"] < 0  # candidate - champion rmse is negative: better
     assert decision["passed"] is True, decision["summary"]
 
-    worse = ev.evaluate(spec, df, candidate_scores=champion, baseline_scores=base, champion_scores=better)
-    assert ev.decide(spec, worse)["failed_checks"] == [
+    worse = evaluate(spec, df, candidate_scores=champion, baseline_scores=base, champion_scores=better)
+    assert decide(spec, worse)["failed_checks"] == [
         "rmse drop vs champion",
         "rmse significantly better than champion",
     ]
@@ -310,15 +322,15 @@ def test_relative_drop_rule_rejects_beyond_limit_and_passes_within():
     )
     y = np.tile([0.0, 100.0], 500)
     df = pd.DataFrame({"region": "north", "channel": "pos", "is_fraud": y})
-    base = ev.baseline_scores(spec, y, len(y))
+    base = baseline_scores(spec, y, len(y))
     champion = y + np.tile([10.0, -10.0], 500)  # rmse 10
 
     def decision_for(candidate_rmse: float) -> dict:
         candidate = y + np.tile([candidate_rmse, -candidate_rmse], 500)
-        report = ev.evaluate(
+        report = evaluate(
             spec, df, candidate_scores=candidate, baseline_scores=base, champion_scores=champion
         )
-        return ev.decide(spec, report)
+        return decide(spec, report)
 
     rejected = decision_for(10.5)  # 5% worse
     assert rejected["failed_checks"] == ["rmse relative drop vs champion"]
@@ -353,8 +365,8 @@ def test_undefined_candidate_metric_fails_its_check():
     )
     df = pd.DataFrame({"region": "north", "channel": "pos", "is_fraud": np.tile([0, 1], 200)})
     scores = np.full(400, 0.1)  # never predicts positive: precision undefined
-    report = ev.evaluate(spec, df, candidate_scores=scores, baseline_scores=np.full(400, 0.5))
-    decision = ev.decide(spec, report)
+    report = evaluate(spec, df, candidate_scores=scores, baseline_scores=np.full(400, 0.5))
+    decision = decide(spec, report)
     assert report["models"]["candidate"]["metrics"]["precision"] is None
     assert "precision min" in decision["failed_checks"]
     assert "undefined" in check(decision, "precision min")["reason"]
@@ -368,7 +380,7 @@ def test_binary_metrics_match_sklearn(data):
 
     spec = fraud_spec()
     scores = np.round(data.scores(2.0), 2)  # rounding creates ties
-    m = ev.compute_metrics(spec, data.y, scores)
+    m = compute_metrics(spec, data.y, scores)
     pred = scores >= 0.5
     assert set(m) == {"roc_auc", "pr_auc", "f1", "precision", "recall", "brier", "calibration_error"}
     assert m["roc_auc"] == pytest.approx(skm.roc_auc_score(data.y, scores), abs=1e-12)
@@ -395,7 +407,7 @@ def test_fast_auc_matches_sklearn():
     weights = np.stack([np.bincount(r, minlength=len(y)) for r in rows]).astype(float)
 
     # One weight row per resample equals the metric on the resampled rows.
-    aucs, aps = ev._roc_auc(y, s, weights), ev._pr_auc(y, s, weights)
+    aucs, aps = _roc_auc(y, s, weights), _pr_auc(y, s, weights)
     for i, r in enumerate(rows):
         assert aucs[i] == pytest.approx(roc_auc_score(y[r], s[r]), abs=1e-12)
         assert aps[i] == pytest.approx(average_precision_score(y[r], s[r]), abs=1e-12)
@@ -403,10 +415,10 @@ def test_fast_auc_matches_sklearn():
 
 def test_metrics_of_single_class_slice_are_none_not_nan():
     spec = fraud_spec()
-    m = ev.compute_metrics(spec, np.zeros(50, dtype=int), np.linspace(0, 1, 50))
+    m = compute_metrics(spec, np.zeros(50, dtype=int), np.linspace(0, 1, 50))
     assert m["roc_auc"] is None and m["pr_auc"] is None and m["recall"] is None
     assert m["brier"] is not None and not any(isinstance(v, float) and math.isnan(v) for v in m.values())
-    assert all(v is None for v in ev.compute_metrics(spec, [], []).values())
+    assert all(v is None for v in compute_metrics(spec, [], []).values())
 
     # A whole slice without fraud: its AUC is None for every model, and the gate does not crash.
     rng = np.random.default_rng(0)
@@ -414,14 +426,14 @@ def test_metrics_of_single_class_slice_are_none_not_nan():
     df["is_fraud"] = np.where(df["region"] == "south", 0, (rng.random(1000) < 0.3).astype(int))
     df.loc[0, "channel"] = "atm"
     cand = np.clip(df["is_fraud"] * 0.5 + rng.random(1000) * 0.5, 0, 1)
-    report = ev.evaluate(
+    report = evaluate(
         spec, df, candidate_scores=cand, baseline_scores=np.full(1000, 0.15), champion_scores=cand * 0.9
     )
     south = next(s for s in report["slices"] if s["value"] == "south")
     assert south["positives"] == 0
     assert south["metrics"] == {"candidate": None, "champion": None, "baseline": None}
     json.dumps(report, allow_nan=False)
-    decision = ev.decide(spec, report)
+    decision = decide(spec, report)
     assert any("region=south" in note and "undefined" in note for note in decision["notes"])
 
 
@@ -430,7 +442,7 @@ def test_bootstrap_skips_resamples_where_the_metric_is_undefined():
     y = np.zeros(30, dtype=int)
     y[0] = 1  # one positive: about a third of resamples have none
     s = np.linspace(0, 1, 30)
-    result = ev.paired_bootstrap(spec, y, s, s[::-1], metric="roc_auc", samples=100, seed=1)
+    result = paired_bootstrap(spec, y, s, s[::-1], metric="roc_auc", samples=100, seed=1)
     assert result["skipped"] > 0
     assert result["valid_samples"] + result["skipped"] == result["samples"] == 100
     assert result["ci_low"] is not None and result["confidence"] == 0.95
@@ -442,10 +454,10 @@ def test_bootstrap_is_reproducible_and_fast_on_20k_rows():
     y = (rng.random(20_000) < 0.1).astype(int)
     cand, champ = rng.random(20_000) + 0.3 * y, rng.random(20_000) + 0.25 * y
     start = time.perf_counter()
-    first = ev.paired_bootstrap(spec, y, cand, champ, metric="roc_auc", samples=200, seed=5)
+    first = paired_bootstrap(spec, y, cand, champ, metric="roc_auc", samples=200, seed=5)
     elapsed = time.perf_counter() - start
     assert elapsed < 10, f"200 bootstrap resamples of 20k rows took {elapsed:.1f}s"
-    assert first == ev.paired_bootstrap(spec, y, cand, champ, metric="roc_auc", samples=200, seed=5)
+    assert first == paired_bootstrap(spec, y, cand, champ, metric="roc_auc", samples=200, seed=5)
     assert first["valid_samples"] == 200 and first["ci_low"] < first["diff"] < first["ci_high"]
 
 
@@ -456,15 +468,15 @@ def test_regression_metrics_match_sklearn_and_r2_of_constant_target_is_none():
     rng = np.random.default_rng(1)
     y = rng.normal(50, 10, 500)
     pred = y + rng.normal(0, 3, 500)
-    m = ev.compute_metrics(spec, y, pred)
+    m = compute_metrics(spec, y, pred)
     assert set(m) == {"rmse", "mae", "r2"}
     assert m["rmse"] == pytest.approx(math.sqrt(skm.mean_squared_error(y, pred)))
     assert m["mae"] == pytest.approx(skm.mean_absolute_error(y, pred))
     assert m["r2"] == pytest.approx(skm.r2_score(y, pred))
-    assert ev.compute_metrics(spec, np.full(10, 3.0), np.arange(10.0))["r2"] is None
-    baseline = ev.baseline_scores(spec, y, 4)
+    assert compute_metrics(spec, np.full(10, 3.0), np.arange(10.0))["r2"] is None
+    baseline = baseline_scores(spec, y, 4)
     assert baseline.shape == (4,) and baseline[0] == pytest.approx(y.mean())
-    assert ev.compute_metrics(spec, y, np.full(500, y.mean()))["r2"] == pytest.approx(0.0, abs=1e-9)
+    assert compute_metrics(spec, y, np.full(500, y.mean()))["r2"] == pytest.approx(0.0, abs=1e-9)
 
 
 def test_multiclass_metrics_match_sklearn_and_baseline_is_class_frequencies():
@@ -479,30 +491,30 @@ def test_multiclass_metrics_match_sklearn_and_baseline_is_class_frequencies():
     labels = np.array(classes)[codes]
     logits = rng.normal(size=(600, 3)) + 1.5 * np.eye(3)[codes]
     proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    m = ev.compute_metrics(spec, labels, proba)
+    m = compute_metrics(spec, labels, proba)
     assert set(m) == {"macro_f1", "accuracy", "log_loss"}
     predicted = proba.argmax(axis=1)
     assert m["accuracy"] == pytest.approx(skm.accuracy_score(codes, predicted))
     assert m["macro_f1"] == pytest.approx(skm.f1_score(codes, predicted, average="macro"))
     assert m["log_loss"] == pytest.approx(skm.log_loss(codes, proba, labels=[0, 1, 2]))
 
-    base = ev.baseline_scores(spec, ["low", "low", "mid", "high"], 5)
+    base = baseline_scores(spec, ["low", "low", "mid", "high"], 5)
     assert base.shape == (5, 3) and base[0].tolist() == [0.5, 0.25, 0.25]
-    assert ev.compute_metrics(spec, labels, np.tile(base[0], (600, 1)))["log_loss"] > m["log_loss"]
+    assert compute_metrics(spec, labels, np.tile(base[0], (600, 1)))["log_loss"] > m["log_loss"]
 
 
 def test_labels_outside_target_classes_are_a_clear_error():
     spec = fraud_spec()
     with pytest.raises(ValueError, match=r"not in target.classes \[0, 1\]"):
-        ev.compute_metrics(spec, [0, 1, 2], [0.1, 0.2, 0.3])
+        compute_metrics(spec, [0, 1, 2], [0.1, 0.2, 0.3])
     with pytest.raises(ValueError, match="3 scores for 2 rows"):
-        ev.compute_metrics(spec, [0, 1], [0.1, 0.2, 0.3])
+        compute_metrics(spec, [0, 1], [0.1, 0.2, 0.3])
 
 
 def test_slices_cover_every_segment_value_with_rows_and_positives(data):
     spec = fraud_spec()
     scores = {"candidate": data.scores(2.0), "baseline": data.baseline(spec)}
-    slices = ev.slice_metrics(spec, data.df, data.y, scores)
+    slices = slice_metrics(spec, data.df, data.y, scores)
     assert [(s["column"], s["value"]) for s in slices] == [
         ("region", v) for v in ["central", "east", "north", "south", "west"]
     ] + [("channel", v) for v in ["atm", "online", "pos"]]
@@ -515,7 +527,7 @@ def test_slices_cover_every_segment_value_with_rows_and_positives(data):
 def test_latency_profile_warms_up_and_times_single_rows():
     calls: list[int] = []
     rows = pd.DataFrame({"a": range(7)})
-    profile = ev.latency_profile(lambda row: calls.append(len(row)), rows, n=20)
+    profile = latency_profile(lambda row: calls.append(len(row)), rows, n=20)
     assert set(profile) == {"p50_ms", "p95_ms", "n"} and profile["n"] == 20
     assert 0 <= profile["p50_ms"] <= profile["p95_ms"]
     assert len(calls) == 20 + 5 and set(calls) == {1}
@@ -546,7 +558,7 @@ def test_report_is_json_serialisable(data):
         "slices",
         "latency_ms",
     }
-    assert report["models"]["baseline"]["description"] == ev.BASELINE_DESCRIPTION["binary_classification"]
+    assert report["models"]["baseline"]["description"] == BASELINE_DESCRIPTION["binary_classification"]
     assert report["models"]["candidate"]["version"] == "4"
     assert set(report["comparison"]) >= {
         "metric",
@@ -566,7 +578,7 @@ def test_report_is_json_serialisable(data):
 def test_html_names_failed_checks(data):
     spec = fraud_spec()
     report, decision = run_gate(spec, data, candidate=data.scores(1.5), champion=data.scores(2.0))
-    page = ev.render_html(report, decision, title="fraud_detection v4 <candidate>")
+    page = render_html(report, decision, title="fraud_detection v4 <candidate>")
 
     assert page.startswith("<!DOCTYPE html>") and "<style>" in page
     assert "REJECTED" in page and "fraud_detection v4 &lt;candidate&gt;" in page
@@ -578,7 +590,7 @@ def test_html_names_failed_checks(data):
 
 def test_module_import_is_cheap():
     code = (
-        "import sys, include.modelops.evaluation; "
+        "import sys, include.modelops.evaluation.gate, include.modelops.evaluation.report; "
         "print(sorted({'sklearn', 'pandas', 'scipy'} & set(sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
@@ -599,9 +611,9 @@ def test_continuous_and_time_segments_are_binned_and_missing_values_get_a_slice(
             "is_fraud": (rng.random(n) < 0.2).astype(int),
         }
     )
-    slices = ev.slice_metrics(spec, df, df["is_fraud"], {"candidate": rng.random(n)})
+    slices = slice_metrics(spec, df, df["is_fraud"], {"candidate": rng.random(n)})
     by_column = {c: [s["value"] for s in slices if s["column"] == c] for c in spec.segment_columns}
-    assert len(by_column["amount"]) == ev.NUMERIC_SLICE_BINS
+    assert len(by_column["amount"]) == NUMERIC_SLICE_BINS
     assert by_column["event_time"] == ["2025-01", "2025-02", "2025-03"]
     assert by_column["region"] == ["north", "south", None]
     assert sum(s["rows"] for s in slices if s["column"] == "amount") == n
@@ -632,12 +644,12 @@ def test_every_task_gets_a_report_a_decision_and_a_page(task):
             return np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
 
         champion, candidate = proba(1.5), proba(2.0)
-    base = ev.baseline_scores(spec, df["is_fraud"], n)
-    report = ev.evaluate(spec, df, candidate_scores=candidate, baseline_scores=base, champion_scores=champion)
-    decision = ev.decide(spec, report)
+    base = baseline_scores(spec, df["is_fraud"], n)
+    report = evaluate(spec, df, candidate_scores=candidate, baseline_scores=base, champion_scores=champion)
+    decision = decide(spec, report)
 
     assert decision["passed"] is True, decision["summary"]
     assert report["higher_is_better"] is False and report["comparison"]["ci_high"] < 0
     assert "positives" not in report["slices"][0]
     json.dumps([report, decision], allow_nan=False)
-    assert "PASSED" in ev.render_html(report, decision)
+    assert "PASSED" in render_html(report, decision)

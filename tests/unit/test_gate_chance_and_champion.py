@@ -8,7 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from include.modelops import evaluation as ev
+from include.modelops.evaluation.gate import decide
+from include.modelops.evaluation.metrics import (
+    CHAMPION_COLLAPSE_SHARE,
+    CHANCE_MIN_SIGMAS,
+    CHANCE_PERMUTATIONS,
+    baseline_scores,
+    chance_level,
+    compute_metrics,
+)
+from include.modelops.evaluation.report import evaluate, render_html
 from include.modelops.governance import model_card
 from include.modelops.spec import ModelSpec
 
@@ -45,17 +54,17 @@ class Holdout:
 
 
 def run(s: ModelSpec, data: Holdout, candidate, champion=None, recorded=None) -> tuple[dict, dict]:
-    report = ev.evaluate(
+    report = evaluate(
         s,
         data.df,
         candidate_scores=candidate,
-        baseline_scores=ev.baseline_scores(s, data.y, ROWS),
+        baseline_scores=baseline_scores(s, data.y, ROWS),
         champion_scores=champion,
         champion_version=None if champion is None else "3",
         candidate_version="4",
         champion_recorded_metrics=recorded,
     )
-    return report, ev.decide(s, report)
+    return report, decide(s, report)
 
 
 def check(decision: dict, name: str) -> dict:
@@ -69,8 +78,8 @@ def test_chance_level_of_scores_that_carry_no_information_is_their_own_score():
     data = Holdout()
     s = spec()
     noise = data.rng.random(ROWS)
-    level = ev.chance_level(s, data.y, noise, metric="roc_auc", seed=1)
-    assert level["valid"] == ev.CHANCE_PERMUTATIONS
+    level = chance_level(s, data.y, noise, metric="roc_auc", seed=1)
+    assert level["valid"] == CHANCE_PERMUTATIONS
     assert abs(level["mean"] - 0.5) < 0.01 and 0 < level["sd"] < 0.03
     assert abs(level["value"] - level["mean"]) < 3 * level["sd"]
 
@@ -80,14 +89,14 @@ def test_a_candidate_at_chance_is_rejected_even_when_every_other_rule_passes():
     # The weakest gate the spec allows; the candidate scores noise that happens to beat roc_auc 0.501.
     s = spec(thresholds={"roc_auc": {"min": 0.501}}, min_margin_over_baseline=0.0)
     noise = data.rng.random(ROWS)
-    noise_auc = ev.compute_metrics(s, data.y, noise)["roc_auc"]
+    noise_auc = compute_metrics(s, data.y, noise)["roc_auc"]
     if noise_auc < 0.501:  # make it pass the threshold, as a lucky shuffled model would
         noise = 1.0 - noise
     _, decision = run(s, data, noise)
 
     assert decision["failed_checks"] == ["roc_auc better than chance"], decision["summary"]
     chance = check(decision, "roc_auc better than chance")
-    assert chance["value"] < ev.CHANCE_MIN_SIGMAS and chance["threshold"] == ev.CHANCE_MIN_SIGMAS
+    assert chance["value"] < CHANCE_MIN_SIGMAS and chance["threshold"] == CHANCE_MIN_SIGMAS
     assert "is not better than chance" in decision["summary"]
 
 
@@ -109,7 +118,7 @@ def test_a_report_without_a_chance_level_fails_closed():
     s = spec()
     report, _ = run(s, data, data.scores(1.5))
     del report["chance"]
-    decision = ev.decide(s, report)
+    decision = decide(s, report)
     assert decision["passed"] is False
     assert "was not computed" in check(decision, "roc_auc better than chance")["reason"]
 
@@ -129,7 +138,7 @@ def test_a_champion_that_collapses_on_the_new_holdout_fails_the_gate_closed():
     assert decision["passed"] is False
     assert "champion_consistent" in decision["failed_checks"]
     collapse = check(decision, "champion_consistent")
-    assert collapse["value"] > 0.5 and collapse["threshold"] == ev.CHAMPION_COLLAPSE_SHARE
+    assert collapse["value"] > 0.5 and collapse["threshold"] == CHAMPION_COLLAPSE_SHARE
     # The summary leads with it, naming the champion and both scores.
     assert decision["summary"].startswith("REJECTED: champion v3 scored 0.")
     assert "roc_auc on this holdout but 0.988 when it was evaluated" in decision["summary"]
@@ -142,12 +151,12 @@ def test_a_champion_that_drifts_a_little_is_consistent():
     data = Holdout()
     s = spec()
     champion = data.scores(2.0)
-    recorded = ev.compute_metrics(s, data.y, data.scores(2.6))["roc_auc"]  # it was a bit better back then
+    recorded = compute_metrics(s, data.y, data.scores(2.6))["roc_auc"]  # it was a bit better back then
     _, decision = run(s, data, data.scores(2.4), champion=champion, recorded={"roc_auc": recorded})
 
     consistent = check(decision, "champion_consistent")
     assert consistent["passed"] is True, consistent["reason"]
-    assert 0 < consistent["value"] < ev.CHAMPION_COLLAPSE_SHARE
+    assert 0 < consistent["value"] < CHAMPION_COLLAPSE_SHARE
     assert decision["passed"] is True, decision["summary"]
 
 
@@ -171,7 +180,7 @@ def test_the_model_card_and_the_report_show_why_a_collapsed_champion_blocked_the
     for text in (
         model_card.render_markdown(card),
         model_card.render_html(card),
-        ev.render_html(report, decision),
+        render_html(report, decision),
     ):
         assert "champion_consistent" in text
         assert "when it was evaluated" in text and "the data changed or broke" in text
@@ -207,9 +216,9 @@ def test_chance_level_works_for_every_task(task):
     metric = s.evaluation.primary_metric
     high_better = metric != "rmse"
     for scores, skilled in ((good, True), (noise, False)):
-        level = ev.chance_level(s, y, scores, metric=metric)
+        level = chance_level(s, y, scores, metric=metric)
         edge = (level["value"] - level["mean"]) * (1 if high_better else -1)
-        assert (edge > ev.CHANCE_MIN_SIGMAS * level["sd"]) is skilled, (skilled, level)
+        assert (edge > CHANCE_MIN_SIGMAS * level["sd"]) is skilled, (skilled, level)
 
 
 def test_the_champion_record_is_read_from_the_run_it_was_registered_from(tmp_path, monkeypatch):

@@ -13,7 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from include.modelops import evaluation as ev
+from include.modelops.evaluation.gate import decide
+from include.modelops.evaluation.metrics import baseline_scores, compute_metrics
+from include.modelops.evaluation.report import evaluate
 from include.modelops import scoring
 from include.modelops.spec import ModelSpec
 from include.modelops.training import sklearn_trainer
@@ -98,16 +100,16 @@ def gate(
     champion_recorded: dict | None = None,
 ) -> dict:
     candidate = train(spec, train_rows)
-    report = ev.evaluate(
+    report = evaluate(
         spec,
         holdout,
         candidate_scores=scoring.score(spec, candidate, holdout),
-        baseline_scores=ev.baseline_scores(spec, train_rows["label"], len(holdout)),
+        baseline_scores=baseline_scores(spec, train_rows["label"], len(holdout)),
         champion_scores=None if champion is None else scoring.score(spec, champion, holdout),
         champion_version=None if champion is None else "3",
         champion_recorded_metrics=champion_recorded,
     )
-    return ev.decide(spec, report)
+    return decide(spec, report)
 
 
 GATES = {"weakest allowed": WEAKEST, "defaults": {}}
@@ -147,7 +149,7 @@ def test_a_champion_that_collapses_on_shuffled_data_fails_the_gate_closed(task):
     metric = spec.evaluation.primary_metric
     train_rows, holdout = split(table(task))
     champion = train(spec, train_rows)
-    recorded = ev.compute_metrics(spec, holdout["label"], scoring.score(spec, champion, holdout))
+    recorded = compute_metrics(spec, holdout["label"], scoring.score(spec, champion, holdout))
 
     broken_train, broken_holdout = split(shuffled(table(task, seed=8)))
     decision = gate(spec, broken_train, broken_holdout, champion=champion, champion_recorded=recorded)

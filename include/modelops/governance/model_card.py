@@ -543,7 +543,7 @@ def _evaluation_section(spec: ModelSpec, evaluation: dict | None, links: dict) -
 def _operating_points(evaluation: Mapping) -> list[dict]:
     """Binary: per model, the decision threshold it serves with, how it was set, and the holdout's
     precision, recall and share of rows flagged positive at it (the evaluation's ``operating_point``)."""
-    from include.modelops.decision_threshold import describe
+    from include.modelops.evaluation.threshold import describe
 
     rows = []
     for role, point in _mapping(evaluation.get("operating_point")).items():

@@ -194,7 +194,7 @@ def live_performance(
     """
     import numpy as np
 
-    from include.modelops.evaluation import compute_metrics, paired_bootstrap
+    from include.modelops.evaluation.metrics import compute_metrics, paired_bootstrap
 
     labelled = rows[rows[label_column].notna()] if label_column in rows else rows.iloc[:0]
     if len(labelled) < spec.monitoring.min_labelled_rows_for_metric:

@@ -259,7 +259,13 @@ def evaluate_candidate(model: str, validated: dict, split: dict, trained: dict, 
     """Score candidate, champion (same holdout) and naive baseline; decide the gate; publish the report."""
     import pandas as pd
 
-    from include.modelops import evaluation, scoring
+    from include.modelops import scoring
+
+    from include.modelops.evaluation.gate import decide
+
+    from include.modelops.evaluation.metrics import baseline_scores, latency_profile
+
+    from include.modelops.evaluation.report import evaluate, render_html
 
     spec = load_spec_by_name(model)
     run_id = validated["run_id"]
@@ -275,15 +281,13 @@ def evaluate_candidate(model: str, validated: dict, split: dict, trained: dict, 
     cand_threshold = _candidate_threshold(spec, trained) if binary else None
     champ_threshold = None
     sample = scoring.feature_frame(spec, holdout.head(50))
-    cand_latency = evaluation.latency_profile(candidate.predict, sample)
+    cand_latency = latency_profile(candidate.predict, sample)
     if champion_version:
         log.info("Re-scoring champion v%s on the same holdout", champion_version)
         try:
             champion = scoring.load_pyfunc(f"models:/{spec.name}/{champion_version}")
             champ_scores = scoring.score(spec, champion, holdout)
-            champ_latency = evaluation.latency_profile(
-                champion.predict, scoring.conform_to_model(sample, champion)
-            )
+            champ_latency = latency_profile(champion.predict, scoring.conform_to_model(sample, champion))
             latency = {
                 "candidate_p95": cand_latency["p95_ms"],
                 "champion_p95": champ_latency["p95_ms"],
@@ -298,11 +302,11 @@ def evaluate_candidate(model: str, validated: dict, split: dict, trained: dict, 
             champ_threshold = _champion_threshold(spec, champion_version)
     if latency is None:
         latency = {"candidate_p95": cand_latency["p95_ms"], "champion_p95": None, "ratio": None}
-    report = evaluation.evaluate(
+    report = evaluate(
         spec,
         holdout,
         candidate_scores=cand_scores,
-        baseline_scores=evaluation.baseline_scores(spec, y_train, len(holdout)),
+        baseline_scores=baseline_scores(spec, y_train, len(holdout)),
         champion_scores=champ_scores,
         champion_version=champion_version if champ_scores is not None else None,
         latency=latency,
@@ -310,7 +314,7 @@ def evaluate_candidate(model: str, validated: dict, split: dict, trained: dict, 
         candidate_threshold=cand_threshold,
         champion_threshold=champ_threshold,
     )
-    decision = evaluation.decide(spec, report)
+    decision = decide(spec, report)
     if champion_error:
         decision["passed"] = False
         decision["checks"].append(
@@ -326,7 +330,7 @@ def evaluate_candidate(model: str, validated: dict, split: dict, trained: dict, 
         decision["summary"] = f"REJECTED: {champion_error}"
     out = run_dir(model, dag_run_id)
     html = out / "evaluation_report.html"
-    html.write_text(evaluation.render_html(report, decision, title=f"{spec.name}: candidate evaluation"))
+    html.write_text(render_html(report, decision, title=f"{spec.name}: candidate evaluation"))
     (out / "evaluation.json").write_text(json.dumps(report, indent=2))
     (out / "decision.json").write_text(json.dumps(decision, indent=2))
     for f in ("evaluation.json", "decision.json", "evaluation_report.html"):
@@ -355,7 +359,7 @@ def evaluate_candidate(model: str, validated: dict, split: dict, trained: dict, 
 
 def _candidate_threshold(spec: ModelSpec, trained: dict) -> dict:
     """The decision threshold training chose (its result, else its run's tags, else the spec's)."""
-    from include.modelops import decision_threshold
+    from include.modelops.evaluation import threshold as decision_threshold
 
     if trained.get("threshold"):
         return trained["threshold"]
@@ -369,7 +373,7 @@ def _candidate_threshold(spec: ModelSpec, trained: dict) -> dict:
 
 def _champion_threshold(spec: ModelSpec, version: str) -> dict:
     """The champion's own decision threshold, the one its bento labels with."""
-    from include.modelops import decision_threshold
+    from include.modelops.evaluation import threshold as decision_threshold
 
     try:
         return tracking.version_threshold(spec, version)
@@ -428,7 +432,7 @@ def register_candidate(
 
 
 def _threshold_tags(spec: ModelSpec, trained: dict) -> dict[str, str]:
-    from include.modelops import decision_threshold
+    from include.modelops.evaluation import threshold as decision_threshold
 
     return decision_threshold.to_tags(_candidate_threshold(spec, trained))
 

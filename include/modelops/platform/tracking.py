@@ -203,12 +203,12 @@ def version_info(model_name: str, version: str) -> dict[str, Any]:
 
 
 def version_threshold(spec: ModelSpec, version: str) -> dict[str, Any]:
-    """The decision threshold a version was trained with (``include.modelops.decision_threshold``).
+    """The decision threshold a version was trained with (``include.modelops.evaluation.threshold``).
 
     Read from the version's tags, else its training run's; a version from before thresholds were
     recorded gets the spec's fixed value, as it was served then.
     """
-    from include.modelops import decision_threshold
+    from include.modelops.evaluation import threshold as decision_threshold
 
     info = version_info(spec.name, version)
     run_tags = run_info(info["run_id"])["tags"] if info.get("run_id") else None

@@ -312,7 +312,7 @@ def rows_to_frame(spec: ModelSpec, rows: Sequence[Mapping[str, Any] | BaseModel]
 def served_threshold(spec: ModelSpec, bento_model: Mapping[str, Any] | None = None) -> float:
     """The decision threshold a bento labels with: its version's (``bento_model.json``'s
     ``decision_threshold``), else the spec's fixed value (a bento built before thresholds were recorded)."""
-    from include.modelops.decision_threshold import spec_threshold
+    from include.modelops.evaluation.threshold import spec_threshold
 
     value = (bento_model or {}).get("decision_threshold")
     return float(value) if value is not None else float(spec_threshold(spec)["value"])

@@ -71,7 +71,7 @@ def train(
             }
         )
         if spec.task.value == "binary_classification":
-            from include.modelops import decision_threshold
+            from include.modelops.evaluation import threshold as decision_threshold
 
             mlflow.set_tags(decision_threshold.to_tags(threshold))  # tags: a retry may choose again
         # GPU utilisation, memory and power go to the run as metrics, the summary as tags (no-op on CPU).
@@ -93,10 +93,10 @@ def _choose_threshold(
 ) -> dict:
     """The spec's decision threshold (binary): fixed, or chosen on a slice of the training split.
 
-    See ``include.modelops.decision_threshold``: a second model, fit on the rest of the split,
+    See ``include.modelops.evaluation.threshold``: a second model, fit on the rest of the split,
     scores the slice; the threshold is chosen on those scores, never on the holdout.
     """
-    from include.modelops import decision_threshold
+    from include.modelops.evaluation import threshold as decision_threshold
     from include.modelops.scoring import feature_frame, to_scores
 
     def fit_and_score(fit_rows: Any, slice_rows: Any) -> Any:

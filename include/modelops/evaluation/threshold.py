@@ -55,7 +55,7 @@ class ThresholdError(ValueError):
     """The training split cannot support the spec's threshold policy; the message names the field."""
 
 
-def _round(x: float | None, digits: int = 6) -> float | None:
+def round_metric(x: float | None, digits: int = 6) -> float | None:
     return None if x is None or not math.isfinite(x) else round(float(x), digits)
 
 
@@ -72,13 +72,13 @@ def operating_point(y: Any, scores: Any, threshold: float) -> dict[str, Any]:
     tp = float((y * flagged).sum())
     n_flagged, positives = int(flagged.sum()), int(y.sum())
     return {
-        "threshold": _round(threshold),
+        "threshold": round_metric(threshold),
         "rows": int(len(y)),
         "positives": positives,
         "flagged": n_flagged,
-        "flagged_share": _round(n_flagged / len(y)) if len(y) else None,
-        "precision": _round(tp / n_flagged) if n_flagged else None,
-        "recall": _round(tp / positives) if positives else None,
+        "flagged_share": round_metric(n_flagged / len(y)) if len(y) else None,
+        "precision": round_metric(tp / n_flagged) if n_flagged else None,
+        "recall": round_metric(tp / positives) if positives else None,
     }
 
 
@@ -157,7 +157,7 @@ def spec_threshold(spec: ModelSpec) -> dict[str, Any]:
     t = spec.evaluation.threshold
     value = t.value if t.policy == "fixed" and t.value is not None else 0.5
     return {
-        "value": _round(value),
+        "value": round_metric(value),
         "policy": "fixed",
         "target": None,
         "target_met": None,
@@ -188,9 +188,9 @@ def threshold_info(
     policy = spec.evaluation.threshold
     if spec.task.value != "binary_classification" or policy.policy == "fixed":
         return spec_threshold(spec)
-    from include.modelops.evaluation import _encode_labels
+    from include.modelops.evaluation.metrics import encode_labels
 
-    y = _encode_labels(spec, train[spec.target.name].to_numpy()).astype(int)
+    y = encode_labels(spec, train[spec.target.name].to_numpy()).astype(int)
     mask, how = slice_mask(spec, train, y)
     for side, rows in (("slice", y[mask]), ("rest", y[~mask])):
         if rows.sum() == 0 or rows.sum() == len(rows):
@@ -219,7 +219,7 @@ def threshold_info(
     value, met = choose_threshold(y[mask], scores, policy=policy.policy, target=float(policy.target))
     point = operating_point(y[mask], scores, value)
     info = {
-        "value": _round(value),
+        "value": round_metric(value),
         "policy": policy.policy,
         "target": policy.target,
         "target_met": bool(met),
