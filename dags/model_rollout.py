@@ -200,7 +200,7 @@ def rollout_dag(spec: ModelSpec):
         @task(trigger_rule="one_failed")
         def rollback() -> dict:
             from include.modelops.platform import tracking
-            from include.modelops.pipelines.triggers import older_than_champion
+            from include.modelops.rollout.record import older_than_champion
 
             ctx = get_current_context()
             prepared = ctx["ti"].xcom_pull(task_ids="prepare_rollout")

@@ -29,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 
+from include.modelops.rollout.record import read_record
+from include.modelops.platform import processes
 from include.modelops.settings import get_settings
 
 DEFAULT_MODEL = "fraud_detection"
@@ -303,7 +305,6 @@ def _run_rollout(spec, version: str, env: dict[str, str], *, stamp: str) -> dict
 
     from include.modelops.platform import local_stack
     from include.modelops.platform import tracking
-    from include.modelops.rollout import stages
     from include.modelops.rollout.local import LocalBackend
 
     s = get_settings()
@@ -364,11 +365,11 @@ def _run_rollout(spec, version: str, env: dict[str, str], *, stamp: str) -> dict
         )
     finally:
         if sender is not None:
-            local_stack.stop_process(sender)
+            processes.stop_process(sender)
         with contextlib.suppress(Exception):
             LocalBackend(spec.name).shutdown()
         _print("==> Stopped the rollout's services (`make serve` serves the champion)")
-    record = stages.read_record(spec.name, version)
+    record = read_record(spec.name, version)
     record["champion"] = tracking.alias_version(spec.name, tracking.CHAMPION)
     record["log_file"] = str(log_file)
     return record
@@ -512,7 +513,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from include.modelops.spec import ModelSpecError, load_all_specs
 
     _stop_on_signals()
-    local_stack.claim_processes()  # every process started from here on carries this command's mark
+    processes.claim_processes()  # every process started from here on carries this command's mark
     s = get_settings()
     airflow_port = _port_or_free(args.airflow_port, "Airflow")
     mlflow_port = _port_or_free(args.mlflow_port, "MLflow")
@@ -550,7 +551,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             stderr=subprocess.STDOUT,
             umask=local_stack.PRIVATE_UMASK,
         )
-        local_stack._wait_http(
+        local_stack.wait_http(
             f"{env['AIRFLOW__API__BASE_URL']}/api/v2/monitor/health", 300, airflow, "Airflow API server"
         )
         local_stack.secure_state_dir(s.state_dir, s.inference_log_url)
@@ -572,11 +573,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     finally:
         _stop_on_signals(ignore=True)  # a second Ctrl-C must not cut the clean-up short
         if airflow is not None:
-            local_stack.stop_process(airflow, timeout_s=30)
+            processes.stop_process(airflow, timeout_s=30)
         if mlflow is not None:
-            local_stack.stop_process(mlflow)
+            processes.stop_process(mlflow)
         _print("==> Stopped Airflow and MLflow")
-        _say_stopped(local_stack.stop_started)
+        _say_stopped(_stop_started)
     return 0
 
 
@@ -599,11 +600,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import contextlib
     import os
 
-    from include.modelops.platform import local_stack
     from include.modelops.serving import packaging
 
     _stop_on_signals()
-    local_stack.claim_processes()
+    processes.claim_processes()
     s = get_settings()
     host = "127.0.0.1"
     if not _port_is_free(host, args.port):
@@ -663,7 +663,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _print(str(exc))
         return 1
     finally:
-        _say_stopped(local_stack.stop_started)  # anything left of the server (a worker that left its group)
+        _say_stopped(_stop_started)  # anything left of the server (a worker that left its group)
 
 
 def _mlflow_server_for_run(running: contextlib.ExitStack, *, say_stopped: bool = True) -> str | None:
@@ -671,13 +671,13 @@ def _mlflow_server_for_run(running: contextlib.ExitStack, *, say_stopped: bool =
 
     Returns the started server's URI (stopped with ``running``), or None when a URI is configured.
     The command's first call also makes ``running`` stop, last, everything the command started
-    that is still running (rollout deployments, servers its tasks started: local_stack.stop_started).
+    that is still running (rollout deployments, servers its tasks started: rollout.local.stop_started).
     """
     from include.modelops.platform import local_stack
 
-    if local_stack.claim_processes():
+    if processes.claim_processes():
         _stop_on_signals()  # SIGTERM too unwinds ``running``
-        running.callback(_say_stopped, local_stack.stop_started)
+        running.callback(_say_stopped, _stop_started)
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return None
     s = get_settings()
@@ -687,12 +687,19 @@ def _mlflow_server_for_run(running: contextlib.ExitStack, *, say_stopped: bool =
     proc = local_stack.start_mlflow(s.state_dir, port, local_stack.stack_env(s.state_dir, uri))
     if say_stopped:
         running.callback(_print, "==> Stopped the MLflow server")
-    running.callback(local_stack.stop_process, proc)
+    running.callback(processes.stop_process, proc)
     return uri
 
 
+def _stop_started() -> list[str]:
+    """Stop what this command started (``rollout.local.stop_started``; imported late: it pulls in serving)."""
+    from include.modelops.rollout.local import stop_started
+
+    return stop_started()
+
+
 def _say_stopped(stop) -> None:
-    """Run ``stop`` (local_stack.stop_started) and say what it stopped, if anything."""
+    """Run ``stop`` (rollout.local.stop_started) and say what it stopped, if anything."""
     stopped = stop()
     if stopped:
         _print("==> Stopped " + ", ".join(stopped))

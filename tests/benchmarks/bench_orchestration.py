@@ -31,6 +31,7 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(PROJECT_ROOT))
 
+from include.modelops.platform import processes  # noqa: E402
 from include.modelops.platform import local_stack  # noqa: E402
 
 DAG_FILE = PROJECT_ROOT / "dags" / "model_training.py"
@@ -197,7 +198,7 @@ def bench_orchestration(tmp: Path, rows: int, repeats: int) -> dict:
             wall_d, tasks_d = run_direct("fraud_detection", env)
             result["direct"].append({"wall_s": wall_d, "tasks": tasks_d})
     finally:
-        local_stack.stop_process(mlflow)
+        processes.stop_process(mlflow)
     return result
 
 

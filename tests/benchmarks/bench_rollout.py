@@ -46,6 +46,7 @@ import time
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
+from include.modelops.rollout.record import read_record
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(PROJECT_ROOT))
@@ -203,7 +204,6 @@ class Deployment:
     def rollout(self, version: str, *, traffic: bool) -> dict:
         """``airflow dags test fraud_detection_rollout`` for ``version``; its record, wall time and traffic."""
         from include.modelops.platform import local_stack
-        from include.modelops.rollout import stages
 
         log_file = WORK / "logs" / f"rollout-v{version}.log"
         sender = Traffic(self.spec, self.frame, self.url) if traffic else None
@@ -226,7 +226,7 @@ class Deployment:
             "log_file": str(log_file),
             "started": started,
             "ended": ended,
-            "record": stages.read_record(MODEL, version),
+            "record": read_record(MODEL, version),
             "traffic": sender,
         }
 

@@ -39,6 +39,7 @@ import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from include.modelops.platform import processes  # noqa: E402
 
 PARTS = ("router", "abort")
 MODEL = "fraud_detection"
@@ -144,7 +145,7 @@ def setup(args: argparse.Namespace):
 
 
 def bench_router(backend, url: str, body: bytes, kills: int, rate: float, cap_s: float) -> dict:
-    from include.modelops.rollout.local import process_alive
+    from include.modelops.platform.processes import process_alive
 
     backend.set_canary_percent(10)
     rows = []
@@ -259,10 +260,8 @@ class Server:
             self.proc = local_stack.start_mlflow(WORK / "mlflow", self.port, self.env)
 
     def stop(self) -> None:
-        from include.modelops.platform import local_stack
-
         if self.proc is not None:
-            local_stack.stop_process(self.proc)
+            processes.stop_process(self.proc)
             self.proc = None
 
 

@@ -42,6 +42,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from include.modelops.platform import processes  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(PROJECT_ROOT))
@@ -135,9 +136,9 @@ class Server:
                 start_new_session=True,
             )
         try:
-            local_stack._wait_http(f"{self.url}/readyz", 240, self.proc, self.name)
+            local_stack.wait_http(f"{self.url}/readyz", 240, self.proc, self.name)
         except Exception:
-            local_stack.stop_process(self.proc)
+            processes.stop_process(self.proc)
             print(self.log.read_text()[-3000:])
             raise
         return self
@@ -172,17 +173,15 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def __exit__(self, *exc: object) -> None:
-        from include.modelops.platform import local_stack
-
         if self.proc is not None:
-            local_stack.stop_process(self.proc, timeout_s=30)
+            processes.stop_process(self.proc, timeout_s=30)
 
 
 def bento_server(name: str, tag: str, log_on: bool, extra_env: dict[str, str] | None = None) -> Server:
     from include.modelops.platform import local_stack
     from include.modelops.serving import packaging
 
-    env = packaging._serve_env()
+    env = packaging.serve_env()
     env["MODELOPS_INFERENCE_LOG"] = "on" if log_on else "off"
     env.update(extra_env or {})
     server = Server(name, [], env, WORK / "bentoml")

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from include.modelops.platform import processes
 from include.modelops.settings import PROJECT_ROOT
 from include.modelops.spec import FeatureType, ModelSpec, load_spec
 from tests.conftest import REFERENCE_SPEC, mlflow_uris_restored
@@ -95,7 +96,7 @@ def stack(tmp_path_factory, monkeypatch_session):
     try:
         yield Stack(state_dir=state, specs_dir=specs_dir, data_dir=data_dir, env=env, mlflow_uri=uri)
     finally:
-        local_stack.stop_process(proc)
+        processes.stop_process(proc)
 
 
 # --------------------------------------------------------------------------------------
@@ -182,7 +183,7 @@ def standalone(stack):
         cwd=local_stack.PROJECT_ROOT,
     )
     try:
-        local_stack._wait_http(
+        local_stack.wait_http(
             f"http://127.0.0.1:{port}/api/v2/monitor/health", 240, proc, "Airflow API server"
         )
         pw_file = Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
@@ -191,7 +192,7 @@ def standalone(stack):
         api.wait("DAGs to be parsed", lambda: all(api.call("GET", f"/dags/{d}")[0] == 200 for d in dags), 180)
         yield Standalone(api=api, env=env, state_dir=state, specs_dir=specs)
     finally:
-        local_stack.stop_process(proc, timeout_s=30)
+        processes.stop_process(proc, timeout_s=30)
         log.close()
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from include.modelops.platform import processes
 from include.modelops.spec import ModelSpec
 
 
@@ -49,7 +50,6 @@ def build(spec: ModelSpec, version: str) -> str:
 @contextlib.contextmanager
 def traffic(url: str, model: str, source: Path, env: dict[str, str], *, rate: float = 15) -> Iterator[None]:
     """The traffic generator sending rows of ``source`` to ``url`` until the block ends."""
-    from include.modelops.platform import local_stack
     from include.modelops.settings import PROJECT_ROOT
 
     sender = subprocess.Popen(
@@ -88,7 +88,7 @@ def traffic(url: str, model: str, source: Path, env: dict[str, str], *, rate: fl
     try:
         yield
     finally:
-        local_stack.stop_process(sender)
+        processes.stop_process(sender)
 
 
 def variants_answering(url: str, spec: ModelSpec, frame: pd.DataFrame, n: int = 20) -> set[tuple[str, str]]:

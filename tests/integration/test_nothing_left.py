@@ -19,6 +19,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from include.modelops.platform import processes
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
@@ -177,7 +178,7 @@ def test_mlflow_server_stops_on_sigterm_alone(tmp_path, caplog):
         commands = [" ".join(p.cmdline()) for p in tree]
         assert not [c for c in commands if "huey" in c or "_job_runner" in c], commands
         with caplog.at_level(logging.WARNING, logger="include.modelops.platform.local_stack"):
-            ended = local_stack.stop_process(proc, timeout_s=10)
+            ended = processes.stop_process(proc, timeout_s=10)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

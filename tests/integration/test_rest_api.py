@@ -23,6 +23,7 @@ import requests
 from tests.conftest import PROJECT_ROOT
 from tests.integration.conftest import write_test_spec
 from tests.monitoring_traffic import log_scored_traffic
+from include.modelops.platform import processes
 
 pytestmark = pytest.mark.integration
 MODEL = "fraud_rest"
@@ -57,12 +58,12 @@ def airflow(stack):
         stderr=subprocess.STDOUT,
     )  # noqa: SIM115
     try:
-        local_stack._wait_http(f"{base}/api/v2/monitor/health", 300, proc, "Airflow API server")
+        local_stack.wait_http(f"{base}/api/v2/monitor/health", 300, proc, "Airflow API server")
         pw_file = Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
         ((user, password),) = json.loads(pw_file.read_text()).items()
         yield {"base": base, "user": user, "password": password, "log": log_file}
     finally:
-        local_stack.stop_process(proc, timeout_s=30)
+        processes.stop_process(proc, timeout_s=30)
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,8 @@ import time
 
 import pytest
 
+from include.modelops.rollout.record import read_record
+from include.modelops.platform import processes
 from include.modelops.settings import PROJECT_ROOT
 from include.modelops.spec import load_spec
 from tests.conftest import mlflow_uris_restored
@@ -38,10 +40,8 @@ class Server:
         self.proc = local_stack.start_mlflow(self.state, self.port, self.env)
 
     def stop(self) -> None:
-        from include.modelops.platform import local_stack
-
         if self.proc is not None:
-            local_stack.stop_process(self.proc)
+            processes.stop_process(self.proc)
             self.proc = None
 
 
@@ -100,7 +100,8 @@ def registry(tmp_path_factory: pytest.TempPathFactory, bentoml_store):
 def test_a_rollback_with_mlflow_down_moves_traffic_at_once_and_lands_the_registry_writes_later(registry):
     from include.modelops.platform import tracking
     from include.modelops.rollout import pending, stages
-    from include.modelops.rollout.local import LocalBackend, process_alive
+    from include.modelops.rollout.local import LocalBackend
+    from include.modelops.platform.processes import process_alive
 
     model, v1, v2, server = registry["spec"].name, registry["v1"], registry["v2"], registry["server"]
     backend = LocalBackend(model, workers=1)
@@ -116,7 +117,7 @@ def test_a_rollback_with_mlflow_down_moves_traffic_at_once_and_lands_the_registr
         # Traffic is on stable when rollback returns, though the registry did not answer.
         assert answered_by(backend, url, registry["payload"], 20) == {"stable": 20}
         assert result["rolled_back"] and result["registry_pending"] and result["champion"] == v1
-        record = stages.read_record(model, v2)
+        record = read_record(model, v2)
         retry_pid = record["registry_retry_pid"]
         assert record["status"] == "rolled_back" and record["registry_pending"] is True
         assert [p.name for p in pending.pending_files(model)] == [f"registry-pending-v{v2}.json"]
@@ -139,7 +140,7 @@ def test_a_rollback_with_mlflow_down_moves_traffic_at_once_and_lands_the_registr
         assert len(events) == 1 and '"rolled back (automatic)"' in tags[events[0]]
         assert tracking.alias_version(model, tracking.CHALLENGER) is None
         assert tracking.alias_version(model, tracking.CHAMPION) == v1
-        record = stages.read_record(model, v2)
+        record = read_record(model, v2)
         assert record["registry_pending"] is False and record["status"] == "rolled_back"
         deadline = time.monotonic() + 30
         while process_alive(retry_pid, None) and time.monotonic() < deadline:

@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from include.modelops.rollout.record import read_record
 from include.modelops.settings import PROJECT_ROOT
 from include.modelops.spec import ModelSpec
 from tests.integration.airflow_rest import Api, dag_run, hitl_path, run_state, ti, trigger
@@ -95,10 +96,9 @@ class Rollouts:
 
     def baking(self, version: str, run_id: str) -> dict:
         """Wait until ``run_id`` has entered stage canary_25 of ``version`` (its record says so)."""
-        from include.modelops.rollout import stages
 
         def entered() -> dict | None:
-            record = stages.read_record(MODEL, version)
+            record = read_record(MODEL, version)
             ok = record.get("dag_run_id") == run_id and [s["outcome"] for s in record.get("stages", [])] == [
                 "running"
             ]
@@ -198,7 +198,6 @@ def test_a_paused_stage_approved_through_the_rest_api_is_promoted(rollouts):
 
 def test_a_paused_stage_aborted_through_the_rest_api_is_rolled_back(rollouts):
     from include.modelops.governance import audit
-    from include.modelops.rollout import stages
 
     api, (v1, v2, v3) = rollouts.api, rollouts.versions
     rollouts.challenger(v3)
@@ -215,7 +214,7 @@ def test_a_paused_stage_aborted_through_the_rest_api_is_rolled_back(rollouts):
     )
     assert rollouts.task_state(run_id, "canary_100") == "upstream_failed"
     reason = "aborted by risk_lead: scores look off on the fraud desk's cases"
-    record = stages.read_record(MODEL, v3)
+    record = read_record(MODEL, v3)
     assert (record["status"], record["reason"], record["failure"]["stage"]) == (
         "rolled_back",
         reason,
@@ -235,7 +234,6 @@ def test_a_paused_stage_aborted_through_the_rest_api_is_rolled_back(rollouts):
 
 def test_a_running_stage_marked_failed_is_rolled_back_and_a_second_trigger_waits(rollouts):
     """No traffic: canary_25 bakes (too few requests) until someone marks it failed through the REST API."""
-    from include.modelops.rollout import stages
 
     api, (v1, v2, v3) = rollouts.api, rollouts.versions
     first = trigger(api, DAG, {"version": v3})
@@ -259,7 +257,7 @@ def test_a_running_stage_marked_failed_is_rolled_back_and_a_second_trigger_waits
     abort(first)
     assert rollouts.finished(first) == "failed"
     assert rollouts.task_state(first, "rollback") == "success"
-    record = stages.read_record(MODEL, v3)
+    record = read_record(MODEL, v3)
     assert record["status"] == "rolled_back" and record["failure"]["stage"] == "canary_25"
     assert "aborted while canary_25 baked: its task was marked failed" in record["reason"]
     assert rollouts.tags(v3)["modelops.rolled_back"].startswith("canary_25: aborted while canary_25 baked")
@@ -269,6 +267,6 @@ def test_a_running_stage_marked_failed_is_rolled_back_and_a_second_trigger_waits
     assert dag_run(api, DAG, second)["start_date"] >= dag_run(api, DAG, first)["end_date"]
     abort(second)
     assert rollouts.finished(second) == "failed"
-    assert stages.read_record(MODEL, v1)["status"] == "rolled_back"
+    assert read_record(MODEL, v1)["status"] == "rolled_back"
     assert rollouts.aliases() == (v2, v1, None)
     assert variants_answering(rollouts.url, rollouts.spec, rollouts.frame) == {("stable", v2)}

@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from include.modelops.rollout.local import pids_with_env
+from include.modelops.rollout.record import read_record, write_record
+from include.modelops.platform.processes import pids_with_env
 from include.modelops.settings import PROJECT_ROOT
 from include.modelops.spec import load_spec
 from tests.conftest import mlflow_uris_restored
@@ -189,7 +190,7 @@ def test_a_killed_splitter_is_restarted_by_its_supervisor_and_a_stage_check_fail
     import threading
 
     from include.modelops.rollout import stages
-    from include.modelops.rollout.local import process_alive
+    from include.modelops.platform.processes import process_alive
 
     (v1, tag1), (v2, tag2) = versions["v1"], versions["v2"]
     model = versions["spec"].name
@@ -237,7 +238,7 @@ def test_a_killed_splitter_is_restarted_by_its_supervisor_and_a_stage_check_fail
     monkeypatch.setenv(
         "MODELOPS_STATE_DIR", str(backend.dir.parent.parent)
     )  # the record next to the backend's
-    stages._write_record(
+    write_record(
         model,
         v2,
         {
@@ -250,10 +251,7 @@ def test_a_killed_splitter_is_restarted_by_its_supervisor_and_a_stage_check_fail
         },
     )
     assert stages.check_stage(model, v2, 0, backend=backend)["done"] is False
-    assert stages.read_record(model, v2)["stages"][0]["router"] == {
-        "restarts_at_start": r0 + 1,
-        "restarts": 0,
-    }
+    assert read_record(model, v2)["stages"][0]["router"] == {"restarts_at_start": r0 + 1, "restarts": 0}
     # ...then the splitter dies while its supervisor cannot restart it (stopped): the next poke fails.
     supervisor = after["supervisor_pid"]
     os.kill(supervisor, signal.SIGSTOP)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from include.modelops.rollout.record import read_record
 from include.modelops.settings import PROJECT_ROOT
 from tests.conftest import mlflow_uris_restored
 from tests.integration.conftest import write_test_spec
@@ -85,7 +86,6 @@ class Deployment:
     def rollout(self, conf: dict | None = None, *, traffic: bool = True) -> dict:
         """One run of the rollout DAG (while the traffic generator sends requests); its record and rc."""
         from include.modelops.platform import local_stack
-        from include.modelops.rollout import stages
 
         sending = (
             rollout_traffic(self.url, MODEL, self.root / "data", self.env)
@@ -97,7 +97,7 @@ class Deployment:
             log_file = self.root / "logs" / f"rollout-{time.monotonic_ns()}.log"
             res = local_stack.airflow(args, self.env, log_file=log_file, timeout_s=600)
         version = (conf or {}).get("version") or self.last_version
-        return {"rc": res.returncode, "log": res.stdout, "record": stages.read_record(MODEL, str(version))}
+        return {"rc": res.returncode, "log": res.stdout, "record": read_record(MODEL, str(version))}
 
     def variants_answering(self, n: int = 20) -> set[tuple[str, str]]:
         """Send n requests through the endpoint; (variant, version) of every row the log holds for them."""
@@ -192,10 +192,8 @@ def test_good_candidate_is_promoted_through_every_stage(deployment):
 def test_the_promoted_versions_model_card_shows_its_deployment_history(deployment):
     import mlflow
 
-    from include.modelops.rollout import stages
-
     champion = deployment.alias("champion")
-    record = stages.read_record(MODEL, champion)
+    record = read_record(MODEL, champion)
     run_id = deployment.client().get_model_version(MODEL, champion).run_id
     assert deployment.tags(champion)["modelops.model_card"] == f"runs:/{run_id}/model_card/model_card.html"
     card = mlflow.artifacts.load_dict(f"runs:/{run_id}/model_card/model_card.json")
@@ -239,7 +237,6 @@ def test_faulty_candidate_is_rolled_back_and_stable_keeps_every_request(deployme
 def test_a_canary_killed_mid_stage_is_rolled_back_within_a_couple_of_checks(deployment):
     """No traffic: canary_25 bakes (too few requests) until its process is killed; the next check sees it."""
     from include.modelops.platform import tracking
-    from include.modelops.rollout import stages
     from include.modelops.rollout.local import LocalBackend
 
     champion, previous = deployment.alias("champion"), deployment.alias("previous")
@@ -249,7 +246,7 @@ def test_a_canary_killed_mid_stage_is_rolled_back_within_a_couple_of_checks(depl
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         running = pool.submit(deployment.rollout, {"version": candidate, "allow_older": True}, traffic=False)
         deadline = time.monotonic() + 300
-        while [s["outcome"] for s in stages.read_record(MODEL, candidate).get("stages", [])] != ["running"]:
+        while [s["outcome"] for s in read_record(MODEL, candidate).get("stages", [])] != ["running"]:
             assert time.monotonic() < deadline and not running.done(), "canary_25 never started baking"
             time.sleep(0.5)
         canary = LocalBackend(MODEL).state().variants["canary"]
@@ -328,9 +325,9 @@ def test_a_retried_stage_resumes_without_moving_traffic_twice(deployment):
 
     try:
         first = poke()
-        entered = stages.read_record(MODEL, candidate)["stages"]
+        entered = read_record(MODEL, candidate)["stages"]
         retried = poke()  # the task's retry, in a new process
-        record = stages.read_record(MODEL, candidate)
+        record = read_record(MODEL, candidate)
         assert (first["done"], retried["done"]) == (False, False)  # no traffic: still baking
         assert (first["shares"], first["caddy_loads"]) == ([25], 1)  # the stage moved the share once...
         assert (retried["shares"], retried["caddy_loads"]) == (

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from include.modelops.platform import processes
 from include.modelops import settings
 from include.modelops.platform import local_stack
 from include.modelops.pipelines import training as steps
@@ -83,7 +84,7 @@ def test_the_log_servers_of_make_up_listen_on_loopback_only(tmp_path, monkeypatc
     try:
         assert _listening(proc.pid, port) == {"127.0.0.1"}
     finally:
-        local_stack.stop_process(proc, timeout_s=5)
+        processes.stop_process(proc, timeout_s=5)
 
 
 # --- who can read what ------------------------------------------------------------------------

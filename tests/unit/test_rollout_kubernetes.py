@@ -24,9 +24,11 @@ import pandas as pd
 import pytest
 import yaml
 
+from include.modelops.rollout.record import read_record
 from include.modelops.platform import tracking
 from include.modelops.rollout import analysis, stages
-from include.modelops.rollout.backend import CANARY, STABLE, StateFile, backend_for
+from include.modelops.rollout import backend_for
+from include.modelops.rollout.backend import CANARY, STABLE, StateFile
 from include.modelops.rollout.kubernetes import (
     DEPLOYMENT,
     HTTPROUTE,
@@ -710,7 +712,7 @@ def test_a_rollout_moves_the_route_in_stages_then_promotes_and_deletes_the_old_s
         share = seen[-1].get("fraud-detection-v2", 0)
         serve_requests(prometheus, cluster, stable=(100 - share) and 60, canary=60)
         judged = stages.check_stage(MODEL, "2", index, backend=cluster)  # the sensor's next poke
-        assert judged["done"] is True, stages.read_record(MODEL, "2")["stages"][index]
+        assert judged["done"] is True, read_record(MODEL, "2")["stages"][index]
         # The share is not moved twice: the poke only reads the canary's Deployment (health).
         assert [(c.verb, c.kind) for c in client.calls[poke:]] == [("get", DEPLOYMENT)]
     assert seen == [
@@ -719,7 +721,7 @@ def test_a_rollout_moves_the_route_in_stages_then_promotes_and_deletes_the_old_s
         {"fraud-detection-v1": 50, "fraud-detection-v2": 50},
         {"fraud-detection-v2": 100},
     ]
-    record = stages.read_record(MODEL, "2")
+    record = read_record(MODEL, "2")
     assert [s["outcome"] for s in record["stages"]] == ["passed"] * 4
     assert record["stages"][0]["analysis"]["canary_requests"] == 60  # counted from Prometheus
 

@@ -7,7 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from include.modelops.rollout import pause, stages
+from include.modelops.rollout.record import read_record, write_record
+from include.modelops.rollout import pause
 from include.modelops.rollout.stages import RolloutFailed
 
 MODEL = "fraud_detection"  # the reference spec: steps 10, 50, 100
@@ -52,7 +53,7 @@ def rollout(tmp_path, monkeypatch):
     c.create_registered_model(MODEL)
     for n in (1, 2):
         c.create_model_version(MODEL, source=str(tmp_path / f"model{n}"))
-    stages._write_record(
+    write_record(
         MODEL,
         "2",
         {  # noqa: SLF001 - set up as check_stage leaves it
@@ -89,7 +90,7 @@ def test_the_request_shows_the_stage_analysis_and_what_each_answer_does(rollout)
 def test_a_reject_aborts_with_who_and_why_in_the_record_and_the_tags(rollout):
     with pytest.raises(RolloutFailed, match="^aborted by risk_lead: scores look off$"):
         pause.decide(MODEL, "2", 0, approved=False, by="risk_lead", comment="scores look off")
-    record = stages.read_record(MODEL, "2")
+    record = read_record(MODEL, "2")
     assert record["failure"] == {"stage": "canary_10", "reason": "aborted by risk_lead: scores look off"}
     assert record["stages"][0]["pause"]["decision"] == pause.ABORT
     tag = json.loads(rollout.get_model_version(MODEL, "2").tags["modelops.rollout.pause.00"])
@@ -104,13 +105,13 @@ def test_a_reject_aborts_with_who_and_why_in_the_record_and_the_tags(rollout):
 def test_no_answer_aborts_fail_closed(rollout):
     with pytest.raises(RolloutFailed, match="no answer within 1:00:00 at the pause after canary_10"):
         pause.decide(MODEL, "2", 0, approved=False, by="timeout", timed_out=True, timeout=HOUR)
-    assert stages.read_record(MODEL, "2")["stages"][0]["pause"]["timed_out"] is True
+    assert read_record(MODEL, "2")["stages"][0]["pause"]["timed_out"] is True
 
 
 def test_an_approval_continues_and_a_retried_task_finds_it_instead_of_asking_again(rollout):
     assert pause.earlier_decision(MODEL, "2", 0) is None
     entry = pause.decide(MODEL, "2", 0, approved=True, by="risk_lead", comment="looks fine")
-    assert entry["decision"] == pause.CONTINUE and "failure" not in stages.read_record(MODEL, "2")
+    assert entry["decision"] == pause.CONTINUE and "failure" not in read_record(MODEL, "2")
     assert pause.earlier_decision(MODEL, "2", 0)["reason"] == "continued by risk_lead: looks fine"
 
 

@@ -1,4 +1,4 @@
-"""local_stack.stop_process leaves nothing behind, even processes that left the group."""
+"""processes.stop_process leaves nothing behind, even processes that left the group."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 
 import psutil
 
-from include.modelops.platform.local_stack import stop_process
+from include.modelops.platform.processes import stop_process
 
 # A parent in its own session (as every server the project starts) whose child moves to a process
 # group of its own, as Airflow's task supervisors do: a signal to the parent's group misses it.

@@ -498,7 +498,7 @@ class DatasetNotFoundError(DataLoadError):
     """No data files where the dataset should be."""
 
 
-def _data_files(path: Path, fmt: str) -> list[Path]:
+def data_files(path: Path, fmt: str) -> list[Path]:
     """The data files of a dataset: the file itself, or ``**/*.<fmt>`` under a folder, sorted.
 
     Names starting with ``.`` or ``_`` (checksums, ``_SUCCESS`` markers, temporary files) are
@@ -542,7 +542,7 @@ def read_dataset(path: str | Path, fmt: str = "parquet", *, parse_dates: Sequenc
         DataLoadError: A file is unreadable or corrupt; the message names it.
     """
     root = Path(path).expanduser()
-    frames = [_read_file(file, fmt, parse_dates) for file in _data_files(root, fmt)]
+    frames = [_read_file(file, fmt, parse_dates) for file in data_files(root, fmt)]
     non_empty = [f for f in frames if len(f)]
     if not non_empty:
         return frames[0].reset_index(drop=True)
@@ -635,7 +635,7 @@ def fingerprint_dataset(path: str | Path, fmt: str = "parquet") -> dict:
         DatasetNotFoundError: The path does not exist or holds no ``<fmt>`` files.
     """
     root = Path(path).expanduser()
-    files = _data_files(root, fmt)
+    files = data_files(root, fmt)
     base = root if root.is_dir() else root.parent
     entries = []
     for file in files:

@@ -121,7 +121,7 @@ def detect_format(path: Path) -> str:
     Raises:
         SpecDraftError: unknown suffix, no data files, or both kinds in one folder.
     """
-    from include.modelops.data.dataset import DatasetNotFoundError, _data_files
+    from include.modelops.data.dataset import DatasetNotFoundError, data_files
 
     if path.is_file():
         suffix = path.suffix.lower()
@@ -135,7 +135,7 @@ def detect_format(path: Path) -> str:
     found = []
     for fmt in ("parquet", "csv"):
         try:
-            _data_files(path, fmt)
+            data_files(path, fmt)
         except DatasetNotFoundError:
             continue
         found.append(fmt)

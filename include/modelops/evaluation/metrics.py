@@ -333,8 +333,6 @@ def _metric_fn(
     if metric not in METRICS[task]:
         raise ValueError(f"metric {metric!r} is not known for {task}; use one of {sorted(METRICS[task])}")
     if threshold is None:
-        from include.modelops.evaluation.threshold import spec_threshold
-
         threshold = float(spec_threshold(spec)["value"])
     table: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]] = {
         "roc_auc": _roc_auc,
@@ -748,4 +746,19 @@ def latency_summary(latency: Mapping[str, Any] | None) -> dict[str, Any] | None:
         "candidate_p95": round_metric(cand, 4),
         "champion_p95": round_metric(champ, 4),
         "ratio": round_metric(ratio, 4),
+    }
+
+
+def spec_threshold(spec: ModelSpec) -> dict[str, Any]:
+    """The threshold the spec fixes (``policy: fixed``), or, for a target policy, the 0.5 a model
+    without a recorded threshold (trained before threshold policies) was always served with."""
+    t = spec.evaluation.threshold
+    value = t.value if t.policy == "fixed" and t.value is not None else 0.5
+    return {
+        "value": round_metric(value),
+        "policy": "fixed",
+        "target": None,
+        "target_met": None,
+        "slice": None,
+        "source": "spec" if t.policy == "fixed" else "default (no threshold recorded on the version)",
     }

@@ -93,7 +93,8 @@ def evaluate(
     champ = None if champion_scores is None else as_scores(spec, champion_scores, n, "champion")
 
     binary = task == "binary_classification"
-    from include.modelops.evaluation.threshold import operating_point, spec_threshold
+    from include.modelops.evaluation.metrics import spec_threshold
+    from include.modelops.evaluation.threshold import operating_point
 
     cand_info = dict(candidate_threshold or spec_threshold(spec)) if binary else None
     champ_info = dict(champion_threshold or spec_threshold(spec)) if binary and champ is not None else None

@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from include.modelops.evaluation.metrics import encode_labels, round_metric, spec_threshold
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -53,10 +55,6 @@ _TOL = 1e-12
 
 class ThresholdError(ValueError):
     """The training split cannot support the spec's threshold policy; the message names the field."""
-
-
-def round_metric(x: float | None, digits: int = 6) -> float | None:
-    return None if x is None or not math.isfinite(x) else round(float(x), digits)
 
 
 def operating_point(y: Any, scores: Any, threshold: float) -> dict[str, Any]:
@@ -151,21 +149,6 @@ def slice_mask(spec: ModelSpec, train: pd.DataFrame, y: np.ndarray) -> tuple[np.
     return mask, f"a seeded random {fraction:.0%} of each class of the training split"
 
 
-def spec_threshold(spec: ModelSpec) -> dict[str, Any]:
-    """The threshold the spec fixes (``policy: fixed``), or, for a target policy, the 0.5 a model
-    without a recorded threshold (trained before threshold policies) was always served with."""
-    t = spec.evaluation.threshold
-    value = t.value if t.policy == "fixed" and t.value is not None else 0.5
-    return {
-        "value": round_metric(value),
-        "policy": "fixed",
-        "target": None,
-        "target_met": None,
-        "slice": None,
-        "source": "spec" if t.policy == "fixed" else "default (no threshold recorded on the version)",
-    }
-
-
 def threshold_info(
     spec: ModelSpec, train: pd.DataFrame, fit_and_score: Callable[[pd.DataFrame, pd.DataFrame], np.ndarray]
 ) -> dict[str, Any]:
@@ -188,8 +171,6 @@ def threshold_info(
     policy = spec.evaluation.threshold
     if spec.task.value != "binary_classification" or policy.policy == "fixed":
         return spec_threshold(spec)
-    from include.modelops.evaluation.metrics import encode_labels
-
     y = encode_labels(spec, train[spec.target.name].to_numpy()).astype(int)
     mask, how = slice_mask(spec, train, y)
     for side, rows in (("slice", y[mask]), ("rest", y[~mask])):
@@ -293,3 +274,16 @@ def value_of(info: Mapping[str, Any] | None, spec: ModelSpec) -> float:
     if info and info.get("value") is not None:
         return float(info["value"])
     return float(spec_threshold(spec)["value"])
+
+
+def registered_threshold(spec: ModelSpec, version: str) -> dict[str, Any]:
+    """The decision threshold registered model ``version`` was trained with.
+
+    Read from the version's tags, else its training run's; a version from before thresholds were
+    recorded gets the spec's fixed value, as it was served then.
+    """
+    from include.modelops.platform.tracking import run_info, version_info
+
+    info = version_info(spec.name, version)
+    run_tags = run_info(info["run_id"])["tags"] if info.get("run_id") else None
+    return version_threshold(spec, info["tags"], run_tags)

@@ -350,7 +350,7 @@ def _event(
 
 def _monitoring_events(run: Any) -> list[dict]:
     """The drift report and the retraining decision of one monitoring run (one window)."""
-    from include.modelops.pipelines.monitoring import P
+    from include.modelops.platform.tags import MONITORING as P
 
     tags, info = run.data.tags, run.info
     link = _run_url(info.experiment_id, info.run_id)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from include.modelops.platform import tracking
+from include.modelops.platform import tags, tracking
 from include.modelops.monitoring.policy import Decision, PastDecision, PolicyContext, WindowFigures, decide
 from include.modelops.settings import get_settings
 from include.modelops.spec import ModelSpec, load_spec_by_name
@@ -24,7 +24,7 @@ from include.modelops.spec import ModelSpec, load_spec_by_name
 log = logging.getLogger(__name__)
 
 KIND_TAG, KIND = "modelops.kind", "monitoring"
-P = "modelops.monitoring."  # tag prefix of monitoring runs
+P = tags.MONITORING  # tag prefix of monitoring runs
 
 
 def window_bounds(spec: ModelSpec, *, end: datetime, conf: dict | None = None) -> tuple[datetime, datetime]:
@@ -71,6 +71,7 @@ def monitor_window(model: str, *, start: datetime, end: datetime, dag_id: str, d
     An empty window is an outcome (``status: no_traffic``), not a failure; unreadable log files
     are skipped and counted. Returns the figures (the ``drift_report`` asset event's extra).
     """
+    from include.modelops.evaluation.threshold import registered_threshold
     from include.modelops.monitoring import drift
     from include.modelops.monitoring.reference import load_reference_sample
     from include.modelops.monitoring.window import LABEL_COLUMN, load_window
@@ -140,7 +141,7 @@ def monitor_window(model: str, *, start: datetime, end: datetime, dag_id: str, d
         )
         # Binary: at the version's own threshold, the one its offline f1/precision/recall were measured at.
         threshold = (
-            tracking.version_threshold(spec, str(version))["value"]
+            registered_threshold(spec, str(version))["value"]
             if spec.task.value == "binary_classification"
             else None
         )

@@ -360,6 +360,7 @@ def evaluate_candidate(model: str, validated: dict, split: dict, trained: dict, 
 def _candidate_threshold(spec: ModelSpec, trained: dict) -> dict:
     """The decision threshold training chose (its result, else its run's tags, else the spec's)."""
     from include.modelops.evaluation import threshold as decision_threshold
+    from include.modelops.evaluation.metrics import spec_threshold
 
     if trained.get("threshold"):
         return trained["threshold"]
@@ -368,18 +369,19 @@ def _candidate_threshold(spec: ModelSpec, trained: dict) -> dict:
     except Exception as exc:
         log.warning("Could not read the training run's threshold tags (%s); using the spec's", exc)
         tags = None
-    return decision_threshold.from_tags(tags) or decision_threshold.spec_threshold(spec)
+    return decision_threshold.from_tags(tags) or spec_threshold(spec)
 
 
 def _champion_threshold(spec: ModelSpec, version: str) -> dict:
     """The champion's own decision threshold, the one its bento labels with."""
-    from include.modelops.evaluation import threshold as decision_threshold
+    from include.modelops.evaluation.metrics import spec_threshold
+    from include.modelops.evaluation.threshold import registered_threshold
 
     try:
-        return tracking.version_threshold(spec, version)
+        return registered_threshold(spec, version)
     except Exception as exc:  # the report then says the spec's value was used
         log.warning("Could not read champion v%s's decision threshold (%s); using the spec's", version, exc)
-        return decision_threshold.spec_threshold(spec)
+        return spec_threshold(spec)
 
 
 def _recorded_holdout_metrics(model_name: str, version: str) -> dict[str, float] | None:

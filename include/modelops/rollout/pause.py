@@ -19,6 +19,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+from include.modelops.rollout.record import read_record, record_path, write_record
 from include.modelops.platform import tracking
 from include.modelops.rollout import stages
 from include.modelops.rollout.stages import RolloutFailed
@@ -32,12 +33,12 @@ TAG_PAUSE = "modelops.rollout.pause."  # + the stage's two-digit index: one comp
 
 def _stage(model: str, version: str, index: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """The rollout record and its stage ``index``, which must have passed (a pause follows a pass)."""
-    record = stages.read_record(model, version)
+    record = read_record(model, version)
     entered = record.get("stages") or []
     if index >= len(entered) or entered[index].get("outcome") != "passed":
         raise RolloutFailed(
             f"{model} v{version}: stage {index} has not passed, there is nothing to continue "
-            f"(rollout record {stages.record_path(model, version)})"
+            f"(rollout record {record_path(model, version)})"
         )
     return record, entered[index]
 
@@ -52,7 +53,7 @@ def _cell(value: Any) -> str:
 
 def earlier_decision(model: str, version: str, index: int) -> dict[str, Any] | None:
     """The decision already taken on this pause in this rollout (a retried task must not ask again)."""
-    record = stages.read_record(model, version)
+    record = read_record(model, version)
     entered = record.get("stages") or []
     return entered[index].get("pause") if index < len(entered) else None
 
@@ -147,7 +148,7 @@ def decide(
     stage["pause"] = entry
     if decision == ABORT:
         record["failure"] = {"stage": stage["name"], "reason": reason}
-    stages._write_record(model, version, record)  # noqa: SLF001 - the record belongs to this sub-package
+    write_record(model, version, record)
     tracking.set_version_tags(
         model,
         version,

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from include.modelops.rollout.record import read_record, write_record
 from include.modelops.rollout.backend import state_dir
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,6 @@ def drain_file(path: Path) -> dict[str, Any] | None:
 
     Raises whatever MLflow raised for the first write that did not land (the rest stay pending).
     """
-    from include.modelops.rollout import stages
 
     with _locked(path):
         if not path.exists():
@@ -130,14 +130,14 @@ def drain_file(path: Path) -> dict[str, Any] | None:
             data["writes"].pop(0)
             data["results"] = results
             _write(path, data)
-        record = stages.read_record(model, version)
+        record = read_record(model, version)
         record.update(
             data.get("record_update") or {},
             registry_pending=False,
             registry_written_at=time.time(),
             **results,
         )
-        stages._write_record(model, version, record)
+        write_record(model, version, record)
         path.unlink()
     log.info("%s v%s: the pending registry writes landed (%s)", model, version, path.name)
     return results

@@ -38,11 +38,13 @@ import urllib.request
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from include.modelops.rollout.record import read_record, utc_now, write_record
 from include.modelops.platform import tracking
 from include.modelops.serving.packaging import REQUEST_ID_HEADER, SHADOW_HEADER
 from include.modelops.rollout import analysis as a
 from include.modelops.rollout import stages
-from include.modelops.rollout.backend import CANARY, STABLE, TrafficBackend, backend_for
+from include.modelops.rollout import backend_for
+from include.modelops.rollout.backend import CANARY, STABLE, TrafficBackend
 from include.modelops.settings import shadow_token
 from include.modelops.spec import FeatureType, ModelSpec, load_spec_by_name
 
@@ -219,7 +221,7 @@ def check_shadow(model: str, version: str, *, backend: TrafficBackend | None = N
     """
     spec = load_spec_by_name(model)
     rollout = stages.rollout_of(spec)
-    record = stages.read_record(model, version)
+    record = read_record(model, version)
     if record.get("first_deployment"):
         log.info("Stage shadow: nothing to compare against (first deployment, already at 100%%)")
         return {"done": True, "first_deployment": True}
@@ -233,12 +235,12 @@ def check_shadow(model: str, version: str, *, backend: TrafficBackend | None = N
         stage = {
             "name": SHADOW,
             "traffic_percent": 0,
-            "started_at": stages._now().isoformat(),
+            "started_at": utc_now().isoformat(),
             "outcome": "running",
             "copies": {},
         }
         record["shadow"] = stage
-        stages._write_record(model, version, record)
+        write_record(model, version, record)
         log.info(
             "Stage shadow: stable v%s answers every request; the candidate v%s gets a copy of %d of them "
             "and its answers are discarded",
@@ -252,12 +254,12 @@ def check_shadow(model: str, version: str, *, backend: TrafficBackend | None = N
     def fail(reason: str, result: a.Analysis | None = None) -> None:
         stage.update(
             outcome="failed",
-            ended_at=stages._now().isoformat(),
+            ended_at=utc_now().isoformat(),
             reason=reason,
             analysis=result.to_dict() if result else None,
         )
         record["failure"] = {"stage": SHADOW, "reason": reason}
-        stages._write_record(model, version, record)
+        write_record(model, version, record)
         _event(spec, version, stage, result, reason)
         raise stages.RolloutFailed(f"stage {SHADOW} failed: {reason}")
 
@@ -270,7 +272,7 @@ def check_shadow(model: str, version: str, *, backend: TrafficBackend | None = N
             "it must answer none"
         )
 
-    now = stages._now()
+    now = utc_now()
     stable_rows = _read(model, record["stable_version"], STABLE, stage["started_at"])
     shadow_rows = _read(model, version, SHADOW, stage["started_at"])
     copies: dict[str, dict[str, Any]] = stage["copies"]
@@ -295,7 +297,7 @@ def check_shadow(model: str, version: str, *, backend: TrafficBackend | None = N
     if result.verdict == a.PASS:
         log.info("%s", a.render_table(result, title=title))
         stage.update(outcome="passed", ended_at=now.isoformat(), analysis=result.to_dict())
-        stages._write_record(model, version, record)
+        write_record(model, version, record)
         _event(spec, version, stage, result, result.reason())
         return {
             "done": True,
@@ -327,7 +329,7 @@ def check_shadow(model: str, version: str, *, backend: TrafficBackend | None = N
         max_copies=MAX_COPIES_PER_PAIR * cfg.requests,
     )
     sent = _send(spec, backend, stable_rows, to_send, copies)
-    stages._write_record(model, version, record)
+    write_record(model, version, record)
     log.info(
         "%s: waiting (%d of %d requests paired; %d copies sent now, %d in all, %d not answered; %s)",
         title,

@@ -18,14 +18,15 @@ import json
 import logging
 import time
 import urllib.request
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
+from include.modelops.rollout.record import older_than_champion, read_record, utc_now, write_record
 from include.modelops.platform import tracking
 from include.modelops.rollout import analysis as a
 from include.modelops.rollout import history
-from include.modelops.rollout.backend import CANARY, STABLE, TrafficBackend, backend_for, state_dir
+from include.modelops.rollout import backend_for
+from include.modelops.rollout.backend import CANARY, STABLE, TrafficBackend, state_dir
 from include.modelops.spec import ModelSpec, Rollout, load_spec_by_name
 
 log = logging.getLogger(__name__)
@@ -41,26 +42,6 @@ class RolloutFailed(Exception):
 
 
 # --- the record ----------------------------------------------------------------------------
-
-
-def record_path(model: str, version: str) -> Path:
-    return state_dir(model) / f"v{version}.json"
-
-
-def read_record(model: str, version: str) -> dict[str, Any]:
-    path = record_path(model, version)
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def _write_record(model: str, version: str, record: dict[str, Any]) -> None:
-    path = record_path(model, version)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=str))
-    tmp.replace(path)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def rollout_of(spec: ModelSpec) -> Rollout:
@@ -86,8 +67,6 @@ def resolve_version(model: str, version: str | None, *, allow_older: bool = Fals
     A version older than the champion is refused (RolloutFailed) unless ``allow_older``: rolling
     one out by hand is a deliberate downgrade, never an accident of a stale trigger.
     """
-    from include.modelops.pipelines.triggers import older_than_champion
-
     if not version:
         version = tracking.alias_version(model, tracking.CHALLENGER)
         if version is None:
@@ -175,7 +154,7 @@ def prepare(
             first_deployment=True,
             dag_run_id=dag_run_id,
             status="running",
-            started_at=_now().isoformat(),
+            started_at=utc_now().isoformat(),
             stages=[],
         )
     else:
@@ -190,7 +169,7 @@ def prepare(
             dag_run_id=dag_run_id,
             status="running",
         )
-        record.setdefault("started_at", _now().isoformat())
+        record.setdefault("started_at", utc_now().isoformat())
         log.info(
             "%s: stable v%s and canary v%s (no traffic yet) behind %s",
             model,
@@ -198,7 +177,7 @@ def prepare(
             version,
             backend.endpoint(),
         )
-    _write_record(model, version, record)
+    write_record(model, version, record)
     tracking.set_version_tags(model, version, {TAG_STATUS: "running"})
     return {
         "version": version,
@@ -260,12 +239,12 @@ def _enter(spec: ModelSpec, record: dict, index: int, backend: TrafficBackend) -
     stage = {
         "name": stage_names(spec)[index],
         "traffic_percent": step.traffic_percent,
-        "started_at": _now().isoformat(),
+        "started_at": utc_now().isoformat(),
         "baseline": baseline,
         "outcome": "running",
     }
     stages.append(stage)
-    _write_record(spec.name, version, record)
+    write_record(spec.name, version, record)
     log.info(
         "Stage %s: the canary v%s now answers %d%% of requests (stable v%s the rest)",
         stage["name"],
@@ -324,12 +303,12 @@ def check_stage(model: str, version: str, index: int, *, backend: TrafficBackend
     def fail(reason: str, result: a.Analysis | None = None) -> None:
         stage.update(
             outcome="failed",
-            ended_at=_now().isoformat(),
+            ended_at=utc_now().isoformat(),
             reason=reason,
             analysis=result.to_dict() if result else None,
         )
         record["failure"] = {"stage": stage["name"], "reason": reason}
-        _write_record(model, version, record)
+        write_record(model, version, record)
         _stage_event(spec, version, index, stage, result, reason)
         raise RolloutFailed(f"stage {stage['name']} failed: {reason}")
 
@@ -338,7 +317,7 @@ def check_stage(model: str, version: str, index: int, *, backend: TrafficBackend
     if not health.ok:
         fail(f"the canary process died or stopped answering ({health.detail})")
 
-    now = _now()
+    now = utc_now()
     canary_window = a.metrics_window(_window_of(stage["baseline"][CANARY]), _scrape(backend, CANARY, version))
     canary_scores = _scores(spec, version, CANARY, stage["started_at"])
     if STABLE in stage["baseline"]:
@@ -390,7 +369,7 @@ def check_stage(model: str, version: str, index: int, *, backend: TrafficBackend
         return {"done": False, "canary_requests": result.canary_requests}
     log.info("%s", a.render_table(result, title=title))
     stage.update(outcome="passed", ended_at=now.isoformat(), analysis=result.to_dict(), reference=reference)
-    _write_record(model, version, record)
+    write_record(model, version, record)
     _stage_event(spec, version, index, stage, result, result.reason())
     return {
         "done": True,
@@ -416,13 +395,13 @@ def _check_router(backend: TrafficBackend, record: dict, stage: dict, fail: Any)
     seen = stage.get("router")
     if seen is None:
         seen = stage["router"] = {"restarts_at_start": router.restarts, "restarts": 0}
-        _write_record(record["model"], record["version"], record)
+        write_record(record["model"], record["version"], record)
     since = router.restarts - seen["restarts_at_start"]
     if since != seen.get("restarts"):
         seen.update(
             restarts=since, last_restart_at=router.last_restart_at, last_outage_s=router.last_outage_s
         )
-        _write_record(record["model"], record["version"], record)
+        write_record(record["model"], record["version"], record)
         log.warning(
             "Stage %s: the traffic splitter was restarted %d time(s) since the stage began (last outage "
             "%s s)",
@@ -470,8 +449,8 @@ def promote(model: str, version: str, *, backend: TrafficBackend | None = None) 
             "modelops.rollout.summary": note,
         },
     )
-    record.update(status="promoted", ended_at=_now().isoformat(), summary=note)
-    _write_record(model, version, record)
+    record.update(status="promoted", ended_at=utc_now().isoformat(), summary=note)
+    write_record(model, version, record)
     log.info("%s v%s promoted: champion (previous: v%s); %s", model, version, aliases.get("previous"), note)
     card = _deployment_event(model, version, history.PROMOTED, record, note)
     return {
@@ -530,12 +509,12 @@ def rollback(
         model=model,
         version=version,
         status="rolled_back",
-        ended_at=_now().isoformat(),
+        ended_at=utc_now().isoformat(),
         reason=reason,
         traffic_moved_s=round(moved_s, 3),
         registry_pending=True,
     )
-    _write_record(model, version, record)
+    write_record(model, version, record)
     writes = [
         {"op": "delete_alias_if", "alias": tracking.CHALLENGER},
         {
@@ -560,7 +539,7 @@ def rollback(
     if left:
         pid = pending.start_retry_process(model)
         record["registry_retry_pid"] = pid
-        _write_record(model, version, record)
+        write_record(model, version, record)
         log.warning(
             "%s v%s: traffic is back on stable, but MLflow did not answer: the registry writes (challenger "
             "alias removal, rolled_back tags, deployment event, model card) are PENDING in %s and will be "
@@ -614,7 +593,7 @@ def _note_abort_of_running_stage(record: dict) -> None:
         f"aborted while {running['name']} baked: its task was marked failed (by a person in the UI or "
         "the REST API, or it failed without a verdict: see its log)"
     )
-    running.update(outcome="aborted", ended_at=_now().isoformat(), reason=reason)
+    running.update(outcome="aborted", ended_at=utc_now().isoformat(), reason=reason)
     record["failure"] = {"stage": running["name"], "reason": reason}
 
 

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 from pydantic_core import PydanticCustomError
 
+from include.modelops.platform import processes
 from include.modelops.platform import local_stack
 from include.modelops.settings import PROJECT_ROOT, get_settings, git_commit
 from include.modelops.spec import FeatureType, ModelSpec, TaskType
@@ -312,7 +313,7 @@ def rows_to_frame(spec: ModelSpec, rows: Sequence[Mapping[str, Any] | BaseModel]
 def served_threshold(spec: ModelSpec, bento_model: Mapping[str, Any] | None = None) -> float:
     """The decision threshold a bento labels with: its version's (``bento_model.json``'s
     ``decision_threshold``), else the spec's fixed value (a bento built before thresholds were recorded)."""
-    from include.modelops.evaluation.threshold import spec_threshold
+    from include.modelops.evaluation.metrics import spec_threshold
 
     value = (bento_model or {}).get("decision_threshold")
     return float(value) if value is not None else float(spec_threshold(spec)["value"])
@@ -681,7 +682,7 @@ def build_bento(
             ``$MODELOPS_STATE_DIR/bento_build/<name>-v<version>``.
         threshold: Binary: the version's decision threshold (``decision_threshold.threshold_info``),
             written to ``bento_model.json`` for the service to label with; default: read from the
-            version's tags (``tracking.version_threshold``).
+            version's tags (``evaluation.threshold.registered_threshold``).
 
     Returns:
         The bento tag.
@@ -709,9 +710,9 @@ def build_bento(
     if spec.task == TaskType.binary_classification:
         # The version's own threshold (chosen when it was trained), not the spec's: the service labels with it.
         if threshold is None:
-            from include.modelops.platform import tracking
+            from include.modelops.evaluation.threshold import registered_threshold
 
-            threshold = tracking.version_threshold(spec, str(version))
+            threshold = registered_threshold(spec, str(version))
         bento_model["decision_threshold"] = float(threshold["value"])
         bento_model["threshold"] = dict(threshold)
         log.info("Bento %s labels rows positive at score >= %s", tag, bento_model["decision_threshold"])
@@ -794,7 +795,7 @@ def build_bento(
 # --------------------------------------------------------------------------------------
 
 
-def _serve_env() -> dict[str, str]:
+def serve_env() -> dict[str, str]:
     settings = get_settings()
     tmp = settings.bentoml_home / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
@@ -831,7 +832,7 @@ def _http(method: str, url: str, payload: Any = None, timeout: float = 30.0) -> 
         return exc.code, exc.headers.get("Content-Type", ""), exc.read().decode(errors="replace")
 
 
-def _wait_ready(base_url: str, proc: subprocess.Popen, timeout_s: float, log_path: Path, tag: str) -> float:
+def wait_ready(base_url: str, proc: subprocess.Popen, timeout_s: float, log_path: Path, tag: str) -> float:
     started = time.monotonic()
     last_progress = started
     while True:
@@ -988,7 +989,7 @@ def serve_bento(
     log_path = log_dir / f"{bento_tag.replace(':', '-')}-{stamp}-{port}.log"
     cmd = [sys.executable, "-m", "bentoml", "serve", bento_tag, "--host", host, "--port", str(port)]
     home = serving_home(port)
-    full_env = {**_serve_env(), "BENTOML_HOME": str(home), **(env or {})}
+    full_env = {**serve_env(), "BENTOML_HOME": str(home), **(env or {})}
     log.info("Starting %s (output: %s)", " ".join(cmd[2:]), log_path)
     with log_path.open("wb") as server_log:
         proc = subprocess.Popen(
@@ -1000,10 +1001,10 @@ def serve_bento(
             start_new_session=True,
         )
     try:
-        startup_s = _wait_ready(base_url, proc, timeout_s, log_path, bento_tag)
+        startup_s = wait_ready(base_url, proc, timeout_s, log_path, bento_tag)
         yield ServedBento(url=base_url, proc=proc, log_path=log_path, startup_s=startup_s)
     finally:
-        local_stack.stop_process(proc, timeout_s=20)
+        processes.stop_process(proc, timeout_s=20)
         shutil.rmtree(home, ignore_errors=True)
 
 
