@@ -51,7 +51,7 @@ NO_RETRY_ON_USER_ERRORS = ExceptionRetryPolicy(
                 "include.modelops.data.validation.DataValidationError",
                 "include.modelops.data.validation.DataSplitError",
                 "include.modelops.spec.ModelSpecError",
-                "include.modelops.governance.model_card.MissingEvidenceError",
+                "include.modelops.governance.compliance.MissingEvidenceError",
                 "include.modelops.governance.approvals.ApprovalNotAllowed",
                 "include.modelops.serving.packaging.TrainServeSkewError",
             ],

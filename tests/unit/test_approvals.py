@@ -77,7 +77,7 @@ def test_manual_policy_asks_a_human(reference_spec, tmp_path):
 
 
 def test_missing_evidence_blocks_the_request_naming_the_section(reference_spec, tmp_path):
-    from include.modelops.governance.model_card import MissingEvidenceError
+    from include.modelops.governance.compliance import MissingEvidenceError
 
     with pytest.raises(MissingEvidenceError, match="intended_use"):
         approvals.check_ready(

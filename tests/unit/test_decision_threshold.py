@@ -354,7 +354,7 @@ def test_html_report_has_the_operating_threshold_table(evaluated):
 
 
 def test_model_card_shows_the_operating_point_and_serves_the_versions_threshold(evaluated):
-    from include.modelops.governance import model_card
+    from include.modelops.governance import card_render, model_card
 
     spec, _, _, report = evaluated
     card = model_card.build_card(
@@ -370,7 +370,7 @@ def test_model_card_shows_the_operating_point_and_serves_the_versions_threshold(
     cand = next(r for r in rows if r["model"] == "candidate")
     assert cand["threshold"] == 0.05 and cand["recall"] == report["operating_point"]["candidate"]["recall"]
     assert "score >= 0.05 " in card["serving"]["response"]
-    md = model_card.render_markdown(card)
+    md = card_render.render_markdown(card)
     assert "Operating threshold" in md and "target_recall 0.6" in md
 
 

@@ -18,7 +18,7 @@ from include.modelops.evaluation.metrics import (
     compute_metrics,
 )
 from include.modelops.evaluation.report import evaluate, render_html
-from include.modelops.governance import model_card
+from include.modelops.governance import card_render, model_card
 from include.modelops.spec import ModelSpec
 
 ROWS = 3000
@@ -178,8 +178,8 @@ def test_the_model_card_and_the_report_show_why_a_collapsed_champion_blocked_the
         s, model_name=s.name, version="4", run={}, validation=None, evaluation=report, decision=decision
     )
     for text in (
-        model_card.render_markdown(card),
-        model_card.render_html(card),
+        card_render.render_markdown(card),
+        card_render.render_html(card),
         render_html(report, decision),
     ):
         assert "champion_consistent" in text

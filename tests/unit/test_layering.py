@@ -24,7 +24,13 @@ LAYERS: list[tuple[str, ...]] = [
     ("evaluation",),  # metrics, the gate, the report, the decision threshold
     ("training",),  # trainers, telemetry, the training pod
     ("serving",),  # packaging, the service's guards, the inference log, traffic
-    ("governance.approvals", "governance.model_card"),  # what a rollout records about a version
+    (
+        "governance.approvals",
+        "governance.model_card",
+        "governance.card_schema",
+        "governance.compliance",
+        "governance.card_render",
+    ),  # what a rollout records about a version
     ("rollout",),  # stages, analysis, backends
     ("monitoring",),  # drift, the retraining policy, windows
     ("governance.audit",),  # reads everything a model went through
@@ -174,3 +180,36 @@ def test_the_checks_catch_what_they_look_for(tmp_path, monkeypatch):
     monkeypatch.setitem(globals(), "GRAPH", graph)
     assert _private_uses("platform.a") == ["platform.a:2 imports cli._main"]
     assert _cycles({"a": ["b"], "b": ["c"], "c": ["a"], "d": ["a"]}) == [["a", "b", "c", "a"]]
+
+
+def _imports_of_ours_anywhere() -> list[tuple[str, int, str, str]]:
+    """(file, line, module, name) for every ``from include.modelops... import name`` in the project,
+    also those inside functions, which nothing checks until the function runs."""
+    found = []
+    for top in ("include", "dags", "plugins", "bentos", "tests"):
+        for path in sorted((ROOT / top).rglob("*.py")):
+            if "fixtures" in path.parts:
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("include.modelops"):
+                    for alias in node.names:
+                        found.append((str(path.relative_to(ROOT)), node.lineno, node.module, alias.name))
+    return found
+
+
+def test_every_import_of_ours_resolves_also_inside_functions():
+    import importlib
+
+    broken = []
+    for file, line, module, name in _imports_of_ours_anywhere():
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as exc:
+            broken.append(f"{file}:{line}: {module}: {exc}")
+            continue
+        if not hasattr(mod, name):
+            try:
+                importlib.import_module(f"{module}.{name}")
+            except ImportError:
+                broken.append(f"{file}:{line}: {module} has no {name}")
+    assert not broken, "\n".join(broken)

@@ -7,19 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from include.modelops.governance.model_card import (
+from include.modelops.governance.card_render import render_html, render_markdown
+from include.modelops.governance.card_schema import SECTIONS
+from include.modelops.governance.compliance import (
     ANNEX_IV_ITEMS,
     COMPLIANCE_MAP,
     REQUIRED_SECTIONS,
-    SECTIONS,
     MissingEvidenceError,
-    build_card,
     check_evidence,
     missing_evidence,
-    render_html,
-    render_markdown,
-    write_card,
 )
+from include.modelops.governance.model_card import build_card, write_card
 from include.modelops.spec import PROJECT_ROOT, RiskTier, load_spec
 
 SPEC_FILE = PROJECT_ROOT / "include/models/fraud_detection.yaml"
@@ -429,7 +427,7 @@ def test_non_finite_metrics_become_null_so_the_card_stays_strict_json(spec):
 
 
 def test_serving_section_states_the_endpoint_contract(spec):
-    from include.modelops.governance.model_card import render_html, render_markdown
+    from include.modelops.governance.card_render import render_html, render_markdown
     from include.modelops.serving.packaging import MAX_BODY_BYTES, MAX_ROWS
 
     card = bare_card(spec)
@@ -478,7 +476,7 @@ def test_validation_warnings_the_spec_allowed_are_shown_on_the_card(spec, render
 
 
 def test_card_says_why_a_retrained_model_was_trained(spec):
-    from include.modelops.governance.model_card import render_markdown
+    from include.modelops.governance.card_render import render_markdown
 
     reason = (
         "drift monitoring: retrain requested: 50% of features drifted (threshold 30%); most drifted: amount"

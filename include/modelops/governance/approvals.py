@@ -37,7 +37,7 @@ def check_ready(spec: ModelSpec, version: str, evaluated: dict, card: dict) -> N
         MissingEvidenceError: the model card lacks sections the risk tier requires (named).
         ApprovalNotAllowed: the gate did not pass.
     """
-    from include.modelops.governance.model_card import MissingEvidenceError
+    from include.modelops.governance.compliance import MissingEvidenceError
 
     if card.get("missing_evidence"):
         raise MissingEvidenceError(

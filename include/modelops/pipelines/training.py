@@ -451,7 +451,7 @@ def generate_model_card(
     approvals: list[dict] | None = None,
 ) -> dict:
     """Build the model card from the spec, the MLflow run and the evidence files; attach it to the run."""
-    from include.modelops.governance import model_card
+    from include.modelops.governance import compliance, model_card
 
     spec = load_spec_by_name(model)
     run_id = validated["run_id"]
@@ -500,7 +500,7 @@ def generate_model_card(
         "card_html": paths.get("html"),
         "card_md": paths.get("md"),
         "card_json": paths.get("json"),
-        "missing_evidence": model_card.missing_evidence(card, spec.risk_tier.value),
+        "missing_evidence": compliance.missing_evidence(card, spec.risk_tier.value),
     }
 
 
