@@ -44,7 +44,7 @@ def _print(msg: str = "") -> None:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from include.modelops.data.dataset import generate_transactions
+    from include.modelops.data.example import generate_transactions
 
     out = Path(args.out) if args.out else get_settings().state_dir / "data" / "fraud_transactions"
     try:
@@ -80,7 +80,7 @@ def _bundled_example_data(spec, state_dir: Path) -> Path | None:
     Only the reference fraud model gets generated data, and only where the generator owns the
     folder; every other model's data is the user's and is read, never written.
     """
-    from include.modelops.data.dataset import is_generated_dataset
+    from include.modelops.data.example import is_generated_dataset
 
     if spec.name != DEFAULT_MODEL:
         return None
@@ -132,7 +132,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     data_dir = _bundled_example_data(spec, s.state_dir)
     if data_dir is not None:
-        from include.modelops.data.dataset import generate_transactions
+        from include.modelops.data.example import generate_transactions
 
         counter = s.state_dir / "demo" / f"{spec.name}.runs"
         counter.parent.mkdir(parents=True, exist_ok=True)

@@ -168,7 +168,7 @@ print("BENCH " + json.dumps(t))
 
 
 def bench_orchestration(tmp: Path, rows: int, repeats: int) -> dict:
-    from include.modelops.data.dataset import generate_transactions
+    from include.modelops.data.example import generate_transactions
 
     state = tmp / "stack"
     data = state / "data"

@@ -499,7 +499,8 @@ def main() -> int:
     import mlflow
 
     from include.modelops.platform import local_stack
-    from include.modelops.data.dataset import generate_transactions, read_dataset
+    from include.modelops.data.example import generate_transactions
+    from include.modelops.data.reading import read_dataset
     from include.modelops.rollout.local import LocalBackend
     from include.modelops.spec import load_spec_by_name
 

@@ -286,7 +286,8 @@ def main() -> int:
 
     from include.modelops.serving import packaging
     from include.modelops.platform import tracking
-    from include.modelops.data.dataset import generate_transactions, read_dataset
+    from include.modelops.data.example import generate_transactions
+    from include.modelops.data.reading import read_dataset
     from include.modelops.rollout import stages
     from include.modelops.rollout.local import LocalBackend
     from include.modelops.spec import load_spec_by_name

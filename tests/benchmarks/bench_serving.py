@@ -75,7 +75,8 @@ def train_and_package(spec: Any, tracking_uri: str, rows: int) -> dict[str, Any]
     """Train the spec's model on generated rows, register it, build its bento; return tag, URI, holdout."""
     import mlflow
 
-    from include.modelops.data.dataset import generate_transactions, read_dataset
+    from include.modelops.data.example import generate_transactions
+    from include.modelops.data.reading import read_dataset
     from include.modelops.serving.packaging import build_bento
     from include.modelops.training import sklearn_trainer
 

@@ -4,7 +4,7 @@
     python tests/benchmarks/bench_training.py --rows 2000000 --epochs 5 --json out.json   # the GPU table
     python tests/benchmarks/bench_training.py --batch-sizes auto,8192 --cuda-graphs off
 
-It measures, on synthetic fraud transactions (``include.modelops.data.dataset``):
+It measures, on synthetic fraud transactions (``include.modelops.data.example``):
 
 * **trainer**: ``torch_trainer.fit`` as the entrypoint runs it (encoding, staging on the device,
   validation, early-stopping bookkeeping, a checkpoint per epoch, MLflow metrics into a local
@@ -42,7 +42,8 @@ sys.path.insert(0, str(PROJECT_ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from include.modelops.data.dataset import generate_transactions, read_dataset  # noqa: E402
+from include.modelops.data.example import generate_transactions  # noqa: E402
+from include.modelops.data.reading import read_dataset  # noqa: E402
 from include.modelops.scoring import feature_frame  # noqa: E402
 from include.modelops.spec import load_spec_by_name  # noqa: E402
 from include.modelops.training.telemetry import GpuSampler  # noqa: E402

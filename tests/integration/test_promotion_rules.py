@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from include.modelops.data.dataset import read_dataset
+from include.modelops.data.reading import read_dataset
 from tests.integration.conftest import write_test_spec
 
 pytestmark = pytest.mark.integration

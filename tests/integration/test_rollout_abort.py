@@ -52,7 +52,8 @@ def registry(tmp_path_factory: pytest.TempPathFactory, bentoml_store):
     from include.modelops.platform import local_stack
     from include.modelops.serving import packaging
     from include.modelops.platform import tracking
-    from include.modelops.data.dataset import generate_transactions, read_dataset
+    from include.modelops.data.example import generate_transactions
+    from include.modelops.data.reading import read_dataset
 
     root = tmp_path_factory.mktemp("rollout_abort")
     spec = load_spec(SPEC_PATH)

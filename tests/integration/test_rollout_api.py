@@ -38,7 +38,7 @@ BUILD = """
 import json, sys
 import mlflow
 from include.modelops.platform import tracking
-from include.modelops.data.dataset import read_dataset
+from include.modelops.data.reading import read_dataset
 from include.modelops.spec import load_spec_by_name
 from tests.integration.rollout_fixtures import build, train_and_register
 spec = load_spec_by_name(sys.argv[1])
@@ -117,7 +117,7 @@ class Rollouts:
 
 @pytest.fixture(scope="module")
 def rollouts(stack, standalone):
-    from include.modelops.data.dataset import read_dataset
+    from include.modelops.data.reading import read_dataset
     from include.modelops.rollout.local import LocalBackend
     from include.modelops.spec import load_spec
 

@@ -36,7 +36,8 @@ def versions(tmp_path_factory: pytest.TempPathFactory, bentoml_store):
     import mlflow
 
     from include.modelops.serving import packaging
-    from include.modelops.data.dataset import generate_transactions, read_dataset
+    from include.modelops.data.example import generate_transactions
+    from include.modelops.data.reading import read_dataset
 
     root = tmp_path_factory.mktemp("rollout_backend")
     spec = load_spec(SPEC_PATH)

@@ -28,7 +28,8 @@ def served(tmp_path_factory: pytest.TempPathFactory, bentoml_store: Path):
     import mlflow
 
     from include.modelops.serving import packaging
-    from include.modelops.data.dataset import generate_transactions, read_dataset
+    from include.modelops.data.example import generate_transactions
+    from include.modelops.data.reading import read_dataset
     from include.modelops.training import sklearn_trainer
 
     root = tmp_path_factory.mktemp("traffic")

@@ -11,7 +11,8 @@ import sqlite3
 import pandas as pd
 import pytest
 
-from include.modelops.data.dataset import BROKEN_VARIANTS, generate_transactions, read_dataset
+from include.modelops.data.example import BROKEN_VARIANTS, generate_transactions
+from include.modelops.data.reading import read_dataset
 
 pytestmark = pytest.mark.integration
 DAG_ID = "fraud_detection_training"

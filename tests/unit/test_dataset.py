@@ -8,14 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from include.modelops.data.dataset import (
-    BROKEN_VARIANTS,
-    VARIANTS,
+from include.modelops.data.example import BROKEN_VARIANTS, VARIANTS, generate_transactions, main
+from include.modelops.data.reading import (
     DataLoadError,
     DatasetNotFoundError,
     fingerprint_dataset,
-    generate_transactions,
-    main,
     read_dataset,
 )
 from include.modelops.settings import PROJECT_ROOT
@@ -120,7 +117,7 @@ def test_summary_describes_what_was_written(tmp_path):
 
 
 def test_progress_is_logged(tmp_path, caplog):
-    with caplog.at_level(logging.INFO, logger="include.modelops.data.dataset"):
+    with caplog.at_level(logging.INFO, logger="include.modelops.data.example"):
         generate_transactions(tmp_path / "d", rows=1000, days=12)
     assert any("10/12 daily partitions" in r.getMessage() for r in caplog.records)
 

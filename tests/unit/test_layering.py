@@ -20,7 +20,7 @@ PACKAGE = ROOT / "include" / "modelops"
 LAYERS: list[tuple[str, ...]] = [
     ("settings", "spec", "assets", "metrics_catalog", "scoring"),  # the contract and the environment
     ("platform",),  # MLflow, processes, the local stack, tag names
-    ("data",),  # reading, validation, spec drafts, the demo generator
+    ("data",),  # reading, validation, spec drafts, the example data generator
     ("evaluation",),  # metrics, the gate, the report, the decision threshold
     ("training",),  # trainers, telemetry, the training pod
     ("serving",),  # packaging, the service's guards, the inference log, traffic

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from include.modelops import scoring
-from include.modelops.data.dataset import generate_transactions, read_dataset
+from include.modelops.data.example import generate_transactions
+from include.modelops.data.reading import read_dataset
 from include.modelops.spec import ModelSpec, load_spec_by_name
 from include.modelops.training import get_trainer, torch_trainer
 

@@ -1,7 +1,7 @@
 """Data validation: the fraud spec's data contract, checked with Great Expectations.
 
 Frames are built from the spec itself, so the tests follow the spec when it changes;
-``validate_dataset`` is exercised on data written by ``include.modelops.data.dataset``.
+``validate_dataset`` is exercised on data written by ``include.modelops.data.example``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from include.modelops.data.dataset import BROKEN_VARIANTS, generate_transactions
+from include.modelops.data.example import BROKEN_VARIANTS, generate_transactions
 from include.modelops.settings import PROJECT_ROOT
 from include.modelops.spec import FeatureType, ModelSpec, TaskType, load_spec
 from include.modelops.data.validation import (

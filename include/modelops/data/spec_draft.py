@@ -121,7 +121,7 @@ def detect_format(path: Path) -> str:
     Raises:
         SpecDraftError: unknown suffix, no data files, or both kinds in one folder.
     """
-    from include.modelops.data.dataset import DatasetNotFoundError, data_files
+    from include.modelops.data.reading import DatasetNotFoundError, data_files
 
     if path.is_file():
         suffix = path.suffix.lower()
@@ -147,7 +147,7 @@ def detect_format(path: Path) -> str:
 
 
 def _read(path: Path, fmt: str) -> pd.DataFrame:
-    from include.modelops.data.dataset import DataLoadError, DatasetNotFoundError, read_dataset
+    from include.modelops.data.reading import DataLoadError, DatasetNotFoundError, read_dataset
 
     try:
         return read_dataset(path, fmt)
@@ -207,7 +207,7 @@ def _parse_dates(series: pd.Series, sample: pd.Series) -> pd.Series | None:
         warnings.simplefilter("ignore")  # "could not infer format": then it is not a date column
         try:
             pd.to_datetime(values)
-            # The same call as include.modelops.data.dataset.read_dataset(parse_dates=...), on every row.
+            # The same call as include.modelops.data.example.read_dataset(parse_dates=...), on every row.
             return pd.to_datetime(series)
         except (ValueError, TypeError, OverflowError):
             return None
@@ -664,7 +664,7 @@ def _data_checks(
 ) -> dict[str, Any]:
     """What validation's duplicate and class-count checks will find on this data, the limits that
     let the drafted spec pass on it, and a warning wherever the data needs a look first."""
-    from include.modelops.data.dataset import split_holdout
+    from include.modelops.data.reading import split_holdout
 
     target = draft.by_role("target")[0].name
     time_col = next((c.name for c in draft.by_role("time_column")), None)

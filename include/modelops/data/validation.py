@@ -376,7 +376,7 @@ def _check_split(spec: ModelSpec, df: pd.DataFrame, results: list[dict[str, Any]
     Skipped (None) when the row count, the target or the time column already failed: the split
     needs them sound, and a second message about too little data would say nothing new.
     """
-    from include.modelops.data.dataset import split_holdout
+    from include.modelops.data.reading import split_holdout
 
     target, time_col = spec.target.name, spec.time_column
     needed = {target, *([time_col] if time_col else [])}
@@ -655,7 +655,7 @@ def validate_dataset(spec: ModelSpec, out_dir: str | Path) -> dict[str, Any]:
         The report plus ``report_json`` and ``report_html`` (paths), ``data_path`` and
         ``summary`` (e.g. "39/41 expectations passed on 100,000 rows").
     """
-    from include.modelops.data.dataset import DataLoadError, read_dataset
+    from include.modelops.data.reading import DataLoadError, read_dataset
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

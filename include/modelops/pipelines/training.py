@@ -100,7 +100,7 @@ def validate_dataset(model: str, *, dag_id: str, dag_run_id: str, conf: dict | N
 
     The report (JSON and HTML) is attached to the DAG run's MLflow run either way.
     """
-    from include.modelops.data.dataset import fingerprint_dataset
+    from include.modelops.data.reading import fingerprint_dataset
     from include.modelops.data.validation import raise_for_report
     from include.modelops.data.validation import validate_dataset as run_validation
 
@@ -165,7 +165,7 @@ def validate_dataset(model: str, *, dag_id: str, dag_run_id: str, conf: dict | N
 
 def split_dataset(model: str, validated: dict, *, dag_run_id: str, conf: dict | None = None) -> dict:
     """Split into train and holdout: the latest time window when the spec has a time column."""
-    from include.modelops.data.dataset import read_dataset, split_holdout
+    from include.modelops.data.reading import read_dataset, split_holdout
     from include.modelops.data.validation import DataSplitError
 
     spec = load_spec_for_run(model, conf)

@@ -245,7 +245,7 @@ def load_rows(
         rows: How many rows to generate for ``generated``.
         seed: Seed of the generated rows.
     """
-    from include.modelops.data.dataset import read_dataset
+    from include.modelops.data.reading import read_dataset
 
     if source == "holdout":
         path = latest_holdout(spec.name)
@@ -258,7 +258,7 @@ def load_rows(
             )
         frame, what = read_dataset(path, spec.data.format), f"data {path}"
     elif source == "generated" or source.startswith("generated:"):
-        from include.modelops.data.dataset import VARIANTS, generate_transactions
+        from include.modelops.data.example import VARIANTS, generate_transactions
 
         variant = source.partition(":")[2] or "reference"
         if variant not in VARIANTS[:4]:
