@@ -1,6 +1,6 @@
 """The BentoML service that serves one packaged model version (any model spec).
 
-It is generic: ``include.modelops.serving.packaging.build_bento`` copies this file into a build
+It is generic: ``include.modelops.serving.bento.build_bento`` copies this file into a build
 context next to ``bento_model.json`` (the BentoML model tag, the MLflow version and the
 model's whole spec). The request schema is built from the spec's features, so a bad
 request gets HTTP 400 naming the field before the model sees it. The model is the MLflow
@@ -38,8 +38,8 @@ import bentoml
 from pydantic import BeforeValidator, Field, ValidationError
 from pydantic_core import PydanticCustomError
 
-from include.modelops.serving.packaging import (
-    BENTO_MODEL_FILE,
+from include.modelops.serving.bento import BENTO_MODEL_FILE
+from include.modelops.serving.contract import (
     MAX_ROWS,
     REQUEST_ID_HEADER,
     SHADOW_HEADER,
@@ -64,7 +64,7 @@ _BENTO_MODEL_PATH = Path(__file__).with_name(BENTO_MODEL_FILE)
 if not _BENTO_MODEL_PATH.exists():
     raise RuntimeError(
         f"{_BENTO_MODEL_PATH} not found: this service is built per model version by "
-        "include.modelops.serving.packaging.build_bento, which writes it into the build context."
+        "include.modelops.serving.bento.build_bento, which writes it into the build context."
     )
 BENTO_MODEL: dict[str, Any] = json.loads(_BENTO_MODEL_PATH.read_text())
 SPEC = ModelSpec.model_validate(BENTO_MODEL["spec"])
@@ -72,7 +72,7 @@ MODEL_VERSION = str(BENTO_MODEL["model_version"])
 # Binary: the version's own decision threshold (chosen when it was trained), not the spec's constant.
 THRESHOLD = served_threshold(SPEC, BENTO_MODEL) if SPEC.task == TaskType.binary_classification else None
 
-# One request row, typed from the spec (see packaging.request_row_model).
+# One request row, typed from the spec (see serving.contract.request_row_model).
 Row = request_row_model(SPEC)
 
 # A valid request, shown in the OpenAPI docs; smoke tests may post it as is.

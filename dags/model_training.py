@@ -53,7 +53,7 @@ NO_RETRY_ON_USER_ERRORS = ExceptionRetryPolicy(
                 "include.modelops.spec.ModelSpecError",
                 "include.modelops.governance.compliance.MissingEvidenceError",
                 "include.modelops.governance.approvals.ApprovalNotAllowed",
-                "include.modelops.serving.packaging.TrainServeSkewError",
+                "include.modelops.serving.smoke.TrainServeSkewError",
             ],
             action=RetryAction.FAIL,
             reason="the input is wrong, retrying cannot fix it",

@@ -401,7 +401,7 @@ def _print_rollout(rollout: dict) -> None:
 def cmd_demo_bad_canary(args: argparse.Namespace) -> int:
     """Roll out a deliberately broken candidate of the champion and show it rolled back by itself."""
     from include.modelops.platform import local_stack
-    from include.modelops.serving import packaging
+    from include.modelops.serving.bento import build_bento
     from include.modelops.platform import tracking
     from include.modelops.rollout.faults import register_faulty_candidate
     from include.modelops.spec import ModelSpecError, load_spec_by_name
@@ -435,7 +435,7 @@ def cmd_demo_bad_canary(args: argparse.Namespace) -> int:
             experiment_id=tracking.experiment_id(spec.name),
             workdir=tracking.scratch_dir(),
         )
-        tag = packaging.build_bento(spec, version, f"models:/{spec.name}/{version}")
+        tag = build_bento(spec, version, f"models:/{spec.name}/{version}")
         tracking.set_version_tags(
             spec.name,
             version,
@@ -600,7 +600,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import contextlib
     import os
 
-    from include.modelops.serving import packaging
+    from include.modelops.serving.smoke import ServeStartupError, serve_bento
 
     _stop_on_signals()
     processes.claim_processes()
@@ -632,9 +632,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         variant = s.serve_variant
         log_url = s.inference_log_url if s.inference_log_enabled else None
         _print(f"==> Starting {tag} (champion v{version}, variant {variant}) on http://{host}:{args.port}")
-        with packaging.serve_bento(
-            tag, host=host, port=args.port, log_dir=s.state_dir / "logs" / "serve"
-        ) as served:
+        with serve_bento(tag, host=host, port=args.port, log_dir=s.state_dir / "logs" / "serve") as served:
             _print(
                 f"\nServing {args.model} v{version}   http://{host}:{args.port}   (ready in {served.startup_s:.0f} s)"
             )
@@ -659,7 +657,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         _print("\n==> Stopped (the inference log was flushed)")
         return 0
-    except packaging.ServeStartupError as exc:
+    except ServeStartupError as exc:
         _print(str(exc))
         return 1
     finally:
@@ -850,8 +848,8 @@ def cmd_demo_drift(args: argparse.Namespace) -> int:
     import numpy as np
 
     from include.modelops.platform import local_stack
-    from include.modelops.serving import packaging
     from include.modelops.serving import traffic
+    from include.modelops.serving.smoke import ServeStartupError, serve_bento
     from include.modelops.spec import ModelSpecError, load_spec_by_name
 
     _stop_on_signals()
@@ -891,7 +889,7 @@ def cmd_demo_drift(args: argparse.Namespace) -> int:
             port = local_stack.free_port()
             windows = []
             _print(f"==> Serving {tag} (champion v{version}) on http://127.0.0.1:{port}; rows from {where}")
-            with packaging.serve_bento(
+            with serve_bento(
                 tag, host="127.0.0.1", port=port, log_dir=s.state_dir / "logs" / "serve"
             ) as served:
                 for name, knobs in (("normal", traffic.Drift()), ("drifted", drift)):
@@ -962,7 +960,7 @@ def cmd_demo_drift(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         _print("\n==> Stopped")
         return 130
-    except (traffic.TrafficError, packaging.ServeStartupError) as exc:
+    except (traffic.TrafficError, ServeStartupError) as exc:
         _print(f"error: {exc}")
         return 1
 

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
 
-    from include.modelops.serving.packaging import example_row
+    from include.modelops.serving.contract import example_row
     from include.modelops.serving.inference_log import InferenceLogWriter, request_records
     from include.modelops.spec import load_spec_by_name
 

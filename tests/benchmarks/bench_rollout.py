@@ -235,14 +235,14 @@ def bench_overhead(spec, frame, requests: int) -> dict:
     """The splitter's added latency: the same version as stable and canary, 0% canary, direct vs Caddy."""
     import mlflow
 
-    from include.modelops.serving import packaging
+    from include.modelops.serving.contract import request_rows
     from include.modelops.rollout.local import LocalBackend
     from tests.integration.rollout_fixtures import build, train_and_register
 
     experiment = mlflow.create_experiment("bench-overhead", artifact_location=(WORK / "artifacts-o").as_uri())
     version = train_and_register(spec, frame, seed=1, experiment_id=experiment)
     tag = build(spec, version)
-    body = json.dumps({"rows": packaging.request_rows(spec, frame.head(1))}).encode()
+    body = json.dumps({"rows": request_rows(spec, frame.head(1))}).encode()
     backend = LocalBackend(spec.name, workers=1)
     try:
         stable = backend.deploy("stable", version, tag)

@@ -284,7 +284,7 @@ def main() -> int:
 
     import mlflow
 
-    from include.modelops.serving import packaging
+    from include.modelops.serving.contract import request_rows
     from include.modelops.platform import tracking
     from include.modelops.data.example import generate_transactions
     from include.modelops.data.reading import read_dataset
@@ -317,7 +317,7 @@ def main() -> int:
             )
         tracking.set_alias(MODEL, tracking.CHAMPION, v1)
         tracking.set_alias(MODEL, tracking.CHALLENGER, v2)
-        body = json.dumps({"rows": packaging.request_rows(spec, frame.head(1))}).encode()
+        body = json.dumps({"rows": request_rows(spec, frame.head(1))}).encode()
         stages.prepare(MODEL, v2, dag_run_id="bench-router", backend=backend)
         url = backend.endpoint()
         if "router" in parts:

@@ -77,7 +77,7 @@ def train_and_package(spec: Any, tracking_uri: str, rows: int) -> dict[str, Any]
 
     from include.modelops.data.example import generate_transactions
     from include.modelops.data.reading import read_dataset
-    from include.modelops.serving.packaging import build_bento
+    from include.modelops.serving.bento import build_bento
     from include.modelops.training import sklearn_trainer
 
     data = WORK / "data"
@@ -180,9 +180,9 @@ class Server:
 
 def bento_server(name: str, tag: str, log_on: bool, extra_env: dict[str, str] | None = None) -> Server:
     from include.modelops.platform import local_stack
-    from include.modelops.serving import packaging
+    from include.modelops.serving.smoke import serve_env
 
-    env = packaging.serve_env()
+    env = serve_env()
     env["MODELOPS_INFERENCE_LOG"] = "on" if log_on else "off"
     env.update(extra_env or {})
     server = Server(name, [], env, WORK / "bentoml")

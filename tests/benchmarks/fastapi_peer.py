@@ -2,7 +2,7 @@
 
 It loads the same MLflow model version (``scoring.load_pyfunc``) and does the same work per
 request as the bento: rows validated against the spec's pydantic row model
-(``packaging.request_row_model``, 422 naming the field on a bad row), the model frame built by
+(``contract.request_row_model``, 422 naming the field on a bad row), the model frame built by
 ``rows_to_frame``, scores by ``to_scores``, response rows by ``predictions_from_scores``,
 one OpenMP/BLAS thread per scoring thread (without it a 100-row request cost it 75 ms of CPU).
 
@@ -21,7 +21,7 @@ from fastapi import FastAPI, Request, Response
 from pydantic import BaseModel, Field
 from threadpoolctl import threadpool_limits
 
-from include.modelops.serving.packaging import predictions_from_scores, request_row_model, rows_to_frame
+from include.modelops.serving.contract import predictions_from_scores, request_row_model, rows_to_frame
 from include.modelops.scoring import load_pyfunc, to_scores
 from include.modelops.spec import load_spec_by_name
 

@@ -327,7 +327,7 @@ def registered(spec: ModelSpec, state: Path):
 
 @pytest.fixture(scope="module")
 def built(spec: ModelSpec, registered: dict, state: Path):
-    from include.modelops.serving.packaging import build_bento
+    from include.modelops.serving.bento import build_bento
 
     started = time.perf_counter()
     tag = build_bento(spec, registered["version"], registered["model_uri"])

@@ -42,7 +42,7 @@ def register_faulty(
 
 
 def build(spec: ModelSpec, version: str) -> str:
-    from include.modelops.serving.packaging import build_bento
+    from include.modelops.serving.bento import build_bento
 
     return build_bento(spec, version, f"models:/{spec.name}/{version}")
 
@@ -93,11 +93,11 @@ def traffic(url: str, model: str, source: Path, env: dict[str, str], *, rate: fl
 
 def variants_answering(url: str, spec: ModelSpec, frame: pd.DataFrame, n: int = 20) -> set[tuple[str, str]]:
     """Send n requests through the endpoint; (variant, version) of every row the inference log holds for them."""
-    from include.modelops.serving import packaging
+    from include.modelops.serving.contract import request_rows
     from include.modelops.serving.inference_log import read_window
 
     started, probe = datetime.now(UTC), f"probe-{uuid.uuid4().hex[:8]}"
-    body = json.dumps({"rows": packaging.request_rows(spec, frame.head(2))}).encode()
+    body = json.dumps({"rows": request_rows(spec, frame.head(2))}).encode()
     for i in range(n):
         request = urllib.request.Request(
             f"{url}/predict",

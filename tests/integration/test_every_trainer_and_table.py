@@ -27,7 +27,7 @@ from include.modelops.evaluation.gate import decide
 from include.modelops.evaluation.metrics import baseline_scores
 
 from include.modelops.evaluation.report import evaluate
-from include.modelops.serving import packaging
+from include.modelops.serving.contract import request_row_model, request_rows, rows_to_frame, smoke_rows
 from include.modelops.spec import ModelSpec
 
 pytestmark = pytest.mark.integration
@@ -134,12 +134,12 @@ def test_every_trainer_trains_gates_and_serves_every_table(
     decision = decide(spec, report)
     assert decision["passed"], decision["summary"]
 
-    sample = packaging.request_rows(spec, holdout.head(10))
-    rows = packaging.smoke_rows(spec, sample)
-    validator = packaging.request_row_model(spec)
+    sample = request_rows(spec, holdout.head(10))
+    rows = smoke_rows(spec, sample)
+    validator = request_row_model(spec)
     rows = [validator.model_validate(r).model_dump() for r in rows]  # what the service hands the model
     served = scoring.to_scores(
-        spec, model.predict(scoring.conform_to_model(packaging.rows_to_frame(spec, rows), model))
+        spec, model.predict(scoring.conform_to_model(rows_to_frame(spec, rows), model))
     )
     offline = scoring.score(spec, model, pd.DataFrame.from_records(rows, columns=spec.feature_names))
     np.testing.assert_allclose(served, offline, atol=1e-6)

@@ -23,7 +23,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def smoke_report(spec: ModelSpec, registered: dict, built: dict):
-    from include.modelops.serving.packaging import request_rows, smoke_serve
+    from include.modelops.serving.contract import request_rows
+    from include.modelops.serving.smoke import smoke_serve
 
     rows = request_rows(spec, registered["holdout"])
     assert rows[0]["distance_from_home_km"] is None
@@ -33,7 +34,7 @@ def smoke_report(spec: ModelSpec, registered: dict, built: dict):
 def test_bento_is_tagged_and_labelled_with_the_model_version(spec, registered, built):
     import bentoml
 
-    from include.modelops.serving.packaging import bento_tag
+    from include.modelops.serving.bento import bento_tag
 
     version = registered["version"]
     assert built["tag"] == bento_tag(spec.name, version) == f"fraud_detection_service:v{version}"
@@ -65,10 +66,10 @@ def test_bento_of_a_sklearn_model_carries_no_torch_or_pytest(built):
 def test_building_twice_reuses_the_bento_and_the_model(spec, registered, built, caplog):
     import bentoml
 
-    from include.modelops.serving.packaging import build_bento, import_model
+    from include.modelops.serving.bento import build_bento, import_model
 
     created = bentoml.bentos.get(built["tag"]).info.creation_time
-    with caplog.at_level(logging.INFO, logger="include.modelops.serving.packaging"):
+    with caplog.at_level(logging.INFO, logger="include.modelops.serving.bento"):
         started = time.perf_counter()
         again = build_bento(spec, registered["version"], registered["model_uri"])
         rebuild_s = time.perf_counter() - started
@@ -104,7 +105,7 @@ def test_service_exposes_prometheus_metrics(smoke_report):
 
 
 def test_skewed_scores_fail_the_check(smoke_report):
-    from include.modelops.serving.packaging import TrainServeSkewError, check_smoke_report
+    from include.modelops.serving.smoke import TrainServeSkewError, check_smoke_report
 
     check_smoke_report(smoke_report)  # the real report passes
     skewed = {**smoke_report, "ok": False, "max_abs_diff": 0.03}
@@ -117,13 +118,13 @@ def test_changed_inputs_under_the_same_version_rebuild_the_bento(spec, registere
     """Runs last: it replaces the module's bento, then builds the original back."""
     import bentoml
 
-    from include.modelops.serving.packaging import build_bento
+    from include.modelops.serving.bento import build_bento
     from include.modelops.spec import DecisionThreshold
 
     stricter = spec.model_copy(
         update={"evaluation": spec.evaluation.model_copy(update={"threshold": DecisionThreshold(value=0.9)})}
     )
-    with caplog.at_level(logging.INFO, logger="include.modelops.serving.packaging"):
+    with caplog.at_level(logging.INFO, logger="include.modelops.serving.bento"):
         tag = build_bento(stricter, registered["version"], registered["model_uri"])
     assert tag == built["tag"]
     assert "rebuilding it" in caplog.text

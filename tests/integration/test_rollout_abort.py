@@ -50,7 +50,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory, bentoml_store):
     import mlflow
 
     from include.modelops.platform import local_stack
-    from include.modelops.serving import packaging
+    from include.modelops.serving.contract import request_rows
     from include.modelops.platform import tracking
     from include.modelops.data.example import generate_transactions
     from include.modelops.data.reading import read_dataset
@@ -84,7 +84,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory, bentoml_store):
                 versions[seed] = version
             tracking.set_alias(spec.name, tracking.CHAMPION, versions[1])
             tracking.set_alias(spec.name, tracking.CHALLENGER, versions[2])
-            payload = packaging.request_rows(spec, frame.head(3))
+            payload = request_rows(spec, frame.head(3))
             import json
 
             yield {

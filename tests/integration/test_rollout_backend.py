@@ -35,7 +35,7 @@ def versions(tmp_path_factory: pytest.TempPathFactory, bentoml_store):
     """Two trained, registered and built versions of the model, and the rows to send."""
     import mlflow
 
-    from include.modelops.serving import packaging
+    from include.modelops.serving.contract import request_rows
     from include.modelops.data.example import generate_transactions
     from include.modelops.data.reading import read_dataset
 
@@ -54,7 +54,7 @@ def versions(tmp_path_factory: pytest.TempPathFactory, bentoml_store):
         experiment = mlflow.create_experiment("rollout-test", artifact_location=(root / "artifacts").as_uri())
         v1 = train_and_register(spec, frame, seed=1, experiment_id=experiment)
         v2 = train_and_register(spec, frame, seed=2, experiment_id=experiment)
-        payload = json.dumps({"rows": packaging.request_rows(spec, frame.head(3))}).encode()
+        payload = json.dumps({"rows": request_rows(spec, frame.head(3))}).encode()
         yield {
             "spec": spec,
             "root": root,

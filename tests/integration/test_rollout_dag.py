@@ -474,6 +474,6 @@ def test_shadow_stage_rolls_back_a_shifted_candidate_while_clients_get_only_stab
 
 
 def packaging_rows(deployment) -> list[dict]:
-    from include.modelops.serving import packaging
+    from include.modelops.serving.contract import request_rows
 
-    return packaging.request_rows(deployment.spec, deployment.frame.head(2))
+    return request_rows(deployment.spec, deployment.frame.head(2))

@@ -71,7 +71,7 @@ def wait_for_line(proc: subprocess.Popen, needle: str, timeout_s: float = 180) -
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_serve_answers_logs_and_leaves_no_process_after_a_signal(spec, champion, state, stop_signal):
-    from include.modelops.serving.packaging import example_row
+    from include.modelops.serving.contract import example_row
     from include.modelops.serving.inference_log import read_window
 
     port = free_port()

@@ -27,7 +27,9 @@ def test_bento_labels_with_the_threshold_recorded_on_its_version(
 ):
     from include.modelops.evaluation import threshold as decision_threshold
     from include.modelops.platform import tracking
-    from include.modelops.serving.packaging import build_bento, request_rows, serve_bento
+    from include.modelops.serving.bento import build_bento
+    from include.modelops.serving.contract import request_rows
+    from include.modelops.serving.smoke import serve_bento
 
     scores = np.asarray(registered["expected"], dtype=float)
     value = float(np.quantile(scores, 0.5))  # a threshold that labels differently from 0.5 on these rows

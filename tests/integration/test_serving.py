@@ -61,7 +61,7 @@ def post(
 
 @pytest.fixture(scope="module")
 def rows(spec: ModelSpec, registered: dict) -> list[dict]:
-    from include.modelops.serving.packaging import request_rows
+    from include.modelops.serving.contract import request_rows
 
     return request_rows(spec, registered["holdout"])
 
@@ -69,7 +69,7 @@ def rows(spec: ModelSpec, registered: dict) -> list[dict]:
 @pytest.fixture(scope="module")
 def served(built: dict, state: Path):
     """The bento served as variant ``canary``, logging to this module's own folder."""
-    from include.modelops.serving.packaging import serve_bento
+    from include.modelops.serving.smoke import serve_bento
 
     log_root = state / "served_log"
     with serve_bento(
@@ -142,7 +142,7 @@ def test_client_request_id_is_returned_and_every_row_is_logged(spec, registered,
 
 def test_sigterm_under_load_loses_no_answered_request(spec, built, state, rows):
     """Every request that got a 200 before the server was told to stop is in the log."""
-    from include.modelops.serving.packaging import serve_bento
+    from include.modelops.serving.smoke import serve_bento
     from include.modelops.serving.inference_log import read_window
 
     log_root = str(state / "sigterm_log")
@@ -190,7 +190,7 @@ def test_kill_9_under_load_loses_no_answered_request_once_the_server_is_back(spe
     """kill -9 of the whole server (no shutdown hook runs): the restarted server writes every row it answered."""
     import psutil
 
-    from include.modelops.serving.packaging import serve_bento
+    from include.modelops.serving.smoke import serve_bento
     from include.modelops.serving.inference_log import read_window
 
     log_root = str(state / "kill9_log")

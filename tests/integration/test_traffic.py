@@ -27,7 +27,8 @@ def served(tmp_path_factory: pytest.TempPathFactory, bentoml_store: Path):
     """A served bento of a freshly trained model; yields its URL, state folder, holdout and spec."""
     import mlflow
 
-    from include.modelops.serving import packaging
+    from include.modelops.serving.bento import build_bento
+    from include.modelops.serving.smoke import serve_bento
     from include.modelops.data.example import generate_transactions
     from include.modelops.data.reading import read_dataset
     from include.modelops.training import sklearn_trainer
@@ -55,9 +56,9 @@ def served(tmp_path_factory: pytest.TempPathFactory, bentoml_store: Path):
             model = sklearn_trainer.fit(spec, train, params={"max_iter": 30})
             model_uri = sklearn_trainer.log_model(model, spec, train.head(50))
         version = mlflow.register_model(model_uri, spec.name).version
-        tag = packaging.build_bento(spec, str(version), f"models:/{spec.name}/{version}")
+        tag = build_bento(spec, str(version), f"models:/{spec.name}/{version}")
 
-        with packaging.serve_bento(tag, log_dir=root / "serve") as served:
+        with serve_bento(tag, log_dir=root / "serve") as served:
             yield {
                 "url": served.url,
                 "root": root,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from include.modelops.serving.packaging import _python_packages
+from include.modelops.serving.bento import _python_packages
 
 BASE = ["mlflow", "numpy", "pandas", "pydantic", "PyYAML"]
 # What MLflow infers for a scikit-learn model logged in a process that had torch and pytest loaded.

@@ -392,7 +392,7 @@ def test_multiclass_report_has_no_operating_point():
 
 
 def test_service_labels_rows_with_the_versions_threshold_not_the_specs():
-    from include.modelops.serving.packaging import predictions_from_scores, served_threshold
+    from include.modelops.serving.contract import predictions_from_scores, served_threshold
 
     spec = make_spec(threshold={"policy": "target_recall", "target": 0.6})
     bento_model = {"model_version": "3", "decision_threshold": 0.04, "threshold": {"value": 0.04}}
@@ -405,7 +405,7 @@ def test_service_labels_rows_with_the_versions_threshold_not_the_specs():
 
 
 def test_a_bento_without_a_recorded_threshold_labels_with_the_specs_fixed_value():
-    from include.modelops.serving.packaging import predictions_from_scores, served_threshold
+    from include.modelops.serving.contract import predictions_from_scores, served_threshold
 
     spec = make_spec(threshold={"policy": "fixed", "value": 0.3})
     threshold = served_threshold(spec, {"model_version": "1"})

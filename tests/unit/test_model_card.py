@@ -428,7 +428,7 @@ def test_non_finite_metrics_become_null_so_the_card_stays_strict_json(spec):
 
 def test_serving_section_states_the_endpoint_contract(spec):
     from include.modelops.governance.card_render import render_html, render_markdown
-    from include.modelops.serving.packaging import MAX_BODY_BYTES, MAX_ROWS
+    from include.modelops.serving.contract import MAX_BODY_BYTES, MAX_ROWS
 
     card = bare_card(spec)
     serving = card["serving"]

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from include.modelops import scoring
-from include.modelops.serving import packaging
+from include.modelops.serving.contract import request_row_model, request_rows, rows_to_frame, smoke_rows
 from include.modelops.spec import ModelSpec
 
 
@@ -120,11 +120,11 @@ def test_request_rows_without_nulls_score_like_the_training_data(tmp_path, task)
     table = float_table()
     model = saved_model(tmp_path, spec, table)
     clean = table.dropna().head(30)
-    rows = packaging.request_rows(spec, clean)
+    rows = request_rows(spec, clean)
     rows = [{**r, "visits": int(r["visits"]), "age": int(r["age"])} for r in rows]  # a client's JSON ints
-    for batch in ([rows[0]], rows, packaging.smoke_rows(spec, rows)):
+    for batch in ([rows[0]], rows, smoke_rows(spec, rows)):
         served = scoring.to_scores(
-            spec, model.predict(scoring.conform_to_model(packaging.rows_to_frame(spec, batch), model))
+            spec, model.predict(scoring.conform_to_model(rows_to_frame(spec, batch), model))
         )
         offline = scoring.score(spec, model, pd.DataFrame.from_records(batch, columns=spec.feature_names))
         assert served.shape[0] == len(batch) and np.all(np.isfinite(served))
@@ -145,8 +145,8 @@ def test_a_model_registered_with_int64_and_bool_columns_is_still_scored(tmp_path
 
 def test_smoke_rows_cover_nulls_and_type_edges():
     spec = spec_for()
-    sample = packaging.request_rows(spec, float_table().head(5))
-    rows = packaging.smoke_rows(spec, sample)
+    sample = request_rows(spec, float_table().head(5))
+    rows = smoke_rows(spec, sample)
     assert rows[:5] == sample
     edges = rows[5:]
     assert any(all(v is not None for v in r.values()) for r in edges), "a row with no null at all"
@@ -154,7 +154,7 @@ def test_smoke_rows_cover_nulls_and_type_edges():
         assert any(r[name] is None and sum(v is None for v in r.values()) == 1 for r in edges), name
     assert any(type(r["spend"]) is int for r in edges), "a numeric feature sent as a JSON integer"
     assert any(type(r["visits"]) is float and type(r["age"]) is float for r in edges), "integers as 3.0"
-    validator = packaging.request_row_model(spec)
+    validator = request_row_model(spec)
     for row in rows:
         validator.model_validate(row)  # every edge row is a valid request
 

@@ -44,7 +44,7 @@ def test_every_exception_a_retry_rule_names_imports(dag_file, dotted):
 
 
 def test_the_bento_service_import_names_a_class_of_the_service_file():
-    from include.modelops.serving.packaging import SERVICE_IMPORT
+    from include.modelops.serving.bento import SERVICE_IMPORT
 
     module, _, name = SERVICE_IMPORT.partition(":")
     tree = ast.parse((ROOT / "bentos" / f"{module}.py").read_text())

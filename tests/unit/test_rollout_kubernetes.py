@@ -311,7 +311,7 @@ def test_the_shadow_secret_exists_before_the_first_pod_and_an_existing_one_is_ke
 
 def test_the_shadow_replayer_sends_the_token_of_the_kubernetes_secret(backend, client, monkeypatch):
     """The k8s path: a shadow copy carries the Secret's token, not this worker's own."""
-    from include.modelops.serving.packaging import SHADOW_HEADER, example_row
+    from include.modelops.serving.contract import SHADOW_HEADER, example_row
     from include.modelops.rollout import shadow
     from include.modelops.serving.inference_log import request_records
     from include.modelops.spec import load_spec
@@ -650,7 +650,7 @@ def serve_requests(
 ) -> None:
     """Requests answered by each variant since the last call: its pods' counters in Prometheus and its
     rows in the inference log (the same score distribution for both: a healthy candidate)."""
-    from include.modelops.serving.packaging import example_row
+    from include.modelops.serving.contract import example_row
     from include.modelops.serving.inference_log import InferenceLogWriter, request_records
     from include.modelops.spec import load_spec_by_name
 

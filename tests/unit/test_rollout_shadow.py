@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from include.modelops.platform import local_stack
-from include.modelops.serving.packaging import SHADOW_HEADER
+from include.modelops.serving.contract import SHADOW_HEADER
 from include.modelops.rollout import shadow
 from include.modelops.rollout.backend import CANARY, STABLE, Deployed, DeploymentState
 from include.modelops.rollout.local import splitter_config

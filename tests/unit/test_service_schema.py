@@ -1,7 +1,7 @@
 """The service's request contract, built from the fraud spec: what a client may send.
 
 These run without BentoML or a server: the schema is built by
-``include.modelops.serving.packaging.request_row_model``, the same function ``bentos/service.py``
+``include.modelops.serving.contract.request_row_model``, the same function ``bentos/service.py``
 uses, so a row rejected here is a 400 from the service (checked end to end in
 ``tests/integration/test_packaging.py``).
 """
@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from include.modelops.serving.packaging import (
+from include.modelops.serving.contract import (
     example_row,
     predictions_from_scores,
     request_row_model,
@@ -159,7 +159,7 @@ def test_data_rows_become_json_request_rows(spec, row_model, valid_row):
 
 
 def test_binary_response_labels_by_the_decision_threshold(spec):
-    from include.modelops.serving.packaging import served_threshold
+    from include.modelops.serving.contract import served_threshold
 
     threshold = served_threshold(spec)  # no version threshold given: the spec's fixed value (0.5)
     predictions = predictions_from_scores(spec, np.array([threshold - 1e-9, threshold, 0.93]))
@@ -171,9 +171,9 @@ def test_binary_response_labels_by_the_decision_threshold(spec):
     assert scores_from_predictions(spec, predictions).tolist() == [threshold - 1e-9, threshold, 0.93]
 
 
-def test_importing_packaging_does_not_import_bentoml_or_mlflow():
+def test_importing_the_serving_modules_does_not_import_bentoml_or_mlflow():
     code = (
-        "import sys, include.modelops.serving.packaging\n"
+        "import sys, include.modelops.serving.contract, include.modelops.serving.bento, include.modelops.serving.smoke\n"
         "heavy = [m for m in ('bentoml', 'mlflow', 'sklearn', 'pandas') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )

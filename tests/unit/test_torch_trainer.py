@@ -409,7 +409,7 @@ def assert_valid_scores(spec: ModelSpec, scores: np.ndarray, n: int) -> None:
 def test_every_task_and_table_shape_trains_and_serves(sqlite_mlflow_store, task, features, nulls, tmp_path):
     import mlflow
 
-    from include.modelops.serving import packaging
+    from include.modelops.serving.contract import request_row_model, request_rows, rows_to_frame, smoke_rows
 
     kinds = FEATURE_SETS[features]
     spec = shape_spec(task, kinds, nulls=nulls)
@@ -424,13 +424,13 @@ def test_every_task_and_table_shape_trains_and_serves(sqlite_mlflow_store, task,
 
     # Request rows as the smoke test sends them: the sample, the row without a null, each
     # nullable feature null alone, and the JSON type edges.
-    validator = packaging.request_row_model(spec)
-    rows = packaging.smoke_rows(spec, packaging.request_rows(spec, holdout.head(20)))
+    validator = request_row_model(spec)
+    rows = smoke_rows(spec, request_rows(spec, holdout.head(20)))
     rows = [validator.model_validate(r).model_dump() for r in rows]
     assert any(all(v is not None for v in r.values()) for r in rows)
     assert any(v is None for r in rows for v in r.values()) == nulls
     served = scoring.to_scores(
-        spec, loaded.predict(scoring.conform_to_model(packaging.rows_to_frame(spec, rows), loaded))
+        spec, loaded.predict(scoring.conform_to_model(rows_to_frame(spec, rows), loaded))
     )
     assert_valid_scores(spec, served, len(rows))
     assert np.ptp(served, axis=0).max() > 0, "every row got the same score: the features were not read"

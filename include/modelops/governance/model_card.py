@@ -531,7 +531,7 @@ def _approval(raw: Any) -> dict:
 
 
 def _serving_section(spec: ModelSpec, evaluation: dict | None = None) -> dict:
-    from include.modelops.serving.packaging import endpoint_contract
+    from include.modelops.serving.contract import endpoint_contract
 
     # The version's own threshold (the evaluation's candidate), which its bento labels with.
     point = as_mapping(as_mapping(as_mapping(evaluation).get("operating_point")).get("candidate"))

@@ -58,7 +58,7 @@ def _reference_predictions(spec: ModelSpec, version: str, reference: Any) -> Any
     """The monitored version's predictions on the reference sample (for prediction drift)."""
     from include.modelops import scoring
     from include.modelops.monitoring.drift import prediction_column
-    from include.modelops.serving.packaging import predictions_from_scores
+    from include.modelops.serving.contract import predictions_from_scores
 
     model = scoring.load_pyfunc(f"models:/{spec.name}/{version}")
     rows = predictions_from_scores(spec, scoring.score(spec, model, reference))

@@ -515,10 +515,10 @@ def check_gate(evaluated: dict) -> bool:
 
 def package_bento(model: str, registered: dict, trained: dict) -> dict:
     """Build the bento for this version from ``bentos/``."""
-    from include.modelops.serving import packaging
+    from include.modelops.serving.bento import build_bento
 
     spec = load_spec_by_name(model)
-    tag = packaging.build_bento(spec, registered["version"], trained["model_uri"])
+    tag = build_bento(spec, registered["version"], trained["model_uri"])
     tracking.set_version_tags(
         spec.name,
         registered["version"],
@@ -532,19 +532,20 @@ def smoke_serve_bento(model: str, registered: dict, trained: dict, split: dict, 
     import pandas as pd
 
     from include.modelops import scoring
-    from include.modelops.serving import packaging
+    from include.modelops.serving.contract import request_rows, smoke_rows
+    from include.modelops.serving.smoke import check_smoke_report, smoke_serve
 
     spec = load_spec_by_name(model)
     sample = pd.read_parquet(split["holdout_path"]).head(20)
     # The sample plus its edge rows (no null at all, each nullable feature null, ints for numeric,
     # whole floats for integer), scored offline from exactly the values sent.
-    payload = packaging.smoke_rows(spec, packaging.request_rows(spec, sample))
+    payload = smoke_rows(spec, request_rows(spec, sample))
     rows = pd.DataFrame.from_records(payload, columns=spec.feature_names)
     expected = scoring.score(spec, scoring.load_pyfunc(trained["model_uri"]), rows)
     # .tolist(): one float per row, or one list of class probabilities per row (multiclass).
-    report = packaging.smoke_serve(spec, packaged["bento_tag"], payload, expected.tolist())
+    report = smoke_serve(spec, packaged["bento_tag"], payload, expected.tolist())
     tracking.log_json(trained["run_id"], report, "serving/smoke_report.json")
-    packaging.check_smoke_report(report)
+    check_smoke_report(report)
     tracking.set_version_tags(
         spec.name,
         registered["version"],

@@ -59,7 +59,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Protocol
 
-from include.modelops.serving.packaging import SHADOW_HEADER
+from include.modelops.serving.contract import SHADOW_HEADER
 from include.modelops.rollout.analysis import MetricsWindow
 from include.modelops.rollout.backend import (
     CANARY,

@@ -52,7 +52,7 @@ from include.modelops.platform.processes import (
     stop_pid,
     terminate,
 )
-from include.modelops.serving.packaging import MAX_BODY_BYTES, SHADOW_HEADER
+from include.modelops.serving.contract import MAX_BODY_BYTES, SHADOW_HEADER
 from include.modelops.rollout.backend import (
     CANARY,
     STABLE,
@@ -396,15 +396,15 @@ class LocalBackend:
         return None
 
     def _start(self, variant: str, version: str, bento_tag: str) -> Deployed:
-        from include.modelops.serving import packaging
+        from include.modelops.serving.smoke import serve_env, serving_home, wait_ready
         from include.modelops.platform import tracking
 
         port = local_stack.free_port(self.host)
         url = f"http://{self.host}:{port}"
         log_path = self.dir / "logs" / f"{variant}-v{version}-{port}.log"
-        home = packaging.serving_home(port)
+        home = serving_home(port)
         env = {
-            **packaging.serve_env(),
+            **serve_env(),
             "BENTOML_HOME": str(home),
             "MODELOPS_SERVE_VARIANT": variant,
             "MODELOPS_INFERENCE_LOG_URL": get_settings().inference_log_url,
@@ -415,7 +415,7 @@ class LocalBackend:
         log.info("Starting %s v%s as %s on %s (output: %s)", self.model, version, variant, url, log_path)
         proc = spawn(cmd, env=env, log_path=log_path, cwd=get_settings().bentoml_home / "tmp")
         try:
-            started = packaging.wait_ready(url, proc, get_settings().serve_timeout_s, log_path, bento_tag)
+            started = wait_ready(url, proc, get_settings().serve_timeout_s, log_path, bento_tag)
         except Exception:
             stop_server(
                 Deployed(version=str(version), bento_tag=bento_tag, url=url, pid=proc.pid, home=str(home))

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from include.modelops.rollout.record import read_record, utc_now, write_record
 from include.modelops.platform import tracking
-from include.modelops.serving.packaging import REQUEST_ID_HEADER, SHADOW_HEADER
+from include.modelops.serving.contract import REQUEST_ID_HEADER, SHADOW_HEADER
 from include.modelops.rollout import analysis as a
 from include.modelops.rollout import stages
 from include.modelops.rollout import backend_for

@@ -94,7 +94,7 @@ def bento_of(model: str, version: str) -> str:
 
 def health_check(spec: ModelSpec, url: str) -> dict[str, Any]:
     """One example request through the endpoint; raises RolloutFailed unless it is answered."""
-    from include.modelops.serving.packaging import example_row
+    from include.modelops.serving.contract import example_row
 
     body = json.dumps({"rows": [example_row(spec)]}).encode()
     request = urllib.request.Request(

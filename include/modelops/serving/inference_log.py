@@ -127,7 +127,7 @@ def request_records(
     """One request's log records as columns (the schema of :func:`record_schema`).
 
     ``rows`` are the validated request rows (plain dicts), ``predictions`` the response
-    rows of ``packaging.predictions_from_scores``.
+    rows of ``contract.predictions_from_scores``.
     """
     import json
 

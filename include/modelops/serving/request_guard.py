@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from include.modelops.serving.packaging import MAX_BODY_BYTES, REQUEST_ID_HEADER
+from include.modelops.serving.contract import MAX_BODY_BYTES, REQUEST_ID_HEADER
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -570,7 +570,7 @@ def prepare_requests(
     """Request bodies (JSON) and their rows' true labels, cycling through ``frame`` in a shuffled order."""
     import numpy as np
 
-    from include.modelops.serving.packaging import request_rows
+    from include.modelops.serving.contract import request_rows
 
     order = np.random.default_rng(cfg.seed).permutation(len(frame))
     k = cfg.rows_per_request
