@@ -58,13 +58,17 @@ class ModelApprovalOperator(AnswerStands, ApprovalOperator):
     :param registered: ``register_candidate``'s result (version, MLflow link).
     :param evaluated: ``evaluate_candidate``'s result (gate decision and report paths).
     :param card: the model card task's result (paths, missing evidence).
-    :param policy: ``auto`` (low risk and every check passed: no human) or ``manual``.
+    :param policy: ``auto`` (low risk and every check passed: no human) or ``manual`` (always ask).
+        It can only be stricter than the spec: ``auto`` is automatic only when the spec's
+        ``approval.policy`` is ``auto`` too.
     :param approvers: Airflow user ids allowed to answer (empty: anyone with access to the DAG).
     :param response_timeout: how long reviewers have; then the request is rejected.
     :param approval_index: 1 for the first approval, 2 for the second one high-risk models need.
     """
 
-    template_fields: Sequence[str] = ("subject", "body", "model_name", "registered", "evaluated", "card")
+    # The constructor's XCom-carried inputs. subject and body are not templated: ask() writes them
+    # from the spec and the evidence when the request is made.
+    template_fields: Sequence[str] = ("model_name", "registered", "evaluated", "card")
 
     def __init__(
         self,
@@ -106,7 +110,7 @@ class ModelApprovalOperator(AnswerStands, ApprovalOperator):
         spec = load_spec_by_name(self.model_name)
         version = self.registered["version"]
         approvals.check_ready(spec, version, self.evaluated, self.card)
-        auto = approvals.policy_decision(spec, self.evaluated)
+        auto = approvals.policy_decision(spec, self.evaluated, self.policy)
         if auto is not None:
             return approvals.record(self.model_name, version, index=self.approval_index, **auto)
         return self.ask_unless_answered(context)

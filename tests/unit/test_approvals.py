@@ -76,6 +76,18 @@ def test_manual_policy_asks_a_human(reference_spec, tmp_path):
     assert approvals.policy_decision(manual, evidence(tmp_path)) is None
 
 
+def test_the_approval_task_policy_can_only_be_stricter_than_the_spec(reference_spec, tmp_path):
+    """ModelApprovalOperator(policy=...) is read: manual asks a human even where the spec allows
+    auto; auto never waives the human approval a manual spec requires."""
+    assert reference_spec.approval.policy == "auto"
+    assert approvals.policy_decision(reference_spec, evidence(tmp_path), "manual") is None
+    assert approvals.policy_decision(reference_spec, evidence(tmp_path), "auto")["by"] == "policy:auto"
+    manual = reference_spec.model_copy(
+        update={"approval": reference_spec.approval.model_copy(update={"policy": "manual"})}
+    )
+    assert approvals.policy_decision(manual, evidence(tmp_path), "auto") is None
+
+
 def test_missing_evidence_blocks_the_request_naming_the_section(reference_spec, tmp_path):
     from include.modelops.governance.compliance import MissingEvidenceError
 

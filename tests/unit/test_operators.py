@@ -39,7 +39,8 @@ def test_approval_fails_closed_and_is_assigned_to_the_spec_approvers():
     assert op.defaults == [ModelApprovalOperator.REJECT]
     assert op.assigned_users == [{"id": "risk_lead", "name": "risk_lead"}]
     assert op.response_timeout == timedelta(hours=2)
-    assert set(op.template_fields) >= {"model_name", "registered", "evaluated", "card"}
+    assert set(op.template_fields) == {"model_name", "registered", "evaluated", "card"}
+    assert all(hasattr(op, f) for f in op.template_fields)  # each is a constructor input it keeps
 
 
 def test_approval_rejects_an_unknown_policy():
@@ -180,3 +181,27 @@ def test_a_retry_without_a_stored_answer_asks_and_a_first_try_asks_at_once(monke
         op.execute(first)
     assert asked == [TI_1, TI_2] and recorded == []
     assert parked.value.method_name == "execute_complete"
+
+
+@pytest.mark.parametrize(("policy", "auto_approved"), [("manual", False), ("auto", True)])
+def test_the_operator_policy_is_the_one_applied(monkeypatch, reference_spec, policy, auto_approved):
+    """A low-risk spec allows auto; the task's policy="manual" still asks a human (it is read)."""
+    from types import SimpleNamespace
+
+    from airflow.sdk.exceptions import TaskAwaitingInput, TaskDeferred
+
+    from include.modelops.governance import approvals
+
+    real_policy_decision = approvals.policy_decision
+    recorded, asked = _stub_approval_evidence(monkeypatch, reference_spec)
+    monkeypatch.setattr(approvals, "policy_decision", real_policy_decision)
+    assert reference_spec.approval.policy == "auto"
+    op = approval(model_name=reference_spec.name, policy=policy)
+    context = {"task_instance": SimpleNamespace(id="01a20a85-335d-7de3-a866-e69e240ade53", try_number=1)}
+    if auto_approved:
+        op.execute(context)
+        assert [r["by"] for r in recorded] == ["policy:auto"] and asked == []
+    else:
+        with pytest.raises((TaskDeferred, TaskAwaitingInput)):
+            op.execute(context)
+        assert recorded == [] and asked == [context["task_instance"].id]

@@ -51,12 +51,15 @@ def check_ready(spec: ModelSpec, version: str, evaluated: dict, card: dict) -> N
         raise ApprovalNotAllowed(f"{spec.name} v{version} did not pass the gate: {evaluated.get('summary')}")
 
 
-def policy_decision(spec: ModelSpec, evaluated: dict) -> dict | None:
+def policy_decision(spec: ModelSpec, evaluated: dict, policy: str | None = None) -> dict | None:
     """The automatic decision under ``approval.policy: auto``, or None when a human must decide.
 
-    ``auto`` approves only a low-risk model whose every gate check passed.
+    ``auto`` approves only a low-risk model whose every gate check passed. ``policy`` is the
+    approval task's own (``ModelApprovalOperator(policy=...)``); it can only make the decision
+    stricter: ``manual`` asks a human whatever the spec says, ``auto`` is automatic only when the
+    spec's ``approval.policy`` is ``auto`` too (a DAG cannot waive the approval its spec requires).
     """
-    if spec.approval.policy != "auto":
+    if spec.approval.policy != "auto" or (policy or "auto") != "auto":
         return None
     if spec.risk_tier != RiskTier.low:  # the spec schema already refuses this; kept as a safety net
         raise ApprovalNotAllowed(f"policy 'auto' is not allowed for {spec.risk_tier.value}-risk {spec.name}")
