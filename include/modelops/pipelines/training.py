@@ -16,6 +16,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from include.modelops.pipelines.contracts import (
+    Card,
+    Evaluated,
+    Packaged,
+    Promoted,
+    Registered,
+    Smoked,
+    Split,
+    Trained,
+    Validated,
+)
 from include.modelops.platform import tracking
 from include.modelops.settings import PROJECT_ROOT, get_settings, git_commit
 from include.modelops.spec import ModelSpec, ModelSpecError, load_spec_by_name
@@ -95,7 +106,7 @@ def run_dir(model: str, dag_run_id: str) -> Path:
 # --- steps ------------------------------------------------------------------------------------
 
 
-def validate_dataset(model: str, *, dag_id: str, dag_run_id: str, conf: dict | None = None) -> dict:
+def validate_dataset(model: str, *, dag_id: str, dag_run_id: str, conf: dict | None = None) -> Validated:
     """Validate the model's data with its Great Expectations suite; raise if it fails.
 
     The report (JSON and HTML) is attached to the DAG run's MLflow run either way.
@@ -163,7 +174,7 @@ def validate_dataset(model: str, *, dag_id: str, dag_run_id: str, conf: dict | N
     }
 
 
-def split_dataset(model: str, validated: dict, *, dag_run_id: str, conf: dict | None = None) -> dict:
+def split_dataset(model: str, validated: Validated, *, dag_run_id: str, conf: dict | None = None) -> Split:
     """Split into train and holdout: the latest time window when the spec has a time column."""
     from include.modelops.data.reading import read_dataset, split_holdout
     from include.modelops.data.validation import DataSplitError
@@ -214,7 +225,7 @@ def split_dataset(model: str, validated: dict, *, dag_run_id: str, conf: dict | 
     }
 
 
-def train_candidate(model: str, validated: dict, split: dict, *, dag_run_id: str) -> dict:
+def train_candidate(model: str, validated: Validated, split: Split, *, dag_run_id: str) -> Trained:
     """Run the training entrypoint in a subprocess on this worker (``training.backend: local``).
 
     The same entrypoint runs in the training image on Kubernetes; its output streams into this log.
@@ -255,7 +266,9 @@ def train_candidate(model: str, validated: dict, split: dict, *, dag_run_id: str
     return result
 
 
-def evaluate_candidate(model: str, validated: dict, split: dict, trained: dict, *, dag_run_id: str) -> dict:
+def evaluate_candidate(
+    model: str, validated: Validated, split: Split, trained: Trained, *, dag_run_id: str
+) -> Evaluated:
     """Score candidate, champion (same holdout) and naive baseline; decide the gate; publish the report."""
     import pandas as pd
 
@@ -397,8 +410,8 @@ def _recorded_holdout_metrics(model_name: str, version: str) -> dict[str, float]
 
 
 def register_candidate(
-    model: str, validated: dict, trained: dict, evaluated: dict, *, dag_id: str, dag_run_id: str
-) -> dict:
+    model: str, validated: Validated, trained: Trained, evaluated: Evaluated, *, dag_id: str, dag_run_id: str
+) -> Registered:
     """Register the candidate as a model version with its evidence tags; alias challenger if it passed."""
     spec = load_spec_by_name(model)
     version = tracking.register_version(
@@ -441,15 +454,15 @@ def _threshold_tags(spec: ModelSpec, trained: dict) -> dict[str, str]:
 
 def generate_model_card(
     model: str,
-    validated: dict,
-    split: dict,
-    evaluated: dict,
-    registered: dict,
+    validated: Validated,
+    split: Split,
+    evaluated: Evaluated,
+    registered: Registered,
     *,
     dag_id: str,
     dag_run_id: str,
     approvals: list[dict] | None = None,
-) -> dict:
+) -> Card:
     """Build the model card from the spec, the MLflow run and the evidence files; attach it to the run."""
     from include.modelops.governance import compliance, model_card
 
@@ -504,7 +517,7 @@ def generate_model_card(
     }
 
 
-def check_gate(evaluated: dict) -> bool:
+def check_gate(evaluated: Evaluated) -> bool:
     """True when the candidate passed the gate; the reason is logged either way."""
     if evaluated["passed"]:
         log.info("Candidate passed the gate: %s", evaluated["summary"])
@@ -513,7 +526,7 @@ def check_gate(evaluated: dict) -> bool:
     return bool(evaluated["passed"])
 
 
-def package_bento(model: str, registered: dict, trained: dict) -> dict:
+def package_bento(model: str, registered: Registered, trained: Trained) -> Packaged:
     """Build the bento for this version from ``bentos/``."""
     from include.modelops.serving.bento import build_bento
 
@@ -527,7 +540,9 @@ def package_bento(model: str, registered: dict, trained: dict) -> dict:
     return {"bento_tag": tag}
 
 
-def smoke_serve_bento(model: str, registered: dict, trained: dict, split: dict, packaged: dict) -> dict:
+def smoke_serve_bento(
+    model: str, registered: Registered, trained: Trained, split: Split, packaged: Packaged
+) -> Smoked:
     """Serve the bento, send holdout rows, and require the offline predictions back (skew check)."""
     import pandas as pd
 
@@ -558,7 +573,7 @@ def smoke_serve_bento(model: str, registered: dict, trained: dict, split: dict, 
     return {"bento_tag": packaged["bento_tag"], "ok": report["ok"], "max_abs_diff": report["max_abs_diff"]}
 
 
-def promote(model: str, registered: dict) -> dict:
+def promote(model: str, registered: Registered) -> Promoted:
     """Point ``champion`` at the version (the old champion becomes ``previous``)."""
     spec = load_spec_by_name(model)
     result = tracking.promote_to_champion(spec.name, registered["version"])

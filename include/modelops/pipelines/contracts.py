@@ -1,0 +1,93 @@
+"""What the training DAG's tasks hand each other through XCom, one TypedDict per task result.
+
+Each task returns a small JSON-serialisable dict of ids, paths and figures (never a model or a
+frame); these types name its keys, so a task reading another's result is checked against what
+that task writes (``mypy``/``pyright``, and ``tests/unit/test_xcom_contracts.py`` at run time
+on the functions' own ``return`` statements).
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+
+class Validated(TypedDict):
+    """``validate_dataset``: the data that passed, with the MLflow run every later step logs to."""
+
+    run_id: str
+    data_path: str
+    rows: int
+    fingerprint: str | None
+    report_html: str
+    summary: str
+    warnings: list[str]
+    trigger_reason: str | None
+    drift_report: str | None
+    labelled_data: str | None
+
+
+class Split(TypedDict):
+    """``split_dataset``: train and holdout as Parquet files on the run's folder."""
+
+    train_path: str
+    holdout_path: str
+    train_rows: int
+    holdout_rows: int
+    split: str
+
+
+class Trained(TypedDict):
+    """``train_candidate``: the training entrypoint's result (also the training pod's XCom file)."""
+
+    run_id: str
+    model_uri: str
+    telemetry: dict[str, Any]
+
+
+class Evaluated(TypedDict):
+    """``evaluate_candidate``: the gate's verdict and where its evidence is."""
+
+    passed: bool
+    summary: str
+    decision_path: str
+    evaluation_path: str
+    report_html: str
+    champion_version: str | None
+
+
+class Registered(TypedDict):
+    """``register_candidate``: the new model version."""
+
+    version: str
+    model_uri: str
+    url: str
+
+
+class Card(TypedDict):
+    """``generate_model_card``: the card's files and what evidence it lacks for the risk tier."""
+
+    card_html: str | None
+    card_md: str | None
+    card_json: str | None
+    missing_evidence: list[str]
+
+
+class Packaged(TypedDict):
+    """``package_bento``: the bento's tag."""
+
+    bento_tag: str
+
+
+class Smoked(TypedDict):
+    """``smoke_serve_bento``: the skew check's verdict."""
+
+    bento_tag: str
+    ok: bool
+    max_abs_diff: float | None
+
+
+class Promoted(TypedDict):
+    """``promote_to_champion``: the versions the aliases point at now."""
+
+    champion: str
+    previous: str | None
