@@ -893,7 +893,11 @@ def _predict_logits(
 @torch.no_grad()
 def roc_auc_tensor(y: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
     """ROC-AUC from ranks (ties averaged) on the scores' device, without waiting for it; NaN when
-    only one class is present. Same figure as ``roc_auc``."""
+    only one class is present. Same figure as scikit-learn's ``roc_auc_score``.
+
+    Kept apart from ``evaluation.metrics`` (weighted, numpy, for the report and the bootstrap): early
+    stopping reads it every epoch, and computing it where the scores are means no device-to-host
+    copy and no synchronisation per epoch."""
     n = scores.shape[0]
     if n == 0:
         return torch.full((), float("nan"), dtype=torch.float64, device=scores.device)
@@ -936,16 +940,6 @@ def validate(
         else:
             auc = torch.full((), float("nan"), dtype=torch.float64, device=device)
     return loss, auc
-
-
-def roc_auc(y: np.ndarray, scores: np.ndarray) -> float:
-    """ROC-AUC from ranks (ties averaged); NaN when only one class is present."""
-    pos = y == 1
-    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = pd.Series(scores).rank(method="average").to_numpy()
-    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def validation_split(y: np.ndarray, task: str, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
