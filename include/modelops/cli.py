@@ -29,6 +29,7 @@ import sys
 import time
 from pathlib import Path
 
+from include.modelops.platform.tags import TAG_BENTO_TAG, TAG_DEPLOYABLE, TAG_FAULT
 from include.modelops.rollout.record import read_record
 from include.modelops.platform import processes
 from include.modelops.settings import get_settings
@@ -437,9 +438,7 @@ def cmd_demo_bad_canary(args: argparse.Namespace) -> int:
         )
         tag = build_bento(spec, version, f"models:/{spec.name}/{version}")
         tracking.set_version_tags(
-            spec.name,
-            version,
-            {"modelops.deployable": "true", "modelops.bento_tag": tag, "modelops.fault": args.fault},
+            spec.name, version, {TAG_DEPLOYABLE: "true", TAG_BENTO_TAG: tag, TAG_FAULT: args.fault}
         )
         tracking.set_alias(spec.name, tracking.CHALLENGER, version)
         rollout = _run_rollout(spec, version, env, stamp=stamp)
@@ -621,11 +620,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             from include.modelops.platform import tracking
 
             version = tracking.alias_version(args.model, tracking.CHAMPION)
-            tag = (
-                tracking.version_info(args.model, version)["tags"].get("modelops.bento_tag")
-                if version
-                else None
-            )
+            tag = tracking.version_info(args.model, version)["tags"].get(TAG_BENTO_TAG) if version else None
         if not tag:
             _print(f"{args.model} has no champion with a bento yet: run `make demo` first.")
             return 1
@@ -877,11 +872,7 @@ def cmd_demo_drift(args: argparse.Namespace) -> int:
                 if cmd_demo(argparse.Namespace(model=spec.name, rows=args.rows)) != 0:
                     return 1
                 version = tracking.alias_version(spec.name, tracking.CHAMPION)
-            tag = (
-                tracking.version_info(spec.name, version)["tags"].get("modelops.bento_tag")
-                if version
-                else None
-            )
+            tag = tracking.version_info(spec.name, version)["tags"].get(TAG_BENTO_TAG) if version else None
             if not tag:
                 _print(f"{spec.name} has no champion with a bento: see `make audit MODEL={spec.name}`.")
                 return 1

@@ -38,6 +38,39 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from include.modelops.platform.tags import (
+    TAG_BENTO_TAG,
+    TAG_DATA_FINGERPRINT,
+    TAG_DATA_PATH,
+    TAG_DEPLOYABLE,
+    TAG_FAULT,
+    TAG_FAULT_WRAPS,
+    TAG_GATE_AT,
+    TAG_GATE_STATUS,
+    TAG_GATE_SUMMARY,
+    TAG_GIT_COMMIT,
+    TAG_KIND,
+    TAG_MODEL,
+    TAG_MODEL_CARD,
+    TAG_MODEL_CARD_GENERATED_AT,
+    TAG_MODEL_URI,
+    TAG_PROMOTED_AT,
+    TAG_REGISTERED_BY,
+    TAG_RISK_TIER,
+    TAG_ROLLED_BACK,
+    TAG_ROLLED_BACK_AT,
+    TAG_ROLLOUT_STATUS,
+    TAG_ROLLOUT_SUMMARY,
+    TAG_SMOKE_AT,
+    TAG_SMOKE_MAX_ABS_DIFF,
+    TAG_SPEC_HASH,
+    TAG_SPLIT,
+    TAG_TRIGGER_REASON,
+    TAG_VALIDATION_AT,
+    TAG_VALIDATION_FAILED,
+    TAG_VALIDATION_STATUS,
+    TAG_VALIDATION_SUMMARY,
+)
 from include.modelops.platform import tracking
 from include.modelops.settings import get_settings
 
@@ -180,9 +213,7 @@ class _Records:
     def dag_ids(self) -> list[str]:
         ids = {r.data.tags.get(tracking.TAG_DAG_ID) for r in self.runs.values()}
         ids |= {mv.tags.get(tracking.TAG_DAG_ID) for mv in self.versions.values()}
-        if self.rollouts or any(
-            (mv.tags or {}).get("modelops.rollout.status") for mv in self.versions.values()
-        ):
+        if self.rollouts or any((mv.tags or {}).get(TAG_ROLLOUT_STATUS) for mv in self.versions.values()):
             ids.add(
                 f"{self.model}_rollout"
             )  # rollout runs are Airflow runs too, with no MLflow run of their own
@@ -204,7 +235,7 @@ def _rollout_records(model: str) -> dict[str, dict]:
 
 def _known_models(c: Any) -> list[str]:
     names = {m.name for m in c.search_registered_models()}
-    names |= {e.name for e in c.search_experiments() if e.tags.get("modelops.model")}
+    names |= {e.name for e in c.search_experiments() if e.tags.get(TAG_MODEL)}
     return sorted(names)
 
 
@@ -416,7 +447,7 @@ def _monitoring_events(run: Any) -> list[dict]:
 def _run_events(rec: _Records, run: Any) -> list[dict]:
     """Validation, training and gate events of one MLflow run (one DAG run)."""
     tags, info = run.data.tags, run.info
-    if tags.get("modelops.kind") == "monitoring":
+    if tags.get(TAG_KIND) == "monitoring":
         return _monitoring_events(run)
     run_id = info.run_id
     version = rec.version_of_run(run_id)
@@ -429,36 +460,36 @@ def _run_events(rec: _Records, run: Any) -> list[dict]:
         "run_status": info.status,
     }
     events = []
-    v_status = tags.get("modelops.validation.status")
+    v_status = tags.get(TAG_VALIDATION_STATUS)
     if v_status:
-        fp = tags.get("modelops.data_fingerprint")
-        summary = f"Data validation {v_status}: {tags.get('modelops.validation.summary', '')}"
-        summary += f" on {tags['modelops.data_path']}" if tags.get("modelops.data_path") else ""
+        fp = tags.get(TAG_DATA_FINGERPRINT)
+        summary = f"Data validation {v_status}: {tags.get(TAG_VALIDATION_SUMMARY, '')}"
+        summary += f" on {tags[TAG_DATA_PATH]}" if tags.get(TAG_DATA_PATH) else ""
         summary += f"; data fingerprint {fp[:12]}" if fp else ""
         if v_status != "passed":
-            if tags.get("modelops.validation.failed"):
-                summary += f"; failed: {tags['modelops.validation.failed'][:300]}"
+            if tags.get(TAG_VALIDATION_FAILED):
+                summary += f"; failed: {tags[TAG_VALIDATION_FAILED][:300]}"
             summary += f"; the run stopped here (MLflow run {info.status}), nothing was registered"
         events.append(
             _event(
-                _iso(tags.get("modelops.validation.at")) or started,
+                _iso(tags.get(TAG_VALIDATION_AT)) or started,
                 "validation",
                 summary,
                 version=version,
                 link=link,
                 status=v_status,
-                validation_summary=tags.get("modelops.validation.summary"),
-                data_path=tags.get("modelops.data_path"),
+                validation_summary=tags.get(TAG_VALIDATION_SUMMARY),
+                data_path=tags.get(TAG_DATA_PATH),
                 data_fingerprint=fp,
                 report=f"runs:/{run_id}/validation/validation_report.html",
                 **common,
             )
         )
-    model_uri = tags.get("modelops.model_uri")
+    model_uri = tags.get(TAG_MODEL_URI)
     params, metrics = run.data.params, run.data.metrics
     if model_uri:
         model_id = model_uri.removeprefix("models:/")
-        at = rec.logged_model_at.get(model_id) or _iso(tags.get("modelops.validation.at")) or started
+        at = rec.logged_model_at.get(model_id) or _iso(tags.get(TAG_VALIDATION_AT)) or started
         how = (
             " ".join(
                 _known(
@@ -497,17 +528,17 @@ def _run_events(rec: _Records, run: Any) -> list[dict]:
                 **common,
             )
         )
-    g_status = tags.get("modelops.gate.status")
+    g_status = tags.get(TAG_GATE_STATUS)
     if g_status:
         events.append(
             _event(
-                _iso(tags.get("modelops.gate.at")) or ended,
+                _iso(tags.get(TAG_GATE_AT)) or ended,
                 "gate",
-                f"Gate {g_status}: {tags.get('modelops.gate.summary', '')}",
+                f"Gate {g_status}: {tags.get(TAG_GATE_SUMMARY, '')}",
                 version=version,
                 link=link,
                 status=g_status,
-                gate_summary=tags.get("modelops.gate.summary"),
+                gate_summary=tags.get(TAG_GATE_SUMMARY),
                 report=f"runs:/{run_id}/evaluation/evaluation_report.html",
                 **common,
             )
@@ -553,7 +584,7 @@ def _version_events(rec: _Records, version: str, sets: list[tuple[str, str, str]
         "run_id": mv.run_id,
     }
     created = _iso(mv.creation_timestamp)
-    commit = tags.get("modelops.git_commit")
+    commit = tags.get(TAG_GIT_COMMIT)
     run = rec.runs.get(mv.run_id)
     run_tags = run.data.tags if run is not None else {}
     commit = commit or run_tags.get("mlflow.source.git.commit")
@@ -568,8 +599,8 @@ def _version_events(rec: _Records, version: str, sets: list[tuple[str, str, str]
             "("
             + ", ".join(
                 _known(
-                    ("risk tier", tags.get("modelops.risk_tier") or run_tags.get("modelops.risk_tier")),
-                    ("spec", tags.get("modelops.spec_hash")),
+                    ("risk tier", tags.get(TAG_RISK_TIER) or run_tags.get(TAG_RISK_TIER)),
+                    ("spec", tags.get(TAG_SPEC_HASH)),
                     ("commit", (commit or "")[:12]),
                 )
             )
@@ -583,10 +614,10 @@ def _version_events(rec: _Records, version: str, sets: list[tuple[str, str, str]
             f"Registered as {model} v{version} {registered}",
             version=version,
             link=link,
-            risk_tier=tags.get("modelops.risk_tier"),
-            spec_hash=tags.get("modelops.spec_hash"),
+            risk_tier=tags.get(TAG_RISK_TIER),
+            spec_hash=tags.get(TAG_SPEC_HASH),
             git_commit=commit,
-            data_fingerprint=tags.get("modelops.data_fingerprint"),
+            data_fingerprint=tags.get(TAG_DATA_FINGERPRINT),
             registered_by=origin,
             **common,
         )
@@ -596,15 +627,15 @@ def _version_events(rec: _Records, version: str, sets: list[tuple[str, str, str]
         events.append(
             _event(created, "gate", skipped, version=version, link=link, rank="skipped", status="skipped")
         )
-    if tags.get("modelops.model_card"):
+    if tags.get(TAG_MODEL_CARD):
         events.append(
             _event(
-                _iso(tags.get("modelops.model_card.generated_at")) or created,
+                _iso(tags.get(TAG_MODEL_CARD_GENERATED_AT)) or created,
                 "model_card",
-                f"Model card (latest) generated: {tags['modelops.model_card']}",
+                f"Model card (latest) generated: {tags[TAG_MODEL_CARD]}",
                 version=version,
                 link=link,
-                model_card=tags["modelops.model_card"],
+                model_card=tags[TAG_MODEL_CARD],
             )
         )
     for r in approval_records(model, version, tags):
@@ -643,14 +674,12 @@ def _version_events(rec: _Records, version: str, sets: list[tuple[str, str, str]
                 replaced=old,
             )
         )
-    if tags.get("modelops.bento_tag") or tags.get("modelops.smoke.at"):
-        ok = tags.get("modelops.deployable") == "true"
+    if tags.get(TAG_BENTO_TAG) or tags.get(TAG_SMOKE_AT):
+        ok = tags.get(TAG_DEPLOYABLE) == "true"
         smoke = _smoke_sentence(tags, ok, origin)
-        at = _iso(tags.get("modelops.smoke.at")) or max(e["at"] for e in events if e["at"])
+        at = _iso(tags.get(TAG_SMOKE_AT)) or max(e["at"] for e in events if e["at"])
         bento = (
-            f"Packaged bento {tags['modelops.bento_tag']}"
-            if tags.get("modelops.bento_tag")
-            else "No bento tag recorded"
+            f"Packaged bento {tags[TAG_BENTO_TAG]}" if tags.get(TAG_BENTO_TAG) else "No bento tag recorded"
         )
         events.append(
             _event(
@@ -659,9 +688,9 @@ def _version_events(rec: _Records, version: str, sets: list[tuple[str, str, str]
                 f"{bento}; {smoke}",
                 version=version,
                 link=link,
-                bento_tag=tags.get("modelops.bento_tag"),
+                bento_tag=tags.get(TAG_BENTO_TAG),
                 deployable=ok,
-                max_abs_diff=tags.get("modelops.smoke.max_abs_diff"),
+                max_abs_diff=tags.get(TAG_SMOKE_MAX_ABS_DIFF),
             )
         )
     for key in sorted(k for k in tags if k.startswith("modelops.rollout.stage.")):
@@ -709,20 +738,20 @@ def _version_events(rec: _Records, version: str, sets: list[tuple[str, str, str]
             )
         )
     events += _rollout_events(rec, version, tags, link)
-    if tags.get("modelops.rolled_back_at"):
+    if tags.get(TAG_ROLLED_BACK_AT):
         events.append(
             _event(
-                _iso(tags["modelops.rolled_back_at"]),
+                _iso(tags[TAG_ROLLED_BACK_AT]),
                 "rollback",
                 f"Rolled back: 100% of traffic to stable, challenger removed, champion untouched "
-                f"({tags.get('modelops.rolled_back', '')})",
+                f"({tags.get(TAG_ROLLED_BACK, '')})",
                 version=version,
                 link=link,
-                reason=tags.get("modelops.rolled_back"),
+                reason=tags.get(TAG_ROLLED_BACK),
             )
         )
-    if tags.get("modelops.promoted_at"):
-        at = _iso(tags["modelops.promoted_at"])
+    if tags.get(TAG_PROMOTED_AT):
+        at = _iso(tags[TAG_PROMOTED_AT])
         old = _replaced(sets, tracking.CHAMPION, version, at or "")
         events.append(
             _event(
@@ -747,7 +776,7 @@ def _known(*pairs: tuple[str, str | None]) -> list[str]:
 
 def _fault(tags: dict[str, str], run: Any = None) -> str | None:
     """The injected fault of a version ``rollout.faults`` registered (tag on the version or its run)."""
-    return tags.get("modelops.fault") or ((run.data.tags if run is not None else {}).get("modelops.fault"))
+    return tags.get(TAG_FAULT) or ((run.data.tags if run is not None else {}).get(TAG_FAULT))
 
 
 def provenance(tags: dict[str, str], run: Any = None) -> str | None:
@@ -755,25 +784,25 @@ def provenance(tags: dict[str, str], run: Any = None) -> str | None:
     run_tags = run.data.tags if run is not None else {}
     fault = _fault(tags, run)
     if fault:
-        wraps = tags.get("modelops.fault.wraps") or run_tags.get("modelops.fault.wraps")
-        by = tags.get("modelops.registered_by") or "make demo-bad-canary (include/modelops/rollout/faults.py)"
+        wraps = tags.get(TAG_FAULT_WRAPS) or run_tags.get(TAG_FAULT_WRAPS)
+        by = tags.get(TAG_REGISTERED_BY) or "make demo-bad-canary (include/modelops/rollout/faults.py)"
         return (
             f"{by} as a fault-injected copy of "
             + (f"v{wraps}" if wraps else "a trained version (which one was not recorded)")
             + f" (fault {fault!r})"
         )
-    if tags.get("modelops.registered_by"):
-        return tags["modelops.registered_by"]
+    if tags.get(TAG_REGISTERED_BY):
+        return tags[TAG_REGISTERED_BY]
     if not tags.get(tracking.TAG_DAG_ID) and not run_tags.get(tracking.TAG_DAG_ID):
         return "hand or another tool (no training DAG run is recorded on it)"
     return None
 
 
 def _smoke_sentence(tags: dict[str, str], deployable: bool, origin: str | None) -> str:
-    if tags.get("modelops.smoke.at") or tags.get("modelops.smoke.max_abs_diff"):
+    if tags.get(TAG_SMOKE_AT) or tags.get(TAG_SMOKE_MAX_ABS_DIFF):
         if not deployable:
             return "smoke-serve did not pass (not deployable)"
-        diff = tags.get("modelops.smoke.max_abs_diff")
+        diff = tags.get(TAG_SMOKE_MAX_ABS_DIFF)
         return "smoke-serve passed, served predictions match offline" + (
             f" (max |diff| {diff})" if diff else " (the largest difference was not recorded)"
         )
@@ -788,12 +817,12 @@ def _skipped_steps(rec: _Records, version: str, tags: dict[str, str], origin: st
     from include.modelops.governance.approvals import records as approval_records
 
     run = rec.runs.get(rec.versions[version].run_id)
-    gate = tags.get("modelops.gate.status") or (run.data.tags.get("modelops.gate.status") if run else None)
+    gate = tags.get(TAG_GATE_STATUS) or (run.data.tags.get(TAG_GATE_STATUS) if run else None)
     went_on = (
-        tags.get("modelops.deployable") == "true"
+        tags.get(TAG_DEPLOYABLE) == "true"
         or bool(tags.get(f"modelops.alias.{tracking.CHAMPION}.set_at"))
         or any(v == version for v in rec.aliases.values())
-        or bool(tags.get("modelops.rollout.status"))
+        or bool(tags.get(TAG_ROLLOUT_STATUS))
     )
     skipped = []
     if not gate:
@@ -881,17 +910,17 @@ def _rollout_summary(rec: _Records, version: str) -> str | None:
     """One line: how the version's rollout went (record on this machine, else the version's tags)."""
     tags = rec.versions[version].tags or {}
     record = rec.rollouts.get(version) or {}
-    status = record.get("status") or tags.get("modelops.rollout.status")
+    status = record.get("status") or tags.get(TAG_ROLLOUT_STATUS)
     if not status:
         return None
     stage = (record.get("failure") or {}).get("stage")
     run = record.get("dag_run_id")
     text = {"promoted": "promoted to champion", "rolled_back": "rolled back"}.get(status, status)
     if status == "rolled_back":
-        reason = record.get("reason") or tags.get("modelops.rolled_back")
+        reason = record.get("reason") or tags.get(TAG_ROLLED_BACK)
         text += (f" at {stage}" if stage else "") + (f": {reason}" if reason else "")
-    elif status == "promoted" and (record.get("summary") or tags.get("modelops.rollout.summary")):
-        text += f": {record.get('summary') or tags.get('modelops.rollout.summary')}"
+    elif status == "promoted" and (record.get("summary") or tags.get(TAG_ROLLOUT_SUMMARY)):
+        text += f": {record.get('summary') or tags.get(TAG_ROLLOUT_SUMMARY)}"
     return f"v{version} {text}" + (f" (DAG run {run})" if run else "")
 
 
@@ -1004,7 +1033,7 @@ def _collect(rec: _Records, version: str | None, dag_runs: dict[str, dict]) -> l
         events += _run_events(rec, run)
     for r in rec.runs.values():  # the windows this version served, and the decisions taken on them
         if (
-            r.data.tags.get("modelops.kind") == "monitoring"
+            r.data.tags.get(TAG_KIND) == "monitoring"
             and r.data.tags.get("modelops.monitoring.model_version") == version
         ):
             events += _monitoring_events(r)
@@ -1052,22 +1081,20 @@ def _verdict(rec: _Records, version: str, dag_runs: dict[str, dict]) -> dict:
     run_tags = run.data.tags if run is not None else {}
     aliases = sorted(a for a, v in rec.aliases.items() if v == version)
     approvals = approval_records(rec.model, version, tags)
-    risk = tags.get("modelops.risk_tier") or run_tags.get("modelops.risk_tier")
+    risk = tags.get(TAG_RISK_TIER) or run_tags.get(TAG_RISK_TIER)
     required = 2 if risk == "high" else 1
     approvers = sorted(
         {r.get("by") for r in approvals if r.get("decision") == APPROVED and not r["timed_out"]}
     )
-    gate_status = tags.get("modelops.gate.status") or run_tags.get("modelops.gate.status")
+    gate_status = tags.get(TAG_GATE_STATUS) or run_tags.get(TAG_GATE_STATUS)
     missing = []
     if gate_status != "passed":
         missing.append(f"a passed gate (it is {gate_status or 'absent'})")
-    if not tags.get("modelops.model_card"):
+    if not tags.get(TAG_MODEL_CARD):
         missing.append("a model card")
     if len(approvers) < required:
         missing.append(f"{required} distinct approval(s) (it has {len(approvers)})")
-    if tags.get("modelops.deployable") != "true" or not (
-        tags.get("modelops.smoke.at") or tags.get("modelops.smoke.max_abs_diff")
-    ):
+    if tags.get(TAG_DEPLOYABLE) != "true" or not (tags.get(TAG_SMOKE_AT) or tags.get(TAG_SMOKE_MAX_ABS_DIFF)):
         missing.append("a passed smoke-serve")
     dag_id, dag_run_id = tags.get(tracking.TAG_DAG_ID), tags.get(tracking.TAG_DAG_RUN)
     dr = dag_runs.get(dag_run_id or "")
@@ -1084,39 +1111,37 @@ def _verdict(rec: _Records, version: str, dag_runs: dict[str, dict]) -> dict:
         "in_production": tracking.CHAMPION in aliases,
         "gate": {
             "status": gate_status,
-            "summary": tags.get("modelops.gate.summary") or run_tags.get("modelops.gate.summary"),
-            "at": _iso(run_tags.get("modelops.gate.at")),
+            "summary": tags.get(TAG_GATE_SUMMARY) or run_tags.get(TAG_GATE_SUMMARY),
+            "at": _iso(run_tags.get(TAG_GATE_AT)),
         },
         "approvals": approvals,
         "approvals_required": required,
         "approvers": approvers,
         "evidence_complete": not missing,
         "evidence_missing": missing,
-        "model_card": tags.get("modelops.model_card"),
-        "model_card_generated_at": _iso(tags.get("modelops.model_card.generated_at")),
-        "data_fingerprint": tags.get("modelops.data_fingerprint")
-        or run_tags.get("modelops.data_fingerprint"),
-        "data_path": run_tags.get("modelops.data_path"),
-        "validation": run_tags.get("modelops.validation.summary"),
-        "split": run_tags.get("modelops.split"),
-        "git_commit": tags.get("modelops.git_commit") or run_tags.get("mlflow.source.git.commit"),
-        "spec_hash": tags.get("modelops.spec_hash"),
+        "model_card": tags.get(TAG_MODEL_CARD),
+        "model_card_generated_at": _iso(tags.get(TAG_MODEL_CARD_GENERATED_AT)),
+        "data_fingerprint": tags.get(TAG_DATA_FINGERPRINT) or run_tags.get(TAG_DATA_FINGERPRINT),
+        "data_path": run_tags.get(TAG_DATA_PATH),
+        "validation": run_tags.get(TAG_VALIDATION_SUMMARY),
+        "split": run_tags.get(TAG_SPLIT),
+        "git_commit": tags.get(TAG_GIT_COMMIT) or run_tags.get("mlflow.source.git.commit"),
+        "spec_hash": tags.get(TAG_SPEC_HASH),
         "risk_tier": risk,
         "dag_id": dag_id,
         "dag_run_id": dag_run_id,
         "dag_run_state": dr.get("state") if dr else None,
-        "dag_run_reason": ((dr or {}).get("conf") or {}).get("reason")
-        or run_tags.get("modelops.trigger_reason"),
+        "dag_run_reason": ((dr or {}).get("conf") or {}).get("reason") or run_tags.get(TAG_TRIGGER_REASON),
         "dag_run_url": dag_run_url(dag_id, dag_run_id) if dag_id and dag_run_id else None,
         "mlflow_run_id": mv.run_id,
         "mlflow_run_url": _run_url(run.info.experiment_id, mv.run_id) if run is not None else None,
         "version_url": tracking.version_url(rec.model, version),
-        "bento_tag": tags.get("modelops.bento_tag"),
-        "deployable": tags.get("modelops.deployable") == "true",
-        "promoted_at": _iso(tags.get("modelops.promoted_at")),
+        "bento_tag": tags.get(TAG_BENTO_TAG),
+        "deployable": tags.get(TAG_DEPLOYABLE) == "true",
+        "promoted_at": _iso(tags.get(TAG_PROMOTED_AT)),
         "registered_by": provenance(tags, run),
         "skipped": _skipped_steps(rec, version, tags, provenance(tags, run)),
-        "smoke": _smoke_sentence(tags, tags.get("modelops.deployable") == "true", provenance(tags, run)),
+        "smoke": _smoke_sentence(tags, tags.get(TAG_DEPLOYABLE) == "true", provenance(tags, run)),
         "rollout": _rollout_summary(rec, version),
     }
 
@@ -1146,10 +1171,10 @@ def _status_sentence(
         )
     if tracking.PREVIOUS in aliases:
         return f"{v} is not serving; it is the rollback target (alias previous).{served}{now}"
-    if tags.get("modelops.rolled_back_at"):
+    if tags.get(TAG_ROLLED_BACK_AT):
         return (
-            f"{v} was rolled back during its rollout at {_iso(tags['modelops.rolled_back_at'])} "
-            f"({tags.get('modelops.rolled_back', 'no reason recorded')}) and never became champion.{now}"
+            f"{v} was rolled back during its rollout at {_iso(tags[TAG_ROLLED_BACK_AT])} "
+            f"({tags.get(TAG_ROLLED_BACK, 'no reason recorded')}) and never became champion.{now}"
         )
     if tracking.CHALLENGER in aliases:
         return f"{v} passed the gate and awaits approval or promotion (alias challenger).{now}"
@@ -1344,20 +1369,20 @@ def _model_footer(rec: _Records, dag_runs: dict[str, dict]) -> list[str]:
         rejected = [r for r in approval_records(rec.model, v, tags) if r.get("decision") != "approved"]
         if held:
             fate = "/".join(held)
-        elif tags.get("modelops.gate.status") not in (None, "passed"):
+        elif tags.get(TAG_GATE_STATUS) not in (None, "passed"):
             fate = "rejected at the gate"
         elif rejected:
             fate = "timed out" if rejected[-1]["timed_out"] else f"rejected by {rejected[-1].get('by')}"
         elif tags.get(f"modelops.alias.{tracking.CHAMPION}.set_at"):
             fate = "served, since replaced"
-        elif tags.get("modelops.rolled_back_at"):
+        elif tags.get(TAG_ROLLED_BACK_AT):
             fate = "rolled back"
         else:
             fate = "not promoted"
-        fates.append(f"v{v} {fate}" + (" (fault-injected copy)" if tags.get("modelops.fault") else ""))
-    stopped = sum(1 for r in rec.runs.values() if r.data.tags.get("modelops.validation.status") == "failed")
-    watched = [r for r in rec.runs.values() if r.data.tags.get("modelops.kind") == "monitoring"]
-    faulty = [r for r in rec.runs.values() if r.data.tags.get("modelops.fault")]
+        fates.append(f"v{v} {fate}" + (" (fault-injected copy)" if tags.get(TAG_FAULT) else ""))
+    stopped = sum(1 for r in rec.runs.values() if r.data.tags.get(TAG_VALIDATION_STATUS) == "failed")
+    watched = [r for r in rec.runs.values() if r.data.tags.get(TAG_KIND) == "monitoring"]
+    faulty = [r for r in rec.runs.values() if r.data.tags.get(TAG_FAULT)]
     rollouts = [line for v in sorted(rec.versions, key=int) if (line := _rollout_summary(rec, v))]
     requested = sum(1 for r in watched if r.data.tags.get("modelops.monitoring.outcome") == "retrain")
     monitoring = f"; {len(watched)} monitoring window(s), {requested} retrain request(s)" if watched else ""

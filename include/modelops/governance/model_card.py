@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 
+from include.modelops.platform.tags import TAG_MODEL_CARD, TAG_MODEL_CARD_GENERATED_AT
 from include.modelops.governance.card_render import render_html, render_markdown
 from include.modelops.governance.card_schema import (
     CARD_SCHEMA_VERSION,
@@ -649,8 +650,8 @@ def publish_card(card: dict, *, model: str, version: str, run_id: str | None) ->
             model,
             version,
             {
-                "modelops.model_card": f"runs:/{run_id}/model_card/model_card.html",
-                "modelops.model_card.generated_at": tracking.now_iso(),
+                TAG_MODEL_CARD: f"runs:/{run_id}/model_card/model_card.html",
+                TAG_MODEL_CARD_GENERATED_AT: tracking.now_iso(),
             },
         )
     return paths

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from include.modelops.platform.tags import TAG_KIND
 from include.modelops.platform import tags, tracking
 from include.modelops.monitoring.policy import Decision, PastDecision, PolicyContext, WindowFigures, decide
 from include.modelops.settings import get_settings
@@ -23,7 +24,7 @@ from include.modelops.spec import ModelSpec, load_spec_by_name
 
 log = logging.getLogger(__name__)
 
-KIND_TAG, KIND = "modelops.kind", "monitoring"
+KIND_TAG, KIND = TAG_KIND, "monitoring"
 P = tags.MONITORING  # tag prefix of monitoring runs
 
 

@@ -16,6 +16,30 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from include.modelops.platform.tags import (
+    TAG_BENTO_TAG,
+    TAG_DAG_ID,
+    TAG_DAG_RUN_ID,
+    TAG_DATA_FINGERPRINT,
+    TAG_DATA_PATH,
+    TAG_DEPLOYABLE,
+    TAG_DRIFT_REPORT,
+    TAG_GATE_AT,
+    TAG_GATE_STATUS,
+    TAG_GATE_SUMMARY,
+    TAG_GIT_COMMIT,
+    TAG_PROMOTED_AT,
+    TAG_RISK_TIER,
+    TAG_SMOKE_AT,
+    TAG_SMOKE_MAX_ABS_DIFF,
+    TAG_SPEC_HASH,
+    TAG_SPLIT,
+    TAG_TRIGGER_REASON,
+    TAG_VALIDATION_AT,
+    TAG_VALIDATION_FAILED,
+    TAG_VALIDATION_STATUS,
+    TAG_VALIDATION_SUMMARY,
+)
 from include.modelops.pipelines.contracts import (
     Card,
     Evaluated,
@@ -127,15 +151,15 @@ def validate_dataset(model: str, *, dag_id: str, dag_run_id: str, conf: dict | N
     tracking.set_tags(
         run_id,
         {
-            "modelops.validation.status": "passed" if report["success"] else "failed",
-            "modelops.validation.summary": report["summary"],
-            "modelops.validation.at": tracking.now_iso(),
-            "modelops.data_path": spec.data.display_path(),
-            "modelops.trigger_reason": (conf or {}).get("reason") or "",
-            "modelops.drift_report": (conf or {}).get("drift_report") or "",
+            TAG_VALIDATION_STATUS: "passed" if report["success"] else "failed",
+            TAG_VALIDATION_SUMMARY: report["summary"],
+            TAG_VALIDATION_AT: tracking.now_iso(),
+            TAG_DATA_PATH: spec.data.display_path(),
+            TAG_TRIGGER_REASON: (conf or {}).get("reason") or "",
+            TAG_DRIFT_REPORT: (conf or {}).get("drift_report") or "",
             **(
                 {
-                    "modelops.validation.failed": "; ".join(
+                    TAG_VALIDATION_FAILED: "; ".join(
                         f"{r.get('expectation')}({r.get('column') or 'table'}): {r.get('observed')}"
                         for r in report["failed"]
                     )[:5000]
@@ -143,7 +167,7 @@ def validate_dataset(model: str, *, dag_id: str, dag_run_id: str, conf: dict | N
                 if not report["success"]
                 else {}
             ),
-            **({"modelops.data_fingerprint": fp["sha256"]} if fp else {}),
+            **({TAG_DATA_FINGERPRINT: fp["sha256"]} if fp else {}),
             **(
                 {
                     "modelops.validation.warnings": "; ".join(
@@ -211,7 +235,7 @@ def split_dataset(model: str, validated: Validated, *, dag_run_id: str, conf: di
     train_path, holdout_path = out / "train.parquet", out / "holdout.parquet"
     train.to_parquet(train_path, index=False)
     holdout.to_parquet(holdout_path, index=False)
-    tracking.set_tags(validated["run_id"], {"modelops.split": how})
+    tracking.set_tags(validated["run_id"], {TAG_SPLIT: how})
     from include.modelops.monitoring.reference import log_reference_sample  # the drift reference
 
     log_reference_sample(spec, train, validated["run_id"], out)
@@ -354,9 +378,9 @@ def evaluate_candidate(
     tracking.set_tags(
         run_id,
         {
-            "modelops.gate.status": "passed" if decision["passed"] else "rejected",
-            "modelops.gate.summary": decision["summary"][:5000],
-            "modelops.gate.at": tracking.now_iso(),
+            TAG_GATE_STATUS: "passed" if decision["passed"] else "rejected",
+            TAG_GATE_SUMMARY: decision["summary"][:5000],
+            TAG_GATE_AT: tracking.now_iso(),
         },
     )
     log.info("Gate decision: %s", decision["summary"])
@@ -419,14 +443,14 @@ def register_candidate(
         run_id=trained["run_id"],
         model_uri=trained["model_uri"],
         tags={
-            "modelops.data_fingerprint": validated.get("fingerprint") or "unknown",
-            "modelops.git_commit": git_commit(),
-            "modelops.dag_id": dag_id,
-            "modelops.dag_run_id": dag_run_id,
-            "modelops.spec_hash": spec.spec_hash(),
-            "modelops.risk_tier": spec.risk_tier.value,
-            "modelops.gate.status": "passed" if evaluated["passed"] else "rejected",
-            "modelops.gate.summary": evaluated["summary"][:5000],
+            TAG_DATA_FINGERPRINT: validated.get("fingerprint") or "unknown",
+            TAG_GIT_COMMIT: git_commit(),
+            TAG_DAG_ID: dag_id,
+            TAG_DAG_RUN_ID: dag_run_id,
+            TAG_SPEC_HASH: spec.spec_hash(),
+            TAG_RISK_TIER: spec.risk_tier.value,
+            TAG_GATE_STATUS: "passed" if evaluated["passed"] else "rejected",
+            TAG_GATE_SUMMARY: evaluated["summary"][:5000],
             # Why this version was trained (e.g. a drift-monitoring retrain request) and the report behind it.
             **{
                 f"modelops.{k}": validated[k][:5000]
@@ -533,9 +557,7 @@ def package_bento(model: str, registered: Registered, trained: Trained) -> Packa
     spec = load_spec_by_name(model)
     tag = build_bento(spec, registered["version"], trained["model_uri"])
     tracking.set_version_tags(
-        spec.name,
-        registered["version"],
-        {"modelops.bento_tag": tag, "modelops.bento.built_at": tracking.now_iso()},
+        spec.name, registered["version"], {TAG_BENTO_TAG: tag, "modelops.bento.built_at": tracking.now_iso()}
     )
     return {"bento_tag": tag}
 
@@ -565,9 +587,9 @@ def smoke_serve_bento(
         spec.name,
         registered["version"],
         {
-            "modelops.deployable": "true",
-            "modelops.smoke.max_abs_diff": report["max_abs_diff"],
-            "modelops.smoke.at": tracking.now_iso(),
+            TAG_DEPLOYABLE: "true",
+            TAG_SMOKE_MAX_ABS_DIFF: report["max_abs_diff"],
+            TAG_SMOKE_AT: tracking.now_iso(),
         },
     )
     return {"bento_tag": packaged["bento_tag"], "ok": report["ok"], "max_abs_diff": report["max_abs_diff"]}
@@ -577,7 +599,7 @@ def promote(model: str, registered: Registered) -> Promoted:
     """Point ``champion`` at the version (the old champion becomes ``previous``)."""
     spec = load_spec_by_name(model)
     result = tracking.promote_to_champion(spec.name, registered["version"])
-    tracking.set_version_tags(spec.name, registered["version"], {"modelops.promoted_at": tracking.now_iso()})
+    tracking.set_version_tags(spec.name, registered["version"], {TAG_PROMOTED_AT: tracking.now_iso()})
     return result
 
 

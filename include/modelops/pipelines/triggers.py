@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
+from include.modelops.platform.tags import TAG_DAG_RUN_ID, TAG_DRIFT_REPORT, TAG_TRIGGER_REASON
 from include.modelops.rollout.record import older_than_champion, read_record
 
 log = logging.getLogger(__name__)
@@ -76,11 +77,11 @@ def served_retrain_request(model: str, request: Mapping[str, Any]) -> str | None
     versions = tracking.client().search_model_versions(f"name = '{model}'")
     for mv in sorted(versions, key=lambda v: int(v.version)):
         tags = mv.tags or {}
-        if (report and tags.get("modelops.drift_report") == str(report)[:5000]) or (
-            not report and reason and tags.get("modelops.trigger_reason") == str(reason)[:5000]
+        if (report and tags.get(TAG_DRIFT_REPORT) == str(report)[:5000]) or (
+            not report and reason and tags.get(TAG_TRIGGER_REASON) == str(reason)[:5000]
         ):
             return (
                 f"the retrain request for window {request.get('window') or '?'} was already served: v{mv.version} "
-                f"was trained for it (run {tags.get('modelops.dag_run_id') or '?'})"
+                f"was trained for it (run {tags.get(TAG_DAG_RUN_ID) or '?'})"
             )
     return None

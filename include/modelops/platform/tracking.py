@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from include.modelops.platform.tags import TAG_DAG_ID, TAG_DAG_RUN_ID, TAG_MODEL, TAG_RISK_TIER, TAG_SPEC_HASH
 from include.modelops.settings import get_settings
 
 if TYPE_CHECKING:
@@ -23,8 +24,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TAG_DAG_RUN = "modelops.dag_run_id"
-TAG_DAG_ID = "modelops.dag_id"
+TAG_DAG_RUN = TAG_DAG_RUN_ID
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
 
 
@@ -54,7 +54,7 @@ def experiment_id(spec_name: str) -> str:
     if exp is not None:
         return exp.experiment_id
     try:
-        return c.create_experiment(spec_name, tags={"modelops.model": spec_name})
+        return c.create_experiment(spec_name, tags={TAG_MODEL: spec_name})
     except Exception:  # created concurrently by another task: read it back
         exp = c.get_experiment_by_name(spec_name)
         if exp is None:
@@ -77,9 +77,9 @@ def ensure_run(spec: ModelSpec, *, dag_id: str, dag_run_id: str) -> str:
         tags={
             TAG_DAG_RUN: dag_run_id,
             TAG_DAG_ID: dag_id,
-            "modelops.model": spec.name,
-            "modelops.spec_hash": spec.spec_hash(),
-            "modelops.risk_tier": spec.risk_tier.value,
+            TAG_MODEL: spec.name,
+            TAG_SPEC_HASH: spec.spec_hash(),
+            TAG_RISK_TIER: spec.risk_tier.value,
             "mlflow.source.git.commit": git_commit(),
         },
     )
@@ -165,7 +165,7 @@ def register_version(model_name: str, *, run_id: str, model_uri: str, tags: dict
         c.get_registered_model(model_name)
     except Exception:
         try:
-            c.create_registered_model(model_name, tags={"modelops.model": model_name})
+            c.create_registered_model(model_name, tags={TAG_MODEL: model_name})
         except Exception:
             log.info("Registered model %s was created concurrently", model_name)
     existing = c.search_model_versions(f"name = '{model_name}' and run_id = '{run_id}'")

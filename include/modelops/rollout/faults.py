@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from include.modelops.platform.tags import TAG_FAULT, TAG_FAULT_WRAPS, TAG_MODEL, TAG_REGISTERED_BY
 from include.modelops.spec import ModelSpec
 
 FAULTS = ("error", "shift", "slow")
@@ -19,7 +20,7 @@ MODEL_CODE = Path(__file__).with_name("faulty_model.py")
 
 
 # Version tags that say where a fault-injected version came from (``make audit`` reads them).
-TAG_WRAPS, TAG_REGISTERED_BY = "modelops.fault.wraps", "modelops.registered_by"
+TAG_WRAPS, TAG_REGISTERED_BY = TAG_FAULT_WRAPS, TAG_REGISTERED_BY
 
 
 def register_faulty_candidate(
@@ -51,8 +52,8 @@ def register_faulty_candidate(
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{spec.name}-faulty-{fault}"):
         mlflow.set_tags(
             {
-                "modelops.model": spec.name,
-                "modelops.fault": fault,
+                TAG_MODEL: spec.name,
+                TAG_FAULT: fault,
                 TAG_WRAPS: str(inner_version),
                 **({"modelops.fault_after_s": str(fault_after_s)} if fault_after_s else {}),
             }
@@ -64,5 +65,5 @@ def register_faulty_candidate(
             model_config={"fault": fault, **({"fault_after_s": fault_after_s} if fault_after_s else {})},
             signature=inner.metadata.signature,
         )
-    provenance = {"modelops.fault": fault, TAG_WRAPS: str(inner_version), TAG_REGISTERED_BY: registered_by}
+    provenance = {TAG_FAULT: fault, TAG_WRAPS: str(inner_version), TAG_REGISTERED_BY: registered_by}
     return str(mlflow.register_model(info.model_uri, spec.name, tags=provenance).version)

@@ -15,6 +15,7 @@ import json
 import logging
 from typing import Any
 
+from include.modelops.platform.tags import TAG_DAG_ID, TAG_DAG_RUN_ID, TAG_DATA_FINGERPRINT, TAG_GIT_COMMIT
 from include.modelops.platform import tracking
 
 log = logging.getLogger(__name__)
@@ -154,11 +155,11 @@ def refresh_model_card(model: str, version: str) -> str | None:
                 decision=None,
                 approvals=records(model, version, tags),
                 lineage={
-                    "git_commit": tags.get("modelops.git_commit"),
-                    "dag_id": tags.get("modelops.dag_id"),
-                    "dag_run_id": tags.get("modelops.dag_run_id"),
+                    "git_commit": tags.get(TAG_GIT_COMMIT),
+                    "dag_id": tags.get(TAG_DAG_ID),
+                    "dag_run_id": tags.get(TAG_DAG_RUN_ID),
                     "mlflow_run_id": run_id,
-                    "data_fingerprint": tags.get("modelops.data_fingerprint"),
+                    "data_fingerprint": tags.get(TAG_DATA_FINGERPRINT),
                 },
                 deployments=history,
                 links={"mlflow_model_version": tracking.version_url(model, version)},

@@ -21,6 +21,15 @@ import urllib.request
 from datetime import datetime
 from typing import Any
 
+from include.modelops.platform.tags import (
+    TAG_BENTO_TAG,
+    TAG_DEPLOYABLE,
+    TAG_PROMOTED_AT,
+    TAG_ROLLED_BACK,
+    TAG_ROLLED_BACK_AT,
+    TAG_ROLLOUT_STATUS,
+    TAG_ROLLOUT_SUMMARY,
+)
 from include.modelops.rollout.record import older_than_champion, read_record, utc_now, write_record
 from include.modelops.platform import tracking
 from include.modelops.rollout import analysis as a
@@ -31,9 +40,7 @@ from include.modelops.spec import ModelSpec, Rollout, load_spec_by_name
 
 log = logging.getLogger(__name__)
 
-TAG_STATUS = "modelops.rollout.status"  # running | promoted | rolled_back
-TAG_ROLLED_BACK = "modelops.rolled_back"  # the reason
-TAG_ROLLED_BACK_AT = "modelops.rolled_back_at"
+TAG_STATUS = TAG_ROLLOUT_STATUS  # running | promoted | rolled_back
 TAG_STAGE = "modelops.rollout.stage."  # + two-digit index: one compact JSON record per stage
 
 
@@ -84,12 +91,12 @@ def resolve_version(model: str, version: str | None, *, allow_older: bool = Fals
 
 def bento_of(model: str, version: str) -> str:
     tags = tracking.version_info(model, version)["tags"]
-    if tags.get("modelops.deployable") != "true" or not tags.get("modelops.bento_tag"):
+    if tags.get(TAG_DEPLOYABLE) != "true" or not tags.get(TAG_BENTO_TAG):
         raise RolloutFailed(
             f"{model} v{version} is not deployable (no bento passed smoke-serving); "
             "only a version the training DAG packaged and smoke-served can be rolled out"
         )
-    return tags["modelops.bento_tag"]
+    return tags[TAG_BENTO_TAG]
 
 
 def health_check(spec: ModelSpec, url: str) -> dict[str, Any]:
@@ -443,11 +450,7 @@ def promote(model: str, version: str, *, backend: TrafficBackend | None = None) 
     tracking.set_version_tags(
         model,
         version,
-        {
-            TAG_STATUS: "promoted",
-            "modelops.promoted_at": tracking.now_iso(),
-            "modelops.rollout.summary": note,
-        },
+        {TAG_STATUS: "promoted", TAG_PROMOTED_AT: tracking.now_iso(), TAG_ROLLOUT_SUMMARY: note},
     )
     record.update(status="promoted", ended_at=utc_now().isoformat(), summary=note)
     write_record(model, version, record)
@@ -663,7 +666,7 @@ def restore_previous(
         champion,
         {TAG_STATUS: "rolled_back", TAG_ROLLED_BACK: reason[:4000], TAG_ROLLED_BACK_AT: tracking.now_iso()},
     )
-    tracking.set_version_tags(model, previous, {"modelops.promoted_at": tracking.now_iso()})
+    tracking.set_version_tags(model, previous, {TAG_PROMOTED_AT: tracking.now_iso()})
     log.info(
         "%s: v%s serves 100%% again (%.1f s); v%s rolled back: %s",
         model,

@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from include.modelops.platform.tags import TAG_MODEL_URI
 
 RESULT_PREFIX = "MODELOPS_RESULT "
 log = logging.getLogger("modelops.train")
@@ -80,7 +81,7 @@ def train(
                 spec, train_df, params=params, checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else None
             )
         model_uri = trainer.log_model(fitted, spec, train_df.head(50))
-        mlflow.set_tag("modelops.model_uri", model_uri)
+        mlflow.set_tag(TAG_MODEL_URI, model_uri)
     log.info("Training finished in %.1f s; model %s", time.perf_counter() - t0, model_uri)
     result = {"run_id": run_id, "model_uri": model_uri, "telemetry": sampler.summary}
     if spec.task.value == "binary_classification":
