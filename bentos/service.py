@@ -38,6 +38,7 @@ import bentoml
 from pydantic import BeforeValidator, Field, ValidationError
 from pydantic_core import PydanticCustomError
 
+from include.modelops.scoring import conform_to_model, to_scores
 from include.modelops.serving.bento import BENTO_MODEL_FILE
 from include.modelops.serving.contract import (
     MAX_ROWS,
@@ -49,7 +50,6 @@ from include.modelops.serving.contract import (
     rows_to_frame,
     served_threshold,
 )
-from include.modelops.scoring import conform_to_model, to_scores
 from include.modelops.serving.request_guard import STARTED_AT_KEY, RequestGuard, is_shadow
 from include.modelops.settings import get_settings, shadow_token
 from include.modelops.spec import ModelSpec, TaskType

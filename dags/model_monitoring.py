@@ -96,8 +96,8 @@ def monitoring_dag(spec: ModelSpec):
 
         @task
         def decide_retraining(monitored: dict) -> dict:
-            from include.modelops.pipelines import monitoring as steps
             from include.modelops.monitoring.training_runs import live_training_run_count
+            from include.modelops.pipelines import monitoring as steps
             from include.modelops.settings import get_settings
 
             # A run whose process was killed stays "running" for good: past the stale limit it is ignored (logged).

@@ -110,8 +110,8 @@ def log_scored_traffic(
     import pyarrow as pa
 
     from include.modelops import scoring
-    from include.modelops.serving.contract import predictions_from_scores
     from include.modelops.serving import inference_log, label_feed, log_store, traffic
+    from include.modelops.serving.contract import predictions_from_scores
     from include.modelops.spec import load_spec_by_name
 
     spec = load_spec_by_name(model)

@@ -29,9 +29,9 @@ import sys
 import time
 from pathlib import Path
 
+from include.modelops.platform import processes
 from include.modelops.platform.tags import TAG_BENTO_TAG, TAG_DEPLOYABLE, TAG_FAULT
 from include.modelops.rollout.record import read_record
-from include.modelops.platform import processes
 from include.modelops.settings import get_settings
 
 DEFAULT_MODEL = "fraud_detection"
@@ -304,8 +304,7 @@ def _run_rollout(spec, version: str, env: dict[str, str], *, stamp: str) -> dict
     import subprocess
     import sys
 
-    from include.modelops.platform import local_stack
-    from include.modelops.platform import tracking
+    from include.modelops.platform import local_stack, tracking
     from include.modelops.rollout.local import LocalBackend
 
     s = get_settings()
@@ -401,10 +400,9 @@ def _print_rollout(rollout: dict) -> None:
 
 def cmd_demo_bad_canary(args: argparse.Namespace) -> int:
     """Roll out a deliberately broken candidate of the champion and show it rolled back by itself."""
-    from include.modelops.platform import local_stack
-    from include.modelops.serving.bento import build_bento
-    from include.modelops.platform import tracking
+    from include.modelops.platform import local_stack, tracking
     from include.modelops.rollout.faults import register_faulty_candidate
+    from include.modelops.serving.bento import build_bento
     from include.modelops.spec import ModelSpecError, load_spec_by_name
 
     try:
@@ -863,8 +861,8 @@ def cmd_demo_drift(args: argparse.Namespace) -> int:
                 os.environ["MLFLOW_TRACKING_URI"] = started  # every step below (and the training run) uses it
             uri = os.environ["MLFLOW_TRACKING_URI"]
             os.environ.setdefault("MODELOPS_MLFLOW_UI_URL", f"http://127.0.0.1:{UI_MLFLOW_PORT}")
-            from include.modelops.platform import tracking
             from include.modelops.pipelines import monitoring as monitoring
+            from include.modelops.platform import tracking
 
             version = tracking.alias_version(spec.name, tracking.CHAMPION)
             if version is None:

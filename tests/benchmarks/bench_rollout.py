@@ -46,6 +46,7 @@ import time
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
+
 from include.modelops.rollout.record import read_record
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -235,8 +236,8 @@ def bench_overhead(spec, frame, requests: int) -> dict:
     """The splitter's added latency: the same version as stable and canary, 0% canary, direct vs Caddy."""
     import mlflow
 
-    from include.modelops.serving.contract import request_rows
     from include.modelops.rollout.local import LocalBackend
+    from include.modelops.serving.contract import request_rows
     from tests.integration.rollout_fixtures import build, train_and_register
 
     experiment = mlflow.create_experiment("bench-overhead", artifact_location=(WORK / "artifacts-o").as_uri())
@@ -498,9 +499,9 @@ def main() -> int:
 
     import mlflow
 
-    from include.modelops.platform import local_stack
     from include.modelops.data.example import generate_transactions
     from include.modelops.data.reading import read_dataset
+    from include.modelops.platform import local_stack
     from include.modelops.rollout.local import LocalBackend
     from include.modelops.spec import load_spec_by_name
 

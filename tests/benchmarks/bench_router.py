@@ -39,6 +39,7 @@ import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
 from include.modelops.platform import processes  # noqa: E402
 
 PARTS = ("router", "abort")
@@ -284,12 +285,12 @@ def main() -> int:
 
     import mlflow
 
-    from include.modelops.serving.contract import request_rows
-    from include.modelops.platform import tracking
     from include.modelops.data.example import generate_transactions
     from include.modelops.data.reading import read_dataset
+    from include.modelops.platform import tracking
     from include.modelops.rollout import stages
     from include.modelops.rollout.local import LocalBackend
+    from include.modelops.serving.contract import request_rows
     from include.modelops.spec import load_spec_by_name
     from tests.integration.rollout_fixtures import build, train_and_register
 

@@ -42,6 +42,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
 from include.modelops.platform import processes  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

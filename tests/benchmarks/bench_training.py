@@ -46,8 +46,8 @@ from include.modelops.data.example import generate_transactions  # noqa: E402
 from include.modelops.data.reading import read_dataset  # noqa: E402
 from include.modelops.scoring import feature_frame  # noqa: E402
 from include.modelops.spec import load_spec_by_name  # noqa: E402
-from include.modelops.training.telemetry import GpuSampler  # noqa: E402
 from include.modelops.training import torch_trainer as tt  # noqa: E402
+from include.modelops.training.telemetry import GpuSampler  # noqa: E402
 
 WORK = PROJECT_ROOT / ".state" / "bench"
 

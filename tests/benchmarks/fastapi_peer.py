@@ -21,8 +21,8 @@ from fastapi import FastAPI, Request, Response
 from pydantic import BaseModel, Field
 from threadpoolctl import threadpool_limits
 
-from include.modelops.serving.contract import predictions_from_scores, request_row_model, rows_to_frame
 from include.modelops.scoring import load_pyfunc, to_scores
+from include.modelops.serving.contract import predictions_from_scores, request_row_model, rows_to_frame
 from include.modelops.spec import load_spec_by_name
 
 SPEC = load_spec_by_name(os.environ.get("MODELOPS_PEER_MODEL", "fraud_detection"))

@@ -79,8 +79,8 @@ def write_test_spec(specs_dir: Path, data_dir: Path, **overrides) -> dict:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory, monkeypatch_session):
-    from include.modelops.platform import local_stack
     from include.modelops.data.example import generate_transactions
+    from include.modelops.platform import local_stack
 
     state = tmp_path_factory.mktemp("stack")
     specs_dir, data_dir = state / "specs", state / "data" / "reference"

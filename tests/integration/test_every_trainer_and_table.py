@@ -21,11 +21,8 @@ import pandas as pd
 import pytest
 
 from include.modelops import scoring
-
 from include.modelops.evaluation.gate import decide
-
 from include.modelops.evaluation.metrics import baseline_scores
-
 from include.modelops.evaluation.report import evaluate
 from include.modelops.serving.contract import request_row_model, request_rows, rows_to_frame, smoke_rows
 from include.modelops.spec import ModelSpec

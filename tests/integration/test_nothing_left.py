@@ -19,6 +19,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+
 from include.modelops.platform import processes
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from include.modelops.platform import processes
 from tests.conftest import PROJECT_ROOT
 from tests.integration.conftest import write_test_spec
 from tests.monitoring_traffic import log_scored_traffic
-from include.modelops.platform import processes
 
 pytestmark = pytest.mark.integration
 MODEL = "fraud_rest"

@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from include.modelops.rollout.record import read_record
 from include.modelops.platform import processes
+from include.modelops.rollout.record import read_record
 from include.modelops.settings import PROJECT_ROOT
 from include.modelops.spec import load_spec
 from tests.conftest import mlflow_uris_restored
@@ -49,11 +49,10 @@ class Server:
 def registry(tmp_path_factory: pytest.TempPathFactory, bentoml_store):
     import mlflow
 
-    from include.modelops.platform import local_stack
-    from include.modelops.serving.contract import request_rows
-    from include.modelops.platform import tracking
     from include.modelops.data.example import generate_transactions
     from include.modelops.data.reading import read_dataset
+    from include.modelops.platform import local_stack, tracking
+    from include.modelops.serving.contract import request_rows
 
     root = tmp_path_factory.mktemp("rollout_abort")
     spec = load_spec(SPEC_PATH)
@@ -100,9 +99,9 @@ def registry(tmp_path_factory: pytest.TempPathFactory, bentoml_store):
 
 def test_a_rollback_with_mlflow_down_moves_traffic_at_once_and_lands_the_registry_writes_later(registry):
     from include.modelops.platform import tracking
+    from include.modelops.platform.processes import process_alive
     from include.modelops.rollout import pending, stages
     from include.modelops.rollout.local import LocalBackend
-    from include.modelops.platform.processes import process_alive
 
     model, v1, v2, server = registry["spec"].name, registry["v1"], registry["v2"], registry["server"]
     backend = LocalBackend(model, workers=1)

@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from include.modelops.rollout.record import read_record, write_record
 from include.modelops.platform.processes import pids_with_env
+from include.modelops.rollout.record import read_record, write_record
 from include.modelops.settings import PROJECT_ROOT
 from include.modelops.spec import load_spec
 from tests.conftest import mlflow_uris_restored
@@ -35,9 +35,9 @@ def versions(tmp_path_factory: pytest.TempPathFactory, bentoml_store):
     """Two trained, registered and built versions of the model, and the rows to send."""
     import mlflow
 
-    from include.modelops.serving.contract import request_rows
     from include.modelops.data.example import generate_transactions
     from include.modelops.data.reading import read_dataset
+    from include.modelops.serving.contract import request_rows
 
     root = tmp_path_factory.mktemp("rollout_backend")
     spec = load_spec(SPEC_PATH)
@@ -190,8 +190,8 @@ def test_a_killed_splitter_is_restarted_by_its_supervisor_and_a_stage_check_fail
     endpoint does not answer fails with the router as its reason."""
     import threading
 
-    from include.modelops.rollout import stages
     from include.modelops.platform.processes import process_alive
+    from include.modelops.rollout import stages
 
     (v1, tag1), (v2, tag2) = versions["v1"], versions["v2"]
     model = versions["spec"].name

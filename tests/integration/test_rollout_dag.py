@@ -108,9 +108,9 @@ class Deployment:
 def deployment(tmp_path_factory: pytest.TempPathFactory, bentoml_store):
     import mlflow
 
-    from include.modelops.platform import local_stack
     from include.modelops.data.example import generate_transactions
     from include.modelops.data.reading import read_dataset
+    from include.modelops.platform import local_stack
     from include.modelops.rollout.local import LocalBackend
     from include.modelops.spec import load_spec
 

@@ -142,8 +142,8 @@ def test_client_request_id_is_returned_and_every_row_is_logged(spec, registered,
 
 def test_sigterm_under_load_loses_no_answered_request(spec, built, state, rows):
     """Every request that got a 200 before the server was told to stop is in the log."""
-    from include.modelops.serving.smoke import serve_bento
     from include.modelops.serving.inference_log import read_window
+    from include.modelops.serving.smoke import serve_bento
 
     log_root = str(state / "sigterm_log")
     answered: list[str] = []
@@ -190,8 +190,8 @@ def test_kill_9_under_load_loses_no_answered_request_once_the_server_is_back(spe
     """kill -9 of the whole server (no shutdown hook runs): the restarted server writes every row it answered."""
     import psutil
 
-    from include.modelops.serving.smoke import serve_bento
     from include.modelops.serving.inference_log import read_window
+    from include.modelops.serving.smoke import serve_bento
 
     log_root = str(state / "kill9_log")
     env = {"MODELOPS_INFERENCE_LOG_URL": log_root, "MODELOPS_INFERENCE_LOG_SPOOL": str(state / "kill9_spool")}

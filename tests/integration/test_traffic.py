@@ -27,10 +27,10 @@ def served(tmp_path_factory: pytest.TempPathFactory, bentoml_store: Path):
     """A served bento of a freshly trained model; yields its URL, state folder, holdout and spec."""
     import mlflow
 
-    from include.modelops.serving.bento import build_bento
-    from include.modelops.serving.smoke import serve_bento
     from include.modelops.data.example import generate_transactions
     from include.modelops.data.reading import read_dataset
+    from include.modelops.serving.bento import build_bento
+    from include.modelops.serving.smoke import serve_bento
     from include.modelops.training import sklearn_trainer
 
     root = tmp_path_factory.mktemp("traffic")

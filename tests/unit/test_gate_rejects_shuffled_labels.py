@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from include.modelops import scoring
 from include.modelops.evaluation.gate import decide
 from include.modelops.evaluation.metrics import baseline_scores, compute_metrics
 from include.modelops.evaluation.report import evaluate
-from include.modelops import scoring
 from include.modelops.spec import ModelSpec
 from include.modelops.training import sklearn_trainer
 

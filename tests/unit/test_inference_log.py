@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from include.modelops.serving.contract import example_row
 from include.modelops.serving import log_store
+from include.modelops.serving.contract import example_row
 from include.modelops.serving.inference_log import (
     InferenceLogWriter,
     read_window,

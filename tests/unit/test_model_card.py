@@ -565,9 +565,9 @@ def test_the_card_make_demo_prints_is_the_one_the_last_deployment_event_wrote(
     """After a promotion and then a rollback, the local card the run summary names is the MLflow artifact."""
     import mlflow
 
-    from include.modelops.platform import tracking
     from include.modelops.cli import _print_summary
     from include.modelops.governance.model_card import publish_card
+    from include.modelops.platform import tracking
     from include.modelops.rollout import history
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow.get_tracking_uri())

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from include.modelops.pipelines import monitoring as steps
 from include.modelops.monitoring.drift import drift_report, live_performance
 from include.modelops.monitoring.policy import Decision, PolicyContext, WindowFigures, decide
 from include.modelops.monitoring.window import LABEL_COLUMN, load_window
+from include.modelops.pipelines import monitoring as steps
 from include.modelops.spec import ModelSpec
 from tests.monitoring_traffic import write_predictions
 

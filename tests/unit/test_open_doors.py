@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from include.modelops.platform import processes
 from include.modelops import settings
-from include.modelops.platform import local_stack
 from include.modelops.pipelines import training as steps
+from include.modelops.platform import local_stack, processes
 from include.modelops.spec import ModelSpecError
 
 

@@ -24,10 +24,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from include.modelops.rollout.record import read_record
 from include.modelops.platform import tracking
-from include.modelops.rollout import analysis, stages
-from include.modelops.rollout import backend_for
+from include.modelops.rollout import analysis, backend_for, stages
 from include.modelops.rollout.backend import CANARY, STABLE, StateFile
 from include.modelops.rollout.kubernetes import (
     DEPLOYMENT,
@@ -45,6 +43,7 @@ from include.modelops.rollout.kubernetes import (
     render_shadow_secret,
     workload_name,
 )
+from include.modelops.rollout.record import read_record
 from include.modelops.settings import KubernetesSettingsError, ServingClusterSettings
 from tests.conftest import REFERENCE_SPEC
 
@@ -311,8 +310,8 @@ def test_the_shadow_secret_exists_before_the_first_pod_and_an_existing_one_is_ke
 
 def test_the_shadow_replayer_sends_the_token_of_the_kubernetes_secret(backend, client, monkeypatch):
     """The k8s path: a shadow copy carries the Secret's token, not this worker's own."""
-    from include.modelops.serving.contract import SHADOW_HEADER, example_row
     from include.modelops.rollout import shadow
+    from include.modelops.serving.contract import SHADOW_HEADER, example_row
     from include.modelops.serving.inference_log import request_records
     from include.modelops.spec import load_spec
 

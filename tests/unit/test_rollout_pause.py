@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from include.modelops.rollout.record import read_record, write_record
 from include.modelops.rollout import pause
+from include.modelops.rollout.record import read_record, write_record
 from include.modelops.rollout.stages import RolloutFailed
 
 MODEL = "fraud_detection"  # the reference spec: steps 10, 50, 100

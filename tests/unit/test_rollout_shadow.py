@@ -11,10 +11,10 @@ import pyarrow as pa
 import pytest
 
 from include.modelops.platform import local_stack
-from include.modelops.serving.contract import SHADOW_HEADER
 from include.modelops.rollout import shadow
 from include.modelops.rollout.backend import CANARY, STABLE, Deployed, DeploymentState
 from include.modelops.rollout.local import splitter_config
+from include.modelops.serving.contract import SHADOW_HEADER
 from include.modelops.serving.inference_log import record_schema, request_records
 from include.modelops.settings import PROJECT_ROOT, shadow_token
 from include.modelops.spec import load_spec

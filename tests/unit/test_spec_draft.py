@@ -18,9 +18,9 @@ import pytest
 import yaml
 
 from include.modelops import cli
-from include.modelops.spec import load_spec
 from include.modelops.data.spec_draft import SpecDraftError, draft_spec, write_spec_draft
 from include.modelops.data.validation import validate_dataset
+from include.modelops.spec import load_spec
 
 ROWS = 1_200
 TASKS = ("binary_classification", "multiclass_classification", "regression")

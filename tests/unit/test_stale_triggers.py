@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import timedelta
 from types import SimpleNamespace
 
-from include.modelops.rollout.record import older_than_champion
 from include.modelops.monitoring.policy import PolicyContext, TrainingRun, decide, live_training_runs
 from include.modelops.pipelines.triggers import latest_event_extra
+from include.modelops.rollout.record import older_than_champion
 from tests.unit.test_retraining_policy import POLICY, T0, drifted
 
 STALE_AFTER = timedelta(hours=12)

@@ -15,8 +15,8 @@ import pytest
 
 from include.modelops.data.example import generate_transactions
 from include.modelops.data.reading import read_dataset
-from include.modelops.serving.contract import request_row_model, request_rows
 from include.modelops.serving import label_feed, log_store
+from include.modelops.serving.contract import request_row_model, request_rows
 from include.modelops.serving.traffic import (
     LabelWriter,
     TrafficConfig,

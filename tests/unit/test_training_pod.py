@@ -20,13 +20,13 @@ pytest.importorskip("airflow.providers.cncf.kubernetes")
 from airflow.sdk import DAG  # noqa: E402
 from kubernetes.client import ApiClient  # noqa: E402
 
+from include.modelops.settings import PROJECT_ROOT  # noqa: E402
+from include.modelops.spec import ModelSpec, Training, load_spec_by_name  # noqa: E402
 from include.modelops.training.pod import (  # noqa: E402
     KubernetesSettingsError,
     PodSettings,
     training_pod_operator,
 )
-from include.modelops.settings import PROJECT_ROOT  # noqa: E402
-from include.modelops.spec import ModelSpec, Training, load_spec_by_name  # noqa: E402
 
 DAG_RUN_ID = "manual__2026-01-02T03:04:05.123456+00:00"
 MLFLOW_RUN_ID = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"

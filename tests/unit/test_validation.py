@@ -16,8 +16,6 @@ import pandas as pd
 import pytest
 
 from include.modelops.data.example import BROKEN_VARIANTS, generate_transactions
-from include.modelops.settings import PROJECT_ROOT
-from include.modelops.spec import FeatureType, ModelSpec, TaskType, load_spec
 from include.modelops.data.validation import (
     DataValidationError,
     build_suite,
@@ -27,6 +25,8 @@ from include.modelops.data.validation import (
     validate_dataframe,
     validate_dataset,
 )
+from include.modelops.settings import PROJECT_ROOT
+from include.modelops.spec import FeatureType, ModelSpec, TaskType, load_spec
 
 ROWS = 1_500
 

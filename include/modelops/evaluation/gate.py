@@ -8,7 +8,6 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-
 from include.modelops.evaluation.metrics import (
     CHAMPION_COLLAPSE_SHARE,
     CHAMPION_CONSISTENT,

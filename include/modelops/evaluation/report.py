@@ -8,7 +8,6 @@ import html
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-
 from include.modelops.evaluation.gate import slice_label
 from include.modelops.evaluation.metrics import (
     BASELINE_DESCRIPTION,

@@ -38,6 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from include.modelops.platform import tracking
 from include.modelops.platform.tags import (
     TAG_BENTO_TAG,
     TAG_DATA_FINGERPRINT,
@@ -71,7 +72,6 @@ from include.modelops.platform.tags import (
     TAG_VALIDATION_STATUS,
     TAG_VALIDATION_SUMMARY,
 )
-from include.modelops.platform import tracking
 from include.modelops.settings import get_settings
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-
 from include.modelops.governance.card_schema import SECTIONS, as_mapping, has_evidence, plain_value
 
 if TYPE_CHECKING:

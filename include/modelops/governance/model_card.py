@@ -22,8 +22,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-
-from include.modelops.platform.tags import TAG_MODEL_CARD, TAG_MODEL_CARD_GENERATED_AT
 from include.modelops.governance.card_render import render_html, render_markdown
 from include.modelops.governance.card_schema import (
     CARD_SCHEMA_VERSION,
@@ -43,6 +41,7 @@ from include.modelops.governance.compliance import (
     missing_evidence,
 )
 from include.modelops.metrics_catalog import METRICS
+from include.modelops.platform.tags import TAG_MODEL_CARD, TAG_MODEL_CARD_GENERATED_AT
 
 if TYPE_CHECKING:
     from include.modelops.spec import ModelSpec

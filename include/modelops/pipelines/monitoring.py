@@ -16,9 +16,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from include.modelops.platform.tags import TAG_KIND
-from include.modelops.platform import tags, tracking
 from include.modelops.monitoring.policy import Decision, PastDecision, PolicyContext, WindowFigures, decide
+from include.modelops.platform import tags, tracking
+from include.modelops.platform.tags import TAG_KIND
 from include.modelops.settings import get_settings
 from include.modelops.spec import ModelSpec, load_spec_by_name
 

@@ -16,6 +16,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from include.modelops.pipelines.contracts import (
+    Card,
+    Evaluated,
+    Packaged,
+    Promoted,
+    Registered,
+    Smoked,
+    Split,
+    Trained,
+    Validated,
+)
+from include.modelops.platform import tracking
 from include.modelops.platform.tags import (
     TAG_BENTO_TAG,
     TAG_DAG_ID,
@@ -40,18 +52,6 @@ from include.modelops.platform.tags import (
     TAG_VALIDATION_STATUS,
     TAG_VALIDATION_SUMMARY,
 )
-from include.modelops.pipelines.contracts import (
-    Card,
-    Evaluated,
-    Packaged,
-    Promoted,
-    Registered,
-    Smoked,
-    Split,
-    Trained,
-    Validated,
-)
-from include.modelops.platform import tracking
 from include.modelops.settings import PROJECT_ROOT, get_settings, git_commit
 from include.modelops.spec import ModelSpec, ModelSpecError, load_spec_by_name
 
@@ -297,11 +297,8 @@ def evaluate_candidate(
     import pandas as pd
 
     from include.modelops import scoring
-
     from include.modelops.evaluation.gate import decide
-
     from include.modelops.evaluation.metrics import baseline_scores, latency_profile
-
     from include.modelops.evaluation.report import evaluate, render_html
 
     spec = load_spec_by_name(model)

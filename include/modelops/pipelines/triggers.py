@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
+
 from include.modelops.platform.tags import TAG_DAG_RUN_ID, TAG_DRIFT_REPORT, TAG_TRIGGER_REASON
 from include.modelops.rollout.record import older_than_champion, read_record
 

@@ -15,8 +15,8 @@ import json
 import logging
 from typing import Any
 
-from include.modelops.platform.tags import TAG_DAG_ID, TAG_DAG_RUN_ID, TAG_DATA_FINGERPRINT, TAG_GIT_COMMIT
 from include.modelops.platform import tracking
+from include.modelops.platform.tags import TAG_DAG_ID, TAG_DAG_RUN_ID, TAG_DATA_FINGERPRINT, TAG_GIT_COMMIT
 
 log = logging.getLogger(__name__)
 

@@ -59,7 +59,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Protocol
 
-from include.modelops.serving.contract import SHADOW_HEADER
 from include.modelops.rollout.analysis import MetricsWindow
 from include.modelops.rollout.backend import (
     CANARY,
@@ -71,6 +70,7 @@ from include.modelops.rollout.backend import (
     StateFile,
     check_canary_share,
 )
+from include.modelops.serving.contract import SHADOW_HEADER
 from include.modelops.settings import KubernetesSettingsError, ServingClusterSettings
 
 log = logging.getLogger(__name__)

@@ -52,7 +52,6 @@ from include.modelops.platform.processes import (
     stop_pid,
     terminate,
 )
-from include.modelops.serving.contract import MAX_BODY_BYTES, SHADOW_HEADER
 from include.modelops.rollout.backend import (
     CANARY,
     STABLE,
@@ -64,6 +63,7 @@ from include.modelops.rollout.backend import (
     check_canary_share,
     state_dir,
 )
+from include.modelops.serving.contract import MAX_BODY_BYTES, SHADOW_HEADER
 from include.modelops.settings import PROJECT_ROOT, get_settings
 
 log = logging.getLogger(__name__)
@@ -396,8 +396,8 @@ class LocalBackend:
         return None
 
     def _start(self, variant: str, version: str, bento_tag: str) -> Deployed:
-        from include.modelops.serving.smoke import serve_env, serving_home, wait_ready
         from include.modelops.platform import tracking
+        from include.modelops.serving.smoke import serve_env, serving_home, wait_ready
 
         port = local_stack.free_port(self.host)
         url = f"http://{self.host}:{port}"

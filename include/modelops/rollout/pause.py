@@ -19,9 +19,9 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from include.modelops.rollout.record import read_record, record_path, write_record
 from include.modelops.platform import tracking
 from include.modelops.rollout import stages
+from include.modelops.rollout.record import read_record, record_path, write_record
 from include.modelops.rollout.stages import RolloutFailed
 from include.modelops.spec import load_spec_by_name
 

@@ -25,8 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from include.modelops.rollout.record import read_record, write_record
 from include.modelops.rollout.backend import state_dir
+from include.modelops.rollout.record import read_record, write_record
 
 log = logging.getLogger(__name__)
 

@@ -38,13 +38,12 @@ import urllib.request
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from include.modelops.rollout.record import read_record, utc_now, write_record
 from include.modelops.platform import tracking
-from include.modelops.serving.contract import REQUEST_ID_HEADER, SHADOW_HEADER
 from include.modelops.rollout import analysis as a
-from include.modelops.rollout import stages
-from include.modelops.rollout import backend_for
+from include.modelops.rollout import backend_for, stages
 from include.modelops.rollout.backend import CANARY, STABLE, TrafficBackend
+from include.modelops.rollout.record import read_record, utc_now, write_record
+from include.modelops.serving.contract import REQUEST_ID_HEADER, SHADOW_HEADER
 from include.modelops.settings import shadow_token
 from include.modelops.spec import FeatureType, ModelSpec, load_spec_by_name
 

@@ -26,9 +26,9 @@ import sys
 import time
 from pathlib import Path
 
+from include.modelops.platform.processes import start_ticks
 from include.modelops.rollout.backend import StateFile
 from include.modelops.rollout.local import admin_answers, admin_request, caddy_config
-from include.modelops.platform.processes import start_ticks
 
 log = logging.getLogger("modelops.splitter")
 

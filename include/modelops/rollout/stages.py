@@ -21,6 +21,7 @@ import urllib.request
 from datetime import datetime
 from typing import Any
 
+from include.modelops.platform import tracking
 from include.modelops.platform.tags import (
     TAG_BENTO_TAG,
     TAG_DEPLOYABLE,
@@ -30,12 +31,10 @@ from include.modelops.platform.tags import (
     TAG_ROLLOUT_STATUS,
     TAG_ROLLOUT_SUMMARY,
 )
-from include.modelops.rollout.record import older_than_champion, read_record, utc_now, write_record
-from include.modelops.platform import tracking
 from include.modelops.rollout import analysis as a
-from include.modelops.rollout import history
-from include.modelops.rollout import backend_for
+from include.modelops.rollout import backend_for, history
 from include.modelops.rollout.backend import CANARY, STABLE, TrafficBackend, state_dir
+from include.modelops.rollout.record import older_than_champion, read_record, utc_now, write_record
 from include.modelops.spec import ModelSpec, Rollout, load_spec_by_name
 
 log = logging.getLogger(__name__)

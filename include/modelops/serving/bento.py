@@ -23,7 +23,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-
 from include.modelops.settings import PROJECT_ROOT, get_settings, git_commit
 from include.modelops.spec import ModelSpec, TaskType
 

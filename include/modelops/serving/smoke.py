@@ -27,9 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-
-from include.modelops.platform import processes
-from include.modelops.platform import local_stack
+from include.modelops.platform import local_stack, processes
 from include.modelops.serving.contract import scores_from_predictions
 from include.modelops.settings import get_settings
 from include.modelops.spec import FeatureType, ModelSpec

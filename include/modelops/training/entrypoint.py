@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
 from include.modelops.platform.tags import TAG_MODEL_URI
 
 RESULT_PREFIX = "MODELOPS_RESULT "
@@ -41,8 +42,8 @@ def train(
 
     from include.modelops.platform import tracking
     from include.modelops.spec import load_spec_by_name
-    from include.modelops.training.telemetry import GpuSampler
     from include.modelops.training import get_trainer
+    from include.modelops.training.telemetry import GpuSampler
 
     spec = load_spec_by_name(model, Path(specs_dir) if specs_dir else None)
     expected = os.environ.get("MODELOPS_SPEC_HASH")
