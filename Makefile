@@ -8,6 +8,8 @@ STATE       := $(CURDIR)/.state
 MODEL       ?= fraud_detection
 PORT        ?= 3000
 PYTEST_ARGS ?=
+# pytest workers for `make test` (0: one process, in collection order). See tests/conftest.py.
+TEST_WORKERS ?= 2
 DATA        ?=
 REASON      ?=
 # make traffic: where, how fast, how long (whichever of COUNT and DURATION comes first), what rows
@@ -89,7 +91,7 @@ run: setup
 
 test: setup
 	@mkdir -p $(TMPDIR)
-	$(BIN)/python -m pytest --basetemp=$(STATE)/pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --basetemp=$(STATE)/pytest $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup,) $(PYTEST_ARGS)
 
 test-unit: setup
 	$(BIN)/python -m pytest tests/unit tests/dags $(PYTEST_ARGS)

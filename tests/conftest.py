@@ -87,6 +87,32 @@ def sqlite_mlflow_store(tmp_path_factory):
 
 
 # ----------------------------------------------------------------------------------------
+# Two workers (`make test` runs `pytest -n 2 --dist loadgroup`)
+# ----------------------------------------------------------------------------------------
+
+# Every test file that uses the session's shared Airflow + MLflow stack runs on one worker, in
+# collection order, so the stack (and the `airflow standalone` some of them need) is started once;
+# every other file is a group of its own (its module fixtures are built once) and runs on whichever
+# worker is free. On the workers those stack files come first: they are the longest group (about
+# 40 minutes), so one worker starts it at once while the other takes every other file. xdist gives
+# a worker its next group only when two of its tests are left, so the stack worker takes another
+# file only near the end, when what is left are e2e files, which set their own environment (the
+# stack's MLFLOW_TRACKING_URI and state folder stay set for the rest of that worker's session).
+SHARED_STACK_FIXTURES = {"stack", "standalone"}
+
+
+def pytest_collection_modifyitems(config, items):
+    def path(item) -> str:
+        return item.nodeid.split("::", 1)[0]
+
+    stack_files = {path(i) for i in items if SHARED_STACK_FIXTURES & set(getattr(i, "fixturenames", ()))}
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group("shared-stack" if path(item) in stack_files else path(item)))
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # the same order on every worker, as xdist requires
+        items.sort(key=lambda i: path(i) not in stack_files)  # stable: collection order otherwise
+
+
+# ----------------------------------------------------------------------------------------
 # Where the suite's time goes, by file (printed last, so the tail of a CI log shows it)
 # ----------------------------------------------------------------------------------------
 

@@ -7,11 +7,17 @@ folder of date partitions (binary), a CSV file with text labels (multiclass) and
 Parquet file (regression). Only the TODO text fields of the drafts are edited, as the
 draft asks; every inferred value (types, ranges, categories, task, metric, gate, time
 column, entity id) is used as drafted.
+
+The ways a user starts a run are spread over the three (each full run costs a minute or two):
+the binary model runs as `make demo MODEL=...` twice (the demo reads the team's data as it is,
+and the second run is compared with the first champion); the regression model runs as
+`make run DATA=<another file> REASON=...`; the multiclass one as a plain `make run`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -77,6 +83,7 @@ def project(tmp_path_factory):
         part.to_parquet(data / "accounts" / f"event_date={day}" / "part-0000.parquet", index=False)
     team_table("multiclass", 2_000, seed=12).to_csv(data / "tiers.csv", index=False)
     team_table("regression", 2_000, seed=13).to_parquet(data / "spend.parquet", index=False)
+    team_table("regression", 2_000, seed=14).to_parquet(data / "spend_april.parquet", index=False)
     env = {
         **os.environ,
         "MODELOPS_STATE_DIR": str(root / "state"),
@@ -106,15 +113,21 @@ def fill_in_todos(spec_file: Path) -> None:
     spec_file.write_text("\n".join(edited) + "\n")
 
 
+def assert_new_champion(res: subprocess.CompletedProcess, version: int = 1) -> None:
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-3000:]
+    assert f"Outcome: v{version} is the new champion" in res.stdout, res.stdout[-3000:]
+    assert "smoke_serve_bento      success" in res.stdout
+
+
 @pytest.mark.parametrize(
-    ("model", "data", "task"),
+    ("model", "data", "task", "how"),
     [
-        ("account_churn", "accounts", "binary_classification"),
-        ("account_tier", "tiers.csv", "multiclass_classification"),
-        ("account_spend", "spend.parquet", "regression"),
+        ("account_churn", "accounts", "binary_classification", "demo"),
+        ("account_tier", "tiers.csv", "multiclass_classification", "run"),
+        ("account_spend", "spend.parquet", "regression", "run --data spend_april.parquet"),
     ],
 )
-def test_a_drafted_spec_takes_the_teams_data_to_a_champion(project, model, data, task):
+def test_a_drafted_spec_takes_the_teams_data_to_a_champion(project, model, data, task, how):
     drafted = cli(
         project, "draft-spec", "--data", str(project["data"] / data), "--target", "y", "--name", model
     )
@@ -125,11 +138,19 @@ def test_a_drafted_spec_takes_the_teams_data_to_a_champion(project, model, data,
     checked = cli(project, "check-specs")
     assert checked.returncode == 0 and f"ok  {model}: {task}" in checked.stdout, checked.stdout
 
-    first = cli(project, "run", "--model", model)
+    if how == "demo":
+        first = cli(project, "demo", "--model", model)
+        assert "reads its data from" in first.stdout and "Generating" not in first.stdout
+    elif how == "run":
+        first = cli(project, "run", "--model", model)
+    else:  # `make run DATA=... REASON=...`: another file of the same table, and why
+        other = project["data"] / how.split("--data ", 1)[1]
+        first = cli(project, "run", "--model", model, "--data", str(other), "--reason", "april refresh")
+        assert '"data_path": "' + str(other) in first.stdout  # the run conf is shown
+        summary = json.loads((project["root"] / "state" / "runs" / model / "latest_summary.json").read_text())
+        assert summary["steps"]["validate_dataset"]["result"]["data_path"] == str(other)
 
-    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-3000:]
-    assert "Outcome: v1 is the new champion" in first.stdout, first.stdout[-3000:]
-    assert "smoke_serve_bento      success" in first.stdout
+    assert_new_champion(first)
     # the task logs carry what happened, not third-party deprecation noise
     task_log = Path(first.stdout.split("(full log: ", 1)[1].split(")", 1)[0]).read_text()
     assert "evaluate_candidate" in task_log
@@ -139,6 +160,20 @@ def test_a_drafted_spec_takes_the_teams_data_to_a_champion(project, model, data,
     # `integer` over whole-number floats once served a 500 to every row without a null).
     serve_and_send_traffic(project["env"], project["root"] / "state", model)
     assert checksums(project["data"]) == project["before"]
+
+    if how == "demo":  # the second demo: a new candidate, compared with v1 on the same data
+        second = cli(project, "demo", "--model", model)
+        # 0: v2 is the new champion; 3: not promoted (e.g. the gate found it no better), v1 kept
+        assert second.returncode in (0, 3), second.stdout[-4000:]
+        expected = (
+            "Outcome: v2 is the new champion"
+            if second.returncode == 0
+            else "Outcome: not promoted (champion v1 kept)"
+        )
+        assert expected in second.stdout, second.stdout[-3000:]
+        assert "Generating" not in second.stdout
+        assert "vs champion" in second.stdout  # a real comparison with v1 on the same data
+        assert checksums(project["data"]) == project["before"]
 
 
 def test_every_process_it_started_is_gone(project):
