@@ -101,6 +101,7 @@ def sqlite_mlflow_store(tmp_path_factory):
 SHARED_STACK_FIXTURES = {"stack", "standalone"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     def path(item) -> str:
         return item.nodeid.split("::", 1)[0]
