@@ -24,13 +24,14 @@ from __future__ import annotations
 import difflib
 import json
 import math
-import os
 import re
 import warnings
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from include.modelops.platform.storage import write_atomic
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -918,7 +919,4 @@ def write_spec_draft(draft: SpecDraft, out_dir: str | Path | None = None, *, for
     if target.exists() and not force:
         raise SpecDraftError(f"{target} already exists; pass FORCE=1 to replace it, or pick another NAME.")
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(draft.text, encoding="utf-8")
-    os.replace(tmp, target)
-    return target
+    return write_atomic(target, draft.text)

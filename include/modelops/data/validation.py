@@ -24,6 +24,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from include.modelops.platform.storage import write_atomic
+
 if TYPE_CHECKING:
     import pandas as pd
     from great_expectations.core import ExpectationSuite
@@ -693,8 +695,9 @@ def validate_dataset(spec: ModelSpec, out_dir: str | Path) -> dict[str, Any]:
         report_html=str(html_path),
         summary=_summary(report),
     )
-    _write_atomic(json_path, json.dumps(report, indent=2, allow_nan=False))
-    _write_atomic(html_path, render_html(report))
+    # A retried task must never leave a half-written report behind.
+    write_atomic(json_path, json.dumps(report, indent=2, allow_nan=False))
+    write_atomic(html_path, render_html(report))
     if report["success"]:
         log.info("Data validation passed: %s. Report: %s", report["summary"], html_path)
     else:
@@ -702,13 +705,6 @@ def validate_dataset(spec: ModelSpec, out_dir: str | Path) -> dict[str, Any]:
         for line in _failure_lines(report):
             log.warning("%s", line)
     return report
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    # A retried task must never leave a half-written report behind.
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 # --------------------------------------------------------------------------- the gate

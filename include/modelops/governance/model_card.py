@@ -15,8 +15,6 @@ module at parse time.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -41,6 +39,7 @@ from include.modelops.governance.compliance import (
     missing_evidence,
 )
 from include.modelops.metrics_catalog import METRICS
+from include.modelops.platform.storage import write_atomic
 from include.modelops.platform.tags import TAG_MODEL_CARD, TAG_MODEL_CARD_GENERATED_AT
 
 if TYPE_CHECKING:
@@ -603,15 +602,7 @@ def write_card(card: dict, out_dir: Path) -> dict[str, str]:
     }
     paths: dict[str, str] = {}
     for key, (filename, text) in contents.items():
-        target = out_dir / filename
-        fd, tmp = tempfile.mkstemp(prefix=f".{filename}.", dir=out_dir)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        target = write_atomic(out_dir / filename, text)
         paths[key] = str(target.resolve())
     return paths
 

@@ -15,12 +15,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from include.modelops.platform.storage import write_atomic
 from include.modelops.settings import get_settings
 
 STABLE, CANARY = "stable", "canary"
@@ -119,9 +119,7 @@ class StateFile:
         from include.modelops.platform.tracking import now_iso
 
         state.updated_at = now_iso()
-        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(state.to_json())
-        os.replace(tmp, self.path)  # a reader sees the old or the new state, never half of one
+        write_atomic(self.path, state.to_json())  # a reader sees the old or the new state, never half of one
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[DeploymentState]:

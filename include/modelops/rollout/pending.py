@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from include.modelops.platform.storage import write_atomic
 from include.modelops.rollout.backend import state_dir
 from include.modelops.rollout.record import read_record, write_record
 
@@ -47,9 +48,7 @@ def pending_path(model: str, version: str) -> Path:
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2, default=str))
 
 
 def save(model: str, version: str, writes: list[dict[str, Any]], *, record_update: dict[str, Any]) -> Path:

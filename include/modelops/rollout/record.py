@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from include.modelops.platform.storage import write_atomic
 from include.modelops.rollout.backend import state_dir
 
 
@@ -26,9 +27,7 @@ def read_record(model: str, version: str) -> dict[str, Any]:
 
 def write_record(model: str, version: str, record: dict[str, Any]) -> None:
     path = record_path(model, version)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=str))
-    tmp.replace(path)
+    write_atomic(path, json.dumps(record, indent=2, default=str))
 
 
 def utc_now() -> datetime:

@@ -987,17 +987,10 @@ def _fingerprint(
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write the checkpoint atomically: a temporary file in the same folder, fsync, rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from include.modelops.platform.storage import atomic_file
+
+    with atomic_file(path, "wb", fsync=True) as fh:
+        torch.save(state, fh)
 
 
 def load_checkpoint(path: Path, fingerprint: str, device: torch.device) -> dict[str, Any] | None:
