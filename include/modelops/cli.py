@@ -1081,7 +1081,7 @@ def _print_summary(
     _print(f"  Airflow home      {s.state_dir / 'airflow'}  (UI: `make up`)")
     if result("package_bento"):
         _print(
-            f"  Bento             {result('package_bento').get('bento_tag')}  (BENTOML_HOME={s.bentoml_home}; "
+            f"  Bento             {result('package_bento').get('bento_tag')}  (BENTOML_HOME={s.state_dir / 'bentoml'}, the store the DAG runs use; "
             f"serve it: `make serve`)"
         )
     card = _current_card(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
@@ -12,19 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.userenv import user_env
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
 
 
 def _env(state: Path) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "MODELOPS_STATE_DIR": str(state),
-        "PYTHONPATH": f"{PROJECT_ROOT}:{PROJECT_ROOT / 'plugins'}",
-    }
-    for leaked in ("MLFLOW_TRACKING_URI", "MODELOPS_SPECS_DIR", "MODELOPS_OWNER"):
-        env.pop(leaked, None)
-    return env
+    return user_env(state)
 
 
 def demo(state: Path, command: str = "demo") -> subprocess.CompletedProcess:

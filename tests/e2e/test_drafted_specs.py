@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +27,7 @@ import pandas as pd
 import pytest
 
 from tests.e2e.serving import serve_and_send_traffic
+from tests.e2e.userenv import user_env
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
@@ -84,14 +84,7 @@ def project(tmp_path_factory):
     team_table("multiclass", 2_000, seed=12).to_csv(data / "tiers.csv", index=False)
     team_table("regression", 2_000, seed=13).to_parquet(data / "spend.parquet", index=False)
     team_table("regression", 2_000, seed=14).to_parquet(data / "spend_april.parquet", index=False)
-    env = {
-        **os.environ,
-        "MODELOPS_STATE_DIR": str(root / "state"),
-        "MODELOPS_SPECS_DIR": str(root / "specs"),
-        "BENTOML_HOME": str(root / "state" / "bentoml"),
-        "PYTHONPATH": f"{PROJECT_ROOT}:{PROJECT_ROOT / 'plugins'}",
-    }
-    env.pop("MLFLOW_TRACKING_URI", None)
+    env = user_env(root / "state", root / "specs")
     return {"root": root, "data": data, "specs": root / "specs", "env": env, "before": checksums(data)}
 
 

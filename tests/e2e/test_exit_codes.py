@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ import pytest
 import yaml
 
 from tests.e2e.test_own_models import own_frame, own_spec
+from tests.e2e.userenv import user_env
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
@@ -24,13 +24,7 @@ def test_gate_rejection_of_a_first_model_exits_3_and_says_there_is_no_champion(t
     spec = own_spec("hopeless_churn", "binary", data, "parquet")
     spec["evaluation"]["gate"]["thresholds"] = {"roc_auc": {"min": 0.9999}}  # no model can pass it
     (specs / "hopeless_churn.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    env = {
-        **os.environ,
-        "MODELOPS_STATE_DIR": str(state),
-        "MODELOPS_SPECS_DIR": str(specs),
-        "PYTHONPATH": f"{PROJECT_ROOT}:{PROJECT_ROOT / 'plugins'}",
-    }
-    env.pop("MLFLOW_TRACKING_URI", None)
+    env = user_env(state, specs)
 
     res = subprocess.run(
         [sys.executable, "-m", "include.modelops.cli", "run", "--model", "hopeless_churn"],

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +29,7 @@ import pytest
 import yaml
 
 from tests.e2e.serving import serve_and_send_traffic
+from tests.e2e.userenv import user_env
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
@@ -171,14 +171,7 @@ def project(tmp_path_factory):
         (specs / f"{name}.yaml").write_text(
             yaml.safe_dump(own_spec(name, task, data, fmt, **shape), sort_keys=False)
         )
-    env = {
-        **os.environ,
-        "MODELOPS_STATE_DIR": str(state),
-        "MODELOPS_SPECS_DIR": str(specs),
-        "BENTOML_HOME": str(state / "bentoml"),  # the store the training DAG builds into (local_stack)
-        "PYTHONPATH": f"{PROJECT_ROOT}:{PROJECT_ROOT / 'plugins'}",
-    }
-    env.pop("MLFLOW_TRACKING_URI", None)
+    env = user_env(state, specs)
     return {"state": state, "data": user_data, "env": env, "before": checksums(user_data)}
 
 
