@@ -55,7 +55,7 @@ WORK = PROJECT_ROOT / ".state" / "bench" / "rollout"
 MODEL = "fraud_detection"
 PARTS = ("overhead", "fault", "stages")
 STEPS = [5, 25, 50, 100]
-DEMO_RATE, DEMO_ROWS_PER_REQUEST = 10.0, 10  # as include/modelops/cli.py's demo sends
+DEMO_RATE, DEMO_ROWS_PER_REQUEST = 10.0, 10  # as include/modelops/cli/runs.py's run_rollout sends
 FLAGGER_INTERVAL_S, FLAGGER_THRESHOLD = 60, 1  # Flagger's defaults (canary.go), not measured
 
 
@@ -323,8 +323,8 @@ def bench_stages(d: Deployment) -> dict:
 
 def bench_fault(d: Deployment, fault_after_s: float) -> dict:
     """A candidate that starts failing mid-stage, rolled out by the DAG; onset to the last canary answer."""
+    from include.modelops.demo.faults import register_faulty_candidate
     from include.modelops.platform import tracking
-    from include.modelops.rollout.faults import register_faulty_candidate
     from include.modelops.rollout.local import UPSTREAM_HEADER, LocalBackend
     from include.modelops.serving.inference_log import read_window
 

@@ -36,7 +36,7 @@ def register_faulty(
     spec: ModelSpec, inner_version: str, fault: str, *, experiment_id: str, workdir: Path
 ) -> str:
     """Register a candidate that wraps version ``inner_version`` with ``fault``; returns its version."""
-    from include.modelops.rollout.faults import register_faulty_candidate
+    from include.modelops.demo.faults import register_faulty_candidate
 
     return register_faulty_candidate(spec, inner_version, fault, experiment_id=experiment_id, workdir=workdir)
 

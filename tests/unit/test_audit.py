@@ -459,7 +459,7 @@ def test_a_fault_injected_version_says_where_it_came_from_and_what_it_skipped(
 
     import mlflow
 
-    from include.modelops.rollout.faults import TAG_REGISTERED_BY, TAG_WRAPS
+    from include.modelops.demo.faults import TAG_REGISTERED_BY, TAG_WRAPS
 
     monkeypatch.setenv("MODELOPS_STATE_DIR", str(tmp_path))
     c = mlflow.MlflowClient(tracking_uri=registry["uri"], registry_uri=registry["uri"])

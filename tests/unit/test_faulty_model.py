@@ -1,4 +1,4 @@
-"""The deliberately broken candidate (``include/modelops/rollout/faulty_model.py``), loaded as MLflow loads it."""
+"""The deliberately broken candidate (``include/modelops/demo/faulty_model.py``), loaded as MLflow loads it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from include.modelops.rollout.faults import MODEL_CODE
+from include.modelops.demo.faults import MODEL_CODE
 
 ROWS = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]})
 

@@ -35,6 +35,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("monitoring",),  # drift, the retraining policy, windows
     ("governance.audit",),  # reads everything a model went through
     ("pipelines",),  # the DAGs' task functions
+    ("cli.report", "cli.runs"),  # a run's summary; running the DAGs from the command line
+    ("demo",),  # the demo scripts and fault injection, on the product's own runs
     ("cli", "spec_docs"),  # commands
 ]
 

@@ -565,7 +565,7 @@ def test_the_card_make_demo_prints_is_the_one_the_last_deployment_event_wrote(
     """After a promotion and then a rollback, the local card the run summary names is the MLflow artifact."""
     import mlflow
 
-    from include.modelops.cli import _print_summary
+    from include.modelops.cli.report import print_summary
     from include.modelops.governance.model_card import publish_card
     from include.modelops.platform import tracking
     from include.modelops.rollout import history
@@ -604,7 +604,7 @@ def test_the_card_make_demo_prints_is_the_one_the_last_deployment_event_wrote(
     }
 
     def printed_card() -> str:
-        _print_summary(
+        print_summary(
             summary, dag_s=1, total_s=1, log_file=tmp_path / "run.log", rollout={"version": version}
         )
         line = next(x for x in capsys.readouterr().out.splitlines() if x.strip().startswith("Model card "))

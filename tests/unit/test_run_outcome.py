@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from include.modelops.cli import EXIT_FAILED, EXIT_NOT_PROMOTED, EXIT_PROMOTED, _print_summary, outcome
+from include.modelops.cli.report import EXIT_FAILED, EXIT_NOT_PROMOTED, EXIT_PROMOTED, outcome, print_summary
 
 
 def run_summary(
@@ -120,6 +120,6 @@ def test_rejecting_approver_is_named_and_exits_3():
 @pytest.mark.parametrize("passed, promoted, expected", [(False, False, 3), (True, True, 0)])
 def test_summary_prints_the_outcome_and_returns_its_exit_code(capsys, tmp_path, passed, promoted, expected):
     summary = run_summary(champion=None if not promoted else "2", passed=passed, promoted=promoted)
-    code = _print_summary(summary, dag_s=1, total_s=2, log_file=tmp_path / "run.log")
+    code = print_summary(summary, dag_s=1, total_s=2, log_file=tmp_path / "run.log")
     assert code == expected
     assert outcome(summary)[1] in capsys.readouterr().out

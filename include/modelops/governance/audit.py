@@ -775,7 +775,7 @@ def _known(*pairs: tuple[str, str | None]) -> list[str]:
 
 
 def _fault(tags: dict[str, str], run: Any = None) -> str | None:
-    """The injected fault of a version ``rollout.faults`` registered (tag on the version or its run)."""
+    """The injected fault of a version ``demo.faults`` registered (tag on the version or its run)."""
     return tags.get(TAG_FAULT) or ((run.data.tags if run is not None else {}).get(TAG_FAULT))
 
 
@@ -785,7 +785,7 @@ def provenance(tags: dict[str, str], run: Any = None) -> str | None:
     fault = _fault(tags, run)
     if fault:
         wraps = tags.get(TAG_FAULT_WRAPS) or run_tags.get(TAG_FAULT_WRAPS)
-        by = tags.get(TAG_REGISTERED_BY) or "make demo-bad-canary (include/modelops/rollout/faults.py)"
+        by = tags.get(TAG_REGISTERED_BY) or "make demo-bad-canary (include/modelops/demo/faults.py)"
         return (
             f"{by} as a fault-injected copy of "
             + (f"v{wraps}" if wraps else "a trained version (which one was not recorded)")

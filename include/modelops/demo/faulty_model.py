@@ -7,7 +7,7 @@ It wraps a really trained model (artifact ``inner``) and, by its model config ``
 prediction: it answers as the inner model until then, as a release that breaks in production
 does (the rollout benchmark's "canary starts failing mid-stage"). Logged with
 ``mlflow.pyfunc.log_model(python_model=<this file>)``, so the bento carries this code itself
-(see :func:`include.modelops.rollout.faults.register_faulty_candidate`). Never imported.
+(see :func:`include.modelops.demo.faults.register_faulty_candidate`). Never imported.
 """
 
 import time
