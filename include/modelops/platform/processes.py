@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -35,29 +36,44 @@ def spawn(cmd: list[str], *, env: dict[str, str], log_path: Path, cwd: Path) -> 
     return proc
 
 
-def _stat(pid: int) -> list[str] | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
-    except OSError:
-        return None
-
-
 def start_ticks(pid: int) -> int | None:
-    """When the process started (clock ticks after boot): with the pid, it names one process for good."""
-    stat = _stat(pid)
-    return int(stat[19]) if stat else None
+    """When the process started, in clock ticks after boot: with the pid, it names one process for good.
+
+    On Linux this is ``starttime`` of ``/proc/<pid>/stat``, which never changes. psutil's public
+    ``create_time()`` adds the boot time to it and so moves when the system clock is stepped (NTP
+    at boot, a VM resumed): a deployment's recorded identity would stop matching its own process,
+    and it would be left running as "not ours". psutil names processes by these same ticks
+    internally (``Process._ident``). Elsewhere, psutil's ``create_time()`` in hundredths of a second.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[19])
+        except (OSError, IndexError, ValueError):
+            return None
+    import psutil
+
+    try:
+        return round(psutil.Process(pid).create_time() * 100)
+    except psutil.Error:
+        return None
 
 
 def process_alive(pid: int | None, started: int | None) -> bool:
     """True when ``pid`` runs, is not a zombie, and is the process that started at ``started``
     (a pid reused by another process after a reboot or a long time is not ours)."""
+    import psutil
+
     if not pid:
         return False
     child = _CHILDREN.get(pid)
     if child is not None and child.poll() is not None:
         return False
-    stat = _stat(pid)
-    return bool(stat) and stat[0] not in ("Z", "X") and (started is None or int(stat[19]) == started)
+    try:
+        if psutil.Process(pid).status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+            return False
+    except psutil.Error:
+        return False
+    return started is None or start_ticks(pid) == started
 
 
 def stop_pid(pid: int | None, started: int | None, timeout_s: float = 15) -> None:
@@ -84,15 +100,15 @@ def pids_with_env(name: str, value: str) -> list[int]:
     BentoML's workers run in sessions of their own, so a killed server leaves them behind (still
     answering on the port); each server's own ``BENTOML_HOME`` finds them all.
     """
-    needle = f"{name}={value}".encode()
+    import psutil
+
     found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if needle in (entry / "environ").read_bytes().split(b"\0"):
-                    found.append(int(entry.name))
-            except OSError:
-                continue
+    for p in psutil.process_iter():
+        try:
+            if p.environ().get(name) == value:
+                found.append(p.pid)
+        except psutil.Error:  # gone, a zombie, or another user's
+            continue
     return found
 
 
@@ -176,17 +192,16 @@ def claim_processes() -> bool:
 
 def owner_gone(pid: int) -> bool:
     """True when ``pid`` carries an owner mark whose command no longer runs."""
+    import psutil
+
     try:
-        owner = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    except OSError:
+        mark = psutil.Process(pid).environ().get(OWNER_ENV)
+    except psutil.Error:
         return False
-    for entry in owner:
-        if entry.startswith(f"{OWNER_ENV}=".encode()):
-            opid, _, ticks = entry.split(b"=", 1)[1].decode().partition(":")
-            return not (
-                opid.isdigit() and start_ticks(int(opid)) == (int(ticks) if ticks.isdigit() else None)
-            )
-    return False
+    if mark is None:
+        return False
+    opid, _, ticks = mark.partition(":")
+    return not (opid.isdigit() and start_ticks(int(opid)) == (int(ticks) if ticks.isdigit() else None))
 
 
 def terminate(pids: list[int], timeout_s: float = 10) -> None:
