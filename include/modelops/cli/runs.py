@@ -14,7 +14,7 @@ import sys
 import time
 
 from include.modelops.cli.report import EXIT_FAILED, print_summary, say
-from include.modelops.platform import processes
+from include.modelops.platform import http, processes
 from include.modelops.rollout.record import read_record
 from include.modelops.settings import get_settings
 
@@ -90,7 +90,6 @@ def mlflow_for_reading(running: contextlib.ExitStack) -> str | None:
     server on this checkout's store (stopped with ``running``). None, after printing why, when
     there is nothing to read."""
     import urllib.parse
-    import urllib.request
 
     from include.modelops.platform import local_stack
 
@@ -109,12 +108,8 @@ def mlflow_for_reading(running: contextlib.ExitStack) -> str | None:
         return running.enter_context(local_stack.mlflow_server(s.state_dir))
     if not uri.startswith(("http://", "https://")):
         return uri
-    try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=3) as r:
-            if r.status < 500:
-                return uri
-    except OSError:
-        pass
+    if http.answers(f"{uri.rstrip('/')}/health", timeout=3):
+        return uri
     local = urllib.parse.urlparse(uri).hostname in ("127.0.0.1", "localhost")
     if not local:
         say(f"MLflow at {uri} does not answer: check MLFLOW_TRACKING_URI and the server.")

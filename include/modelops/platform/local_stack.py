@@ -14,11 +14,10 @@ import os
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from include.modelops.platform import http
 from include.modelops.platform.processes import stop_process
 from include.modelops.settings import PROJECT_ROOT, get_settings
 
@@ -176,17 +175,15 @@ def stack_env(
 
 
 def wait_http(url: str, timeout_s: float, proc: subprocess.Popen | None = None, what: str = "server") -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    """Wait until ``url`` answers (any status under 500); raise if ``proc`` exits first or at ``timeout_s``."""
+
+    def up() -> bool:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"{what} exited with code {proc.returncode} before it was ready")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status < 500:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"{what} not ready at {url} after {timeout_s:.0f} s")
+        return http.answers(url)
+
+    if http.wait_until(up, timeout_s=timeout_s, what=f"{what} at {url}") is None:
+        raise TimeoutError(f"{what} not ready at {url} after {timeout_s:.0f} s")
 
 
 def start_mlflow(state_dir: Path, port: int, env: dict[str, str]) -> subprocess.Popen:

@@ -51,14 +51,13 @@ import logging
 import math
 import os
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Protocol
 
+from include.modelops.platform import http
 from include.modelops.rollout.analysis import MetricsWindow
 from include.modelops.rollout.backend import (
     CANARY,
@@ -561,17 +560,13 @@ class PrometheusQuery:
             OSError: Prometheus did not answer, or answered with an error (its message included).
         """
         url = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
-        code = 200
-        try:
-            with urllib.request.urlopen(url, timeout=self.timeout_s) as r:
-                answer = json.loads(r.read())
-        except urllib.error.HTTPError as exc:
-            code = exc.code
-            try:  # Prometheus explains a refused query in JSON (400 bad_data, 422 execution, 503 timeout)
-                answer = json.loads(exc.read())
-            except ValueError:
-                raise OSError(f"Prometheus {self.url}: HTTP {exc.code} for {promql!r}") from exc
+        reply = http.get(url, timeout=self.timeout_s)  # Unreachable (an OSError) when it does not answer
+        code = reply.status
+        try:  # Prometheus explains a refused query in JSON too (400 bad_data, 422 execution, 503 timeout)
+            answer = json.loads(reply.text)
         except ValueError as exc:
+            if not reply.ok:
+                raise OSError(f"Prometheus {self.url}: HTTP {code} for {promql!r}") from exc
             raise OSError(f"Prometheus {self.url} did not answer JSON for {promql!r}: {exc}") from exc
         if answer.get("status") != "success":
             raise OSError(

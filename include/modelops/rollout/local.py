@@ -25,22 +25,18 @@
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import logging
 import math
 import os
 import shutil
 import signal
-import socket
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-from include.modelops.platform import local_stack
+from include.modelops.platform import http, local_stack
 from include.modelops.platform.processes import (
     OWNER_ENV,
     forget,
@@ -108,42 +104,23 @@ def stop_server(deployed: Deployed, timeout_s: float = 15) -> None:
 
 
 def _get(url: str, timeout: float = 2.0) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return r.status, r.read().decode(errors="replace")
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode(errors="replace")
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    """HTTP over a Unix socket (Caddy's admin API)."""
-
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.socket_path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self.socket_path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
+    reply = http.get(url, timeout=timeout)
+    return reply.status, reply.text
 
 
 def admin_request(
     socket_path: str, method: str, path: str, body: bytes | None = None, timeout: float = 10
 ) -> tuple[int, str]:
     """One call to Caddy's admin API on its Unix socket; raises OSError when nothing listens."""
-    conn = _UnixConnection(socket_path, timeout)
-    try:
-        conn.request(method, path, body=body, headers={"Content-Type": "application/json"} if body else {})
-        response = conn.getresponse()
-        return response.status, response.read().decode(errors="replace")
-    finally:
-        conn.close()
+    reply = http.request(
+        method,
+        f"http://localhost{path}",
+        content=body,
+        headers={"Content-Type": "application/json"} if body else None,
+        timeout=timeout,
+        uds=socket_path,
+    )
+    return reply.status, reply.text
 
 
 def admin_answers(socket_path: str | None, timeout: float = 2) -> bool:
@@ -329,13 +306,17 @@ class LocalBackend:
             log_path=log_path,
             cwd=PROJECT_ROOT,
         )
-        deadline = time.monotonic() + 15
-        while not admin_answers(str(sock), timeout=1):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                tail = log_path.read_text(errors="replace")[-2000:]
-                stop_pid(proc.pid, None, timeout_s=2)
-                raise RuntimeError(f"the traffic splitter (caddy) did not start on port {port}:\n{tail}")
-            time.sleep(0.1)
+
+        def up() -> bool:  # a splitter that exited ends the wait too
+            return proc.poll() is not None or admin_answers(str(sock), timeout=1)
+
+        started = http.wait_until(
+            up, timeout_s=15, interval_s=0.1, what=f"the traffic splitter's admin socket {sock}"
+        )
+        if started is None or proc.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-2000:]
+            stop_pid(proc.pid, None, timeout_s=2)
+            raise RuntimeError(f"the traffic splitter (caddy) did not start on port {port}:\n{tail}")
         caddy = _caddy_child(proc.pid)
         state.splitter.update(
             supervisor_pid=proc.pid,

@@ -33,12 +33,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from include.modelops.platform import tracking
+from include.modelops.platform import http, tracking
 from include.modelops.rollout import analysis as a
 from include.modelops.rollout import backend_for, stages
 from include.modelops.rollout.backend import CANARY, STABLE, TrafficBackend
@@ -123,23 +121,15 @@ def replay(
 
     The answer itself is discarded: the candidate's log keeps it, under the variant ``shadow``.
     """
-    request = urllib.request.Request(
-        f"{url}/predict",
-        data=json.dumps(body).encode(),
-        method="POST",
-        headers={
-            "Content-Type": "application/json",
-            REQUEST_ID_HEADER: request_id,
-            SHADOW_HEADER: token or shadow_token(),
-        },
-    )
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as r:
-            r.read()
-            return r.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:
+        return http.request(
+            "POST",
+            f"{url}/predict",
+            json=body,
+            headers={REQUEST_ID_HEADER: request_id, SHADOW_HEADER: token or shadow_token()},
+            timeout=timeout_s,
+        ).status
+    except http.Unreachable:
         return 0
 
 

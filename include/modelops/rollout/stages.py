@@ -17,11 +17,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-import urllib.request
 from datetime import datetime
 from typing import Any
 
-from include.modelops.platform import tracking
+from include.modelops.platform import http, tracking
 from include.modelops.platform.tags import (
     TAG_BENTO_TAG,
     TAG_DEPLOYABLE,
@@ -102,15 +101,15 @@ def health_check(spec: ModelSpec, url: str) -> dict[str, Any]:
     """One example request through the endpoint; raises RolloutFailed unless it is answered."""
     from include.modelops.serving.contract import example_row
 
-    body = json.dumps({"rows": [example_row(spec)]}).encode()
-    request = urllib.request.Request(
-        f"{url}/predict", data=body, method="POST", headers={"Content-Type": "application/json"}
-    )
     try:
-        with urllib.request.urlopen(request, timeout=30) as r:
-            answer = json.loads(r.read())
-    except OSError as exc:
+        reply = http.request("POST", f"{url}/predict", json={"rows": [example_row(spec)]}, timeout=30)
+    except http.Unreachable as exc:
         raise RolloutFailed(f"health check: {url}/predict did not answer an example request: {exc}") from exc
+    if not reply.ok:
+        raise RolloutFailed(
+            f"health check: {url}/predict did not answer an example request: HTTP {reply.status}: {reply.text[:300]}"
+        )
+    answer = json.loads(reply.text)
     return {"url": url, "answer": answer}
 
 

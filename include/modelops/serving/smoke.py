@@ -19,15 +19,13 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from include.modelops.platform import local_stack, processes
+from include.modelops.platform import http, local_stack, processes
 from include.modelops.serving.contract import scores_from_predictions
 from include.modelops.settings import get_settings
 from include.modelops.spec import FeatureType, ModelSpec
@@ -77,42 +75,29 @@ def _tail(path: Path, lines: int = 40) -> str:
 
 def _http(method: str, url: str, payload: Any = None, timeout: float = 30.0) -> tuple[int, str, str]:
     """(status, content type, body) of one request; HTTP errors are returned, not raised."""
-    data = json.dumps(payload).encode() if payload is not None else None
-    request = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.headers.get("Content-Type", ""), response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.headers.get("Content-Type", ""), exc.read().decode(errors="replace")
+    reply = http.request(method, url, json=payload, timeout=timeout)
+    return reply.status, reply.content_type, reply.text
 
 
 def wait_ready(base_url: str, proc: subprocess.Popen, timeout_s: float, log_path: Path, tag: str) -> float:
+    """Seconds until ``<base_url>/readyz`` answered 200; ServeStartupError if the server exits or times out."""
     started = time.monotonic()
-    last_progress = started
-    while True:
-        elapsed = time.monotonic() - started
+
+    def ready() -> bool:
         if proc.poll() is not None:
             raise ServeStartupError(
-                f"bentoml serve {tag} exited with code {proc.returncode} after {elapsed:.1f} s. "
+                f"bentoml serve {tag} exited with code {proc.returncode} after {time.monotonic() - started:.1f} s. "
                 f"Last lines of its output ({log_path}):\n{_tail(log_path)}"
             )
-        try:
-            status, _, _ = _http("GET", f"{base_url}/readyz", timeout=2.0)
-        except (urllib.error.URLError, OSError):
-            status = 0
-        if status == 200:
-            return elapsed
-        if elapsed > timeout_s:
-            raise ServeStartupError(
-                f"bentoml serve {tag} was not ready after {timeout_s:.0f} s (MODELOPS_SERVE_TIMEOUT_S). "
-                f"Last lines of its output ({log_path}):\n{_tail(log_path)}"
-            )
-        if time.monotonic() - last_progress >= 5:
-            log.info("Waiting for %s to be ready at %s/readyz (%.0f s elapsed)", tag, base_url, elapsed)
-            last_progress = time.monotonic()
-        time.sleep(0.5)
+        return http.answers(f"{base_url}/readyz", below=300)  # 503 until the model is loaded
+
+    elapsed = http.wait_until(ready, timeout_s=timeout_s, what=f"{tag} to be ready at {base_url}/readyz")
+    if elapsed is None:
+        raise ServeStartupError(
+            f"bentoml serve {tag} was not ready after {timeout_s:.0f} s (MODELOPS_SERVE_TIMEOUT_S). "
+            f"Last lines of its output ({log_path}):\n{_tail(log_path)}"
+        )
+    return elapsed
 
 
 def _invalid_row(spec: ModelSpec, row: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
@@ -358,7 +343,7 @@ def smoke_serve(
         log.info("%s ready in %.1f s", bento_tag, served.startup_s)
         try:
             _check_served(spec, served.url, rows, expected_scores, latency_requests, report)
-        except (urllib.error.URLError, OSError) as exc:
+        except OSError as exc:
             report["errors"].append(
                 f"the server stopped answering ({exc}); last output:\n{_tail(served.log_path)}"
             )

@@ -707,26 +707,24 @@ async def send_requests(
 
 def wait_until_ready(base_url: str, timeout_s: float = 10.0) -> None:
     """Raise ``TrafficError`` unless ``<base_url>/readyz`` answers 200 within ``timeout_s``."""
-    import urllib.error
-    import urllib.request
+    from include.modelops.platform import http
 
-    deadline = time.monotonic() + timeout_s
-    last = ""
-    while time.monotonic() < deadline:
+    last = [""]
+
+    def ready() -> bool:
         try:
-            with urllib.request.urlopen(f"{base_url}/readyz", timeout=2) as r:
-                if r.status == 200:
-                    return
-                last = f"HTTP {r.status}"
-        except urllib.error.HTTPError as exc:
-            last = f"HTTP {exc.code}"
-        except OSError as exc:
-            last = str(exc)
-        time.sleep(0.5)
-    raise TrafficError(
-        f"no service is ready at {base_url} ({last}): start one with `make serve`, "
-        f"or give its address with URL="
-    )
+            status = http.get(f"{base_url}/readyz").status
+        except http.Unreachable as exc:
+            last[0] = str(exc)
+            return False
+        last[0] = f"HTTP {status}"
+        return status == 200
+
+    if http.wait_until(ready, timeout_s=timeout_s, what=f"the service at {base_url}") is None:
+        raise TrafficError(
+            f"no service is ready at {base_url} ({last[0]}): start one with `make serve`, "
+            f"or give its address with URL="
+        )
 
 
 def run_traffic(
