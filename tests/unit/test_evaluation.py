@@ -29,6 +29,7 @@ from include.modelops.evaluation.metrics import (
     slice_metrics,
 )
 from include.modelops.evaluation.report import evaluate, render_html
+from include.modelops.platform import reports
 from include.modelops.spec import ModelSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -581,6 +582,7 @@ def test_html_names_failed_checks(data):
     page = render_html(report, decision, title="fraud_detection v4 <candidate>")
 
     assert page.startswith("<!DOCTYPE html>") and "<style>" in page
+    assert reports.STYLESHEET in page  # the one toolkit's page and stylesheet
     assert "REJECTED" in page and "fraud_detection v4 &lt;candidate&gt;" in page
     for name in decision["failed_checks"]:
         assert name in page

@@ -18,6 +18,7 @@ from include.modelops.governance.compliance import (
     missing_evidence,
 )
 from include.modelops.governance.model_card import build_card, write_card
+from include.modelops.platform import reports
 from include.modelops.spec import PROJECT_ROOT, RiskTier, load_spec
 
 SPEC_FILE = PROJECT_ROOT / "include/models/fraud_detection.yaml"
@@ -283,6 +284,7 @@ def test_html_is_self_contained(spec):
     html = render_html(full_card(spec))
 
     assert html.startswith("<!DOCTYPE html>") and "<style>" in html
+    assert reports.STYLESHEET in html  # the one toolkit's page and stylesheet
     assert "<script" not in html
     assert "<link" not in html and "src=" not in html
 

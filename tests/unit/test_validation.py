@@ -25,6 +25,7 @@ from include.modelops.data.validation import (
     validate_dataframe,
     validate_dataset,
 )
+from include.modelops.platform import reports
 from include.modelops.settings import PROJECT_ROOT
 from include.modelops.spec import FeatureType, ModelSpec, TaskType, load_spec
 
@@ -270,6 +271,7 @@ def test_html_report_is_self_contained_and_lists_failures_first(spec, frame):
     page = render_html(report)
 
     assert page.startswith("<!DOCTYPE html>")
+    assert reports.STYLESHEET in page  # the one toolkit's page and stylesheet
     assert "FAILED" in page and "fraud_detection" in page
     assert "<link" not in page and "<script" not in page and "http" not in page
     first_row = page.index("<tbody>")

@@ -14,7 +14,6 @@ at parse time.
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 import math
@@ -24,6 +23,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from include.modelops.platform import reports
 from include.modelops.platform.storage import write_atomic
 
 if TYPE_CHECKING:
@@ -789,29 +789,20 @@ def _spec_file(model: str) -> str:
 # --------------------------------------------------------------------------- HTML
 
 
+# What only this report has; the rest is platform/reports.py's stylesheet.
 _CSS = """
-body{font-family:-apple-system,Segoe UI,Roboto,Helvetica,Arial,sans-serif;margin:2rem;color:#1f2328}
-h1{font-size:1.5rem;margin:0 0 .5rem}
-.badge{display:inline-block;padding:.2rem .7rem;border-radius:1rem;font-weight:600;color:#fff;
- vertical-align:middle;font-size:.9rem;margin-left:.5rem}
-.pass{background:#1a7f37}.fail{background:#cf222e}
 dl{display:grid;grid-template-columns:max-content auto;gap:.25rem 1rem;margin:1rem 0}
 dt{font-weight:600;color:#59636e}dd{margin:0}
-table{border-collapse:collapse;width:100%;font-size:.9rem}
-th,td{border:1px solid #d1d9e0;padding:.4rem .6rem;text-align:left;vertical-align:top}
-th{background:#f6f8fa}
 tr.ok td.status{background:#dafbe1;color:#1a7f37;font-weight:600}
 tr.ko td.status{background:#ffebe9;color:#cf222e;font-weight:600}
 tr.ko{background:#fff8f7}
 tr.warn td.status{background:#fff8c5;color:#9a6700;font-weight:600}
-code{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.85rem}
-.muted{color:#59636e;font-size:.85rem}
 """
 
 
 def render_html(report: dict[str, Any]) -> str:
     """The report as one self-contained HTML page (inline CSS, failed expectations first)."""
-    e = html.escape
+    e = reports.escape
     ok = bool(report.get("success"))
     stats = report.get("statistics", {})
     facts = [
@@ -851,10 +842,7 @@ def render_html(report: dict[str, Any]) -> str:
     )
     dl = "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in facts)
     title = f"Data validation: {report.get('model')}"
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title><style>{_CSS}</style></head>
-<body>
-<h1>{e(title)}<span class="badge {"pass" if ok else "fail"}">{"PASSED" if ok else "FAILED"}</span></h1>
+    body = f"""<h1>{e(title)} {reports.badge("PASSED" if ok else "FAILED", ok)}</h1>
 <dl>{dl}</dl>
 <table>
 <thead><tr><th>Status</th><th>Expectation</th><th>Column</th><th>Observed</th><th>Spec field</th></tr></thead>
@@ -863,9 +851,8 @@ def render_html(report: dict[str, Any]) -> str:
 </tbody>
 </table>
 <p class="muted">Each rule comes from the model spec field shown; fix the data, or change the spec if the
-change in the data is intended.</p>
-</body></html>
-"""
+change in the data is intended.</p>"""
+    return reports.page(title, body, css=_CSS)
 
 
 # --------------------------------------------------------------------------- formatting

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import html
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +22,7 @@ from include.modelops.evaluation.metrics import (
     task_name,
 )
 from include.modelops.metrics_catalog import METRICS, higher_is_better
+from include.modelops.platform import reports
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -176,18 +176,9 @@ def evaluate(
 # HTML
 # --------------------------------------------------------------------------------------
 
+# What only this report has; the rest is platform/reports.py's stylesheet.
 _CSS = """
-body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2rem auto;max-width:1100px;
-color:#1f2328;padding:0 1rem;line-height:1.45}
-h1{font-size:1.5rem;margin-bottom:.3rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #d0d7de;
-padding-bottom:.3rem}
-.badge{display:inline-block;padding:.35rem .9rem;border-radius:6px;font-weight:700;color:#fff;
-letter-spacing:.04em}
-.badge.pass{background:#1a7f37}.badge.fail{background:#cf222e}
-.summary{margin:.8rem 0;font-size:1.02rem}.muted{color:#656d76;font-size:.9rem}
-table{border-collapse:collapse;width:100%;margin:.6rem 0;font-size:.92rem}
-th,td{border:1px solid #d0d7de;padding:.35rem .6rem;text-align:left;vertical-align:top}
-th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+.summary{margin:.8rem 0;font-size:1.02rem}
 tr.pass td.status{color:#1a7f37;font-weight:700}tr.fail td{background:#ffebe9}
 tr.fail td.status{color:#cf222e;font-weight:700}tr.flag td{background:#ffebe9}tr.small td{color:#656d76}
 .better{color:#1a7f37}.worse{color:#cf222e}
@@ -195,8 +186,7 @@ ul.notes{font-size:.9rem;color:#656d76}
 """
 
 
-def _h(x: Any) -> str:
-    return html.escape("" if x is None else str(x))
+_h = reports.escape
 
 
 def _num(x: Any, digits: int = 4) -> str:
@@ -264,11 +254,8 @@ def render_html(evaluation: Mapping[str, Any], decision: Mapping[str, Any], *, t
     first = "none (first model)" if decision.get("first_model") else "—"
     facts.append(f"champion version {decision.get('champion_version') or first}")
     parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{_h(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{_h(title)}</h1>",
-        f'<span class="badge {"pass" if passed else "fail"}">{"PASSED" if passed else "REJECTED"}</span>',
+        reports.badge("PASSED" if passed else "REJECTED", passed),
         f'<p class="summary">{_h(decision.get("summary"))}</p>',
         f'<p class="muted">{_h(" · ".join(facts))}</p>',
     ]
@@ -375,5 +362,4 @@ def render_html(evaluation: Mapping[str, Any], decision: Mapping[str, Any], *, t
         )
     else:
         parts.append('<p class="muted">not measured</p>')
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    return reports.page(title, "\n".join(parts), css=_CSS)

@@ -20,6 +20,7 @@ from include.modelops.governance.card_schema import (
     has_evidence,
 )
 from include.modelops.governance.compliance import ANNEX_IV_ITEMS, NIST_AI_RMF_ITEMS, compliance_entries
+from include.modelops.platform import reports
 
 if TYPE_CHECKING:
     pass
@@ -771,36 +772,15 @@ def _has_cell(value: Any) -> bool:
 
 # ---- HTML --------------------------------------------------------------------------------------
 
-_HTML_TEMPLATE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{ title }}</title>
-<style>
-  body { font: 14px/1.5 -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; color: #1f2328;
-         max-width: 1100px; margin: 2rem auto; padding: 0 1.5rem; }
-  h1 { font-size: 1.7rem; margin-bottom: .5rem; }
-  h2 { font-size: 1.25rem; border-bottom: 1px solid #d0d7de; padding-bottom: .3rem; margin-top: 2rem; }
-  table { border-collapse: collapse; margin: .6rem 0 1rem; width: 100%; }
-  th, td { border: 1px solid #d0d7de; padding: .35rem .6rem; text-align: left; vertical-align: top; }
-  th { background: #f6f8fa; font-weight: 600; }
-  table.kv { width: auto; min-width: 50%; }
-  table.kv th { width: 16rem; }
-  td.num { text-align: right; font-variant-numeric: tabular-nums; }
-  .badge { display: inline-block; padding: 0 .5rem; border-radius: 1rem; font-weight: 600; font-size: .85em; }
-  .ok { background: #dafbe1; color: #116329; }
-  .bad { background: #ffebe9; color: #82071e; }
-  .na { background: #eaeef2; color: #57606a; }
-  .note { border-left: 4px solid #0969da; background: #ddf4ff; padding: .5rem .8rem; margin: .6rem 0; }
-  .note.warn { border-color: #bf8700; background: #fff8c5; }
-  .note.bad { border-color: #cf222e; background: #ffebe9; }
-  nav ul { columns: 3; padding-left: 1.2rem; }
-  footer { margin-top: 3rem; color: #57606a; font-size: .85em; }
-</style>
-</head>
-<body>
-{%- macro cell(c) -%}
+# What only the card has; the rest is platform/reports.py's stylesheet.
+_CSS = """
+table.kv{width:auto;min-width:50%}
+table.kv th{width:16rem}
+nav ul{columns:3;padding-left:1.2rem}
+footer{margin-top:3rem;color:#57606a;font-size:.85em}
+"""
+
+_HTML_TEMPLATE = """{%- macro cell(c) -%}
   {%- if c is link -%}<a href="{{ c.href }}">{{ c.text }}</a>
   {%- elif c is badge -%}
     <span class="badge {{ {True: 'ok', False: 'bad'}.get(c.ok, 'na') }}">{{ c.text }}</span>
@@ -832,8 +812,6 @@ _HTML_TEMPLATE = """<!DOCTYPE html>
 </section>
 {% endfor %}
 <footer>Model card schema v{{ schema_version }}; generated {{ generated_at }}.</footer>
-</body>
-</html>
 """
 
 
@@ -850,7 +828,7 @@ def _html_env() -> jinja2.Environment:
 def render_html(card: dict) -> str:
     """The card as one self-contained HTML page (inline CSS, no scripts); user text is escaped."""
     title, header, sections = _document(card)
-    return (
+    body = (
         _html_env()
         .from_string(_HTML_TEMPLATE)
         .render(
@@ -861,3 +839,4 @@ def render_html(card: dict) -> str:
             generated_at=card.get("generated_at") or "—",
         )
     )
+    return reports.page(title, body, css=_CSS)
