@@ -14,7 +14,7 @@ from include.modelops import scoring
 from include.modelops.data.example import generate_transactions
 from include.modelops.data.reading import read_dataset
 from include.modelops.spec import ModelSpec, load_spec_by_name
-from include.modelops.training import get_trainer, torch_trainer
+from include.modelops.training import checkpoints, get_trainer, torch_features, torch_steps, torch_trainer
 
 SMALL = {"epochs": 3, "batch_size": 256, "hidden_sizes": [32, 16], "embedding_dim": 4, "patience": 10}
 
@@ -78,7 +78,7 @@ def test_run_killed_after_epoch_k_resumes_at_k_plus_1_with_the_same_result(
     params = {**SMALL, "epochs": 4}
     uninterrupted = torch_trainer.fit(spec, train, params=params, checkpoint_dir=tmp_path / "straight")
 
-    real_save = torch_trainer.save_checkpoint
+    real_save = checkpoints.save_checkpoint
 
     def save_then_die_after_epoch_2(path, state):
         real_save(path, state)
@@ -86,10 +86,10 @@ def test_run_killed_after_epoch_k_resumes_at_k_plus_1_with_the_same_result(
             raise Preempted("node preempted after epoch 2")
 
     ckpt = tmp_path / "preempted"
-    monkeypatch.setattr(torch_trainer, "save_checkpoint", save_then_die_after_epoch_2)
+    monkeypatch.setattr(checkpoints, "save_checkpoint", save_then_die_after_epoch_2)
     with pytest.raises(Preempted):
         torch_trainer.fit(spec, train, params=params, checkpoint_dir=ckpt)
-    monkeypatch.setattr(torch_trainer, "save_checkpoint", real_save)
+    monkeypatch.setattr(checkpoints, "save_checkpoint", real_save)
 
     epochs_trained = []
     real_epoch = torch_trainer.train_one_epoch
@@ -152,9 +152,9 @@ def test_device_roc_auc_is_the_rank_formula_with_ties(tmp_path):
     y = (rng.random(5000) < 0.1).astype(np.float32)
     scores = np.round(rng.random(5000) + y * 0.3, 2).astype(np.float32)  # many ties
     device = torch_trainer.resolve_device("auto")
-    got = torch_trainer.roc_auc_tensor(torch.from_numpy(y).to(device), torch.from_numpy(scores).to(device))
+    got = torch_steps.roc_auc_tensor(torch.from_numpy(y).to(device), torch.from_numpy(scores).to(device))
     assert float(got) == pytest.approx(roc_auc_score(y, scores.astype(np.float64)), abs=1e-12)
-    one_class = torch_trainer.roc_auc_tensor(torch.zeros(10, device=device), torch.rand(10, device=device))
+    one_class = torch_steps.roc_auc_tensor(torch.zeros(10, device=device), torch.rand(10, device=device))
     assert np.isnan(float(one_class))
 
 
@@ -183,7 +183,7 @@ def test_a_failed_checkpoint_write_fails_the_run(spec, data, tmp_path, monkeypat
     def disk_full(path, state):
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(torch_trainer, "save_checkpoint", disk_full)
+    monkeypatch.setattr(checkpoints, "save_checkpoint", disk_full)
     with pytest.raises(OSError, match="No space left"):
         torch_trainer.fit(spec, data[0].iloc[:1000], params={**SMALL, "epochs": 2}, checkpoint_dir=tmp_path)
 
@@ -255,7 +255,7 @@ def test_category_codes_are_the_same_however_the_text_column_is_held():
         "string": pd.Series(values).astype("string"),
     }
     for how, column in held.items():
-        got = torch_trainer._category_codes(column, categories)
+        got = torch_features._category_codes(column, categories)
         np.testing.assert_array_equal(got, expected[: len(column)], err_msg=how)
 
 
@@ -453,17 +453,17 @@ def test_run_without_categoricals_or_numerics_resumes_from_its_checkpoint(featur
     params = {**TINY, "epochs": 3}
     uninterrupted = torch_trainer.fit(spec, train, params=params, checkpoint_dir=tmp_path / "straight")
 
-    real_save = torch_trainer.save_checkpoint
+    real_save = checkpoints.save_checkpoint
 
     def save_then_die_after_epoch_1(path, state):
         real_save(path, state)
         if state["epoch"] == 1:
             raise Preempted("node preempted after epoch 1")
 
-    monkeypatch.setattr(torch_trainer, "save_checkpoint", save_then_die_after_epoch_1)
+    monkeypatch.setattr(checkpoints, "save_checkpoint", save_then_die_after_epoch_1)
     with pytest.raises(Preempted):
         torch_trainer.fit(spec, train, params=params, checkpoint_dir=tmp_path / "preempted")
-    monkeypatch.setattr(torch_trainer, "save_checkpoint", real_save)
+    monkeypatch.setattr(checkpoints, "save_checkpoint", real_save)
     resumed = torch_trainer.fit(spec, train, params=params, checkpoint_dir=tmp_path / "preempted")
 
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3]

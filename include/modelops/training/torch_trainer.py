@@ -55,16 +55,14 @@ The validation metric is ROC-AUC for binary targets and the validation loss othe
 
 from __future__ import annotations
 
-import ctypes
-import hashlib
 import json
 import logging
 import math
 import os
 import tempfile
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +73,24 @@ import torch
 from torch import nn
 
 from include.modelops.scoring import feature_frame
+from include.modelops.training.checkpoints import (
+    CHECKPOINT_FORMAT,
+    CheckpointWriter,
+    checkpoint_fingerprint,
+    load_checkpoint,
+)
+from include.modelops.training.torch_features import TabularEncoder, TargetEncoding
+from include.modelops.training.torch_steps import (
+    PREDICT_BATCH,
+    StepGraph,
+    draw_permutation,
+    resolve_batch_size,
+    resolve_cuda_graphs,
+    stage,
+    train_one_epoch,
+    validate,
+    validation_split,
+)
 
 if TYPE_CHECKING:
     from include.modelops.spec import ModelSpec
@@ -82,16 +98,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "checkpoint.pt"
-CHECKPOINT_FORMAT = 1
-_PREDICT_BATCH = 65_536
+
+
 _HALF_PRECISION_MIN_WIDTH = 1024
+
+
 _HALF_PRECISION_MIN_BATCH = 65_536
+
+
 _MIN_DELTA = 1e-4
-_SPLIT_METHOD = 2  # in checkpoint fingerprints: a checkpoint made with another split is not resumed
+
+
 _METRICS_EVERY_S = 10.0  # epoch metrics go to MLflow in one batch at most this often
-
-
-# --- parameters -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -205,308 +223,6 @@ def resolve_precision(
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[requested]
 
 
-# --- features -------------------------------------------------------------------------------
-
-
-@dataclass
-class TabularEncoder:
-    """Turns the spec's feature columns into a dense float matrix and a categorical index matrix.
-
-    Fitted on the training rows only; stored as JSON next to the weights so serving applies the
-    exact same transformation.
-    """
-
-    numeric: list[str]
-    medians: list[float]
-    means: list[float]
-    stds: list[float]
-    boolean: list[str]
-    categorical: list[str]
-    categories: list[list[str]]
-
-    @classmethod
-    def fit(cls, spec: ModelSpec, frame: pd.DataFrame) -> TabularEncoder:
-        stats = _map_columns(
-            lambda name: _numeric_stats(_numeric_column(frame[name])), list(spec.numeric_features), len(frame)
-        )
-        return cls._from_stats(spec, stats)
-
-    @classmethod
-    def fit_transform(
-        cls, spec: ModelSpec, frame: pd.DataFrame
-    ) -> tuple[TabularEncoder, tuple[np.ndarray, np.ndarray]]:
-        """``fit`` then ``transform``, reading each column once, all columns in one parallel pass."""
-        names = list(spec.numeric_features)
-        dense = np.empty((len(frame), len(names) + len(spec.boolean_features)), dtype=np.float32)
-        encoder = cls._from_stats(spec, [(0.0, 0.0, 1.0)] * len(names))  # statistics filled in below
-
-        def fit_and_encode(j: int) -> None:
-            values = _numeric_column(frame[names[j]])
-            stats = _numeric_stats(values)
-            _encode_numeric(values, *stats, out=dense[:, j])
-            encoder.medians[j], encoder.means[j], encoder.stds[j] = stats
-
-        # The numeric columns fit and encode while the others encode: no stage waits for another.
-        return encoder, encoder.transform(frame, _dense=dense, _numeric=fit_and_encode)
-
-    @classmethod
-    def _from_stats(cls, spec: ModelSpec, stats: list[tuple[float, float, float]]) -> TabularEncoder:
-        cats = {f.name: [str(c) for c in f.categories or []] for f in spec.features}
-        return cls(
-            numeric=list(spec.numeric_features),
-            medians=[m for m, _, _ in stats],
-            means=[m for _, m, _ in stats],
-            stds=[s for _, _, s in stats],
-            boolean=list(spec.boolean_features),
-            categorical=list(spec.categorical_features),
-            categories=[cats[c] for c in spec.categorical_features],
-        )
-
-    @property
-    def n_dense(self) -> int:
-        return len(self.numeric) + len(self.boolean)
-
-    @property
-    def cardinalities(self) -> list[int]:
-        return [len(c) for c in self.categories]
-
-    def transform(
-        self, frame: pd.DataFrame, *, _dense: np.ndarray | None = None, _numeric: Any = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """``(dense float32 [n, n_dense], categorical int64 [n, n_cat])``; unknown categories map to 0.
-
-        Column-wise numpy and pandas work, no per-row Python, one column per thread on large
-        frames (numpy, pandas' factorize and Arrow release the GIL). ``_dense`` and ``_numeric``
-        are for ``fit_transform``: the output array, and what encodes numeric column ``j``.
-        """
-        n = len(frame)
-        dense = np.empty((n, self.n_dense), dtype=np.float32) if _dense is None else _dense
-        cat = np.empty((n, len(self.categorical)), dtype=np.int64)
-        offset = len(self.numeric)
-
-        def encode(task: tuple[Any, ...]) -> None:
-            kind, j = task[0], task[1]
-            if kind == "numeric" and _numeric is not None:
-                _numeric(j)
-            elif kind == "numeric":
-                _encode_numeric(
-                    _numeric_column(frame[self.numeric[j]]),
-                    self.medians[j],
-                    self.means[j],
-                    self.stds[j],
-                    out=dense[:, j],
-                )
-            elif kind == "boolean":
-                col = frame[self.boolean[j]]
-                # bool from Parquet, nullable boolean, or float64 1/0/NaN from ``feature_frame``:
-                # a null is 0 in each (``astype(bool)`` would make NaN true).
-                dense[:, offset + j] = (
-                    col.to_numpy()
-                    if col.dtype == bool
-                    else col.astype("boolean").fillna(False).to_numpy(dtype="float32")
-                )
-            else:  # rows [a, b) of a categorical column; -1 (unknown or missing) becomes 0
-                a, b = task[2], task[3]
-                col = frame[self.categorical[j]].iloc[a:b]
-                cat[a:b, j] = _category_codes(col, self.categories[j]) + 1
-
-        # Categorical columns first, in row chunks: they are the slowest per column, so their chunks
-        # start while the numeric columns fill the rest of the pool.
-        chunks = max(1, min(4, n // _PARALLEL_MIN_ROWS))
-        bounds = [n * i // chunks for i in range(chunks + 1)]
-        tasks: list[tuple[Any, ...]] = [
-            ("categorical", j, a, b)
-            for j in range(len(self.categorical))
-            for a, b in zip(bounds[:-1], bounds[1:], strict=True)
-        ]
-        tasks += [("numeric", j) for j in range(len(self.numeric))]
-        tasks += [("boolean", j) for j in range(len(self.boolean))]
-        _map_columns(encode, tasks, n)
-        return dense, cat
-
-
-_PARALLEL_MIN_ROWS = 100_000  # below this, threads cost more than they save
-_column_pool: ThreadPoolExecutor | None = None
-
-
-def _map_columns(fn: Any, items: Any, n_rows: int) -> list[Any]:
-    """``[fn(item) for item in items]``, on a small thread pool for large frames."""
-    global _column_pool
-    items = list(items)
-    if n_rows < _PARALLEL_MIN_ROWS or len(items) < 2:
-        return [fn(item) for item in items]
-    if _column_pool is None:
-        _column_pool = ThreadPoolExecutor(
-            max_workers=min(16, os.cpu_count() or 1), thread_name_prefix="encode"
-        )
-    return list(_column_pool.map(fn, items))
-
-
-def _numeric_column(col: pd.Series) -> np.ndarray:
-    """A column as float64; unparsable values become NaN."""
-    if not pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(col.dtype):
-        col = pd.to_numeric(col, errors="coerce")
-    return col.to_numpy(dtype="float64", na_value=np.nan)
-
-
-def _numeric_stats(values: np.ndarray) -> tuple[float, float, float]:
-    """(median, mean, std) of a column, missing values imputed with the median; std 1 if constant."""
-    if len(values) == 0:
-        return 0.0, 0.0, 1.0
-    missing = np.isnan(values)
-    if missing.any():
-        median = float(np.median(values[~missing])) if not missing.all() else 0.0
-        values = np.where(missing, median, values)
-    else:
-        median = float(np.median(values))
-    std = float(values.std())
-    return median, float(values.mean()), std if std > 1e-12 else 1.0
-
-
-def _encode_numeric(values: np.ndarray, median: float, mean: float, std: float, *, out: np.ndarray) -> None:
-    """Impute, standardise and clip into ``out`` (a float32 column)."""
-    filled = np.where(np.isnan(values), median, values)
-    filled -= mean
-    filled /= std
-    # Clipping keeps a wild value at serving time from saturating the network.
-    np.clip(filled, -10.0, 10.0, out=filled)
-    out[:] = filled
-
-
-def _category_codes(col: pd.Series, categories: list[str]) -> np.ndarray:
-    """Position of each value in ``categories`` (compared as text), -1 for unknown or missing.
-
-    One pass over the rows; only the few distinct values are turned into text and looked up.
-    Categorical columns use their codes. Object columns (text read from Parquet or CSV) are
-    factorized by object identity, which needs no string hashing and no GIL; see
-    ``_factorize_objects``. Anything else goes through one ``pd.factorize``.
-    """
-    if isinstance(col.dtype, pd.CategoricalDtype):
-        codes, uniques = col.cat.codes.to_numpy(), pd.Series(col.cat.categories)
-    elif col.dtype == object and (found := _factorize_objects(col.to_numpy())) is not None:
-        codes, uniques = found
-    else:
-        codes, uniques_index = pd.factorize(col, use_na_sentinel=True)
-        uniques = pd.Series(uniques_index)
-    lookup = pd.Index(categories).get_indexer(uniques.astype(str))
-    lookup[uniques.isna().to_numpy()] = -1  # a missing value is never a category, even one named "nan"
-    return np.append(lookup, -1)[codes]  # code -1 (missing) picks the appended -1
-
-
-_MAX_DISTINCT_OBJECTS = 0.01  # share of rows: above it, identity factorizing is dropped for ``pd.factorize``
-
-
-def _factorize_objects(values: np.ndarray) -> tuple[np.ndarray, pd.Series] | None:
-    """``(codes, distinct objects)`` of an object array, grouping rows that hold the same object.
-
-    An object array's buffer is one pointer per row. Pyarrow's ``to_pandas`` and pandas' CSV
-    parser both reuse one object for equal strings, so a text column has a handful of distinct
-    pointers, and factorizing those as integers is about 3x faster than hashing the strings, and
-    runs without the GIL (columns encode in parallel). Equal values held by different objects
-    get different codes, which is harmless: each code is looked up by its value. None when the
-    column has too many distinct objects for this to pay (then the caller hashes the values).
-    """
-    if len(values) < _PARALLEL_MIN_ROWS:
-        return None
-    values = np.ascontiguousarray(values)
-    # A view of the pointers, valid while ``values`` (which holds the references) lives.
-    pointers = np.frombuffer((ctypes.c_size_t * len(values)).from_address(values.ctypes.data), dtype=np.uintp)
-    codes, distinct = pd.factorize(pointers)
-    if len(distinct) > max(1024, _MAX_DISTINCT_OBJECTS * len(values)):
-        return None
-    # Codes are numbered in order of first appearance: a row holds a new object where their
-    # running maximum steps up.
-    running = np.maximum.accumulate(codes)
-    first = np.flatnonzero(np.concatenate([[True], running[1:] != running[:-1]]))
-    return codes, pd.Series(values[first], dtype=object)
-
-
-@dataclass
-class TargetEncoding:
-    """How labels map to network outputs, and how outputs map back to scores."""
-
-    task: str
-    classes: list[Any] = field(default_factory=list)
-    mean: float = 0.0  # regression: the target is standardised for training
-    std: float = 1.0
-    class_weights: list[float] = field(default_factory=list)
-    # Subtracted from the logits at prediction time: undoes the prior shift the class weights cause.
-    logit_offset: list[float] = field(default_factory=list)
-
-    @property
-    def n_outputs(self) -> int:
-        return len(self.classes) if self.task == "multiclass_classification" else 1
-
-    @classmethod
-    def fit(cls, spec: ModelSpec, y: pd.Series, class_weight: str) -> TargetEncoding:
-        return cls.fit_encode(spec, y, class_weight)[0]
-
-    @classmethod
-    def fit_encode(
-        cls, spec: ModelSpec, y: pd.Series, class_weight: str
-    ) -> tuple[TargetEncoding, np.ndarray]:
-        """``fit``, and ``encode(y)`` of the same labels (encoded once)."""
-        task = spec.task.value
-        if task == "regression":
-            values = pd.to_numeric(y, errors="raise").astype("float64")
-            std = float(values.std(ddof=0))
-            enc = cls(task=task, mean=float(values.mean()), std=std if std > 1e-12 else 1.0)
-            return enc, enc.encode(y)
-        classes = list(spec.target.classes) if spec.target.classes else sorted(pd.unique(y).tolist())
-        enc = cls(task=task, classes=classes)
-        labels = enc.encode(y)
-        counts = np.bincount(labels.astype(np.int64), minlength=len(classes)).astype(float)
-        if task == "binary_classification":
-            n_pos, n_neg = counts[1], counts[0]
-            if n_pos == 0 or n_neg == 0:
-                raise ValueError(
-                    f"the training data has only one class of {spec.target.name!r} "
-                    f"({int(n_pos)} positive, {int(n_neg)} negative rows); a classifier cannot be trained"
-                )
-            w = n_neg / n_pos if class_weight == "balanced" else 1.0
-            enc.class_weights, enc.logit_offset = [w], [math.log(w)]
-        elif class_weight == "balanced":
-            present = np.maximum(counts, 1.0)
-            weights = counts.sum() / (len(classes) * present)
-            enc.class_weights = weights.tolist()
-            enc.logit_offset = np.log(weights).tolist()
-        return enc, labels
-
-    def encode(self, y: pd.Series) -> np.ndarray:
-        if self.task == "regression":
-            return ((pd.to_numeric(y).to_numpy(dtype="float64") - self.mean) / self.std).astype(np.float32)
-        idx = pd.Index(self.classes).get_indexer(y)
-        if (idx < 0).any():  # e.g. labels read as text while the spec lists numbers: compare as text
-            idx = pd.Index([str(c) for c in self.classes]).get_indexer(y.astype(str))
-        if (idx < 0).any():
-            bad = sorted(y[idx < 0].astype(str).unique().tolist())[:5]
-            raise ValueError(f"target values {bad} are not in target.classes {self.classes}")
-        return idx.astype(np.float32 if self.task == "binary_classification" else np.int64)
-
-    def loss_fn(self, device: torch.device) -> nn.Module:
-        if self.task == "regression":
-            return nn.MSELoss(reduction="sum")
-        if self.task == "binary_classification":
-            pos_weight = torch.tensor(self.class_weights or [1.0], device=device)
-            return nn.BCEWithLogitsLoss(pos_weight=pos_weight, reduction="sum")
-        weight = torch.tensor(self.class_weights, device=device) if self.class_weights else None
-        return nn.CrossEntropyLoss(weight=weight, reduction="sum")
-
-    def scores(self, logits: torch.Tensor) -> np.ndarray:
-        """Network outputs to the scoring contract (P(positive), class probabilities, or values)."""
-        logits = logits.float()
-        if self.task == "regression":
-            return (logits.squeeze(-1) * self.std + self.mean).cpu().numpy().astype(np.float64)
-        if self.logit_offset:
-            logits = logits - torch.tensor(self.logit_offset, device=logits.device)
-        if self.task == "binary_classification":
-            return torch.sigmoid(logits.squeeze(-1)).cpu().numpy().astype(np.float64)
-        return torch.softmax(logits, dim=-1).cpu().numpy().astype(np.float64)
-
-
-# --- network --------------------------------------------------------------------------------
-
-
 class TabularNet(nn.Module):
     """Categorical embeddings (one shared table, offset per feature) + dense inputs -> MLP."""
 
@@ -552,9 +268,6 @@ def build_network(encoder: TabularEncoder, target: TargetEncoding, params: Torch
     )
 
 
-# --- the fitted model -----------------------------------------------------------------------
-
-
 class TorchTabularModel:
     """What ``fit`` returns: the best network (on CPU, eval mode) with its encoders."""
 
@@ -582,9 +295,9 @@ class TorchTabularModel:
         """Scores for the rows of ``frame`` (fp32 on CPU; see ``include.modelops.scoring``)."""
         dense, cat = self.encoder.transform(frame)
         out = []
-        for i in range(0, len(frame), _PREDICT_BATCH):
+        for i in range(0, len(frame), PREDICT_BATCH):
             logits = self.net(
-                torch.from_numpy(dense[i : i + _PREDICT_BATCH]), torch.from_numpy(cat[i : i + _PREDICT_BATCH])
+                torch.from_numpy(dense[i : i + PREDICT_BATCH]), torch.from_numpy(cat[i : i + PREDICT_BATCH])
             )
             out.append(self.target.scores(logits))
         if not out:
@@ -631,445 +344,6 @@ class TorchTabularPyfunc(mlflow.pyfunc.PythonModel):
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
         return self.model.predict(model_input)
-
-
-# --- training -------------------------------------------------------------------------------
-
-
-def stage(
-    arrays: dict[str, np.ndarray], device: torch.device, max_fraction: float, splits: dict[str, np.ndarray]
-) -> tuple[dict[str, dict[str, torch.Tensor]], bool]:
-    """Put the arrays on ``device`` and cut them into ``splits`` (name -> row indices) there.
-
-    On a GPU the whole arrays go over once, and the train/validation rows are gathered on the
-    device. Returns ``{split: {array: tensor}}`` and
-    whether the data is on the device. When it does not fit in ``max_fraction`` of free GPU
-    memory it stays in pinned host memory and each batch is copied over; the log says so.
-    """
-    if device.type != "cuda":
-        return {
-            name: {k: torch.from_numpy(a[idx]) for k, a in arrays.items()} for name, idx in splits.items()
-        }, True
-    nbytes = sum(a.nbytes for a in arrays.values())
-    free, _total = torch.cuda.mem_get_info(device)
-    if 2 * nbytes <= max_fraction * free:  # the whole arrays plus their split copies
-        # Plain (pageable) copies of data sent once: the whole stage phase took 0.02 s for 2 M rows
-        # on an H100 (docs/benchmarks.md).
-        whole = {k: torch.from_numpy(a).to(device) for k, a in arrays.items()}
-        out = {}
-        for name, idx in splits.items():
-            idx_d = torch.from_numpy(idx).to(device)
-            out[name] = {k: t.index_select(0, idx_d) for k, t in whole.items()}
-        return out, True
-    log.warning(
-        "Training data (%.1f GiB) does not fit in %.0f%% of free GPU memory (%.1f GiB): "
-        "copying batches from pinned host memory (slower)",
-        nbytes / 2**30,
-        100 * max_fraction,
-        free / 2**30,
-    )
-    return {
-        name: {k: torch.from_numpy(a[idx]).pin_memory() for k, a in arrays.items()}
-        for name, idx in splits.items()
-    }, False
-
-
-def resolve_batch_size(
-    requested: int | str, n_train: int, device: torch.device, n_inputs: int, hidden_sizes: tuple[int, ...]
-) -> int:
-    """``auto``: 2,048 rows on CPU; on a GPU a power of two near ``n_train / 128`` (about 128
-    optimizer steps per epoch), between 1,024 and 16,384, and no more than a tenth of free GPU
-    memory holds in activations. See docs/benchmarks.md for the measurements behind it."""
-    if requested != "auto":
-        return int(requested)
-    if device.type != "cuda":
-        return 2048
-    target = 2 ** max(int(math.log2(max(n_train, 1) / 128)), 0)
-    batch = min(max(target, 1024), 16_384)
-    # fp32 activations and their gradients, each layer's input and output, with room to spare
-    bytes_per_row = 4 * 4 * (n_inputs + 2 * sum(hidden_sizes) + 1)
-    free, _total = torch.cuda.mem_get_info(device)
-    while batch > 256 and batch * bytes_per_row > 0.1 * free:
-        batch //= 2
-    return batch
-
-
-def resolve_cuda_graphs(
-    requested: str, device: torch.device, amp_dtype: torch.dtype | None, staged: bool
-) -> bool:
-    """``auto``: capture each optimizer step as a CUDA graph on a GPU when the data is on the device
-    (fp16's gradient scaler is left out: it syncs with the host). The small networks this trainer
-    builds are bound by kernel launches, which a graph replay removes."""
-    possible = device.type == "cuda" and staged and amp_dtype != torch.float16
-    if requested == "on" and not possible:
-        log.warning(
-            "training.params.cuda_graphs is 'on' but needs a GPU, data staged on it and no "
-            "fp16; training without CUDA graphs"
-        )
-    return possible and requested != "off"
-
-
-def _autocast(device: torch.device, amp_dtype: torch.dtype | None, *, cache: bool = True) -> Any:
-    return torch.autocast(
-        device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None, cache_enabled=cache
-    )
-
-
-def _step(
-    net: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    loss_fn: nn.Module,
-    dense: torch.Tensor,
-    cat: torch.Tensor,
-    y: torch.Tensor,
-    device: torch.device,
-    amp_dtype: torch.dtype | None,
-    *,
-    graph_safe: bool = False,
-) -> torch.Tensor:
-    """One optimizer step on one batch; returns the batch's summed loss (on the device)."""
-    with _autocast(device, amp_dtype, cache=not graph_safe):
-        out = net(dense, cat)
-        loss = loss_fn(out.squeeze(-1) if out.shape[-1] == 1 else out, y)
-    optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss / y.shape[0]).backward()
-    scaler.step(optimizer)
-    scaler.update()
-    return loss.detach().float()
-
-
-class StepGraph:
-    """An optimizer step on ``batch_size`` rows of device-resident ``data``, captured once as a CUDA graph.
-
-    Each replay gathers the rows named by ``idx`` (copied in before the replay), runs forward,
-    backward and the (capturable) optimizer step, and adds the batch loss to ``total``: one
-    launch instead of some hundred. Capturing needs a few warm-up steps; the model, optimizer
-    and RNG states are put back afterwards, so a captured run trains exactly as if the warm-up had
-    not happened (and a resumed run the same as an uninterrupted one).
-    """
-
-    def __init__(self, batch_size: int) -> None:
-        self.batch_size = batch_size
-        self.graph: torch.cuda.CUDAGraph | None = None
-        self.idx: torch.Tensor | None = None
-        self.total: torch.Tensor | None = None
-
-    def capture(
-        self,
-        net: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        scaler: torch.amp.GradScaler,
-        loss_fn: nn.Module,
-        data: dict[str, torch.Tensor],
-        device: torch.device,
-        amp_dtype: torch.dtype | None,
-    ) -> None:
-        params = [q for g in optimizer.param_groups for q in g["params"]]
-        saved_params = [q.detach().clone() for q in net.parameters()]
-        saved_buffers = [b.detach().clone() for b in net.buffers()]
-        saved_state = {
-            q: {k: (v.clone() if torch.is_tensor(v) else v) for k, v in optimizer.state[q].items()}
-            for q in params
-            if q in optimizer.state
-        }
-        rng = torch.cuda.get_rng_state(device)
-        self.idx = torch.arange(self.batch_size, device=device)
-        self.total = torch.zeros((), device=device)
-
-        def step() -> None:
-            self.total += _step(
-                net,
-                optimizer,
-                scaler,
-                loss_fn,
-                data["dense"][self.idx],
-                data["cat"][self.idx],
-                data["y"][self.idx],
-                device,
-                amp_dtype,
-                graph_safe=True,
-            )
-
-        side = torch.cuda.Stream(device)
-        side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side):
-            for _ in range(2):  # lazy state (optimizer moments, cuBLAS workspaces) outside the capture
-                step()
-        torch.cuda.current_stream(device).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        optimizer.zero_grad(set_to_none=True)
-        with torch.cuda.graph(graph):
-            step()
-        with torch.no_grad():  # undo the warm-up, in place: the graph holds these addresses
-            for q, v in zip(net.parameters(), saved_params, strict=True):
-                q.copy_(v)
-            for b, v in zip(net.buffers(), saved_buffers, strict=True):
-                b.copy_(v)
-            for q in params:
-                for k, v in optimizer.state[q].items():
-                    if not torch.is_tensor(v):
-                        continue
-                    if q in saved_state:
-                        v.copy_(saved_state[q][k])
-                    else:  # fresh optimizer: its moments and step count start at zero
-                        v.zero_()
-        torch.cuda.set_rng_state(rng, device)
-        self.graph = graph
-
-
-def draw_permutation(n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    """A shuffled order of ``n`` rows, drawn on the CPU (the same order on any device), sent to ``device``."""
-    perm = torch.randperm(n, generator=generator)
-    if device.type == "cuda":
-        perm = perm.pin_memory().to(device, non_blocking=True)
-    return perm
-
-
-def train_one_epoch(
-    net: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    loss_fn: nn.Module,
-    data: dict[str, torch.Tensor],
-    *,
-    batch_size: int,
-    generator: torch.Generator,
-    device: torch.device,
-    amp_dtype: torch.dtype | None,
-    graph: StepGraph | None = None,
-    perm: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """One pass over ``data`` (keys ``dense``, ``cat``, ``y``) in shuffled index batches.
-
-    The row order is ``perm`` when given (``draw_permutation`` on ``generator``, drawn ahead while
-    the GPU was still busy), else drawn here.
-
-    Returns the mean loss as a 0-d tensor on the device: nothing here waits for the GPU. With a
-    ``graph`` (and the data on the device) full batches are CUDA-graph replays; it is captured on
-    the first call.
-    """
-    net.train()
-    n = data["y"].shape[0]
-    on_device = data["y"].device.type == device.type
-    if perm is None:
-        perm = draw_permutation(n, generator, device if on_device else torch.device("cpu"))
-    total = torch.zeros((), device=device)
-    start = 0
-    if graph is not None and on_device and n >= graph.batch_size:
-        if graph.graph is None:
-            graph.capture(net, optimizer, scaler, loss_fn, data, device, amp_dtype)
-        assert graph.idx is not None and graph.total is not None and graph.graph is not None
-        graph.total.zero_()
-        b = graph.batch_size
-        for start in range(0, n - b + 1, b):
-            graph.idx.copy_(perm[start : start + b])
-            graph.graph.replay()
-        start += b
-        total += graph.total
-    for start in range(start, n, batch_size):
-        idx = perm[start : start + batch_size]
-        dense, cat, y = data["dense"][idx], data["cat"][idx], data["y"][idx]
-        if not on_device:
-            dense, cat, y = (t.to(device, non_blocking=True) for t in (dense, cat, y))
-        total += _step(net, optimizer, scaler, loss_fn, dense, cat, y, device, amp_dtype)
-    return total / max(n, 1)
-
-
-@torch.no_grad()
-def _predict_logits(
-    net: nn.Module, data: dict[str, torch.Tensor], device: torch.device, amp_dtype: torch.dtype | None
-) -> torch.Tensor:
-    net.eval()
-    out = []
-    for start in range(0, data["y"].shape[0], _PREDICT_BATCH):
-        dense = data["dense"][start : start + _PREDICT_BATCH].to(device, non_blocking=True)
-        cat = data["cat"][start : start + _PREDICT_BATCH].to(device, non_blocking=True)
-        with _autocast(device, amp_dtype):
-            out.append(net(dense, cat).float())
-    return torch.cat(out)
-
-
-@torch.no_grad()
-def roc_auc_tensor(y: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-    """ROC-AUC from ranks (ties averaged) on the scores' device, without waiting for it; NaN when
-    only one class is present. Same figure as scikit-learn's ``roc_auc_score``.
-
-    Kept apart from ``evaluation.metrics`` (weighted, numpy, for the report and the bootstrap): early
-    stopping reads it every epoch, and computing it where the scores are means no device-to-host
-    copy and no synchronisation per epoch."""
-    n = scores.shape[0]
-    if n == 0:
-        return torch.full((), float("nan"), dtype=torch.float64, device=scores.device)
-    s, order = torch.sort(scores.double())
-    pos = (y[order] == 1).double()
-    i = torch.arange(n, device=s.device)
-    first = torch.ones(n, dtype=torch.bool, device=s.device)
-    first[1:] = s[1:] != s[:-1]
-    last = torch.ones(n, dtype=torch.bool, device=s.device)
-    last[:-1] = first[1:]
-    start = torch.where(first, i, 0).cummax(0).values
-    end = torch.where(last, i, n - 1).flip(0).cummin(0).values.flip(0)
-    ranks = (start + end).double() / 2 + 1
-    n_pos = pos.sum()
-    n_neg = n - n_pos
-    auc = ((ranks * pos).sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
-    return torch.where((n_pos > 0) & (n_neg > 0), auc, torch.full_like(auc, float("nan")))
-
-
-def validate(
-    net: nn.Module,
-    val: dict[str, torch.Tensor],
-    loss_fn: nn.Module,
-    target: TargetEncoding,
-    device: torch.device,
-    amp_dtype: torch.dtype | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validation loss and ROC-AUC (NaN unless binary) as 0-d tensors on the device: no host sync."""
-    logits = _predict_logits(net, val, device, amp_dtype)
-    y = val["y"].to(device, non_blocking=True)
-    n = max(y.shape[0], 1)
-    with torch.no_grad():
-        loss = loss_fn(logits.squeeze(-1) if logits.shape[-1] == 1 else logits, y).double() / n
-        if target.task == "binary_classification":
-            # Shifting by the offset and the sigmoid keep the order: rank the scores the model serves.
-            # A Python number, not ``torch.tensor(..., device=...)``: copying that to the GPU would
-            # make the host wait for the whole epoch queued before it.
-            scores = torch.sigmoid(logits.squeeze(-1) - float((target.logit_offset or [0.0])[0]))
-            auc = roc_auc_tensor(y, scores)
-        else:
-            auc = torch.full((), float("nan"), dtype=torch.float64, device=device)
-    return loss, auc
-
-
-def validation_split(y: np.ndarray, task: str, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded train/validation row indices; stratified by class for classification (rare positives)."""
-    rng = np.random.default_rng(seed)
-    if task == "regression":
-        groups = [np.arange(len(y))]
-    else:  # labels are class indices: the classes present, without sorting the labels
-        groups = [np.flatnonzero(y == c) for c in np.flatnonzero(np.bincount(y.astype(np.int64)))]
-    val = []
-    for g in groups:
-        k = int(round(len(g) * fraction))
-        if len(g) >= 2:
-            k = min(max(k, 1), len(g) - 1)  # every class on both sides when it can be
-        # Draws k rows without shuffling all of them (a partial shuffle: about 10x faster).
-        val.append(g[rng.choice(len(g), size=k, replace=False)])
-    val_idx = np.sort(np.concatenate(val)) if val else np.zeros(0, dtype=np.int64)
-    train_mask = np.ones(len(y), dtype=bool)
-    train_mask[val_idx] = False
-    return np.flatnonzero(train_mask), val_idx
-
-
-def _fingerprint(
-    spec: ModelSpec, params: TorchParams, encoder: TabularEncoder, arrays: dict[str, np.ndarray]
-) -> str:
-    """Identifies (spec, params, data): a checkpoint is resumed only by the run that wrote it.
-
-    The data is identified by what training sees: the fitted encoder and the encoded arrays
-    (hashed in C, off the GIL, so it can run beside staging). Device, precision and CUDA graphs are
-    left out on purpose: a retry may land on another node type.
-    """
-    p = {k: v for k, v in asdict(params).items() if k not in ("device", "precision", "cuda_graphs")}
-    h = hashlib.sha256()
-    for name in sorted(arrays):
-        a = np.ascontiguousarray(arrays[name])
-        h.update(f"{name}{a.dtype}{a.shape}".encode())
-        # A flat byte view: ``memoryview.cast`` refuses a shape with a zero in it, as the category
-        # matrix of a table without categorical features has ([n, 0]). Same bytes otherwise.
-        h.update(a.reshape(-1).view(np.uint8))
-    blob = json.dumps(
-        [spec.spec_hash(), p, asdict(encoder), h.hexdigest(), _SPLIT_METHOD], sort_keys=True, default=str
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write the checkpoint atomically: a temporary file in the same folder, fsync, rename."""
-    from include.modelops.platform.storage import atomic_file
-
-    with atomic_file(path, "wb", fsync=True) as fh:
-        torch.save(state, fh)
-
-
-def load_checkpoint(path: Path, fingerprint: str, device: torch.device) -> dict[str, Any] | None:
-    """The checkpoint at ``path`` if it belongs to this run (same spec, params and data), else None."""
-    if not path.exists():
-        return None
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # a torn or foreign file must not block training: start over
-        log.warning("Ignoring unreadable checkpoint %s (%s); training from scratch", path, exc)
-        return None
-    if state.get("format") != CHECKPOINT_FORMAT or state.get("fingerprint") != fingerprint:
-        log.warning("Checkpoint %s was written for other data, spec or params; training from scratch", path)
-        return None
-    return state
-
-
-def _snapshot(obj: Any) -> Any:
-    """A copy of ``obj`` with its tensors in host memory, for a background write, without waiting.
-
-    GPU tensors are copied into pinned host memory with non-blocking copies queued behind the work
-    already on the stream: the snapshot is of this moment, and is complete once an event recorded
-    after these copies has passed. CPU tensors are cloned.
-    """
-    if torch.is_tensor(obj):
-        return obj.detach().to("cpu", non_blocking=True) if obj.is_cuda else obj.detach().clone()
-    if isinstance(obj, dict):
-        return {k: _snapshot(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_snapshot(v) for v in obj)
-    return obj
-
-
-class CheckpointWriter:
-    """Writes checkpoints with ``save_checkpoint`` on a background thread, in order, one at a time.
-
-    ``submit`` takes a snapshot (GPU tensors copied to host memory without waiting for the GPU)
-    and returns at once; it first waits for the previous write (which
-    had a whole epoch to finish) and raises its error, if any, so a failing disk still fails the
-    run one epoch later. ``close`` waits for the last write: when ``fit`` returns, the final
-    checkpoint is on disk.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
-        self._pending: Future[None] | None = None
-
-    def submit(self, state: dict[str, Any]) -> None:
-        self.wait()
-        snapshot = _snapshot(state)
-        copied: torch.cuda.Event | None = None
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            copied = torch.cuda.Event()
-            copied.record()  # after the copies to host memory, before the next epoch's work
-
-        def write() -> None:
-            # Waits for the copies only, not for the epoch queued behind them on the GPU, so the
-            # training thread never waits for this write while the next epoch runs.
-            if copied is not None:
-                copied.synchronize()
-            save_checkpoint(self.path, snapshot)
-
-        self._pending = self._pool.submit(write)
-
-    def wait(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
-
-    def close(self, *, raise_errors: bool = True) -> None:
-        try:
-            self.wait()
-        except Exception:
-            if raise_errors:
-                raise
-            log.warning("Writing the last checkpoint to %s failed", self.path, exc_info=True)
-        finally:
-            self._pool.shutdown(wait=True)
 
 
 class MetricBatcher:
@@ -1145,7 +419,9 @@ def fit(
     timings = {"encode_s": time.perf_counter() - t_start}
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir else None
     hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fingerprint")
-    fingerprint = hasher.submit(_fingerprint, spec, p, encoder, arrays) if ckpt_path is not None else None
+    fingerprint = (
+        hasher.submit(checkpoint_fingerprint, spec, p, encoder, arrays) if ckpt_path is not None else None
+    )
     hasher.shutdown(wait=False)
     splits, staged = stage(arrays, device, p.max_device_memory_fraction, {"train": tr_idx, "val": va_idx})
     data, val = splits["train"], splits["val"]
