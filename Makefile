@@ -55,7 +55,7 @@ help:
 	@echo "make check-specs  validate every spec in include/models/"
 	@echo "make draft-spec DATA=<file|folder> TARGET=<column> NAME=<model> [OUT=<folder>] [FORCE=1]"
 	@echo "                  draft include/models/NAME.yaml from CSV/Parquet data, with comments to review"
-	@echo "make spec-docs    regenerate docs/model-spec.md from the schema"
+	@echo "make spec-docs    regenerate docs/model-spec.md and docs/settings.md from the schema and the settings"
 	@echo "make serve        serve MODEL's champion bento with the inference log on http://127.0.0.1:$(PORT) (PORT=...)"
 	@echo "make traffic      send MODEL's rows to URL (RATE/s, COUNT or DURATION s, BATCH rows each, SOURCE,"
 	@echo "                  DRIFT, labels LABEL_DELAY s later, PENDING=wait|write|drop); see README"

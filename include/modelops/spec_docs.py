@@ -157,10 +157,48 @@ def render() -> str:
     return HEADER.replace("{metric_rows}", _metric_rows()) + "\n".join(table) + "\n"
 
 
+SETTINGS_HEADER = """# Settings reference
+
+Generated from `include/modelops/settings.py` by `make spec-docs`; do not edit by hand.
+
+Every setting is an environment variable, read when a step needs it (an Airflow task, a served
+bento, a `make` command). An empty variable counts as unset; a value that cannot be used is
+refused with the variable's name. Defaults are for the one-laptop mode, with all state under
+`MODELOPS_STATE_DIR`; at scale the same names point at shared services.
+"""
+
+_SETTINGS_GROUPS = (
+    ("Everything", "Settings"),
+    ("Training pods (`training.backend: kubernetes`; see `include/modelops/training/pod.py`)", "PodSettings"),
+    (
+        "Serving on Kubernetes (`rollout.backend: kubernetes`; see `include/modelops/rollout/kubernetes.py` and "
+        "[rollout.md](rollout.md)). The cluster is reached from the Airflow worker with the pod's service account "
+        "when it runs in a pod, else with `KUBECONFIG` (or `~/.kube/config`)",
+        "ServingClusterSettings",
+    ),
+)
+
+
+def render_settings() -> str:
+    """``docs/settings.md``: one table per settings group, from the fields' own defaults and descriptions."""
+    from include.modelops import settings
+
+    out = [SETTINGS_HEADER]
+    for title, name in _SETTINGS_GROUPS:
+        out += [f"## {title}", "", "| variable | default | meaning |", "| --- | --- | --- |"]
+        for var, default, meaning in getattr(settings, name).variables():
+            out.append(f"| `{var}` | {default.replace('``', '`')} | {meaning.replace('``', '`')} |")
+        out.append("")
+    return "\n".join(out)
+
+
 def main() -> int:
-    out = PROJECT_ROOT / "docs" / "model-spec.md"
-    out.write_text(render())
-    print(f"wrote {out}")
+    for out, text in (
+        (PROJECT_ROOT / "docs" / "model-spec.md", render()),
+        (PROJECT_ROOT / "docs" / "settings.md", render_settings()),
+    ):
+        out.write_text(text)
+        print(f"wrote {out}")
     return 0
 
 
