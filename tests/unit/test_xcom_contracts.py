@@ -63,3 +63,54 @@ def test_a_task_returns_the_keys_its_contract_names(task, path, function, variab
     assert returned, f"{function} returns no dict literal to check"
     for found in returned:
         assert found == keys, f"{task} returns {sorted(found)}; {contract.__name__} names {sorted(keys)}"
+
+
+# --- the monitoring and rollout DAGs: each function's return annotation names its contract ------
+
+MONITORING = ROOT / "include/modelops/pipelines/monitoring.py"
+STAGES = ROOT / "include/modelops/rollout/stages.py"
+SHADOW = ROOT / "include/modelops/rollout/shadow.py"
+
+TYPED = [
+    (MONITORING, "monitor_window"),
+    (MONITORING, "decide_retraining"),
+    (MONITORING, "retrain_request"),
+    (MONITORING, "recorded_decision"),
+    (STAGES, "prepare"),
+    (STAGES, "check_stage"),
+    (STAGES, "promote"),
+    (STAGES, "rollback"),
+    (STAGES, "outcome"),
+    (STAGES, "restore_previous"),
+    (SHADOW, "check_shadow"),
+]
+
+
+def _contract_of(path: Path, function: str) -> type:
+    from include.modelops.rollout import contracts as rollout_contracts
+
+    tree = ast.parse(path.read_text())
+    [fn] = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == function]
+    name = ast.unparse(fn.returns).removeprefix("contracts.").removesuffix(" | None")
+    module = rollout_contracts if "/rollout/" in str(path) else contracts
+    return getattr(module, name)
+
+
+@pytest.mark.parametrize(("path", "function"), TYPED, ids=[f"{p.stem}.{f}" for p, f in TYPED])
+def test_a_monitoring_or_rollout_result_has_its_contracts_keys(path, function):
+    contract = _contract_of(path, function)
+    keys = set(typing.get_type_hints(contract))
+    required = set(contract.__required_keys__)
+    returned = _returned_dicts(path, function)
+    assert returned, f"{function} returns no dict literal to check"
+    for found in returned:
+        assert required <= found <= keys, (
+            f"{function} returns {sorted(found)}; {contract.__name__} requires {sorted(required)} "
+            f"and allows {sorted(keys - required)}"
+        )
+
+
+def test_every_stage_result_says_whether_the_stage_is_done():
+    from include.modelops.rollout.contracts import StageResult
+
+    assert StageResult.__required_keys__ == frozenset({"done"})

@@ -91,3 +91,67 @@ class Promoted(TypedDict):
 
     champion: str
     previous: str | None
+
+
+# --- the monitoring DAG ------------------------------------------------------------------------
+
+
+class Monitored(TypedDict):
+    """``monitor_window``: the window examined, its drift report and labelled rows, where they are."""
+
+    run_id: str
+    run_url: str | None
+    status: str
+    window: str
+    window_end: str
+    version: str | None
+    report: str | None
+    summary: str | None
+    report_path: str | None
+    labelled_data: str | None
+    figures: dict[str, Any]
+
+
+class Decision(TypedDict):
+    """``decide_retraining``: retrain or not, why, and what guard (if any) held it back."""
+
+    outcome: str
+    reason: str
+    retrain: bool
+    triggers: list[str]
+    guard: str | None
+    window: str
+    figures: dict[str, Any]
+    report: str | None
+    run_url: str | None
+    version: str | None
+    labelled_data: str | None
+
+
+class RetrainRequest(TypedDict):
+    """``request_retraining``: the ``<model>.retrain_requested`` event's extra (the training run's conf)."""
+
+    reason: str
+    window: str
+    figures: dict[str, Any]
+    drift_report: str | None
+    monitoring_run: str | None
+    labelled_data: str | None
+
+
+class RecordedDecision(TypedDict):
+    """A decision read back from MLflow for a window (``make demo-drift``, the audit)."""
+
+    outcome: str
+    reason: str
+    retrain: bool
+    guard: str | None
+    window: str
+    figures: dict[str, Any]
+    report: str | None
+    run_url: str | None
+    version: str | None
+    labelled_data: str | None
+    report_path: str | None
+    rows: int
+    labelled_rows: int

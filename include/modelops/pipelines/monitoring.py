@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from include.modelops.monitoring.policy import Decision, PastDecision, PolicyContext, WindowFigures, decide
+from include.modelops.pipelines import contracts
 from include.modelops.platform import tags, tracking
 from include.modelops.platform.tags import TAG_KIND
 from include.modelops.settings import get_settings
@@ -66,7 +67,9 @@ def _reference_predictions(spec: ModelSpec, version: str, reference: Any) -> Any
     return [r[prediction_column(spec)] for r in rows]
 
 
-def monitor_window(model: str, *, start: datetime, end: datetime, dag_id: str, dag_run_id: str) -> dict:
+def monitor_window(
+    model: str, *, start: datetime, end: datetime, dag_id: str, dag_run_id: str
+) -> contracts.Monitored:
     """Read the production version's window, compare it with its reference, publish the report.
 
     An empty window is an outcome (``status: no_traffic``), not a failure; unreadable log files
@@ -304,7 +307,7 @@ def _gpu_hours_last_week(spec: ModelSpec, now: datetime) -> float:
 
 def decide_retraining(
     model: str, monitored: dict, *, training_runs_active: int, now: datetime | None = None
-) -> dict:
+) -> contracts.Decision:
     """Apply the spec's retraining policy to the window and record the decision (an audit event).
 
     Idempotent: a retry returns the decision already recorded on the run instead of deciding again.
@@ -360,7 +363,7 @@ def decide_retraining(
     }
 
 
-def retrain_request(decision: dict) -> dict:
+def retrain_request(decision: dict) -> contracts.RetrainRequest:
     """The ``<model>.retrain_requested`` event's extra for a decision to retrain: what the training
     DAG takes as its conf (reason, drift report, labelled window) when the event starts it."""
     return {
@@ -373,7 +376,7 @@ def retrain_request(decision: dict) -> dict:
     }
 
 
-def recorded_decision(model: str, window: str) -> dict | None:
+def recorded_decision(model: str, window: str) -> contracts.RecordedDecision | None:
     """The latest decision recorded for ``window`` (its key), as ``decide_retraining`` returns it
     plus ``rows``, ``labelled_rows`` and ``report_path``; None when no run examined it."""
     c = tracking.client()

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from include.modelops.platform import http, tracking
 from include.modelops.rollout import analysis as a
-from include.modelops.rollout import backend_for, stages
+from include.modelops.rollout import backend_for, contracts, stages
 from include.modelops.rollout.backend import CANARY, STABLE, TrafficBackend
 from include.modelops.rollout.record import read_record, utc_now, write_record
 from include.modelops.serving.contract import REQUEST_ID_HEADER, SHADOW_HEADER
@@ -197,7 +197,7 @@ def _event(spec: ModelSpec, version: str, stage: dict, result: a.Analysis | None
             )
 
 
-def check_shadow(model: str, version: str, *, backend: TrafficBackend | None = None) -> dict:
+def check_shadow(model: str, version: str, *, backend: TrafficBackend | None = None) -> contracts.StageResult:
     """One poke of the shadow stage: copy what stable answered to the candidate, then judge the pairs.
 
     Returns:

@@ -31,7 +31,7 @@ from include.modelops.platform.tags import (
     TAG_ROLLOUT_SUMMARY,
 )
 from include.modelops.rollout import analysis as a
-from include.modelops.rollout import backend_for, history
+from include.modelops.rollout import backend_for, contracts, history
 from include.modelops.rollout.backend import CANARY, STABLE, TrafficBackend, state_dir
 from include.modelops.rollout.record import older_than_champion, read_record, utc_now, write_record
 from include.modelops.spec import ModelSpec, Rollout, load_spec_by_name
@@ -120,7 +120,7 @@ def prepare(
     dag_run_id: str,
     backend: TrafficBackend | None = None,
     allow_older: bool = False,
-) -> dict:
+) -> contracts.Prepared:
     """Stable (the champion) and canary (no traffic) behind the endpoint; a first model goes straight to 100%.
 
     A version older than the champion is refused unless ``allow_older`` (see :func:`resolve_version`).
@@ -281,7 +281,9 @@ def _stage_event(
             )
 
 
-def check_stage(model: str, version: str, index: int, *, backend: TrafficBackend | None = None) -> dict:
+def check_stage(
+    model: str, version: str, index: int, *, backend: TrafficBackend | None = None
+) -> contracts.StageResult:
     """One poke of stage ``index``: enter it once, check health, analyse the window.
 
     Returns:
@@ -429,7 +431,7 @@ def _check_router(backend: TrafficBackend, record: dict, stage: dict, fail: Any)
 # --- the end ------------------------------------------------------------------------------
 
 
-def promote(model: str, version: str, *, backend: TrafficBackend | None = None) -> dict:
+def promote(model: str, version: str, *, backend: TrafficBackend | None = None) -> contracts.RolloutPromoted:
     """Every stage passed: the candidate becomes stable at 100% and ``champion``; the old one ``previous``."""
     spec = load_spec_by_name(model)
     record = read_record(model, version)
@@ -466,7 +468,7 @@ def promote(model: str, version: str, *, backend: TrafficBackend | None = None) 
 
 def rollback(
     model: str, version: str, *, reason: str | None = None, backend: TrafficBackend | None = None
-) -> dict:
+) -> contracts.RolledBack:
     """Take the candidate out: 100% to stable at once, canary stopped, then the registry as before the rollout.
 
     Traffic moves first, before any MLflow call: a registry that does not answer cannot keep clients
@@ -598,7 +600,7 @@ def _note_abort_of_running_stage(record: dict) -> None:
     record["failure"] = {"stage": running["name"], "reason": reason}
 
 
-def outcome(model: str, version: str | None) -> dict:
+def outcome(model: str, version: str | None) -> contracts.RolloutOutcome:
     """How the rollout of ``version`` ended, in one sentence for the run's last task."""
     record = read_record(model, version) if version else {}
     status = record.get("status") or "not started"
@@ -635,7 +637,7 @@ def restore_previous(
     reason: str | None = None,
     backend: TrafficBackend | None = None,
     dag_run_id: str | None = None,
-) -> dict:
+) -> contracts.Restored:
     """Take back a completed promotion: ``previous`` serves 100% again and the aliases swap back.
 
     The version that was champion gets ``previous`` (it can be rolled forward again) and is tagged
