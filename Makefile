@@ -59,7 +59,7 @@ help:
 	@echo "make serve        serve MODEL's champion bento with the inference log on http://127.0.0.1:$(PORT) (PORT=...)"
 	@echo "make traffic      send MODEL's rows to URL (RATE/s, COUNT or DURATION s, BATCH rows each, SOURCE,"
 	@echo "                  DRIFT, labels LABEL_DELAY s later, PENDING=wait|write|drop); see README"
-	@echo "make audit        lifecycle of MODEL (and VERSION): evidence, approvals, alias changes"
+	@echo "make audit        lifecycle of MODEL (and VERSION): evidence, approvals, alias changes (NO_AIRFLOW=1: MLflow only)"
 	@echo "make bench        parse-time and orchestration-overhead benchmarks"
 	@echo "make bench-serving   bento vs FastAPI latency/throughput, inference log on vs off"
 	@echo "make bench-training  training throughput (GPU when present), bf16 vs fp32"
@@ -149,7 +149,7 @@ bench-rollout: setup
 	$(BIN)/python tests/benchmarks/bench_rollout.py
 
 audit: setup
-	$(BIN)/python -m include.modelops.cli audit --model $(MODEL) $(if $(VERSION),--version $(VERSION),)
+	$(BIN)/python -m include.modelops.cli audit --model $(MODEL) $(if $(VERSION),--version $(VERSION),) $(if $(NO_AIRFLOW),--no-airflow,)
 
 lint: setup
 	$(BIN)/python -m ruff check . --select F,E9,I --exclude .venv,.state

@@ -19,7 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -143,6 +143,23 @@ class Settings(_EnvSettings):
     )
     airflow_ui_url_setting: str = _env(
         "MODELOPS_AIRFLOW_UI_URL", "http://127.0.0.1:8080", "base URL for links to DAG runs"
+    )
+    airflow_api_url: str = _env(
+        "MODELOPS_AIRFLOW_API_URL",
+        "",
+        "Airflow's REST API (its base URL, e.g. ``https://airflow.example``) that ``make audit`` reads DAG runs "
+        "from; unset, it reads this checkout's metadata DB through the ``airflow`` CLI",
+    )
+    airflow_api_token: SecretStr | None = _env(
+        "MODELOPS_AIRFLOW_API_TOKEN", None, "bearer token for ``MODELOPS_AIRFLOW_API_URL``"
+    )
+    airflow_api_username: str = _env(
+        "MODELOPS_AIRFLOW_API_USERNAME",
+        "",
+        "user whose token (``POST /auth/token``) the audit asks for, when no token is set",
+    )
+    airflow_api_password: SecretStr | None = _env(
+        "MODELOPS_AIRFLOW_API_PASSWORD", None, "that user's password"
     )
     serve_variant: str = _env(
         "MODELOPS_SERVE_VARIANT",

@@ -137,3 +137,29 @@ def test_unanswered_approval_times_out_and_rejects(stack, airflow_api, runs):
     )
     approvals = json.loads(Path(card).read_text())["approvals"]
     assert "timeout" in json.dumps(approvals)  # the rejection is in the regenerated card
+
+
+def test_the_audit_reads_the_same_dag_runs_from_the_rest_api_as_from_the_cli(stack, standalone, runs):
+    """A deployment's Airflow is audited through its REST API; this checkout's through the CLI: same runs."""
+    from include.modelops.governance import audit
+
+    dags = [APPROVED_DAG, TIMEOUT_DAG]
+    api = audit.AirflowApi(standalone.api.base, token=standalone.api.tokens["admin"])
+    over_rest, rest_notes = audit.read_dag_runs_api(dags, api)
+    over_cli, cli_notes = audit.read_dag_runs(dags, standalone.env)
+
+    assert rest_notes == [] and cli_notes == []
+    assert {runs[APPROVED_DAG], runs[TIMEOUT_DAG]} <= set(over_rest)
+    assert set(over_rest) == set(over_cli)
+    for run_id, run in over_rest.items():
+        assert {k: run[k] for k in ("dag_id", "state", "start_date", "end_date")} == {
+            k: over_cli[run_id][k] for k in ("dag_id", "state", "start_date", "end_date")
+        }, run_id
+    assert over_rest[runs[APPROVED_DAG]]["conf"] == {"reason": "approval test"}  # conf comes with the run
+
+    version = stack.alias("champion", model="fraud_manual")
+    text = audit.report("fraud_manual", version, airflow_api=api)
+    assert runs[APPROVED_DAG] in text and "approval test" in text
+
+    refused, notes = audit.read_dag_runs_api(dags, audit.AirflowApi(standalone.api.base, token="not-a-token"))
+    assert refused == {} and len(notes) == 2 and all("refused the credentials" in n for n in notes)

@@ -88,7 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     a = sub.add_parser("audit", help="lifecycle of a model or version: evidence, approvals, alias changes")
     a.add_argument("--model", default=DEFAULT_MODEL)
     a.add_argument("--version", default=None, help="one version: ends with why it is where it is")
-    a.add_argument("--no-airflow", action="store_true", help="MLflow records only (skip the airflow CLI)")
+    a.add_argument(
+        "--no-airflow",
+        action="store_true",
+        help="MLflow records only (skip Airflow: its REST API, or the airflow CLI)",
+    )
     a.set_defaults(fn=cmd_audit)
     ds = sub.add_parser("draft-spec", help="draft a commented model spec from a CSV/Parquet file or folder")
     ds.add_argument("--data", required=True, help="a CSV or Parquet file, or a folder of them (read only)")

@@ -276,8 +276,18 @@ def cmd_audit(args: argparse.Namespace) -> int:
             # Links should point where `make up` serves MLflow, not at this short-lived server.
             os.environ.setdefault("MODELOPS_MLFLOW_UI_URL", f"http://127.0.0.1:{UI_MLFLOW_PORT}")
         env = local_stack.stack_env(s.state_dir, uri)
+        api = None
+        if s.airflow_api_url and not args.no_airflow:
+            api = audit.AirflowApi(
+                s.airflow_api_url,
+                token=s.airflow_api_token.get_secret_value() if s.airflow_api_token else None,
+                username=s.airflow_api_username or None,
+                password=s.airflow_api_password.get_secret_value() if s.airflow_api_password else None,
+            )
         try:
-            text = audit.report(args.model, args.version, airflow_env=None if args.no_airflow else env)
+            text = audit.report(
+                args.model, args.version, airflow_env=None if args.no_airflow else env, airflow_api=api
+            )
         except audit.AuditError as exc:
             say(str(exc))
             return 1

@@ -14,8 +14,9 @@ logs its own invocation in Airflow's audit-log table, as every CLI call does):
 * What is not recorded is said in words, with the reason where one is known (a version
   ``make demo-bad-canary`` registered is a fault-injected copy that was never smoke-served,
   gated or approved), never as a placeholder.
-* Airflow DAG runs: state, start/end and conf (``reason``, ``data_path``), read through the
-  ``airflow`` CLI in the stack's environment, so the audit process never imports Airflow.
+* Airflow DAG runs: state, start/end and conf (``reason``, ``data_path``), from Airflow's REST API
+  when ``MODELOPS_AIRFLOW_API_URL`` is set, else through the ``airflow`` CLI in the stack's
+  environment (this checkout's metadata DB); the audit process never imports Airflow.
 
 ``make audit MODEL=<name> [VERSION=<n>]`` prints :func:`report`. Each event is a dict::
 
@@ -27,13 +28,15 @@ the same second are ordered by lifecycle step.
 
 from __future__ import annotations
 
-from include.modelops.governance.audit.airflow_runs import read_dag_runs
+from include.modelops.governance.audit.airflow_runs import AirflowApi, read_dag_runs, read_dag_runs_api
 from include.modelops.governance.audit.events import collect_events
 from include.modelops.governance.audit.records import KINDS, AuditError, dag_run_url
 from include.modelops.governance.audit.render import render_text, render_verdict, report
 from include.modelops.governance.audit.verdict import verdict
 
 __all__ = [
+    "AirflowApi",
+    "read_dag_runs_api",
     "AuditError",
     "KINDS",
     "collect_events",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Iterable
 
-from include.modelops.governance.audit.airflow_runs import read_dag_runs
+from include.modelops.governance.audit.airflow_runs import AirflowApi, read_dag_runs, read_dag_runs_api
 from include.modelops.governance.audit.events import collect_for_records, rollout_summary
 from include.modelops.governance.audit.records import Records, iso
 from include.modelops.governance.audit.verdict import records_verdict
@@ -152,13 +152,20 @@ def render_verdict(v: dict, *, width: int = 118) -> list[str]:
     return out
 
 
-def report(model: str, version: str | None = None, *, airflow_env: dict[str, str] | None = None) -> str:
+def report(
+    model: str,
+    version: str | None = None,
+    *,
+    airflow_env: dict[str, str] | None = None,
+    airflow_api: AirflowApi | None = None,
+) -> str:
     """The whole audit as text: the timeline and, for a version, the verdict.
 
     Args:
         model: the model.
         version: one version, or None for the model's whole history.
-        airflow_env: the stack's environment for the ``airflow`` CLI; None leaves Airflow out.
+        airflow_env: the stack's environment for the ``airflow`` CLI (this checkout's metadata DB).
+        airflow_api: Airflow's REST API instead (a deployment's); with neither, Airflow is left out.
 
     Raises:
         AuditError: no such model or version.
@@ -174,7 +181,9 @@ def report(model: str, version: str | None = None, *, airflow_env: dict[str, str
         )
     else:
         conf_for = None
-    if airflow_env is not None:
+    if airflow_api is not None:
+        dag_runs, notes = read_dag_runs_api(rec.dag_ids(), airflow_api, conf_for=conf_for)
+    elif airflow_env is not None:
         dag_runs, notes = read_dag_runs(rec.dag_ids(), airflow_env, conf_for=conf_for)
     else:
         notes.append("Airflow: not consulted; showing MLflow records only.")
