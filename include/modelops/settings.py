@@ -435,14 +435,20 @@ class PodSettings(_EnvSettings):
 class ServingClusterSettings(_EnvSettings):
     """Cluster-side settings of the ``kubernetes`` rollout backend (see ``rollout/kubernetes.py``, ``docs/rollout.md``).
 
-    The cluster is reached from the Airflow worker with the pod's service account when it runs in a
-    pod, else with ``KUBECONFIG`` (or ``~/.kube/config``).
+    The cluster is reached from the Airflow worker with the Airflow connection ``MODELOPS_K8S_CONN_ID``
+    (``KubernetesHook``, as training pods are started).
     """
 
     namespace: str = _env(
         "MODELOPS_K8S_NAMESPACE",
         "default",
         "namespace of the model's Deployments, Services and HTTPRoute (shared with training pods)",
+    )
+    conn_id: str = _env(
+        "MODELOPS_K8S_CONN_ID",
+        "kubernetes_default",
+        "Airflow connection to the cluster, as for training pods (the default one may be left undefined: "
+        "in-cluster service account, else the kubeconfig)",
     )
     context: str | None = _env(
         "MODELOPS_K8S_CONTEXT",

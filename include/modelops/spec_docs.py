@@ -168,12 +168,17 @@ refused with the variable's name. Defaults are for the one-laptop mode, with all
 """
 
 _SETTINGS_GROUPS = (
-    ("Everything", "Settings"),
-    ("Training pods (`training.backend: kubernetes`; see `include/modelops/training/pod.py`)", "PodSettings"),
+    ("Everything", "", "Settings"),
     (
-        "Serving on Kubernetes (`rollout.backend: kubernetes`; see `include/modelops/rollout/kubernetes.py` and "
-        "[rollout.md](rollout.md)). The cluster is reached from the Airflow worker with the pod's service account "
-        "when it runs in a pod, else with `KUBECONFIG` (or `~/.kube/config`)",
+        "Training pods",
+        "`training.backend: kubernetes`; see `include/modelops/training/pod.py`.",
+        "PodSettings",
+    ),
+    (
+        "Serving on Kubernetes",
+        "`rollout.backend: kubernetes`; see `include/modelops/rollout/kubernetes.py` and [rollout.md](rollout.md). "
+        "The Airflow workers reach the cluster with the Airflow connection `MODELOPS_K8S_CONN_ID` "
+        "(`KubernetesHook`, as training pods are started).",
         "ServingClusterSettings",
     ),
 )
@@ -184,8 +189,14 @@ def render_settings() -> str:
     from include.modelops import settings
 
     out = [SETTINGS_HEADER]
-    for title, name in _SETTINGS_GROUPS:
-        out += [f"## {title}", "", "| variable | default | meaning |", "| --- | --- | --- |"]
+    for title, intro, name in _SETTINGS_GROUPS:
+        out += [
+            f"## {title}",
+            "",
+            *([intro, ""] if intro else []),
+            "| variable | default | meaning |",
+            "| --- | --- | --- |",
+        ]
         for var, default, meaning in getattr(settings, name).variables():
             out.append(f"| `{var}` | {default.replace('``', '`')} | {meaning.replace('``', '`')} |")
         out.append("")

@@ -907,3 +907,39 @@ def test_the_real_client_server_side_applies_and_treats_missing_objects_as_absen
         ("GET", "/api/v1/namespaces/models/services/fraud-detection-v9"),
         ("DELETE", "/apis/apps/v1/namespaces/models/deployments/fraud-detection-v9"),
     ]
+
+
+KUBECONFIG_TWO_CLUSTERS = """
+apiVersion: v1
+kind: Config
+clusters:
+- {name: a, cluster: {server: "https://127.0.0.1:6443", insecure-skip-tls-verify: true}}
+- {name: b, cluster: {server: "https://10.0.0.9:6443", insecure-skip-tls-verify: true}}
+contexts:
+- {name: ctx-a, context: {cluster: a, user: u}}
+- {name: ctx-b, context: {cluster: b, user: u}}
+current-context: ctx-a
+users:
+- {name: u, user: {token: abc}}
+"""
+
+
+def test_the_cluster_is_reached_with_the_airflow_connection_as_training_pods_are(monkeypatch, tmp_path):
+    """One credential path: the Airflow connection MODELOPS_K8S_CONN_ID, through KubernetesHook."""
+    from include.modelops.rollout.kubernetes import KubernetesApiClient
+
+    kubeconfig = tmp_path / "kubeconfig.yaml"
+    kubeconfig.write_text(KUBECONFIG_TWO_CLUSTERS)
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SERVING_CLUSTER",
+        json.dumps({"conn_type": "kubernetes", "extra": {"kube_config_path": str(kubeconfig)}}),
+    )
+    monkeypatch.setenv("MODELOPS_K8S_CONN_ID", "serving_cluster")
+    monkeypatch.setenv("MODELOPS_K8S_CONTEXT", "ctx-b")
+    settings = ServingClusterSettings.from_env()
+    assert (settings.conn_id, settings.context) == ("serving_cluster", "ctx-b")
+
+    via_context = KubernetesApiClient("ml", conn_id=settings.conn_id, context=settings.context)
+    assert via_context.api_client.configuration.host == "https://10.0.0.9:6443"
+    current = KubernetesApiClient("ml", conn_id="serving_cluster")
+    assert current.api_client.configuration.host == "https://127.0.0.1:6443"

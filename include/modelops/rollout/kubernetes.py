@@ -39,8 +39,9 @@ scrapes the pods: :class:`PrometheusQuery` sums ``modelops_requests_total`` by s
 same :class:`~include.modelops.rollout.analysis.MetricsWindow` a service's ``/metrics`` gives.
 
 Talking to the cluster goes through a :class:`KubeClient` (get, apply, delete):
-:class:`KubernetesApiClient` uses the ``kubernetes`` package (in-cluster service account, else
-kubeconfig); :class:`RecordingClient` keeps objects in memory and records every call, for tests.
+:class:`KubernetesApiClient` uses the ``kubernetes`` package with the credentials of the Airflow
+connection ``MODELOPS_K8S_CONN_ID`` (the cncf.kubernetes provider's ``KubernetesHook``, as training
+pods are started); :class:`RecordingClient` keeps objects in memory and records every call, for tests.
 """
 
 from __future__ import annotations
@@ -459,14 +460,25 @@ class RecordingClient:
 class KubernetesApiClient:
     """The ``kubernetes`` package against a real cluster: server-side apply, strict field validation.
 
-    Config: the pod's service account when running in a cluster (``KUBERNETES_SERVICE_HOST`` set),
-    else the kubeconfig (``KUBECONFIG`` or ``~/.kube/config``, context ``MODELOPS_K8S_CONTEXT``).
-    The service account needs get, patch and delete on deployments (apps), services, secrets
-    (the shadow Secret) and httproutes (gateway.networking.k8s.io) in the namespace.
+    Credentials: the Airflow connection ``conn_id`` through the cncf.kubernetes provider's
+    ``KubernetesHook``, one credential path with the training pods (a kubeconfig file or JSON, in
+    cluster, a context). The default connection may be left undefined: then the pod's service
+    account when running in a cluster, else the kubeconfig (``KUBECONFIG`` or ``~/.kube/config``),
+    with ``context`` (``MODELOPS_K8S_CONTEXT``) either way. The service account needs get, patch
+    and delete on deployments (apps), services, secrets (the shadow Secret) and httproutes
+    (gateway.networking.k8s.io) in the namespace.
     """
 
-    def __init__(self, namespace: str, *, context: str | None = None, api_client: Any = None) -> None:
+    def __init__(
+        self,
+        namespace: str,
+        *,
+        conn_id: str = "kubernetes_default",
+        context: str | None = None,
+        api_client: Any = None,
+    ) -> None:
         self.namespace = namespace
+        self.conn_id = conn_id
         self.context = context
         self._given = api_client
 
@@ -474,13 +486,9 @@ class KubernetesApiClient:
     def api_client(self) -> Any:
         if self._given is not None:
             return self._given
-        from kubernetes import client, config
+        from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 
-        if os.environ.get("KUBERNETES_SERVICE_HOST"):
-            config.load_incluster_config()
-        else:
-            config.load_kube_config(context=self.context)
-        return client.ApiClient()
+        return KubernetesHook(conn_id=self.conn_id, cluster_context=self.context).get_conn()
 
     def _call(self, verb: str, kind: str, name: str, body: dict[str, Any] | None = None) -> Any:
         from kubernetes import client
@@ -641,7 +649,7 @@ class KubernetesBackend:
         self.model = model
         self.settings = settings or ServingClusterSettings.from_env()
         self.client: KubeClient = client or KubernetesApiClient(
-            self.settings.namespace, context=self.settings.context
+            self.settings.namespace, conn_id=self.settings.conn_id, context=self.settings.context
         )
         self.resources = resources or _resources_of(model)
         self.file = state_file or StateFile(model)
