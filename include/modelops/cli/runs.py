@@ -45,7 +45,7 @@ def stop_on_signals(*, ignore: bool = False) -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def mlflow_server_for_run(running: contextlib.ExitStack, *, say_stopped: bool = True) -> str | None:
+def mlflow_server_for_run(running: contextlib.ExitStack, *, say_mlflow_stopped: bool = True) -> str | None:
     """Start a temporary MLflow server on this checkout's store unless MLFLOW_TRACKING_URI is set.
 
     Returns the started server's URI (stopped with ``running``), or None when a URI is configured.
@@ -64,7 +64,7 @@ def mlflow_server_for_run(running: contextlib.ExitStack, *, say_stopped: bool = 
     uri = f"http://127.0.0.1:{port}"
     say(f"==> Starting MLflow tracking server on {uri} (store: {s.state_dir / 'mlflow'})")
     proc = local_stack.start_mlflow(s.state_dir, port, local_stack.stack_env(s.state_dir, uri))
-    if say_stopped:
+    if say_mlflow_stopped:
         running.callback(say, "==> Stopped the MLflow server")
     running.callback(processes.stop_process, proc)
     return uri

@@ -198,7 +198,7 @@ def cmd_demo_drift(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     try:
         with contextlib.ExitStack() as running:
-            started = mlflow_server_for_run(running, say_stopped=False)
+            started = mlflow_server_for_run(running, say_mlflow_stopped=False)
             if started is not None:
                 os.environ["MLFLOW_TRACKING_URI"] = started  # every step below (and the training run) uses it
             uri = os.environ["MLFLOW_TRACKING_URI"]
