@@ -29,6 +29,7 @@ from include.modelops.pipelines.contracts import (
 )
 from include.modelops.platform import tracking
 from include.modelops.platform.tags import (
+    TAG_BENTO_BUILT_AT,
     TAG_BENTO_TAG,
     TAG_DAG_ID,
     TAG_DAG_RUN_ID,
@@ -51,6 +52,7 @@ from include.modelops.platform.tags import (
     TAG_VALIDATION_FAILED,
     TAG_VALIDATION_STATUS,
     TAG_VALIDATION_SUMMARY,
+    TAG_VALIDATION_WARNINGS,
 )
 from include.modelops.settings import PROJECT_ROOT, get_settings, git_commit
 from include.modelops.spec import ModelSpec, ModelSpecError, load_spec_by_name
@@ -170,7 +172,7 @@ def validate_dataset(model: str, *, dag_id: str, dag_run_id: str, conf: dict | N
             **({TAG_DATA_FINGERPRINT: fp["sha256"]} if fp else {}),
             **(
                 {
-                    "modelops.validation.warnings": "; ".join(
+                    TAG_VALIDATION_WARNINGS: "; ".join(
                         f"{r.get('expectation')}({r.get('column') or 'table'}): {r.get('observed')}"
                         for r in report["warnings"]
                     )[:5000]
@@ -554,7 +556,7 @@ def package_bento(model: str, registered: Registered, trained: Trained) -> Packa
     spec = load_spec_by_name(model)
     tag = build_bento(spec, registered["version"], trained["model_uri"])
     tracking.set_version_tags(
-        spec.name, registered["version"], {TAG_BENTO_TAG: tag, "modelops.bento.built_at": tracking.now_iso()}
+        spec.name, registered["version"], {TAG_BENTO_TAG: tag, TAG_BENTO_BUILT_AT: tracking.now_iso()}
     )
     return {"bento_tag": tag}
 

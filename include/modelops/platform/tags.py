@@ -42,3 +42,18 @@ TAG_VALIDATION_AT = "modelops.validation.at"
 TAG_VALIDATION_FAILED = "modelops.validation.failed"
 TAG_VALIDATION_STATUS = "modelops.validation.status"
 TAG_VALIDATION_SUMMARY = "modelops.validation.summary"
+TAG_VALIDATION_WARNINGS = "modelops.validation.warnings"
+TAG_BENTO_BUILT_AT = "modelops.bento.built_at"
+
+# Prefixes: one tag per stage, pause or deployment event, each a compact JSON record.
+TAG_ROLLOUT_STAGE = "modelops.rollout.stage."  # + the stage's two-digit index (or "shadow")
+TAG_ROLLOUT_PAUSE = "modelops.rollout.pause."  # + the paused stage's two-digit index
+TAG_DEPLOYMENT = "modelops.deployment."  # + a three-digit sequence number: the deployment history
+
+
+TAG_ALIAS = "modelops.alias."  # + <alias>.set_at: when the alias last moved to the version
+
+
+def alias_set_at(alias: str) -> str:
+    """The tag recording when ``alias`` last moved to the version (``modelops.alias.<alias>.set_at``)."""
+    return f"{TAG_ALIAS}{alias}.set_at"

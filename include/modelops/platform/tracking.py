@@ -14,7 +14,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from include.modelops.platform.tags import TAG_DAG_ID, TAG_DAG_RUN_ID, TAG_MODEL, TAG_RISK_TIER, TAG_SPEC_HASH
+from include.modelops.platform.tags import (
+    TAG_DAG_ID,
+    TAG_DAG_RUN_ID,
+    TAG_MODEL,
+    TAG_RISK_TIER,
+    TAG_SPEC_HASH,
+    alias_set_at,
+)
 from include.modelops.settings import get_settings
 
 if TYPE_CHECKING:
@@ -212,7 +219,7 @@ def alias_version(model_name: str, alias: str) -> str | None:
 
 def set_alias(model_name: str, alias: str, version: str) -> None:
     client().set_registered_model_alias(model_name, alias, version)
-    set_version_tags(model_name, version, {f"modelops.alias.{alias}.set_at": now_iso()})
+    set_version_tags(model_name, version, {alias_set_at(alias): now_iso()})
     log.info("Alias %s@%s -> v%s", model_name, alias, version)
 
 

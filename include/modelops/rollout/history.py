@@ -16,11 +16,18 @@ import logging
 from typing import Any
 
 from include.modelops.platform import tracking
-from include.modelops.platform.tags import TAG_DAG_ID, TAG_DAG_RUN_ID, TAG_DATA_FINGERPRINT, TAG_GIT_COMMIT
+from include.modelops.platform.tags import (
+    TAG_ALIAS,
+    TAG_DAG_ID,
+    TAG_DAG_RUN_ID,
+    TAG_DATA_FINGERPRINT,
+    TAG_DEPLOYMENT,
+    TAG_GIT_COMMIT,
+)
 
 log = logging.getLogger(__name__)
 
-TAG_PREFIX = "modelops.deployment."
+TAG_PREFIX = TAG_DEPLOYMENT
 PROMOTED, ROLLED_BACK, TAKEN_BACK, RESTORED = (
     "promoted",
     "rolled back (automatic)",
@@ -113,7 +120,7 @@ def deployment_history(tags: dict[str, str]) -> list[dict[str, Any]]:
                 else "",
             }
             for k, v in tags.items()
-            if k.startswith("modelops.alias.") and k.endswith(".set_at")
+            if k.startswith(TAG_ALIAS) and k.endswith(".set_at")
         ]
     return sorted(events, key=lambda e: e["at"] or "")
 

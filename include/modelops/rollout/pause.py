@@ -20,6 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 from include.modelops.platform import tracking
+from include.modelops.platform.tags import TAG_ROLLOUT_PAUSE
 from include.modelops.rollout import stages
 from include.modelops.rollout.record import read_record, record_path, write_record
 from include.modelops.rollout.stages import RolloutFailed
@@ -28,7 +29,7 @@ from include.modelops.spec import load_spec_by_name
 log = logging.getLogger(__name__)
 
 CONTINUE, ABORT = "continue", "abort"
-TAG_PAUSE = "modelops.rollout.pause."  # + the stage's two-digit index: one compact JSON record
+TAG_PAUSE = TAG_ROLLOUT_PAUSE
 
 
 def _stage(model: str, version: str, index: int) -> tuple[dict[str, Any], dict[str, Any]]:

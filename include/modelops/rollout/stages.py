@@ -27,6 +27,7 @@ from include.modelops.platform.tags import (
     TAG_PROMOTED_AT,
     TAG_ROLLED_BACK,
     TAG_ROLLED_BACK_AT,
+    TAG_ROLLOUT_STAGE,
     TAG_ROLLOUT_STATUS,
     TAG_ROLLOUT_SUMMARY,
 )
@@ -39,7 +40,7 @@ from include.modelops.spec import ModelSpec, Rollout, load_spec_by_name
 log = logging.getLogger(__name__)
 
 TAG_STATUS = TAG_ROLLOUT_STATUS  # running | promoted | rolled_back
-TAG_STAGE = "modelops.rollout.stage."  # + two-digit index: one compact JSON record per stage
+TAG_STAGE = TAG_ROLLOUT_STAGE
 
 
 class RolloutFailed(Exception):

@@ -16,10 +16,12 @@ from include.modelops.governance.audit.records import (
 )
 from include.modelops.platform import tracking
 from include.modelops.platform.tags import (
+    MONITORING,
     TAG_BENTO_TAG,
     TAG_DATA_FINGERPRINT,
     TAG_DATA_PATH,
     TAG_DEPLOYABLE,
+    TAG_DEPLOYMENT,
     TAG_FAULT,
     TAG_FAULT_WRAPS,
     TAG_GATE_AT,
@@ -35,6 +37,8 @@ from include.modelops.platform.tags import (
     TAG_RISK_TIER,
     TAG_ROLLED_BACK,
     TAG_ROLLED_BACK_AT,
+    TAG_ROLLOUT_PAUSE,
+    TAG_ROLLOUT_STAGE,
     TAG_ROLLOUT_STATUS,
     TAG_ROLLOUT_SUMMARY,
     TAG_SMOKE_AT,
@@ -44,6 +48,7 @@ from include.modelops.platform.tags import (
     TAG_VALIDATION_FAILED,
     TAG_VALIDATION_STATUS,
     TAG_VALIDATION_SUMMARY,
+    alias_set_at,
 )
 
 
@@ -377,7 +382,7 @@ def _version_events(rec: Records, version: str, sets: list[tuple[str, str, str]]
                 max_abs_diff=tags.get(TAG_SMOKE_MAX_ABS_DIFF),
             )
         )
-    for key in sorted(k for k in tags if k.startswith("modelops.rollout.stage.")):
+    for key in sorted(k for k in tags if k.startswith(TAG_ROLLOUT_STAGE)):
         try:
             stage = json.loads(tags[key])
         except ValueError:
@@ -400,7 +405,7 @@ def _version_events(rec: Records, version: str, sets: list[tuple[str, str, str]]
                 traffic_percent=stage.get("traffic_percent"),
             )
         )
-    for key in sorted(k for k in tags if k.startswith("modelops.rollout.pause.")):
+    for key in sorted(k for k in tags if k.startswith(TAG_ROLLOUT_PAUSE)):
         try:
             paused = json.loads(tags[key])
         except ValueError:
@@ -504,7 +509,7 @@ def skipped_steps(rec: Records, version: str, tags: dict[str, str], origin: str 
     gate = tags.get(TAG_GATE_STATUS) or (run.data.tags.get(TAG_GATE_STATUS) if run else None)
     went_on = (
         tags.get(TAG_DEPLOYABLE) == "true"
-        or bool(tags.get(f"modelops.alias.{tracking.CHAMPION}.set_at"))
+        or bool(tags.get(alias_set_at(tracking.CHAMPION)))
         or any(v == version for v in rec.aliases.values())
         or bool(tags.get(TAG_ROLLOUT_STATUS))
     )
@@ -572,7 +577,7 @@ def _rollout_events(rec: Records, version: str, tags: dict[str, str], link: str)
                     status=record.get("status"),
                 )
             )
-    for e in deployment_history({k: v for k, v in tags.items() if k.startswith("modelops.deployment.")}):
+    for e in deployment_history({k: v for k, v in tags.items() if k.startswith(TAG_DEPLOYMENT)}):
         stages = ", ".join(f"{s['name']} {s['outcome']}" for s in e["stages"])
         events.append(
             _event(
@@ -718,7 +723,7 @@ def collect_for_records(rec: Records, version: str | None, dag_runs: dict[str, d
     for r in rec.runs.values():  # the windows this version served, and the decisions taken on them
         if (
             r.data.tags.get(TAG_KIND) == "monitoring"
-            and r.data.tags.get("modelops.monitoring.model_version") == version
+            and r.data.tags.get(f"{MONITORING}model_version") == version
         ):
             events += _monitoring_events(r)
     events += _version_events(rec, version, sets)

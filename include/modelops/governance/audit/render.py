@@ -11,11 +11,13 @@ from include.modelops.governance.audit.records import Records, iso
 from include.modelops.governance.audit.verdict import records_verdict
 from include.modelops.platform import tracking
 from include.modelops.platform.tags import (
+    MONITORING,
     TAG_FAULT,
     TAG_GATE_STATUS,
     TAG_KIND,
     TAG_ROLLED_BACK_AT,
     TAG_VALIDATION_STATUS,
+    alias_set_at,
 )
 from include.modelops.settings import get_settings
 
@@ -211,7 +213,7 @@ def _model_footer(rec: Records, dag_runs: dict[str, dict]) -> list[str]:
             fate = "rejected at the gate"
         elif rejected:
             fate = "timed out" if rejected[-1]["timed_out"] else f"rejected by {rejected[-1].get('by')}"
-        elif tags.get(f"modelops.alias.{tracking.CHAMPION}.set_at"):
+        elif tags.get(alias_set_at(tracking.CHAMPION)):
             fate = "served, since replaced"
         elif tags.get(TAG_ROLLED_BACK_AT):
             fate = "rolled back"
@@ -222,7 +224,7 @@ def _model_footer(rec: Records, dag_runs: dict[str, dict]) -> list[str]:
     watched = [r for r in rec.runs.values() if r.data.tags.get(TAG_KIND) == "monitoring"]
     faulty = [r for r in rec.runs.values() if r.data.tags.get(TAG_FAULT)]
     rollouts = [line for v in sorted(rec.versions, key=int) if (line := rollout_summary(rec, v))]
-    requested = sum(1 for r in watched if r.data.tags.get("modelops.monitoring.outcome") == "retrain")
+    requested = sum(1 for r in watched if r.data.tags.get(f"{MONITORING}outcome") == "retrain")
     monitoring = f"; {len(watched)} monitoring window(s), {requested} retrain request(s)" if watched else ""
     states: dict[str, int] = {}
     for r in dag_runs.values():

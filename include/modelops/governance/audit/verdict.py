@@ -33,6 +33,7 @@ from include.modelops.platform.tags import (
     TAG_SPLIT,
     TAG_TRIGGER_REASON,
     TAG_VALIDATION_SUMMARY,
+    alias_set_at,
 )
 
 
@@ -131,7 +132,7 @@ def _status_sentence(
 ) -> str:
     v = f"v{version}"
     if tracking.CHAMPION in aliases:
-        since = iso(tags.get(f"modelops.alias.{tracking.CHAMPION}.set_at"))
+        since = iso(tags.get(alias_set_at(tracking.CHAMPION)))
         return f"{v} is in production: alias champion (serving) since {since or 'an unrecorded time'}."
     champion = rec.aliases.get(tracking.CHAMPION)
     now = f" The champion is v{champion}." if champion else " There is no champion."
@@ -139,8 +140,8 @@ def _status_sentence(
         (at, v2) for at, a, v2 in sets if a == tracking.CHAMPION and replaced(sets, a, v2, at) == version
     ]
     served = ""
-    if tags.get(f"modelops.alias.{tracking.CHAMPION}.set_at"):
-        served = f" It served as champion from {iso(tags[f'modelops.alias.{tracking.CHAMPION}.set_at'])}" + (
+    if tags.get(alias_set_at(tracking.CHAMPION)):
+        served = f" It served as champion from {iso(tags[alias_set_at(tracking.CHAMPION)])}" + (
             f" until v{taken[0][1]} replaced it at {taken[0][0]}." if taken else "."
         )
     if tracking.PREVIOUS in aliases:
