@@ -36,7 +36,7 @@ export DO_NOT_TRACK      := true
 export PIP_CACHE_DIR     := $(STATE)/cache/pip
 export TMPDIR            := $(STATE)/tmp
 
-.PHONY: help setup demo demo-drift bench-drift run test test-unit test-integration up data check-specs spec-docs serve traffic audit bench bench-training bench-serving bench-rollout lint format clean
+.PHONY: help setup demo demo-drift bench-drift run test test-unit test-integration up data check-specs spec-docs serve traffic audit backtest bench bench-training bench-serving bench-rollout lint format clean
 
 help:
 	@echo "make demo         set up, then train MODEL end to end (default: the bundled fraud_detection example,"
@@ -59,6 +59,8 @@ help:
 	@echo "make serve        serve MODEL's champion bento with the inference log on http://127.0.0.1:$(PORT) (PORT=...)"
 	@echo "make traffic      send MODEL's rows to URL (RATE/s, COUNT or DURATION s, BATCH rows each, SOURCE,"
 	@echo "                  DRIFT, labels LABEL_DELAY s later, PENDING=wait|write|drop); see README"
+	@echo "make backtest     MODEL=<name> SPEC=<changed spec> [HTML=out.html]: which past gate decisions the change"
+	@echo "                  would flip (replayed from each run's recorded evidence; nothing is written)"
 	@echo "make audit        lifecycle of MODEL (and VERSION): evidence, approvals, alias changes (NO_AIRFLOW=1: MLflow only)"
 	@echo "make bench        parse-time and orchestration-overhead benchmarks"
 	@echo "make bench-serving   bento vs FastAPI latency/throughput, inference log on vs off"
@@ -147,6 +149,9 @@ bench-drift: setup
 bench-rollout: setup
 	@mkdir -p $(TMPDIR)
 	$(BIN)/python tests/benchmarks/bench_rollout.py
+
+backtest: setup
+	$(BIN)/python -m include.modelops.cli backtest --model $(MODEL) --spec "$(SPEC)" $(if $(HTML),--html "$(HTML)",)
 
 audit: setup
 	$(BIN)/python -m include.modelops.cli audit --model $(MODEL) $(if $(VERSION),--version $(VERSION),) $(if $(NO_AIRFLOW),--no-airflow,)

@@ -996,8 +996,11 @@ def _format_error(path: Path, err: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def load_spec(path: str | Path) -> ModelSpec:
+def load_spec(path: str | Path, *, named_after_file: bool = True) -> ModelSpec:
     """Read and validate one spec file.
+
+    ``named_after_file=False`` reads a spec that is not (yet) in the specs folder, e.g. a changed
+    copy for ``make backtest``, whatever its file is called.
 
     Raises:
         ModelSpecError: naming the file and each invalid field.
@@ -1015,7 +1018,7 @@ def load_spec(path: str | Path) -> ModelSpec:
         spec = ModelSpec.model_validate(raw)
     except ValidationError as exc:
         raise ModelSpecError(_format_error(path, exc)) from None
-    if spec.name != path.stem:
+    if named_after_file and spec.name != path.stem:
         raise ModelSpecError(
             f"Invalid model spec {path}:\n  - field 'name': {spec.name!r} must equal the file name "
             f"{path.stem!r} (one model per file, named after it)"

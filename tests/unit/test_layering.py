@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, ...]] = [
     ),  # what a rollout records about a version
     ("rollout",),  # stages, analysis, backends
     ("monitoring",),  # drift, the retraining policy, windows
-    ("governance.audit",),  # reads everything a model went through
+    ("governance.audit", "governance.backtest"),  # reads everything a model went through
     ("pipelines",),  # the DAGs' task functions
     ("cli.report", "cli.runs"),  # a run's summary; running the DAGs from the command line
     ("demo",),  # the demo scripts and fault injection, on the product's own runs

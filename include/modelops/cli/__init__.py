@@ -26,6 +26,7 @@ import os
 
 from include.modelops.cli.commands import (
     cmd_audit,
+    cmd_backtest,
     cmd_check_specs,
     cmd_draft_spec,
     cmd_run,
@@ -94,6 +95,14 @@ def main(argv: list[str] | None = None) -> int:
         help="MLflow records only (skip Airflow: its REST API, or the airflow CLI)",
     )
     a.set_defaults(fn=cmd_audit)
+    bt = sub.add_parser(
+        "backtest",
+        help="replay a model's recorded gate decisions under a changed spec; print what would flip",
+    )
+    bt.add_argument("--model", default=DEFAULT_MODEL)
+    bt.add_argument("--spec", required=True, help="the changed spec file (YAML); the registry is only read")
+    bt.add_argument("--html", default=None, help="also write the backtest as an HTML page here")
+    bt.set_defaults(fn=cmd_backtest)
     ds = sub.add_parser("draft-spec", help="draft a commented model spec from a CSV/Parquet file or folder")
     ds.add_argument("--data", required=True, help="a CSV or Parquet file, or a folder of them (read only)")
     ds.add_argument("--target", required=True, help="the label column")

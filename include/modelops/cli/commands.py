@@ -295,6 +295,41 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backtest(args: argparse.Namespace) -> int:
+    """Replay the model's recorded gate decisions under a changed spec; print what would flip. Read-only."""
+    import contextlib
+    import os
+
+    from include.modelops.governance import backtest
+    from include.modelops.spec import ModelSpecError, load_spec, load_spec_by_name
+
+    s = get_settings()
+    try:
+        changed = load_spec(args.spec, named_after_file=False)
+        current = load_spec_by_name(args.model)
+    except ModelSpecError as exc:
+        say(str(exc))
+        return 2
+    with contextlib.ExitStack() as running:
+        uri = mlflow_for_reading(running)
+        if uri is None:
+            return 1
+        if uri != s.mlflow_tracking_uri:
+            os.environ["MLFLOW_TRACKING_URI"] = uri
+        try:
+            result = backtest.run_backtest(args.model, changed, current=current, spec_path=str(args.spec))
+        except backtest.BacktestError as exc:
+            say(f"error: {exc}")
+            return 2
+    print(backtest.render_text(result), end="", flush=True)
+    if args.html:
+        from include.modelops.platform.storage import write_atomic
+
+        write_atomic(Path(args.html), backtest.render_html(result))
+        say(f"HTML report: {args.html}")
+    return 0
+
+
 def cmd_traffic(args: argparse.Namespace) -> int:
     """Send rows to a serving endpoint at a set rate; write their true labels after a delay."""
     import numpy as np
