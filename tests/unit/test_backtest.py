@@ -45,7 +45,86 @@ def history(tmp_path_factory):
         client = mlflow.MlflowClient()
         client.create_registered_model(MODEL)
         client.create_model_version(MODEL, f"runs:/{runs['manual__first']}/model", runs["manual__first"])
-        yield {"runs": runs, "cases": cases, "spec": spec}
+        windows = _monitoring_history(root, exp.experiment_id, spec)
+        yield {"runs": runs, "cases": cases, "spec": spec, "windows": windows}
+
+
+# Three drift windows: the first retrains, the second (6 h later) is held back by the 24 h cooldown,
+# the third (two days on) retrains again. Decided by the real policy, in order, as the DAG does.
+WINDOWS = [(0, 0.5), (6, 0.4), (48, 0.35)]  # (hours after T0 the window ends, drift share)
+
+
+def _monitoring_history(root, experiment_id: str, spec) -> list[tuple[str, str]]:
+    from datetime import UTC, datetime, timedelta
+
+    import mlflow
+
+    from include.modelops.monitoring.policy import PastDecision, PolicyContext, WindowFigures, decide
+    from include.modelops.platform.tags import KIND_MONITORING, MONITORING, TAG_KIND
+
+    t0 = datetime(2026, 3, 2, tzinfo=UTC)
+    memory, recorded = [], []
+    for hours, share in WINDOWS:
+        end = t0 + timedelta(hours=hours)
+        key = f"{(end - timedelta(hours=6)).isoformat()}/{end.isoformat()}"
+        figures = {
+            "rows": 5000,
+            "labelled_rows": 0,
+            "status": "checked",
+            "drift_share": share,
+            "top_drifted": ["amount"],
+        }
+        d = decide(
+            spec.monitoring,
+            WindowFigures.from_figures(key, end, figures),
+            PolicyContext(now=end, history=memory),
+        )
+        memory.append(PastDecision(key, end, end, d.outcome, bool(d.triggers)))
+        folder = root / f"window-{hours}"
+        folder.mkdir()
+        (folder / "drift_summary.json").write_text(json.dumps({"figures": figures}))
+        with mlflow.start_run(experiment_id=experiment_id):
+            mlflow.log_artifact(str(folder / "drift_summary.json"), "drift")
+            mlflow.set_tags(
+                {
+                    TAG_KIND: KIND_MONITORING,
+                    f"{MONITORING}window": key,
+                    f"{MONITORING}window_end": end.isoformat(),
+                    f"{MONITORING}decided_at": end.isoformat(),
+                    f"{MONITORING}outcome": d.outcome,
+                    f"{MONITORING}reason": d.reason,
+                    f"{MONITORING}guard": d.guard or "",
+                }
+            )
+        recorded.append((key, d.outcome))
+    return recorded
+
+
+def test_the_recorded_windows_are_what_the_policy_said_then(history):
+    assert [outcome for _, outcome in history["windows"]] == ["retrain", "suppressed", "retrain"]
+
+
+def test_a_shorter_cooldown_names_the_window_it_would_have_retrained(history):
+    shorter = fraud_spec().model_copy(
+        update={"monitoring": fraud_spec().monitoring.model_copy(update={"retrain_cooldown_hours": 1})}
+    )
+    bt = backtest.run_backtest(MODEL, shorter, current=history["spec"])
+    assert [(w.window, w.recorded, w.replayed) for w in bt.window_flips] == [
+        (history["windows"][1][0], "suppressed", "retrain")
+    ]
+    assert bt.flips == []  # the gate did not change
+    assert bt.changes == [("monitoring.retrain_cooldown_hours", 24, 1)]
+    assert "3 monitoring window(s) replayed: 1 decision(s) flip" in backtest.render_text(bt)
+
+
+def test_a_higher_drift_threshold_replays_with_the_replays_own_memory(history):
+    """At 45% only the first window drifts: the third, no longer drifted, would not have retrained."""
+    higher = fraud_spec().model_copy(
+        update={"monitoring": fraud_spec().monitoring.model_copy(update={"drift_share_threshold": 0.45})}
+    )
+    bt = backtest.run_backtest(MODEL, higher, current=history["spec"])
+    assert [w.replayed for w in bt.windows] == ["retrain", "no_action", "no_action"]
+    assert [w.window for w in bt.window_flips] == [history["windows"][1][0], history["windows"][2][0]]
 
 
 def test_the_recorded_history_is_what_the_gate_said_then(history):
@@ -55,6 +134,7 @@ def test_the_recorded_history_is_what_the_gate_said_then(history):
 def test_the_unchanged_spec_flips_nothing(history):
     bt = backtest.run_backtest(MODEL, history["spec"], current=history["spec"])
     assert len(bt.candidates) == 3 and bt.flips == [] and bt.changes == []
+    assert len(bt.windows) == 3 and bt.window_flips == []
 
 
 def test_a_stricter_threshold_names_exactly_the_decisions_that_flip(history):

@@ -1,11 +1,15 @@
-"""What a changed spec would have decided: the promotion gate replayed over the recorded history.
+"""What a changed spec would have decided: the gate and the retrain policy replayed over the history.
 
 Before a team changes its gate (a threshold, the allowed drop against the champion, a slice rule),
 it wants to know which past decisions the change would have flipped. Every training run leaves
 its gate's whole input in MLflow (``evaluation/evaluation.json``: the candidate's, the champion's
 and the baseline's metrics with their intervals, the slices, the latency), so the gate
 (``evaluation.gate.decide``) runs again on it under the changed spec, run by run, and the result
-sits next to what was recorded.
+sits next to what was recorded. Every monitoring run leaves its window's figures
+(``drift/drift_summary.json``: drift share, the live metric and its interval, labelled rows), so
+the retraining policy (``monitoring.policy.decide``) runs again on them in time order, each window
+remembering the replay's own earlier decisions (cooldown, budget, consecutive windows), as it
+would have.
 
 Read-only: nothing is written to the registry, to traffic or to any record; downloads go to a
 scratch folder that is removed afterwards.
@@ -14,7 +18,10 @@ What it does not replay: each past candidate is judged against the champion of i
 recorded; if the changed gate would have promoted another version earlier, later candidates would
 have met another champion, which this does not simulate. Rules whose inputs are computed during
 evaluation (the bootstrap's resamples and level, which slices are evaluated) keep the values of
-the recorded run; the backtest says so when the changed spec moves one of them.
+the recorded run; the backtest says so when the changed spec moves one of them. A window the
+monitoring DAG found too small for a verdict stays so (``min_window_rows`` is applied when the
+window is read); the live state a guard read then (a training run already queued) is taken as
+recorded; the GPU-hours budget is not replayed (the hours at the time are not recorded).
 """
 
 from __future__ import annotations
@@ -28,11 +35,20 @@ from pathlib import Path
 from typing import Any
 
 from include.modelops.evaluation.gate import decide
+from include.modelops.monitoring.policy import PastDecision, PolicyContext, WindowFigures
+from include.modelops.monitoring.policy import decide as decide_retraining
 from include.modelops.platform import reports, tracking
-from include.modelops.platform.tags import TAG_DAG_RUN_ID, TAG_GATE_STATUS
+from include.modelops.platform.tags import (
+    KIND_MONITORING,
+    MONITORING,
+    TAG_DAG_RUN_ID,
+    TAG_GATE_STATUS,
+    TAG_KIND,
+)
 from include.modelops.spec import ModelSpec
 
 EVALUATION_ARTIFACT = "evaluation/evaluation.json"
+SUMMARY_ARTIFACT = "drift/drift_summary.json"
 
 # Evaluation settings the recorded evidence was computed with: changing them cannot be replayed.
 COMPUTED_AT_EVALUATION = ("bootstrap", "threshold.", "primary_metric")
@@ -62,16 +78,37 @@ class Replayed:
 
 
 @dataclass
+class ReplayedWindow:
+    """One monitoring window: the retrain decision recorded then, the changed policy's now."""
+
+    window: str
+    decided_at: str
+    recorded: str  # retrain, suppressed, no_action, no_traffic
+    replayed: str
+    recorded_reason: str = ""
+    replayed_reason: str = ""
+
+    @property
+    def flipped(self) -> bool:
+        return self.recorded != self.replayed
+
+
+@dataclass
 class Backtest:
     model: str
     spec_path: str
     changes: list[tuple[str, Any, Any]]  # (dotted field, current value, changed value)
     candidates: list[Replayed]
     notes: list[str]
+    windows: list[ReplayedWindow] = field(default_factory=list)
 
     @property
     def flips(self) -> list[Replayed]:
         return [c for c in self.candidates if c.flipped]
+
+    @property
+    def window_flips(self) -> list[ReplayedWindow]:
+        return [w for w in self.windows if w.flipped]
 
 
 def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -84,10 +121,88 @@ def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def spec_changes(current: ModelSpec, changed: ModelSpec) -> list[tuple[str, Any, Any]]:
-    """The ``evaluation`` fields the changed spec sets differently, as (field, current, changed)."""
-    a = _flat(current.evaluation.model_dump(mode="json"), "evaluation.")
-    b = _flat(changed.evaluation.model_dump(mode="json"), "evaluation.")
+    """The ``evaluation`` and ``monitoring`` fields the changed spec sets differently: (field, current, changed)."""
+    a = _flat(
+        {
+            "evaluation": current.evaluation.model_dump(mode="json"),
+            "monitoring": current.monitoring.model_dump(mode="json"),
+        }
+    )
+    b = _flat(
+        {
+            "evaluation": changed.evaluation.model_dump(mode="json"),
+            "monitoring": changed.monitoring.model_dump(mode="json"),
+        }
+    )
     return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+def _monitoring_runs(model: str) -> list[Any]:
+    c = tracking.client()
+    exp = c.get_experiment_by_name(model)
+    if exp is None:
+        return []
+    runs, token = [], None
+    while True:
+        page = c.search_runs(
+            [exp.experiment_id],
+            filter_string=f"tags.`{TAG_KIND}` = '{KIND_MONITORING}'",
+            max_results=1000,
+            page_token=token,
+        )
+        runs += [
+            r
+            for r in page
+            if r.data.tags.get(f"{MONITORING}outcome") and r.data.tags.get(f"{MONITORING}decided_at")
+        ]
+        token = page.token
+        if not token:
+            return sorted(runs, key=lambda r: r.data.tags[f"{MONITORING}decided_at"])
+
+
+def replay_windows(model: str, changed: ModelSpec, scratch: Path, notes: list[str]) -> list[ReplayedWindow]:
+    """Every recorded retrain decision, in time order, under the changed spec's policy."""
+    out: list[ReplayedWindow] = []
+    memory: list[PastDecision] = []  # the replay's own decisions: what its guards remember
+    for run in _monitoring_runs(model):
+        t = run.data.tags
+        try:
+            local = tracking.client().download_artifacts(
+                run.info.run_id, SUMMARY_ARTIFACT, str(scratch / run.info.run_id)
+            )
+            figures = json.loads(Path(local).read_text())["figures"]
+        except Exception as exc:  # noqa: BLE001 - an old run without its summary is said and skipped
+            notes.append(
+                f"monitoring run {run.info.run_id}: no readable {SUMMARY_ARTIFACT} ({exc}); not replayed"
+            )
+            continue
+        window, end = t[f"{MONITORING}window"], datetime.fromisoformat(t[f"{MONITORING}window_end"])
+        at = datetime.fromisoformat(t[f"{MONITORING}decided_at"])
+        fig = WindowFigures.from_figures(window, end, figures)
+        live_guard = t.get(f"{MONITORING}guard") == "training_in_progress"
+        ctx = PolicyContext(now=at, history=list(memory), training_runs_active=1 if live_guard else 0)
+        decision = decide_retraining(changed.monitoring, fig, ctx)
+        memory.append(
+            PastDecision(
+                window=window,
+                window_end=end,
+                at=at,
+                outcome=decision.outcome,
+                triggered=bool(decision.triggers),
+                labelled_rows=fig.labelled_rows,
+            )
+        )
+        out.append(
+            ReplayedWindow(
+                window=window,
+                decided_at=at.isoformat(timespec="seconds"),
+                recorded=t[f"{MONITORING}outcome"],
+                replayed=decision.outcome,
+                recorded_reason=t.get(f"{MONITORING}reason", ""),
+                replayed_reason=decision.reason,
+            )
+        )
+    return out
 
 
 def _training_runs(model: str) -> list[Any]:
@@ -115,8 +230,6 @@ def run_backtest(model: str, changed: ModelSpec, *, current: ModelSpec, spec_pat
     if changed.name != model:
         raise BacktestError(f"the changed spec is for {changed.name!r}, not {model!r}")
     runs = _training_runs(model)
-    if not runs:
-        raise BacktestError(f"{model} has no training run with a recorded gate decision to replay")
     versions = {
         mv.run_id: str(mv.version) for mv in tracking.client().search_model_versions(f"name = '{model}'")
     }
@@ -168,20 +281,29 @@ def run_backtest(model: str, changed: ModelSpec, *, current: ModelSpec, spec_pat
                     summary=decision["summary"],
                 )
             )
+        windows = replay_windows(model, changed, scratch, notes)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return Backtest(model, spec_path, changes, out, notes)
+    if not out and not windows:
+        raise BacktestError(f"{model} has no recorded gate or retrain decision to replay")
+    return Backtest(model, spec_path, changes, out, notes, windows)
 
 
 def render_text(bt: Backtest) -> str:
     """The backtest as ``make backtest`` prints it: the changes, each candidate then and now, the flips."""
-    lines = [f"Backtest of {bt.model}'s promotion gate with {bt.spec_path or 'the changed spec'}"]
+    lines = [
+        f"Backtest of {bt.model}'s promotion gate and retrain policy with {bt.spec_path or 'the changed spec'}"
+    ]
     if bt.changes:
-        lines.append("Changed evaluation fields:")
+        lines.append("Changed fields:")
         lines += [f"  {name}: {old!r} -> {new!r}" for name, old, new in bt.changes]
     else:
-        lines.append("The changed spec's evaluation section is the same as the current one.")
+        lines.append(
+            "The changed spec's evaluation and monitoring sections are the same as the current ones."
+        )
     lines.append("")
+    if not bt.candidates:
+        lines.append("No training run with a recorded gate decision.")
     lines.append(f"  {'version':<8} {'recorded':<9} {'replayed':<9} {'':<6} DAG run / MLflow run")
     for c in bt.candidates:
         mark = "FLIPS" if c.flipped else ""
@@ -210,6 +332,18 @@ def render_text(bt: Backtest) -> str:
         )
         + f", {len(bt.candidates) - len(flips)} stay the same."
     )
+    if bt.windows:
+        lines += ["", f"  {'monitoring window':<52} {'recorded':<11} {'replayed':<11}"]
+        for w in bt.windows:
+            lines.append(f"  {w.window:<52} {w.recorded:<11} {w.replayed:<11} {'FLIPS' if w.flipped else ''}")
+            if w.flipped:
+                lines.append(f"  {'':<4}now: {w.replayed_reason}")
+        wf = bt.window_flips
+        lines.append(
+            f"{len(bt.windows)} monitoring window(s) replayed: {len(wf)} decision(s) flip"
+            + (" (" + ", ".join(f"{w.window} {w.recorded} -> {w.replayed}" for w in wf) + ")" if wf else "")
+            + f", {len(bt.windows) - len(wf)} stay the same."
+        )
     lines += [f"Note: {n}" for n in bt.notes]
     lines.append("Nothing was written: the registry, the traffic and every record are as they were.")
     return "\n".join(lines) + "\n"
@@ -231,13 +365,21 @@ def render_html(bt: Backtest) -> str:
     )
     changes = "".join(f"<li><code>{e(n)}</code>: {e(repr(o))} → {e(repr(v))}</li>" for n, o, v in bt.changes)
     notes = "".join(f'<div class="note warn">{e(n)}</div>' for n in bt.notes)
-    title = f"Backtest of {bt.model}'s promotion gate"
+    window_rows = "\n".join(
+        f"<tr{FLIP_CLASS if w.flipped else ''}><td><code>{e(w.window)}</code></td><td>{e(w.recorded)}</td>"
+        f"<td>{e(w.replayed)}</td><td>{'flips' if w.flipped else ''}</td><td>{e(w.replayed_reason)}</td></tr>"
+        for w in bt.windows
+    )
+    title = f"Backtest of {bt.model}'s promotion gate and retrain policy"
     body = (
         f'<h1>{e(title)}</h1><p class="muted">{e(bt.spec_path)}</p>'
-        f"<h2>Changed evaluation fields</h2><ul>{changes or '<li>none</li>'}</ul>"
+        f"<h2>Changed fields</h2><ul>{changes or '<li>none</li>'}</ul>"
         f"<h2>Past candidates</h2><p>{len(bt.candidates)} replayed, {len(bt.flips)} flip.</p>"
         "<table><thead><tr><th>version</th><th>recorded</th><th>replayed</th><th></th>"
         f"<th>checks the changed gate fails</th><th>DAG run / MLflow run</th></tr></thead><tbody>{rows}</tbody></table>"
+        f"<h2>Monitoring windows</h2><p>{len(bt.windows)} replayed, {len(bt.window_flips)} flip.</p>"
+        "<table><thead><tr><th>window</th><th>recorded</th><th>replayed</th><th></th>"
+        f"<th>the changed policy's reason</th></tr></thead><tbody>{window_rows}</tbody></table>"
         f'{notes}<p class="muted">Nothing was written: the registry, the traffic and every record are as they were.</p>'
     )
     return reports.page(title, body, css="tr.flip td{background:#fff8c5}")

@@ -25,7 +25,7 @@ from include.modelops.spec import ModelSpec, load_spec_by_name
 
 log = logging.getLogger(__name__)
 
-KIND_TAG, KIND = TAG_KIND, "monitoring"
+KIND_TAG, KIND = TAG_KIND, tags.KIND_MONITORING
 P = tags.MONITORING  # tag prefix of monitoring runs
 
 

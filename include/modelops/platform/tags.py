@@ -6,6 +6,7 @@ Writers and readers take the name from here, so a rename cannot leave a reader b
 from __future__ import annotations
 
 MONITORING = "modelops.monitoring."  # prefix of a monitoring run's tags (one run per drift window)
+KIND_MONITORING = "monitoring"  # TAG_KIND of a monitoring run (never mistaken for a training run)
 
 # Run and model-version tags read or written by more than one module.
 TAG_BENTO_TAG = "modelops.bento_tag"

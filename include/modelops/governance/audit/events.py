@@ -16,6 +16,7 @@ from include.modelops.governance.audit.records import (
 )
 from include.modelops.platform import tracking
 from include.modelops.platform.tags import (
+    KIND_MONITORING,
     MONITORING,
     TAG_BENTO_TAG,
     TAG_DATA_FINGERPRINT,
@@ -141,7 +142,7 @@ def _monitoring_events(run: Any) -> list[dict]:
 def _run_events(rec: Records, run: Any) -> list[dict]:
     """Validation, training and gate events of one MLflow run (one DAG run)."""
     tags, info = run.data.tags, run.info
-    if tags.get(TAG_KIND) == "monitoring":
+    if tags.get(TAG_KIND) == KIND_MONITORING:
         return _monitoring_events(run)
     run_id = info.run_id
     version = rec.version_of_run(run_id)
@@ -722,7 +723,7 @@ def collect_for_records(rec: Records, version: str | None, dag_runs: dict[str, d
         events += _run_events(rec, run)
     for r in rec.runs.values():  # the windows this version served, and the decisions taken on them
         if (
-            r.data.tags.get(TAG_KIND) == "monitoring"
+            r.data.tags.get(TAG_KIND) == KIND_MONITORING
             and r.data.tags.get(f"{MONITORING}model_version") == version
         ):
             events += _monitoring_events(r)

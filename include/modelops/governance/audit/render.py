@@ -11,6 +11,7 @@ from include.modelops.governance.audit.records import Records, iso
 from include.modelops.governance.audit.verdict import records_verdict
 from include.modelops.platform import tracking
 from include.modelops.platform.tags import (
+    KIND_MONITORING,
     MONITORING,
     TAG_FAULT,
     TAG_GATE_STATUS,
@@ -221,7 +222,7 @@ def _model_footer(rec: Records, dag_runs: dict[str, dict]) -> list[str]:
             fate = "not promoted"
         fates.append(f"v{v} {fate}" + (" (fault-injected copy)" if tags.get(TAG_FAULT) else ""))
     stopped = sum(1 for r in rec.runs.values() if r.data.tags.get(TAG_VALIDATION_STATUS) == "failed")
-    watched = [r for r in rec.runs.values() if r.data.tags.get(TAG_KIND) == "monitoring"]
+    watched = [r for r in rec.runs.values() if r.data.tags.get(TAG_KIND) == KIND_MONITORING]
     faulty = [r for r in rec.runs.values() if r.data.tags.get(TAG_FAULT)]
     rollouts = [line for v in sorted(rec.versions, key=int) if (line := rollout_summary(rec, v))]
     requested = sum(1 for r in watched if r.data.tags.get(f"{MONITORING}outcome") == "retrain")
