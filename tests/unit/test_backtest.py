@@ -198,3 +198,32 @@ def test_make_backtest_reads_a_changed_copy_whatever_its_file_is_called(
     assert "1 decision(s) flip (v1 passed -> rejected)" in out
     assert page.read_text().startswith("<!DOCTYPE html>")
     assert cli.main(["backtest", "--model", MODEL, "--spec", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_the_backtest_dags_task_takes_the_changed_spec_as_yaml_and_writes_its_report(
+    history, tmp_path, monkeypatch
+):
+    import yaml
+
+    from include.modelops.pipelines import backtest as task
+    from include.modelops.spec import ModelSpecError
+    from tests.unit.test_evaluation import FRAUD_YAML
+
+    monkeypatch.setenv("MODELOPS_RUNS_DIR", str(tmp_path / "runs"))
+    raw = yaml.safe_load(FRAUD_YAML.read_text())
+    raw["evaluation"]["gate"]["thresholds"]["roc_auc"]["min"] = 0.9
+    result = task.run(MODEL, yaml.safe_dump(raw), dag_run_id="manual__2026-12-04T10:00:00+00:00")
+
+    assert result["gate_flips"] == ["manual__first: passed -> rejected"]
+    assert result["window_flips"] == [] and (result["candidates"], result["windows"]) == (3, 3)
+    report = tmp_path / "runs" / MODEL / "backtest" / "manual__2026-12-04T10_00_00_00_00.html"
+    assert result["report_html"] == str(report)
+    page = report.read_text()
+    assert 'class="flip"' in page and "manual__first" in page and "roc_auc" in page
+
+    with pytest.raises(ModelSpecError, match="not valid YAML"):
+        task.run(MODEL, "name: [unclosed", dag_run_id="x")
+    with pytest.raises(ModelSpecError, match="this DAG backtests 'fraud_detection'"):
+        task.run(MODEL, yaml.safe_dump({**raw, "name": "churn"}), dag_run_id="x")
+    with pytest.raises(ModelSpecError, match="a whole model spec"):
+        task.run(MODEL, "", dag_run_id="x")

@@ -70,6 +70,7 @@ def test_a_task_returns_the_keys_its_contract_names(task, path, function, variab
 MONITORING = ROOT / "include/modelops/pipelines/monitoring.py"
 STAGES = ROOT / "include/modelops/rollout/stages.py"
 SHADOW = ROOT / "include/modelops/rollout/shadow.py"
+BACKTEST = ROOT / "include/modelops/pipelines/backtest.py"
 
 TYPED = [
     (MONITORING, "monitor_window"),
@@ -83,6 +84,7 @@ TYPED = [
     (STAGES, "outcome"),
     (STAGES, "restore_previous"),
     (SHADOW, "check_shadow"),
+    (BACKTEST, "run"),
 ]
 
 

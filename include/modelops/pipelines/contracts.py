@@ -155,3 +155,16 @@ class RecordedDecision(TypedDict):
     report_path: str | None
     rows: int
     labelled_rows: int
+
+
+# --- the backtest DAG --------------------------------------------------------------------------
+
+
+class Backtested(TypedDict):
+    """``backtest``: where the HTML report is, how much was replayed, and every decision that flips."""
+
+    report_html: str
+    candidates: int
+    windows: int
+    gate_flips: list[str]
+    window_flips: list[str]
