@@ -655,3 +655,55 @@ def test_every_task_gets_a_report_a_decision_and_a_page(task):
     assert "positives" not in report["slices"][0]
     json.dumps([report, decision], allow_nan=False)
     assert "PASSED" in render_html(report, decision)
+
+
+# ------------------------------------------------------------------------------ curves
+
+
+def test_binary_reports_carry_roc_pr_and_calibration_curves_that_agree_with_the_metrics(data):
+    spec = fraud_spec()
+    report, decision = run_gate(spec, data, candidate=data.scores(2.0), champion=data.scores(1.5))
+    curves = report["curves"]
+
+    assert set(curves["roc"]) == {"candidate", "champion", "baseline"}
+    for model, pts in curves["roc"].items():
+        assert pts[0] == [0.0, 0.0] and pts[-1] == [1.0, 1.0], model
+        assert len(pts) <= 101
+        xs, ys = np.array(pts).T
+        assert np.all(np.diff(xs) >= 0) and np.all(np.diff(ys) >= 0), model  # a ROC curve only rises
+    for model in ("candidate", "champion"):
+        xs, ys = np.array(curves["roc"][model]).T
+        area = float(np.trapezoid(ys, xs))
+        assert abs(area - report["models"][model]["metrics"]["roc_auc"]) < 0.01, model
+    recall, precision = np.array(curves["precision_recall"]["candidate"]).T
+    assert (
+        recall[-1] == 1.0 and abs(precision[-1] - data.y.mean()) < 1e-3
+    )  # everything flagged: the prevalence
+    # The synthetic scores are exact posteriors: the reliability curve sits on the diagonal.
+    mean_score, share = np.array(curves["calibration"]["candidate"]).T
+    assert np.max(np.abs(mean_score - share)) < 0.05
+    assert "baseline" not in curves["calibration"]
+
+    page = render_html(report, decision)
+    for title in ("ROC curve", "Precision-recall", "Calibration (score deciles)"):
+        assert f'aria-label="{title}"' in page
+    assert page.count("<polyline") >= 8 and "<script" not in page and "src=" not in page
+
+
+def test_regression_reports_carry_predicted_vs_actual_on_the_same_rows_for_each_model():
+    rng = np.random.default_rng(9)
+    n = 1200
+    df = pd.DataFrame({"region": rng.choice(["north", "south"], n), "channel": rng.choice(["pos", "atm"], n)})
+    spec = other_spec("regression", {"name": "is_fraud"}, {"primary_metric": "mae", "bootstrap_samples": 30})
+    df["is_fraud"] = rng.normal(0, 1, n)
+    candidate = df["is_fraud"].to_numpy() + rng.normal(0, 0.3, n)
+    report = evaluate(
+        spec, df, candidate_scores=candidate, baseline_scores=baseline_scores(spec, df["is_fraud"], n)
+    )
+
+    pts = report["curves"]["predicted_vs_actual"]["candidate"]
+    assert len(pts) == 400 and "baseline" not in report["curves"]["predicted_vs_actual"]
+    actual, predicted = np.array(pts).T
+    assert np.corrcoef(actual, predicted)[0, 1] > 0.9
+    page = render_html(report, decide(spec, report))
+    assert 'aria-label="Predicted vs actual (sample of rows)"' in page and page.count("<circle") == 400

@@ -169,7 +169,26 @@ def evaluate(
         {k: v for k, v in slice_thresholds.items() if v is not None},
     )
     report["latency_ms"] = latency_summary(latency)
+    report["curves"] = _curves(spec, task, y, slice_scores)
     return report
+
+
+def _curves(spec: ModelSpec, task: str, y: Any, scores: dict[str, Any]) -> dict[str, Any] | None:
+    """Binary: ROC, precision-recall and calibration; regression: predicted vs actual (``curves.py``)."""
+    import numpy as np
+
+    from include.modelops.evaluation import curves
+
+    if task == "binary_classification":
+        y01 = encode_labels(spec, y)
+        return curves.binary_curves(y01, {m: np.asarray(s, dtype=float).ravel() for m, s in scores.items()})
+    if task == "regression":
+        return curves.regression_curves(
+            np.asarray(y, dtype=float),
+            {m: np.asarray(s, dtype=float).ravel() for m, s in scores.items()},
+            seed=spec.split.seed,
+        )
+    return None
 
 
 # --------------------------------------------------------------------------------------
@@ -183,6 +202,7 @@ tr.pass td.status{color:#1a7f37;font-weight:700}tr.fail td{background:#ffebe9}
 tr.fail td.status{color:#cf222e;font-weight:700}tr.flag td{background:#ffebe9}tr.small td{color:#656d76}
 .better{color:#1a7f37}.worse{color:#cf222e}
 ul.notes{font-size:.9rem;color:#656d76}
+.charts{display:flex;flex-wrap:wrap;gap:1rem}.charts svg{border:1px solid #eaeef2;background:#fff}
 """
 
 
@@ -226,6 +246,54 @@ def _operating_point_html(evaluation: Mapping[str, Any]) -> list[str]:
         )
     out.append("</table>")
     return out
+
+
+def _curves_html(curves: Mapping[str, Any] | None) -> list[str]:
+    """The holdout's curves as inline SVG charts (``evaluation/curves.py``), when the report has them."""
+    if not curves:
+        return []
+    charts = []
+    if curves.get("roc"):
+        charts.append(
+            reports.chart(
+                "ROC curve",
+                curves["roc"],
+                x_label="false positive rate",
+                y_label="true positive rate",
+                diagonal=True,
+            )
+        )
+    if curves.get("precision_recall"):
+        charts.append(
+            reports.chart(
+                "Precision-recall", curves["precision_recall"], x_label="recall", y_label="precision"
+            )
+        )
+    if curves.get("calibration"):
+        charts.append(
+            reports.chart(
+                "Calibration (score deciles)",
+                curves["calibration"],
+                x_label="mean score",
+                y_label="share positive",
+                diagonal=True,
+            )
+        )
+    if curves.get("predicted_vs_actual"):
+        charts.append(
+            reports.chart(
+                "Predicted vs actual (sample of rows)",
+                curves["predicted_vs_actual"],
+                x_label="actual",
+                y_label="predicted",
+                domain=None,
+                diagonal=True,
+                points=True,
+                width=420,
+                height=360,
+            )
+        )
+    return ["<h2>Curves (holdout)</h2>", '<div class="charts">' + "".join(charts) + "</div>"]
 
 
 def render_html(evaluation: Mapping[str, Any], decision: Mapping[str, Any], *, title: str = "") -> str:
@@ -296,6 +364,7 @@ def render_html(evaluation: Mapping[str, Any], decision: Mapping[str, Any], *, t
         )
     parts.append("</table>")
     parts.append(f'<p class="muted">{_h(base.get("description"))}</p>')
+    parts += _curves_html(evaluation.get("curves"))
     parts += _operating_point_html(evaluation)
 
     comp = evaluation.get("comparison")
