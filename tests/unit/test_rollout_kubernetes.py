@@ -27,22 +27,21 @@ import yaml
 from include.modelops.platform import tracking
 from include.modelops.rollout import analysis, backend_for, stages
 from include.modelops.rollout.backend import CANARY, STABLE, StateFile
-from include.modelops.rollout.kubernetes import (
+from include.modelops.rollout.kubernetes import KubernetesBackend
+from include.modelops.rollout.kubernetes_client import KubernetesApiClient, RecordingClient
+from include.modelops.rollout.kubernetes_manifests import (
     DEPLOYMENT,
     HTTPROUTE,
     SECRET,
     SERVICE,
-    KubernetesApiClient,
-    KubernetesBackend,
     PodResources,
-    PrometheusQuery,
-    RecordingClient,
     render_deployment,
     render_route,
     render_service,
     render_shadow_secret,
     workload_name,
 )
+from include.modelops.rollout.prometheus import PrometheusQuery
 from include.modelops.rollout.record import read_record
 from include.modelops.settings import KubernetesSettingsError, ServingClusterSettings
 from tests.conftest import REFERENCE_SPEC
@@ -926,7 +925,7 @@ users:
 
 def test_the_cluster_is_reached_with_the_airflow_connection_as_training_pods_are(monkeypatch, tmp_path):
     """One credential path: the Airflow connection MODELOPS_K8S_CONN_ID, through KubernetesHook."""
-    from include.modelops.rollout.kubernetes import KubernetesApiClient
+    from include.modelops.rollout.kubernetes_client import KubernetesApiClient
 
     kubeconfig = tmp_path / "kubeconfig.yaml"
     kubeconfig.write_text(KUBECONFIG_TWO_CLUSTERS)
