@@ -116,8 +116,11 @@ def _up_acts_on_no_stale_event(state: Path) -> None:
     assert _rollout_records(state) == records
 
 
-def test_demo_twice_makes_a_champion_then_rolls_out_a_new_candidate_and_a_bad_one_is_rolled_back(tmp_path):
-    state = tmp_path / "state"
+def test_demo_twice_makes_a_champion_then_rolls_out_a_new_candidate_and_a_bad_one_is_rolled_back(
+    tmp_path_factory,
+):
+    # A short folder: the test's own name would make the state path deeper than a user's .state/.
+    state = tmp_path_factory.mktemp("demo") / "state"
 
     first = demo(state)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]

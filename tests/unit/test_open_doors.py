@@ -251,3 +251,24 @@ def test_only_the_deployments_shadow_secret_marks_a_request_as_shadow():
     assert not is_shadow("1", "the-secret")  # what a client sent to hide from monitoring
     assert not is_shadow(None, "the-secret")
     assert not is_shadow("", "")  # no secret configured: nothing is shadow
+
+
+def test_the_splitters_admin_socket_moves_to_a_shorter_path_when_its_own_is_too_long(tmp_path, monkeypatch):
+    """A deep MODELOPS_STATE_DIR (a CI checkout, a pytest worker's folder) must not stop a rollout."""
+    import stat
+
+    from include.modelops.rollout import local
+
+    state = tmp_path / "state"
+    monkeypatch.setenv("MODELOPS_STATE_DIR", str(state))
+    model_dir = state / "rollout" / "fraud_detection"
+    assert local.admin_socket_path("fraud_detection", model_dir) == model_dir / "admin.sock"
+
+    # As if the state folder were deep: the model's own path is one byte over what a socket allows.
+    monkeypatch.setattr(local, "_MAX_SOCKET_PATH", len(str(model_dir / "admin.sock").encode()) - 1)
+    sock = local.admin_socket_path("fraud_detection", model_dir)
+    assert sock.parent == state.resolve() / "sockets" and sock.suffix == ".sock"
+    assert len(str(sock).encode()) <= local._MAX_SOCKET_PATH
+    assert stat.S_IMODE(sock.parent.stat().st_mode) == 0o700  # no other user can reach it
+    assert local.admin_socket_path("fraud_detection", model_dir) == sock  # the same every time
+    assert local.admin_socket_path("churn", state / "rollout" / "churn") != sock  # one per model

@@ -7,8 +7,9 @@
   requests with its ``weighted_round_robin`` load-balancing policy; a weight change is a
   ``POST /load`` of the new config to Caddy's admin API (a graceful reload, no dropped
   connection). Every answer carries ``X-ModelOps-Upstream`` (which process answered).
-* Caddy's admin API listens only on a Unix socket, ``<state>/rollout/<model>/admin.sock``, mode
-  0600 inside the 0700 state folder: no other local user can move the weights (a TCP admin port
+* Caddy's admin API listens only on a Unix socket, ``<state>/rollout/<model>/admin.sock`` (or
+  ``<state>/sockets/<hash>.sock`` when that path is too long for a socket address), mode 0600
+  inside the 0700 state folder: no other local user can move the weights (a TCP admin port
   takes unauthenticated writes from anyone on the machine).
 * Caddy runs as the child of a small supervisor (:mod:`include.modelops.rollout.splitter`, its
   own session, one per model) that restarts it within about a second when it exits, from the
@@ -130,6 +131,21 @@ def admin_answers(socket_path: str | None, timeout: float = 2) -> bool:
         return admin_request(socket_path, "GET", "/config/", timeout=timeout)[0] == 200
     except OSError:
         return False
+
+
+def admin_socket_path(model: str, model_dir: Path) -> Path:
+    """Where the model's splitter listens for admin calls: ``<model dir>/admin.sock``, or, when that
+    is longer than a Unix socket address allows (a deep ``MODELOPS_STATE_DIR``, a test's temporary
+    folder), ``<state>/sockets/<hash of the model>.sock`` in a 0700 folder of the state."""
+    preferred = model_dir / ADMIN_SOCKET
+    if len(str(preferred).encode()) <= _MAX_SOCKET_PATH:
+        return preferred
+    import hashlib
+
+    folder = get_settings().state_dir / "sockets"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    return folder / f"{hashlib.sha256(model.encode()).hexdigest()[:12]}.sock"
 
 
 def admin_listen(socket_path: str) -> str:
@@ -273,7 +289,7 @@ class LocalBackend:
             )
             self._stop_splitter(state)
         port = get_settings().rollout_port or sp.get("port") or local_stack.free_port(self.host)
-        sock = self.dir / ADMIN_SOCKET
+        sock = admin_socket_path(self.model, self.dir)
         restarts = int(sp.get("restarts") or 0) + (1 if had_one else 0)
         state.splitter = {
             "host": self.host,

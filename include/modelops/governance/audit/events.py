@@ -673,7 +673,16 @@ def _dag_run_events(run: dict, version: str | None) -> list[dict]:
 
 
 def _sort(events: list[dict]) -> list[dict]:
-    ordered = sorted(events, key=lambda e: (e["at"] or "9999", e["_rank"], int(e["version"] or 0)))
+    # Tag times have one-second resolution: within a second, lifecycle step, version, then window order.
+    ordered = sorted(
+        events,
+        key=lambda e: (
+            e["at"] or "9999",
+            e["_rank"],
+            int(e["version"] or 0),
+            str((e.get("details") or {}).get("window") or ""),
+        ),
+    )
     for e in ordered:
         e.pop("_rank", None)
     return ordered
