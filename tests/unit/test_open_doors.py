@@ -262,10 +262,13 @@ def test_the_splitters_admin_socket_moves_to_a_shorter_path_when_its_own_is_too_
     state = tmp_path / "state"
     monkeypatch.setenv("MODELOPS_STATE_DIR", str(state))
     model_dir = state / "rollout" / "fraud_detection"
+    own = len(str(model_dir / "admin.sock").encode())
+    # Whatever this machine's temporary folder: first as if the model's own path just fits...
+    monkeypatch.setattr(local, "_MAX_SOCKET_PATH", own)
     assert local.admin_socket_path("fraud_detection", model_dir) == model_dir / "admin.sock"
 
-    # As if the state folder were deep: the model's own path is one byte over what a socket allows.
-    monkeypatch.setattr(local, "_MAX_SOCKET_PATH", len(str(model_dir / "admin.sock").encode()) - 1)
+    # ... then as if the state folder were deep: the model's own path one byte over what a socket allows.
+    monkeypatch.setattr(local, "_MAX_SOCKET_PATH", own - 1)
     sock = local.admin_socket_path("fraud_detection", model_dir)
     assert sock.parent == state.resolve() / "sockets" and sock.suffix == ".sock"
     assert len(str(sock).encode()) <= local._MAX_SOCKET_PATH
