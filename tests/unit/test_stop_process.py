@@ -43,3 +43,40 @@ def test_a_descendant_in_its_own_process_group_is_stopped_too():
         for kid in kids:
             with contextlib.suppress(psutil.Error):
                 kid.kill()
+
+
+# What circusd (the parent of BentoML's workers) does to itself when it sets its title: the start of
+# its environment block in /proc/<pid>/environ becomes NUL bytes, the rest of the entries stay.
+BLANK_THE_START = (
+    "import ctypes, time\n"
+    "libc = ctypes.CDLL(None)\n"
+    "environ = ctypes.POINTER(ctypes.c_void_p).in_dll(libc, 'environ')\n"
+    "ctypes.memset(environ[0], 0, len(ctypes.string_at(environ[0])) + 1)\n"
+    "print('ready', flush=True)\n"
+    "time.sleep(60)\n"
+)
+
+
+def test_a_process_whose_environment_block_starts_blank_is_still_found_by_it():
+    """psutil's environ() stops at the first empty entry and sees nothing of such a process, so a
+    server's circusd was left running after a failed rollout; the owner mark must still find it."""
+    from include.modelops.platform import processes
+
+    me = f"{os.getpid()}:{processes.start_ticks(os.getpid())}"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", BLANK_THE_START],
+        env={"AAA_FIRST": "blanked", **os.environ, "XYZ_TITLED": "yes", processes.OWNER_ENV: me},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        raw = open(f"/proc/{proc.pid}/environ", "rb").read()
+        assert raw.startswith(b"\0") and b"XYZ_TITLED=yes" in raw
+        assert psutil.Process(proc.pid).environ().get("XYZ_TITLED") is None  # what psutil sees
+        assert processes.pids_with_env("XYZ_TITLED", "yes") == [proc.pid]
+        assert proc.pid in processes.pids_with_env(processes.OWNER_ENV, me)
+        assert processes.owner_gone(proc.pid) is False  # its owner (this test) runs
+    finally:
+        proc.kill()
+        proc.wait()

@@ -94,6 +94,27 @@ def stop_pid(pid: int | None, started: int | None, timeout_s: float = 15) -> Non
             child.wait(5)
 
 
+def _environ_entries(pid: int) -> list[bytes] | None:
+    """``NAME=value`` entries of the process's environment, or None when it cannot be read.
+
+    On Linux the whole ``/proc/<pid>/environ`` block, every entry: a process that set its title
+    (``circusd``, the parent of BentoML's workers, through ``setproctitle``) overwrites the start
+    of that block with NUL bytes, and psutil's ``environ()`` stops at the first empty entry, so it
+    sees none of the rest and such a process would be left running. Elsewhere, psutil's view.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            return [e for e in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if e]
+        except OSError:
+            return None
+    import psutil
+
+    try:
+        return [f"{k}={v}".encode() for k, v in psutil.Process(pid).environ().items()]
+    except psutil.Error:
+        return None
+
+
 def pids_with_env(name: str, value: str) -> list[int]:
     """Processes of this user whose environment has ``name=value``.
 
@@ -102,14 +123,8 @@ def pids_with_env(name: str, value: str) -> list[int]:
     """
     import psutil
 
-    found = []
-    for p in psutil.process_iter():
-        try:
-            if p.environ().get(name) == value:
-                found.append(p.pid)
-        except psutil.Error:  # gone, a zombie, or another user's
-            continue
-    return found
+    needle = f"{name}={value}".encode()
+    return [pid for pid in psutil.pids() if needle in (_environ_entries(pid) or ())]
 
 
 def stop_process(proc: subprocess.Popen, timeout_s: float = 15) -> str:
@@ -192,12 +207,10 @@ def claim_processes() -> bool:
 
 def owner_gone(pid: int) -> bool:
     """True when ``pid`` carries an owner mark whose command no longer runs."""
-    import psutil
-
-    try:
-        mark = psutil.Process(pid).environ().get(OWNER_ENV)
-    except psutil.Error:
-        return False
+    prefix = f"{OWNER_ENV}=".encode()
+    mark = next(
+        (e[len(prefix) :].decode() for e in _environ_entries(pid) or () if e.startswith(prefix)), None
+    )
     if mark is None:
         return False
     opid, _, ticks = mark.partition(":")
