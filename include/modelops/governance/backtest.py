@@ -142,22 +142,12 @@ def _monitoring_runs(model: str) -> list[Any]:
     exp = c.get_experiment_by_name(model)
     if exp is None:
         return []
-    runs, token = [], None
-    while True:
-        page = c.search_runs(
-            [exp.experiment_id],
-            filter_string=f"tags.`{TAG_KIND}` = '{KIND_MONITORING}'",
-            max_results=1000,
-            page_token=token,
-        )
-        runs += [
-            r
-            for r in page
-            if r.data.tags.get(f"{MONITORING}outcome") and r.data.tags.get(f"{MONITORING}decided_at")
-        ]
-        token = page.token
-        if not token:
-            return sorted(runs, key=lambda r: r.data.tags[f"{MONITORING}decided_at"])
+    decided = [
+        r
+        for r in tracking.all_runs(exp.experiment_id, f"tags.`{TAG_KIND}` = '{KIND_MONITORING}'")
+        if r.data.tags.get(f"{MONITORING}outcome") and r.data.tags.get(f"{MONITORING}decided_at")
+    ]
+    return sorted(decided, key=lambda r: r.data.tags[f"{MONITORING}decided_at"])
 
 
 def replay_windows(model: str, changed: ModelSpec, scratch: Path, notes: list[str]) -> list[ReplayedWindow]:
@@ -210,19 +200,10 @@ def _training_runs(model: str) -> list[Any]:
     exp = c.get_experiment_by_name(model)
     if exp is None:
         raise BacktestError(f"{model} has no MLflow experiment: it was never trained here")
-    runs, token = [], None
-    while True:
-        page = c.search_runs(
-            [exp.experiment_id],
-            filter_string=f"tags.`{TAG_GATE_STATUS}` != ''",
-            order_by=["attributes.start_time ASC"],
-            max_results=1000,
-            page_token=token,
-        )
-        runs += [r for r in page if r.data.tags.get(TAG_GATE_STATUS) in ("passed", "rejected")]
-        token = page.token
-        if not token:
-            return runs
+    runs = tracking.all_runs(
+        exp.experiment_id, f"tags.`{TAG_GATE_STATUS}` != ''", ["attributes.start_time ASC"]
+    )
+    return [r for r in runs if r.data.tags.get(TAG_GATE_STATUS) in ("passed", "rejected")]
 
 
 def run_backtest(model: str, changed: ModelSpec, *, current: ModelSpec, spec_path: str = "") -> Backtest:

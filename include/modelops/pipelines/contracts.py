@@ -112,13 +112,12 @@ class Monitored(TypedDict):
     figures: dict[str, Any]
 
 
-class Decision(TypedDict):
-    """``decide_retraining``: retrain or not, why, and what guard (if any) held it back."""
+class _DecisionFields(TypedDict):
+    """What every retrain decision says, decided now or read back."""
 
     outcome: str
     reason: str
     retrain: bool
-    triggers: list[str]
     guard: str | None
     window: str
     figures: dict[str, Any]
@@ -126,6 +125,12 @@ class Decision(TypedDict):
     run_url: str | None
     version: str | None
     labelled_data: str | None
+
+
+class Decision(_DecisionFields):
+    """``decide_retraining``: retrain or not, why, and what guard (if any) held it back."""
+
+    triggers: list[str]
 
 
 class RetrainRequest(TypedDict):
@@ -139,19 +144,9 @@ class RetrainRequest(TypedDict):
     labelled_data: str | None
 
 
-class RecordedDecision(TypedDict):
+class RecordedDecision(_DecisionFields):
     """A decision read back from MLflow for a window (``make demo-drift``, the audit)."""
 
-    outcome: str
-    reason: str
-    retrain: bool
-    guard: str | None
-    window: str
-    figures: dict[str, Any]
-    report: str | None
-    run_url: str | None
-    version: str | None
-    labelled_data: str | None
     report_path: str | None
     rows: int
     labelled_rows: int

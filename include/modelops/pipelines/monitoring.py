@@ -263,31 +263,22 @@ def _history(model: str, exclude_run: str) -> list[PastDecision]:
     exp = c.get_experiment_by_name(model)
     if exp is None:
         return []
-    out, token = [], None
-    while True:
-        page = c.search_runs(
-            [exp.experiment_id],
-            filter_string=f"tags.`{KIND_TAG}` = '{KIND}'",
-            max_results=1000,
-            page_token=token,
-        )
-        for r in page:
-            t = r.data.tags
-            if r.info.run_id == exclude_run or not t.get(f"{P}outcome"):
-                continue
-            out.append(
-                PastDecision(
-                    window=t[f"{P}window"],
-                    window_end=datetime.fromisoformat(t[f"{P}window_end"]),
-                    at=datetime.fromisoformat(t[f"{P}decided_at"]),
-                    outcome=t[f"{P}outcome"],
-                    triggered=t.get(f"{P}triggers", "") != "",
-                    labelled_rows=int(t.get(f"{P}labelled_rows") or 0),
-                )
+    out = []
+    for r in tracking.all_runs(exp.experiment_id, f"tags.`{KIND_TAG}` = '{KIND}'"):
+        t = r.data.tags
+        if r.info.run_id == exclude_run or not t.get(f"{P}outcome"):
+            continue
+        out.append(
+            PastDecision(
+                window=t[f"{P}window"],
+                window_end=datetime.fromisoformat(t[f"{P}window_end"]),
+                at=datetime.fromisoformat(t[f"{P}decided_at"]),
+                outcome=t[f"{P}outcome"],
+                triggered=t.get(f"{P}triggers", "") != "",
+                labelled_rows=int(t.get(f"{P}labelled_rows") or 0),
             )
-        token = page.token
-        if not token:
-            return out
+        )
+    return out
 
 
 def _gpu_hours_last_week(spec: ModelSpec, now: datetime) -> float:

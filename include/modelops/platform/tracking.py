@@ -54,6 +54,24 @@ def client() -> MlflowClient:
     return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
+def all_runs(experiment_id: str, filter_string: str = "", order_by: list[str] | None = None) -> list[Any]:
+    """Every run of the experiment that matches ``filter_string``, all pages (MLflow returns 1,000 at most)."""
+    c = client()
+    runs, token = [], None
+    while True:
+        page = c.search_runs(
+            [experiment_id],
+            filter_string=filter_string,
+            order_by=order_by,
+            max_results=1000,
+            page_token=token,
+        )
+        runs += list(page)
+        token = page.token
+        if not token:
+            return runs
+
+
 def experiment_id(spec_name: str) -> str:
     """The experiment named after the model, created on first use."""
     c = client()

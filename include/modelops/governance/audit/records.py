@@ -106,13 +106,7 @@ class Records:
         self.runs: dict[str, Any] = {}
         self.logged_model_at: dict[str, str] = {}
         if self.experiment_id is not None:
-            token = None
-            while True:
-                page = c.search_runs([self.experiment_id], max_results=1000, page_token=token)
-                self.runs.update({r.info.run_id: r for r in page})
-                token = page.token
-                if not token:
-                    break
+            self.runs.update({r.info.run_id: r for r in tracking.all_runs(self.experiment_id)})
             try:
                 for lm in c.search_logged_models(experiment_ids=[self.experiment_id]):
                     self.logged_model_at[lm.model_id] = iso(lm.creation_timestamp) or ""
