@@ -303,6 +303,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from include.modelops.governance import backtest
     from include.modelops.spec import ModelSpecError, load_spec, load_spec_by_name
 
+    stop_on_signals()  # Ctrl-C or SIGTERM stops the temporary MLflow server too
     s = get_settings()
     try:
         changed = load_spec(args.spec, named_after_file=False)

@@ -25,6 +25,8 @@ import httpx
 import tenacity
 
 log = logging.getLogger(__name__)
+# httpx logs every request at INFO: the commands' output would fill with readiness polls.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 class Unreachable(OSError):

@@ -222,7 +222,7 @@ def start_mlflow(state_dir: Path, port: int, env: dict[str, str]) -> subprocess.
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/health", 120, proc, "MLflow server")
-    except Exception:
+    except BaseException:  # also Ctrl-C or SIGTERM while it starts: nothing else would stop it
         stop_process(proc)
         raise
     return proc
